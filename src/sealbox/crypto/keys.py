@@ -1,0 +1,205 @@
+"""Key types with strict text encodings, fingerprints and human safety codes.
+
+Two key kinds exist: X25519 keys that HPKE seals to, and Ed25519 keys that
+sign statements.  Each has one text form, ``<prefix><base64url raw bytes>``;
+the prefix names algorithm and version (see :mod:`sealbox.crypto.labels`), so
+a signing key can never be parsed as a sealing key or the other way round.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+
+from sealbox.crypto import labels
+from sealbox.crypto.encoding import b64u_decode, b64u_encode, digest, digest_bytes
+from sealbox.errors import MalformedInput, SignatureInvalid
+
+__all__ = [
+    "HpkePrivateKey",
+    "HpkePublicKey",
+    "RandomBytes",
+    "SigningKey",
+    "VerifyKey",
+    "safety_code",
+]
+
+#: The injectable source of randomness: ``n -> n random bytes``.  Public calls
+#: use :func:`secrets.token_bytes`; vector generation passes a seeded stream.
+RandomBytes = Callable[[int], bytes]
+
+KEY_BYTES = 32
+SIGNATURE_BYTES = 64
+
+# X25519 public keys of small order (RFC 7748 section 6; the list libsodium
+# rejects).  Sealing to one of them gives an all-zero or attacker-known shared
+# secret, so the text decoder refuses them up front.
+_X25519_LOW_ORDER = frozenset(
+    bytes.fromhex(h)
+    for h in (
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+        "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    )
+)
+
+
+def _from_text(text: object, prefix: str, what: str) -> bytes:
+    if not isinstance(text, str) or not text.startswith(prefix):
+        raise MalformedInput(f"{what}: expected text starting with {prefix!r}")
+    return b64u_decode(text[len(prefix) :], length=KEY_BYTES, what=what)
+
+
+def safety_code(raw_digest: bytes) -> str:
+    """A short code a person compares on two screens: four groups of five digits.
+
+    Each group is five digest bytes read as a big-endian integer modulo
+    100000 (the construction of Signal's safety numbers), giving about 66 bits
+    that an attacker would have to match for a key of its own.
+    """
+    if len(raw_digest) < 20:
+        raise ValueError("safety_code needs at least 20 digest bytes")
+    groups = (int.from_bytes(raw_digest[i : i + 5], "big") % 100000 for i in range(0, 20, 5))
+    return " ".join(f"{g:05d}" for g in groups)
+
+
+@dataclass(frozen=True)
+class HpkePublicKey:
+    """An X25519 public key that HPKE seals to."""
+
+    raw: bytes
+    """The 32-byte RFC 7748 encoding."""
+
+    def __post_init__(self) -> None:
+        if len(self.raw) != KEY_BYTES:
+            raise MalformedInput("HPKE public key: expected 32 bytes")
+        if self.raw in _X25519_LOW_ORDER:
+            raise MalformedInput("HPKE public key: small-order point")
+
+    @classmethod
+    def from_text(cls, text: object) -> HpkePublicKey:
+        return cls(_from_text(text, labels.KEY_HPKE_PUBLIC, "HPKE public key"))
+
+    def to_text(self) -> str:
+        return labels.KEY_HPKE_PUBLIC + b64u_encode(self.raw)
+
+    def fingerprint(self) -> str:
+        """``sha256:`` digest of the text form under the key-fingerprint label."""
+        return digest(labels.FINGERPRINT_KEY, self.to_text().encode("ascii"))
+
+    def safety_code(self) -> str:
+        return safety_code(digest_bytes(labels.FINGERPRINT_KEY, self.to_text().encode("ascii")))
+
+    def _to_library(self) -> x25519.X25519PublicKey:
+        return x25519.X25519PublicKey.from_public_bytes(self.raw)
+
+
+@dataclass(frozen=True)
+class HpkePrivateKey:
+    """An X25519 private key: an approver's long-term key or a requester's one-time key."""
+
+    _key: x25519.X25519PrivateKey = field(repr=False)
+
+    @classmethod
+    def generate(cls) -> HpkePrivateKey:
+        return cls._from_seed(secrets.token_bytes(KEY_BYTES))
+
+    @classmethod
+    def _from_seed(cls, seed: bytes) -> HpkePrivateKey:
+        """Deterministic construction for vectors: the 32 bytes are the RFC 7748 scalar."""
+        return cls(x25519.X25519PrivateKey.from_private_bytes(seed))
+
+    @classmethod
+    def from_text(cls, text: object) -> HpkePrivateKey:
+        return cls._from_seed(_from_text(text, labels.KEY_HPKE_PRIVATE, "HPKE private key"))
+
+    def to_text(self) -> str:
+        raw = self._key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        return labels.KEY_HPKE_PRIVATE + b64u_encode(raw)
+
+    def public_key(self) -> HpkePublicKey:
+        return HpkePublicKey(self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+
+    def _to_library(self) -> x25519.X25519PrivateKey:
+        return self._key
+
+
+@dataclass(frozen=True)
+class VerifyKey:
+    """An Ed25519 public key that verifies sealbox statements."""
+
+    raw: bytes
+    """The 32-byte RFC 8032 encoding."""
+
+    def __post_init__(self) -> None:
+        if len(self.raw) != KEY_BYTES:
+            raise MalformedInput("signing public key: expected 32 bytes")
+        try:
+            ed25519.Ed25519PublicKey.from_public_bytes(self.raw)
+        except ValueError:
+            raise MalformedInput("signing public key: not a valid Ed25519 point") from None
+
+    @classmethod
+    def from_text(cls, text: object) -> VerifyKey:
+        return cls(_from_text(text, labels.KEY_SIGN_PUBLIC, "signing public key"))
+
+    def to_text(self) -> str:
+        return labels.KEY_SIGN_PUBLIC + b64u_encode(self.raw)
+
+    def fingerprint(self) -> str:
+        return digest(labels.FINGERPRINT_KEY, self.to_text().encode("ascii"))
+
+    def safety_code(self) -> str:
+        return safety_code(digest_bytes(labels.FINGERPRINT_KEY, self.to_text().encode("ascii")))
+
+    def verify(self, signature: bytes, message: bytes) -> None:
+        """Raise :class:`SignatureInvalid` unless ``signature`` is valid for ``message``."""
+        try:
+            ed25519.Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, message)
+        except InvalidSignature:
+            raise SignatureInvalid("signature does not verify") from None
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """An Ed25519 private key: an approver's, a client's, or an enrollment delegation key."""
+
+    _key: ed25519.Ed25519PrivateKey = field(repr=False)
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        return cls._from_seed(secrets.token_bytes(KEY_BYTES))
+
+    @classmethod
+    def _from_seed(cls, seed: bytes) -> SigningKey:
+        """Deterministic construction for vectors: the 32-byte RFC 8032 seed."""
+        return cls(ed25519.Ed25519PrivateKey.from_private_bytes(seed))
+
+    @classmethod
+    def from_text(cls, text: object) -> SigningKey:
+        return cls._from_seed(_from_text(text, labels.KEY_SIGN_PRIVATE, "signing private key"))
+
+    def to_text(self) -> str:
+        raw = self._key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        return labels.KEY_SIGN_PRIVATE + b64u_encode(raw)
+
+    def verify_key(self) -> VerifyKey:
+        return VerifyKey(self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+
+    def sign(self, message: bytes) -> bytes:
+        return self._key.sign(message)
+
