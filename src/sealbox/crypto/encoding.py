@@ -169,6 +169,12 @@ def parse_canonical_json(data: bytes, *, what: str = "JSON") -> dict[str, Any]:
         raise MalformedInput(f"{what}: not valid JSON") from None
     if not isinstance(value, dict):
         raise MalformedInput(f"{what}: not a JSON object")
-    if canonical_json(value) != data:
+    try:
+        canonical = canonical_json(value)
+    except (ValueError, RecursionError):
+        # A lone surrogate escape (``"\\ud800"``) parses but has no UTF-8 form, and
+        # nesting just under the parser's limit can exceed it when re-serialised.
+        raise MalformedInput(f"{what}: not in canonical form") from None
+    if canonical != data:
         raise MalformedInput(f"{what}: not in canonical form")
     return value

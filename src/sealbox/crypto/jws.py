@@ -111,8 +111,11 @@ def verify(token: object, key: VerifyKey, *, typ: str, kid: str) -> dict[str, An
     if header.kid != kid:
         raise SignatureInvalid("statement kid does not name the expected signer")
     signature = b64u_decode(signature_b64, length=SIGNATURE_BYTES, what="JWS signature")
+    # Decoded before the signature check so that the signing input is known to be
+    # base64url (hence ASCII); parsed only after it verifies.
+    payload = b64u_decode(payload_b64, what="JWS payload")
     key.verify(signature, f"{header_b64}.{payload_b64}".encode("ascii"))
-    return parse_canonical_json(b64u_decode(payload_b64, what="JWS payload"), what="JWS payload")
+    return parse_canonical_json(payload, what="JWS payload")
 
 
 def statement_hash(token: str) -> str:

@@ -43,7 +43,9 @@ SIGNATURE_BYTES = 64
 
 # X25519 public keys of small order (RFC 7748 section 6; the list libsodium
 # rejects).  Sealing to one of them gives an all-zero or attacker-known shared
-# secret, so the text decoder refuses them up front.
+# secret, so the text decoder refuses them up front.  X25519 ignores the top
+# bit of the encoding (RFC 7748 section 5), so each entry also has a twin with
+# bit 255 set; the check below clears that bit before looking a key up here.
 _X25519_LOW_ORDER = frozenset(
     bytes.fromhex(h)
     for h in (
@@ -56,6 +58,11 @@ _X25519_LOW_ORDER = frozenset(
         "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
     )
 )
+
+
+def _clear_top_bit(raw: bytes) -> bytes:
+    """The encoding with bit 255 cleared: the u-coordinate X25519 actually uses."""
+    return raw[:31] + bytes([raw[31] & 0x7F])
 
 
 def _from_text(text: object, prefix: str, what: str) -> bytes:
@@ -87,7 +94,7 @@ class HpkePublicKey:
     def __post_init__(self) -> None:
         if len(self.raw) != KEY_BYTES:
             raise MalformedInput("HPKE public key: expected 32 bytes")
-        if self.raw in _X25519_LOW_ORDER:
+        if _clear_top_bit(self.raw) in _X25519_LOW_ORDER:
             raise MalformedInput("HPKE public key: small-order point")
 
     @classmethod
@@ -202,4 +209,3 @@ class SigningKey:
 
     def sign(self, message: bytes) -> bytes:
         return self._key.sign(message)
-
