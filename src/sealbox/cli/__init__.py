@@ -1,0 +1,1 @@
+"""The ``sealbox`` command: a thin layer over the client and approver packages."""

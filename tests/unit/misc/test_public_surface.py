@@ -1,0 +1,84 @@
+"""The public surface is small and pinned: changing it must be a deliberate act."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import sealbox
+from sealbox import errors
+
+SRC = pathlib.Path(sealbox.__file__).parent
+
+
+def test_top_level_all_is_pinned() -> None:
+    assert sorted(sealbox.__all__) == ["SealboxError", "__version__", "errors"]
+
+
+def test_error_hierarchy_is_pinned() -> None:
+    assert sorted(errors.__all__) == [
+        "BindingMismatch",
+        "CertificateInvalid",
+        "DecryptionFailed",
+        "DirectoryBroken",
+        "DirectoryFork",
+        "DirectoryRollback",
+        "Expired",
+        "IllegalTransition",
+        "MalformedInput",
+        "ManifestMismatch",
+        "NotAuthorized",
+        "SealboxError",
+        "SignatureInvalid",
+        "ThresholdNotMet",
+        "VerificationError",
+        "VersionRollback",
+    ]
+
+
+def test_every_error_has_a_distinct_code_and_a_hint() -> None:
+    classes = [getattr(errors, name) for name in errors.__all__]
+    codes = [cls.code for cls in classes]
+    assert len(set(codes)) == len(codes)
+    for cls in classes:
+        assert issubclass(cls, errors.SealboxError)
+        assert cls.hint
+
+
+def test_error_hint_can_be_overridden_and_message_is_kept() -> None:
+    exc = errors.Expired("too late", hint="ask again")
+    assert exc.message == "too late"
+    assert exc.hint == "ask again"
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_layering_crypto_imports_nothing_of_ours_but_errors() -> None:
+    for path in (SRC / "crypto").glob("*.py"):
+        ours = {n for n in _imports(path) if n.startswith("sealbox")}
+        assert ours <= {"sealbox.errors"} | {
+            n for n in ours if n.startswith("sealbox.crypto")
+        }, path.name
+
+
+def test_layering_protocol_imports_only_crypto_and_errors() -> None:
+    for path in (SRC / "protocol").glob("*.py"):
+        ours = {n for n in _imports(path) if n.startswith("sealbox")}
+        allowed = {n for n in ours if n.startswith(("sealbox.crypto", "sealbox.protocol"))}
+        assert ours <= allowed | {"sealbox.errors"}, path.name
+
+
+def test_only_crypto_imports_pyca_cryptography() -> None:
+    for path in SRC.rglob("*.py"):
+        if "crypto" in path.relative_to(SRC).parts[:1]:
+            continue
+        assert not any(n.startswith("cryptography") for n in _imports(path)), path
