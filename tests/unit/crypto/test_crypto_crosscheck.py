@@ -31,6 +31,7 @@ TYP = labels.TYP_ITEM
 KID = "approver-1"
 PAYLOAD = {"item": "db-password", "version": 3, "fields": ["user", "pass"], "ok": True, "n": None}
 
+
 # joserfc warns that "EdDSA" is deprecated by RFC 9864 (in favour of "Ed25519");
 # sealbox deliberately uses the RFC 8037 name, so the warning is expected.
 def joserfc_warning() -> pytest.WarningsRecorder:

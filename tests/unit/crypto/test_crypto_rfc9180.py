@@ -13,8 +13,12 @@ from typing import Any
 import cryptography_vectors
 import pytest
 from cryptography.hazmat.bindings._rust import openssl as rust_openssl
-from cryptography.hazmat.primitives.serialization import Encoding, PrivateFormat, PublicFormat
-from cryptography.hazmat.primitives.serialization import NoEncryption
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 
 from sealbox.crypto import hpke
 from sealbox.crypto.keys import HpkePrivateKey, HpkePublicKey
@@ -47,11 +51,11 @@ def first_encryption() -> dict[str, bytes]:
 
 
 def test_suite_identifiers_match_the_vector() -> None:
-    assert (hpke._KEM_ID, hpke._KDF_ID, hpke._AEAD_ID) == (
+    assert (
         VECTOR["kem_id"],
         VECTOR["kdf_id"],
         VECTOR["aead_id"],
-    )
+    ) == (hpke._KEM_ID, hpke._KDF_ID, hpke._AEAD_ID)
     assert h("enc") == h("pkEm")
 
 
@@ -68,7 +72,9 @@ def test_library_opens_vector_ciphertext_with_aad() -> None:
     # The public pyca API has no aad parameter; this private hook is test-only.
     e = first_encryption()
     sk = HpkePrivateKey._from_seed(h("skRm"))._to_library()
-    pt = rust_openssl.hpke._decrypt_with_aad(hpke._SUITE, h("enc") + e["ct"], sk, h("info"), e["aad"])
+    pt = rust_openssl.hpke._decrypt_with_aad(
+        hpke._SUITE, h("enc") + e["ct"], sk, h("info"), e["aad"]
+    )
     assert pt == e["pt"]
 
 
