@@ -76,7 +76,9 @@ class Reader:
 
     def choice(self, key: str, allowed: frozenset[str]) -> str:
         value = self._get(key)
-        if value not in allowed:
+        # Type first: ``in`` on a frozenset hashes the value, and a list or an
+        # object from a hostile payload would raise TypeError, not MalformedInput.
+        if not isinstance(value, str) or value not in allowed:
             raise MalformedInput(f"{self.what}.{key}: expected one of {sorted(allowed)}")
         return str(value)
 
