@@ -109,6 +109,9 @@ def combine(shares: Sequence[bytes], threshold: int, *, secret_bytes: int = 32) 
         if share[0] in xs:
             raise MalformedInput("share: two shares with the same x")
         xs.append(share[0])
+    if threshold == 1:
+        # Degree 0: the one share's y is the secret (the basis below would be [1]).
+        return bytes(used[0][1:])
     # Lagrange basis at 0: l_j(0) = prod_{m != j} x_m / (x_m - x_j); in GF(2^8) minus is xor.
     basis = []
     for j, x_j in enumerate(xs):
