@@ -32,6 +32,8 @@ __all__ = [
 
 _B64U_ALPHABET = re.compile(r"[A-Za-z0-9_-]*")
 _MAX_PART = 2**32 - 1
+#: Largest integer magnitude a double (and so JavaScript, and RFC 8785) holds exactly.
+MAX_SAFE_INTEGER = 2**53 - 1
 
 
 def b64u_encode(data: bytes) -> str:
@@ -107,27 +109,32 @@ def parse_digest(text: object, *, what: str = "digest") -> str:
 def canonical_json(value: Mapping[str, Any]) -> bytes:
     """The one serialisation of a JSON object that sealbox signs and hashes.
 
-    Keys sorted, no insignificant white space, UTF-8, no floats (integers,
-    strings, booleans, null, lists and objects only).  This is the subset of
-    RFC 8785 (JCS) that our statements use; without floats the two agree.
+    Keys sorted, no insignificant white space, UTF-8.  Values are limited to
+    the subset on which this serialisation and RFC 8785 (JCS) agree byte for
+    byte, so any JCS library (in the browser approver, say) produces the same
+    bytes: no floats; integers within +-(2^53 - 1), which JCS would write as
+    doubles beyond; object keys in ASCII, where sorting by code point (ours)
+    and by UTF-16 code unit (JCS) coincide.  Anything else raises TypeError.
     """
-    _reject_floats(value)
+    _check_jcs_subset(value)
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
 
 
-def _reject_floats(value: object) -> None:
+def _check_jcs_subset(value: object) -> None:
     if isinstance(value, float):
         raise TypeError("floats are not allowed in sealbox statements")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INTEGER:
+        raise TypeError("integers beyond 2^53 - 1 are not allowed in sealbox statements")
     if isinstance(value, Mapping):
         for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError("JSON object keys must be strings")
-            _reject_floats(item)
+            if not isinstance(key, str) or not key.isascii():
+                raise TypeError("JSON object keys must be ASCII strings")
+            _check_jcs_subset(item)
     elif isinstance(value, list | tuple):
         for item in value:
-            _reject_floats(item)
+            _check_jcs_subset(item)
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -171,8 +178,8 @@ def parse_canonical_json(data: bytes, *, what: str = "JSON") -> dict[str, Any]:
         raise MalformedInput(f"{what}: not a JSON object")
     try:
         canonical = canonical_json(value)
-    except (ValueError, RecursionError):
-        # A lone surrogate escape (``"\\ud800"``) parses but has no UTF-8 form, and
+    except (TypeError, ValueError, RecursionError):
+        # Outside the JCS subset (see canonical_json).  Also: a lone surrogate escape (``"\\ud800"``) parses but has no UTF-8 form, and
         # nesting just under the parser's limit can exceed it when re-serialised.
         raise MalformedInput(f"{what}: not in canonical form") from None
     if canonical != data:

@@ -185,7 +185,7 @@ def test_canonical_json_rejects_floats_and_non_string_keys() -> None:
         with pytest.raises(TypeError, match="floats"):
             canonical_json(value)
     for value in [{1: "a"}, {"a": {None: 1}}]:
-        with pytest.raises(TypeError, match="keys must be strings"):
+        with pytest.raises(TypeError, match="keys must be ASCII strings"):
             canonical_json(value)  # type: ignore[dict-item]
 
 
@@ -248,3 +248,19 @@ def test_parse_canonical_json_deep_nesting_never_escapes_as_recursion_error() ->
         except MalformedInput:
             outcomes.add("malformed")
     assert outcomes == {"ok", "malformed"}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"\u00e9": 1}, {"a": 2**53}, {"a": -(2**53)}, {"a": [2**64]}],
+    ids=["non-ascii-key", "int-above", "int-below", "nested-int"],
+)
+def test_canonical_json_stays_inside_the_jcs_subset(value: dict[str, object]) -> None:
+    with pytest.raises(TypeError):
+        canonical_json(value)
+
+
+def test_canonical_json_accepts_the_jcs_integer_limits() -> None:
+    assert canonical_json({"a": 2**53 - 1, "b": -(2**53) + 1}) == (
+        b'{"a":9007199254740991,"b":-9007199254740991}'
+    )

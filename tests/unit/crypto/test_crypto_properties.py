@@ -119,15 +119,19 @@ def test_length_prefixed_separates_concatenations(x: str, y: str) -> None:
 
 # --- canonical JSON ----------------------------------------------------------------------
 
-JSON_SCALAR = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20))
+# The JCS subset canonical_json accepts: ASCII keys, integers within +-(2^53 - 1).
+JSON_KEY = st.text(st.characters(codec="ascii"), max_size=8)
+JSON_SCALAR = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**53) + 1, 2**53 - 1), st.text(max_size=20)
+)
 JSON_VALUE = st.recursive(
     JSON_SCALAR,
     lambda inner: st.one_of(
-        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+        st.lists(inner, max_size=4), st.dictionaries(JSON_KEY, inner, max_size=4)
     ),
     max_leaves=20,
 )
-JSON_OBJECT = st.dictionaries(st.text(max_size=8), JSON_VALUE, max_size=6)
+JSON_OBJECT = st.dictionaries(JSON_KEY, JSON_VALUE, max_size=6)
 
 
 @given(JSON_OBJECT)
@@ -318,7 +322,7 @@ def test_shamir_duplicate_x_raises(
 
 # --- JWS -------------------------------------------------------------------------------
 
-JWS_PAYLOAD = st.dictionaries(st.text(max_size=6), JSON_SCALAR, max_size=4)
+JWS_PAYLOAD = st.dictionaries(JSON_KEY, JSON_SCALAR, max_size=4)
 
 
 def _flip(token: str, pos: int, bit: int) -> str:
