@@ -179,8 +179,9 @@ def parse_canonical_json(data: bytes, *, what: str = "JSON") -> dict[str, Any]:
     try:
         canonical = canonical_json(value)
     except (TypeError, ValueError, RecursionError):
-        # Outside the JCS subset (see canonical_json).  Also: a lone surrogate escape (``"\\ud800"``) parses but has no UTF-8 form, and
-        # nesting just under the parser's limit can exceed it when re-serialised.
+        # Outside the JCS subset (see canonical_json).  Also: a lone surrogate
+        # escape (``"\\ud800"``) parses but has no UTF-8 form, and nesting just
+        # under the parser's limit can exceed it when re-serialised.
         raise MalformedInput(f"{what}: not in canonical form") from None
     if canonical != data:
         raise MalformedInput(f"{what}: not in canonical form")
