@@ -298,6 +298,7 @@ def _release_from_parts(
         cache_until=cache_until,
         at=now,
     )
+    ReleaseStatement.from_json(statement.to_json())  # never sign what a verifier would refuse
     return sign_statement(statement, key, approver)
 
 

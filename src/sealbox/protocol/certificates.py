@@ -59,6 +59,7 @@ def issue_certificate(
         issuer=issuer,
         at=now,
     )
+    ClientCertificate.from_json(cert.to_json())  # never sign what a verifier would refuse
     return sign_statement(cert, key, issuer)
 
 
@@ -83,6 +84,7 @@ def issue_enrollment(
         issuer=issuer,
         at=now,
     )
+    EnrollmentStatement.from_json(enrollment.to_json())
     return sign_statement(enrollment, key, issuer)
 
 
@@ -106,6 +108,7 @@ def issue_machine_certificate(
         issuer=enrollment.id,
         at=now,
     )
+    ClientCertificate.from_json(cert.to_json())
     return sign_statement(cert, delegation_key, enrollment.id)
 
 

@@ -99,6 +99,8 @@ def genesis_link(vault: str, approver: ApproverRecord, key: SigningKey, *, now: 
     if key.verify_key() != approver.sig_pk:
         raise ValueError("link 0 must be signed by the approver it adds")
     link = DirectoryLink(vault=vault, seq=0, prev=None, op="add", approver=approver, at=now)
+    # Parse what we are about to sign: link 0 that no verifier accepts would brick the vault.
+    DirectoryLink.from_json(link.to_json())
     return sign_statement(link, key, approver.id)
 
 
@@ -124,7 +126,9 @@ def append_link(
         at=now,
     )
     # Check the result as a verifier would, so a bad link is refused here
-    # rather than by every client later.
+    # rather than by every client later: parse it (an unknown op, bad ids or
+    # display text), then apply it to the current set.
+    DirectoryLink.from_json(link.to_json())
     _apply(dict(directory.approvers), link)
     return sign_statement(link, key, signer)
 
@@ -199,7 +203,7 @@ def verify_directory(
                         f"link {seq}: signer is not an approver as of link {seq - 1}"
                     )
             link = verify_statement(token, DirectoryLink, signer.sig_pk, signer.id)
-        except DirectoryBroken:
+        except DirectoryBroken:  # pragma: no cover - nothing in the try raises it today
             raise
         except SealboxError as exc:
             raise DirectoryBroken(f"link {seq} does not verify: {exc.message}") from exc

@@ -214,6 +214,9 @@ def _build_store_from_parts(
     random: RandomBytes,
     ikm: RandomBytes | None,
 ) -> StoreUpload:
+    if not 0 < ttl <= MAX_STORE_TTL:
+        # Approvers refuse a longer window (docs/protocol.md section 8): do not sign one.
+        raise ValueError("ttl out of range")
     sealed = _seal_fields(
         directory, item=item, version=version, values=values, approvers=approvers,
         threshold=threshold, random=random, ikm=ikm,
@@ -315,8 +318,9 @@ def verify_store(
         raise BindingMismatch("store statement client or vault does not match its certificate")
     if statement.at > now + CLOCK_SKEW or now > statement.exp:
         raise Expired("store statement is not valid at this time")
-    if statement.exp - statement.at > MAX_STORE_TTL:
-        raise MalformedInput("store statement: validity longer than allowed")
+    if statement.exp < statement.at or statement.exp - statement.at > MAX_STORE_TTL:
+        # exp before at is as meaningless as a window too long (access refuses both).
+        raise MalformedInput("store statement: validity window out of range")
     for member in statement.keyset.approvers:
         directory.approver(member)
     if approver not in statement.keyset.approvers:
