@@ -8,7 +8,6 @@ vouch for a field the verifier silently drops (or the other way round).
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -24,11 +23,14 @@ MAX_INT = 2**53 - 1
 MAX_TEXT = 4096
 MAX_LIST = 256
 
-# Characters that change how following text is displayed: C0/C1 controls (ANSI
-# escape sequences), and the bidirectional overrides and isolates.  A
-# requester could use them to hide or fake text on an approver's screen, so
-# every string a statement carries is refused if it holds one.
-_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
+# Unicode categories that change how text around them is displayed, or hide
+# text: Cc (C0/C1 controls: ANSI escape sequences, carriage return), Cf (format
+# characters: bidirectional overrides and isolates, zero-width characters,
+# invisible tag characters), Zl and Zp (line and paragraph separators, which
+# render as line breaks), Cs (lone surrogates).  A requester could use them to
+# hide or fake text on an approver's screen, so every string a statement
+# carries is refused if it holds one.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 
 
 def check_display_text(value: object, what: str, *, max_len: int = MAX_TEXT) -> str:
@@ -36,8 +38,8 @@ def check_display_text(value: object, what: str, *, max_len: int = MAX_TEXT) -> 
         raise MalformedInput(f"{what}: expected text")
     if len(value) > max_len:
         raise MalformedInput(f"{what}: longer than {max_len} characters")
-    if any(unicodedata.category(ch) == "Cc" for ch in value) or _BIDI.search(value):
-        raise MalformedInput(f"{what}: control or bidirectional-override characters")
+    if any(unicodedata.category(ch) in _HIDDEN_CATEGORIES for ch in value):
+        raise MalformedInput(f"{what}: control, format or line-separator characters")
     return value
 
 

@@ -37,7 +37,7 @@ from sealbox.errors import (
 )
 from sealbox.protocol import ids
 from sealbox.protocol._reader import Reader
-from sealbox.protocol.certificates import CLOCK_SKEW, verify_certificate
+from sealbox.protocol.certificates import CLOCK_SKEW, check_context, verify_certificate
 from sealbox.protocol.directory import Directory
 from sealbox.protocol.statements import (
     NO_CACHE,
@@ -183,6 +183,7 @@ def verify_access(
     statement = verify_statement(token, AccessStatement, cert.client.sig_pk, cert.client.id)
     if statement.client != cert.client.id or statement.vault != directory.vault:
         raise BindingMismatch("access statement client or vault does not match its certificate")
+    check_context(cert, statement.context)
     _check_window(statement, now)
     assert isinstance(token, str)
     return VerifiedAccess(statement=statement, hash=jws.statement_hash(token), certificate=cert)
@@ -392,7 +393,8 @@ def open_release(
         if token is None:
             raise BindingMismatch(f"no manifest served for {item.item}")
         manifest = _check_manifest_for(item, token, directory, s.vault)
-        if manifest.version < known.get(item.item, 0):
+        if item.version is None and manifest.version < known.get(item.item, 0):
+            # Only "latest" can be rolled back; an explicit older version is history.
             raise VersionRollback(
                 f"{item.item}: version {manifest.version} served, "
                 f"version {known[item.item]} seen before"
@@ -464,6 +466,8 @@ def open_release(
             )  # fmt: skip
     if cache_until is None:
         raise ThresholdNotMet("no release")
+    # An approver may shorten the cache window the client asked for, never extend it.
+    cache_until = min(cache_until, s.at + s.cache.seconds) if s.cache.seconds else 0
     return Released(
         values=values,
         versions={i: m.version for i, m in checked.items()},

@@ -8,6 +8,7 @@ the directory therefore voids the certificates it issued.
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Sequence
 
 from sealbox.crypto import jws
@@ -21,12 +22,14 @@ from sealbox.protocol.statements import (
     ClientInfo,
     EnrollmentConstraints,
     EnrollmentStatement,
+    RequestContext,
     sign_statement,
     verify_statement,
 )
 
 __all__ = [
     "CLOCK_SKEW",
+    "check_context",
     "issue_certificate",
     "issue_enrollment",
     "issue_machine_certificate",
@@ -179,3 +182,19 @@ def _check_within(cert: ClientCertificate, enrollment: EnrollmentStatement) -> N
         raise CertificateInvalid("certificate allows networks its enrollment does not")
     if limits.hostname is not None and cert.constraints.hostname != limits.hostname:
         raise CertificateInvalid("certificate allows hosts its enrollment does not")
+
+
+def check_context(cert: ClientCertificate, context: RequestContext) -> None:
+    """Hold a client-signed request context to its certificate's host-name pattern.
+
+    The pattern is a case-insensitive shell glob (``ci-*.example.com``).  A
+    certificate with a pattern refuses a request that does not name its host.
+    This is the approver's own check; the CIDR constraint, which concerns the
+    source address only the relay observes, is the relay's to enforce.
+    """
+    pattern = cert.constraints.hostname
+    if pattern is None:
+        return
+    host = context.host
+    if host is None or not fnmatch.fnmatchcase(host.lower(), pattern.lower()):
+        raise CertificateInvalid("the request's host is outside what its certificate allows")

@@ -31,7 +31,7 @@ from sealbox.errors import (
     NotAuthorized,
 )
 from sealbox.protocol import ids
-from sealbox.protocol.certificates import CLOCK_SKEW, verify_certificate
+from sealbox.protocol.certificates import CLOCK_SKEW, check_context, verify_certificate
 from sealbox.protocol.directory import Directory
 from sealbox.protocol.statements import (
     ClientCertificate,
@@ -247,16 +247,19 @@ def _build_store_from_parts(
 
 
 def verify_manifest(token: object, directory: Directory) -> ItemManifest:
-    """Verify an item manifest: signed by a current approver of this vault."""
+    """Verify an item manifest: signed by a current approver of this vault.
+
+    The key set may name approvers that have since been removed: their
+    shares stop counting (a release must be signed by a current approver),
+    while the remaining holders can still release and re-seal.  Whether a
+    key set names only members is checked where it matters, when a version
+    is stored (:func:`verify_store`).
+    """
     header = jws.read_header(token)
     signer = directory.approver(header.kid)
     manifest = verify_statement(token, ItemManifest, signer.sig_pk, signer.id)
     if manifest.vault != directory.vault:
         raise BindingMismatch("manifest belongs to another vault")
-    for approver in manifest.keyset.approvers:
-        # Nobody outside the directory may hold a share: a relay-added key
-        # would otherwise be sealed to at the next store.
-        directory.approver(approver)
     return manifest
 
 
@@ -316,6 +319,7 @@ def verify_store(
     )
     if statement.client != cert.client.id or statement.vault != directory.vault:
         raise BindingMismatch("store statement client or vault does not match its certificate")
+    check_context(cert, statement.context)
     if statement.at > now + CLOCK_SKEW or now > statement.exp:
         raise Expired("store statement is not valid at this time")
     if statement.exp < statement.at or statement.exp - statement.at > MAX_STORE_TTL:

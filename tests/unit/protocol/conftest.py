@@ -24,8 +24,10 @@ from sealbox.protocol import directory as dr
 from sealbox.protocol import ids
 from sealbox.protocol import store as st
 from sealbox.protocol.statements import (
+    NO_CACHE,
     AccessItem,
     ApproverRecord,
+    CacheRequest,
     ClientConstraints,
     ClientInfo,
     RequestContext,
@@ -228,6 +230,7 @@ class World:
         now: int = NOW,
         ttl: int = 300,
         client: Client | None = None,
+        cache: CacheRequest = NO_CACHE,
     ) -> ac.AccessRequest:
         client = client or self.client
         items = []
@@ -246,6 +249,7 @@ class World:
             context=RequestContext(host="build-1", user="ana", argv=("psql", "-c", "select 1")),
             now=now,
             ttl=ttl,
+            cache=cache,
         )
 
     def verify_ask(self, request: ac.AccessRequest, *, now: int = NOW) -> ac.VerifiedAccess:

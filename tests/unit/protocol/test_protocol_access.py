@@ -213,12 +213,24 @@ def test_explicit_version_and_newer_versions(world: Any) -> None:
 
 
 def test_cache_until_is_the_earliest(world: Any, m2: Any) -> None:
-    request = world.ask((m2, ["user"]))
+    request = world.ask((m2, ["user"]), cache=CacheRequest(seconds=3600, scope="user"))
     releases = [
         world.release(request, world.approvers[0], m2, cache_until=NOW + 900),
         world.release(request, world.approvers[1], m2, cache_until=NOW + 60),
     ]
     assert world.open(request, releases, m2).cache_until == NOW + 60
+
+
+def test_cache_until_never_exceeds_what_the_client_asked(world: Any, m1: Any) -> None:
+    request = world.ask((m1, ["user"]), cache=CacheRequest(seconds=30, scope="process-tree"))
+    release = world.release(request, world.approvers[0], m1, cache_until=NOW + 900)
+    assert world.open(request, [release], m1).cache_until == NOW + 30
+
+
+def test_no_cache_asked_means_no_cache_whatever_the_release_says(world: Any, m1: Any) -> None:
+    request = world.ask((m1, ["user"]))
+    release = world.release(request, world.approvers[0], m1, cache_until=NOW + 900)
+    assert world.open(request, [release], m1).cache_until == 0
 
 
 def test_build_access_statement_contents(world: Any, m1: Any) -> None:

@@ -19,6 +19,7 @@ from sealbox.protocol.statements import (
     ClientInfo,
     EnrollmentConstraints,
     EnrollmentStatement,
+    RequestContext,
     sign_statement,
 )
 
@@ -406,3 +407,34 @@ def test_issuers_refuse_what_verifiers_would(world: Any) -> None:
     enrollment, _, delegation = _enrol(world)
     with pytest.raises(MalformedInput):
         _machine_cert(world, enrollment, delegation, cidrs=("10.1.0.0/16", "10.0.0.0/8"))
+
+
+def _cert_with_host_pattern(world: Any, pattern: str | None) -> ClientCertificate:
+    constraints = ClientConstraints(not_after=NOW + DAY, hostname=pattern)
+    token = _issue(world, constraints=constraints)
+    return certs.verify_certificate(token, world.directory, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "host"),
+    [
+        (None, None),
+        (None, "anything"),
+        ("ci-*", "ci-7"),
+        ("ci-*.example.com", "CI-7.Example.COM"),
+        ("build-1", "build-1"),
+    ],
+)
+def test_context_within_host_pattern(world: Any, pattern: str | None, host: str | None) -> None:
+    cert = _cert_with_host_pattern(world, pattern)
+    certs.check_context(cert, RequestContext(host=host))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "host"),
+    [("ci-*", "ops-laptop"), ("ci-*", None), ("build-1", "build-10"), ("*.example.com", "x.org")],
+)
+def test_context_outside_host_pattern(world: Any, pattern: str, host: str | None) -> None:
+    cert = _cert_with_host_pattern(world, pattern)
+    with pytest.raises(CertificateInvalid, match="host is outside"):
+        certs.check_context(cert, RequestContext(host=host))

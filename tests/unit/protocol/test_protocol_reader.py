@@ -50,6 +50,11 @@ def test_display_text_accepts_ordinary_text(text: str) -> None:
         "\u200e",  # LRM
         "\u200f",  # RLM
         "\u061c",  # ALM
+        "\u2028",  # line separator: renders as a line break
+        "\u2029",  # paragraph separator
+        "\u200b",  # zero-width space
+        "\ufeff",  # zero-width no-break space
+        "\U000e0041",  # invisible tag character
     ],
 )
 @pytest.mark.parametrize("where", ["alone", "start", "middle", "end"])
@@ -60,7 +65,7 @@ def test_display_text_rejects_control_and_bidi_characters(bad: str, where: str) 
         "middle": "approve" + bad + "me",
         "end": "approve me" + bad,
     }[where]
-    with pytest.raises(MalformedInput, match="control or bidirectional"):
+    with pytest.raises(MalformedInput, match="control, format or line-separator"):
         check_display_text(text, "purpose")
 
 
