@@ -6,6 +6,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 import sealbox
 
 
@@ -44,3 +46,14 @@ def test_console_script_is_installed() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.startswith("sealbox ")
+
+
+def test_main_in_process_usage_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from sealbox.cli.main import EXIT_USAGE, main
+
+    assert main([]) == EXIT_USAGE
+    assert "usage: sealbox" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"sealbox {sealbox.__version__}"
