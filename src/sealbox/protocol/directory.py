@@ -199,9 +199,7 @@ def verify_directory(
             else:
                 signer = approvers.get(header.kid)  # type: ignore[assignment]
                 if signer is None:
-                    raise NotAuthorized(
-                        f"link {seq}: signer is not an approver as of link {seq - 1}"
-                    )
+                    raise NotAuthorized(f"signer is not an approver as of link {seq - 1}")
             link = verify_statement(token, DirectoryLink, signer.sig_pk, signer.id)
         except DirectoryBroken:  # pragma: no cover - nothing in the try raises it today
             raise
