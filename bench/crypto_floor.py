@@ -132,6 +132,7 @@ class StoredItem:
     """One item version as the relay holds it."""
 
     id: str
+    path: str
     fields: tuple[str, ...]
     threshold: int
     manifest: str
@@ -191,14 +192,22 @@ def store_item(world: World, *, fields: int, threshold: int) -> StoredItem:
         verified, directory=world.directory, approver=signer.record.id, key=signer.sign_key,
         now=NOW,
     )  # fmt: skip
-    return StoredItem(item, names, threshold, manifest, upload.ciphertexts, upload.wraps)
+    return StoredItem(
+        item,
+        f"bench/prod/item{fields}x{threshold}",
+        names,
+        threshold,
+        manifest,
+        upload.ciphertexts,
+        upload.wraps,
+    )
 
 
 def ask(world: World, item: StoredItem) -> access.AccessRequest:
     """The client's access request for every field of ``item``."""
     return access.build_access(
         client=world.client, key=world.client_key, vault=world.directory.vault,
-        items=[AccessItem(item=item.id, version=None, fields=item.fields)],
+        items=[AccessItem(item=item.id, path=item.path, version=None, fields=item.fields)],
         purpose="bench", context=RequestContext(host="bench-host"), now=NOW,
     )  # fmt: skip
 

@@ -254,13 +254,14 @@ def _store(
 
 
 def _ask(
-    client_key: SigningKey, client_id: str, vault: str, item: str, version: int | None
-) -> ac.AccessRequest:
+    client_key: SigningKey, client_id: str, vault: str, item: str, version: int | None,
+    path: str = PATH1,
+) -> ac.AccessRequest:  # fmt: skip
     return ac.build_access(
         client=client_id,
         key=client_key,
         vault=vault,
-        items=[AccessItem(item=item, version=version, fields=("password",))],
+        items=[AccessItem(item=item, path=path, version=version, fields=("password",))],
         purpose="run database migration",
         context=RequestContext(
             host="ops-laptop", user="ana", uid=1000, pid=4242, argv=("psql", "-h", "db")
@@ -333,7 +334,7 @@ def build_world() -> World:
     req_latest = _ask(client_key, client_id, vault, item1, None)
     req_other = _ask(client_key, client_id, vault, item1, None)
     req_v2 = _ask(client_key, client_id, vault, item1, 2)
-    req_m2 = _ask(client_key, client_id, vault, item2, None)
+    req_m2 = _ask(client_key, client_id, vault, item2, None, PATH2)
 
     # Vault 2: a0 founds a second vault with the very same record and keys.
     vault2 = ids.new_id(ids.VAULT)

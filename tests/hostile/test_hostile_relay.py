@@ -67,6 +67,8 @@ function whose check raises.
 | forge a release or a "fake secret" | `release-header-embedded-jwk` | a relay-signed release whose header carries the relay's own key as 'jwk' | requester: `access.open_release` | `MalformedInput` |
 | forge a release or a "fake secret" | `release-payload-reencoded` | re-encode a0's release payload with the same meaning (spaces) and keep the signature | requester: `access.open_release` | `SignatureInvalid` |
 | forge a release or a "fake secret" | `fake-manifest-by-relay-approver` | a whole fake version 3 (manifest signed as its own approver id, its ciphertext, a release) | requester: `access.open_release` | `NotAuthorized` |
+| forge a release or a "fake secret" | `path-swap-approver-refuses` | resolve the client's path app/prod/db to item3's id (app/staging/cache, same field): the approver sees the signed path | approver: `access.release` | `BindingMismatch` |
+| forge a release or a "fake secret" | `path-swap-client-refuses` | same swap, released by an approver anyway: the client checks the manifest path | requester: `access.open_release` | `BindingMismatch` |
 | forge a release or a "fake secret" | `fake-manifest-as-approver` | a fake version 3 whose manifest it signs with its key under a0's kid | requester: `access.open_release` | `SignatureInvalid` |
 | forge a release or a "fake secret" | `fake-manifest-handed-to-approver` | hand a0 the fake manifest (under a0's kid) so it releases against it | approver: `access.release` | `SignatureInvalid` |
 | forge a release or a "fake secret" | `fake-ciphertext-honest-manifest` | honest manifest and release, but its own ciphertext (right nonce and aad, its key) | requester: `access.open_release` | `ManifestMismatch` |
@@ -1880,11 +1882,64 @@ def _(w: World) -> Thunk:
     """ask a2 to release item3, of which it holds no share"""
     request = ac.build_access(
         client=w.client_id, key=w.client_key, vault=w.vault,
-        items=[AccessItem(item=w.item3, version=None, fields=("password",))],
+        items=[AccessItem(item=w.item3, path="app/staging/cache", version=None, fields=("password",))],
         purpose="p", context=RequestContext(), now=w.now,
     )  # fmt: skip
     material = ac.ItemMaterial(manifest=w.man3, wraps=w.up3.wraps[w.a[0].id])
     return approver_releases(w, request, {w.item3: material}, party=2)
+
+
+@attack(
+    "path-swap-approver-refuses",
+    case=6, threat=FORGE, raises=BindingMismatch, by="access.release",
+    match="another path",
+)  # fmt: skip
+def _(w: World) -> Thunk:
+    """resolve the client's path app/prod/db to item3's id (app/staging/cache, same field)"""
+    request = _path_swapped_request(w)
+    material = ac.ItemMaterial(manifest=w.man3, wraps=w.up3.wraps[w.a[0].id])
+    return approver_releases(w, request, {w.item3: material})
+
+
+@attack(
+    "path-swap-client-refuses",
+    case=6, threat=FORGE, raises=BindingMismatch, by="access.open_release",
+    match="another path",
+)  # fmt: skip
+def _(w: World) -> Thunk:
+    """same swap, released by an approver anyway: the client checks the manifest path"""
+    request = _path_swapped_request(w)
+    a0 = w.a[0]
+    # An approver that skipped the path check (built by hand from honest parts).
+    share = hpke.open_sealed(
+        a0.hpke, w.up3.wraps[a0.id]["password"],
+        st.wrap_info(vault=w.vault, item=w.item3, version=1, field="password", approver=a0.id),
+    )  # fmt: skip
+    plaintext = canonical_json({
+        "format": labels.RELEASE_PLAINTEXT_FORMAT,
+        "shares": [{"item": w.item3, "version": 1, "field": "password",
+                    "share": b64u_encode(share)}],
+    })  # fmt: skip
+    blob = hpke.seal(
+        request.statement.epk, plaintext,
+        ac.release_info(vault=w.vault, request=request.hash, approver=a0.id),
+    )  # fmt: skip
+    release = sign_statement(
+        ReleaseStatement(
+            vault=w.vault, request=request.hash, approver=a0.id,
+            manifests=(st.manifest_hash(w.man3),), blob=blob, cache_until=0, at=w.now,
+        ),
+        a0.sig, a0.id,
+    )  # fmt: skip
+    return client_opens(w, request, [release], {w.item3: w.man3}, {w.item3: w.up3.ciphertexts})
+
+
+def _path_swapped_request(w: World) -> ac.AccessRequest:
+    return ac.build_access(
+        client=w.client_id, key=w.client_key, vault=w.vault,
+        items=[AccessItem(item=w.item3, path="app/prod/db", version=None, fields=("password",))],
+        purpose="prod migration", context=RequestContext(), now=w.now,
+    )  # fmt: skip
 
 
 # =====================================================================================

@@ -963,21 +963,24 @@ def gen_flow() -> dict[str, Any]:
     request_specs = [
         (
             "single",
-            [AccessItem(item1, None, ("password",))],
+            [AccessItem(item1, "app/prod/db", None, ("password",))],
             {item1: "item1-v2"},
             [a0],
             "psql migration",
         ),
         (
             "threshold",
-            [AccessItem(item2, 1, ("api_key", "signing_key"))],
+            [AccessItem(item2, "app/prod/api", 1, ("api_key", "signing_key"))],
             {item2: "item2-v1"},
             [a1, a2],
             "deploy api",
         ),
         (
             "multi",
-            [AccessItem(item1, 1, ("password", "user")), AccessItem(item2, None, ("api_key",))],
+            [
+                AccessItem(item1, "app/prod/db", 1, ("password", "user")),
+                AccessItem(item2, "app/prod/api", None, ("api_key",)),
+            ],
             {item1: "item1-v1", item2: "item2-v1"},
             [a2, a0],
             "nightly job",

@@ -212,6 +212,8 @@ def _check_manifest_for(
     manifest = verify_manifest(token, directory)
     if manifest.item != item.item or manifest.vault != vault:
         raise BindingMismatch(f"manifest served for {item.item} is of another item")
+    if manifest.path != item.path:
+        raise BindingMismatch(f"{item.item} is stored at another path than was asked for")
     if item.version is not None and manifest.version != item.version:
         raise BindingMismatch(
             f"manifest of {item.item} is version {manifest.version}, not asked for"
@@ -345,6 +347,10 @@ class Released:
     """item id -> field name -> plaintext value."""
     versions: Mapping[str, int] = field(hash=False)
     """item id -> version released (remember it to refuse rollbacks later)."""
+    paths: Mapping[str, str] = field(hash=False)
+    """item id -> the path the approver-signed manifest stores it at."""
+    types: Mapping[str, str] = field(hash=False)
+    """item id -> item type (``secret``, ``canary``, ...)."""
     cache_until: int
     """The earliest ``cache_until`` among the releases used."""
 
@@ -471,5 +477,7 @@ def open_release(
     return Released(
         values=values,
         versions={i: m.version for i, m in checked.items()},
+        paths={i: m.path for i, m in checked.items()},
+        types={i: m.type for i, m in checked.items()},
         cache_until=cache_until,
     )

@@ -655,19 +655,29 @@ class ItemManifest:
 @dataclass(frozen=True)
 class AccessItem:
     item: str
+    path: str
+    """The ``project/environment/item`` path the client means.  Signed, shown to the
+    approver, and checked against the manifest: the relay resolves paths to ids, and
+    without this it could answer with the id of another item that has the same fields."""
     version: int | None
     """A specific version, or ``None`` for the latest."""
     fields: tuple[str, ...]
     """Sorted, unique, non-empty: exactly the fields to release."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"item": self.item, "version": self.version, "fields": list(self.fields)}
+        return {
+            "item": self.item,
+            "path": self.path,
+            "version": self.version,
+            "fields": list(self.fields),
+        }
 
     @classmethod
     def from_json(cls, value: object) -> AccessItem:
         r = Reader(value, "access item")
         out = cls(
             item=ids.check_id(r.raw("item"), ids.ITEM, what="item"),
+            path=ids.check_path(r.raw("path")),
             version=r.integer("version", low=1, nullable=True),
             fields=_sorted_unique(r.items("fields", ids.check_field_name), "access item fields"),
         )

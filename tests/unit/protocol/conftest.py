@@ -238,7 +238,12 @@ class World:
             stored, fields = entry[0], entry[1]
             version = entry[2] if len(entry) == 3 else None
             items.append(
-                AccessItem(item=stored.item, version=version, fields=tuple(sorted(fields)))
+                AccessItem(
+                    item=stored.item,
+                    path=stored.path,
+                    version=version,
+                    fields=tuple(sorted(fields)),
+                )
             )
         return ac.build_access(
             client=client.id,

@@ -236,7 +236,8 @@ def test_no_cache_asked_means_no_cache_whatever_the_release_says(world: Any, m1:
 def test_build_access_statement_contents(world: Any, m1: Any) -> None:
     request = ac.build_access(
         client=world.client.id, key=world.client.key, vault=world.vault,
-        items=[AccessItem(item=m1.item, version=None, fields=("user",))], purpose="p",
+        items=[AccessItem(item=m1.item, path=m1.path, version=None, fields=("user",))],
+        purpose="p",
         context=RequestContext(pid=1), now=NOW, cache=CacheRequest(seconds=60, scope="user"),
         ttl=ac.MAX_ACCESS_TTL,
     )  # fmt: skip
@@ -276,7 +277,7 @@ def test_build_access_refuses_what_a_verifier_would(world: Any, m1: Any) -> None
     with pytest.raises(MalformedInput):
         ac.build_access(
             client=world.client.id, key=world.client.key, vault=world.vault,
-            items=[AccessItem(item=m1.item, version=None, fields=("user",))],
+            items=[AccessItem(item=m1.item, path=m1.path, version=None, fields=("user",))],
             purpose="approve\u202e", context=RequestContext(), now=NOW,
         )  # fmt: skip
 
@@ -758,3 +759,25 @@ def test_release_refuses_what_verifiers_would(world: Any, m1: Any) -> None:
     request = world.ask((m1, ["user"]))
     with pytest.raises(MalformedInput, match="cache_until"):
         world.release(request, world.approvers[0], m1, cache_until=-1)
+
+
+def test_released_names_path_and_type(world: Any, m1: Any) -> None:
+    request = world.ask((m1, ["user"]))
+    released = world.open(request, [world.release(request, world.approvers[0], m1)], m1)
+    assert released.paths == {m1.item: m1.path}
+    assert released.types == {m1.item: "secret"}
+
+
+def test_access_path_must_match_the_manifest_on_both_sides(world: Any, m1: Any) -> None:
+    a = world.approvers[0]
+    request = ac.build_access(
+        client=world.client.id, key=world.client.key, vault=world.vault,
+        items=[AccessItem(item=m1.item, path="app/prod/other", version=None, fields=("user",))],
+        purpose="p", context=RequestContext(), now=NOW,
+    )  # fmt: skip
+    verified = world.verify_ask(request)
+    with pytest.raises(BindingMismatch, match="another path"):
+        ac.release(
+            verified, materials=world.materials(a.id, m1), directory=world.directory,
+            approver=a.id, hpke_key=a.hpke, key=a.sig, now=NOW,
+        )  # fmt: skip

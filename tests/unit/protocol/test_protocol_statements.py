@@ -171,8 +171,8 @@ ACCESS = AccessStatement(
     vault=VAULT,
     client=CLI,
     items=(
-        AccessItem(item=ITM, version=None, fields=("password", "user")),
-        AccessItem(item=ITM2, version=3, fields=("token",)),
+        AccessItem(item=ITM, path="app/prod/db", version=None, fields=("password", "user")),
+        AccessItem(item=ITM2, path="app/prod/api", version=3, fields=("token",)),
     ),
     purpose="run the migration",
     context=CONTEXT,
@@ -543,9 +543,11 @@ def test_specific_messages_for_the_structural_rules() -> None:
             _changed(MANIFEST.to_json(), ("keyset", "wraps", APV[1], "password"), DELETE)
         )
     with pytest.raises(MalformedInput, match="sorted and without duplicates"):
-        AccessItem.from_json({"item": ITM, "version": None, "fields": ["b", "a"]})
+        AccessItem.from_json(
+            {"item": ITM, "path": "app/prod/db", "version": None, "fields": ["b", "a"]}
+        )
     with pytest.raises(MalformedInput, match="at least one field"):
-        AccessItem.from_json({"item": ITM, "version": None, "fields": []})
+        AccessItem.from_json({"item": ITM, "path": "a/b/c", "version": None, "fields": []})
     with pytest.raises(MalformedInput, match="each at most once"):
         AccessStatement.from_json(_changed(ACCESS.to_json(), ("items", 1, "item"), ITM))
     with pytest.raises(MalformedInput, match="apv_ or enr_"):
@@ -604,6 +606,7 @@ contexts = st.builds(
 access_items = st.builds(
     AccessItem,
     item=id_of(ids.ITEM),
+    path=st.lists(field_name, min_size=3, max_size=3).map("/".join),
     version=st.none() | st.integers(min_value=1, max_value=2**53 - 1),
     fields=st.lists(field_name, min_size=1, max_size=5, unique=True).map(
         lambda f: tuple(sorted(f))
