@@ -145,6 +145,55 @@ class HpkePrivateKey:
         return self._key
 
 
+# Ed25519 (RFC 8032 section 5.1): the field prime, the curve constant d and sqrt(-1).
+_P = 2**255 - 19
+_D = (-121665 * pow(121666, _P - 2, _P)) % _P
+_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
+
+
+def _edwards_add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    (x1, y1), (x2, y2) = a, b
+    t = _D * x1 * x2 * y1 * y2 % _P
+    x3 = (x1 * y2 + x2 * y1) * pow(1 + t, _P - 2, _P) % _P
+    y3 = (y1 * y2 + x1 * x2) * pow(1 - t, _P - 2, _P) % _P
+    return x3, y3
+
+
+def _check_ed25519_public(raw: bytes) -> None:
+    """Refuse public keys that pyca/OpenSSL load but that no honest signer has.
+
+    pyca accepts any 32 bytes as an Ed25519 public key.  That admits
+    encodings that are not points at all, non-canonical encodings (one key,
+    two spellings), and the eight points of small order, among them the
+    identity, under which the signature (R = B, S = 1) verifies for *every*
+    message.  A certificate carrying such a key would let anyone sign as that
+    client.  Written here because no library in our stack exposes point
+    validation; it decodes as RFC 8032 section 5.1.3 does and multiplies by
+    the cofactor 8 (three doublings): only small-order points reach the
+    identity.  Public keys only, so nothing secret flows through this code.
+    """
+    encoded = int.from_bytes(raw, "little")
+    sign, y = encoded >> 255, encoded & ((1 << 255) - 1)
+    if y >= _P:
+        raise MalformedInput("signing public key: non-canonical encoding")
+    y2 = y * y % _P
+    x2 = (y2 - 1) * pow(_D * y2 + 1, _P - 2, _P) % _P
+    x = pow(x2, (_P + 3) // 8, _P)
+    if (x * x - x2) % _P:
+        x = x * _SQRT_M1 % _P
+    if (x * x - x2) % _P:
+        raise MalformedInput("signing public key: not a point on Ed25519")
+    if x == 0 and sign:
+        raise MalformedInput("signing public key: non-canonical encoding")
+    if x & 1 != sign:
+        x = _P - x
+    point = (x, y)
+    for _ in range(3):
+        point = _edwards_add(point, point)
+    if point == (0, 1):
+        raise MalformedInput("signing public key: small-order point")
+
+
 @dataclass(frozen=True)
 class VerifyKey:
     """An Ed25519 public key that verifies sealbox statements."""
@@ -155,10 +204,7 @@ class VerifyKey:
     def __post_init__(self) -> None:
         if len(self.raw) != KEY_BYTES:
             raise MalformedInput("signing public key: expected 32 bytes")
-        try:
-            ed25519.Ed25519PublicKey.from_public_bytes(self.raw)
-        except ValueError:
-            raise MalformedInput("signing public key: not a valid Ed25519 point") from None
+        _check_ed25519_public(self.raw)
 
     @classmethod
     def from_text(cls, text: object) -> VerifyKey:

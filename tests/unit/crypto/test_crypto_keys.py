@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import re
 import string
-from types import SimpleNamespace
 
 import pytest
 
@@ -160,28 +159,60 @@ def test_top_bit_of_an_ordinary_key_is_not_a_rejection() -> None:
 # --- Ed25519 points -------------------------------------------------------------------
 
 
-def test_library_accepts_any_32_bytes_as_ed25519_public_key() -> None:
-    # cryptography (OpenSSL) does not decode the point when loading a raw Ed25519 key,
-    # so VerifyKey accepts non-points and non-canonical encodings; such a key simply
-    # never verifies anything.  (Wycheproof's ed25519 vectors cover the verify side.)
-    for raw in [b"\xff" * 32, b"\x02" + bytes(31), bytes(32)]:
-        key = VerifyKey(raw)
-        with pytest.raises(SignatureInvalid):
-            key.verify(bytes(64), b"message")
+# The eight points of small order, canonically encoded (the seven libsodium blocks,
+# with the order-4 point's second sign), and the base point B of RFC 8032.
+SMALL_ORDER = {
+    "identity": "0100000000000000000000000000000000000000000000000000000000000000",
+    "order-2": "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "order-4": "0000000000000000000000000000000000000000000000000000000000000000",
+    "order-4-neg": "0000000000000000000000000000000000000000000000000000000000000080",
+    "order-8-a": "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "order-8-a-neg": "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+    "order-8-b": "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "order-8-b-neg": "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+}
+BASE_POINT = bytes.fromhex("5866666666666666666666666666666666666666666666666666666666666666")
 
 
-def test_verify_key_maps_a_library_point_rejection_to_malformed(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # If a future library does decode points at load time, its ValueError must come
-    # out as MalformedInput, not escape.
-    def reject(_: bytes) -> None:
-        raise ValueError("not a point")
+@pytest.mark.parametrize("name", sorted(SMALL_ORDER))
+def test_verify_key_refuses_small_order_points(name: str) -> None:
+    with pytest.raises(MalformedInput, match="small-order point"):
+        VerifyKey(bytes.fromhex(SMALL_ORDER[name]))
 
-    stub = SimpleNamespace(Ed25519PublicKey=SimpleNamespace(from_public_bytes=reject))
-    monkeypatch.setattr(keys, "ed25519", stub)
-    with pytest.raises(MalformedInput, match="not a valid Ed25519 point"):
-        VerifyKey(RFC8032_PK)
+
+def test_the_identity_key_is_refused_because_it_verifies_anything() -> None:
+    # Why the check exists: under the identity key, (R = B, S = 1) is a valid
+    # signature of every message for a cofactorless verifier; a certificate that
+    # carried this key would let anyone sign as its client.
+    forged = BASE_POINT + (1).to_bytes(32, "little")
+    with pytest.raises(MalformedInput):
+        VerifyKey(bytes.fromhex(SMALL_ORDER["identity"])).verify(forged, b"any message")
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"\xff" * 31 + b"\x7f", "non-canonical"),  # y = 2^255 - 1 >= p
+        ((2**255 - 19).to_bytes(32, "little"), "non-canonical"),  # y = p
+        ((2**255 - 18).to_bytes(32, "little"), "non-canonical"),  # y = p + 1: the identity again
+        (bytes.fromhex("01" + "00" * 30 + "80"), "non-canonical"),  # x = 0 with the sign bit set
+        ((2).to_bytes(32, "little"), "not a point"),  # y = 2 has no x on the curve
+    ],
+    ids=["y-all-ones", "y-is-p", "y-is-p-plus-1", "x-zero-negative", "no-x"],
+)
+def test_verify_key_refuses_non_points_and_second_spellings(raw: bytes, reason: str) -> None:
+    with pytest.raises(MalformedInput, match=reason):
+        VerifyKey(raw)
+
+
+def test_verify_key_accepts_real_keys_of_either_sign() -> None:
+    signs = set()
+    for seed in range(16):
+        raw = SigningKey._from_seed(bytes([seed]) * 32).verify_key().raw
+        assert VerifyKey(raw).raw == raw
+        signs.add(raw[31] >> 7)
+    assert signs == {0, 1}
+    assert VerifyKey(BASE_POINT).raw == BASE_POINT
 
 
 @pytest.mark.parametrize("length", [0, 32, 63, 65, 128])
@@ -232,7 +263,7 @@ def test_fingerprint_and_safety_code_match_independent_computation(
 
 
 def test_fingerprint_separates_key_kinds_with_the_same_bytes() -> None:
-    raw = RFC7748_PK
+    raw = RFC8032_PK  # a valid Ed25519 key, and 32 bytes X25519 accepts too
     assert HpkePublicKey(raw).fingerprint() != VerifyKey(raw).fingerprint()
     assert HpkePublicKey(raw).safety_code() != VerifyKey(raw).safety_code()
 
