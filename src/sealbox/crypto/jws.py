@@ -15,6 +15,7 @@ strings carry the same statement.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,8 @@ __all__ = ["MAX_JWS_CHARS", "UnverifiedHeader", "read_header", "sign", "statemen
 MAX_JWS_CHARS = 1 << 20
 
 ALG = "EdDSA"
+#: A signer is named by a sealbox id: three-letter kind, "_", 26 base32 characters.
+_KID = re.compile(r"[a-z]{3}_[a-z2-7]{26}")
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,10 @@ def read_header(token: object) -> UnverifiedHeader:
     typ, kid = header["typ"], header["kid"]
     if not isinstance(typ, str) or typ not in labels.ALL_STATEMENT_TYPES:
         raise MalformedInput("JWS header: unknown statement type")
-    if not isinstance(kid, str) or not kid:
-        raise MalformedInput("JWS header: kid must be a non-empty string")
+    if not isinstance(kid, str) or _KID.fullmatch(kid) is None:
+        # The kid is read before any signature check and ends up in error
+        # messages and logs: only the short, plain form of a sealbox id passes.
+        raise MalformedInput("JWS header: kid must be a sealbox identifier")
     return UnverifiedHeader(typ=typ, kid=kid)
 
 

@@ -8,8 +8,9 @@ vouch for a field the verifier silently drops (or the other way round).
 
 from __future__ import annotations
 
+import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from sealbox.crypto.encoding import b64u_decode, parse_digest
@@ -30,7 +31,12 @@ MAX_LIST = 256
 # render as line breaks), Cs (lone surrogates).  A requester could use them to
 # hide or fake text on an approver's screen, so every string a statement
 # carries is refused if it holds one.
-_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co"})
+# Blank or invisible characters whose category looks harmless (Lo, So, Mn):
+# Hangul fillers, the blank braille pattern, and variation selectors (which can
+# smuggle data behind an ordinary-looking letter).  Co above is private use,
+# which renders as whatever the approver's font decides.
+_INVISIBLE = re.compile("[\u115f\u1160\u3164\uffa0\u2800\ufe00-\ufe0f\U000e0100-\U000e01ef]")
 
 
 def check_display_text(value: object, what: str, *, max_len: int = MAX_TEXT) -> str:
@@ -38,8 +44,31 @@ def check_display_text(value: object, what: str, *, max_len: int = MAX_TEXT) -> 
         raise MalformedInput(f"{what}: expected text")
     if len(value) > max_len:
         raise MalformedInput(f"{what}: longer than {max_len} characters")
-    if any(unicodedata.category(ch) in _HIDDEN_CATEGORIES for ch in value):
+    if _INVISIBLE.search(value) or any(
+        unicodedata.category(ch) in _HIDDEN_CATEGORIES for ch in value
+    ):
         raise MalformedInput(f"{what}: control, format or line-separator characters")
+    return value
+
+
+def bytes_map(value: object, what: str) -> Mapping[str, bytes]:
+    """Check that relay-supplied ``value`` maps text to bytes (blobs by field name, say).
+
+    The SDK builds these from what the relay sent; checking the shape here keeps
+    a confused or hostile relay from turning into a TypeError deep in a verifier.
+    """
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, bytes) for k, v in value.items()
+    ):
+        raise MalformedInput(f"{what}: expected a mapping of names to bytes")
+    return value
+
+
+def nested_bytes_map(value: object, what: str) -> Mapping[str, Mapping[str, bytes]]:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise MalformedInput(f"{what}: expected a mapping of names to mappings")
+    for inner in value.values():
+        bytes_map(inner, what)
     return value
 
 

@@ -36,7 +36,7 @@ from sealbox.errors import (
     VersionRollback,
 )
 from sealbox.protocol import ids
-from sealbox.protocol._reader import Reader
+from sealbox.protocol._reader import Reader, bytes_map, nested_bytes_map
 from sealbox.protocol.certificates import CLOCK_SKEW, check_context, verify_certificate
 from sealbox.protocol.directory import Directory
 from sealbox.protocol.statements import (
@@ -190,7 +190,7 @@ def verify_access(
 
 
 def _check_window(statement: AccessStatement, now: int) -> None:
-    if statement.exp - statement.at > MAX_ACCESS_TTL or statement.exp < statement.at:
+    if statement.exp - statement.at > MAX_ACCESS_TTL or statement.exp <= statement.at:
         raise MalformedInput("access statement: validity window out of range")
     if statement.at > now + CLOCK_SKEW or now > statement.exp:
         raise Expired("access request is not valid at this time")
@@ -263,14 +263,15 @@ def _release_from_parts(
     hashes: list[str] = []
     for item in s.items:
         material = materials.get(item.item)
-        if material is None:
+        if not isinstance(material, ItemMaterial):
             raise BindingMismatch(f"no manifest supplied for {item.item}")
         manifest = _check_manifest_for(item, material.manifest, directory, s.vault)
         if approver not in manifest.keyset.approvers:
             raise NotAuthorized(f"{approver} holds no share of {item.item}")
         expected = manifest.keyset.wraps[approver]
+        wraps = bytes_map(material.wraps, f"wraps of {item.item}")
         for name in item.fields:
-            blob = material.wraps.get(name)
+            blob = wraps.get(name)
             if blob is None or wrap_hash(blob) != expected[name]:
                 raise ManifestMismatch(f"wrapped share of {item.item}/{name} is not the signed one")
             info = wrap_info(
@@ -393,10 +394,11 @@ def open_release(
     """
     s = request.statement
     known = known_versions or {}
+    nested_bytes_map(ciphertexts, "served ciphertexts")
     checked: dict[str, ItemManifest] = {}
     for item in s.items:
         token = manifests.get(item.item)
-        if token is None:
+        if not isinstance(token, str):
             raise BindingMismatch(f"no manifest served for {item.item}")
         manifest = _check_manifest_for(item, token, directory, s.vault)
         if item.version is None and manifest.version < known.get(item.item, 0):

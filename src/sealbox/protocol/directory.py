@@ -129,11 +129,13 @@ def append_link(
     # rather than by every client later: parse it (an unknown op, bad ids or
     # display text), then apply it to the current set.
     DirectoryLink.from_json(link.to_json())
-    _apply(dict(directory.approvers), link)
+    _apply(dict(directory.approvers), link, signer)
     return sign_statement(link, key, signer)
 
 
-def _apply(approvers: dict[str, ApproverRecord], link: DirectoryLink) -> dict[str, ApproverRecord]:
+def _apply(
+    approvers: dict[str, ApproverRecord], link: DirectoryLink, signer: str
+) -> dict[str, ApproverRecord]:
     a = link.approver
     if link.op == "add":
         if a.id in approvers:
@@ -152,6 +154,11 @@ def _apply(approvers: dict[str, ApproverRecord], link: DirectoryLink) -> dict[st
     else:  # update: same id, new name or keys (key rotation)
         if a.id not in approvers:
             raise DirectoryBroken(f"link {link.seq}: updates an approver not in the set")
+        if signer != a.id:
+            # Rotating a member's keys is that member's own act.  Were any member
+            # allowed to, one device could re-key all the others to keys it holds,
+            # and every later M-of-N store would be sealed to it alone.
+            raise DirectoryBroken(f"link {link.seq}: an approver may update only itself")
         for other in approvers.values():
             if other.id != a.id and (other.hpke_pk == a.hpke_pk or other.sig_pk == a.sig_pk):
                 raise DirectoryBroken(f"link {link.seq}: key already used by {other.id}")
@@ -170,6 +177,8 @@ def verify_directory(
     :class:`DirectoryFork` when the link at ``cached_head.seq`` differs from
     the one seen before (the relay shows different clients different sets).
     """
+    if not isinstance(pinned, str) or not pinned.isascii():
+        raise MalformedInput("pinned vault fingerprint: expected a sha256: digest")
     if not tokens:
         raise DirectoryBroken("the directory is empty")
     if len(tokens) > MAX_LINKS:
@@ -215,7 +224,7 @@ def verify_directory(
             raise DirectoryBroken(f"link {seq}: belongs to another vault")
         if link.at < prev_at:
             raise DirectoryBroken(f"link {seq}: dated before the link it follows")
-        approvers = _apply(approvers, link)
+        approvers = _apply(approvers, link, header.kid)
         prev_hash = jws.statement_hash(token)
         prev_at = link.at
         if (

@@ -57,6 +57,8 @@ ITEM_TYPES = frozenset({"secret", "canary", "managed", "ab"})
 CACHE_SCOPES = frozenset({"none", "process-tree", "agent-session", "user"})
 #: Largest number of approvers one item's key set may name (Shamir's x is one byte).
 MAX_APPROVERS = 255
+#: Most fields one access statement may ask for, over all its items.
+MAX_ACCESS_FIELDS = 256
 
 
 class Statement(Protocol):
@@ -760,6 +762,9 @@ class AccessStatement:
         item_ids = [i.item for i in out.items]
         if not item_ids or len(set(item_ids)) != len(item_ids):
             raise MalformedInput("access statement: at least one item, each at most once")
+        if sum(len(i.fields) for i in out.items) > MAX_ACCESS_FIELDS:
+            # Bounds the release an approver must seal (one share per field).
+            raise MalformedInput(f"access statement: more than {MAX_ACCESS_FIELDS} fields in all")
         return out
 
 

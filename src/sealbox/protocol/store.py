@@ -31,6 +31,7 @@ from sealbox.errors import (
     NotAuthorized,
 )
 from sealbox.protocol import ids
+from sealbox.protocol._reader import bytes_map, nested_bytes_map
 from sealbox.protocol.certificates import CLOCK_SKEW, check_context, verify_certificate
 from sealbox.protocol.directory import Directory
 from sealbox.protocol.statements import (
@@ -330,7 +331,12 @@ def verify_store(
     if approver not in statement.keyset.approvers:
         raise NotAuthorized(f"{approver} holds no share of this item")
     _check_prev(statement, prev_manifest, directory)
-    _check_blobs(statement.fields, statement.keyset, upload.ciphertexts, upload.wraps)
+    _check_blobs(
+        statement.fields,
+        statement.keyset,
+        bytes_map(upload.ciphertexts, "uploaded ciphertexts"),
+        nested_bytes_map(upload.wraps, "uploaded wraps"),
+    )
     _check_own_shares(
         vault=directory.vault, item=statement.item, version=statement.version,
         fields=statement.fields, keyset=statement.keyset, ciphertexts=upload.ciphertexts,

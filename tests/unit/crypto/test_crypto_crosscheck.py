@@ -28,7 +28,7 @@ RECIPIENT = HpkePrivateKey._from_seed(bytes(range(1, 33)))
 INFO = hpke.info(labels.HPKE_SHARE_WRAP, "vault-1", "item-1", 3)
 SIGNER = SigningKey._from_seed(bytes(range(100, 132)))
 TYP = labels.TYP_ITEM
-KID = "approver-1"
+KID = "apv_aaaaaaaaaaaaaaaaaaaaaaaaaa"
 PAYLOAD = {"item": "db-password", "version": 3, "fields": ["user", "pass"], "ok": True, "n": None}
 
 

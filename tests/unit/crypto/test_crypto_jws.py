@@ -15,7 +15,7 @@ from sealbox.errors import MalformedInput, SignatureInvalid
 SIGNER = SigningKey._from_seed(bytes(range(32, 64)))
 OTHER = SigningKey._from_seed(bytes(range(64, 96)))
 TYP = labels.TYP_STORE
-KID = "approver-1"
+KID = "apv_aaaaaaaaaaaaaaaaaaaaaaaaaa"
 PAYLOAD: dict[str, Any] = {"vault": "v1", "items": [1, 2, 3], "note": "é"}
 
 
@@ -39,7 +39,9 @@ def _header(**fields: Any) -> bytes:
 def test_sign_verify_round_trip_and_exact_form() -> None:
     token = jws.sign(SIGNER, TYP, KID, PAYLOAD)
     header_b64, payload_b64, sig_b64 = token.split(".")
-    assert header_b64 == b64u_encode(b'{"alg":"EdDSA","kid":"approver-1","typ":"sealbox.store.v1"}')
+    assert header_b64 == b64u_encode(
+        b'{"alg":"EdDSA","kid":"apv_aaaaaaaaaaaaaaaaaaaaaaaaaa","typ":"sealbox.store.v1"}'
+    )
     assert payload_b64 == b64u_encode(canonical_json(PAYLOAD))
     assert len(sig_b64) == 86
     assert _verify(token) == PAYLOAD
@@ -148,20 +150,31 @@ def test_unknown_typ_rejected(typ: object) -> None:
         _verify(token)
 
 
-@pytest.mark.parametrize("kid", ["", None, 5, ["a"], {"a": 1}])
+@pytest.mark.parametrize(
+    "kid",
+    [
+        "", None, 5, ["a"], {"a": 1},
+        "approver-1",  # not the form of a sealbox id
+        "apv_" + "a" * 25,  # one short
+        "APV_" + "a" * 26,  # upper case
+        "apv_" + "a" * 25 + "1",  # '1' is not base32
+        "apv_" + "a" * 26 + "\x1b[2K",  # terminal escape after a valid id
+        "apv_" + "a" * 26 * 1000,  # long
+    ],
+)  # fmt: skip
 def test_bad_kid_rejected(kid: object) -> None:
     token = _hand_signed(_header(kid=kid), canonical_json(PAYLOAD))
-    with pytest.raises(MalformedInput, match="kid must be a non-empty string"):
+    with pytest.raises(MalformedInput, match="kid must be a sealbox identifier"):
         jws.read_header(token)
 
 
 @pytest.mark.parametrize(
     "header",
     [
-        b'{"alg": "EdDSA","kid":"approver-1","typ":"sealbox.store.v1"}',
-        b'{"typ":"sealbox.store.v1","kid":"approver-1","alg":"EdDSA"}',
-        b'{"alg":"EdDSA","kid":"approver-1","typ":"sealbox.store.v1"}\n',
-        b'{"alg":"EdDSA","kid":"approver\\u002d1","typ":"sealbox.store.v1"}',
+        b'{"alg": "EdDSA","kid":"apv_aaaaaaaaaaaaaaaaaaaaaaaaaa","typ":"sealbox.store.v1"}',
+        b'{"typ":"sealbox.store.v1","kid":"apv_aaaaaaaaaaaaaaaaaaaaaaaaaa","alg":"EdDSA"}',
+        b'{"alg":"EdDSA","kid":"apv_aaaaaaaaaaaaaaaaaaaaaaaaaa","typ":"sealbox.store.v1"}\n',
+        b'{"alg":"EdDSA","kid":"apv\\u005faaaaaaaaaaaaaaaaaaaaaaaaaa","typ":"sealbox.store.v1"}',
     ],
 )
 def test_non_canonical_header_rejected(header: bytes) -> None:
@@ -172,7 +185,10 @@ def test_non_canonical_header_rejected(header: bytes) -> None:
 @pytest.mark.parametrize(
     ("header", "message"),
     [
-        (b'{"alg":"EdDSA","alg":"EdDSA","kid":"approver-1","typ":"sealbox.store.v1"}', "duplicate"),
+        (
+            b'{"alg":"EdDSA","alg":"EdDSA","kid":"apv_aaaaaaaaaaaaaaaaaaaaaaaaaa","typ":"sealbox.store.v1"}',
+            "duplicate",
+        ),
         (b'["EdDSA"]', "not a JSON object"),
         (b"not json", "not valid JSON"),
         (b'{"alg":"EdDSA","kid":"\\ud800","typ":"sealbox.store.v1"}', "canonical form"),
@@ -201,7 +217,7 @@ def test_typ_mismatch_is_signature_invalid() -> None:
 
 
 def test_kid_mismatch_is_signature_invalid() -> None:
-    token = jws.sign(SIGNER, TYP, "approver-2", PAYLOAD)
+    token = jws.sign(SIGNER, TYP, "apv_bbbbbbbbbbbbbbbbbbbbbbbbbb", PAYLOAD)
     with pytest.raises(SignatureInvalid, match="kid does not name the expected signer"):
         _verify(token)
 
@@ -278,8 +294,10 @@ def test_payload_not_base64url_is_malformed() -> None:
 
 
 def test_read_header_does_not_verify() -> None:
-    token = jws.sign(OTHER, labels.TYP_DENY, "someone", PAYLOAD)
-    assert jws.read_header(token) == jws.UnverifiedHeader(typ=labels.TYP_DENY, kid="someone")
+    token = jws.sign(OTHER, labels.TYP_DENY, "apv_bbbbbbbbbbbbbbbbbbbbbbbbbb", PAYLOAD)
+    assert jws.read_header(token) == jws.UnverifiedHeader(
+        typ=labels.TYP_DENY, kid="apv_bbbbbbbbbbbbbbbbbbbbbbbbbb"
+    )
 
 
 def test_statement_hash() -> None:

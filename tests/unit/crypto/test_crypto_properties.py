@@ -322,6 +322,7 @@ def test_shamir_duplicate_x_raises(
 
 # --- JWS -------------------------------------------------------------------------------
 
+KID = "apv_" + "a" * 26
 JWS_PAYLOAD = st.dictionaries(JSON_KEY, JSON_SCALAR, max_size=4)
 
 
@@ -331,19 +332,19 @@ def _flip(token: str, pos: int, bit: int) -> str:
 
 def _assert_rejected(token: str) -> None:
     with pytest.raises((MalformedInput, SignatureInvalid)):
-        jws.verify(token, SIGNER.verify_key(), typ=labels.TYP_ITEM, kid="k")
+        jws.verify(token, SIGNER.verify_key(), typ=labels.TYP_ITEM, kid=KID)
 
 
 @given(JWS_PAYLOAD, st.data())
 def test_jws_any_bit_flip_fails(payload: dict[str, Any], data: st.DataObject) -> None:
-    token = jws.sign(SIGNER, labels.TYP_ITEM, "k", payload)
-    assert jws.verify(token, SIGNER.verify_key(), typ=labels.TYP_ITEM, kid="k") == payload
+    token = jws.sign(SIGNER, labels.TYP_ITEM, KID, payload)
+    assert jws.verify(token, SIGNER.verify_key(), typ=labels.TYP_ITEM, kid=KID) == payload
     pos = data.draw(st.integers(0, len(token) - 1))
     _assert_rejected(_flip(token, pos, data.draw(st.integers(0, 7))))
 
 
 def test_jws_every_bit_flip_fails() -> None:
-    token = jws.sign(SIGNER, labels.TYP_ITEM, "k", {"a": [1, "two"], "b": None})
+    token = jws.sign(SIGNER, labels.TYP_ITEM, KID, {"a": [1, "two"], "b": None})
     for pos in range(len(token)):
         for bit in range(8):
             _assert_rejected(_flip(token, pos, bit))

@@ -71,10 +71,12 @@ def test_ed25519_wrong_length_signature_is_malformed_in_jws(
     group: dict[str, Any], test: dict[str, Any]
 ) -> None:
     key = VerifyKey(bytes.fromhex(group["publicKey"]["pk"]))
-    header = b64u_encode(b'{"alg":"EdDSA","kid":"k","typ":"sealbox.item.v1"}')
+    header = b64u_encode(
+        b'{"alg":"EdDSA","kid":"apv_aaaaaaaaaaaaaaaaaaaaaaaaaa","typ":"sealbox.item.v1"}'
+    )
     token = f"{header}.{b64u_encode(b'{}')}.{b64u_encode(bytes.fromhex(test['sig']))}"
     with pytest.raises(MalformedInput, match="expected 64 bytes"):
-        jws.verify(token, key, typ="sealbox.item.v1", kid="k")
+        jws.verify(token, key, typ="sealbox.item.v1", kid="apv_aaaaaaaaaaaaaaaaaaaaaaaaaa")
 
 
 def test_ed25519_vector_counts() -> None:

@@ -296,7 +296,9 @@ def test_verify_access_expired_or_future(world: Any, m1: Any, now: int) -> None:
         world.verify_ask(world.ask((m1, ["user"])), now=now)
 
 
-@pytest.mark.parametrize(("at", "exp"), [(NOW, NOW + ac.MAX_ACCESS_TTL + 1), (NOW, NOW - 1)])
+@pytest.mark.parametrize(
+    ("at", "exp"), [(NOW, NOW + ac.MAX_ACCESS_TTL + 1), (NOW, NOW - 1), (NOW, NOW)]
+)
 def test_verify_access_window_out_of_range(world: Any, m1: Any, at: int, exp: int) -> None:
     request = _resign_access(world, world.ask((m1, ["user"])), at=at, exp=exp)
     with pytest.raises(MalformedInput, match="validity window"):
@@ -780,4 +782,50 @@ def test_access_path_must_match_the_manifest_on_both_sides(world: Any, m1: Any) 
         ac.release(
             verified, materials=world.materials(a.id, m1), directory=world.directory,
             approver=a.id, hpke_key=a.hpke, key=a.sig, now=NOW,
+        )  # fmt: skip
+
+
+def test_access_statement_bounds_the_total_number_of_fields(world: Any, m1: Any) -> None:
+    s = world.ask((m1, ["user"])).statement
+    many = tuple(
+        AccessItem(
+            item=ids.new_id(ids.ITEM), path="app/prod/x",
+            version=None, fields=tuple(sorted(f"f{n:03d}" for n in range(k * 64, k * 64 + 64))),
+        )
+        for k in range(4)
+    )  # fmt: skip
+    at_limit = dataclasses.replace(s, items=many)
+    assert AccessStatement.from_json(at_limit.to_json()).items == many
+    over = dataclasses.replace(s, items=(*many, AccessItem(m1.item, m1.path, None, ("user",))))
+    with pytest.raises(MalformedInput, match="more than 256 fields"):
+        AccessStatement.from_json(over.to_json())
+
+
+def test_relay_supplied_shapes_are_checked(world: Any, m1: Any) -> None:
+    a = world.approvers[0]
+    request = world.ask((m1, ["user"]))
+    verified = world.verify_ask(request)
+    good = world.materials(a.id, m1)[m1.item]
+
+    def release_with(material: object) -> str:
+        return ac.release(
+            verified, materials={m1.item: material}, directory=world.directory,  # type: ignore[dict-item]
+            approver=a.id, hpke_key=a.hpke, key=a.sig, now=NOW,
+        )  # fmt: skip
+
+    with pytest.raises(BindingMismatch, match="no manifest"):
+        release_with(good.manifest)
+    with pytest.raises(MalformedInput, match="mapping of names to bytes"):
+        release_with(ac.ItemMaterial(manifest=good.manifest, wraps={"user": "text"}))  # type: ignore[dict-item]
+    release = release_with(good)
+    with pytest.raises(MalformedInput, match="mapping of names to bytes"):
+        ac.open_release(
+            request, releases=[release], manifests={m1.item: m1.manifest},
+            ciphertexts={m1.item: {"user": "text"}},  # type: ignore[dict-item]
+            directory=world.directory,
+        )  # fmt: skip
+    with pytest.raises(BindingMismatch, match="no manifest"):
+        ac.open_release(
+            request, releases=[release], manifests={m1.item: 5},  # type: ignore[dict-item]
+            ciphertexts={m1.item: dict(m1.upload.ciphertexts)}, directory=world.directory,
         )  # fmt: skip

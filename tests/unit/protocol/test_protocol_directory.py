@@ -13,6 +13,7 @@ from sealbox.errors import (
     DirectoryBroken,
     DirectoryFork,
     DirectoryRollback,
+    MalformedInput,
     NotAuthorized,
 )
 from sealbox.protocol import directory as dr
@@ -264,7 +265,7 @@ def test_update_to_another_approvers_key(kit: Any, which: str) -> None:
     )
     with pytest.raises(DirectoryBroken, match="key already used"):
         dr.append_link(
-            d, "update", stolen, signer=approvers[0].id, key=approvers[0].sig, now=NOW + 9
+            d, "update", stolen, signer=approvers[1].id, key=approvers[1].sig, now=NOW + 9
         )
 
 
@@ -273,10 +274,29 @@ def test_update_keeping_own_key_is_fine(kit: Any) -> None:
     renamed = dataclasses.replace(approvers[1].record, name="renamed")
     links.append(
         dr.append_link(
-            d, "update", renamed, signer=approvers[0].id, key=approvers[0].sig, now=NOW + 9
+            d, "update", renamed, signer=approvers[1].id, key=approvers[1].sig, now=NOW + 9
         )
     )
     assert dr.verify_directory(links, pinned=pinned).approver(approvers[1].id).name == "renamed"
+
+
+def test_update_of_another_approver_is_refused(kit: Any) -> None:
+    # One device must not re-key the others: every later M-of-N store would be
+    # sealed to keys it alone holds.
+    approvers, links, pinned, d = _chain(kit)
+    rekeyed = dataclasses.replace(approvers[1].record, name="rekeyed")
+    with pytest.raises(DirectoryBroken, match="may update only itself"):
+        dr.append_link(
+            d, "update", rekeyed, signer=approvers[0].id, key=approvers[0].sig, now=NOW + 9
+        )
+    # Signed anyway, by hand: verifiers refuse the chain.
+    link = DirectoryLink(
+        vault=d.vault, seq=d.head.seq + 1, prev=d.head.hash, op="update", approver=rekeyed,
+        at=NOW + 9,
+    )  # fmt: skip
+    forged = sign_statement(link, approvers[0].sig, approvers[0].id)
+    with pytest.raises(DirectoryBroken, match="may update only itself"):
+        dr.verify_directory([*links, forged], pinned=pinned)
 
 
 def test_remove_last_approver(kit: Any) -> None:
@@ -446,3 +466,10 @@ def test_genesis_refuses_what_verifiers_would(kit: Any) -> None:
         dr.genesis_link(ids.new_id(ids.VAULT), shady, a.sig, now=NOW)
     with pytest.raises(MalformedInput):
         dr.genesis_link("vlt_not_an_id", a.record, a.sig, now=NOW)
+
+
+@pytest.mark.parametrize("pinned", [None, "sha256:\u00e9", 5])
+def test_pinned_fingerprint_must_be_ascii_text(kit: Any, pinned: object) -> None:
+    _, links, _, _ = _chain(kit)
+    with pytest.raises(MalformedInput, match="pinned vault fingerprint"):
+        dr.verify_directory(links, pinned=pinned)  # type: ignore[arg-type]

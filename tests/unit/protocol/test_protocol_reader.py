@@ -7,7 +7,15 @@ from typing import Any
 import pytest
 
 from sealbox.errors import MalformedInput
-from sealbox.protocol._reader import MAX_INT, MAX_LIST, MAX_TEXT, Reader, check_display_text
+from sealbox.protocol._reader import (
+    MAX_INT,
+    MAX_LIST,
+    MAX_TEXT,
+    Reader,
+    bytes_map,
+    check_display_text,
+    nested_bytes_map,
+)
 
 DIGEST = "sha256:" + "A" * 43
 
@@ -55,6 +63,11 @@ def test_display_text_accepts_ordinary_text(text: str) -> None:
         "\u200b",  # zero-width space
         "\ufeff",  # zero-width no-break space
         "\U000e0041",  # invisible tag character
+        "\u3164",  # Hangul filler: blank
+        "\u2800",  # blank braille pattern
+        "\ufe0f",  # variation selector
+        "\U000e0100",  # variation selector supplement
+        "\ue000",  # private use
     ],
 )
 @pytest.mark.parametrize("where", ["alone", "start", "middle", "end"])
@@ -221,3 +234,22 @@ def test_parsed_passes_the_raw_value_and_marks_it_taken() -> None:
     r = Reader({"x": {"y": 1}}, "t")
     assert r.parsed("x", lambda v: v["y"]) == 1
     r.done()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, [], {"f": "text"}, {1: b"x"}, {"f": bytearray(b"x")}],
+    ids=["none", "list", "str-value", "int-key", "bytearray"],
+)
+def test_bytes_map_refuses_other_shapes(value: object) -> None:
+    with pytest.raises(MalformedInput, match="mapping of names to bytes"):
+        bytes_map(value, "wraps")
+
+
+def test_nested_bytes_map_checks_both_levels() -> None:
+    good = {"apv": {"f": b"x"}}
+    assert nested_bytes_map(good, "wraps") is good
+    with pytest.raises(MalformedInput, match="mapping of names to mappings"):
+        nested_bytes_map({1: {}}, "wraps")
+    with pytest.raises(MalformedInput, match="mapping of names to bytes"):
+        nested_bytes_map({"apv": {"f": "x"}}, "wraps")

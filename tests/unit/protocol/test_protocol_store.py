@@ -506,3 +506,21 @@ def test_store_host_is_held_to_the_certificate_pattern(world: Any, pattern: str,
     else:
         with pytest.raises(CertificateInvalid, match="host is outside"):
             world.verify_upload(upload, cert=cert)
+
+
+def test_upload_shapes_are_checked(world: Any) -> None:
+    upload = world.upload()
+    bad = st.StoreUpload(
+        statement=upload.statement,
+        ciphertexts={"user": "text"},
+        wraps=upload.wraps,  # type: ignore[dict-item]
+    )
+    with pytest.raises(MalformedInput, match="mapping of names to bytes"):
+        world.verify_upload(bad)
+    bad = st.StoreUpload(
+        statement=upload.statement,
+        ciphertexts=upload.ciphertexts,
+        wraps={"x": None},  # type: ignore[dict-item]
+    )
+    with pytest.raises(MalformedInput, match="mapping of names to bytes"):
+        world.verify_upload(bad)
