@@ -8,6 +8,7 @@ a signing key can never be parsed as a sealing key or the other way round.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -151,14 +152,18 @@ _D = (-121665 * pow(121666, _P - 2, _P)) % _P
 _SQRT_M1 = pow(2, (_P - 1) // 4, _P)
 
 
-def _edwards_add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
-    (x1, y1), (x2, y2) = a, b
-    t = _D * x1 * x2 * y1 * y2 % _P
-    x3 = (x1 * y2 + x2 * y1) * pow(1 + t, _P - 2, _P) % _P
-    y3 = (y1 * y2 + x1 * x2) * pow(1 - t, _P - 2, _P) % _P
-    return x3, y3
+def _double(point: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Point doubling in projective coordinates (a = -1), no inversion (RFC 8032 5.1.4)."""
+    x, y, z = point
+    a, b, c = x * x % _P, y * y % _P, 2 * z * z % _P
+    h = a + b
+    e = (h - (x + y) * (x + y)) % _P
+    g = (a - b) % _P
+    f = (c + g) % _P
+    return e * f % _P, g * h % _P, f * g % _P
 
 
+@functools.lru_cache(maxsize=4096)
 def _check_ed25519_public(raw: bytes) -> None:
     """Refuse public keys that pyca/OpenSSL load but that no honest signer has.
 
@@ -170,27 +175,30 @@ def _check_ed25519_public(raw: bytes) -> None:
     client.  Written here because no library in our stack exposes point
     validation; it decodes as RFC 8032 section 5.1.3 does and multiplies by
     the cofactor 8 (three doublings): only small-order points reach the
-    identity.  Public keys only, so nothing secret flows through this code.
+    identity.  Public keys only, so nothing secret flows through this code,
+    and the verdicts are cached (keys recur: directory and certificate keys).
     """
     encoded = int.from_bytes(raw, "little")
     sign, y = encoded >> 255, encoded & ((1 << 255) - 1)
     if y >= _P:
         raise MalformedInput("signing public key: non-canonical encoding")
-    y2 = y * y % _P
-    x2 = (y2 - 1) * pow(_D * y2 + 1, _P - 2, _P) % _P
-    x = pow(x2, (_P + 3) // 8, _P)
-    if (x * x - x2) % _P:
+    u = (y * y - 1) % _P
+    v = (_D * y * y + 1) % _P
+    # x = u v^3 (u v^7)^((p - 5) / 8): the square root of u / v with one exponentiation.
+    x = u * pow(v, 3, _P) * pow(u * pow(v, 7, _P), (_P - 5) // 8, _P) % _P
+    vx2 = v * x * x % _P
+    if vx2 == (-u) % _P and u:
         x = x * _SQRT_M1 % _P
-    if (x * x - x2) % _P:
+    elif vx2 != u:
         raise MalformedInput("signing public key: not a point on Ed25519")
     if x == 0 and sign:
         raise MalformedInput("signing public key: non-canonical encoding")
     if x & 1 != sign:
         x = _P - x
-    point = (x, y)
+    point = (x, y, 1)
     for _ in range(3):
-        point = _edwards_add(point, point)
-    if point == (0, 1):
+        point = _double(point)
+    if point[0] == 0 and point[1] == point[2]:
         raise MalformedInput("signing public key: small-order point")
 
 
