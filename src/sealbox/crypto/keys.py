@@ -227,6 +227,12 @@ class VerifyKey:
     def safety_code(self) -> str:
         return safety_code(digest_bytes(labels.FINGERPRINT_KEY, self.to_text().encode("ascii")))
 
+    def to_pem(self) -> bytes:
+        """SubjectPublicKeyInfo PEM, for libraries (RFC 9421) that take keys that way."""
+        return ed25519.Ed25519PublicKey.from_public_bytes(self.raw).public_bytes(
+            Encoding.PEM, PublicFormat.SubjectPublicKeyInfo
+        )
+
     def verify(self, signature: bytes, message: bytes) -> None:
         """Raise :class:`SignatureInvalid` unless ``signature`` is valid for ``message``."""
         try:
@@ -263,3 +269,10 @@ class SigningKey:
 
     def sign(self, message: bytes) -> bytes:
         return self._key.sign(message)
+
+    def to_pem(self) -> bytes:
+        """Unencrypted PKCS#8 PEM, for libraries (RFC 9421) that take keys that way.
+
+        For handing to a signer in the same process only; never write it out.
+        """
+        return self._key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())

@@ -22,6 +22,9 @@ HPKE_RELEASE: Final = b"sealbox/v1/hpke/release"
 #: Field ciphertext under its per-field, per-version key.
 AEAD_FIELD: Final = b"sealbox/v1/aead/field"
 
+#: The relay's at-rest layer: blobs and data keys, bound to their row.
+AEAD_AT_REST: Final = b"sealbox/v1/aead/at-rest"
+
 # --- Hashes ------------------------------------------------------------------
 #: Hash of a compact JWS statement (request hash, link hash, manifest hash...).
 HASH_STATEMENT: Final = b"sealbox/v1/hash/statement"
@@ -31,6 +34,12 @@ HASH_FIELD_CIPHERTEXT: Final = b"sealbox/v1/hash/field-ciphertext"
 HASH_SHARE_WRAP: Final = b"sealbox/v1/hash/share-wrap"
 #: Hash of consent details (the action's parameters).
 HASH_CONSENT_DETAILS: Final = b"sealbox/v1/hash/consent-details"
+#: What the relay stores instead of a bearer token.
+HASH_TOKEN: Final = b"sealbox/v1/hash/token"
+#: The public name of an at-rest key (which master key wrapped a data key).
+HASH_KEY_ID: Final = b"sealbox/v1/hash/key-id"
+#: Hash chain of the relay's audit events.
+HASH_AUDIT: Final = b"sealbox/v1/hash/audit"
 #: Fingerprint of the vault: the hash of directory link 0.
 FINGERPRINT_VAULT: Final = b"sealbox/v1/fingerprint/vault"
 #: Fingerprint of a public key (prefixed by the key's text-encoding prefix).

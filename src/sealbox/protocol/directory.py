@@ -64,6 +64,8 @@ class Directory:
     head: DirectoryHead
     tokens: tuple[str, ...]
     """The verified links, in order, exactly as received."""
+    links: tuple[DirectoryLink, ...] = ()
+    """The same links, parsed."""
 
     def approver(self, approver_id: str) -> ApproverRecord:
         """The current record of ``approver_id``; raise :class:`NotAuthorized` if not a member."""
@@ -194,6 +196,7 @@ def verify_directory(
             f"relay served {len(tokens)} link(s); this client already saw link {cached_head.seq}"
         )
     approvers: dict[str, ApproverRecord] = {}
+    parsed: list[DirectoryLink] = []
     vault = ""
     prev_hash: str | None = None
     prev_at = 0
@@ -227,6 +230,7 @@ def verify_directory(
         approvers = _apply(approvers, link, header.kid)
         prev_hash = jws.statement_hash(token)
         prev_at = link.at
+        parsed.append(link)
         if (
             cached_head is not None
             and seq == cached_head.seq
@@ -243,6 +247,7 @@ def verify_directory(
         approvers=approvers,
         head=DirectoryHead(seq=len(tokens) - 1, hash=prev_hash),
         tokens=tuple(tokens),
+        links=tuple(parsed),
     )
 
 

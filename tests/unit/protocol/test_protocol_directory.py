@@ -473,3 +473,10 @@ def test_pinned_fingerprint_must_be_ascii_text(kit: Any, pinned: object) -> None
     _, links, _, _ = _chain(kit)
     with pytest.raises(MalformedInput, match="pinned vault fingerprint"):
         dr.verify_directory(links, pinned=pinned)  # type: ignore[arg-type]
+
+
+def test_verified_directory_exposes_its_parsed_links(kit: Any) -> None:
+    _, links, pinned, _ = _chain(kit)
+    d = dr.verify_directory(links, pinned=pinned)
+    assert [link.seq for link in d.links] == list(range(len(links)))
+    assert d.links[0].op == "add"

@@ -1,0 +1,78 @@
+"""Relay settings: command-line options, then ``SEALBOX_*`` environment variables, then defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "Settings"]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8300
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    """Holds the SQLite database and the at-rest key file (both 0600)."""
+    db_url: str
+    """SQLAlchemy URL: ``sqlite+aiosqlite:///…`` (default) or ``postgresql+asyncpg://…``."""
+    db_schema: str | None = None
+    """PostgreSQL schema to use (default: the server's search path)."""
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    public_url: str | None = None
+    """The URL people and clients use to reach the relay (default: http://host:port)."""
+    max_body_bytes: int = 1 << 20
+    """Largest request body accepted; larger bodies get 413 before they are read."""
+    pending_cap: int = 20
+    """Most pending access requests one client may have at once."""
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "localhost" if self.host in ("127.0.0.1", "::1", "0.0.0.0") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.db_url.startswith("sqlite")
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        data_dir: str | None = None,
+        db_url: str | None = None,
+        db_schema: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        public_url: str | None = None,
+    ) -> Settings:
+        env = os.environ
+        root = Path(
+            data_dir or env.get("SEALBOX_DATA_DIR") or platformdirs.user_data_dir("sealbox")
+        ).expanduser()
+        url = db_url or env.get("SEALBOX_DB_URL") or f"sqlite+aiosqlite:///{root / 'sealbox.db'}"
+        return cls(
+            data_dir=root,
+            db_url=normalise_db_url(url),
+            db_schema=db_schema or env.get("SEALBOX_DB_SCHEMA") or None,
+            host=host or env.get("SEALBOX_HOST") or DEFAULT_HOST,
+            port=int(port or env.get("SEALBOX_PORT") or DEFAULT_PORT),
+            public_url=public_url or env.get("SEALBOX_PUBLIC_URL") or None,
+        )
+
+
+def normalise_db_url(url: str) -> str:
+    """Accept the URLs operators write (``postgresql://``) and pick the async driver."""
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+    return url

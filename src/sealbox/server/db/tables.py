@@ -1,0 +1,241 @@
+"""The relay's tables (SQLAlchemy Core), the same on SQLite and PostgreSQL.
+
+Every table but ``settings`` is keyed by ``vault_id`` first, and every query
+in :mod:`sealbox.server.db.store` filters by it: there is no code path that
+reads another vault's rows.  Times are integer Unix seconds.  Tokens are
+stored only as SHA-256 hashes.  Signed statements are stored verbatim, as the
+exact bytes that were signed.
+
+Changing this file needs a new Alembic revision in ``migrations/versions``;
+a test compares the two.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+ID = String(40)
+HASH = String(64)
+
+vaults = Table(
+    "vaults",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("setup_token_hash", HASH, nullable=True),
+    # SHA-256 of the one-time setup token; null once the vault has its link 0.
+    Column("fingerprint", HASH, nullable=True),
+)
+
+directory_links = Table(
+    "directory_links",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("token", Text, nullable=False),
+    Column("hash", HASH, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+clients = Table(
+    "clients",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("id", ID, primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("sig_pk", String(80), nullable=False),
+    Column("certificate", Text, nullable=False),
+    Column("enrollment", Text, nullable=True),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+device_codes = Table(
+    "device_codes",
+    metadata,
+    Column("device_code_hash", HASH, primary_key=True),
+    Column("vault_id", ID, nullable=False),
+    Column("user_code", String(16), nullable=False, unique=True),
+    Column("client_id", ID, nullable=False),
+    Column("client_name", String(128), nullable=False),
+    Column("sig_pk", String(80), nullable=False),
+    Column("state", String(16), nullable=False),
+    # pending, approved, denied, used.
+    Column("certificate", Text, nullable=True),
+    Column("interval", Integer, nullable=False),
+    Column("last_poll", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("hash", HASH, primary_key=True),
+    Column("vault_id", ID, nullable=False),
+    Column("client_id", ID, nullable=False),
+    Column("kind", String(8), nullable=False),
+    # access or refresh.
+    Column("family", ID, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("used", Boolean, nullable=False, default=False),
+    Column("revoked", Boolean, nullable=False, default=False),
+    Index("ix_tokens_family", "family"),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("id", ID, primary_key=True),
+    Column("path", String(200), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("latest_version", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("vault_id", "path", name="uq_items_path"),
+)
+
+item_versions = Table(
+    "item_versions",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("item_id", ID, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("manifest", Text, nullable=False),
+    Column("manifest_hash", HASH, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("item_id", ID, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("holder", ID, primary_key=True),
+    # ``""`` for a field ciphertext, else the approver id whose wrapped share this is.
+    Column("field", String(64), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+    # Encrypted at rest under the vault's data key, with the row identity as aad.
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("client_id", ID, primary_key=True),
+    Column("pattern", String(200), primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+policies = Table(
+    "policies",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("pattern", String(200), primary_key=True),
+    Column("approvers", JSON, nullable=False),
+    Column("threshold", Integer, nullable=False),
+    Column("expiry_seconds", Integer, nullable=False),
+    Column("max_cache_seconds", Integer, nullable=False),
+    Column("store_needs_approval", Boolean, nullable=False),
+)
+
+requests = Table(
+    "requests",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("id", HASH, primary_key=True),
+    # The statement hash (digest text without its ``sha256:`` prefix).
+    Column("kind", String(8), nullable=False),
+    # access or store.
+    Column("client_id", ID, nullable=False),
+    Column("statement", Text, nullable=False),
+    Column("detail", JSON, nullable=False),
+    # What approvers need beside the statement (item paths, store blobs' location).
+    Column("state", String(16), nullable=False),
+    Column("threshold", Integer, nullable=False),
+    Column("source_ip", String(64), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_requests_state", "vault_id", "state"),
+    Index("ix_requests_client", "vault_id", "client_id", "state"),
+)
+
+answers = Table(
+    "answers",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("request_id", HASH, primary_key=True),
+    Column("approver_id", ID, primary_key=True),
+    Column("kind", String(8), nullable=False),
+    # release, deny or manifest.
+    Column("token", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+replay = Table(
+    "replay",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("scope", String(8), primary_key=True),
+    # jti or nonce.
+    Column("key", String(200), primary_key=True),
+    # The jti, or ``keyid nonce`` for an RFC 9421 signature.
+    Column("expires_at", BigInteger, nullable=False),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("at", BigInteger, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("severity", String(8), nullable=False),
+    Column("client_id", ID, nullable=True),
+    Column("item_id", ID, nullable=True),
+    Column("source_ip", String(64), nullable=True),
+    Column("detail", JSON, nullable=False),
+    Column("prev_hash", HASH, nullable=False),
+    Column("hash", HASH, nullable=False),
+)
+
+data_keys = Table(
+    "data_keys",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("project", String(64), primary_key=True),
+    Column("wrapped", LargeBinary, nullable=False),
+    # The project's data key, AES-GCM-wrapped by the master key.
+    Column("kek_id", HASH, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("vault_id", ID, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_at", BigInteger, nullable=False),
+)

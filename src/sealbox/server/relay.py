@@ -1,0 +1,61 @@
+"""The relay's process-wide state: settings, database engine, wake-up hub, at-rest key, clock."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from sealbox.server.atrest import MasterKey
+from sealbox.server.config import Settings
+from sealbox.server.notify import Hub
+
+__all__ = ["Relay", "Tx"]
+
+
+@dataclass
+class Tx:
+    """One database transaction, and the wake-ups to send once it commits."""
+
+    conn: AsyncConnection
+    wakes: list[tuple[str, str]] = field(default_factory=list)
+
+    def wake(self, channel: str, message: str = "") -> None:
+        self.wakes.append((channel, message))
+
+
+@dataclass
+class Relay:
+    settings: Settings
+    engine: AsyncEngine
+    master_key: MasterKey
+    hub: Hub = field(default_factory=Hub)
+    clock: Callable[[], float] = time.time
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @contextlib.asynccontextmanager
+    async def tx(self) -> AsyncIterator[Tx]:
+        """A write transaction; its wake-ups reach waiters only after it commits."""
+        async with self.engine.begin() as conn:
+            tx = Tx(conn)
+            yield tx
+            for channel, message in tx.wakes:
+                await self.hub.publish(conn, channel, message)
+        if not self.is_postgres:
+            # One SQLite process: wake local waiters directly, after the commit.
+            for channel, message in tx.wakes:
+                self.hub.publish_local(channel, message)
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
