@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -15,8 +16,9 @@ from sealbox.protocol.statements import ApproverRecord
 class Clock:
     """A settable clock for the relay under test."""
 
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
+    def __init__(self, now: float | None = None) -> None:
+        # Near the real time: RFC 9421 libraries also check "created" against it.
+        self.now = time.time() if now is None else now
 
     def __call__(self) -> float:
         return self.now

@@ -13,7 +13,7 @@ from sealbox import __version__
 from sealbox.server.errors import install_error_handlers
 from sealbox.server.notify import PgListener
 from sealbox.server.relay import Relay
-from sealbox.server.routes import system, vault
+from sealbox.server import routes
 
 __all__ = ["create_app"]
 
@@ -70,8 +70,8 @@ def create_app(relay: Relay, *, listen: bool = True) -> FastAPI:
                 return _too_large(limit)
         return await call_next(request)
 
-    for module in (system, vault):
-        app.include_router(module.router)
+    for router in routes.all_routers():
+        app.include_router(router)
     return app
 
 

@@ -1,0 +1,36 @@
+"""Transport authentication: RFC 9421 signatures for key holders, bearer tokens for sessions."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from sealbox.server.auth.bearer import bearer_token, verify_bearer
+from sealbox.server.auth.httpsig import verify_signed_request
+from sealbox.server.auth.principal import Principal
+from sealbox.server.errors import ApiError
+from sealbox.server.relay import Relay
+
+__all__ = ["Principal", "authenticate", "require_approver", "require_client"]
+
+
+async def authenticate(request: Request, vault: str) -> Principal:
+    """The caller, by bearer token if it sent one, else by its request signature."""
+    relay: Relay = request.app.state.relay
+    token = bearer_token(request)
+    if token is not None:
+        return await verify_bearer(token, relay, vault)
+    return await verify_signed_request(request, relay, vault)
+
+
+async def require_approver(request: Request, vault: str) -> Principal:
+    principal = await authenticate(request, vault)
+    if principal.role != "approver":
+        raise ApiError(403, "approver_required", "only an approver of this vault may do this")
+    return principal
+
+
+async def require_client(request: Request, vault: str) -> Principal:
+    principal = await authenticate(request, vault)
+    if principal.role != "client":
+        raise ApiError(403, "client_required", "only a client of this vault may do this")
+    return principal

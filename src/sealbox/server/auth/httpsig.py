@@ -1,0 +1,128 @@
+"""Transport authentication of key holders (approvers, machines): RFC 9421 signatures.
+
+A request must carry one signature labelled and tagged ``sealbox``, by
+``keyid`` = a current approver's id or an enabled client's id in the vault of
+the URL, covering ``@method``, ``@target-uri`` and (with a body)
+``content-digest``, with ``created`` within five minutes of the relay's clock
+and a ``nonce`` the relay has not seen for that key.  Nonces are stored until
+they could no longer be valid, so a replay is refused across restarts.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import http_message_signatures as hms
+import http_sf
+from fastapi import Request
+from http_message_signatures import algorithms
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from sealbox.crypto.keys import VerifyKey
+from sealbox.errors import SealboxError
+from sealbox.server.auth.principal import Principal
+from sealbox.server.db.tables import clients, replay
+from sealbox.server.errors import ApiError
+from sealbox.server.relay import Relay
+
+__all__ = ["MAX_SKEW", "REQUIRED_COMPONENTS", "verify_signed_request"]
+
+MAX_SKEW = 300
+REQUIRED_COMPONENTS = ("@method", "@target-uri")
+LABEL = "sealbox"
+
+
+def _unauthorized(error: str, message: str) -> ApiError:
+    return ApiError(
+        401, error, message,
+        "Sign each request with your sealbox key (RFC 9421: @method, @target-uri, "
+        "content-digest, created, nonce).",
+    )  # fmt: skip
+
+
+class _Resolver(hms.HTTPSignatureKeyResolver):
+    def __init__(self, key_id: str, pem: bytes) -> None:
+        self._key_id, self._pem = key_id, pem
+
+    def resolve_public_key(self, key_id: str) -> Any:
+        return self._pem if key_id == self._key_id else None
+
+
+def _params(request: Request) -> dict[str, Any]:
+    raw = request.headers.get("signature-input")
+    if raw is None or request.headers.get("signature") is None:
+        raise _unauthorized("signature_required", "this endpoint needs a signed request")
+    try:
+        parsed = http_sf.parse(raw.encode(), tltype="dictionary")
+    except Exception:  # http_sf raises assorted built-in errors
+        raise _unauthorized(
+            "signature_invalid", "Signature-Input is not a structured field"
+        ) from None
+    if not isinstance(parsed, dict) or list(parsed) != [LABEL]:
+        raise _unauthorized("signature_invalid", f"expected exactly one signature labelled {LABEL}")
+    member: Any = parsed[LABEL]
+    if not (isinstance(member, tuple) and len(member) == 2 and isinstance(member[1], dict)):
+        raise _unauthorized("signature_invalid", "Signature-Input is not an inner list")
+    return dict(member[1])
+
+
+async def _key_for(relay: Relay, vault: str, key_id: str) -> tuple[VerifyKey, Principal]:
+    from sealbox.server.routes.vault import load_directory
+
+    async with relay.read() as conn:
+        if key_id.startswith("apv_"):
+            directory = await load_directory(conn, vault)
+            record = directory.approvers.get(key_id)
+            if record is not None:
+                return record.sig_pk, Principal(vault=vault, id=key_id, role="approver")
+        elif key_id.startswith("cli_"):
+            row = (
+                await conn.execute(
+                    select(clients.c.sig_pk, clients.c.kind, clients.c.disabled).where(
+                        clients.c.vault_id == vault, clients.c.id == key_id
+                    )
+                )
+            ).first()
+            if row is not None and not row.disabled:
+                principal = Principal(vault=vault, id=key_id, role="client", client_kind=row.kind)
+                return VerifyKey.from_text(row.sig_pk), principal
+    raise _unauthorized("unknown_key", "the signing key is not a current approver or client")
+
+
+async def verify_signed_request(request: Request, relay: Relay, vault: str) -> Principal:
+    """Authenticate a signed request to ``vault``; raise 401 on anything wrong."""
+    params = _params(request)
+    key_id, created, nonce = params.get("keyid"), params.get("created"), params.get("nonce")
+    if not isinstance(key_id, str) or not isinstance(created, int) or not isinstance(nonce, str):
+        raise _unauthorized("signature_invalid", "keyid, created and nonce are all required")
+    if not 8 <= len(nonce) <= 128:
+        raise _unauthorized("signature_invalid", "the nonce must have 8 to 128 characters")
+    now = relay.now()
+    if abs(now - created) > MAX_SKEW:
+        raise _unauthorized("signature_expired", "the signature was created too long ago or ahead")
+    key, principal = await _key_for(relay, vault, key_id)
+    body = await request.body()
+    verifier = hms.HTTPMessageVerifier(
+        signature_algorithm=algorithms.ED25519, key_resolver=_Resolver(key_id, key.to_pem())
+    )
+    verifier.max_clock_skew = datetime.timedelta(seconds=MAX_SKEW)
+    try:
+        verifier.verify(
+            request, max_age=None, expect_tag=LABEL, require_components=REQUIRED_COMPONENTS,
+            body=body,
+        )  # fmt: skip
+    except (hms.HTTPMessageSignaturesException, SealboxError, ValueError):
+        raise _unauthorized("signature_invalid", "the request signature does not verify") from None
+    try:
+        async with relay.tx() as tx:
+            await tx.conn.execute(
+                replay.insert().values(
+                    vault_id=vault, scope="nonce", key=f"{key_id} {nonce}",
+                    expires_at=created + 2 * MAX_SKEW,
+                )
+            )  # fmt: skip
+    except IntegrityError:
+        raise _unauthorized("signature_replayed", "this signature nonce was already used") from None
+    return principal

@@ -1,0 +1,23 @@
+"""Who is calling: the result of transport authentication, used by every protected route."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["Principal"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    vault: str
+    id: str
+    """An ``apv_…`` approver id or a ``cli_…`` client id."""
+    role: Literal["approver", "client"]
+    client_kind: str | None = None
+    """``human``, ``agent`` or ``machine`` for clients."""
+    via: Literal["signature", "bearer"] = "signature"
+
+    @property
+    def actor(self) -> str:
+        return self.id

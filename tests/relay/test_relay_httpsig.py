@@ -1,0 +1,113 @@
+"""RFC 9421 transport authentication of key holders, on both backends."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from relay_support import Vault, error_of
+
+from sealbox.client.httpsig import sign_request
+from sealbox.crypto.keys import SigningKey
+from sealbox.server.relay import Relay
+
+pytestmark = pytest.mark.anyio
+
+
+def _signed(
+    client: httpx.AsyncClient, method: str, url: str, *, key: SigningKey, key_id: str,
+    body: bytes | None = None, now: float | None = None, nonce: str | None = None,
+) -> httpx.Request:  # fmt: skip
+    headers = {"content-type": "application/json"} if body is not None else {}
+    request = client.build_request(method, url, content=body, headers=headers)
+    sign_request(request, key=key, key_id=key_id, now=now, nonce=nonce)
+    return request
+
+
+async def test_approver_signed_request_is_accepted(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    a = vault.approvers[0]
+    request = _signed(client, "GET", f"/v1/vaults/{vault.id}/whoami", key=a.sig, key_id=a.id,
+                      now=relay.now())  # fmt: skip
+    response = await client.send(request)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"vault": vault.id, "id": a.id, "role": "approver",
+                               "client_kind": None, "via": "signature"}  # fmt: skip
+
+
+async def test_signed_body_is_covered_by_content_digest(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    a = vault.approvers[0]
+    url = f"/v1/vaults/{vault.id}/whoami"
+    ok = _signed(client, "POST", url, key=a.sig, key_id=a.id, body=b'{"x":1}', now=relay.now())
+    assert (await client.send(ok)).status_code == 200
+    tampered = _signed(client, "POST", url, key=a.sig, key_id=a.id, body=b'{"x":1}',
+                       now=relay.now())  # fmt: skip
+    tampered.stream = httpx.ByteStream(b'{"x":2}')
+    response = await client.send(tampered)
+    assert response.status_code == 401
+    assert error_of(response)["error"] == "signature_invalid"
+
+
+async def test_replayed_nonce_is_refused(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    a = vault.approvers[0]
+    url = f"/v1/vaults/{vault.id}/whoami"
+    first = _signed(client, "GET", url, key=a.sig, key_id=a.id, now=relay.now(), nonce="n" * 16)
+    assert (await client.send(first)).status_code == 200
+    again = _signed(client, "GET", url, key=a.sig, key_id=a.id, now=relay.now(), nonce="n" * 16)
+    response = await client.send(again)
+    assert response.status_code == 401
+    assert error_of(response)["error"] == "signature_replayed"
+
+
+@pytest.mark.parametrize("offset", [-301, 301])
+async def test_skewed_signature_is_refused(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault, offset: int
+) -> None:
+    a = vault.approvers[0]
+    request = _signed(client, "GET", f"/v1/vaults/{vault.id}/whoami", key=a.sig, key_id=a.id,
+                      now=relay.now() + offset)  # fmt: skip
+    response = await client.send(request)
+    assert response.status_code == 401
+    assert error_of(response)["error"] in {"signature_expired", "signature_invalid"}
+
+
+async def test_wrong_key_unknown_key_and_no_signature(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    a = vault.approvers[0]
+    url = f"/v1/vaults/{vault.id}/whoami"
+    forged = _signed(client, "GET", url, key=SigningKey.generate(), key_id=a.id, now=relay.now())
+    response = await client.send(forged)
+    assert (response.status_code, error_of(response)["error"]) == (401, "signature_invalid")
+    stranger = _signed(client, "GET", url, key=SigningKey.generate(), key_id="apv_" + "c" * 26,
+                       now=relay.now())  # fmt: skip
+    response = await client.send(stranger)
+    assert (response.status_code, error_of(response)["error"]) == (401, "unknown_key")
+    response = await client.get(url)
+    assert (response.status_code, error_of(response)["error"]) == (401, "signature_required")
+    response = await client.get(url, headers={"signature-input": "garbage((", "signature": "x"})
+    assert (response.status_code, error_of(response)["error"]) == (401, "signature_invalid")
+
+
+async def test_signature_for_another_path_does_not_transfer(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    a = vault.approvers[0]
+    request = _signed(client, "GET", f"/v1/vaults/{vault.id}/whoami?x=1", key=a.sig, key_id=a.id,
+                      now=relay.now())  # fmt: skip
+    moved = client.build_request("GET", f"/v1/vaults/{vault.id}/whoami", headers=request.headers)
+    response = await client.send(moved)
+    assert (response.status_code, error_of(response)["error"]) == (401, "signature_invalid")
+
+
+async def test_bearer_token_must_look_like_one(client: httpx.AsyncClient, vault: Vault) -> None:
+    url = f"/v1/vaults/{vault.id}/whoami"
+    for header in ["Bearer nope", "Basic abc", "Bearer sbx_at_unknown"]:
+        response = await client.get(url, headers={"authorization": header})
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert error_of(response)["error"] == "invalid_token"
