@@ -10,10 +10,10 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from sealbox import __version__
+from sealbox.server import routes
 from sealbox.server.errors import install_error_handlers
 from sealbox.server.notify import PgListener
 from sealbox.server.relay import Relay
-from sealbox.server import routes
 
 __all__ = ["create_app"]
 
