@@ -38,6 +38,9 @@ def migrate(settings: Settings) -> str:
 
 
 def db_status(settings: Settings) -> tuple[str | None, str]:
+    if settings.is_sqlite and not os.path.exists(settings.db_url.split("///", 1)[1]):
+        return None, db.head_revision()  # no database yet; status creates nothing
+
     async def run() -> str | None:
         engine = db.make_engine(settings.db_url, schema=settings.db_schema)
         try:
