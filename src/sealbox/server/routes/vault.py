@@ -36,6 +36,13 @@ class LinkBody(BaseModel):
     link: str = Field(max_length=TOKEN_MAX * 4, description="The next directory link.")
 
 
+# Verified directories by vault, with the head they were verified at.  Every
+# signed request needs the current approver set; re-verifying the whole chain
+# each time would cost one Ed25519 verification per link.  The cache is keyed
+# by the stored head, so a link appended by another replica is seen at once.
+_verified: dict[str, dirs.Directory] = {}
+
+
 async def load_directory(conn: Any, vault: str) -> dirs.Directory:
     """The vault's directory as stored, verified (raises ApiError if the vault has none)."""
     row = (await conn.execute(select(vaults.c.fingerprint).where(vaults.c.id == vault))).first()
@@ -46,6 +53,23 @@ async def load_directory(conn: Any, vault: str) -> dirs.Directory:
             409, "vault_not_set_up", "the vault has no approver yet",
             "Create the first approver with the setup token printed by `sealbox up`.",
         )  # fmt: skip
+    pinned = "sha256:" + row.fingerprint
+    head = (
+        await conn.execute(
+            select(directory_links.c.seq, directory_links.c.hash)
+            .where(directory_links.c.vault_id == vault)
+            .order_by(directory_links.c.seq.desc())
+            .limit(1)
+        )
+    ).first()
+    cached = _verified.get(vault)
+    if (
+        cached is not None
+        and head is not None
+        and cached.fingerprint == pinned
+        and (cached.head.seq, cached.head.hash) == (head.seq, head.hash)
+    ):
+        return cached
     links = (
         (
             await conn.execute(
@@ -57,7 +81,9 @@ async def load_directory(conn: Any, vault: str) -> dirs.Directory:
         .scalars()
         .all()
     )
-    return dirs.verify_directory(list(links), pinned="sha256:" + row.fingerprint)
+    directory = dirs.verify_directory(list(links), pinned=pinned)
+    _verified[vault] = directory
+    return directory
 
 
 def _fingerprint_text(link0: str) -> str:
