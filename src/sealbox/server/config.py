@@ -30,6 +30,10 @@ class Settings:
     """Largest request body accepted; larger bodies get 413 before they are read."""
     pending_cap: int = 20
     """Most pending access requests one client may have at once."""
+    rate_per_second: float = 50.0
+    """Sustained requests per second one authenticated caller may make (per replica)."""
+    rate_burst: int = 200
+    """Requests one caller may make at once before the rate applies."""
 
     @property
     def base_url(self) -> str:

@@ -34,12 +34,20 @@ _STATUS_BY_CODE = {
 class ApiError(Exception):
     """A failure the relay reports to the caller as it is."""
 
-    def __init__(self, status: int, error: str, message: str, hint: str = "") -> None:
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        message: str,
+        hint: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.error = error
         self.message = message
         self.hint = hint
+        self.headers = headers
 
 
 def _body(error: str, message: str, hint: str) -> dict[str, str]:
@@ -49,7 +57,9 @@ def _body(error: str, message: str, hint: str) -> dict[str, str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = dict(exc.headers or {})
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
         return JSONResponse(
             _body(exc.error, exc.message, exc.hint), status_code=exc.status, headers=headers
         )

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sealbox.server.atrest import MasterKey
 from sealbox.server.config import Settings
 from sealbox.server.notify import Hub
+from sealbox.server.ratelimit import RateLimiter
 
 __all__ = ["Relay", "Tx"]
 
@@ -34,6 +35,11 @@ class Relay:
     master_key: MasterKey
     hub: Hub = field(default_factory=Hub)
     clock: Callable[[], float] = time.time
+    limiter: RateLimiter | None = None
+
+    def __post_init__(self) -> None:
+        if self.limiter is None:
+            self.limiter = RateLimiter(self.settings.rate_per_second, self.settings.rate_burst)
 
     def now(self) -> int:
         return int(self.clock())

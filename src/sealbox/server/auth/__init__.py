@@ -18,8 +18,17 @@ async def authenticate(request: Request, vault: str) -> Principal:
     relay: Relay = request.app.state.relay
     token = bearer_token(request)
     if token is not None:
-        return await verify_bearer(token, relay, vault)
-    return await verify_signed_request(request, relay, vault)
+        principal = await verify_bearer(token, relay, vault)
+    else:
+        principal = await verify_signed_request(request, relay, vault)
+    assert relay.limiter is not None
+    wait = relay.limiter.allow(f"{principal.vault} {principal.id}")
+    if wait:
+        raise ApiError(
+            429, "rate_limited", "too many requests from this caller",
+            f"Retry after {wait:.1f} s.", headers={"Retry-After": str(max(1, round(wait)))},
+        )  # fmt: skip
+    return principal
 
 
 async def require_approver(request: Request, vault: str) -> Principal:
