@@ -202,3 +202,19 @@ async def test_grants(client: httpx.AsyncClient, relay: Relay, vault: Vault) -> 
     actions = [e["action"] for e in await audit_rows(relay, vault.id)]
     assert actions.count("grant.added") == 2
     assert actions.count("grant.removed") == 1
+
+
+async def test_an_expired_certificate_stops_signatures_and_tokens(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    machine = Human("short-lived", kind="machine")
+    response = await signed(
+        client, relay, "POST", f"/v1/vaults/{vault.id}/clients", by=vault.approvers[0],
+        json={"certificate": certificate(vault, relay, machine.info, not_after=relay.now() + 60)},
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    me = f"/v1/vaults/{vault.id}/whoami"
+    assert (await signed(client, relay, "GET", me, by=machine)).status_code == 200
+    relay.clock.now += 120  # type: ignore[attr-defined]
+    refused = await signed(client, relay, "GET", me, by=machine)
+    assert (refused.status_code, error_of(refused)["error"]) == (401, "certificate_invalid")

@@ -11,6 +11,7 @@ from fastapi import Request
 from sqlalchemy import select
 
 from sealbox.crypto import secrets as sx
+from sealbox.server.auth.certcheck import check_client_certificate
 from sealbox.server.auth.principal import Principal
 from sealbox.server.db.tables import clients, tokens
 from sealbox.server.errors import ApiError
@@ -38,7 +39,7 @@ async def verify_bearer(token: str, relay: Relay, vault: str) -> Principal:
         row = (
             await conn.execute(
                 select(tokens.c.client_id, tokens.c.expires_at, tokens.c.revoked, clients.c.kind,
-                       clients.c.disabled)
+                       clients.c.disabled, clients.c.certificate, clients.c.enrollment)
                 .join(clients, (clients.c.vault_id == tokens.c.vault_id)
                       & (clients.c.id == tokens.c.client_id))
                 .where(tokens.c.hash == sx.token_hash(token), tokens.c.kind == "access",
@@ -53,6 +54,8 @@ async def verify_bearer(token: str, relay: Relay, vault: str) -> Principal:
     if row.expires_at <= now:
         raise ApiError(401, "token_expired", "the access token has expired",
                        "Use your refresh token at /oauth/token.")  # fmt: skip
+    async with relay.read() as conn:
+        await check_client_certificate(conn, vault, row.certificate, row.enrollment, now)
     return Principal(
         vault=vault, id=row.client_id, role="client", client_kind=row.kind, via="bearer"
     )

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from sealbox.crypto.keys import VerifyKey
 from sealbox.errors import SealboxError
+from sealbox.server.auth.certcheck import check_client_certificate
 from sealbox.server.auth.principal import Principal
 from sealbox.server.db.tables import clients, replay
 from sealbox.server.errors import ApiError
@@ -80,12 +81,16 @@ async def _key_for(relay: Relay, vault: str, key_id: str) -> tuple[VerifyKey, Pr
         elif key_id.startswith("cli_"):
             row = (
                 await conn.execute(
-                    select(clients.c.sig_pk, clients.c.kind, clients.c.disabled).where(
-                        clients.c.vault_id == vault, clients.c.id == key_id
-                    )
+                    select(
+                        clients.c.sig_pk, clients.c.kind, clients.c.disabled,
+                        clients.c.certificate, clients.c.enrollment,
+                    ).where(clients.c.vault_id == vault, clients.c.id == key_id)
                 )
-            ).first()
+            ).first()  # fmt: skip
             if row is not None and not row.disabled:
+                await check_client_certificate(
+                    conn, vault, row.certificate, row.enrollment, relay.now()
+                )
                 principal = Principal(vault=vault, id=key_id, role="client", client_kind=row.kind)
                 return VerifyKey.from_text(row.sig_pk), principal
     raise _unauthorized("unknown_key", "the signing key is not a current approver or client")
