@@ -51,6 +51,7 @@ __all__ = [
     "StoreUpload",
     "VerifiedStore",
     "build_store",
+    "check_blobs",
     "manifest_hash",
     "parse_share",
     "sign_manifest",
@@ -264,12 +265,13 @@ def verify_manifest(token: object, directory: Directory) -> ItemManifest:
     return manifest
 
 
-def _check_blobs(
+def check_blobs(
     fields: Mapping[str, FieldCipher],
     keyset: KeySet,
     ciphertexts: Mapping[str, bytes],
     wraps: Mapping[str, Mapping[str, bytes]],
 ) -> None:
+    """Raise :class:`ManifestMismatch` unless every blob matches the hash its signer listed."""
     if set(ciphertexts) != set(fields):
         raise ManifestMismatch("uploaded ciphertexts do not match the signed fields")
     for name, cipher in fields.items():
@@ -331,7 +333,7 @@ def verify_store(
     if approver not in statement.keyset.approvers:
         raise NotAuthorized(f"{approver} holds no share of this item")
     _check_prev(statement, prev_manifest, directory)
-    _check_blobs(
+    check_blobs(
         statement.fields,
         statement.keyset,
         bytes_map(upload.ciphertexts, "uploaded ciphertexts"),

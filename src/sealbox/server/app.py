@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -10,7 +11,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from sealbox import __version__
-from sealbox.server import routes
+from sealbox.server import jobs, routes
 from sealbox.server.errors import install_error_handlers
 from sealbox.server.notify import PgListener
 from sealbox.server.relay import Relay
@@ -35,9 +36,14 @@ def create_app(relay: Relay, *, listen: bool = True) -> FastAPI:
             dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
             listener = PgListener(dsn, relay.hub, relay.settings.db_schema)
             await listener.start()
+        # Expires stale requests and forgets replay entries past their window.
+        sweeping = asyncio.create_task(jobs.sweeper(relay))
         try:
             yield
         finally:
+            sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeping
             if listener is not None:
                 await listener.stop()
 

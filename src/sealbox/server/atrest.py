@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sealbox.crypto import secrets as sx
 from sealbox.crypto.encoding import b64u_decode, b64u_encode
@@ -33,30 +34,44 @@ class MasterKey:
     def __repr__(self) -> str:
         return f"MasterKey(id={self.id[:12]}…)"
 
-    async def dek(self, conn: AsyncConnection, vault: str, project: str) -> bytes:
-        """The project's data key, made and stored (wrapped) on first use."""
+    async def dek(self, engine: AsyncEngine, vault: str, project: str) -> bytes:
+        """The project's data key, made and stored (wrapped) on first use.
+
+        The key is cached only once it is known to be the stored one: a new key
+        is inserted in a transaction of its own, and if another request (or
+        replica) stored one first, that one is read back and used.
+        """
         cached = self._deks.get((vault, project))
         if cached is not None:
             return cached
-        row = (
-            await conn.execute(
-                select(data_keys.c.wrapped).where(
-                    data_keys.c.vault_id == vault, data_keys.c.project == project
-                )
-            )
-        ).first()
-        if row is None:
-            dek = sx.new_key()
-            await conn.execute(
-                data_keys.insert().values(
-                    vault_id=vault, project=project, kek_id=self.id,
-                    wrapped=sx.wrap_key(self._key, dek, vault, project),
-                )
-            )  # fmt: skip
-        else:
-            dek = sx.unwrap_key(self._key, row.wrapped, vault, project)
+        wrapped = await self._stored(engine, vault, project)
+        if wrapped is None:
+            try:
+                async with engine.begin() as conn:
+                    await conn.execute(
+                        data_keys.insert().values(
+                            vault_id=vault, project=project, kek_id=self.id,
+                            wrapped=sx.wrap_key(self._key, sx.new_key(), vault, project),
+                        )
+                    )  # fmt: skip
+            except IntegrityError:
+                pass  # stored concurrently; read it back below
+            wrapped = await self._stored(engine, vault, project)
+            assert wrapped is not None
+        dek = sx.unwrap_key(self._key, wrapped, vault, project)
         self._deks[(vault, project)] = dek
         return dek
+
+    async def _stored(self, engine: AsyncEngine, vault: str, project: str) -> bytes | None:
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(data_keys.c.wrapped).where(
+                        data_keys.c.vault_id == vault, data_keys.c.project == project
+                    )
+                )
+            ).first()
+        return None if row is None else bytes(row.wrapped)
 
     def seal(self, dek: bytes, data: bytes, *row: str | int) -> bytes:
         return sx.seal_at_rest(dek, data, *row)

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sealbox.server.atrest import MasterKey
 from sealbox.server.config import Settings
+from sealbox.server.db.engine import WRITE
 from sealbox.server.notify import Hub
 from sealbox.server.ratelimit import RateLimiter
 
@@ -51,11 +52,16 @@ class Relay:
     @contextlib.asynccontextmanager
     async def tx(self) -> AsyncIterator[Tx]:
         """A write transaction; its wake-ups reach waiters only after it commits."""
-        async with self.engine.begin() as conn:
-            tx = Tx(conn)
-            yield tx
-            for channel, message in tx.wakes:
-                await self.hub.publish(conn, channel, message)
+        async with self.engine.connect() as conn:
+            conn.info[WRITE] = True
+            try:
+                async with conn.begin():
+                    tx = Tx(conn)
+                    yield tx
+                    for channel, message in tx.wakes:
+                        await self.hub.publish(conn, channel, message)
+            finally:
+                conn.info.pop(WRITE, None)
         if not self.is_postgres:
             # One SQLite process: wake local waiters directly, after the commit.
             for channel, message in tx.wakes:

@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 __all__ = ["current_revision", "head_revision", "make_engine", "upgrade"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: Connection-info flag set by ``Relay.tx()`` for the duration of a write transaction.
+WRITE = "sealbox_write"
 
 
 def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> AsyncEngine:
@@ -26,12 +28,22 @@ def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> 
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_connection: Any, _: Any) -> None:
+            # Let SQLAlchemy, not the driver, say when transactions begin (the
+            # driver's own handling breaks SAVEPOINTs and cannot BEGIN IMMEDIATE).
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             # WAL: readers never block the writer; the relay is one writer process.
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin(conn: Any) -> None:
+            # A write transaction takes SQLite's write lock up front.  Taken lazily,
+            # two transactions that both read before they write (the audit chain's
+            # "read the head, append after it") could each read the same head.
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get(WRITE) else "BEGIN")
 
         return engine
     connect_args: dict[str, Any] = {}
