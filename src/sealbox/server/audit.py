@@ -24,6 +24,8 @@ from sealbox.server.db.tables import audit_events
 __all__ = ["GENESIS", "append", "event_hash", "verify_chain"]
 
 GENESIS = "0" * 64
+#: Connection-info key: the vaults that got audit events in the current transaction.
+AUDITED = "sealbox_audited"
 SEVERITIES = frozenset({"info", "notice", "warning", "alert"})
 
 
@@ -72,6 +74,8 @@ async def append(
     row["prev_hash"] = prev
     row["hash"] = event_hash(prev, row)
     await conn.execute(audit_events.insert().values(**row))
+    # Relay.tx() wakes the vault's live audit stream once this commits.
+    conn.info.setdefault(AUDITED, set()).add(vault)
     return seq
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sealbox.server.atrest import MasterKey
+from sealbox.server.audit import AUDITED
 from sealbox.server.config import Settings
 from sealbox.server.db.engine import WRITE
 from sealbox.server.notify import Hub
@@ -55,13 +56,17 @@ class Relay:
         async with self.engine.connect() as conn:
             conn.info[WRITE] = True
             try:
+                conn.info.pop(AUDITED, None)
                 async with conn.begin():
                     tx = Tx(conn)
                     yield tx
+                    for vault in sorted(conn.info.pop(AUDITED, ())):
+                        tx.wake(f"vault:{vault}:audit", "event")
                     for channel, message in tx.wakes:
                         await self.hub.publish(conn, channel, message)
             finally:
                 conn.info.pop(WRITE, None)
+                conn.info.pop(AUDITED, None)
         if not self.is_postgres:
             # One SQLite process: wake local waiters directly, after the commit.
             for channel, message in tx.wakes:

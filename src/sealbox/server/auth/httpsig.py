@@ -11,6 +11,7 @@ they could no longer be valid, so a replay is refused across restarts.
 from __future__ import annotations
 
 import datetime
+import functools
 from typing import Any
 
 import http_message_signatures as hms
@@ -19,6 +20,7 @@ from fastapi import Request
 from http_message_signatures import algorithms
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from starlette.requests import ClientDisconnect
 
 from sealbox.crypto.keys import VerifyKey
 from sealbox.errors import SealboxError
@@ -69,6 +71,12 @@ def _params(request: Request) -> dict[str, Any]:
     return dict(member[1])
 
 
+@functools.lru_cache(maxsize=4096)
+def _pem(key: VerifyKey) -> bytes:
+    # Keys recur on every request of a caller; their PEM form does not change.
+    return key.to_pem()
+
+
 async def _key_for(relay: Relay, vault: str, key_id: str) -> tuple[VerifyKey, Principal]:
     from sealbox.server.routes.vault import load_directory
 
@@ -108,9 +116,12 @@ async def verify_signed_request(request: Request, relay: Relay, vault: str) -> P
     if abs(now - created) > MAX_SKEW:
         raise _unauthorized("signature_expired", "the signature was created too long ago or ahead")
     key, principal = await _key_for(relay, vault, key_id)
-    body = await request.body()
+    try:
+        body = await request.body()
+    except ClientDisconnect:
+        raise ApiError(400, "client_disconnected", "the client went away mid-request") from None
     verifier = hms.HTTPMessageVerifier(
-        signature_algorithm=algorithms.ED25519, key_resolver=_Resolver(key_id, key.to_pem())
+        signature_algorithm=algorithms.ED25519, key_resolver=_Resolver(key_id, _pem(key))
     )
     verifier.max_clock_skew = datetime.timedelta(seconds=MAX_SKEW)
     try:

@@ -7,6 +7,7 @@ refuse junk early; every client and approver checks it again for itself.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -40,11 +41,20 @@ class LinkBody(BaseModel):
 # signed request needs the current approver set; re-verifying the whole chain
 # each time would cost one Ed25519 verification per link.  The cache is keyed
 # by the stored head, so a link appended by another replica is seen at once.
-_verified: dict[str, dirs.Directory] = {}
+#
+# Within FRESH_SECONDS of the last check the cached directory is used without
+# asking the database at all (the hot path of every signed request); a link
+# appended through this process drops the entry at once, and one appended
+# through another replica is seen within FRESH_SECONDS.
+_verified: dict[str, tuple[float, dirs.Directory]] = {}
+FRESH_SECONDS = 1.0
 
 
 async def load_directory(conn: Any, vault: str) -> dirs.Directory:
     """The vault's directory as stored, verified (raises ApiError if the vault has none)."""
+    entry = _verified.get(vault)
+    if entry is not None and time.monotonic() - entry[0] < FRESH_SECONDS:
+        return entry[1]
     row = (await conn.execute(select(vaults.c.fingerprint).where(vaults.c.id == vault))).first()
     if row is None:
         raise ApiError(404, "no_such_vault", "this relay has no such vault")
@@ -62,13 +72,14 @@ async def load_directory(conn: Any, vault: str) -> dirs.Directory:
             .limit(1)
         )
     ).first()
-    cached = _verified.get(vault)
+    cached = entry[1] if entry is not None else None
     if (
         cached is not None
         and head is not None
         and cached.fingerprint == pinned
         and (cached.head.seq, cached.head.hash) == (head.seq, head.hash)
     ):
+        _verified[vault] = (time.monotonic(), cached)
         return cached
     links = (
         (
@@ -82,7 +93,7 @@ async def load_directory(conn: Any, vault: str) -> dirs.Directory:
         .all()
     )
     directory = dirs.verify_directory(list(links), pinned=pinned)
-    _verified[vault] = directory
+    _verified[vault] = (time.monotonic(), directory)
     return directory
 
 
@@ -178,6 +189,7 @@ async def append_link(vault: str, body: LinkBody, request: Request) -> dict[str,
                 hash=extended.head.hash, created_at=now,
             )
         )  # fmt: skip
+        _verified.pop(vault, None)
         signer = jws.read_header(body.link).kid
         await audit.append(tx.conn, vault=vault, at=now, actor=signer,
                            action=f"directory.{link.op}", source_ip=_ip(request),
