@@ -15,6 +15,7 @@ from sealbox.server.config import Settings
 from sealbox.server.db.engine import WRITE
 from sealbox.server.notify import Hub
 from sealbox.server.ratelimit import RateLimiter
+from sealbox.server.replay import ReplayGuard
 
 __all__ = ["Relay", "Tx"]
 
@@ -39,9 +40,12 @@ class Relay:
     clock: Callable[[], float] = time.time
     limiter: RateLimiter | None = None
 
+    replay_guard: ReplayGuard = field(init=False)
+
     def __post_init__(self) -> None:
         if self.limiter is None:
             self.limiter = RateLimiter(self.settings.rate_per_second, self.settings.rate_burst)
+        self.replay_guard = ReplayGuard(self.engine)
 
     def now(self) -> int:
         return int(self.clock())

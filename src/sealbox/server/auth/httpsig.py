@@ -19,14 +19,13 @@ import http_sf
 from fastapi import Request
 from http_message_signatures import algorithms
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from starlette.requests import ClientDisconnect
 
 from sealbox.crypto.keys import VerifyKey
 from sealbox.errors import SealboxError
 from sealbox.server.auth.certcheck import check_client_certificate
 from sealbox.server.auth.principal import Principal
-from sealbox.server.db.tables import clients, replay
+from sealbox.server.db.tables import clients
 from sealbox.server.errors import ApiError
 from sealbox.server.relay import Relay
 
@@ -131,14 +130,7 @@ async def verify_signed_request(request: Request, relay: Relay, vault: str) -> P
         )  # fmt: skip
     except (hms.HTTPMessageSignaturesException, SealboxError, ValueError):
         raise _unauthorized("signature_invalid", "the request signature does not verify") from None
-    try:
-        async with relay.tx() as tx:
-            await tx.conn.execute(
-                replay.insert().values(
-                    vault_id=vault, scope="nonce", key=f"{key_id} {nonce}",
-                    expires_at=created + 2 * MAX_SKEW,
-                )
-            )  # fmt: skip
-    except IntegrityError:
-        raise _unauthorized("signature_replayed", "this signature nonce was already used") from None
+    if not await relay.replay_guard.first_use(vault, "nonce", f"{key_id} {nonce}",
+                                              created + 2 * MAX_SKEW):  # fmt: skip
+        raise _unauthorized("signature_replayed", "this signature nonce was already used")
     return principal
