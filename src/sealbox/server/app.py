@@ -22,11 +22,12 @@ __all__ = ["create_app"]
 log = logging.getLogger("sealbox.relay")
 
 
-def create_app(relay: Relay, *, listen: bool = True) -> FastAPI:
+def create_app(relay: Relay, *, listen: bool = True, owns_engine: bool = False) -> FastAPI:
     """The relay app around ``relay`` (whose schema must already be migrated).
 
     With PostgreSQL and ``listen``, the app holds one LISTEN connection for
-    wake-ups from other replicas while it runs.
+    wake-ups from other replicas while it runs.  With ``owns_engine`` it
+    closes the database pool when the server shuts down.
     """
 
     @contextlib.asynccontextmanager
@@ -47,6 +48,11 @@ def create_app(relay: Relay, *, listen: bool = True) -> FastAPI:
                 await sweeping
             if listener is not None:
                 await listener.stop()
+            if owns_engine:
+                # Close the pool here, in the server's orderly shutdown: after
+                # serve() returns, uvicorn re-raises Ctrl-C, and a dispose still
+                # in progress then would be cancelled mid-close.
+                await relay.engine.dispose()
 
     app = FastAPI(
         title="sealbox relay",

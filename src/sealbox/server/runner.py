@@ -113,7 +113,7 @@ async def _serve(settings: Settings, revision: str, out: TextIO) -> None:
         out.write("\n  Press Ctrl-C to stop.\n\n")
         out.flush()
         config = uvicorn.Config(
-            create_app(relay), host=settings.host, port=settings.port,
+            create_app(relay, owns_engine=True), host=settings.host, port=settings.port,
             log_level="warning", access_log=False, lifespan="on",
         )  # fmt: skip
         await uvicorn.Server(config).serve()
