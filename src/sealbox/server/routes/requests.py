@@ -302,7 +302,8 @@ async def _wait(
     deadline = loop.time() + min(wait, MAX_WAIT)
     # Subscribed before the first read: a change committed after that read
     # still wakes this waiter, so no wake-up is lost in between.
-    async with relay.hub.subscribe(request_channel(request_id)) as queue:
+    # A wake-up only says "look again", so one queued is enough (maxsize=1).
+    async with relay.hub.subscribe(request_channel(request_id), maxsize=1) as queue:
         while True:
             async with relay.read() as conn:
                 row = await _owned(conn, vault, request_id, kind, principal)
@@ -310,8 +311,11 @@ async def _wait(
             left = deadline - loop.time()
             if row.state != State.PENDING.value or left <= 0:
                 return _status(row, approvals)
+            del row  # nothing of the database is held while waiting
+            # asyncio.timeout, not wait_for: no extra task per waiter.
             with contextlib.suppress(TimeoutError):  # then read the state once more
-                await asyncio.wait_for(queue.get(), timeout=left)
+                async with asyncio.timeout(left):
+                    await queue.get()
 
 
 Wait = Annotated[float, Query(ge=0, description=f"Seconds to wait for a change (<= {MAX_WAIT}).")]
