@@ -136,6 +136,7 @@ class Harness:
         grants_for: Sequence[str] = ("app/*/*",),
         hostname: str | None = None,
         cidrs: Sequence[str] = (),
+        scopes: Sequence[str] = ("read", "write"),
     ) -> Requester:
         now = self.relay.now()
         key = SigningKey.generate()
@@ -143,7 +144,8 @@ class Harness:
                           sig_pk=key.verify_key())  # fmt: skip
         issuer = self.vault.approvers[0]
         certificate = issue_certificate(
-            self.directory(), issuer=issuer.id, key=issuer.sig, client=info, scopes=["read"],
+            self.directory(), issuer=issuer.id, key=issuer.sig, client=info,
+            scopes=list(scopes),
             constraints=ClientConstraints(not_after=now + 86400, cidrs=tuple(sorted(cidrs)),
                                           hostname=hostname),
             now=now,
@@ -675,3 +677,23 @@ async def test_clients_see_only_granted_items(h: Harness) -> None:
     assert wraps.status_code == 403
     everything = (await h.call("GET", "/items", signer=a)).json()["items"]
     assert {i["id"] for i in everything} == {shown, hidden}
+
+
+async def test_certificate_scopes_say_what_a_client_may_ask(h: Harness) -> None:
+    approver = h.vault.approvers[0]
+    item, _ = await h.store_direct(approver, "app/prod/db", PASSWORD)
+    reader = await h.add_client(scopes=("read",))
+    writer = await h.add_client(scopes=("write",))
+    before = await h.counts()
+
+    refused = await h.post_store(reader, h.store_upload(reader, "app/prod/new", {"v": b"x"}))
+    assert (refused.status_code, error_of(refused)["error"]) == (403, "scope_missing")
+    refused = await h.ask(writer, h.access(writer, [(item, "app/prod/db", ["password"])]))
+    assert (refused.status_code, error_of(refused)["error"]) == (403, "scope_missing")
+    assert await h.counts() == before
+
+    assert (
+        await h.ask(reader, h.access(reader, [(item, "app/prod/db", ["user"])]))
+    ).status_code == 201
+    stored = await h.post_store(writer, h.store_upload(writer, "app/prod/new", {"v": b"x"}))
+    assert stored.status_code == 201, stored.text

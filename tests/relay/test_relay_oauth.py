@@ -30,6 +30,7 @@ from sealbox.crypto import secrets as sx
 from sealbox.protocol import directory as dirs
 from sealbox.protocol import ids
 from sealbox.server.db.tables import clients, device_codes, tokens, vaults
+from sealbox.server.ratelimit import RateLimiter
 from sealbox.server.relay import Relay
 
 pytestmark = pytest.mark.anyio
@@ -210,9 +211,23 @@ async def test_device_authorization_refuses_bad_input(
     assert await snapshot(relay) == before
 
 
+async def test_one_address_cannot_fill_the_login_queue(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    for _ in range(10):
+        await start_login(client, vault, Human())
+    before = await snapshot(relay)
+    response = await client.post("/oauth/device_authorization", data=Human().form(vault.id))
+    assert response.status_code == 429
+    assert oauth_error(response) == "slow_down"
+    assert await snapshot(relay) == before
+
+
 async def test_pending_logins_are_capped(
     client: httpx.AsyncClient, relay: Relay, vault: Vault
 ) -> None:
+    # Many addresses: the per-address budget is not what this test is about.
+    relay.anonymous_limiter = RateLimiter(rate=1000, burst=1000)
     for _ in range(50):
         await start_login(client, vault, Human())
     before = await snapshot(relay)

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from relay_support import Vault, error_of
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from test_relay_items import PASSWORD, Harness
 
 from sealbox.protocol import ids
@@ -22,7 +22,7 @@ from sealbox.protocol.statements import CacheRequest
 from sealbox.protocol.store import manifest_hash
 from sealbox.server import jobs
 from sealbox.server.app import create_app
-from sealbox.server.db.tables import answers, audit_events, replay
+from sealbox.server.db.tables import answers, audit_events, grants, replay
 from sealbox.server.relay import Relay
 
 pytestmark = pytest.mark.anyio
@@ -480,3 +480,17 @@ async def test_store_request_is_listed_on_the_stream_too(h: Harness) -> None:
         created = (await h.post_store(client, upload)).json()
         text = await stream.until(created["id"])
         assert '"kind":"store"' in text
+
+
+async def test_a_removed_grant_stops_delivery_of_a_released_request(h: Harness) -> None:
+    a = h.vault.approvers[0]
+    item = await _stored(h)
+    client = await h.add_client()
+    access = h.access(client, [(item, "app/prod/db", ["password"])])
+    request_id = (await h.ask(client, access)).json()["id"]
+    assert (await h.release_as(a, request_id)).status_code == 200
+    async with h.relay.tx() as tx:
+        await tx.conn.execute(delete(grants).where(grants.c.client_id == client.id))
+    refused = await h.envelope(client, request_id)
+    assert (refused.status_code, error_of(refused)["error"]) == (403, "no_grant")
+    assert await h.state(request_id) == "released"  # nothing was handed out

@@ -40,6 +40,7 @@ from sealbox.protocol._reader import Reader, bytes_map, nested_bytes_map
 from sealbox.protocol.certificates import CLOCK_SKEW, check_context, verify_certificate
 from sealbox.protocol.directory import Directory
 from sealbox.protocol.statements import (
+    MAX_VERSION,
     NO_CACHE,
     AccessItem,
     AccessStatement,
@@ -365,7 +366,7 @@ def _parse_release_plaintext(data: bytes) -> list[tuple[str, int, str, bytes]]:
         e = Reader(value, "released share")
         out = (
             ids.check_id(e.raw("item"), ids.ITEM, what="item"),
-            e.integer("version", low=1),
+            e.integer("version", low=1, high=MAX_VERSION),
             ids.check_field_name(e.raw("field")),
             e.b64("share", length=1 + aead.FIELD_KEY_BYTES),
         )

@@ -57,6 +57,8 @@ ITEM_TYPES = frozenset({"secret", "canary", "managed", "ab"})
 CACHE_SCOPES = frozenset({"none", "process-tree", "agent-session", "user"})
 #: Largest number of approvers one item's key set may name (Shamir's x is one byte).
 MAX_APPROVERS = 255
+#: Highest item version: a 32-bit signed integer, what every database stores natively.
+MAX_VERSION = 2**31 - 1
 #: Most fields one access statement may ask for, over all its items.
 MAX_ACCESS_FIELDS = 256
 
@@ -572,7 +574,7 @@ class StoreStatement:
             client=ids.check_id(r.raw("client"), ids.CLIENT, what="client"),
             item=ids.check_id(r.raw("item"), ids.ITEM, what="item"),
             path=ids.check_path(r.raw("path")),
-            version=r.integer("version", low=1),
+            version=r.integer("version", low=1, high=MAX_VERSION),
             prev=r.digest("prev", nullable=True),
             type=r.choice("type", ITEM_TYPES),
             fields=r.parsed("fields", _fields),
@@ -637,7 +639,7 @@ class ItemManifest:
             vault=ids.check_id(r.raw("vault"), ids.VAULT, what="vault"),
             item=ids.check_id(r.raw("item"), ids.ITEM, what="item"),
             path=ids.check_path(r.raw("path")),
-            version=r.integer("version", low=1),
+            version=r.integer("version", low=1, high=MAX_VERSION),
             prev=r.digest("prev", nullable=True),
             type=r.choice("type", ITEM_TYPES),
             fields=r.parsed("fields", _fields),
@@ -680,7 +682,7 @@ class AccessItem:
         out = cls(
             item=ids.check_id(r.raw("item"), ids.ITEM, what="item"),
             path=ids.check_path(r.raw("path")),
-            version=r.integer("version", low=1, nullable=True),
+            version=r.integer("version", low=1, high=MAX_VERSION, nullable=True),
             fields=_sorted_unique(r.items("fields", ids.check_field_name), "access item fields"),
         )
         r.done()

@@ -87,20 +87,22 @@ class BodyLimit:
         self.app, self.limit = app, limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+        if scope["type"] == "http":
             length = chunked = None
             for name, value in scope["headers"]:
                 if name == b"content-length":
                     length = value
                 elif name == b"transfer-encoding":
                     chunked = value
+            # Every method: a GET with a body is read too (signature checks hash it).
+            limit = self.limit if scope["method"] in ("POST", "PUT", "PATCH") else 0
             too_large = (length is None and chunked is not None) or (
-                length is not None and (not length.isdigit() or int(length) > self.limit)
+                length is not None and (not length.isdigit() or int(length) > limit)
             )
             if too_large:
                 response = JSONResponse(
                     {"error": "body_too_large",
-                     "message": f"request bodies are limited to {self.limit} bytes",
+                     "message": f"request bodies are limited to {limit} bytes for this method",
                      "hint": "Store large values as several fields or items."},
                     status_code=413,
                 )  # fmt: skip

@@ -41,11 +41,14 @@ class Relay:
     limiter: RateLimiter | None = None
 
     replay_guard: ReplayGuard = field(init=False)
+    anonymous_limiter: RateLimiter = field(init=False)
+    """For unauthenticated endpoints that write (starting a login): per source address."""
 
     def __post_init__(self) -> None:
         if self.limiter is None:
             self.limiter = RateLimiter(self.settings.rate_per_second, self.settings.rate_burst)
         self.replay_guard = ReplayGuard(self.engine)
+        self.anonymous_limiter = RateLimiter(rate=10 / 60, burst=10)
 
     def now(self) -> int:
         return int(self.clock())

@@ -610,7 +610,7 @@ access_items = st.builds(
     AccessItem,
     item=id_of(ids.ITEM),
     path=st.lists(field_name, min_size=3, max_size=3).map("/".join),
-    version=st.none() | st.integers(min_value=1, max_value=2**53 - 1),
+    version=st.none() | st.integers(min_value=1, max_value=2**31 - 1),
     fields=st.lists(field_name, min_size=1, max_size=5, unique=True).map(
         lambda f: tuple(sorted(f))
     ),
@@ -723,3 +723,12 @@ def test_property_keyset_threshold_above_approvers_is_refused(
     value["threshold"] = data.draw(st.integers(len(ks.approvers) + 1, 255))
     with pytest.raises(MalformedInput):
         KeySet.from_json(value)
+
+
+def test_versions_stop_at_the_32_bit_limit() -> None:
+    from sealbox.protocol.statements import MAX_VERSION
+
+    ok = {"item": ITM, "path": "app/prod/db", "version": MAX_VERSION, "fields": ["a"]}
+    assert AccessItem.from_json(ok).version == MAX_VERSION
+    with pytest.raises(MalformedInput, match="version"):
+        AccessItem.from_json({**ok, "version": MAX_VERSION + 1})

@@ -25,7 +25,7 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import delete, exists, func, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -295,6 +295,15 @@ def not_pending(state: str) -> ApiError:
 
 
 # --- blobs ----------------------------------------------------------------------------
+
+
+def require_scope(cert: Any, scope: str) -> None:
+    """The certificate's scopes say what a client may ask: ``read`` (access), ``write`` (store)."""
+    if scope not in cert.scopes:
+        raise ApiError(
+            403, "scope_missing", f"this client's certificate does not grant {scope!r}",
+            "Ask an approver for a certificate with that scope.",
+        )  # fmt: skip
 
 
 async def project_key(relay: Relay, vault: str, path: str) -> bytes:
@@ -600,6 +609,7 @@ async def request_store(
         patterns = await grant_patterns(conn, vault, principal.id)
         rules = await policy_rows(conn, vault)
     cert = certified(holder, directory, now, ip)
+    require_scope(cert, "write")
     statement = verify_store_statement(body.statement, cert, directory, now)
     if not granted(statement.path, patterns):
         raise no_grant(statement.path)
@@ -856,7 +866,12 @@ async def item_versions_list(
 
 @router.get("/items/{item_id}/versions/{version}/wraps/{approver}")
 async def own_wraps(
-    vault: str, item_id: str, version: int, approver: str, request: Request, principal: Approver
+    vault: str,
+    item_id: str,
+    version: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    approver: str,
+    request: Request,
+    principal: Approver,
 ) -> dict[str, Any]:
     """Your own wrapped shares of one stored version (to re-seal, or to check a store)."""
     if approver != principal.id:

@@ -222,6 +222,13 @@ async def _device_authorization(request: Request) -> JSONResponse:
         raise OAuthError("invalid_scope", "scope must be space-separated RFC 6749 scope tokens")
     # The certificate an approver signs decides the scopes; the table has no
     # column for a requested scope, so it is checked for form and not kept.
+    # Anyone may start a login (valid requests count), so each source address gets a small budget
+    # before the per-vault cap: one noisy address cannot block everyone's logins.
+    source = request.client.host if request.client else "unknown"
+    if relay.anonymous_limiter.allow(f"device {source}"):
+        raise OAuthError(
+            "slow_down", "too many logins started from this address; wait a minute", status=429
+        )
     now = relay.now()
     device_code = sx.new_token(DEVICE_CODE_PREFIX)
     async with relay.tx() as tx:

@@ -65,6 +65,7 @@ from sealbox.server.routes.items import (
     read_blobs,
     request_channel,
     request_row,
+    require_scope,
     source_ip,
     transition,
 )
@@ -143,6 +144,7 @@ async def create_access(
     verified = verify_access(body.statement, directory=directory, certificate=holder.certificate,
                              now=now, enrollment=holder.enrollment)  # fmt: skip
     check_source(verified.certificate, ip)
+    require_scope(verified.certificate, "read")
     s = verified.statement
     if s.client != principal.id:
         raise NotAuthorized("the access statement names another client than the caller")
@@ -396,7 +398,13 @@ async def take_envelope(
     now = relay.now()
     async with relay.read() as conn:
         row = await _owned(conn, vault, request_id, "access", principal)
+        patterns = await grant_patterns(conn, vault, principal.id)
     pinned = row.detail["items"]
+    # The grant is checked again at delivery: removing it stops a request
+    # that was asked (or even released) while it still stood.
+    for entry in pinned:
+        if not granted(entry["path"], patterns):
+            raise no_grant(entry["path"])
     keys = {}
     for entry in pinned:
         project = entry["path"].split("/", 1)[0]

@@ -117,6 +117,10 @@ async def setup(vault: str, body: SetupBody, request: Request) -> dict[str, Any]
         ).first()
         if row is None:
             raise ApiError(404, "no_such_vault", "this relay has no such vault")
+        if row.fingerprint is not None:
+            # Set up already: nothing to guess at, and nothing worth an audit event
+            # (which an anonymous caller could otherwise add without limit).
+            raise ApiError(409, "already_set_up", "this vault already has its first approver")
         if row.setup_token_hash is None or not sx.constant_time_equal(
             row.setup_token_hash, sx.token_hash(body.setup_token)
         ):
@@ -178,6 +182,7 @@ async def append_link(vault: str, body: LinkBody, request: Request) -> dict[str,
     async with relay.tx() as tx:
         # Lock the vault row: appends to one directory are serialised.
         await tx.conn.execute(select(vaults.c.id).where(vaults.c.id == vault).with_for_update())
+        _verified.pop(vault, None)  # judge against the stored head, not a cached one
         current = await load_directory(tx.conn, vault)
         extended = dirs.verify_directory(
             [*current.tokens, body.link], pinned=current.fingerprint, cached_head=current.head
@@ -189,12 +194,12 @@ async def append_link(vault: str, body: LinkBody, request: Request) -> dict[str,
                 hash=extended.head.hash, created_at=now,
             )
         )  # fmt: skip
-        _verified.pop(vault, None)
         signer = jws.read_header(body.link).kid
         await audit.append(tx.conn, vault=vault, at=now, actor=signer,
                            action=f"directory.{link.op}", source_ip=_ip(request),
                            detail={"approver": link.approver.id, "seq": link.seq})  # fmt: skip
         tx.wake(f"vault:{vault}:approvers", "directory")
+    _verified.pop(vault, None)  # after the commit: the next request reads the new head
     return {"seq": extended.head.seq, "hash": extended.head.hash}
 
 
