@@ -22,6 +22,8 @@ HPKE_RELEASE: Final = b"sealbox/v1/hpke/release"
 #: Field ciphertext under its per-field, per-version key.
 AEAD_FIELD: Final = b"sealbox/v1/aead/field"
 
+#: A key file sealed under a passphrase-derived key (Argon2id).
+AEAD_KEY_FILE: Final = b"sealbox/v1/aead/key-file"
 #: The relay's at-rest layer: blobs and data keys, bound to their row.
 AEAD_AT_REST: Final = b"sealbox/v1/aead/at-rest"
 

@@ -108,6 +108,8 @@ async def _serve(settings: Settings, revision: str, out: TextIO) -> None:
                 "\n  This vault has no approver yet. Create the first one on a trusted device:\n\n"
                 f"    sealbox approver init --server {settings.base_url} "
                 f"--setup-token {status.setup_token}\n\n"
+                "  (or pass `--setup-token -` and paste the token, to keep it out of the\n"
+                "  process list.)\n"
                 "  The setup token works once, and only until the relay restarts.\n"
             )
         out.write("\n  Press Ctrl-C to stop.\n\n")

@@ -1,0 +1,1 @@
+"""Approver devices: key custody, and creating the vault's first approver."""
