@@ -7,12 +7,19 @@ Exit codes (documented in the README): 0 success, 1 operation failed,
 from __future__ import annotations
 
 import argparse
+import datetime
 import getpass
+import io
 import os
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import httpx
 
 from sealbox import __version__
 
@@ -28,6 +35,22 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
         "--db-schema", metavar="NAME", help="PostgreSQL schema (env SEALBOX_DB_SCHEMA)"
     )
     parser.add_argument("--data-dir", metavar="DIR", help="data directory (env SEALBOX_DATA_DIR)")
+
+
+def _profile_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="which login to use (env SEALBOX_PROFILE; default: default)",
+    )
+
+
+def _default_client_name() -> str:
+    host = socket.gethostname() or "localhost"
+    try:
+        return f"{getpass.getuser()}@{host}"[:128]
+    except (KeyError, OSError):
+        return host[:128]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +89,24 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--passphrase-file", help="read the key file's passphrase from this file "
                       "(env SEALBOX_PASSPHRASE; default: ask twice)")  # fmt: skip
 
+    login = sub.add_parser("login", help="log in to a relay: this device gets a client key "
+                           "that an approver certifies")  # fmt: skip
+    login.add_argument(
+        "--server", required=True, help="the relay's URL, e.g. http://localhost:8300"
+    )
+    login.add_argument(
+        "--name",
+        default=_default_client_name(),
+        help="this client's name, shown to the approver (default: user@host)",
+    )
+    login.add_argument("--force", action="store_true",
+                       help="replace the profile even if it is logged in")  # fmt: skip
+    _profile_option(login)
+    whoami = sub.add_parser("whoami", help="show the session of a profile, checked with the relay")
+    _profile_option(whoami)
+    logout = sub.add_parser("logout", help="revoke the session and delete the profile")
+    _profile_option(logout)
+
     rotate = sub.add_parser(
         "rotate-master-key", help="re-wrap the relay's data keys under a new master key"
     )
@@ -81,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "approver":
         return _approver_init(args)
+    if args.command in ("login", "whoami", "logout"):
+        return _session_command(args)
     # Imported here: `sealbox --version` and `--help` stay fast.
     from sealbox.server import runner
     from sealbox.server.config import Settings
@@ -160,6 +203,195 @@ def _approver_init(args: argparse.Namespace) -> int:
     print(f"Vault fingerprint: {keys.fingerprint}")
     print(f"Vault safety code: {result.safety_code}")
     print("Compare this safety code when a client logs in to this vault.")
+    return EXIT_OK
+
+
+# --- login, whoami, logout ------------------------------------------------------------------
+
+
+def _http() -> httpx.Client:
+    import httpx
+
+    return httpx.Client(timeout=30)
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def _out(text: str = "") -> None:
+    # Flushed line by line: whoever reads a piped stdout sees the user code at once.
+    print(text, flush=True)
+
+
+def _fail(message: str, hint: str | None) -> int:
+    print(f"sealbox: {message}", file=sys.stderr)
+    if hint:
+        print(f"  {hint}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _session_command(args: argparse.Namespace) -> int:
+    import httpx
+
+    from sealbox.client import profile
+    from sealbox.errors import SealboxError
+
+    try:
+        name = profile.profile_name(args.profile)
+    except SealboxError as exc:
+        print(f"sealbox {args.command}: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    path = profile.profile_path(name)
+    try:
+        with _http() as http:
+            if args.command == "login":
+                return _login(http, args, name, path)
+            if args.command == "whoami":
+                return _whoami(http, name, path)
+            return _logout(http, name, path)
+    except KeyboardInterrupt:
+        print("", file=sys.stderr)
+        return _fail("interrupted; nothing was saved", None)
+    except SealboxError as exc:
+        return _fail(exc.message, exc.hint)
+    except httpx.HTTPError as exc:
+        return _fail(f"could not talk to the relay: {exc}",
+                     "Check the server URL and that the relay is running.")  # fmt: skip
+    except OSError as exc:
+        return _fail(str(exc), None)
+
+
+def _utc(timestamp: int) -> str:
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _qr(text: str) -> str | None:
+    """The URL as a QR code for a terminal, or ``None`` if this output cannot show one."""
+    try:
+        import segno
+
+        buffer = io.StringIO()
+        segno.make(text, error="l").terminal(out=buffer, compact=True)
+        rendered = buffer.getvalue()
+        encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+        rendered.encode(encoding)
+    except (ImportError, UnicodeError, ValueError):
+        return None
+    return rendered.rstrip("\n")
+
+
+class _WaitLine:
+    """One line saying the login waits for an approver; redrawn in place on a terminal."""
+
+    SPIN = "|/-\\"
+
+    def __init__(self) -> None:
+        self.tty = sys.stdout.isatty()
+        self.deadline = 0.0
+        self.ticks = 0
+
+    def update(self, status: Any) -> None:
+        self.deadline = time.monotonic() + status.remaining
+        if status.slowed_down:
+            self._line(f"The relay asked to poll less often: every {status.interval} s now.")
+        elif status.polls == 0:
+            minutes = max(1, round(status.remaining / 60))
+            self._line(f"Waiting for an approver (checking every {status.interval} s; "
+                       f"the code expires in {minutes} min)...")  # fmt: skip
+
+    def _line(self, text: str) -> None:
+        if self.tty:
+            sys.stdout.write("\r\033[K")
+        _out(text)
+
+    def sleep(self, seconds: float) -> None:
+        if not self.tty:
+            _sleep(seconds)
+            return
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            remaining = max(0, int(self.deadline - time.monotonic()))
+            self.ticks += 1
+            sys.stdout.write(f"\r\033[K{self.SPIN[self.ticks % 4]} waiting "
+                             f"({remaining // 60}:{remaining % 60:02d} left)")  # fmt: skip
+            sys.stdout.flush()
+            _sleep(min(1.0, left))
+
+    def done(self) -> None:
+        if self.tty:
+            sys.stdout.write("\r\033[K")
+            sys.stdout.flush()
+
+
+def _login(http: httpx.Client, args: argparse.Namespace, name: str, path: Path) -> int:
+    from sealbox.client import login as flow
+
+    def show(prompt: flow.DevicePrompt) -> None:
+        _out(f"Logging in to {prompt.server} (vault {prompt.vault}) as {prompt.client_name!r}.")
+        _out()
+        _out(f"  User code:   {prompt.user_code}")
+        _out(f"  Approve at:  {prompt.verification_uri_complete}")
+        qr = _qr(prompt.verification_uri_complete)
+        if qr:
+            _out()
+            _out(qr)
+        _out()
+        _out(f"  Client id:              {prompt.client_id}")
+        _out(f"  Client key fingerprint: {prompt.key_fingerprint}")
+        _out(f"  Client key safety code: {prompt.key_safety_code}")
+        _out("Your approver must see this user code and this fingerprint before approving.")
+        _out()
+
+    wait = _WaitLine()
+    try:
+        result = flow.login(
+            http, server=args.server, name=args.name, path=path, force=args.force,
+            on_prompt=show, on_wait=wait.update, sleep=wait.sleep,
+        )  # fmt: skip
+    finally:
+        wait.done()
+    session, cert = result.profile, result.certificate
+    _out(f"Logged in as {session.client_id} (profile {name!r}).")
+    _out(f"Vault safety code: {result.safety_code}")
+    _out("Compare it with the safety code your approver's device shows for this vault. If they")
+    _out("differ, this relay is not your vault: run `sealbox logout` and tell your approver.")
+    _out(f"Certificate: scopes {', '.join(cert.scopes) or 'none'}; issued by {cert.issuer}; "
+         f"valid until {_utc(cert.constraints.not_after)}.")  # fmt: skip
+    return EXIT_OK
+
+
+def _whoami(http: httpx.Client, name: str, path: Path) -> int:
+    from sealbox.client import login as flow
+
+    who = flow.whoami(http, path)
+    cert = who.certificate
+    _out(f"profile:      {name}")
+    _out(f"server:       {who.server}")
+    _out(f"vault:        {who.vault}")
+    _out(f"safety code:  {who.safety_code}")
+    _out(f"client:       {who.client_id} ({who.client_name})")
+    _out(f"role:         {who.role}")
+    _out(f"kind:         {who.client_kind}")
+    _out(f"scopes:       {', '.join(cert.scopes) or 'none'}")
+    _out(f"certificate:  issued by {cert.issuer}, valid until "
+         f"{_utc(cert.constraints.not_after)}")  # fmt: skip
+    return EXIT_OK
+
+
+def _logout(http: httpx.Client, name: str, path: Path) -> int:
+    from sealbox.client import login as flow
+
+    revoked = flow.logout(http, path)
+    if revoked:
+        _out(f"Logged out: the session is revoked and profile {name!r} is deleted.")
+    else:
+        _out(f"Profile {name!r} is deleted.")
+        print("sealbox: the relay could not be reached, so the session could not be revoked",
+              file=sys.stderr)  # fmt: skip
+        print("  Its tokens stop working when they expire; an approver can disable the client.",
+              file=sys.stderr)  # fmt: skip
     return EXIT_OK
 
 

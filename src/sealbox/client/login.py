@@ -1,0 +1,486 @@
+"""People's CLI sessions: ``login`` (RFC 8628 device flow), ``whoami``, ``logout``.
+
+``login`` makes a fresh client key and ``cli_`` id here, registers the public
+half with the relay's device authorization endpoint, and hands the person a
+user code, a URL and the key's fingerprint to compare with what the approver
+sees.  It then polls the token endpoint (honouring ``interval`` and
+``slow_down``) until an approver has certified the key.  Nothing the relay
+answers is taken on trust: the directory is verified from its link 0, which
+this client pins (trust on first use: the person compares the vault's safety
+code with their approver's), and the certificate must verify against that
+directory and certify exactly this client's id and key.
+
+Every function takes the ``httpx.Client`` to talk through and, where it
+waits, the functions to sleep and tell the time with, so the whole flow runs
+in tests against a fake relay without real sleeps.  Nothing here prints: the
+CLI renders the prompts it is handed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from sealbox.client import profile as profiles
+from sealbox.client.profile import NotLoggedIn, Profile, ProfileExists
+from sealbox.crypto.keys import SigningKey
+from sealbox.errors import CertificateInvalid, DirectoryBroken, MalformedInput, SealboxError
+from sealbox.protocol import directory as dirs
+from sealbox.protocol import ids
+from sealbox.protocol.certificates import verify_certificate
+from sealbox.protocol.statements import ClientCertificate, ClientInfo
+
+__all__ = [
+    "DEVICE_GRANT",
+    "DevicePrompt",
+    "LoginFailed",
+    "LoginResult",
+    "RelayRefused",
+    "Waiting",
+    "WhoAmI",
+    "login",
+    "logout",
+    "refresh",
+    "whoami",
+]
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+#: RFC 8628 §3.5: on ``slow_down`` the interval grows by 5 seconds, for good.
+SLOW_DOWN_STEP = 5
+DEFAULT_INTERVAL = 5
+#: Polls that may fail to reach the relay in a row before the login gives up.
+MAX_TRANSPORT_FAILURES = 3
+#: Refresh an access token this long before it expires, so it does not lapse in flight.
+REFRESH_MARGIN = 60
+
+Sleep = Callable[[float], None]
+Clock = Callable[[], float]
+
+
+class LoginFailed(SealboxError):
+    """The device login did not complete (denied, expired, or the relay went away)."""
+
+    code = "login_failed"
+    hint = "Run `sealbox login` again."
+
+
+class RelayRefused(SealboxError):
+    """The relay answered with an error; its message and hint are kept."""
+
+    code = "relay_refused"
+    hint = "Check the --server URL and that the relay is running."
+
+
+@dataclass(frozen=True)
+class DevicePrompt:
+    """What the person must see to have the login approved (no secret in it)."""
+
+    server: str
+    vault: str
+    client_id: str
+    client_name: str
+    user_code: str
+    verification_uri: str
+    verification_uri_complete: str
+    expires_in: int
+    interval: int
+    key_fingerprint: str
+    key_safety_code: str
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Handed to ``on_wait`` before each poll."""
+
+    interval: int
+    """Seconds until the next poll."""
+    remaining: float
+    """Seconds until the device code expires."""
+    polls: int
+    slowed_down: bool
+    """The relay has just asked this client to poll less often."""
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    profile: Profile
+    safety_code: str
+    """The vault safety code of the pinned link 0: compare it with the approver's."""
+    certificate: ClientCertificate
+
+
+@dataclass(frozen=True)
+class WhoAmI:
+    server: str
+    vault: str
+    safety_code: str
+    client_id: str
+    client_name: str
+    role: str
+    client_kind: str
+    via: str
+    certificate: ClientCertificate
+    directory_head: int
+
+
+@dataclass(frozen=True)
+class _Error:
+    status: int
+    error: str
+    message: str
+    hint: str | None
+
+
+def _error_of(response: httpx.Response) -> _Error:
+    """The relay's ``{error, message, hint}`` (or RFC 6749 ``error_description``) body."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("error"), str):
+        return _Error(response.status_code, "", f"the relay answered HTTP {response.status_code}",
+                      None)  # fmt: skip
+    message = body.get("message") or body.get("error_description") or body["error"]
+    hint = body.get("hint")
+    return _Error(
+        response.status_code, body["error"], str(message)[:300],
+        str(hint)[:300] if isinstance(hint, str) and hint else None,
+    )  # fmt: skip
+
+
+def _refused(response: httpx.Response, what: str) -> RelayRefused:
+    err = _error_of(response)
+    return RelayRefused(f"{what}: the relay refused: {err.message}", hint=err.hint)
+
+
+def _json_object(response: httpx.Response, what: str) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise RelayRefused(f"{what}: the relay's answer is not a JSON object")
+    return body
+
+
+def _field(body: dict[str, Any], name: str, kind: type, what: str) -> Any:
+    value = body.get(name)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise RelayRefused(f"{what}: the relay's answer has no valid {name!r}")
+    return value
+
+
+def _base(server: str) -> str:
+    url = server.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")) or len(url) <= len("https://"):
+        raise MalformedInput(
+            "the server must be an http:// or https:// URL",
+            hint="Pass the relay's URL, e.g. --server http://localhost:8300.",
+        )
+    return url
+
+
+def _vault_of(http: httpx.Client, server: str) -> str:
+    response = http.get(f"{server}/v1/vault")
+    if response.status_code != 200:
+        raise _refused(response, "looking up the vault")
+    body = _json_object(response, "looking up the vault")
+    vault = ids.check_id(body.get("vault"), ids.VAULT, what="vault")
+    if body.get("ready") is False:
+        raise RelayRefused(
+            "the vault has no approver yet",
+            hint="Create the first approver with `sealbox approver init` first.",
+        )
+    return vault
+
+
+def _directory(
+    http: httpx.Client, server: str, vault: str, *, pinned: str | None,
+    cached_head: dirs.DirectoryHead | None = None,
+) -> dirs.Directory:  # fmt: skip
+    """Fetch and verify the directory; pin its link 0 when ``pinned`` is ``None`` (first use)."""
+    response = http.get(f"{server}/v1/vaults/{vault}/directory")
+    if response.status_code != 200:
+        raise _refused(response, "fetching the approver directory")
+    links = _json_object(response, "fetching the approver directory").get("links")
+    if not isinstance(links, list) or not links or not all(isinstance(x, str) for x in links):
+        raise DirectoryBroken("the relay served no directory links")
+    if pinned is None:
+        try:
+            pinned = dirs.vault_fingerprint(links[0])
+        except MalformedInput as exc:
+            raise DirectoryBroken(f"link 0 does not verify: {exc.message}") from None
+    directory = dirs.verify_directory(links, pinned=pinned, cached_head=cached_head)
+    if directory.vault != vault:
+        raise DirectoryBroken("the relay served the directory of another vault")
+    return directory
+
+
+def _check_certificate(
+    token: object, directory: dirs.Directory, client: ClientInfo, *, now: int
+) -> ClientCertificate:
+    cert = verify_certificate(token, directory, now=now)
+    # The approver may name the client differently; the id, the key and the kind must match.
+    mine = (client.id, client.sig_pk, client.kind)
+    if (cert.client.id, cert.client.sig_pk, cert.client.kind) != mine:
+        raise CertificateInvalid(
+            "the certificate the relay returned is not for this client's id and key",
+            hint="Someone may have approved another login in your place; tell your approver.",
+        )
+    return cert
+
+
+def _revoke_quietly(http: httpx.Client, server: str, token: str) -> bool:
+    try:
+        response = http.post(f"{server}/oauth/revoke", data={"token": token})
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
+def login(
+    http: httpx.Client,
+    *,
+    server: str,
+    name: str,
+    path: Path,
+    force: bool = False,
+    on_prompt: Callable[[DevicePrompt], None],
+    on_wait: Callable[[Waiting], None],
+    sleep: Sleep = time.sleep,
+    clock: Clock = time.time,
+) -> LoginResult:
+    """Run the device flow to the end and save the new session to ``path``.
+
+    Raises :class:`ProfileExists` (before contacting the relay) if ``path``
+    exists and ``force`` is false; :class:`LoginFailed` if the login is
+    denied or expires; a protocol error if the directory or the
+    certificate the relay returns does not verify.
+    """
+    server = _base(server)
+    if path.exists() and not force:
+        raise ProfileExists(f"the profile {path.stem!r} is already logged in")
+    vault = _vault_of(http, server)
+    key = SigningKey.generate()
+    client = ClientInfo(id=ids.new_id(ids.CLIENT), kind="human", name=name, sig_pk=key.verify_key())
+    ClientInfo.from_json(client.to_json())  # a name the relay and approvers would refuse fails here
+    started = http.post(
+        f"{server}/oauth/device_authorization",
+        data={"vault": vault, "client_id": client.id, "client_name": client.name,
+              "sig_pk": client.sig_pk.to_text()},
+    )  # fmt: skip
+    if started.status_code != 200:
+        raise _refused(started, "starting the login")
+    body = _json_object(started, "starting the login")
+    what = "starting the login"
+    device_code = _field(body, "device_code", str, what)
+    expires_in = _field(body, "expires_in", int, what)
+    interval = body.get("interval", DEFAULT_INTERVAL)
+    if not isinstance(interval, int) or isinstance(interval, bool) or not 1 <= interval <= 600:
+        interval = DEFAULT_INTERVAL
+    prompt = DevicePrompt(
+        server=server, vault=vault, client_id=client.id, client_name=client.name,
+        user_code=_field(body, "user_code", str, what),
+        verification_uri=_field(body, "verification_uri", str, what),
+        verification_uri_complete=str(
+            body.get("verification_uri_complete") or _field(body, "verification_uri", str, what)
+        ),
+        expires_in=expires_in, interval=interval,
+        key_fingerprint=client.sig_pk.fingerprint(), key_safety_code=client.sig_pk.safety_code(),
+    )  # fmt: skip
+    on_prompt(prompt)
+    granted = _poll(
+        http, server, device_code, client.id, interval=interval,
+        deadline=clock() + expires_in, on_wait=on_wait, sleep=sleep, clock=clock,
+    )  # fmt: skip
+    now = int(clock())
+    try:
+        what = "finishing the login"
+        access = _field(granted, "access_token", str, what)
+        refresh_token = _field(granted, "refresh_token", str, what)
+        lifetime = _field(granted, "expires_in", int, what)
+        if granted.get("vault") != vault or granted.get("client_id") != client.id:
+            raise RelayRefused("the relay's tokens are for another vault or client")
+        # Trust on first use: pin the link 0 the relay serves now; the person
+        # confirms it by comparing the vault safety code with their approver's.
+        directory = _directory(http, server, vault, pinned=None)
+        cert = _check_certificate(granted.get("certificate"), directory, client, now=now)
+    except SealboxError:
+        # Do not leave a session behind that this client will never use.
+        token = granted.get("refresh_token")
+        if isinstance(token, str):
+            _revoke_quietly(http, server, token)
+        raise
+    session = Profile(
+        server=server, vault=vault, fingerprint=directory.fingerprint, head=directory.head,
+        client_id=client.id, client_name=cert.client.name, key=key,
+        certificate=granted["certificate"], access_token=access, refresh_token=refresh_token,
+        expires_at=now + lifetime,
+    )  # fmt: skip
+    try:
+        profiles.save(path, session, overwrite=force)
+    except ProfileExists:
+        _revoke_quietly(http, server, refresh_token)
+        raise
+    return LoginResult(profile=session, safety_code=directory.safety_code, certificate=cert)
+
+
+def _poll(
+    http: httpx.Client, server: str, device_code: str, client_id: str, *, interval: int,
+    deadline: float, on_wait: Callable[[Waiting], None], sleep: Sleep, clock: Clock,
+) -> dict[str, Any]:  # fmt: skip
+    polls = 0
+    failures = 0
+    slowed = False
+    while True:
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise LoginFailed("the login expired before an approver approved it")
+        on_wait(Waiting(interval=interval, remaining=remaining, polls=polls, slowed_down=slowed))
+        slowed = False
+        sleep(interval)
+        polls += 1
+        try:
+            response = http.post(
+                f"{server}/oauth/token",
+                data={"grant_type": DEVICE_GRANT, "device_code": device_code,
+                      "client_id": client_id},
+            )  # fmt: skip
+        except httpx.TransportError:
+            failures += 1
+            if failures >= MAX_TRANSPORT_FAILURES:
+                raise LoginFailed(
+                    "lost the connection to the relay while waiting for an approver",
+                    hint="Check the relay is running, then run `sealbox login` again.",
+                ) from None
+            continue
+        if response.status_code == 200:
+            return _json_object(response, "finishing the login")
+        if response.status_code >= 500:
+            failures += 1
+            if failures >= MAX_TRANSPORT_FAILURES:
+                raise _refused(response, "waiting for an approver")
+            continue
+        failures = 0
+        err = _error_of(response)
+        if err.error == "authorization_pending":
+            continue
+        if err.error == "slow_down":
+            interval += SLOW_DOWN_STEP
+            slowed = True
+            continue
+        if err.error == "access_denied":
+            raise LoginFailed(
+                "an approver denied this login",
+                hint="Ask your approver why; run `sealbox login` again once they agree.",
+            )
+        if err.error == "expired_token":
+            raise LoginFailed("the login expired before an approver approved it")
+        raise RelayRefused(f"waiting for an approver: the relay refused: {err.message}",
+                           hint=err.hint or LoginFailed.hint)  # fmt: skip
+
+
+def refresh(http: httpx.Client, session: Profile, *, clock: Clock = time.time) -> Profile:
+    """Rotate the session's tokens (the old refresh token is spent by this call)."""
+    response = http.post(
+        f"{session.server}/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": session.refresh_token,
+              "client_id": session.client_id},
+    )  # fmt: skip
+    if response.status_code != 200:
+        err = _error_of(response)
+        if err.error == "invalid_grant":
+            raise NotLoggedIn(
+                "the session has ended (logged out, revoked, or expired)",
+                hint="Log in again with `sealbox login`.",
+            )
+        raise _refused(response, "refreshing the session")
+    body = _json_object(response, "refreshing the session")
+    what = "refreshing the session"
+    return session.with_tokens(
+        _field(body, "access_token", str, what),
+        _field(body, "refresh_token", str, what),
+        int(clock()) + _field(body, "expires_in", int, what),
+    )
+
+
+def _refresh_and_save(http: httpx.Client, path: Path, session: Profile, clock: Clock) -> Profile:
+    fresh = refresh(http, session, clock=clock)
+    # At once: the old refresh token is spent, and presenting it again would
+    # revoke the whole session.
+    profiles.save(path, fresh, overwrite=True)
+    return fresh
+
+
+def whoami(http: httpx.Client, path: Path, *, clock: Clock = time.time) -> WhoAmI:
+    """Ask the relay who this session is, re-verifying the directory from the pinned link 0.
+
+    Refreshes the access token first if it has expired (saving the rotated
+    refresh token).  A directory shorter than the one seen before raises
+    :class:`~sealbox.errors.DirectoryRollback`; one that differs from it,
+    :class:`~sealbox.errors.DirectoryFork`.
+    """
+    with profiles.locked(path):
+        session = profiles.load(path)
+        if session.expires_at <= clock() + REFRESH_MARGIN:
+            session = _refresh_and_save(http, path, session, clock)
+        response = _whoami_call(http, session)
+        if response.status_code == 401 and _error_of(response).error == "token_expired":
+            session = _refresh_and_save(http, path, session, clock)
+            response = _whoami_call(http, session)
+        if response.status_code == 401:
+            err = _error_of(response)
+            raise NotLoggedIn(
+                f"the relay no longer accepts this session: {err.message}",
+                hint="Log in again with `sealbox login`.",
+            )
+        if response.status_code != 200:
+            raise _refused(response, "asking who this client is")
+        who = _json_object(response, "asking who this client is")
+        if who.get("id") != session.client_id or who.get("vault") != session.vault:
+            raise RelayRefused("the relay answered for another client or vault")
+        directory = _directory(
+            http, session.server, session.vault, pinned=session.fingerprint,
+            cached_head=session.head,
+        )  # fmt: skip
+        cert = _check_certificate(
+            session.certificate, directory,
+            ClientInfo(id=session.client_id, kind="human", name=session.client_name,
+                       sig_pk=session.key.verify_key()),
+            now=int(clock()),
+        )  # fmt: skip
+        if directory.head != session.head:
+            profiles.save(path, replace(session, head=directory.head), overwrite=True)
+    return WhoAmI(
+        server=session.server, vault=session.vault, safety_code=directory.safety_code,
+        client_id=session.client_id, client_name=session.client_name,
+        role=str(who.get("role")), client_kind=str(who.get("client_kind")),
+        via=str(who.get("via")), certificate=cert, directory_head=directory.head.seq,
+    )  # fmt: skip
+
+
+def _whoami_call(http: httpx.Client, session: Profile) -> httpx.Response:
+    return http.get(
+        f"{session.server}/v1/vaults/{session.vault}/whoami",
+        headers={"Authorization": f"Bearer {session.access_token}"},
+    )
+
+
+def logout(http: httpx.Client, path: Path) -> bool:
+    """Revoke the session at the relay (best effort) and delete the profile.
+
+    Returns whether the relay confirmed the revocation; the profile is
+    deleted either way.  Raises :class:`NotLoggedIn` if there is no profile.
+    """
+    with profiles.locked(path):
+        session = profiles.load(path)
+        # The refresh token names the session's whole token family: revoking
+        # it ends the access token too (RFC 7009, RFC 9700 §4.14.2).
+        revoked = _revoke_quietly(http, session.server, session.refresh_token)
+        profiles.delete(path)
+    return revoked
