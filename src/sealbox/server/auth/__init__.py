@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Annotated
+
+from fastapi import Depends, Request
 
 from sealbox.server.auth.bearer import bearer_token, verify_bearer
 from sealbox.server.auth.httpsig import verify_signed_request
@@ -10,7 +12,15 @@ from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import ApiError
 from sealbox.server.relay import Relay
 
-__all__ = ["Principal", "authenticate", "require_approver", "require_client"]
+__all__ = [
+    "Anyone",
+    "Approver",
+    "Client",
+    "Principal",
+    "authenticate",
+    "require_approver",
+    "require_client",
+]
 
 
 async def authenticate(request: Request, vault: str) -> Principal:
@@ -43,3 +53,9 @@ async def require_client(request: Request, vault: str) -> Principal:
     if principal.role != "client":
         raise ApiError(403, "client_required", "only a client of this vault may do this")
     return principal
+
+
+#: Route parameter types: the authenticated caller, of a given role.
+Approver = Annotated[Principal, Depends(require_approver)]
+Client = Annotated[Principal, Depends(require_client)]
+Anyone = Annotated[Principal, Depends(authenticate)]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,7 +24,7 @@ from sealbox.errors import SealboxError
 from sealbox.protocol import ids
 from sealbox.protocol.certificates import verify_certificate
 from sealbox.server import audit, policy
-from sealbox.server.auth import Principal, require_approver
+from sealbox.server.auth import Approver, Principal
 from sealbox.server.auth import tokens as tk
 from sealbox.server.db.tables import clients, grants, policies
 from sealbox.server.errors import ApiError
@@ -34,7 +34,6 @@ from sealbox.server.routes.vault import load_directory
 
 router = APIRouter(prefix="/v1/vaults/{vault}", tags=["clients"])
 
-Approver = Annotated[Principal, Depends(require_approver)]
 
 MAX_CACHE_SECONDS = 30 * 86400
 MAX_POLICY_APPROVERS = 64

@@ -25,7 +25,7 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import delete, exists, func, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -47,7 +47,12 @@ from sealbox.protocol.statements import (
 )
 from sealbox.protocol.store import MAX_STORE_TTL, check_blobs, manifest_hash, verify_manifest
 from sealbox.server import audit
-from sealbox.server.auth import Principal, authenticate, require_approver, require_client
+from sealbox.server.auth import (
+    Anyone,
+    Approver,
+    Client,
+    Principal,
+)
 from sealbox.server.db.tables import (
     answers,
     blobs,
@@ -67,9 +72,6 @@ from sealbox.server.routes.vault import load_directory
 
 router = APIRouter(prefix="/v1/vaults/{vault}", tags=["items"])
 
-Approver = Annotated[Principal, Depends(require_approver)]
-Client = Annotated[Principal, Depends(require_client)]
-Anyone = Annotated[Principal, Depends(authenticate)]
 
 #: Longest signed statement accepted in a body (the JWS layer refuses more than 1 MiB too).
 STATEMENT_MAX = 1 << 20

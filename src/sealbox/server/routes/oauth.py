@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, delete, func, select, update
@@ -34,7 +34,7 @@ from sealbox.protocol import ids
 from sealbox.protocol.certificates import verify_certificate
 from sealbox.protocol.statements import ClientInfo
 from sealbox.server import audit
-from sealbox.server.auth import Principal, require_approver
+from sealbox.server.auth import Approver
 from sealbox.server.auth import tokens as tk
 from sealbox.server.db.tables import clients, device_codes
 from sealbox.server.errors import ApiError
@@ -479,9 +479,6 @@ class ApproveBody(BaseModel):
     certificate: str = Field(
         max_length=CERTIFICATE_MAX, description="The client certificate (compact JWS) you signed."
     )
-
-
-Approver = Annotated[Principal, Depends(require_approver)]
 
 
 @router.get("/v1/vaults/{vault}/device-requests", tags=["oauth"])

@@ -25,7 +25,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import delete, func, select, update
@@ -41,7 +41,7 @@ from sealbox.protocol.state import Event, State
 from sealbox.protocol.statements import ItemManifest, ReleaseStatement, verify_statement
 from sealbox.protocol.store import verify_manifest
 from sealbox.server import audit
-from sealbox.server.auth import Principal, require_approver, require_client
+from sealbox.server.auth import Approver, Client, Principal
 from sealbox.server.db.tables import answers, clients, item_versions, items, requests
 from sealbox.server.errors import ApiError
 from sealbox.server.policy import granted, policy_for
@@ -74,8 +74,6 @@ from sealbox.server.routes.vault import load_directory
 
 router = APIRouter(prefix="/v1/vaults/{vault}", tags=["requests"])
 
-Approver = Annotated[Principal, Depends(require_approver)]
-Client = Annotated[Principal, Depends(require_client)]
 
 #: Longest a long poll holds a request open (seconds).
 MAX_WAIT = 60.0
