@@ -19,7 +19,7 @@ import httpx
 import pytest
 from login_support import Human as LoginHuman
 from login_support import approve, poll, refresh, start_login
-from relay_support import Approver, Vault, error_of
+from relay_support import Approver, SseStream, Vault, error_of
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 from test_relay_items import PASSWORD, Harness
@@ -228,63 +228,15 @@ async def test_only_approvers_may_read_the_log(h: Harness) -> None:
     assert response.status_code == 401
 
 
-class _Stream:
-    """An SSE response read chunk by chunk, straight from the ASGI app.
-
-    httpx's ASGI transport returns a response only once the app has finished,
-    which a stream never does; so the test plays the server's part itself.
-    """
+class _Stream(SseStream):
+    """The audit stream of ``h``'s relay, with its events parsed."""
 
     def __init__(
         self, h: Harness, path: str, signer: Any, headers: Mapping[str, str] | None = None
     ) -> None:
         request = h.build("GET", path, signer=signer)
         request.headers.update(headers or {})
-        self.scope = {
-            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1", "method": "GET", "scheme": "http",
-            "path": request.url.path, "raw_path": request.url.raw_path.split(b"?")[0],
-            "query_string": request.url.query, "root_path": "",
-            "headers": [(k.lower().encode(), v.encode()) for k, v in request.headers.items()],
-            "server": ("relay.test", 80), "client": ("127.0.0.1", 40000),
-        }  # fmt: skip
-        self.app = create_app(h.relay, listen=False)
-        self.chunks: asyncio.Queue[bytes] = asyncio.Queue()
-        self.status: int | None = None
-        self.headers: dict[str, str] = {}
-        self.closed = asyncio.Event()
-        self.buffer = ""
-        self.task: asyncio.Task[None] | None = None
-
-    async def _receive(self) -> dict[str, Any]:
-        if not hasattr(self, "_sent_body"):
-            self._sent_body = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await self.closed.wait()
-        return {"type": "http.disconnect"}
-
-    async def _send(self, message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-            self.headers = {k.decode(): v.decode() for k, v in message["headers"]}
-        elif message["type"] == "http.response.body":
-            self.chunks.put_nowait(message.get("body", b""))
-
-    async def __aenter__(self) -> _Stream:
-        self.task = asyncio.create_task(self.app(self.scope, self._receive, self._send))
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self.closed.set()
-        assert self.task is not None
-        await asyncio.wait_for(self.task, timeout=10)
-
-    async def until(self, text: str, timeout: float = 10) -> str:
-        """Read until ``text`` has arrived; return everything read so far."""
-        async with asyncio.timeout(timeout):
-            while text not in self.buffer:
-                self.buffer += (await self.chunks.get()).decode()
-        return self.buffer
+        super().__init__(create_app(h.relay, listen=False), request)
 
     def events(self) -> list[tuple[int, dict[str, Any]]]:
         """(id, data) of every complete ``audit`` event read so far."""

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from relay_support import Approver, Clock, Vault
+from relay_support import Approver, Clock, SseStream, Vault
 from sqlalchemy import text
 from test_relay_items import PASSWORD, Harness
 
@@ -227,56 +227,6 @@ async def test_long_poll_on_b_wakes_on_a_deny_posted_to_a(
 # --- the approvers' stream ----------------------------------------------------------------
 
 
-class _Stream:
-    """An SSE response of ``app`` read chunk by chunk (httpx's ASGI transport waits for the end)."""
-
-    def __init__(self, app: FastAPI, request: httpx.Request) -> None:
-        self.app = app
-        self.scope = {
-            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1", "method": request.method, "scheme": "http",
-            "path": request.url.path, "raw_path": request.url.raw_path.split(b"?")[0],
-            "query_string": request.url.query, "root_path": "",
-            "headers": [(k.lower().encode(), v.encode()) for k, v in request.headers.items()],
-            "server": ("relay.test", 80), "client": ("127.0.0.1", 40000),
-        }  # fmt: skip
-        self.chunks: asyncio.Queue[bytes] = asyncio.Queue()
-        self.status: int | None = None
-        self.closed = asyncio.Event()
-        self.sent_body = False
-        self.buffer = ""
-        self.task: asyncio.Task[None] | None = None
-
-    async def _receive(self) -> dict[str, Any]:
-        if not self.sent_body:
-            self.sent_body = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await self.closed.wait()
-        return {"type": "http.disconnect"}
-
-    async def _send(self, message: MutableMapping[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-        elif message["type"] == "http.response.body":
-            self.chunks.put_nowait(message.get("body", b""))
-
-    async def __aenter__(self) -> _Stream:
-        self.task = asyncio.create_task(self.app(self.scope, self._receive, self._send))
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self.closed.set()
-        assert self.task is not None
-        await asyncio.wait_for(self.task, timeout=10)
-
-    async def until(self, wanted: str, timeout: float = PROMPT) -> str:
-        """Read until ``wanted`` has arrived; return everything read so far."""
-        async with asyncio.timeout(timeout):
-            while wanted not in self.buffer:
-                self.buffer += (await self.chunks.get()).decode()
-        return self.buffer
-
-
 async def test_stream_on_a_announces_requests_made_and_released_on_b(
     replicas: tuple[Replica, Replica],
 ) -> None:
@@ -285,7 +235,7 @@ async def test_stream_on_a_announces_requests_made_and_released_on_b(
     item, _ = await a.h.store_direct(approver, "app/prod/db", PASSWORD)
     client = await b.h.add_client()
     request = a.h.build("GET", "/approvals/stream", signer=approver)
-    async with _Stream(a.app, request) as stream:
+    async with SseStream(a.app, request) as stream:
         await stream.until(": sealbox approvals")
         assert stream.status == 200
         await _eventually(lambda: a.relay.hub.subscriber_count() == 1, "the stream on A")

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from relay_support import Vault, error_of
+from relay_support import SseStream, Vault, error_of
 from sqlalchemy import delete, select
 from test_relay_items import PASSWORD, Harness
 
@@ -229,58 +229,8 @@ async def test_long_poll_times_out_pending(h: Harness) -> None:
     assert negative.status_code == 422
 
 
-class _Stream:
-    """An SSE response read chunk by chunk, straight from the ASGI app.
-
-    httpx's ASGI transport returns a response only once the app has finished,
-    which a stream never does; so the test plays the server's part itself.
-    """
-
-    def __init__(self, h: Harness, path: str, signer: Any) -> None:
-        request = h.build("GET", path, signer=signer)
-        self.scope = {
-            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1", "method": "GET", "scheme": "http",
-            "path": request.url.path, "raw_path": request.url.raw_path.split(b"?")[0],
-            "query_string": request.url.query, "root_path": "",
-            "headers": [(k.lower().encode(), v.encode()) for k, v in request.headers.items()],
-            "server": ("relay.test", 80), "client": ("127.0.0.1", 40000),
-        }  # fmt: skip
-        self.app = create_app(h.relay, listen=False)
-        self.chunks: asyncio.Queue[bytes] = asyncio.Queue()
-        self.status: int | None = None
-        self.closed = asyncio.Event()
-        self.buffer = ""
-        self.task: asyncio.Task[None] | None = None
-
-    async def _receive(self) -> dict[str, Any]:
-        if not hasattr(self, "_sent_body"):
-            self._sent_body = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await self.closed.wait()
-        return {"type": "http.disconnect"}
-
-    async def _send(self, message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-        elif message["type"] == "http.response.body":
-            self.chunks.put_nowait(message.get("body", b""))
-
-    async def __aenter__(self) -> _Stream:
-        self.task = asyncio.create_task(self.app(self.scope, self._receive, self._send))
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self.closed.set()
-        assert self.task is not None
-        await asyncio.wait_for(self.task, timeout=10)
-
-    async def until(self, text: str, timeout: float = 10) -> str:
-        """Read until ``text`` has arrived; return everything read so far."""
-        async with asyncio.timeout(timeout):
-            while text not in self.buffer:
-                self.buffer += (await self.chunks.get()).decode()
-        return self.buffer
+def _stream(h: Harness, path: str, signer: Any) -> SseStream:
+    return SseStream(create_app(h.relay, listen=False), h.build("GET", path, signer=signer))
 
 
 async def test_sse_stream_announces_new_and_changed_requests(h: Harness) -> None:
@@ -288,7 +238,7 @@ async def test_sse_stream_announces_new_and_changed_requests(h: Harness) -> None
     item = await _stored(h)
     client = await h.add_client()
     waiting = (await h.ask(client, h.access(client, [(item, "app/prod/db", ["user"])]))).json()
-    async with _Stream(h, "/approvals/stream", a) as stream:
+    async with _stream(h, "/approvals/stream", a) as stream:
         # What already waits is announced on connecting.
         await stream.until(waiting["id"])
         assert stream.status == 200
@@ -474,7 +424,7 @@ async def test_versions_are_pinned_when_asked(h: Harness) -> None:
 async def test_store_request_is_listed_on_the_stream_too(h: Harness) -> None:
     a = h.vault.approvers[0]
     client = await h.add_client()
-    async with _Stream(h, "/approvals/stream", a) as stream:
+    async with _stream(h, "/approvals/stream", a) as stream:
         await stream.until(": sealbox approvals")
         upload = h.store_upload(client, "app/prod/db", PASSWORD)
         created = (await h.post_store(client, upload)).json()
