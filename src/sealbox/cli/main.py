@@ -1,7 +1,6 @@
 """Entry point of the ``sealbox`` command.
 
-Exit codes (documented in the README): 0 success, 1 operation failed,
-2 usage error.
+Exit codes are listed in :mod:`sealbox.cli.exits` and the README.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ if TYPE_CHECKING:
     import httpx
 
 from sealbox import __version__
+from sealbox.cli import approvers, cache, items
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--key-file", help="where to keep the keys (default: the config directory)")
     init.add_argument("--passphrase-file", help="read the key file's passphrase from this file "
                       "(env SEALBOX_PASSPHRASE; default: ask twice)")  # fmt: skip
+    approvers.add_approver_actions(asub)
+    approvers.add_parsers(sub)
+    items.add_parsers(sub)
+    cache.add_parsers(sub)
 
     login = sub.add_parser("login", help="log in to a relay: this device gets a client key "
                            "that an approver certifies")  # fmt: skip
@@ -121,7 +125,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     if args.command == "approver":
+        if args.approver_command != "init":
+            return approvers.run_approver(args)
         return _approver_init(args)
+    if args.command == "approve":
+        return approvers.run_approve(args)
+    if args.command == "cache":
+        return cache.run_cache(args)
+    if args.command in items.COMMANDS:
+        return items.run_command(args)
     if args.command in ("login", "whoami", "logout"):
         return _session_command(args)
     # Imported here: `sealbox --version` and `--help` stay fast.

@@ -46,6 +46,8 @@ HASH_AUDIT: Final = b"sealbox/v1/hash/audit"
 FINGERPRINT_VAULT: Final = b"sealbox/v1/fingerprint/vault"
 #: Fingerprint of a public key (prefixed by the key's text-encoding prefix).
 FINGERPRINT_KEY: Final = b"sealbox/v1/fingerprint/key"
+#: Pairing code of an approver device: its id and both public keys, compared by a person.
+FINGERPRINT_APPROVER: Final = b"sealbox/v1/fingerprint/approver"
 
 # --- Text encodings of keys ---------------------------------------------------
 #: Prefixes of the text forms of keys.  The prefix names the algorithm and the

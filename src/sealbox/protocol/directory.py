@@ -14,7 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sealbox.crypto import jws, labels
-from sealbox.crypto.encoding import b64u_decode, digest, digest_bytes, parse_canonical_json
+from sealbox.crypto.encoding import (
+    b64u_decode,
+    digest,
+    digest_bytes,
+    length_prefixed,
+    parse_canonical_json,
+)
 from sealbox.crypto.keys import SigningKey, safety_code
 from sealbox.errors import (
     DirectoryBroken,
@@ -36,6 +42,7 @@ __all__ = [
     "DirectoryHead",
     "append_link",
     "genesis_link",
+    "pairing_code",
     "vault_fingerprint",
     "vault_safety_code",
     "verify_directory",
@@ -87,6 +94,16 @@ def vault_fingerprint(link0: str) -> str:
 def vault_safety_code(link0: str) -> str:
     """The short code a person compares when pinning a vault (four groups of five digits)."""
     return safety_code(digest_bytes(labels.FINGERPRINT_VAULT, _ascii(link0)))
+
+
+def pairing_code(record: ApproverRecord) -> str:
+    """The code a person compares on a new approver device and on the device adding it.
+
+    It covers the approver id and both public keys, so a relay that swapped
+    any of them between the two devices shows a different code.
+    """
+    data = length_prefixed(record.id, record.hpke_pk.to_text(), record.sig_pk.to_text())
+    return safety_code(digest_bytes(labels.FINGERPRINT_APPROVER, data))
 
 
 def _ascii(token: str) -> bytes:

@@ -239,3 +239,18 @@ outbox = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_at", BigInteger, nullable=False),
 )
+
+pairing_requests = Table(
+    "pairing_requests",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("id", String(32), primary_key=True),
+    # Random, handed only to the new device: it polls its pairing by this id.
+    Column("approver", JSON, nullable=False),
+    # The new device's directory record (id, name, kind, tier, public keys).
+    Column("state", String(16), nullable=False),
+    # pending, approved (its record was added to the directory), denied.
+    Column("source_ip", String(64), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)

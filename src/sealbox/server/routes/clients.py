@@ -24,7 +24,7 @@ from sealbox.errors import SealboxError
 from sealbox.protocol import ids
 from sealbox.protocol.certificates import verify_certificate
 from sealbox.server import audit, policy
-from sealbox.server.auth import Approver, Principal
+from sealbox.server.auth import Anyone, Approver, Principal
 from sealbox.server.auth import tokens as tk
 from sealbox.server.db.tables import clients, grants, policies
 from sealbox.server.errors import ApiError
@@ -308,6 +308,42 @@ async def list_policies(vault: str, principal: Approver, request: Request) -> di
             )
         ).all()
     return {"policies": [_policy_json(row) for row in rows]}
+
+
+@router.get("/policy", tags=["policies"])
+async def effective_policy(
+    vault: str, principal: Anyone, request: Request,
+    path: Annotated[str, Query(max_length=200)],
+) -> dict[str, Any]:  # fmt: skip
+    """The policy that holds for item ``path``: who holds shares, how many must agree.
+
+    A client needs it to store (it splits the field keys M-of-N over these
+    approvers) and to know how long it may cache; it sees only paths its
+    grants cover.  Nothing here is signed: a relay that lied would only make
+    the client seal to fewer approvers of the verified directory, which the
+    approvers and the relay's own checks then refuse or show.
+    """
+    path = ids.check_path(path)
+    async with relay_of(request).read() as conn:
+        directory = await load_directory(conn, vault)
+        if principal.role == "client" and not policy.granted(
+            path, await _patterns(conn, vault, principal.id)
+        ):
+            raise ApiError(
+                403,
+                "no_grant",
+                f"this client has no grant for {path}",
+                "Ask an approver to grant this client access to the item's path.",
+            )
+        rows: list[Any] = list(
+            (await conn.execute(select(policies).where(policies.c.vault_id == vault))).mappings()
+        )
+    found = policy.policy_for(path, rows, directory)
+    return {
+        "path": path, "approvers": list(found.approvers), "threshold": found.threshold,
+        "expiry_seconds": found.expiry_seconds, "max_cache_seconds": found.max_cache_seconds,
+        "store_needs_approval": found.store_needs_approval,
+    }  # fmt: skip
 
 
 @router.put("/policies", tags=["policies"])

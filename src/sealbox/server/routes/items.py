@@ -900,3 +900,24 @@ async def own_wraps(
         raise ApiError(404, "no_wraps", "you hold no share of this version")
     return {"item": item_id, "version": version, "approver": approver,
             "wraps": encode_blobs(held[approver])}  # fmt: skip
+
+
+@router.get("/items/{item_id}/versions/{version}/ciphertexts")
+async def version_ciphertexts(
+    vault: str,
+    item_id: str,
+    version: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    request: Request,
+    principal: Approver,
+) -> dict[str, Any]:
+    """The field ciphertexts of one stored version (an approver re-sealing an item needs them)."""
+    relay = relay_of(request)
+    async with relay.read() as conn:
+        row = await _visible_item(conn, vault, item_id, principal)
+    dek = await project_key(relay, vault, row.path)
+    async with relay.read() as conn:
+        held = await read_blobs(conn, relay, dek, vault=vault, item=item_id, version=version,
+                                holders=("",))  # fmt: skip
+    if "" not in held:
+        raise ApiError(404, "no_such_version", "this item has no such version")
+    return {"item": item_id, "version": version, "ciphertexts": encode_blobs(held[""])}

@@ -308,9 +308,24 @@ async def _wait(
             async with relay.read() as conn:
                 row = await _owned(conn, vault, request_id, kind, principal)
                 approvals = await _release_count(conn, vault, request_id)
+                denial = None
+                if row.state == State.DENIED.value:
+                    denial = (
+                        await conn.execute(
+                            select(answers.c.token).where(
+                                answers.c.vault_id == vault,
+                                answers.c.request_id == request_id,
+                                answers.c.kind == "deny",
+                            )
+                        )
+                    ).scalar()
             left = deadline - loop.time()
             if row.state != State.PENDING.value or left <= 0:
-                return _status(row, approvals)
+                out = _status(row, approvals)
+                if denial is not None:
+                    # The approver's signed refusal: the client verifies it and shows its reason.
+                    out["deny"] = denial
+                return out
             del row  # nothing of the database is held while waiting
             # asyncio.timeout, not wait_for: no extra task per waiter.
             with contextlib.suppress(TimeoutError):  # then read the state once more
@@ -444,6 +459,62 @@ async def take_envelope(
         )  # fmt: skip
         tx.wake(request_channel(request_id), delivered.value)
     return {"releases": releases, "manifests": manifests, "ciphertexts": ciphertexts}
+
+
+class CacheHit(BaseModel):
+    request: str = Field(min_length=43, max_length=43, pattern=r"^[A-Za-z0-9_-]{43}$")
+    hits: int = Field(ge=1, le=1_000_000)
+    first_at: int = Field(ge=0, le=2**53 - 1)
+    last_at: int = Field(ge=0, le=2**53 - 1)
+
+
+class CacheHitsBody(BaseModel):
+    hits: list[CacheHit] = Field(min_length=1, max_length=100)
+
+
+@router.post("/cache-hits")
+async def report_cache_hits(
+    vault: str, body: CacheHitsBody, request: Request, principal: Client
+) -> dict[str, Any]:
+    """Record that values released by your delivered requests were read from your local cache.
+
+    The local cache agent reports its hits in batches; the relay never sees a
+    value, only which release was reused, how often and when.  Each report
+    must name a request of yours that was delivered.
+    """
+    relay = relay_of(request)
+    now = relay.now()
+    wanted = sorted({hit.request for hit in body.hits})
+    async with relay.read() as conn:
+        found = {
+            row.id
+            for row in await conn.execute(
+                select(requests.c.id).where(
+                    requests.c.vault_id == vault,
+                    requests.c.client_id == principal.id,
+                    requests.c.kind == "access",
+                    requests.c.state == State.DELIVERED.value,
+                    requests.c.id.in_(wanted),
+                )
+            )
+        }
+    unknown = [r for r in wanted if r not in found]
+    if unknown:
+        raise ApiError(
+            404,
+            "no_such_request",
+            "you have no delivered request with this id: " + unknown[0],
+            "Report hits only for releases this client received.",
+        )
+    async with relay.tx() as tx:
+        for hit in body.hits:
+            await audit.append(
+                tx.conn, vault=vault, at=now, actor=principal.id, action="access.cache_hit",
+                client_id=principal.id, source_ip=source_ip(request),
+                detail={"request": hit.request, "hits": hit.hits, "first_at": hit.first_at,
+                        "last_at": hit.last_at},
+            )  # fmt: skip
+    return {"recorded": len(body.hits)}
 
 
 # --- approvers: see, answer --------------------------------------------------------------
@@ -601,8 +672,10 @@ async def approvals_stream(vault: str, request: Request, principal: Approver) ->
 
     On connecting, one event per request already pending; then one per change.
     ``directory`` says the approver set changed (the stream ends if you left
-    it).  A comment every 15 s keeps idle connections open.  Fetch
-    ``/approvals`` for what an answer needs.
+    it); ``device-requests`` and ``pairing`` say a login or a new device waits
+    (fetch ``/device-requests`` or ``/pairing-requests``).  A comment every
+    15 s keeps idle connections open.  Fetch ``/approvals`` for what an
+    answer needs.
     """
     relay = relay_of(request)
 
@@ -617,6 +690,10 @@ async def approvals_stream(vault: str, request: Request, principal: Approver) ->
                     message = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_SECONDS)
                 except TimeoutError:
                     yield ": keepalive\n\n"
+                    continue
+                if message in ("device-requests", "pairing"):
+                    # A login or a new device waits (or was answered): list them again.
+                    yield _event(message, {})
                     continue
                 async with relay.read() as conn:
                     if message == "directory":
@@ -739,3 +816,34 @@ async def deny_access(
     """Refuse a pending request with a deny statement you signed (any approver may)."""
     return await deny_request(relay_of(request), request, vault=vault, request_id=request_id,
                               kind="access", token=body.deny, principal=principal)  # fmt: skip
+
+
+# Registered after /approvals/stream, which this path would otherwise swallow.
+@router.get("/approvals/{request_id}")
+async def get_approval(
+    vault: str, request_id: str, request: Request, principal: Approver
+) -> dict[str, Any]:
+    """One request you can answer, with what verifying it needs (as in ``/approvals``).
+
+    What an approver fetches when the stream names a request: one row, not
+    the whole pending list.  Answered, expired or not yours: 404.
+    """
+    relay = relay_of(request)
+    now = relay.now()
+    async with relay.read() as conn:
+        row = (
+            await conn.execute(
+                select(requests).where(requests.c.vault_id == vault, requests.c.id == request_id)
+            )
+        ).first()
+    if (
+        row is None
+        or row.state != State.PENDING.value
+        or row.expires_at < now
+        or not _eligible(row, principal.id)
+    ):
+        raise ApiError(404, "no_such_approval", "no pending request with this id awaits you")
+    keys = {project: await project_key(relay, vault, path)
+            for project, path in _projects([row]).items()}  # fmt: skip
+    async with relay.read() as conn:
+        return await _approval(conn, relay, vault, row, principal.id, keys)

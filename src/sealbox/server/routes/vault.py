@@ -194,6 +194,11 @@ async def append_link(vault: str, body: LinkBody, request: Request) -> dict[str,
                 hash=extended.head.hash, created_at=now,
             )
         )  # fmt: skip
+        if link.op == "add":
+            # Imported here: the pairing routes import this module's load_directory.
+            from sealbox.server.routes.pairing import mark_paired
+
+            await mark_paired(tx.conn, vault, link.approver.id)
         signer = jws.read_header(body.link).kid
         await audit.append(tx.conn, vault=vault, at=now, actor=signer,
                            action=f"directory.{link.op}", source_ip=_ip(request),

@@ -1,0 +1,213 @@
+"""What an approver checks before anyone decides, and the answers it signs.
+
+:func:`review` turns a pending request as the relay serves it into a
+:class:`Review` that holds only verified facts: the client's certificate
+(name, kind, issuer, scopes) checked against the directory, the statement
+signed by that client (purpose, context, items, fields), each manifest
+signed by an approver and bound to the asked item and path.  What only the
+relay says (the source address) is kept apart, as reported by the server.
+Anything that does not verify raises: such a request is never shown as if it
+were real.
+
+The answers (:func:`release_token`, :func:`deny_token`, :func:`manifest_token`)
+are the protocol's, signed with this approver's key; :func:`release_token`
+re-checks the wrapped shares and opens exactly the asked fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sealbox.approver.keystore import ApproverKeys
+from sealbox.crypto.encoding import b64u_decode
+from sealbox.errors import BindingMismatch, MalformedInput
+from sealbox.protocol.access import ItemMaterial, VerifiedAccess, deny, release, verify_access
+from sealbox.protocol.directory import Directory
+from sealbox.protocol.statements import ItemManifest
+from sealbox.protocol.store import StoreUpload, VerifiedStore, sign_manifest, verify_manifest
+from sealbox.protocol.store import verify_store as verify_store_upload
+
+__all__ = [
+    "ItemView",
+    "Review",
+    "deny_token",
+    "manifest_token",
+    "release_token",
+    "review",
+]
+
+
+@dataclass(frozen=True)
+class ItemView:
+    """One item of a request, as its verified manifest and the statement name it."""
+
+    path: str
+    version: int
+    fields: tuple[str, ...]
+    """The fields asked for (access) or stored (store): names only, never values."""
+    type: str
+    threshold: int
+    holders: int
+
+
+@dataclass(frozen=True)
+class Review:
+    """A pending request, verified; everything here but ``reported_by_server`` is signed."""
+
+    id: str
+    kind: str
+    """``access`` or ``store``."""
+    client_id: str
+    client_name: str
+    client_kind: str
+    issuer: str
+    """The approver (or enrollment) that certified the client."""
+    scopes: tuple[str, ...]
+    purpose: str
+    context: Any
+    """The signed :class:`~sealbox.protocol.statements.RequestContext`."""
+    items: tuple[ItemView, ...]
+    at: int
+    expires_at: int
+    cache_seconds: int
+    """How long the client asked to keep the values (access)."""
+    cache_scope: str
+    cache_until_max: int
+    """The latest ``cache_until`` the relay's policy allows (0: no caching)."""
+    threshold: int
+    approvals: int
+    reported_by_server: Mapping[str, Any]
+    access: VerifiedAccess | None = field(default=None, repr=False)
+    materials: Mapping[str, ItemMaterial] = field(default_factory=dict, repr=False)
+    store: VerifiedStore | None = field(default=None, repr=False)
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(i.path for i in self.items)
+
+
+def _text(entry: Mapping[str, Any], key: str) -> str:
+    value = entry.get(key)
+    if not isinstance(value, str):
+        raise MalformedInput(f"the relay's request has no valid {key!r}")
+    return value
+
+
+def review(entry: Mapping[str, Any], *, directory: Directory, keys: ApproverKeys,
+           now: int) -> Review:  # fmt: skip
+    """Verify one entry of ``/approvals``; raise if anything in it does not verify."""
+    kind = _text(entry, "kind")
+    request_id = _text(entry, "id")
+    certificate = _text(entry, "certificate")
+    enrollment = entry.get("enrollment")
+    common: dict[str, Any] = {
+        "id": request_id, "kind": kind,
+        "threshold": int(entry.get("threshold") or 1),
+        "approvals": int(entry.get("approvals") or 0),
+        "reported_by_server": dict(entry.get("reported_by_server") or {}),
+    }  # fmt: skip
+    if kind == "access":
+        verified = verify_access(_text(entry, "statement"), directory=directory,
+                                 certificate=certificate, now=now,
+                                 enrollment=enrollment)  # fmt: skip
+        if verified.hash != "sha256:" + request_id:
+            raise BindingMismatch("the relay filed this statement under another request id")
+        served = entry.get("items")
+        if not isinstance(served, dict):
+            raise MalformedInput("the relay's request has no items")
+        materials: dict[str, ItemMaterial] = {}
+        views = []
+        for asked in verified.statement.items:
+            material = served.get(asked.item)
+            if not isinstance(material, dict):
+                raise BindingMismatch(f"the relay served nothing for {asked.item}")
+            manifest: ItemManifest = verify_manifest(_text(material, "manifest"), directory)
+            if manifest.item != asked.item or manifest.path != asked.path:
+                raise BindingMismatch(f"the relay served another item's manifest for {asked.path}")
+            if asked.version is not None and manifest.version != asked.version:
+                raise BindingMismatch(f"the relay served another version of {asked.path}")
+            wraps = material.get("wraps")
+            if not isinstance(wraps, dict):
+                raise MalformedInput("the relay's request has no wraps")
+            materials[asked.item] = ItemMaterial(
+                manifest=material["manifest"],
+                wraps={name: b64u_decode(w) for name, w in wraps.items()},
+            )
+            views.append(ItemView(
+                path=manifest.path, version=manifest.version, fields=asked.fields,
+                type=manifest.type, threshold=manifest.keyset.threshold,
+                holders=len(manifest.keyset.approvers),
+            ))  # fmt: skip
+        s, cert = verified.statement, verified.certificate
+        return Review(
+            **common, client_id=cert.client.id, client_name=cert.client.name,
+            client_kind=cert.client.kind, issuer=cert.issuer, scopes=tuple(cert.scopes),
+            purpose=s.purpose, context=s.context, items=tuple(views), at=s.at,
+            expires_at=s.exp, cache_seconds=s.cache.seconds, cache_scope=s.cache.scope,
+            cache_until_max=int(entry.get("cache_until_max") or 0), access=verified,
+            materials=materials,
+        )  # fmt: skip
+    if kind == "store":
+        upload = StoreUpload(
+            statement=_text(entry, "statement"),
+            ciphertexts={f: b64u_decode(c) for f, c in (entry.get("ciphertexts") or {}).items()},
+            wraps={a: {f: b64u_decode(w) for f, w in fs.items()}
+                   for a, fs in (entry.get("wraps") or {}).items()},
+        )  # fmt: skip
+        stored = verify_store_upload(
+            upload, directory=directory, approver=keys.record.id, hpke_key=keys.hpke,
+            certificate=certificate, now=now, prev_manifest=entry.get("prev_manifest"),
+            enrollment=enrollment,
+        )  # fmt: skip
+        if stored.hash != "sha256:" + request_id:
+            raise BindingMismatch("the relay filed this statement under another request id")
+        st, cert = stored.statement, stored.certificate
+        view = ItemView(
+            path=st.path,
+            version=st.version,
+            fields=tuple(st.fields),
+            type=st.type,
+            threshold=st.keyset.threshold,
+            holders=len(st.keyset.approvers),
+        )
+        return Review(
+            **common, client_id=cert.client.id, client_name=cert.client.name,
+            client_kind=cert.client.kind, issuer=cert.issuer, scopes=tuple(cert.scopes),
+            purpose=st.purpose, context=st.context, items=(view,), at=st.at, expires_at=st.exp,
+            cache_seconds=0, cache_scope="none", cache_until_max=0, store=stored,
+        )  # fmt: skip
+    raise MalformedInput(f"unknown request kind {kind!r}")
+
+
+def release_token(rev: Review, *, directory: Directory, keys: ApproverKeys, now: int,
+                  cache_seconds: int | None = None) -> str:  # fmt: skip
+    """Release this approver's shares of an access request.
+
+    ``cache_until`` is what the client asked for, cut to the policy's limit
+    and to ``cache_seconds`` from now if given (an approver may shorten the
+    window, never extend it).
+    """
+    assert rev.access is not None
+    cache_until = 0
+    if rev.cache_seconds:
+        cache_until = min(rev.at + rev.cache_seconds, rev.cache_until_max)
+        if cache_seconds is not None:
+            cache_until = min(cache_until, now + cache_seconds)
+        cache_until = max(cache_until, 0) if cache_until > now else 0
+    return release(rev.access, materials=rev.materials, directory=directory,
+                   approver=keys.record.id, hpke_key=keys.hpke, key=keys.sig, now=now,
+                   cache_until=cache_until)  # fmt: skip
+
+
+def deny_token(request_id: str, *, reason: str, directory: Directory, keys: ApproverKeys,
+               now: int) -> str:  # fmt: skip
+    return deny("sha256:" + request_id, directory=directory, approver=keys.record.id,
+                key=keys.sig, reason=reason[:500], now=now)  # fmt: skip
+
+
+def manifest_token(rev: Review, *, directory: Directory, keys: ApproverKeys, now: int) -> str:
+    assert rev.store is not None
+    return sign_manifest(rev.store, directory=directory, approver=keys.record.id, key=keys.sig,
+                         now=now)  # fmt: skip

@@ -1,0 +1,168 @@
+"""An approver device talking to its relay: every request signed with its key (RFC 9421).
+
+The directory is verified from the link 0 this device pinned and against the
+newest head it has seen (kept beside the key file), so a relay cannot show
+this approver a rolled-back or forked approver set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from sealbox.approver.keystore import ApproverKeys
+from sealbox.client.httpsig import sign_request
+from sealbox.errors import DirectoryBroken, SealboxError
+from sealbox.protocol import directory as dirs
+
+__all__ = ["ApproverSession", "RelayRefused"]
+
+#: Reuse a verified directory this long (a `directory` stream event drops it at once).
+DIRECTORY_FRESH = 5.0
+
+
+class RelayRefused(SealboxError):
+    """The relay answered with an error; its message and hint are kept."""
+
+    code = "relay_refused"
+
+
+def refused(response: httpx.Response, what: str) -> RelayRefused:
+    try:
+        body = response.json()
+        message, hint = str(body.get("message"))[:300], body.get("hint") or None
+    except (ValueError, AttributeError):
+        message, hint = f"HTTP {response.status_code}", None
+    return RelayRefused(f"{what}: the relay refused: {message}", hint=hint)
+
+
+class ApproverSession:
+    """Signed calls to the relay as one approver, and the directory it has verified."""
+
+    def __init__(self, keys: ApproverKeys, *, http: httpx.Client | None = None,
+                 head_path: Path | None = None) -> None:  # fmt: skip
+        self.keys = keys
+        self.http = http or httpx.Client(timeout=30)
+        self.base = f"{keys.server}/v1/vaults/{keys.vault}"
+        self.head_path = head_path
+        self._directory: dirs.Directory | None = None
+        self._directory_at = 0.0
+        self._head = self._load_head()
+
+    @property
+    def id(self) -> str:
+        return self.keys.record.id
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _load_head(self) -> dirs.DirectoryHead | None:
+        if self.head_path is None:
+            return None
+        try:
+            document = json.loads(self.head_path.read_text())
+            return dirs.DirectoryHead(seq=int(document["seq"]), hash=str(document["hash"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _save_head(self, head: dirs.DirectoryHead) -> None:
+        if self.head_path is None:
+            return
+        tmp = self.head_path.with_name(f".{self.head_path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"seq": head.seq, "hash": head.hash}, f)
+        tmp.replace(self.head_path)
+
+    # --- transport ---
+
+    def request(self, method: str, path: str, *, json_body: Any = None,
+                timeout: float | None = None) -> httpx.Response:  # fmt: skip
+        content = None if json_body is None else json.dumps(json_body).encode()
+        headers = {"content-type": "application/json"} if content is not None else {}
+        request = self.http.build_request(method, self.base + path, content=content,
+                                          headers=headers,
+                                          timeout=timeout or httpx.USE_CLIENT_DEFAULT)  # fmt: skip
+        sign_request(request, key=self.keys.sig, key_id=self.id)
+        return self.http.send(request)
+
+    def ok(self, method: str, path: str, what: str, *, json_body: Any = None,
+           expect: tuple[int, ...] = (200, 201)) -> Any:  # fmt: skip
+        response = self.request(method, path, json_body=json_body)
+        if response.status_code not in expect:
+            raise refused(response, what)
+        return response.json() if response.content else None
+
+    @contextlib.contextmanager
+    def stream(self) -> Iterator[Iterator[tuple[str, Any]]]:
+        """The approvals stream (Server-Sent Events) as (event, data) pairs."""
+        request = self.http.build_request("GET", self.base + "/approvals/stream",
+                                          timeout=httpx.Timeout(30, read=60))  # fmt: skip
+        sign_request(request, key=self.keys.sig, key_id=self.id)
+        response = self.http.send(request, stream=True)
+        try:
+            if response.status_code != 200:
+                response.read()
+                raise refused(response, "opening the approvals stream")
+            yield _events(response)
+        finally:
+            response.close()
+
+    # --- directory ---
+
+    def directory(self, *, fresh: bool = False) -> dirs.Directory:
+        if (
+            not fresh
+            and self._directory is not None
+            and time.monotonic() - self._directory_at < DIRECTORY_FRESH
+        ):
+            return self._directory
+        response = self.http.get(self.base + "/directory")
+        if response.status_code != 200:
+            raise refused(response, "fetching the directory")
+        links = response.json().get("links")
+        if not isinstance(links, list) or not all(isinstance(x, str) for x in links):
+            raise DirectoryBroken("the relay served no directory links")
+        directory = dirs.verify_directory(links, pinned=self.keys.fingerprint,
+                                          cached_head=self._head)  # fmt: skip
+        if directory.vault != self.keys.vault:
+            raise DirectoryBroken("the relay served the directory of another vault")
+        if self._head is None or directory.head.seq > self._head.seq:
+            self._save_head(directory.head)
+        self._head = directory.head
+        self._directory, self._directory_at = directory, time.monotonic()
+        return directory
+
+    def forget_directory(self) -> None:
+        self._directory = None
+
+
+def _events(response: httpx.Response) -> Iterator[tuple[str, Any]]:
+    event, data = "message", list[str]()
+    for line in response.iter_lines():
+        if line.startswith(":"):
+            yield ("comment", None)
+            continue
+        if not line:
+            if data:
+                try:
+                    parsed = json.loads("\n".join(data))
+                except ValueError:
+                    parsed = None
+                if parsed is not None:
+                    yield (event, parsed)
+            event, data = "message", list[str]()
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)

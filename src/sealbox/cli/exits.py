@@ -1,0 +1,106 @@
+"""Exit codes of the ``sealbox`` command, and turning errors into them.
+
+| code | meaning |
+|---|---|
+| 0 | success |
+| 1 | the operation failed (relay refused, unreachable, bad file, …) |
+| 2 | usage error (bad arguments or input) |
+| 3 | an approver denied the request |
+| 4 | no answer: the request expired or was cancelled |
+| 5 | verification failed: something the relay served does not verify (tampering?) |
+| 6 | not logged in, or the session has ended |
+| 130 | interrupted (Ctrl-C); a pending request is withdrawn |
+
+``sealbox run`` exits with the command's own status once the command has started.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+__all__ = [
+    "DENIED",
+    "FAILED",
+    "INTERRUPTED",
+    "NOT_ANSWERED",
+    "NOT_LOGGED_IN",
+    "OK",
+    "USAGE",
+    "VERIFICATION",
+    "Failed",
+    "UsageError",
+    "guarded",
+]
+
+OK = 0
+FAILED = 1
+USAGE = 2
+DENIED = 3
+NOT_ANSWERED = 4
+VERIFICATION = 5
+NOT_LOGGED_IN = 6
+INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """Bad arguments or input: exit 2 with the message."""
+
+
+class Failed(Exception):
+    """The operation cannot be done: exit 1 with the message."""
+
+
+def _say(command: str, message: str, hint: str | None = None) -> None:
+    print(f"sealbox {command}: {message}", file=sys.stderr)
+    if hint:
+        print(f"  {hint}", file=sys.stderr)
+
+
+def guarded(action: Callable[[], int], command: str) -> int:
+    """Run ``action``; map every failure to its exit code with a clear message on stderr."""
+    import httpx
+
+    from sealbox.client.flows import Cancelled, Denied, RequestExpired
+    from sealbox.client.profile import NotLoggedIn
+    from sealbox.errors import MalformedInput, SealboxError, VerificationError
+
+    try:
+        return action()
+    except KeyboardInterrupt:
+        print("", file=sys.stderr)
+        _say(command, "interrupted; the request was withdrawn and nothing was printed")
+        return INTERRUPTED
+    except UsageError as exc:
+        _say(command, str(exc))
+        return USAGE
+    except Failed as exc:
+        _say(command, str(exc))
+        return FAILED
+    except Denied as exc:
+        _say(command, exc.message, exc.hint)
+        return DENIED
+    except (RequestExpired, Cancelled) as exc:
+        _say(command, exc.message, exc.hint)
+        return NOT_ANSWERED
+    except NotLoggedIn as exc:
+        _say(command, exc.message, exc.hint)
+        return NOT_LOGGED_IN
+    except VerificationError as exc:
+        _say(command, f"refused: {exc.message} [{exc.code}]",
+             exc.hint or "Something between you and your approvers changed what they sent. "
+             "Nothing was used. Tell your approver.")  # fmt: skip
+        return VERIFICATION
+    except MalformedInput as exc:
+        _say(command, exc.message, exc.hint)
+        return USAGE
+    except SealboxError as exc:
+        _say(command, exc.message, exc.hint)
+        return FAILED
+    except httpx.HTTPError as exc:
+        _say(command, f"could not talk to the relay: {type(exc).__name__}",
+             "Check the server URL and that the relay is running.")  # fmt: skip
+        return FAILED
+    except OSError as exc:
+        _say(command, f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+        return FAILED

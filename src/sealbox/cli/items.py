@@ -1,0 +1,443 @@
+"""``sealbox store | read | get | ls | history | run | inject``: a logged-in client's commands.
+
+Values never come from the command line (other users can read it in the
+process table): ``store`` takes them from files, standard input or a prompt.
+Every command that reads makes ONE access request for everything it needs,
+so a task is one approval.  While it waits, it says what it waits for; on
+denial, expiry or anything that does not verify it exits non-zero and prints
+no value at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from sealbox.cli import exits
+
+__all__ = ["add_parsers", "run_command"]
+
+COMMANDS = ("store", "read", "get", "ls", "history", "run", "inject")
+_PLACEHOLDER = re.compile(r"\{\{\s*(sealbox://[^\s}]+)\s*\}\}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _common(parser: argparse.ArgumentParser, *, purpose: bool = True) -> None:
+    parser.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="which login to use (env SEALBOX_PROFILE; default: default)",
+    )
+    if purpose:
+        parser.add_argument(
+            "--purpose",
+            metavar="TEXT",
+            help="why you need it, shown to the approver (default: the command line)",
+        )
+        parser.add_argument(
+            "--cache",
+            type=int,
+            default=None,
+            metavar="SECONDS",
+            help="ask to keep the values in the local cache agent this long "
+            "(env SEALBOX_CACHE_SECONDS; the approver and policy may shorten it)",
+        )
+
+
+def add_parsers(sub: Any) -> None:
+    store = sub.add_parser(
+        "store", help="store a new version of an item (values from files or stdin)"
+    )
+    store.add_argument("path", metavar="sealbox://PROJECT/ENV/ITEM")
+    store.add_argument("--field", action="append", default=[], metavar="NAME=@FILE|NAME=-|NAME",
+                       help="a field: from a file (@FILE), standard input (-), or a hidden "
+                       "prompt (NAME alone); repeat for several fields")  # fmt: skip
+    _common(store)
+
+    read = sub.add_parser("read", help="print one value: sealbox://PROJECT/ENV/ITEM[/FIELD]")
+    read.add_argument("reference")
+    read.add_argument("-n", "--no-newline", action="store_true", help="no newline after the value")
+    _common(read)
+
+    get = sub.add_parser("get", help="print the released fields of an item")
+    get.add_argument("path", metavar="sealbox://PROJECT/ENV/ITEM")
+    get.add_argument("--fields", metavar="A,B", help="only these fields (default: all)")
+    get.add_argument("--json", action="store_true", help="print JSON")
+    _common(get)
+
+    ls = sub.add_parser("ls", help="list the items you may ask for (no values)")
+    ls.add_argument("prefix", nargs="?", default="", help="only paths starting with this")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    _common(ls, purpose=False)
+
+    history = sub.add_parser("history", help="an item's versions, each manifest verified")
+    history.add_argument("path", metavar="sealbox://PROJECT/ENV/ITEM")
+    history.add_argument("--json", action="store_true", help="print JSON")
+    _common(history, purpose=False)
+
+    run = sub.add_parser("run", help="run a command with secrets in its environment (one approval)")
+    run.add_argument("--env", action="append", default=[], metavar="VAR=sealbox://…",
+                     help="set VAR to a released value; repeat")  # fmt: skip
+    run.add_argument("--env-file", action="append", default=[], metavar="FILE",
+                     help="dotenv file whose values may be sealbox:// references")  # fmt: skip
+    run.add_argument("--no-masking", action="store_true",
+                     help="do not mask the values in the command's output")  # fmt: skip
+    run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS…]",
+                     help="the command to run")  # fmt: skip
+    _common(run)
+
+    inject = sub.add_parser("inject", help="fill {{ sealbox://… }} placeholders of a template")
+    inject.add_argument("-i", "--in-file", required=True, help="the template ('-': stdin)")
+    inject.add_argument("-o", "--out-file", help="where to write (0600; default: stdout)")
+    _common(inject)
+
+
+# --- shared -----------------------------------------------------------------------------
+
+
+def _strip_scheme(text: str) -> str:
+    return text.removeprefix("sealbox://").strip("/")
+
+
+class Waiting:
+    """On stderr: what the command waits for, with a spinner and a timer on a terminal."""
+
+    SPIN = "|/-\\"
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.tty = sys.stderr.isatty()
+        self.started = time.monotonic()
+        self.request: str | None = None
+        self.approvals = (0, 1)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __call__(self, request_id: str, approvals: int, threshold: int) -> None:
+        first = self.request is None
+        self.request, self.approvals = request_id, (approvals, threshold)
+        if first:
+            print(f"Waiting for approval of {self.what} (request {request_id[:12]}); "
+                  f"an approver must approve it.", file=sys.stderr, flush=True)  # fmt: skip
+            if self.tty:
+                self._thread = threading.Thread(target=self._spin, daemon=True)
+                self._thread.start()
+
+    def _spin(self) -> None:
+        tick = 0
+        while not self._stop.wait(0.2):
+            tick += 1
+            elapsed = int(time.monotonic() - self.started)
+            got, need = self.approvals
+            sys.stderr.write(f"\r\033[K{self.SPIN[tick % 4]} waiting {elapsed // 60}:"
+                             f"{elapsed % 60:02d}  ({got}/{need} approvals)")  # fmt: skip
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from sealbox.client.sdk import Client
+
+    return Client(args.profile)
+
+
+def _cache_seconds(args: argparse.Namespace) -> int | None:
+    value = getattr(args, "cache", None)
+    if value is None and os.environ.get("SEALBOX_CACHE_SECONDS"):
+        value = int(os.environ["SEALBOX_CACHE_SECONDS"])
+    if value is not None and not 0 <= value <= 30 * 86400:
+        raise exits.UsageError("--cache must be 0..2592000 seconds")
+    return value
+
+
+def _purpose(args: argparse.Namespace, default: str) -> str:
+    return (args.purpose or default)[:500]
+
+
+def _read_many(args: argparse.Namespace, refs: Sequence[str], what: str) -> dict[str, bytes]:
+    wait = Waiting(what)
+    try:
+        with _client(args) as client:
+            return dict(client.read_many_bytes(
+                refs, purpose=_purpose(args, "sealbox " + " ".join(sys.argv[1:])[:400]),
+                cache_seconds=_cache_seconds(args), on_wait=wait,
+            ))  # fmt: skip
+    finally:
+        wait.done()
+
+
+def _write(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def _field_values(specs: Sequence[str]) -> dict[str, bytes]:
+    from sealbox.protocol import ids
+
+    values: dict[str, bytes] = {}
+    used_stdin = False
+    for spec in specs:
+        name, sep, source = spec.partition("=")
+        ids.check_field_name(name)
+        if name in values:
+            raise exits.UsageError(f"field {name!r} is given twice")
+        if not sep:
+            if not sys.stdin.isatty():
+                raise exits.UsageError(
+                    f"no terminal to ask for {name!r}: use {name}=@FILE or {name}=-"
+                )
+            first = getpass.getpass(f"Value of {name} (hidden): ")
+            if getpass.getpass("Again, to confirm: ") != first:
+                raise exits.UsageError("the two entries differ")
+            values[name] = first.encode()
+        elif source == "-":
+            if used_stdin:
+                raise exits.UsageError("only one field can come from standard input")
+            used_stdin = True
+            values[name] = sys.stdin.buffer.read()
+        elif source.startswith("@"):
+            values[name] = Path(source[1:]).read_bytes()
+        else:
+            raise exits.UsageError(
+                f"the value of {name!r} may not be given on the command line "
+                f"(other users can read it there): use {name}=@FILE, {name}=- or {name} alone"
+            )
+    if not values:
+        raise exits.UsageError("give at least one --field")
+    return values
+
+
+def _store(args: argparse.Namespace) -> int:
+    path = _strip_scheme(args.path)
+    values = _field_values(args.field)
+    wait = Waiting(f"storing {path}")
+    try:
+        with _client(args) as client:
+            stored = client.store(path, values, purpose=_purpose(args, f"store {path}"),
+                                  on_wait=wait)  # fmt: skip
+    finally:
+        wait.done()
+    print(f"Stored {stored.path} version {stored.version} "
+          f"({', '.join(sorted(values))}); an approver signed its manifest.")  # fmt: skip
+    return exits.OK
+
+
+def _read(args: argparse.Namespace) -> int:
+    ref = args.reference
+    value = _read_many(args, [ref], ref)[ref]
+    _write(value if args.no_newline else value + b"\n")
+    return exits.OK
+
+
+def _get(args: argparse.Namespace) -> int:
+    from sealbox.client.flows import Wanted
+
+    path = _strip_scheme(args.path)
+    fields = tuple(sorted(f for f in args.fields.split(",") if f)) if args.fields else None
+    wait = Waiting(path)
+    try:
+        with _client(args) as client:
+            read = client.fetch([Wanted(path, fields)],
+                                purpose=_purpose(args, f"get {path}"),
+                                cache_seconds=_cache_seconds(args), on_wait=wait)  # fmt: skip
+    finally:
+        wait.done()
+    values = read.values[path]
+    if args.json:
+        try:
+            shown = {k: v.decode() for k, v in sorted(values.items())}
+        except UnicodeDecodeError:
+            raise exits.Failed("a value is not UTF-8 text; read it with `sealbox read`") from None
+        document = {"path": path, "version": read.versions[path], "fields": shown}
+        _write((json.dumps(document, indent=2) + "\n").encode())
+    else:
+        for name, value in sorted(values.items()):
+            _write(name.encode() + b"=" + value + b"\n")
+    return exits.OK
+
+
+def _ls(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        found = [i for i in client.list() if i.path.startswith(_strip_scheme(args.prefix))]
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "path": i.path,
+                        "id": i.item,
+                        "type": i.type,
+                        "latest_version": i.latest_version,
+                    }
+                    for i in found
+                ],
+                indent=2,
+            )
+        )
+        return exits.OK
+    if not found:
+        print("No items (or none your grants cover).", file=sys.stderr)
+        return exits.OK
+    width = max(len(i.path) for i in found)
+    print(f"{'PATH':<{width}}  VERSION  TYPE")
+    for i in found:
+        print(f"{i.path:<{width}}  {i.latest_version:>7}  {i.type}")
+    return exits.OK
+
+
+def _history(args: argparse.Namespace) -> int:
+    path = _strip_scheme(args.path)
+    with _client(args) as client:
+        versions = client.history(path)
+    if args.json:
+        print(json.dumps([{"version": v.version, "fields": list(v.fields),
+                           "stored_at": v.stored_at, "signed_by": v.signed_by,
+                           "via_store_request": v.requested, "holders": list(v.holders),
+                           "threshold": v.threshold} for v in versions], indent=2))  # fmt: skip
+        return exits.OK
+    print(f"{path}: {len(versions)} version(s), each manifest verified")
+    for v in versions:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.stored_at))
+        print(f"  v{v.version}  {stamp}  fields: {', '.join(v.fields)}  "
+              f"signed by {v.signed_by}  {v.threshold}-of-{len(v.holders)}")  # fmt: skip
+    return exits.OK
+
+
+def _dotenv(path: Path) -> dict[str, str]:
+    out = {}
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        name, sep, value = line.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not _ENV_NAME.fullmatch(name):
+            raise exits.UsageError(f"{path}:{number}: expected NAME=VALUE")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        out[name] = value
+    return out
+
+
+def _pump(source: IO[bytes], sink: IO[bytes], masker: Any) -> None:
+    while chunk := source.read1(65536) if hasattr(source, "read1") else source.read(65536):
+        out = masker.feed(chunk) if masker else chunk
+        if out:
+            sink.write(out)
+            sink.flush()
+    if masker:
+        sink.write(masker.flush())
+        sink.flush()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sealbox.client.masking import Masker
+
+    command = list(args.argv)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise exits.UsageError("give the command to run after --, e.g. sealbox run -- env")
+    env = dict(os.environ)
+    for file in args.env_file:
+        env.update(_dotenv(Path(file)))
+    for spec in args.env:
+        name, sep, value = spec.partition("=")
+        if not sep or not _ENV_NAME.fullmatch(name):
+            raise exits.UsageError(f"--env {spec!r}: expected VAR=sealbox://…")
+        env[name] = value
+    refs = {name: value for name, value in env.items() if value.startswith("sealbox://")}
+    values: dict[str, bytes] = {}
+    if refs:
+        what = f"{len(refs)} secret(s) for `{' '.join(command)[:60]}`"
+        values = _read_many(args, sorted(set(refs.values())), what)
+    for name, ref in refs.items():
+        try:
+            env[name] = values[ref].decode()
+        except UnicodeDecodeError:
+            raise exits.Failed(f"{ref} is not UTF-8 text and cannot go in an environment "
+                               "variable") from None  # fmt: skip
+    masker_for = (lambda: None) if args.no_masking else (lambda: Masker(values.values()))
+    try:
+        # Running the user's command is what `run` is for; no shell is involved.
+        child = subprocess.Popen(  # noqa: S603
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    except OSError as exc:
+        raise exits.Failed(f"cannot run {command[0]!r}: {exc.strerror}") from None
+    pumps = [
+        threading.Thread(target=_pump, args=(child.stdout, sys.stdout.buffer, masker_for())),
+        threading.Thread(target=_pump, args=(child.stderr, sys.stderr.buffer, masker_for())),
+    ]
+    for pump in pumps:
+        pump.start()
+
+    def forward(signum: int, _: Any) -> None:
+        child.send_signal(signum)
+
+    previous = {
+        s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    }
+    try:
+        code = child.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for pump in pumps:
+            pump.join()
+    return code if code >= 0 else 128 - code
+
+
+def _inject(args: argparse.Namespace) -> int:
+    template = sys.stdin.read() if args.in_file == "-" else Path(args.in_file).read_text()
+    refs = sorted(set(_PLACEHOLDER.findall(template)))
+    values = _read_many(args, refs, f"{len(refs)} placeholder(s) of {args.in_file}") if refs else {}
+    try:
+        text = _PLACEHOLDER.sub(lambda m: values[m.group(1)].decode(), template)
+    except UnicodeDecodeError:
+        raise exits.Failed("a value is not UTF-8 text and cannot go in a template") from None
+    if not args.out_file or args.out_file == "-":
+        _write(text.encode())
+        return exits.OK
+    out = Path(args.out_file)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"Wrote {out} (0600) with {len(refs)} value(s).", file=sys.stderr)
+    return exits.OK
+
+
+_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "store": _store, "read": _read, "get": _get, "ls": _ls, "history": _history,
+    "run": _run, "inject": _inject,
+}  # fmt: skip
+
+
+def run_command(args: argparse.Namespace) -> int:
+    return exits.guarded(lambda: _HANDLERS[args.command](args), args.command)
