@@ -27,6 +27,9 @@ from test_e2e_login import Login
 from sealbox.approver import admin, keystore
 from sealbox.approver.keystore import ApproverKeys
 from sealbox.approver.session import ApproverSession
+from sealbox.crypto.keys import HpkePrivateKey, SigningKey
+from sealbox.protocol import ids
+from sealbox.protocol.statements import ApproverRecord
 
 PASSPHRASE = "correct horse battery"
 
@@ -48,11 +51,12 @@ class ServeProcess:
         self.log = log
         self.proc = subprocess.Popen(
             [*SEALBOX, "approver", "serve", "--rules", str(self.rules), "--log", str(log)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_for(config),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env_for(config),
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
         self.stderr = ""
         ready = threading.Event()
+        self._reader: threading.Thread
 
         def read() -> None:
             assert self.proc.stderr is not None
@@ -61,7 +65,8 @@ class ServeProcess:
                 if "Listening for requests" in line:
                     ready.set()
 
-        threading.Thread(target=read, daemon=True).start()
+        self._reader = threading.Thread(target=read, daemon=True)
+        self._reader.start()
         if not ready.wait(60):
             self.stop()
             raise AssertionError(f"approver serve did not start:\n{self.stderr}")
@@ -90,6 +95,9 @@ class ServeProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self._reader.join(10)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
 
 
 class Deployment:
@@ -100,8 +108,9 @@ class Deployment:
         self.approver_config = tmp / "approver"
         self.client_config = tmp / "client"
         self.serves: list[ServeProcess] = []
+        token = self.relay.setup_token() or ""
         init = self.run_as(self.approver_config, "approver", "init", "--server", self.url,
-                           "--setup-token", self.relay.setup_token() or "", "--name", "laptop")  # fmt: skip
+                           "--setup-token", token, "--name", "laptop")  # fmt: skip
         assert init.returncode == 0, init.stderr
         self.vault = httpx.get(f"{self.url}/v1/vault").json()["vault"]
         self.key_file = self.approver_config / "approvers" / f"{self.vault}.json"
@@ -125,6 +134,31 @@ class Deployment:
         assert rc == 0, out + err
         return client
 
+    def add_approver(self, name: str) -> tuple[Path, ApproverKeys]:
+        """Another approver device with its own config dir, added by the first approver.
+
+        (The pairing dialogue itself is tested through a terminal elsewhere.)
+        """
+        hpke, sig = HpkePrivateKey.generate(), SigningKey.generate()
+        record = ApproverRecord(id=ids.new_id(ids.APPROVER), name=name, kind="automated",
+                                tier="device", hpke_pk=hpke.public_key(),
+                                sig_pk=sig.verify_key())  # fmt: skip
+        session = self.session()
+        try:
+            admin.add_device(session, record)
+        finally:
+            session.close()
+        keys = ApproverKeys(server=self.url, vault=self.vault, fingerprint=self.keys.fingerprint,
+                            record=record, hpke=hpke, sig=sig)  # fmt: skip
+        config = self.tmp / f"approver-{name}"
+        keystore.save(config / "approvers" / f"{self.vault}.json", keys, PASSPHRASE)
+        return config, keys
+
+    def approver_cli(
+        self, *args: str, config: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run_as(config or self.approver_config, *args)
+
     def run_as(self, config: Path, *args: str, stdin: str | bytes | None = None,
                timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:  # fmt: skip
         data = stdin.encode() if isinstance(stdin, str) else stdin
@@ -134,7 +168,9 @@ class Deployment:
             stdin=None if data is not None else subprocess.DEVNULL,
         )  # fmt: skip
         return subprocess.CompletedProcess(
-            done.args, done.returncode, done.stdout.decode(errors="replace"),
+            done.args,
+            done.returncode,
+            done.stdout.decode(errors="replace"),
             done.stderr.decode(errors="replace"),
         )
 

@@ -90,7 +90,11 @@ def _key_path(args: argparse.Namespace) -> Path:
 
     if args.key_file:
         return Path(args.key_file)
-    found = sorted((keystore.config_dir() / "approvers").glob("vlt_*.json"))
+    found = sorted(
+        p
+        for p in (keystore.config_dir() / "approvers").glob("vlt_*.json")
+        if not p.name.endswith(".head.json")  # the verified directory head kept beside it
+    )
     if len(found) == 1:
         return found[0]
     if not found:

@@ -69,6 +69,8 @@ POLL_SECONDS = 25
 #: How long a verified directory is reused before it is fetched again (a release
 #: from an approver added since then makes the client fetch it at once).
 DIRECTORY_FRESH = 5.0
+#: How long the relay's effective policy for a path is reused.
+POLICY_FRESH = 30.0
 #: Store attempts when another store takes the version slot in between.
 STORE_ATTEMPTS = 3
 
@@ -173,6 +175,8 @@ class ClientState:
     """path -> item id (ids never change; the manifests prove the binding)."""
     directory: dirs.Directory | None = field(default=None, repr=False)
     directory_at: float = 0.0
+    policies: MutableMapping[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    """path -> (when fetched, the relay's effective policy for it)."""
     clock: Callable[[], float] = time.time
 
     @property
@@ -210,6 +214,23 @@ def _item_id(state: ClientState, path: str) -> Flow:
     item = ids.check_id(found[0].get("id"), ids.ITEM, what="item id")
     state.item_ids[path] = item
     return item
+
+
+def _policy(state: ClientState, path: str) -> Flow:
+    """The relay's effective policy for ``path`` (cached for a while; it is only advice).
+
+    Nothing in it is trusted for security: the approvers named must be members
+    of the verified directory, and the relay enforces the rest on itself.
+    """
+    cached = state.policies.get(path)
+    if cached is not None and time.monotonic() - cached[0] < POLICY_FRESH:
+        return cached[1]
+    body = _object(
+        (yield Call("GET", f"{state.base}/policy?path={quote(path, safe='/')}")),
+        f"reading the policy for {path}",
+    )
+    state.policies[path] = (time.monotonic(), body)
+    return body
 
 
 def _latest_manifest(state: ClientState, item: str, path: str) -> Flow:
@@ -299,6 +320,17 @@ def read_flow(
             ids.check_field_name(name)
         asked.append(AccessItem(item=item, path=path, version=w.version,
                                 fields=tuple(sorted(set(fields)))))  # fmt: skip
+    # The strictest policy among the items holds: a statement that outlives a
+    # request's allowed wait, or asks to cache longer than allowed, is refused
+    # (the wait) or cut (the cache) by the relay anyway.
+    for path in merged:
+        policy = yield from _policy(state, path)
+        ttl = min(ttl, int(policy.get("expiry_seconds") or ttl))
+        if cache.seconds:
+            allowed = int(policy.get("max_cache_seconds") or 0)
+            cache = CacheRequest(seconds=min(cache.seconds, allowed), scope=cache.scope)
+    if not cache.seconds:
+        cache = NO_CACHE
     directory = yield from directory_flow(state)
     access = build_access(
         client=state.client_id, key=state.key, vault=state.vault, items=asked, purpose=purpose,
@@ -445,10 +477,8 @@ def store_flow(
         else:
             token, manifest = yield from _latest_manifest(state, item, path)
             version, prev = manifest.version + 1, manifest_hash(token)
-        policy = _object(
-            (yield Call("GET", f"{state.base}/policy?path={quote(path, safe='/')}")),
-            f"reading the policy for {path}",
-        )
+        state.policies.pop(path, None)
+        policy = yield from _policy(state, path)
         approvers = _get(policy, "approvers", list, "reading the policy")
         threshold = _get(policy, "threshold", int, "reading the policy")
         for approver in approvers:
