@@ -324,3 +324,41 @@ def test_not_logged_in_and_bad_reference(d: Deployment, tmp_path: Path) -> None:
     bad = d.cli("read", "sealbox://only/two")
     assert bad.returncode == 2
     assert os.environ.get("SEALBOX_PROFILE") is None
+
+
+def test_remove_approver_reseals_or_refuses(d: Deployment) -> None:
+    directory = d.session()
+    try:
+        members = directory.directory(fresh=True).approvers
+    finally:
+        directory.close()
+    second = next(a for a in members.values() if a.name == "ci-approver")
+    third = next(a for a in members.values() if a.name == "quorum-3")
+
+    # solo/prod/token is 1-of-2 (first, second): the first approver re-seals it for itself.
+    # vault/prod/root is 2-of-3: without the second, two holders remain; still readable.
+    removed = d.approver_cli("approver", "remove", second.id, "--yes")
+    assert removed.returncode == 0, outputs(removed)
+    assert "solo/prod/token v1 (1-of-N): reseal" in removed.stdout
+    assert "vault/prod/root v1 (2-of-N): warn" in removed.stdout
+    assert "re-sealed solo/prod/token as version 2 for 1 holder(s)" in removed.stdout
+    history = json.loads(d.cli("history", "solo/prod/token", "--json").stdout)
+    assert [v["holders"] for v in history] == [[*sorted([d.keys.record.id, second.id])],
+                                              [d.keys.record.id]]  # fmt: skip
+    listed = d.approver_cli("approver", "list")
+    assert second.id not in listed.stdout
+    assert "tok-any-of-n" not in outputs(removed)
+
+    # The re-sealed version opens: an approver that holds it releases it.
+    temporary = d.serve(APPROVE_ALL)
+    try:
+        read = d.cli("read", "sealbox://solo/prod/token/token")
+        assert read.stdout == "tok-any-of-n-123\n", outputs(read)
+    finally:
+        temporary.stop()
+
+    # Removing the third would leave vault/prod/root with 1 holder of the 2 it needs: refused.
+    refused = d.approver_cli("approver", "remove", third.id, "--yes")
+    assert refused.returncode == 1
+    assert "fewer holders than their threshold" in refused.stderr
+    assert third.id in d.approver_cli("approver", "list").stdout

@@ -402,8 +402,12 @@ def _wait(
         while True:
             if on_wait is not None:
                 on_wait(request_id, approvals, threshold)
-            left = exp - state.clock() + 2
-            wait = max(0, min(POLL_SECONDS, int(left)))
+            # Past its expiry (with a little slack for the relay's clock) a request
+            # can no longer be answered: stop asking.
+            left = exp - state.clock()
+            if left < -2:
+                raise RequestExpired("no approver answered before the request expired")
+            wait = max(1, min(POLL_SECONDS, int(left) + 3))
             status = _object(
                 (yield Call("GET", f"{url}?wait={wait}", timeout=wait + 15)), "waiting"
             )
@@ -411,8 +415,6 @@ def _wait(
             if state_name != "pending":
                 return status
             approvals = int(status.get("approvals") or 0)
-            if left <= 0:
-                raise RequestExpired("no approver answered before the request expired")
     except GeneratorExit:
         raise
     except BaseException:

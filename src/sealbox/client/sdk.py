@@ -24,10 +24,12 @@ their signed ``cache_until``.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -61,6 +63,9 @@ T = TypeVar("T")
 #: Refresh an access token this long before it expires.
 REFRESH_MARGIN = 60
 SEEN_FORMAT = "sealbox.seen.v1"
+#: Times a call refused with 429 (too many requests) is tried again after the relay's hint.
+RETRIES_429 = 3
+MAX_RETRY_WAIT = 5.0
 
 
 def parse_references(references: Iterable[str]) -> list[tuple[str, ids.Reference]]:
@@ -196,6 +201,13 @@ def _reply(response: httpx.Response) -> Reply:
     return Reply(response.status_code, body)
 
 
+def _retry_after(reply: Reply) -> float:
+    """Seconds the relay asked this client to wait (a 429's hint), bounded."""
+    hint = reply.body.get("hint") if isinstance(reply.body, dict) else None
+    found = re.search(r"([0-9]+(?:\.[0-9]+)?) s", hint or "")
+    return min(MAX_RETRY_WAIT, max(0.2, float(found.group(1)) if found else 1.0))
+
+
 def _expired_token(reply: Reply) -> bool:
     return (
         reply.status == 401
@@ -305,6 +317,11 @@ class Client(_Base):
         reply = _reply(self._http.request(**self._session.request(call)))
         if call.auth and _expired_token(reply):
             self._drive(self._session.refresh_flow(), persist=False)
+            reply = _reply(self._http.request(**self._session.request(call)))
+        for _ in range(RETRIES_429):
+            if reply.status != 429:
+                break
+            time.sleep(_retry_after(reply))
             reply = _reply(self._http.request(**self._session.request(call)))
         return reply
 
@@ -440,6 +457,11 @@ class AsyncClient(_Base):
         reply = _reply(await self._http.request(**self._session.request(call)))
         if call.auth and _expired_token(reply):
             await self._drive(self._session.refresh_flow(), persist=False)
+            reply = _reply(await self._http.request(**self._session.request(call)))
+        for _ in range(RETRIES_429):
+            if reply.status != 429:
+                break
+            await asyncio.sleep(_retry_after(reply))
             reply = _reply(await self._http.request(**self._session.request(call)))
         return reply
 
