@@ -4,19 +4,37 @@ The relay stores only ciphertext and metadata; approver devices hold the
 keys and release each secret, per use, sealed to a one-time key of the
 process that asked.  See ``docs/protocol.md`` for the normative protocol.
 
-The public surface of this package is pinned by a test.  Today it is the
-version and the error hierarchy; the client SDK (``sealbox.Client``) joins
-it when the relay exists.
+The public surface of this package is pinned by a test: the version, the
+error hierarchy, and the client SDK, :class:`Client` and :class:`AsyncClient`
+(see :mod:`sealbox.client.sdk`)::
+
+    with sealbox.Client() as vault:
+        password = vault.read("sealbox://shop/prod/db/password")
 """
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from typing import TYPE_CHECKING, Any
+
 from sealbox import errors
 from sealbox.errors import SealboxError
 
-__all__ = ["SealboxError", "__version__", "errors"]
+if TYPE_CHECKING:
+    from sealbox.client.sdk import AsyncClient, Client
+
+__all__ = ["AsyncClient", "Client", "SealboxError", "__version__", "errors"]
+
+
+def __getattr__(name: str) -> Any:
+    # The SDK pulls in httpx and the protocol; importing it only when asked
+    # keeps `sealbox --version` and the relay's start-up from paying for it.
+    if name in ("Client", "AsyncClient"):
+        from sealbox.client import sdk
+
+        return getattr(sdk, name)
+    raise AttributeError(f"module 'sealbox' has no attribute {name!r}")
 
 try:
     __version__ = version("sealbox")

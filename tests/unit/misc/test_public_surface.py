@@ -12,7 +12,13 @@ SRC = pathlib.Path(sealbox.__file__).parent
 
 
 def test_top_level_all_is_pinned() -> None:
-    assert sorted(sealbox.__all__) == ["SealboxError", "__version__", "errors"]
+    assert sorted(sealbox.__all__) == [
+        "AsyncClient", "Client", "SealboxError", "__version__", "errors",
+    ]  # fmt: skip
+    from sealbox.client import sdk
+
+    assert sealbox.Client is sdk.Client
+    assert sealbox.AsyncClient is sdk.AsyncClient
 
 
 def test_error_hierarchy_is_pinned() -> None:

@@ -480,3 +480,17 @@ def test_verified_directory_exposes_its_parsed_links(kit: Any) -> None:
     d = dr.verify_directory(links, pinned=pinned)
     assert [link.seq for link in d.links] == list(range(len(links)))
     assert d.links[0].op == "add"
+
+
+def test_pairing_code_covers_the_id_and_both_keys(kit: Any) -> None:
+    phone = kit.new_approver("phone")
+    code = dr.pairing_code(phone.record)
+    assert re.fullmatch(r"\d{5} \d{5} \d{5} \d{5}", code)
+    assert dr.pairing_code(dataclasses.replace(phone.record, name="renamed")) == code
+    other = kit.new_approver("other")
+    for swapped in (
+        dataclasses.replace(phone.record, id=other.id),
+        dataclasses.replace(phone.record, hpke_pk=other.record.hpke_pk),
+        dataclasses.replace(phone.record, sig_pk=other.record.sig_pk),
+    ):
+        assert dr.pairing_code(swapped) != code
