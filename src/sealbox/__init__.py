@@ -15,7 +15,6 @@ error hierarchy, and the client SDK, :class:`Client` and :class:`AsyncClient`
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
-
 from typing import TYPE_CHECKING, Any
 
 from sealbox import errors
@@ -35,6 +34,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(sdk, name)
     raise AttributeError(f"module 'sealbox' has no attribute {name!r}")
+
 
 try:
     __version__ = version("sealbox")

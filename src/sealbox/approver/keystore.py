@@ -10,17 +10,34 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
 from sealbox.crypto.keys import HpkePrivateKey, SigningKey
 from sealbox.crypto.passphrase import open_with_passphrase, seal_with_passphrase
-from sealbox.errors import MalformedInput
+from sealbox.errors import MalformedInput, SealboxError
 from sealbox.protocol.statements import ApproverRecord
 
-__all__ = ["ApproverKeys", "config_dir", "default_path", "load", "save"]
+__all__ = [
+    "ApproverKeys",
+    "KeyringUnavailable",
+    "config_dir",
+    "default_path",
+    "keyring_passphrase",
+    "load",
+    "require_keyring",
+    "save",
+    "save_in_keyring",
+    "uses_keyring",
+]
+
+KEYRING_SERVICE = "sealbox-approver"
+#: Keyring backends that do not protect what they hold: refused, whatever their priority.
+_INSECURE_BACKENDS = ("PlaintextKeyring", "fail.Keyring", "null.Keyring", "chainer.ChainerBackend")
 
 FORMAT = "sealbox.approver.v1"
 
@@ -51,7 +68,62 @@ def _context(vault: str, approver: str) -> str:
     return f"{vault} {approver}"
 
 
-def save(path: Path, keys: ApproverKeys, passphrase: str) -> None:
+class KeyringUnavailable(SealboxError):
+    """No OS keyring that protects secrets is available here."""
+
+    code = "keyring_unavailable"
+    hint = "Use a passphrase instead (SEALBOX_PASSPHRASE, --passphrase-file, or the prompt)."
+
+
+def require_keyring() -> Any:
+    """The ``keyring`` module, if its backend protects secrets; else raise."""
+    try:
+        import keyring
+    except ImportError:
+        raise KeyringUnavailable("the keyring library is not installed") from None
+    backend = keyring.get_keyring()
+    name = f"{type(backend).__module__}.{type(backend).__qualname__}"
+    if getattr(backend, "priority", 0) < 1 or any(bad in name for bad in _INSECURE_BACKENDS):
+        raise KeyringUnavailable(f"no OS keyring is available (found {type(backend).__name__})")
+    return keyring
+
+
+def _keyring_user(keys_or_vault: str, approver: str) -> str:
+    return f"{keys_or_vault}/{approver}"
+
+
+def save_in_keyring(path: Path, keys: ApproverKeys) -> None:
+    """Keep the key file's passphrase in the OS keyring: a random one, never shown to anyone.
+
+    The key file itself is the same Argon2id + AES-GCM file; the keyring (unlocked
+    with the person's login) holds what opens it.
+    """
+    kr = require_keyring()
+    passphrase = secrets.token_urlsafe(32)
+    kr.set_password(KEYRING_SERVICE, _keyring_user(keys.vault, keys.record.id), passphrase)
+    save(path, keys, passphrase, unlock="keyring")
+
+
+def uses_keyring(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text()).get("unlock") == "keyring"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def keyring_passphrase(path: Path) -> str:
+    """The passphrase of a key file kept in the OS keyring."""
+    document = json.loads(path.read_text())
+    record = document.get("approver") or {}
+    found = require_keyring().get_password(
+        KEYRING_SERVICE, _keyring_user(str(document.get("vault")), str(record.get("id")))
+    )
+    if not found:
+        raise KeyringUnavailable(f"the OS keyring holds no passphrase for {path.name}")
+    return str(found)
+
+
+def save(path: Path, keys: ApproverKeys, passphrase: str, *, unlock: str = "passphrase") -> None:
     """Write the key file 0600 (its directory 0700), never over an existing one."""
     secret = json.dumps({"hpke_sk": keys.hpke.to_text(), "sig_sk": keys.sig.to_text()}).encode()
     document = {
@@ -60,6 +132,7 @@ def save(path: Path, keys: ApproverKeys, passphrase: str) -> None:
         "vault": keys.vault,
         "fingerprint": keys.fingerprint,
         "approver": keys.record.to_json(),
+        "unlock": unlock,
         "sealed": seal_with_passphrase(
             secret, passphrase, context=_context(keys.vault, keys.record.id)
         ),

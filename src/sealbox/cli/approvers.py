@@ -122,6 +122,8 @@ def _unlock(args: argparse.Namespace) -> tuple[Path, Any]:
 
     path = _key_path(args)
     try:
+        if keystore.uses_keyring(path):
+            return path, keystore.load(path, keystore.keyring_passphrase(path))
         return path, keystore.load(path, _passphrase(args, f"Passphrase for {path.name}: "))
     except DecryptionFailed:
         raise exits.Failed("wrong passphrase for the key file") from None
@@ -324,6 +326,9 @@ class _Terminal:
 
         if time.monotonic() < self.unlocked_until:
             return True
+        if keystore.uses_keyring(self.path):
+            # The OS keyring holds the secret: confirm with a second deliberate "yes".
+            return self.ask("Confirm once more: type 'yes': ").lower() == "yes"
         try:
             keystore.load(self.path, _passphrase(self.args, "Passphrase to confirm: "))
         except DecryptionFailed:

@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--key-file", help="where to keep the keys (default: the config directory)")
     init.add_argument("--passphrase-file", help="read the key file's passphrase from this file "
                       "(env SEALBOX_PASSPHRASE; default: ask twice)")  # fmt: skip
+    init.add_argument(
+        "--keyring",
+        action="store_true",
+        help="keep what opens the key file in the OS keyring instead of a passphrase",
+    )
     approvers.add_approver_actions(asub)
     approvers.add_parsers(sub)
     items.add_parsers(sub)
@@ -191,16 +196,29 @@ def _approver_init(args: argparse.Namespace) -> int:
         if token == "-":  # noqa: S105 - "-" means standard input, not a password
             token = sys.stdin.readline().strip()
         token = _secret(token, "SEALBOX_SETUP_TOKEN", "Setup token: ", confirm=False)
-        file_secret = (
-            Path(args.passphrase_file).read_text().rstrip("\n") if args.passphrase_file else None
-        )
-        passphrase = _secret(file_secret, "SEALBOX_PASSPHRASE",
-                             "Passphrase for this approver's key file: ", confirm=True)  # fmt: skip
-        if len(passphrase) < 8:
-            raise ValueError("choose a passphrase of at least 8 characters")
+        passphrase = None
+        if args.keyring:
+            keystore.require_keyring()  # refuse before anything is made if there is none
+        else:
+            file_secret = (
+                Path(args.passphrase_file).read_text().rstrip("\n")
+                if args.passphrase_file
+                else None
+            )
+            passphrase = _secret(
+                file_secret,
+                "SEALBOX_PASSPHRASE",
+                "Passphrase for this approver's key file: ",
+                confirm=True,
+            )
+            if len(passphrase) < 8:
+                raise ValueError("choose a passphrase of at least 8 characters")
         result = create_first_approver(args.server, token, name=args.name)
         path = Path(args.key_file) if args.key_file else keystore.default_path(result.keys.vault)
-        keystore.save(path, result.keys, passphrase)
+        if passphrase is None:
+            keystore.save_in_keyring(path, result.keys)
+        else:
+            keystore.save(path, result.keys, passphrase)
     except SealboxError as exc:
         print(f"sealbox: {exc.message}", file=sys.stderr)
         if exc.hint:
@@ -211,7 +229,8 @@ def _approver_init(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     keys = result.keys
     print(f"Approver {keys.record.id} ({keys.record.name}) created for vault {keys.vault}.")
-    print(f"Keys kept in {path} (0600, sealed with your passphrase).")
+    sealed_with = "a secret kept in the OS keyring" if args.keyring else "your passphrase"
+    print(f"Keys kept in {path} (0600, sealed with {sealed_with}).")
     print(f"Vault fingerprint: {keys.fingerprint}")
     print(f"Vault safety code: {result.safety_code}")
     print("Compare this safety code when a client logs in to this vault.")
