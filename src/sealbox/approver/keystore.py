@@ -106,7 +106,7 @@ def save_in_keyring(path: Path, keys: ApproverKeys) -> None:
 
 def uses_keyring(path: Path) -> bool:
     try:
-        return json.loads(path.read_text()).get("unlock") == "keyring"
+        return bool(json.loads(path.read_text()).get("unlock") == "keyring")
     except (OSError, ValueError, AttributeError):
         return False
 

@@ -56,6 +56,8 @@ def add_approver_actions(asub: Any) -> None:
     add.add_argument("--key-file", help="where to keep the keys (default: the config directory)")
     add.add_argument("--passphrase-file", help="read the new key file's passphrase from this file "
                      "(env SEALBOX_PASSPHRASE; default: ask twice)")  # fmt: skip
+    add.add_argument("--keyring", action="store_true",
+                     help="keep what opens the key file in the OS keyring")  # fmt: skip
 
     remove = asub.add_parser("remove", help="remove an approver; re-seal what it held")
     remove.add_argument("approver", metavar="APV_ID")
@@ -188,10 +190,14 @@ def _add(args: argparse.Namespace) -> int:
     from sealbox.approver import admin, keystore
 
     server = args.server.rstrip("/")
+    if args.keyring:
+        keystore.require_keyring()
     file_secret = (
         Path(args.passphrase_file).read_text().rstrip("\n") if args.passphrase_file else None
     )
     passphrase = file_secret or os.environ.get("SEALBOX_PASSPHRASE")
+    if args.keyring:
+        passphrase = "unused: the keyring holds the secret"
     if passphrase is None:
         import getpass
 
@@ -218,7 +224,10 @@ def _add(args: argparse.Namespace) -> int:
                 raise exits.Failed("the pairing expired")
             time.sleep(1)
     path = Path(args.key_file) if args.key_file else keystore.default_path(keys.vault)
-    keystore.save(path, keys, passphrase)
+    if args.keyring:
+        keystore.save_in_keyring(path, keys)
+    else:
+        keystore.save(path, keys, passphrase)
     print(f"Added: {keys.record.id} is now an approver of {keys.vault}.")
     print(f"Keys kept in {path} (0600, sealed with your passphrase).")
     return exits.OK
