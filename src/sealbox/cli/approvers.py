@@ -192,22 +192,7 @@ def _add(args: argparse.Namespace) -> int:
     server = args.server.rstrip("/")
     if args.keyring:
         keystore.require_keyring()
-    file_secret = (
-        Path(args.passphrase_file).read_text().rstrip("\n") if args.passphrase_file else None
-    )
-    passphrase = file_secret or os.environ.get("SEALBOX_PASSPHRASE")
-    if args.keyring:
-        passphrase = "unused: the keyring holds the secret"
-    if passphrase is None:
-        import getpass
-
-        if not sys.stdin.isatty():
-            raise exits.UsageError("no terminal to ask for a passphrase: set SEALBOX_PASSPHRASE")
-        passphrase = getpass.getpass("Passphrase for this approver's key file: ")
-        if getpass.getpass("Again, to confirm: ") != passphrase:
-            raise exits.UsageError("the two entries differ")
-    if len(passphrase) < 8:
-        raise exits.UsageError("choose a passphrase of at least 8 characters")
+    passphrase = None if args.keyring else _new_passphrase(args)
     with httpx.Client(timeout=30) as http:
         started = admin.pair_new_device(http, server, name=args.name, kind=args.kind)
         print(f"Pairing this device with vault {started.vault} at {server}.")
@@ -224,13 +209,31 @@ def _add(args: argparse.Namespace) -> int:
                 raise exits.Failed("the pairing expired")
             time.sleep(1)
     path = Path(args.key_file) if args.key_file else keystore.default_path(keys.vault)
-    if args.keyring:
+    if passphrase is None:
         keystore.save_in_keyring(path, keys)
     else:
         keystore.save(path, keys, passphrase)
     print(f"Added: {keys.record.id} is now an approver of {keys.vault}.")
     print(f"Keys kept in {path} (0600, sealed with your passphrase).")
     return exits.OK
+
+
+def _new_passphrase(args: argparse.Namespace) -> str:
+    import getpass
+
+    if args.passphrase_file:
+        passphrase = Path(args.passphrase_file).read_text().rstrip("\n")
+    elif os.environ.get("SEALBOX_PASSPHRASE"):
+        passphrase = os.environ["SEALBOX_PASSPHRASE"]
+    else:
+        if not sys.stdin.isatty():
+            raise exits.UsageError("no terminal to ask for a passphrase: set SEALBOX_PASSPHRASE")
+        passphrase = getpass.getpass("Passphrase for this approver's key file: ")
+        if getpass.getpass("Again, to confirm: ") != passphrase:
+            raise exits.UsageError("the two entries differ")
+    if len(passphrase) < 8:
+        raise exits.UsageError("choose a passphrase of at least 8 characters")
+    return passphrase
 
 
 def _remove(args: argparse.Namespace) -> int:
