@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from sealbox.approver.keystore import ApproverKeys
+from sealbox.client.context import displayable
 from sealbox.client.httpsig import sign_request
 from sealbox.errors import DirectoryBroken, SealboxError
 from sealbox.protocol import directory as dirs
@@ -37,7 +38,8 @@ class RelayRefused(SealboxError):
 def refused(response: httpx.Response, what: str) -> RelayRefused:
     try:
         body = response.json()
-        message, hint = str(body.get("message"))[:300], body.get("hint") or None
+        message = displayable(body.get("message"))
+        hint = displayable(body["hint"]) if body.get("hint") else None
     except (ValueError, AttributeError):
         message, hint = f"HTTP {response.status_code}", None
     return RelayRefused(f"{what}: the relay refused: {message}", hint=hint)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sealbox.cli import exits
+from sealbox.client.context import displayable
 
 __all__ = ["add_approver_actions", "add_parsers", "run_approve", "run_approver"]
 
@@ -409,7 +410,7 @@ class _Terminal:
                      else "no caching")  # fmt: skip
             self.say(f"  cache:    {cache}; approvals so far {rev.approvals}/{rev.threshold}")
         self.say("Reported by server (not verified):")
-        self.say(f"  source IP: {rev.reported_by_server.get('source_ip') or '-'}")
+        self.say(f"  source IP: {displayable(rev.reported_by_server.get('source_ip') or '-', 64)}")
         answer = self.ask("Approve? Type 'yes' to approve, 'no' to deny, Enter to skip: ").lower()
         if answer == "yes":
             if not self.verified():
@@ -441,18 +442,23 @@ class _Terminal:
 
     def show_logins(self) -> None:
         from sealbox.approver import admin
+        from sealbox.crypto.keys import VerifyKey
 
         logins = self.session.ok("GET", "/device-requests", "listing logins")["device_requests"]
         for login in logins:
-            code = login["user_code"]
+            code = displayable(login["user_code"], 16)
             if "login " + code in self.seen:
                 continue
             self.seen.add("login " + code)
             self.say("")
             self.say(f"=== LOGIN {code} " + "=" * 30)
-            self.say(f"  client:       {login['client_name']} (human, {login['client_id']})")
-            self.say(f"  key:          {login['key_fingerprint']}")
-            self.say(f"  safety code:  {login['key_safety_code']}")
+            # Everything here comes from the relay: the key's codes are computed here from
+            # the key itself, and the name is made safe to print.
+            key = VerifyKey.from_text(login["sig_pk"])
+            name = displayable(login["client_name"], 128)
+            self.say(f"  client:       {name} (human, {displayable(login['client_id'], 40)})")
+            self.say(f"  key:          {key.fingerprint()}")
+            self.say(f"  safety code:  {key.safety_code()}")
             self.say(f"  expires:      {_when(login['expires_at'])}")
             self.say("Compare the user code and the key safety code with the person's terminal.")
             typed = self.ask("Type the user code to approve, 'no' to deny, Enter to skip: ")
@@ -529,6 +535,10 @@ class _Terminal:
             self.show_request(entry)
 
     def loop(self) -> int:
+        import httpx
+
+        from sealbox.errors import SealboxError
+
         keys = self.session.keys
         directory = self.session.directory(fresh=True)
         self.say(f"sealbox approve: {keys.record.id} ({keys.record.name}), vault {keys.vault} "
@@ -537,21 +547,29 @@ class _Terminal:
         threading.Thread(target=self.reader, daemon=True).start()
         while True:
             event, data = self.events.get()
-            if event == "connected":
-                self.say("Watching for requests, logins and new devices (Ctrl-C to stop).")
-                self.show_logins()
-                self.show_pairings()
-                self.show_pending()
-            elif event == "request" and isinstance(data, dict) and data.get("state") == "pending":
-                self.show_pending(str(data.get("id")))
-            elif event == "device-requests":
-                self.show_logins()
-            elif event == "pairing":
-                self.show_pairings()
-            elif event == "directory":
-                self.session.forget_directory()
-            elif event == "error":
-                self.say(f"(lost the relay: {data}; reconnecting)")
+            try:
+                self.dispatch(event, data)
+            except (SealboxError, httpx.HTTPError) as exc:
+                # One request that cannot be answered must not end the session.
+                message = exc.message if isinstance(exc, SealboxError) else type(exc).__name__
+                self.say(f"!! Could not complete that: {message}")
+
+    def dispatch(self, event: str, data: Any) -> None:
+        if event == "connected":
+            self.say("Watching for requests, logins and new devices (Ctrl-C to stop).")
+            self.show_logins()
+            self.show_pairings()
+            self.show_pending()
+        elif event == "request" and isinstance(data, dict) and data.get("state") == "pending":
+            self.show_pending(str(data.get("id")))
+        elif event == "device-requests":
+            self.show_logins()
+        elif event == "pairing":
+            self.show_pairings()
+        elif event == "directory":
+            self.session.forget_directory()
+        elif event == "error":
+            self.say(f"(lost the relay: {data}; reconnecting)")
 
 
 def run_approve(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from sealbox.protocol.statements import RequestContext
 
-__all__ = ["process_context"]
+__all__ = ["displayable", "process_context"]
 
 _UNSAFE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co"})
 # The blank characters the display-text rule also refuses (docs/protocol.md 2.8).
@@ -34,6 +34,12 @@ def _safe(text: str, limit: int) -> str:
     # What the strict display-text rule refuses is replaced with U+FFFD, visibly.
     cleaned = "".join("\ufffd" if unicodedata.category(c) in _UNSAFE else c for c in text)
     return _INVISIBLE.sub("\ufffd", cleaned)[:limit]
+
+
+def displayable(text: object, limit: int = 300) -> str:
+    """``text`` made safe to print on a terminal: control, format and invisible characters
+    (ANSI escapes, bidi overrides, ...) replaced with U+FFFD.  For what only the relay says."""
+    return _safe(str(text), limit)
 
 
 @functools.cache

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from sealbox.client.context import displayable
 from sealbox.crypto import jws
 from sealbox.crypto.encoding import b64u_decode, b64u_encode
 from sealbox.crypto.keys import SigningKey
@@ -133,8 +134,9 @@ def _refused(reply: Reply, what: str) -> RelayRefused:
     body = reply.body if isinstance(reply.body, dict) else {}
     message = body.get("message") or body.get("error_description") or f"HTTP {reply.status}"
     hint = body.get("hint") or None
-    return RelayRefused(f"{what}: the relay refused: {str(message)[:300]}",
-                        hint=str(hint)[:300] if hint else None)  # fmt: skip
+    # The relay's words are printed: never let them carry terminal escapes.
+    return RelayRefused(f"{what}: the relay refused: {displayable(message)}",
+                        hint=displayable(hint) if hint else None)  # fmt: skip
 
 
 def _object(reply: Reply, what: str, status: int = 200) -> dict[str, Any]:
