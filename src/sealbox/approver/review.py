@@ -22,11 +22,17 @@ from typing import Any
 
 from sealbox.approver.keystore import ApproverKeys
 from sealbox.crypto.encoding import b64u_decode
-from sealbox.errors import BindingMismatch, MalformedInput
+from sealbox.errors import BindingMismatch, MalformedInput, ManifestMismatch, NotAuthorized
 from sealbox.protocol.access import ItemMaterial, VerifiedAccess, deny, release, verify_access
 from sealbox.protocol.directory import Directory
 from sealbox.protocol.statements import ItemManifest
-from sealbox.protocol.store import StoreUpload, VerifiedStore, sign_manifest, verify_manifest
+from sealbox.protocol.store import (
+    StoreUpload,
+    VerifiedStore,
+    sign_manifest,
+    verify_manifest,
+    wrap_hash,
+)
 from sealbox.protocol.store import verify_store as verify_store_upload
 
 __all__ = [
@@ -131,10 +137,16 @@ def review(entry: Mapping[str, Any], *, directory: Directory, keys: ApproverKeys
             wraps = material.get("wraps")
             if not isinstance(wraps, dict):
                 raise MalformedInput("the relay's request has no wraps")
-            materials[asked.item] = ItemMaterial(
-                manifest=material["manifest"],
-                wraps={name: b64u_decode(w) for name, w in wraps.items()},
-            )
+            mine = manifest.keyset.wraps.get(keys.record.id)
+            if mine is None:
+                raise NotAuthorized(f"{keys.record.id} holds no share of {asked.path}")
+            opened = {name: b64u_decode(w) for name, w in wraps.items()}
+            for name in asked.fields:
+                # Checked before anyone is shown the request: a wrap the manifest does not
+                # vouch for is the relay's doing, never something to approve.
+                if name not in opened or wrap_hash(opened[name]) != mine.get(name):
+                    raise ManifestMismatch(f"the wrap of {asked.path}/{name} is not the signed one")
+            materials[asked.item] = ItemMaterial(manifest=material["manifest"], wraps=opened)
             views.append(ItemView(
                 path=manifest.path, version=manifest.version, fields=asked.fields,
                 type=manifest.type, threshold=manifest.keyset.threshold,

@@ -26,7 +26,7 @@ import httpx
 from sealbox.approver import review as rv
 from sealbox.approver.rules import RuleSet
 from sealbox.approver.session import ApproverSession
-from sealbox.errors import SealboxError
+from sealbox.errors import SealboxError, VerificationError
 
 __all__ = ["AutomatedApprover"]
 
@@ -120,6 +120,11 @@ class AutomatedApprover:
                                       keys=session.keys, now=now)  # fmt: skip
                 session.ok("POST", f"/{rev.kind}-requests/{rev.id}/deny", "denying",
                            json_body={"deny": token})  # fmt: skip
+        except VerificationError as exc:
+            # Opening the shares found what review could not: still the relay's doing.
+            self._record(**facts, rule=decision.rule, outcome="unverifiable", severity="alert",
+                         error=exc.code, message=exc.message)  # fmt: skip
+            return "unverifiable"
         except SealboxError as exc:
             self._record(**facts, rule=decision.rule, outcome="failed", error=exc.code,
                          message=exc.message)  # fmt: skip
