@@ -188,3 +188,14 @@ async def test_a_refused_pairing(h: Harness) -> None:
     async with h.relay.read() as conn:
         rows = list(await conn.execute(select(pairing_requests.c.state)))
     assert [r.state for r in rows] == ["denied"]
+
+
+async def test_the_login_url_explains_where_to_approve(client: httpx.AsyncClient) -> None:
+    page = await client.get("/device?user_code=ABCD-EFGH")
+    assert page.status_code == 200
+    assert "ABCD-EFGH" in page.text
+    assert "sealbox approve" in page.text
+    assert page.headers["content-security-policy"] == "default-src 'none'"
+    hostile = await client.get("/device?user_code=<script>alert(1)</script>")
+    assert "<script>" not in hostile.text
+    assert "User code" not in hostile.text

@@ -14,6 +14,7 @@ import datetime
 import os
 import queue
 import re
+import shlex
 import signal
 import socket
 import sys
@@ -389,18 +390,20 @@ class _Terminal:
             "Verified (certificate checked against the directory; details signed by the client):"
         )
         self.say(f"  who:      {rev.client_name} ({rev.client_kind}, {rev.client_id})")
-        self.say(f"            certified by {rev.issuer}; scopes {', '.join(rev.scopes)}")
+        issuer = self.session.directory().approvers.get(rev.issuer)
+        by = f"{issuer.name} ({rev.issuer})" if issuer else rev.issuer
+        self.say(f"            certified by {by}; scopes {', '.join(rev.scopes)}")
         self.say(f"  host:     {c.host or '-'}")
         self.say(f"  user:     {c.user or '-'}" + (f" (uid {c.uid})" if c.uid is not None else ""))
         self.say(f"  process:  {c.exe or '-'} (pid {c.pid}, parent {c.ppid})")
         if c.exe_sha256:
             self.say(f"            sha256 {c.exe_sha256}")
-        self.say(f"  command:  {' '.join(c.argv) or '-'}")
+        self.say(f"  command:  {shlex.join(c.argv) or '-'}")
         self.say(f"  cwd:      {c.cwd or '-'}")
         self.say(f"  purpose:  {rev.purpose}")
         for item in rev.items:
-            label = "stores" if rev.kind == "store" else "reads"
-            self.say(f"  {label}:    {item.path} v{item.version}: {', '.join(item.fields)}"
+            label = "stores:" if rev.kind == "store" else "reads: "
+            self.say(f"  {label}   {item.path} v{item.version}: {', '.join(item.fields)}"
                      f"  ({item.threshold}-of-{item.holders})")  # fmt: skip
         left = max(0, rev.expires_at - now)
         self.say(f"  time:     asked {_when(rev.at)}; expires {_when(rev.expires_at)} "
@@ -438,7 +441,7 @@ class _Terminal:
                             json_body={"deny": token})  # fmt: skip
             self.say(f"Denied {rev.id[:12]}.")
         else:
-            self.say("Skipped (still pending for other approvers).")
+            self.say("Skipped: it stays pending (shown again when you restart `sealbox approve`).")
 
     def show_logins(self) -> None:
         from sealbox.approver import admin
@@ -499,11 +502,10 @@ class _Terminal:
             code = dirs.pairing_code(record)
             self.say("")
             self.say("=== NEW APPROVER DEVICE " + "=" * 30)
-            self.say(f"  name:       {record.name} ({record.kind}, {record.id})")
-            self.say(f"  signing key {record.sig_pk.fingerprint()}")
-            self.say(
-                f"Reported by server: source IP {entry['reported_by_server'].get('source_ip')}"
-            )
+            self.say(f"  name:        {record.name} ({record.kind}, {record.id})")
+            self.say(f"  signing key: {record.sig_pk.fingerprint()}")
+            ip = displayable((entry.get("reported_by_server") or {}).get("source_ip"), 64)
+            self.say(f"Reported by server (not verified): source IP {ip}")
             self.say("The new device shows a pairing code. It is NOT shown here: type it.")
             typed = self.ask("Pairing code (or 'no' to refuse, Enter to skip): ")
             if typed.lower() == "no":

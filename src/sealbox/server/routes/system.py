@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
 from sqlalchemy import select, text
 
 from sealbox.server.db.tables import vaults
@@ -55,3 +58,26 @@ async def vault_info(request: Request) -> dict[str, Any]:
             503, "no_vault", "this relay has no vault yet", "Start it with `sealbox up`."
         )
     return {"vault": row.id, "ready": row.fingerprint is not None}
+
+
+_USER_CODE = re.compile(r"[A-Z]{4}-?[A-Z]{4}")
+
+
+@router.get("/device", tags=["oauth"], response_class=HTMLResponse)
+async def device_page(user_code: str = "") -> HTMLResponse:
+    """Where a login's URL and QR code lead: how to approve it (RFC 8628 ``verification_uri``).
+
+    Approving needs an approver's keys, which never reach this server: the page
+    says where to approve, and shows the user code to compare.
+    """
+    code = user_code.upper() if _USER_CODE.fullmatch(user_code.upper()) else ""
+    shown = f"<p>User code: <strong>{html.escape(code)}</strong></p>" if code else ""
+    page = (
+        "<!doctype html><html lang=en><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width'><title>sealbox login</title>"
+        "<h1>Approve a sealbox login</h1>" + shown + "<p>Logins are approved on an approver "
+        "device: run <code>sealbox approve</code> there, check that it shows this user code "
+        "and the key safety code the person's terminal shows, and type the code.</p></html>"
+    )
+    headers = {"cache-control": "no-store", "content-security-policy": "default-src 'none'"}
+    return HTMLResponse(page, headers=headers)
