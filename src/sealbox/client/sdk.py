@@ -31,6 +31,8 @@ import json
 import os
 import re
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -110,6 +112,7 @@ class _Session:
             vault=p.vault, client_id=p.client_id, key=p.key, fingerprint=p.fingerprint,
             head=p.head, seen=self._load_seen(),
         )  # fmt: skip
+        self._saved_seen = dict(self.state.seen)
 
     @property
     def server(self) -> str:
@@ -134,12 +137,24 @@ class _Session:
                     profiles.save(self.path, replace(current, head=self.state.head),
                                   overwrite=True)  # fmt: skip
                 self.profile = replace(self.profile, head=self.state.head)
-        if self.state.seen:
-            tmp = self.seen_path.with_name(f".{self.seen_path.name}.{os.getpid()}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump({"format": SEEN_FORMAT, "seen": dict(self.state.seen)}, f)
-            tmp.replace(self.seen_path)
+        if self.state.seen and self.state.seen != self._saved_seen:
+            # Several clients of one profile (threads, processes) write this file:
+            # under a lock, merge with what is there (versions only move forward),
+            # and write through a temporary file of our own.
+            with profiles.locked(self.seen_path):
+                merged = self._load_seen()
+                for item, version in self.state.seen.items():
+                    merged[item] = max(merged.get(item, 0), version)
+                fd, tmp = tempfile.mkstemp(dir=self.seen_path.parent, prefix=".seen-")
+                try:
+                    with os.fdopen(fd, "w") as f:
+                        json.dump({"format": SEEN_FORMAT, "seen": merged}, f)
+                    os.replace(tmp, self.seen_path)
+                finally:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
+                self.state.seen.update(merged)
+                self._saved_seen = dict(merged)
 
     def needs_refresh(self) -> bool:
         return self.profile.expires_at <= time.time() + REFRESH_MARGIN
@@ -298,6 +313,7 @@ class Client(_Base):
         super().__init__(profile, purpose, cache)
         self._http = http or httpx.Client(timeout=30)
         self._owns_http = http is None
+        self._refresh_lock = threading.Lock()
 
     def __enter__(self) -> Client:
         return self
@@ -313,10 +329,13 @@ class Client(_Base):
 
     def _send(self, call: Call) -> Reply:
         if call.auth and self._session.needs_refresh():
-            self._drive(self._session.refresh_flow(), persist=False)
+            with self._refresh_lock:
+                if self._session.needs_refresh():
+                    self._drive(self._session.refresh_flow(), persist=False)
         reply = _reply(self._http.request(**self._session.request(call)))
         if call.auth and _expired_token(reply):
-            self._drive(self._session.refresh_flow(), persist=False)
+            with self._refresh_lock:
+                self._drive(self._session.refresh_flow(), persist=False)
             reply = _reply(self._http.request(**self._session.request(call)))
         for _ in range(RETRIES_429):
             if reply.status != 429:
@@ -440,6 +459,7 @@ class AsyncClient(_Base):
         super().__init__(profile, purpose, cache)
         self._http = http or httpx.AsyncClient(timeout=30)
         self._owns_http = http is None
+        self._refresh_lock = asyncio.Lock()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -451,12 +471,19 @@ class AsyncClient(_Base):
         if self._owns_http:
             await self._http.aclose()
 
+    async def _refresh(self, *, force: bool) -> None:
+        # One refresh at a time in this event loop: the profile's file lock is held
+        # across the token call, and a second task blocking on it would stall the loop.
+        async with self._refresh_lock:
+            if force or self._session.needs_refresh():
+                await self._drive(self._session.refresh_flow(), persist=False)
+
     async def _send(self, call: Call) -> Reply:
         if call.auth and self._session.needs_refresh():
-            await self._drive(self._session.refresh_flow(), persist=False)
+            await self._refresh(force=False)
         reply = _reply(await self._http.request(**self._session.request(call)))
         if call.auth and _expired_token(reply):
-            await self._drive(self._session.refresh_flow(), persist=False)
+            await self._refresh(force=True)
             reply = _reply(await self._http.request(**self._session.request(call)))
         for _ in range(RETRIES_429):
             if reply.status != 429:
