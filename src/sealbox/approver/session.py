@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,20 +18,16 @@ import httpx
 
 from sealbox.approver.keystore import ApproverKeys
 from sealbox.client.context import displayable
+from sealbox.client.files import write_private
+from sealbox.client.flows import RelayRefused
 from sealbox.client.httpsig import sign_request
-from sealbox.errors import DirectoryBroken, SealboxError
+from sealbox.errors import DirectoryBroken
 from sealbox.protocol import directory as dirs
 
 __all__ = ["ApproverSession", "RelayRefused"]
 
 #: Reuse a verified directory this long (a `directory` stream event drops it at once).
 DIRECTORY_FRESH = 5.0
-
-
-class RelayRefused(SealboxError):
-    """The relay answered with an error; its message and hint are kept."""
-
-    code = "relay_refused"
 
 
 def refused(response: httpx.Response, what: str) -> RelayRefused:
@@ -77,11 +72,7 @@ class ApproverSession:
     def _save_head(self, head: dirs.DirectoryHead) -> None:
         if self.head_path is None:
             return
-        tmp = self.head_path.with_name(f".{self.head_path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"seq": head.seq, "hash": head.hash}, f)
-        tmp.replace(self.head_path)
+        write_private(self.head_path, json.dumps({"seq": head.seq, "hash": head.hash}))
 
     # --- transport ---
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import httpx
 
 from sealbox.approver.keystore import ApproverKeys
+from sealbox.approver.session import RelayRefused, refused
 from sealbox.crypto.keys import HpkePrivateKey, SigningKey
-from sealbox.errors import SealboxError
 from sealbox.protocol import directory as dirs
 from sealbox.protocol import ids
 from sealbox.protocol.statements import ApproverRecord
@@ -17,24 +17,10 @@ from sealbox.protocol.statements import ApproverRecord
 __all__ = ["RelayRefused", "SetupResult", "create_first_approver"]
 
 
-class RelayRefused(SealboxError):
-    """The relay answered with an error; its message and hint are kept."""
-
-    code = "relay_refused"
-
-
 @dataclass(frozen=True)
 class SetupResult:
     keys: ApproverKeys
     safety_code: str
-
-
-def _refused(response: httpx.Response) -> RelayRefused:
-    try:
-        body = response.json()
-        return RelayRefused(f"the relay refused: {body['message']}", hint=body.get("hint") or None)
-    except (ValueError, KeyError, TypeError):
-        return RelayRefused(f"the relay answered HTTP {response.status_code}")
 
 
 def create_first_approver(
@@ -51,7 +37,7 @@ def create_first_approver(
     try:
         info = client.get("/v1/vault")
         if info.status_code != 200:
-            raise _refused(info)
+            raise refused(info, "looking up the vault")
         vault = ids.check_id(info.json().get("vault"), ids.VAULT, what="vault")
         hpke, sig = HpkePrivateKey.generate(), SigningKey.generate()
         record = ApproverRecord(
@@ -63,7 +49,7 @@ def create_first_approver(
             f"/v1/vaults/{vault}/setup", json={"setup_token": setup_token, "link": link0}
         )
         if response.status_code != 201:
-            raise _refused(response)
+            raise refused(response, "creating the first approver")
         fingerprint = dirs.vault_fingerprint(link0)
         if response.json().get("fingerprint") != fingerprint:
             raise RelayRefused("the relay reports another vault fingerprint than this device made")

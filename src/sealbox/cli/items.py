@@ -410,6 +410,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _inject(args: argparse.Namespace) -> int:
+    from sealbox.client.files import write_private
+
     template = sys.stdin.read() if args.in_file == "-" else Path(args.in_file).read_text()
     refs = sorted(set(_PLACEHOLDER.findall(template)))
     values = _read_many(args, refs, f"{len(refs)} placeholder(s) of {args.in_file}") if refs else {}
@@ -421,14 +423,7 @@ def _inject(args: argparse.Namespace) -> int:
         _write(text.encode())
         return exits.OK
     out = Path(args.out_file)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_private(out, text)
     print(f"Wrote {out} (0600) with {len(refs)} value(s).", file=sys.stderr)
     return exits.OK
 

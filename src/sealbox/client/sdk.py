@@ -28,10 +28,8 @@ import asyncio
 import builtins
 import contextlib
 import json
-import os
 import re
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -44,6 +42,7 @@ import httpx
 from sealbox.client import flows
 from sealbox.client import profile as profiles
 from sealbox.client.context import process_context
+from sealbox.client.files import write_private
 from sealbox.client.flows import (
     Call,
     ClientState,
@@ -145,14 +144,7 @@ class _Session:
                 merged = self._load_seen()
                 for item, version in self.state.seen.items():
                     merged[item] = max(merged.get(item, 0), version)
-                fd, tmp = tempfile.mkstemp(dir=self.seen_path.parent, prefix=".seen-")
-                try:
-                    with os.fdopen(fd, "w") as f:
-                        json.dump({"format": SEEN_FORMAT, "seen": merged}, f)
-                    os.replace(tmp, self.seen_path)
-                finally:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(tmp)
+                write_private(self.seen_path, json.dumps({"format": SEEN_FORMAT, "seen": merged}))
                 self.state.seen.update(merged)
                 self._saved_seen = dict(merged)
 
@@ -255,8 +247,21 @@ class _Base:
         self._session = _Session(profile)
         self._purpose = purpose
         self._use_cache = cache
-        self.context: RequestContext = process_context()
-        """The context every statement carries (this process, by default)."""
+        self._context: RequestContext | None = None
+
+    @property
+    def context(self) -> RequestContext:
+        """The context every statement carries (this process, by default).
+
+        Made on first use: hashing the executable is wasted on a read the cache answers.
+        """
+        if self._context is None:
+            self._context = process_context()
+        return self._context
+
+    @context.setter
+    def context(self, value: RequestContext) -> None:
+        self._context = value
 
     @property
     def vault(self) -> str:
