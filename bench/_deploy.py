@@ -468,7 +468,7 @@ def _install_trace() -> None:
     from sqlalchemy import event
 
     from sealbox.server import runner
-    from sealbox.server.db import engine as db
+    from sealbox.server.store import engine as db
     from sealbox.server.relay import Relay
 
     current: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar(

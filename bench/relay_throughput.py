@@ -168,7 +168,7 @@ def _relay_app(data_dir: Path, db_url: str, schema: str | None) -> Any:
     from sealbox.server.app import create_app
     from sealbox.server.atrest import load_master_key
     from sealbox.server.config import Settings
-    from sealbox.server.db import engine as db
+    from sealbox.server.store import engine as db
     from sealbox.server.relay import Relay
 
     settings = Settings(data_dir=data_dir, db_url=db_url, db_schema=schema, **UNLIMITED)
@@ -266,7 +266,7 @@ async def _prepare(data_dir: Path, backend: Backend) -> Signer:
     from sealbox.server.atrest import load_master_key
     from sealbox.server.bootstrap import ensure_vault
     from sealbox.server.config import Settings
-    from sealbox.server.db import engine as db
+    from sealbox.server.store import engine as db
     from sealbox.server.relay import Relay
 
     settings = Settings(data_dir=data_dir, db_url=backend.db_url, db_schema=backend.schema)
@@ -298,7 +298,7 @@ async def _prepare(data_dir: Path, backend: Backend) -> Signer:
 async def _sql(url: str, statement: str) -> None:
     from sqlalchemy import text
 
-    from sealbox.server.db import engine as db
+    from sealbox.server.store import engine as db
 
     engine = db.make_engine(url)
     try:

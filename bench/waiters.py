@@ -165,8 +165,8 @@ async def _populate(work: Path, backend: rt.Backend, signer: rt.Signer, count: i
     from sealbox.server.atrest import load_master_key
     from sealbox.server.auth.tokens import issue_tokens
     from sealbox.server.config import Settings
-    from sealbox.server.db import engine as db
-    from sealbox.server.db.tables import clients, requests
+    from sealbox.server.store import engine as db
+    from sealbox.server.store.tables import clients, requests
     from sealbox.server.relay import Relay
     from sealbox.server.routes.vault import load_directory
 

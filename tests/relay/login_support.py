@@ -14,8 +14,15 @@ from sealbox.protocol import directory as dirs
 from sealbox.protocol import ids
 from sealbox.protocol.certificates import issue_certificate
 from sealbox.protocol.statements import ClientConstraints, ClientInfo
-from sealbox.server.db.tables import audit_events, clients, device_codes, grants, policies, tokens
 from sealbox.server.relay import Relay
+from sealbox.server.store.tables import (
+    audit_events,
+    clients,
+    device_codes,
+    grants,
+    policies,
+    tokens,
+)
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 DAY = 86400

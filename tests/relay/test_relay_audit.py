@@ -26,12 +26,12 @@ from test_relay_items import PASSWORD, Harness
 
 from sealbox.protocol import directory as dirs
 from sealbox.protocol import ids
-from sealbox.server import audit
 from sealbox.server.app import create_app
 from sealbox.server.bootstrap import ensure_vault
-from sealbox.server.db.tables import audit_events
 from sealbox.server.relay import Relay
 from sealbox.server.routes import audit as audit_routes
+from sealbox.server.store import audit
+from sealbox.server.store.tables import audit_events
 
 pytestmark = pytest.mark.anyio
 

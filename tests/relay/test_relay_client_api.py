@@ -17,8 +17,8 @@ from test_relay_items import PASSWORD, Harness
 
 from sealbox.protocol import directory as dirs
 from sealbox.protocol.access import verify_deny
-from sealbox.server.db.tables import audit_events, pairing_requests
 from sealbox.server.relay import Relay
+from sealbox.server.store.tables import audit_events, pairing_requests
 
 pytestmark = pytest.mark.anyio
 

@@ -19,8 +19,8 @@ from login_support import (
 from relay_support import Vault, error_of
 from sqlalchemy import select
 
-from sealbox.server.db.tables import tokens
 from sealbox.server.relay import Relay
+from sealbox.server.store.tables import tokens
 
 pytestmark = pytest.mark.anyio
 

@@ -18,8 +18,8 @@ from test_relay_items import PASSWORD, Harness, b64_blobs
 
 from sealbox.protocol.store import manifest_hash, store_as_approver
 from sealbox.server import jobs
-from sealbox.server.db.tables import answers, audit_events, item_versions
 from sealbox.server.relay import Relay
+from sealbox.server.store.tables import answers, audit_events, item_versions
 
 pytestmark = pytest.mark.anyio
 

@@ -49,7 +49,8 @@ from sealbox.protocol.store import (
     store_as_approver,
     verify_store,
 )
-from sealbox.server.db.tables import (
+from sealbox.server.relay import Relay
+from sealbox.server.store.tables import (
     answers,
     audit_events,
     blobs,
@@ -61,7 +62,6 @@ from sealbox.server.db.tables import (
     replay,
     requests,
 )
-from sealbox.server.relay import Relay
 
 pytestmark = pytest.mark.anyio
 

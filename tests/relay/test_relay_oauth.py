@@ -29,9 +29,9 @@ from sqlalchemy import select
 from sealbox.crypto import secrets as sx
 from sealbox.protocol import directory as dirs
 from sealbox.protocol import ids
-from sealbox.server.db.tables import clients, device_codes, tokens, vaults
 from sealbox.server.ratelimit import RateLimiter
 from sealbox.server.relay import Relay
+from sealbox.server.store.tables import clients, device_codes, tokens, vaults
 
 pytestmark = pytest.mark.anyio
 

@@ -12,9 +12,9 @@ from relay_support import Approver, Vault, error_of
 from sqlalchemy import select
 
 from sealbox.protocol import directory as dirs
-from sealbox.server.db.tables import policies
 from sealbox.server.policy import Policy, check_pattern, granted, matches, policy_for
 from sealbox.server.relay import Relay
+from sealbox.server.store.tables import policies
 
 
 def _directory(*approvers: Approver) -> dirs.Directory:

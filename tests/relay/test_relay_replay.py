@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from sqlalchemy import func, select
 
-from sealbox.server.db.tables import replay
 from sealbox.server.relay import Relay
+from sealbox.server.store.tables import replay
 
 pytestmark = pytest.mark.anyio
 
@@ -24,7 +24,7 @@ async def test_concurrent_first_uses_are_batched_and_exact(relay: Relay) -> None
         assert (await conn.execute(select(func.count()).select_from(replay))).scalar_one() == 40
     # Seen before, in a later batch, and from a fresh guard (as after a restart).
     assert await guard.first_use("vlt_v", "nonce", keys[0], 10**10) is False
-    from sealbox.server.replay import ReplayGuard
+    from sealbox.server.store.replay import ReplayGuard
 
     assert await ReplayGuard(relay.engine).first_use("vlt_v", "nonce", keys[1], 10**10) is False
     # Scopes and vaults are separate namespaces.
@@ -33,7 +33,7 @@ async def test_concurrent_first_uses_are_batched_and_exact(relay: Relay) -> None
 
 
 async def test_a_database_failure_reaches_every_waiter(relay: Relay) -> None:
-    from sealbox.server.replay import ReplayGuard
+    from sealbox.server.store.replay import ReplayGuard
 
     await relay.engine.dispose()
     broken = ReplayGuard(relay.engine)

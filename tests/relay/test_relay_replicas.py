@@ -30,8 +30,8 @@ from sealbox.server.app import create_app
 from sealbox.server.atrest import MasterKey
 from sealbox.server.bootstrap import ensure_vault
 from sealbox.server.config import Settings, normalise_db_url
-from sealbox.server.db import engine as db
 from sealbox.server.relay import Relay
+from sealbox.server.store import engine as db
 
 pytestmark = pytest.mark.anyio
 

@@ -22,8 +22,8 @@ from sealbox.protocol.statements import CacheRequest
 from sealbox.protocol.store import manifest_hash
 from sealbox.server import jobs
 from sealbox.server.app import create_app
-from sealbox.server.db.tables import answers, audit_events, grants, replay
 from sealbox.server.relay import Relay
+from sealbox.server.store.tables import answers, audit_events, grants, replay
 
 pytestmark = pytest.mark.anyio
 

@@ -9,10 +9,10 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from sealbox.protocol import directory as dirs
-from sealbox.server import audit
 from sealbox.server.bootstrap import ensure_vault
-from sealbox.server.db.tables import audit_events, directory_links
 from sealbox.server.relay import Relay
+from sealbox.server.store import audit
+from sealbox.server.store.tables import audit_events, directory_links
 
 pytestmark = pytest.mark.anyio
 

@@ -1,25 +1,98 @@
-"""The request state machine (DESIGN section 5).
+"""The state machines the relay keeps in its database (DESIGN section 5).
 
-RULE: every state change of a request lives in ``TRANSITIONS`` below and
-nowhere else.  The relay applies :func:`next_state` inside one
-compare-and-set transaction, so two concurrent approvals or fetches can never
-release or deliver twice.
+RULE: every state change of an access request, a store request, a device
+login or a pairing lives in one of the tables below and nowhere else.  The
+relay's store applies them as compare-and-set updates (``WHERE state =
+current``), so two concurrent answers can never both take effect.
+
+Access requests::
 
     pending --release(s) reach threshold--> released --client fetches--> delivered
     pending --deny (any approver)---------> denied
     pending --exp passes------------------> expired
     pending --client cancels--------------> cancelled
+    released --not fetched in time--------> expired
+
+Store requests (a client's upload waiting for an approver's manifest)::
+
+    pending --an approver's manifest--> stored
+    pending --deny--------------------> denied
+    pending --exp passes--------------> expired
+
+Device logins (RFC 8628)::
+
+    pending --an approver certifies--> approved --the client takes its tokens--> used
+    pending --deny-------------------> denied
+
+Pairings (a new approver device)::
+
+    pending --an approver adds it--> approved
+    pending --deny-----------------> denied
+
+A pending login or pairing past its expiry is *expired* when read; it is never
+written as such (expiry is a property of time, and the rows are purged).
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from sealbox.errors import IllegalTransition
 
-__all__ = ["TERMINAL", "TRANSITIONS", "Event", "State", "next_state"]
+__all__ = [
+    "DEVICE",
+    "PAIRING",
+    "STORE",
+    "TERMINAL",
+    "TRANSITIONS",
+    "DeviceEvent",
+    "DeviceState",
+    "Event",
+    "Machine",
+    "PairingEvent",
+    "PairingState",
+    "State",
+    "StoreEvent",
+    "StoreState",
+    "next_state",
+]
+
+S = TypeVar("S", bound=enum.StrEnum)
+E = TypeVar("E", bound=enum.StrEnum)
+
+
+class Machine(Generic[S, E]):
+    """One state table: ``(state, event) -> state``, and nothing else is allowed."""
+
+    def __init__(
+        self, name: str, states: type[S], events: type[E], table: Mapping[tuple[S, E], S]
+    ) -> None:
+        self.name = name
+        self.states = states
+        self.events = events
+        self.table: Final = MappingProxyType(dict(table))
+        self.terminal: Final = frozenset(
+            s for s in states if not any(src == s for src, _ in self.table)
+        )
+
+    def next(self, state: S | str, event: E | str) -> S:
+        """The state after ``event``; raise :class:`IllegalTransition` if there is no such edge."""
+        try:
+            return self.table[(self.states(state), self.events(event))]
+        except (KeyError, ValueError):
+            raise IllegalTransition(
+                f"a {state} {self.name} cannot take the event {event}"
+            ) from None
+
+    def sources(self, event: E) -> frozenset[S]:
+        """Every state ``event`` may leave."""
+        return frozenset(src for src, ev in self.table if ev == event)
+
+
+# --- access requests --------------------------------------------------------------------------
 
 
 class State(enum.StrEnum):
@@ -39,28 +112,114 @@ class Event(enum.StrEnum):
     DENIED = "denied"
     """Any approver denied."""
     EXPIRED = "expired"
-    """The request's ``exp`` passed while it was pending."""
+    """Pending: the request's ``exp`` passed.  Released: the client did not fetch it in time."""
     CANCELLED = "cancelled"
     """The requesting client withdrew it."""
 
 
-TRANSITIONS: Final = MappingProxyType(
+ACCESS: Final = Machine(
+    "access request",
+    State,
+    Event,
     {
         (State.PENDING, Event.THRESHOLD_REACHED): State.RELEASED,
         (State.PENDING, Event.DENIED): State.DENIED,
         (State.PENDING, Event.EXPIRED): State.EXPIRED,
         (State.PENDING, Event.CANCELLED): State.CANCELLED,
         (State.RELEASED, Event.FETCHED): State.DELIVERED,
-    }
+        (State.RELEASED, Event.EXPIRED): State.EXPIRED,
+    },
+)
+TRANSITIONS: Final = ACCESS.table
+#: States no event leaves.  ``released`` is not terminal: it waits for delivery.
+TERMINAL: Final = ACCESS.terminal
+
+
+def next_state(state: State | str, event: Event | str) -> State:
+    """The access request's state after ``event``; raise :class:`IllegalTransition` if none."""
+    return ACCESS.next(state, event)
+
+
+# --- store requests ---------------------------------------------------------------------------
+
+
+class StoreState(enum.StrEnum):
+    PENDING = "pending"
+    STORED = "stored"
+    DENIED = "denied"
+    EXPIRED = "expired"
+
+
+class StoreEvent(enum.StrEnum):
+    MANIFEST = "manifest"
+    """An approver signed the manifest that makes the upload a stored version."""
+    DENIED = "denied"
+    EXPIRED = "expired"
+
+
+STORE: Final = Machine(
+    "store request",
+    StoreState,
+    StoreEvent,
+    {
+        (StoreState.PENDING, StoreEvent.MANIFEST): StoreState.STORED,
+        (StoreState.PENDING, StoreEvent.DENIED): StoreState.DENIED,
+        (StoreState.PENDING, StoreEvent.EXPIRED): StoreState.EXPIRED,
+    },
 )
 
-#: States no event leaves.  ``released`` is not terminal: it waits for delivery.
-TERMINAL: Final = frozenset({State.DELIVERED, State.DENIED, State.EXPIRED, State.CANCELLED})
+
+# --- device logins ----------------------------------------------------------------------------
 
 
-def next_state(state: State, event: Event) -> State:
-    """The state after ``event``; raise :class:`IllegalTransition` if the table has no such edge."""
-    try:
-        return TRANSITIONS[(State(state), Event(event))]
-    except (KeyError, ValueError):
-        raise IllegalTransition(f"a {state} request cannot take the event {event}") from None
+class DeviceState(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    USED = "used"
+
+
+class DeviceEvent(enum.StrEnum):
+    CERTIFIED = "certified"
+    """An approver uploaded the client certificate it signed."""
+    DENIED = "denied"
+    TOKENS_TAKEN = "tokens_taken"
+    """The client exchanged its device code for its first tokens."""
+
+
+DEVICE: Final = Machine(
+    "device login",
+    DeviceState,
+    DeviceEvent,
+    {
+        (DeviceState.PENDING, DeviceEvent.CERTIFIED): DeviceState.APPROVED,
+        (DeviceState.PENDING, DeviceEvent.DENIED): DeviceState.DENIED,
+        (DeviceState.APPROVED, DeviceEvent.TOKENS_TAKEN): DeviceState.USED,
+    },
+)
+
+
+# --- pairings ---------------------------------------------------------------------------------
+
+
+class PairingState(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+
+
+class PairingEvent(enum.StrEnum):
+    ADDED = "added"
+    """A directory link added the device's record."""
+    DENIED = "denied"
+
+
+PAIRING: Final = Machine(
+    "pairing",
+    PairingState,
+    PairingEvent,
+    {
+        (PairingState.PENDING, PairingEvent.ADDED): PairingState.APPROVED,
+        (PairingState.PENDING, PairingEvent.DENIED): PairingState.DENIED,
+    },
+)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sealbox.crypto import secrets as sx
 from sealbox.crypto.encoding import b64u_decode, b64u_encode
-from sealbox.server.db.tables import data_keys
+from sealbox.server.store.tables import data_keys
 
 __all__ = ["MasterKey", "load_master_key", "rotate_master_key"]
 

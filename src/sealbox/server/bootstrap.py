@@ -8,9 +8,9 @@ from sqlalchemy import select, update
 
 from sealbox.crypto import secrets as sx
 from sealbox.protocol import ids
-from sealbox.server import audit
-from sealbox.server.db.tables import vaults
 from sealbox.server.relay import Relay
+from sealbox.server.store import audit
+from sealbox.server.store.tables import vaults
 
 __all__ = ["SETUP_TOKEN_PREFIX", "VaultStatus", "ensure_vault"]
 

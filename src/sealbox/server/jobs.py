@@ -14,8 +14,6 @@ import logging
 from sqlalchemy import delete, select
 
 from sealbox.protocol.state import Event, State
-from sealbox.server import audit
-from sealbox.server.db.tables import answers, replay, requests
 from sealbox.server.relay import Relay
 from sealbox.server.routes.items import (
     approvers_channel,
@@ -23,6 +21,8 @@ from sealbox.server.routes.items import (
     request_channel,
     transition,
 )
+from sealbox.server.store import audit
+from sealbox.server.store.tables import answers, replay, requests
 
 __all__ = ["sweep_once", "sweeper"]
 

@@ -86,3 +86,21 @@ class PgListener:
         if self._conn is not None:
             await self._conn.close()  # type: ignore[attr-defined]
             self._conn = None
+
+
+# --- channel names: the one place each is spelled -------------------------------------------
+
+
+def approvers_channel(vault: str) -> str:
+    """A vault's approvers (their SSE streams): requests, directory, logins, pairings."""
+    return f"vault:{vault}:approvers"
+
+
+def audit_channel(vault: str) -> str:
+    """A vault's live audit stream."""
+    return f"vault:{vault}:audit"
+
+
+def request_channel(request_id: str) -> str:
+    """One request (its owner's long poll)."""
+    return f"request:{request_id}"

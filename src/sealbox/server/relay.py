@@ -1,4 +1,4 @@
-"""The relay's process-wide state: settings, database engine, wake-up hub, at-rest key, clock."""
+"""The relay's process-wide state: settings, database engine, wake-up hub, at-rest key, caches."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sealbox.server.atrest import MasterKey
-from sealbox.server.audit import AUDITED
 from sealbox.server.config import Settings
-from sealbox.server.db.engine import WRITE
-from sealbox.server.notify import Hub
+from sealbox.server.notify import Hub, audit_channel
 from sealbox.server.ratelimit import RateLimiter
-from sealbox.server.replay import ReplayGuard
+from sealbox.server.store.audit import AUDITED, HEAD_CACHE, HEADS, Heads
+from sealbox.server.store.directory import Directories
+from sealbox.server.store.engine import WRITE
+from sealbox.server.store.replay import ReplayGuard
 
 __all__ = ["Relay", "Tx"]
 
@@ -43,12 +44,21 @@ class Relay:
     replay_guard: ReplayGuard = field(init=False)
     anonymous_limiter: RateLimiter = field(init=False)
     """For unauthenticated endpoints that write (starting a login): per source address."""
+    directories: Directories = field(init=False)
+    """Verified directories by vault (every signed request needs the approver set)."""
+    audit_heads: Heads = field(init=False)
+    """The audit chains' heads, so appending reads nothing back."""
+    certificate_verdicts: dict[tuple[str, str], int] = field(init=False)
+    """(certificate hash, directory head hash) -> until when the certificate verifies."""
 
     def __post_init__(self) -> None:
         if self.limiter is None:
             self.limiter = RateLimiter(self.settings.rate_per_second, self.settings.rate_burst)
         self.replay_guard = ReplayGuard(self.engine)
         self.anonymous_limiter = RateLimiter(rate=10 / 60, burst=10)
+        self.directories = Directories()
+        self.audit_heads = Heads()
+        self.certificate_verdicts = {}
 
     def now(self) -> int:
         return int(self.clock())
@@ -60,20 +70,30 @@ class Relay:
     @contextlib.asynccontextmanager
     async def tx(self) -> AsyncIterator[Tx]:
         """A write transaction; its wake-ups reach waiters only after it commits."""
+        heads: dict[str, tuple[int, str]] = {}
         async with self.engine.connect() as conn:
             conn.info[WRITE] = True
+            conn.info.pop(AUDITED, None)
+            conn.info[HEADS] = heads
+            conn.info[HEAD_CACHE] = self.audit_heads
             try:
-                conn.info.pop(AUDITED, None)
                 async with conn.begin():
                     tx = Tx(conn)
                     yield tx
                     for vault in sorted(conn.info.pop(AUDITED, ())):
-                        tx.wake(f"vault:{vault}:audit", "event")
+                        tx.wake(audit_channel(vault), "event")
                     for channel, message in tx.wakes:
                         await self.hub.publish(conn, channel, message)
+            except BaseException:
+                # Rolled back: whatever this transaction appended never happened.
+                self.audit_heads.forget(set(heads))
+                raise
             finally:
                 conn.info.pop(WRITE, None)
                 conn.info.pop(AUDITED, None)
+                conn.info.pop(HEADS, None)
+                conn.info.pop(HEAD_CACHE, None)
+        self.audit_heads.committed(heads)
         if not self.is_postgres:
             # One SQLite process: wake local waiters directly, after the commit.
             for channel, message in tx.wakes:

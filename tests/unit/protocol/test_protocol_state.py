@@ -7,7 +7,23 @@ import itertools
 import pytest
 
 from sealbox.errors import IllegalTransition
-from sealbox.protocol.state import TERMINAL, TRANSITIONS, Event, State, next_state
+from sealbox.protocol.state import (
+    DEVICE,
+    PAIRING,
+    STORE,
+    TERMINAL,
+    TRANSITIONS,
+    DeviceEvent,
+    DeviceState,
+    Event,
+    Machine,
+    PairingEvent,
+    PairingState,
+    State,
+    StoreEvent,
+    StoreState,
+    next_state,
+)
 
 # The table of DESIGN section 5, written out independently of the module.
 EXPECTED = {
@@ -16,6 +32,8 @@ EXPECTED = {
     (State.PENDING, Event.EXPIRED): State.EXPIRED,
     (State.PENDING, Event.CANCELLED): State.CANCELLED,
     (State.RELEASED, Event.FETCHED): State.DELIVERED,
+    # A release nobody fetches in time must not wait forever.
+    (State.RELEASED, Event.EXPIRED): State.EXPIRED,
 }
 
 ALL_PAIRS = list(itertools.product(State, Event))
@@ -57,9 +75,9 @@ def test_terminal_states_have_no_outgoing_edges() -> None:
     assert not any(state in TERMINAL for state, _ in TRANSITIONS)
 
 
-def test_released_only_goes_to_delivered() -> None:
+def test_released_goes_to_delivered_or_expires() -> None:
     outgoing = {e: t for (s, e), t in TRANSITIONS.items() if s is State.RELEASED}
-    assert outgoing == {Event.FETCHED: State.DELIVERED}
+    assert outgoing == {Event.FETCHED: State.DELIVERED, Event.EXPIRED: State.EXPIRED}
     assert State.RELEASED not in TERMINAL
 
 
@@ -82,3 +100,53 @@ def test_every_non_terminal_state_is_reachable_and_can_end() -> None:
 def test_invalid_values_raise_illegal_transition(state: object, event: object) -> None:
     with pytest.raises(IllegalTransition, match="cannot take the event"):
         next_state(state, event)  # type: ignore[arg-type]
+
+
+# The other machines, written out independently of the module.
+OTHER_TABLES: list[tuple[Machine, dict]] = [  # type: ignore[type-arg]
+    (
+        STORE,
+        {
+            (StoreState.PENDING, StoreEvent.MANIFEST): StoreState.STORED,
+            (StoreState.PENDING, StoreEvent.DENIED): StoreState.DENIED,
+            (StoreState.PENDING, StoreEvent.EXPIRED): StoreState.EXPIRED,
+        },
+    ),
+    (
+        DEVICE,
+        {
+            (DeviceState.PENDING, DeviceEvent.CERTIFIED): DeviceState.APPROVED,
+            (DeviceState.PENDING, DeviceEvent.DENIED): DeviceState.DENIED,
+            (DeviceState.APPROVED, DeviceEvent.TOKENS_TAKEN): DeviceState.USED,
+        },
+    ),
+    (
+        PAIRING,
+        {
+            (PairingState.PENDING, PairingEvent.ADDED): PairingState.APPROVED,
+            (PairingState.PENDING, PairingEvent.DENIED): PairingState.DENIED,
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("machine", "expected"), OTHER_TABLES, ids=lambda m: getattr(m, "name", "")
+)
+def test_every_other_machine_is_exactly_its_table(machine: Machine, expected: dict) -> None:  # type: ignore[type-arg]
+    assert dict(machine.table) == expected
+    for state, event in itertools.product(machine.states, machine.events):
+        if (state, event) in expected:
+            assert machine.next(state, event) is expected[(state, event)]
+            assert machine.next(str(state), str(event)) is expected[(state, event)]
+        else:
+            with pytest.raises(IllegalTransition, match=machine.name):
+                machine.next(state, event)
+    # Terminal: the states no edge leaves.
+    assert machine.terminal == frozenset(machine.states) - {s for s, _ in expected}
+
+
+def test_a_store_request_is_never_released_or_delivered() -> None:
+    # A store is its own kind: its states say "stored", never "released"/"delivered".
+    assert {str(s) for s in StoreState} == {"pending", "stored", "denied", "expired"}
+    assert STORE.sources(StoreEvent.MANIFEST) == {StoreState.PENDING}

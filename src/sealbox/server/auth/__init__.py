@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from sealbox.server.auth.bearer import bearer_token, verify_bearer
 from sealbox.server.auth.httpsig import verify_signed_request
 from sealbox.server.auth.principal import Principal
-from sealbox.server.errors import ApiError
+from sealbox.server.errors import Forbidden, TooMany
 from sealbox.server.relay import Relay
 
 __all__ = [
@@ -34,9 +34,9 @@ async def authenticate(request: Request, vault: str) -> Principal:
     assert relay.limiter is not None
     wait = relay.limiter.allow(f"{principal.vault} {principal.id}")
     if wait:
-        raise ApiError(
-            429, "rate_limited", "too many requests from this caller",
-            f"Retry after {wait:.1f} s.", headers={"Retry-After": str(max(1, round(wait)))},
+        raise TooMany(
+            "rate_limited", "too many requests from this caller", f"Retry after {wait:.1f} s.",
+            retry_after=wait,
         )  # fmt: skip
     return principal
 
@@ -44,14 +44,14 @@ async def authenticate(request: Request, vault: str) -> Principal:
 async def require_approver(request: Request, vault: str) -> Principal:
     principal = await authenticate(request, vault)
     if principal.role != "approver":
-        raise ApiError(403, "approver_required", "only an approver of this vault may do this")
+        raise Forbidden("approver_required", "only an approver of this vault may do this")
     return principal
 
 
 async def require_client(request: Request, vault: str) -> Principal:
     principal = await authenticate(request, vault)
     if principal.role != "client":
-        raise ApiError(403, "client_required", "only a client of this vault may do this")
+        raise Forbidden("client_required", "only a client of this vault may do this")
     return principal
 
 

@@ -8,14 +8,12 @@ every request reads the token row.
 from __future__ import annotations
 
 from fastapi import Request
-from sqlalchemy import select
 
-from sealbox.crypto import secrets as sx
 from sealbox.server.auth.certcheck import check_client_certificate
 from sealbox.server.auth.principal import Principal
-from sealbox.server.db.tables import clients, tokens
-from sealbox.server.errors import ApiError
+from sealbox.server.errors import Unauthenticated
 from sealbox.server.relay import Relay
+from sealbox.server.store import tokens as token_store
 
 __all__ = ["ACCESS_PREFIX", "REFRESH_PREFIX", "bearer_token", "verify_bearer"]
 
@@ -29,33 +27,24 @@ def bearer_token(request: Request) -> str | None:
         return None
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.startswith(ACCESS_PREFIX):
-        raise ApiError(401, "invalid_token", "expected `Authorization: Bearer sbx_at_…`")
+        raise Unauthenticated("invalid_token", "expected `Authorization: Bearer sbx_at_…`")
     return value.strip()
 
 
 async def verify_bearer(token: str, relay: Relay, vault: str) -> Principal:
     now = relay.now()
     async with relay.read() as conn:
-        row = (
-            await conn.execute(
-                select(tokens.c.client_id, tokens.c.expires_at, tokens.c.revoked, clients.c.kind,
-                       clients.c.disabled, clients.c.certificate, clients.c.enrollment)
-                .join(clients, (clients.c.vault_id == tokens.c.vault_id)
-                      & (clients.c.id == tokens.c.client_id))
-                .where(tokens.c.hash == sx.token_hash(token), tokens.c.kind == "access",
-                       tokens.c.vault_id == vault)
-            )
-        ).first()  # fmt: skip
+        row = await token_store.access_session(conn, vault, token)
+        if row is not None and not row.revoked and not row.disabled and row.expires_at > now:
+            await check_client_certificate(relay, conn, vault, row.certificate, row.enrollment, now)
     if row is None or row.revoked or row.disabled:
-        raise ApiError(
-            401, "invalid_token", "the access token is unknown, revoked, or of another vault",
+        raise Unauthenticated(
+            "invalid_token", "the access token is unknown, revoked, or of another vault",
             "Log in again with `sealbox login`.",
         )  # fmt: skip
     if row.expires_at <= now:
-        raise ApiError(401, "token_expired", "the access token has expired",
+        raise Unauthenticated("token_expired", "the access token has expired",
                        "Use your refresh token at /oauth/token.")  # fmt: skip
-    async with relay.read() as conn:
-        await check_client_certificate(conn, vault, row.certificate, row.enrollment, now)
     return Principal(
         vault=vault, id=row.client_id, role="client", client_kind=row.kind, via="bearer"
     )

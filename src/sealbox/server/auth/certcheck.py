@@ -8,26 +8,27 @@ head) until the certificate's own end, so the common case costs a dict lookup.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sealbox.crypto import jws
 from sealbox.errors import SealboxError
 from sealbox.protocol.certificates import verify_certificate
-from sealbox.server.errors import ApiError
+from sealbox.server.errors import Unauthenticated
+
+if TYPE_CHECKING:
+    from sealbox.server.relay import Relay
 
 __all__ = ["check_client_certificate"]
 
-_valid_until: dict[tuple[str, str], int] = {}
 _MAX_CACHED = 50_000
 
 
 async def check_client_certificate(
-    conn: Any, vault: str, certificate: str, enrollment: str | None, now: int
+    relay: Relay, conn: Any, vault: str, certificate: str, enrollment: str | None, now: int
 ) -> None:
-    from sealbox.server.routes.vault import load_directory
-
-    directory = await load_directory(conn, vault)
+    directory = await relay.directories.load(conn, vault)
     key = (jws.statement_hash(certificate), directory.head.hash)
+    _valid_until = relay.certificate_verdicts
     until = _valid_until.get(key)
     if until is not None and now <= until:
         return
@@ -35,8 +36,8 @@ async def check_client_certificate(
         cert = verify_certificate(certificate, directory, now=now, enrollment=enrollment)
     except SealboxError:
         _valid_until.pop(key, None)
-        raise ApiError(
-            401, "certificate_invalid",
+        raise Unauthenticated(
+            "certificate_invalid",
             "this client's certificate has expired or its issuer is no longer an approver",
             "Log in again (people) or re-enrol (machines).",
         ) from None  # fmt: skip

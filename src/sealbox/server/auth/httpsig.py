@@ -18,16 +18,15 @@ import http_message_signatures as hms
 import http_sf
 from fastapi import Request
 from http_message_signatures import algorithms
-from sqlalchemy import select
 from starlette.requests import ClientDisconnect
 
 from sealbox.crypto.keys import VerifyKey
 from sealbox.errors import SealboxError
 from sealbox.server.auth.certcheck import check_client_certificate
 from sealbox.server.auth.principal import Principal
-from sealbox.server.db.tables import clients
-from sealbox.server.errors import ApiError
+from sealbox.server.errors import Invalid, Unauthenticated
 from sealbox.server.relay import Relay
+from sealbox.server.store import clients as client_store
 
 __all__ = ["MAX_SKEW", "REQUIRED_COMPONENTS", "verify_signed_request"]
 
@@ -36,9 +35,9 @@ REQUIRED_COMPONENTS = ("@method", "@target-uri")
 LABEL = "sealbox"
 
 
-def _unauthorized(error: str, message: str) -> ApiError:
-    return ApiError(
-        401, error, message,
+def _unauthorized(error: str, message: str) -> Unauthenticated:
+    return Unauthenticated(
+        error, message,
         "Sign each request with your sealbox key (RFC 9421: @method, @target-uri, "
         "content-digest, created, nonce).",
     )  # fmt: skip
@@ -77,26 +76,17 @@ def _pem(key: VerifyKey) -> bytes:
 
 
 async def _key_for(relay: Relay, vault: str, key_id: str) -> tuple[VerifyKey, Principal]:
-    from sealbox.server.routes.vault import load_directory
-
     async with relay.read() as conn:
         if key_id.startswith("apv_"):
-            directory = await load_directory(conn, vault)
+            directory = await relay.directories.load(conn, vault)
             record = directory.approvers.get(key_id)
             if record is not None:
                 return record.sig_pk, Principal(vault=vault, id=key_id, role="approver")
         elif key_id.startswith("cli_"):
-            row = (
-                await conn.execute(
-                    select(
-                        clients.c.sig_pk, clients.c.kind, clients.c.disabled,
-                        clients.c.certificate, clients.c.enrollment,
-                    ).where(clients.c.vault_id == vault, clients.c.id == key_id)
-                )
-            ).first()  # fmt: skip
+            row = await client_store.get(conn, vault, key_id)
             if row is not None and not row.disabled:
                 await check_client_certificate(
-                    conn, vault, row.certificate, row.enrollment, relay.now()
+                    relay, conn, vault, row.certificate, row.enrollment, relay.now()
                 )
                 principal = Principal(vault=vault, id=key_id, role="client", client_kind=row.kind)
                 return VerifyKey.from_text(row.sig_pk), principal
@@ -118,7 +108,7 @@ async def verify_signed_request(request: Request, relay: Relay, vault: str) -> P
     try:
         body = await request.body()
     except ClientDisconnect:
-        raise ApiError(400, "client_disconnected", "the client went away mid-request") from None
+        raise Invalid("client_disconnected", "the client went away mid-request") from None
     verifier = hms.HTTPMessageVerifier(
         signature_algorithm=algorithms.ED25519, key_resolver=_Resolver(key_id, _pem(key))
     )

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sealbox.crypto import secrets as sx
 from sealbox.server.auth.bearer import ACCESS_PREFIX, REFRESH_PREFIX
-from sealbox.server.db.tables import tokens
+from sealbox.server.store.tables import tokens
 
 __all__ = [
     "ACCESS_SECONDS",

@@ -28,13 +28,13 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sealbox.crypto.encoding import canonical_json
-from sealbox.server import audit
 from sealbox.server.auth import Principal, require_approver
-from sealbox.server.db.tables import audit_events
 from sealbox.server.errors import ApiError
 from sealbox.server.relay import Relay
 from sealbox.server.routes.system import relay_of
 from sealbox.server.routes.vault import load_directory
+from sealbox.server.store import audit
+from sealbox.server.store.tables import audit_events
 
 router = APIRouter(prefix="/v1/vaults/{vault}/audit", tags=["audit"])
 

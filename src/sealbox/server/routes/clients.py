@@ -23,14 +23,15 @@ from sealbox.crypto.keys import VerifyKey
 from sealbox.errors import SealboxError
 from sealbox.protocol import ids
 from sealbox.protocol.certificates import verify_certificate
-from sealbox.server import audit, policy
+from sealbox.server import policy
 from sealbox.server.auth import Anyone, Approver, Principal
 from sealbox.server.auth import tokens as tk
-from sealbox.server.db.tables import clients, grants, policies
 from sealbox.server.errors import ApiError
 from sealbox.server.routes.oauth import CERTIFICATE_MAX, insert_client
 from sealbox.server.routes.system import relay_of
 from sealbox.server.routes.vault import load_directory
+from sealbox.server.store import audit
+from sealbox.server.store.tables import clients, grants, policies
 
 router = APIRouter(prefix="/v1/vaults/{vault}", tags=["clients"])
 

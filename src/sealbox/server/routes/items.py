@@ -46,14 +46,19 @@ from sealbox.protocol.statements import (
     verify_statement,
 )
 from sealbox.protocol.store import MAX_STORE_TTL, check_blobs, manifest_hash, verify_manifest
-from sealbox.server import audit
 from sealbox.server.auth import (
     Anyone,
     Approver,
     Client,
     Principal,
 )
-from sealbox.server.db.tables import (
+from sealbox.server.errors import ApiError
+from sealbox.server.policy import Policy, granted, policy_for
+from sealbox.server.relay import Relay
+from sealbox.server.routes.system import relay_of
+from sealbox.server.routes.vault import load_directory
+from sealbox.server.store import audit
+from sealbox.server.store.tables import (
     answers,
     blobs,
     clients,
@@ -64,11 +69,6 @@ from sealbox.server.db.tables import (
     replay,
     requests,
 )
-from sealbox.server.errors import ApiError
-from sealbox.server.policy import Policy, granted, policy_for
-from sealbox.server.relay import Relay
-from sealbox.server.routes.system import relay_of
-from sealbox.server.routes.vault import load_directory
 
 router = APIRouter(prefix="/v1/vaults/{vault}", tags=["items"])
 

@@ -33,13 +33,13 @@ from sealbox.errors import CertificateInvalid, SealboxError
 from sealbox.protocol import ids
 from sealbox.protocol.certificates import verify_certificate
 from sealbox.protocol.statements import ClientInfo
-from sealbox.server import audit
 from sealbox.server.auth import Approver
 from sealbox.server.auth import tokens as tk
-from sealbox.server.db.tables import clients, device_codes
 from sealbox.server.errors import ApiError
 from sealbox.server.routes.system import relay_of
 from sealbox.server.routes.vault import load_directory
+from sealbox.server.store import audit
+from sealbox.server.store.tables import clients, device_codes
 
 router = APIRouter()
 

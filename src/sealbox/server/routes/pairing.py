@@ -25,12 +25,12 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sealbox.protocol.statements import ApproverRecord
-from sealbox.server import audit
 from sealbox.server.auth import Approver
-from sealbox.server.db.tables import pairing_requests
 from sealbox.server.errors import ApiError
 from sealbox.server.routes.system import relay_of
 from sealbox.server.routes.vault import load_directory
+from sealbox.server.store import audit
+from sealbox.server.store.tables import pairing_requests
 
 router = APIRouter(prefix="/v1/vaults/{vault}", tags=["pairing"])
 

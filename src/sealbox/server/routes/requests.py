@@ -40,9 +40,7 @@ from sealbox.protocol.directory import Directory
 from sealbox.protocol.state import Event, State
 from sealbox.protocol.statements import ItemManifest, ReleaseStatement, verify_statement
 from sealbox.protocol.store import verify_manifest
-from sealbox.server import audit
 from sealbox.server.auth import Approver, Client, Principal
-from sealbox.server.db.tables import answers, clients, item_versions, items, requests
 from sealbox.server.errors import ApiError
 from sealbox.server.policy import granted, policy_for
 from sealbox.server.relay import Relay
@@ -71,6 +69,8 @@ from sealbox.server.routes.items import (
 )
 from sealbox.server.routes.system import relay_of
 from sealbox.server.routes.vault import load_directory
+from sealbox.server.store import audit
+from sealbox.server.store.tables import answers, clients, item_versions, items, requests
 
 router = APIRouter(prefix="/v1/vaults/{vault}", tags=["requests"])
 

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select, text
 
-from sealbox.server.db.tables import vaults
 from sealbox.server.errors import ApiError
 from sealbox.server.relay import Relay
+from sealbox.server.store.tables import vaults
 
 router = APIRouter()
 

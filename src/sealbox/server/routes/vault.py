@@ -17,11 +17,11 @@ from sqlalchemy import select, update
 from sealbox.crypto import jws
 from sealbox.crypto import secrets as sx
 from sealbox.protocol import directory as dirs
-from sealbox.server import audit
-from sealbox.server.db.tables import directory_links, vaults
 from sealbox.server.errors import ApiError
 from sealbox.server.relay import Relay
 from sealbox.server.routes.system import relay_of
+from sealbox.server.store import audit
+from sealbox.server.store.tables import directory_links, vaults
 
 router = APIRouter(prefix="/v1/vaults/{vault}", tags=["vault"])
 
@@ -205,6 +205,7 @@ async def append_link(vault: str, body: LinkBody, request: Request) -> dict[str,
                            detail={"approver": link.approver.id, "seq": link.seq})  # fmt: skip
         tx.wake(f"vault:{vault}:approvers", "directory")
     _verified.pop(vault, None)  # after the commit: the next request reads the new head
+    relay.directories.forget(vault)
     return {"seq": extended.head.seq, "hash": extended.head.hash}
 
 

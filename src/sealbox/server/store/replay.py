@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sealbox.server.db.tables import replay
+from sealbox.server.store.tables import replay
 
 __all__ = ["ReplayGuard"]
 

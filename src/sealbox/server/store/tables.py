@@ -1,7 +1,7 @@
 """The relay's tables (SQLAlchemy Core), the same on SQLite and PostgreSQL.
 
 Every table but ``settings`` is keyed by ``vault_id`` first, and every query
-in :mod:`sealbox.server.db.store` filters by it: there is no code path that
+in :mod:`the store modules` filters by it: there is no code path that
 reads another vault's rows.  Times are integer Unix seconds.  Tokens are
 stored only as SHA-256 hashes.  Signed statements are stored verbatim, as the
 exact bytes that were signed.

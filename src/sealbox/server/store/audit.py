@@ -1,0 +1,176 @@
+"""The audit log: append-only (database triggers refuse UPDATE and DELETE), hash-chained.
+
+Each event's hash covers the previous event's hash and every field of the
+event, so deleting or editing an event breaks the chain from there on; an
+approver-signed checkpoint of a head makes truncation detectable too.  An
+event is written in the same transaction as the operation it records: if the
+audit write fails, the operation fails.  No secret material enters an event:
+callers pass ids, paths, field names, codes and counts only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sealbox.crypto import labels
+from sealbox.crypto.encoding import canonical_json, length_prefixed
+from sealbox.server.store.tables import audit_events
+
+__all__ = [
+    "AUDITED",
+    "GENESIS",
+    "HEADS",
+    "HEAD_CACHE",
+    "Heads",
+    "append",
+    "event_hash",
+    "head",
+    "verify_chain",
+]
+
+GENESIS = "0" * 64
+#: Connection-info key: the vaults that got audit events in the current transaction.
+AUDITED = "sealbox_audited"
+#: Connection-info key: the chain heads this transaction wrote, applied once it commits.
+HEADS = "sealbox_audit_heads"
+#: Connection-info key: the process's :class:`Heads` cache, set by ``Relay.tx``.
+HEAD_CACHE = "sealbox_audit_head_cache"
+
+
+class Heads:
+    """The last event (seq, hash) of each vault's chain, as this process last wrote or read it.
+
+    Appending then needs no read of the chain's head.  The cache may be stale
+    (another replica appended): the insert of ``seq + 1`` then finds its slot
+    taken (``ON CONFLICT DO NOTHING`` inserts nothing), and the append reads
+    the real head and tries again, in the same transaction.  A head is taken
+    into the cache only after its transaction committed (``Relay.tx``), so a
+    rolled-back append never leaves a head that does not exist.
+    """
+
+    def __init__(self) -> None:
+        self._heads: dict[str, tuple[int, str]] = {}
+
+    def get(self, vault: str) -> tuple[int, str] | None:
+        return self._heads.get(vault)
+
+    def committed(self, written: dict[str, tuple[int, str]]) -> None:
+        self._heads.update(written)
+
+    def forget(self, vaults: set[str] | None = None) -> None:
+        if vaults is None:
+            self._heads.clear()
+        for vault in vaults or ():
+            self._heads.pop(vault, None)
+
+
+SEVERITIES = frozenset({"info", "notice", "warning", "alert"})
+
+
+def event_hash(prev_hash: str, row: Mapping[str, Any]) -> str:
+    data = length_prefixed(
+        labels.HASH_AUDIT, prev_hash, int(row["seq"]), int(row["at"]), row["actor"], row["action"],
+        row["severity"], row["client_id"] or "", row["item_id"] or "", row["source_ip"] or "",
+        canonical_json(row["detail"]),
+    )  # fmt: skip
+    return hashlib.sha256(data).hexdigest()
+
+
+async def _read_head(conn: AsyncConnection, vault: str) -> tuple[int, str]:
+    last = (
+        await conn.execute(
+            select(audit_events.c.seq, audit_events.c.hash)
+            .where(audit_events.c.vault_id == vault)
+            .order_by(audit_events.c.seq.desc())
+            .limit(1)
+        )
+    ).first()
+    return (last.seq, last.hash) if last else (0, GENESIS)
+
+
+async def append(
+    conn: AsyncConnection,
+    *,
+    heads: Heads | None = None,
+    vault: str,
+    at: int,
+    actor: str,
+    action: str,
+    severity: str = "info",
+    client_id: str | None = None,
+    item_id: str | None = None,
+    source_ip: str | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> int:
+    """Append one event in the caller's transaction; return its sequence number.
+
+    With ``heads``, the head this transaction last appended (or the cached one)
+    is used without reading it back; see :class:`Heads`.
+    """
+    if severity not in SEVERITIES:
+        raise ValueError(f"unknown severity {severity!r}")
+    written: dict[str, tuple[int, str]] = conn.info.setdefault(HEADS, {})
+    heads = heads if heads is not None else conn.info.get(HEAD_CACHE)
+    if conn.dialect.name == "postgresql" and vault not in written:
+        # Serialise appends per vault across replicas: the chain has one head.
+        # Taken last in a transaction (callers audit after their row changes), so
+        # every writer takes its locks in the same order.
+        await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:v))"), {"v": vault})
+    known = written.get(vault) or (heads.get(vault) if heads is not None else None)
+    insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
+    for _attempt in range(2):
+        last_seq, prev = known if known is not None else await _read_head(conn, vault)
+        row: dict[str, Any] = {
+            "vault_id": vault, "seq": last_seq + 1, "at": at, "actor": actor, "action": action,
+            "severity": severity, "client_id": client_id, "item_id": item_id,
+            "source_ip": source_ip, "detail": dict(detail or {}),
+        }  # fmt: skip
+        row["prev_hash"] = prev
+        row["hash"] = event_hash(prev, row)
+        done = await conn.execute(insert(audit_events).values(**row).on_conflict_do_nothing())
+        if done.rowcount == 1:
+            break
+        known = None  # the cached head was stale: read the real one
+    else:  # pragma: no cover - the head was read under the chain's lock
+        raise RuntimeError("the audit chain's head moved under its lock")
+    written[vault] = (row["seq"], row["hash"])
+    # Relay.tx() wakes the vault's live audit stream once this commits.
+    conn.info.setdefault(AUDITED, set()).add(vault)
+    return int(row["seq"])
+
+
+async def verify_chain(conn: AsyncConnection, vault: str) -> int:
+    """Recompute the chain; return the number of events, raise ValueError at the first break."""
+    prev = GENESIS
+    count = 0
+    result = await conn.stream(
+        select(audit_events).where(audit_events.c.vault_id == vault).order_by(audit_events.c.seq)
+    )
+    async for row in result.mappings():
+        count += 1
+        if (
+            row["seq"] != count
+            or row["prev_hash"] != prev
+            or event_hash(prev, dict(row)) != row["hash"]
+        ):
+            raise ValueError(f"audit chain breaks at event {row['seq']}")
+        prev = row["hash"]
+    return count
+
+
+async def head(conn: AsyncConnection, vault: str) -> int:
+    return int(
+        (
+            await conn.execute(
+                select(func.coalesce(func.max(audit_events.c.seq), 0)).where(
+                    audit_events.c.vault_id == vault
+                )
+            )
+        ).scalar_one()
+    )
