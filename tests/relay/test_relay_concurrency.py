@@ -180,7 +180,7 @@ async def test_two_approvers_complete_one_store(h: Harness) -> None:
         )
     )  # fmt: skip
     assert sorted(r.status_code for r in responses) == [200, 409]
-    assert await h.state(request_id) == "delivered"
+    assert await h.state(request_id) == "stored"
 
 
 async def test_concurrent_sweeps_expire_each_request_once(h: Harness) -> None:

@@ -535,9 +535,9 @@ async def test_client_store_request_approved_then_read_back(h: Harness) -> None:
 
     approved = await h.approve_store(a, request_id)
     assert approved.status_code == 200, approved.text
-    assert approved.json()["state"] == "delivered"
+    assert approved.json()["state"] == "stored"
     status = await h.call("GET", f"/store-requests/{request_id}", signer=client)
-    assert status.json()["state"] == "delivered"
+    assert status.json()["state"] == "stored"
     assert status.json()["version"] == 1
     assert await h.approvals(a) == []
 

@@ -510,7 +510,7 @@ def store_flow(
         request_id = _get(created, "id", str, "storing")
         statement_exp = int(state.clock()) + 300
         status = yield from _wait(state, "store", request_id, statement_exp, on_wait, 1)
-        if status["state"] != "delivered":
+        if status["state"] != "stored":
             yield from _refusal(state, status, request_id, directory)
         state.item_ids[path] = item
         return Stored(path=path, item=item, version=version, request=request_id)

@@ -10,15 +10,14 @@ blindness never depends on this layer.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sealbox.crypto import secrets as sx
 from sealbox.crypto.encoding import b64u_decode, b64u_encode
-from sealbox.server.store.tables import data_keys
+from sealbox.server.store import datakeys
 
 __all__ = ["MasterKey", "load_master_key", "rotate_master_key"]
 
@@ -44,34 +43,28 @@ class MasterKey:
         cached = self._deks.get((vault, project))
         if cached is not None:
             return cached
-        wrapped = await self._stored(engine, vault, project)
+        async with engine.connect() as conn:
+            wrapped = await datakeys.wrapped(conn, vault, project)
         if wrapped is None:
-            try:
-                async with engine.begin() as conn:
-                    await conn.execute(
-                        data_keys.insert().values(
-                            vault_id=vault, project=project, kek_id=self.id,
-                            wrapped=sx.wrap_key(self._key, sx.new_key(), vault, project),
-                        )
-                    )  # fmt: skip
-            except IntegrityError:
-                pass  # stored concurrently; read it back below
-            wrapped = await self._stored(engine, vault, project)
+            async with engine.begin() as conn:
+                await datakeys.insert_if_absent(
+                    conn, vault, project, self.id,
+                    sx.wrap_key(self._key, sx.new_key(), vault, project),
+                )  # fmt: skip
+                # Stored concurrently by another request or replica: use that one.
+                wrapped = await datakeys.wrapped(conn, vault, project)
             assert wrapped is not None
         dek = sx.unwrap_key(self._key, wrapped, vault, project)
         self._deks[(vault, project)] = dek
         return dek
 
-    async def _stored(self, engine: AsyncEngine, vault: str, project: str) -> bytes | None:
-        async with engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(data_keys.c.wrapped).where(
-                        data_keys.c.vault_id == vault, data_keys.c.project == project
-                    )
-                )
-            ).first()
-        return None if row is None else bytes(row.wrapped)
+    def sealer(self, dek: bytes) -> Callable[[bytes, str, str, int, str, str], bytes]:
+        """Seal blobs under ``dek``, each bound to its row identity."""
+        return lambda data, *row: sx.seal_at_rest(dek, data, *row)
+
+    def opener(self, dek: bytes) -> Callable[[bytes, str, str, int, str, str], bytes]:
+        """Open blobs sealed under ``dek`` for the row they are read from."""
+        return lambda sealed, *row: sx.open_at_rest(dek, sealed, *row)
 
     def seal(self, dek: bytes, data: bytes, *row: str | int) -> bytes:
         return sx.seal_at_rest(dek, data, *row)
@@ -103,12 +96,10 @@ def load_master_key(data_dir: Path) -> MasterKey:
 async def rotate_master_key(conn: AsyncConnection, old: MasterKey, new_key: bytes) -> int:
     """Re-wrap every data key under ``new_key``; return how many were re-wrapped."""
     new = MasterKey(new_key)
-    rows = (await conn.execute(select(data_keys))).all()
-    for row in rows:
-        dek = sx.unwrap_key(old._key, row.wrapped, row.vault_id, row.project)
-        await conn.execute(
-            update(data_keys)
-            .where(data_keys.c.vault_id == row.vault_id, data_keys.c.project == row.project)
-            .values(wrapped=sx.wrap_key(new._key, dek, row.vault_id, row.project), kek_id=new.id)
+    rows = await datakeys.all_wrapped(conn)
+    for vault, project, wrapped in rows:
+        dek = sx.unwrap_key(old._key, wrapped, vault, project)
+        await datakeys.rewrap(
+            conn, vault, project, new.id, sx.wrap_key(new._key, dek, vault, project)
         )
     return len(rows)

@@ -29,6 +29,11 @@ class Settings:
     max_body_bytes: int = 1 << 20
     """Largest request body accepted; larger bodies get 413 before they are read."""
     pending_cap: int = 20
+    delivery_seconds: int = 300
+    """How long a released request waits for its client to fetch it before it expires."""
+    retention_seconds: int = 31 * 86400
+    """How long finished requests are kept (longer than the longest cache window, 30 days,
+    so cache hits can still be reported against them); expired tokens are purged after a day."""
     """Most pending access requests one client may have at once."""
     rate_per_second: float = 50.0
     """Sustained requests per second one authenticated caller may make (per replica)."""

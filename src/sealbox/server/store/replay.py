@@ -15,12 +15,15 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from sealbox.server.errors import Conflict
 
 from sealbox.server.store.tables import replay
 
-__all__ = ["ReplayGuard"]
+__all__ = ["ReplayGuard", "insert_jti", "purge_spent"]
 
 MAX_BATCH = 512
 
@@ -79,3 +82,29 @@ class ReplayGuard:
         async with self._engine.begin() as conn:
             result = await conn.execute(statement)
             return {(r.vault_id, r.scope, r.key) for r in result}
+
+
+async def insert_jti(conn: AsyncConnection, vault: str, jti: str, exp: int) -> None:
+    """Record a statement's jti until it expires; a second use is a replay (conflict).
+
+    ``ON CONFLICT DO NOTHING`` rather than catching the integrity error: the
+    caller's transaction stays usable, with no savepoint (pysqlite's legacy
+    transaction handling makes savepoints unsafe).
+    """
+    insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
+    done = await conn.execute(
+        insert(replay)
+        .values(vault_id=vault, scope="jti", key=jti, expires_at=exp)
+        .on_conflict_do_nothing()
+    )
+    if done.rowcount != 1:
+        raise Conflict(
+            "replay", "this statement (its jti) was already used",
+            "Sign a fresh statement for each request.",
+        )  # fmt: skip
+
+
+async def purge_spent(conn: AsyncConnection, now: int) -> int:
+    """Forget jtis and nonces past their expiry (their time window refuses them anyway)."""
+    done = await conn.execute(delete(replay).where(replay.c.expires_at < now))
+    return int(done.rowcount or 0)

@@ -1,0 +1,117 @@
+"""What every request of a client is held to before the relay acts on it.
+
+The relay checks what only it can: the client's stored certificate against the
+current directory, the certificate's networks against the address the request
+came from (only the relay sees it), its scopes, and the client's grants.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sealbox.protocol.certificates import verify_certificate
+from sealbox.protocol.directory import Directory
+from sealbox.protocol.statements import ClientCertificate
+from sealbox.server.errors import Forbidden
+from sealbox.server.policy import granted
+from sealbox.server.relay import Relay
+from sealbox.server.store import clients as client_store
+from sealbox.server.store.clients import ClientRow
+
+__all__ = [
+    "Caller",
+    "certified",
+    "check_source",
+    "load_caller",
+    "no_grant",
+    "project_key",
+    "require_grant",
+    "require_scope",
+]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A client, as stored, with what deciding on its requests needs."""
+
+    row: ClientRow
+    directory: Directory
+    patterns: tuple[str, ...]
+    """Its grants."""
+    policies: Sequence[Mapping[str, Any]]
+    """The vault's policy rows."""
+
+
+async def load_caller(
+    relay: Relay, conn: AsyncConnection, vault: str, client_id: str, *, policies: bool = True
+) -> Caller:
+    directory = await relay.directories.load(conn, vault)
+    row = await client_store.get(conn, vault, client_id)
+    if row is None:
+        # Authentication found the client a moment ago: it was deleted in between.
+        raise Forbidden("client_required", "only a client of this vault may do this")
+    patterns = tuple(await client_store.grant_patterns(conn, vault, client_id))
+    rows = await client_store.policy_rows(conn, vault) if policies else ()
+    return Caller(row, directory, patterns, rows)
+
+
+def no_grant(path: str) -> Forbidden:
+    return Forbidden(
+        "no_grant", f"this client has no grant for {path}",
+        "Ask an approver to grant this client access to the item's path.",
+    )  # fmt: skip
+
+
+def require_grant(path: str, patterns: Sequence[str]) -> None:
+    if not granted(path, patterns):
+        raise no_grant(path)
+
+
+def check_source(cert: ClientCertificate, ip: str | None) -> None:
+    """Hold the certificate's CIDR constraint to the address the request came from.
+
+    The source address is something only the relay observes, so enforcing the
+    certificate's networks is the relay's job (docs/protocol.md section 7).
+    """
+    if not cert.constraints.cidrs:
+        return
+    try:
+        address = ipaddress.ip_address(ip or "")
+        allowed = any(
+            address in ipaddress.ip_network(cidr, strict=False) for cidr in cert.constraints.cidrs
+        )
+    except ValueError:
+        allowed = False
+    if not allowed:
+        raise Forbidden(
+            "source_not_allowed",
+            "this client's certificate does not allow requests from this address",
+        )
+
+
+def require_scope(cert: ClientCertificate, scope: str) -> None:
+    """The certificate's scopes say what a client may ask: ``read`` (access), ``write`` (store)."""
+    if scope not in cert.scopes:
+        raise Forbidden(
+            "scope_missing", f"this client's certificate does not grant {scope!r}",
+            "Ask an approver for a certificate with that scope.",
+        )  # fmt: skip
+
+
+def certified(caller: Caller, now: int, ip: str | None) -> ClientCertificate:
+    """The client's stored certificate, verified now and held to the source address."""
+    cert = verify_certificate(
+        caller.row.certificate, caller.directory, now=now, enrollment=caller.row.enrollment
+    )
+    check_source(cert, ip)
+    return cert
+
+
+async def project_key(relay: Relay, vault: str, path: str) -> bytes:
+    """The data key of the item's project (stored before anything is sealed with it)."""
+    return await relay.master_key.dek(relay.engine, vault, path.split("/", 1)[0])

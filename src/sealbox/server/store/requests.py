@@ -1,0 +1,486 @@
+"""Access and store requests, and the approvers' answers to them.
+
+This module is the only writer of a request's state: every change goes through
+:func:`transition`, a compare-and-set along one of the state tables in
+:mod:`sealbox.protocol.state` (``WHERE state = current``), so of two
+concurrent answers, cancels or fetches exactly one takes effect.
+
+A request's ``detail`` column holds what the relay pinned when the request was
+made; it is read and written only as the typed :class:`AccessDetail` or
+:class:`StoreDetail`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sealbox.protocol.state import ACCESS, STORE, Event, Machine, State
+from sealbox.server.errors import Conflict
+from sealbox.server.store.tables import answers, requests
+
+__all__ = [
+    "AccessDetail",
+    "Kind",
+    "PinnedItem",
+    "RequestRow",
+    "StoreDetail",
+    "add_answer",
+    "answer_kinds",
+    "count_pending",
+    "delivered_ids",
+    "deny_token",
+    "drop_releases",
+    "due_for_expiry",
+    "get",
+    "hold_pending",
+    "insert",
+    "lock_client",
+    "machine_of",
+    "pending_for",
+    "purge_finished",
+    "release_count",
+    "state_of",
+    "take_releases",
+    "transition",
+]
+
+Kind = Literal["access", "store"]
+
+
+@dataclass(frozen=True)
+class PinnedItem:
+    """One item of an access request, at the version pinned when it was asked."""
+
+    item: str
+    path: str
+    version: int
+    fields: tuple[str, ...]
+    manifest_hash: str
+
+    @property
+    def project(self) -> str:
+        return self.path.split("/", 1)[0]
+
+
+@dataclass(frozen=True)
+class AccessDetail:
+    items: tuple[PinnedItem, ...]
+    approvers: tuple[str, ...]
+    """Who may answer: named by every item's policy and holding a share of every item."""
+    cache_until_max: int
+    """The latest ``cache_until`` a release may carry under the strictest policy."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "items": [
+                {"item": p.item, "path": p.path, "version": p.version, "fields": list(p.fields),
+                 "manifest_hash": p.manifest_hash}
+                for p in self.items
+            ],
+            "approvers": list(self.approvers),
+            "cache_until_max": self.cache_until_max,
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AccessDetail:
+        return cls(
+            items=tuple(
+                PinnedItem(e["item"], e["path"], int(e["version"]), tuple(e["fields"]),
+                           e["manifest_hash"])
+                for e in data["items"]
+            ),
+            approvers=tuple(data["approvers"]),
+            cache_until_max=int(data["cache_until_max"]),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StoreDetail:
+    item: str
+    path: str
+    version: int
+    prev: str | None
+    fields: tuple[str, ...]
+    approvers: tuple[str, ...]
+    """Who is asked: the policy's approvers that hold a share (only they can verify it)."""
+
+    @property
+    def project(self) -> str:
+        return self.path.split("/", 1)[0]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "item": self.item, "path": self.path, "version": self.version, "prev": self.prev,
+            "fields": list(self.fields), "approvers": list(self.approvers),
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StoreDetail:
+        return cls(
+            item=data["item"], path=data["path"], version=int(data["version"]),
+            prev=data["prev"], fields=tuple(data["fields"]), approvers=tuple(data["approvers"]),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    vault: str
+    id: str
+    """The statement hash without ``sha256:``."""
+    kind: Kind
+    client_id: str
+    statement: str
+    detail: AccessDetail | StoreDetail
+    state: str
+    threshold: int
+    source_ip: str | None
+    """Seen by the relay, not signed by anyone."""
+    created_at: int
+    expires_at: int
+    updated_at: int
+
+    @property
+    def access(self) -> AccessDetail:
+        assert isinstance(self.detail, AccessDetail)
+        return self.detail
+
+    @property
+    def store(self) -> StoreDetail:
+        assert isinstance(self.detail, StoreDetail)
+        return self.detail
+
+    def waiting(self, now: int) -> bool:
+        """Pending and not past its expiry (the sweeper may not have run yet)."""
+        return self.state == State.PENDING and now <= self.expires_at
+
+    def answerable_by(self, approver: str) -> bool:
+        return approver in self.detail.approvers
+
+    @property
+    def projects(self) -> dict[str, str]:
+        """project -> one item path in it."""
+        entries = self.access.items if self.kind == "access" else (self.store,)
+        out: dict[str, str] = {}
+        for entry in entries:
+            out.setdefault(entry.project, entry.path)
+        return out
+
+
+def _row(row: Any) -> RequestRow:
+    detail: AccessDetail | StoreDetail = (
+        AccessDetail.from_json(row.detail) if row.kind == "access"
+        else StoreDetail.from_json(row.detail)
+    )  # fmt: skip
+    return RequestRow(
+        vault=row.vault_id, id=row.id, kind=row.kind, client_id=row.client_id,
+        statement=row.statement, detail=detail, state=row.state, threshold=row.threshold,
+        source_ip=row.source_ip, created_at=row.created_at, expires_at=row.expires_at,
+        updated_at=row.updated_at,
+    )  # fmt: skip
+
+
+def machine_of(kind: Kind) -> Machine[Any, Any]:
+    return ACCESS if kind == "access" else STORE
+
+
+async def insert(conn: AsyncConnection, row: RequestRow) -> None:
+    await conn.execute(
+        requests.insert().values(
+            vault_id=row.vault, id=row.id, kind=row.kind, client_id=row.client_id,
+            statement=row.statement, detail=row.detail.to_json(), state=row.state,
+            threshold=row.threshold, source_ip=row.source_ip, created_at=row.created_at,
+            expires_at=row.expires_at, updated_at=row.updated_at,
+        )
+    )  # fmt: skip
+
+
+async def get(
+    conn: AsyncConnection,
+    vault: str,
+    request_id: str,
+    *,
+    kind: Kind | None = None,
+    client_id: str | None = None,
+) -> RequestRow | None:
+    where = [requests.c.vault_id == vault, requests.c.id == request_id]
+    if kind is not None:
+        where.append(requests.c.kind == kind)
+    if client_id is not None:
+        where.append(requests.c.client_id == client_id)
+    row = (await conn.execute(select(requests).where(*where))).first()
+    return None if row is None else _row(row)
+
+
+async def state_of(conn: AsyncConnection, vault: str, request_id: str) -> str | None:
+    state = (
+        await conn.execute(
+            select(requests.c.state).where(
+                requests.c.vault_id == vault, requests.c.id == request_id
+            )
+        )
+    ).scalar_one_or_none()
+    return None if state is None else str(state)
+
+
+async def transition(
+    conn: AsyncConnection,
+    vault: str,
+    request_id: str,
+    kind: Kind,
+    current: str,
+    event: str,
+    now: int,
+    *,
+    client_id: str | None = None,
+) -> str | None:
+    """Compare-and-set a request from ``current`` along ``event``; ``None`` if it was not there.
+
+    The target comes from the request kind's one state table.  The ``WHERE
+    state = current`` makes the change atomic in the database: of two
+    concurrent transitions only one updates the row.  A pending request past
+    its expiry takes no event but ``expired``, even before the sweeper has run.
+    """
+    machine = machine_of(kind)
+    target = machine.next(current, event)
+    where = [
+        requests.c.vault_id == vault,
+        requests.c.id == request_id,
+        requests.c.kind == kind,
+        requests.c.state == str(current),
+    ]
+    if str(current) == State.PENDING and str(event) != Event.EXPIRED:
+        where.append(requests.c.expires_at >= now)
+    if client_id is not None:
+        where.append(requests.c.client_id == client_id)
+    result = await conn.execute(
+        update(requests).where(*where).values(state=str(target), updated_at=now)
+    )
+    return str(target) if result.rowcount == 1 else None
+
+
+async def hold_pending(conn: AsyncConnection, vault: str, request_id: str, now: int) -> bool:
+    """Take a pending request's row for this transaction (no state change); False if not pending.
+
+    A row lock on PostgreSQL, the write lock on SQLite: concurrent releases of
+    one request then count each other's answers.
+    """
+    locked = await conn.execute(
+        update(requests)
+        .where(
+            requests.c.vault_id == vault,
+            requests.c.id == request_id,
+            requests.c.state == State.PENDING.value,
+            requests.c.expires_at >= now,
+        )
+        .values(updated_at=now)
+    )
+    return bool(locked.rowcount == 1)
+
+
+async def lock_client(conn: AsyncConnection, vault: str, client_id: str) -> None:
+    """Serialise one client's request creation, so its pending cap holds across replicas.
+
+    On SQLite the first write of a transaction takes the database's one write
+    lock, which serialises just as well.
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+            {"k": f"pending {vault} {client_id}"},
+        )
+
+
+async def count_pending(conn: AsyncConnection, vault: str, client_id: str, now: int) -> int:
+    return int(
+        (
+            await conn.execute(
+                select(func.count())
+                .select_from(requests)
+                .where(
+                    requests.c.vault_id == vault,
+                    requests.c.client_id == client_id,
+                    requests.c.state == State.PENDING.value,
+                    requests.c.expires_at >= now,
+                )
+            )
+        ).scalar_one()
+    )
+
+
+async def pending_for(
+    conn: AsyncConnection, vault: str, now: int, approver: str, limit: int
+) -> list[RequestRow]:
+    """Waiting requests ``approver`` may answer, oldest first."""
+    rows = await conn.execute(
+        select(requests)
+        .where(
+            requests.c.vault_id == vault,
+            requests.c.state == State.PENDING.value,
+            requests.c.expires_at >= now,
+        )
+        .order_by(requests.c.created_at, requests.c.id)
+    )
+    # Who may answer is in the JSON detail, so filter here; the pending cap per
+    # client bounds how many rows this reads.
+    found = (_row(row) for row in rows)
+    return [row for row in found if row.answerable_by(approver)][:limit]
+
+
+async def delivered_ids(
+    conn: AsyncConnection, vault: str, client_id: str, wanted: Iterable[str]
+) -> set[str]:
+    """Which of ``wanted`` are this client's delivered access requests."""
+    rows = await conn.execute(
+        select(requests.c.id).where(
+            requests.c.vault_id == vault,
+            requests.c.client_id == client_id,
+            requests.c.kind == "access",
+            requests.c.state == State.DELIVERED.value,
+            requests.c.id.in_(list(wanted)),
+        )
+    )
+    return set(rows.scalars())
+
+
+async def due_for_expiry(
+    conn: AsyncConnection, now: int, delivery_window: int, limit: int
+) -> list[RequestRow]:
+    """Requests to expire: pending past their expiry, or released and not fetched in time."""
+    rows = await conn.execute(
+        select(requests)
+        .where(
+            or_(
+                and_(requests.c.state == State.PENDING.value, requests.c.expires_at < now),
+                and_(
+                    requests.c.state == State.RELEASED.value,
+                    requests.c.updated_at < now - delivery_window,
+                ),
+            )
+        )
+        # One order for every sweeper, so two replicas never lock rows crosswise.
+        .order_by(requests.c.vault_id, requests.c.id)
+        .limit(limit)
+    )
+    return [_row(row) for row in rows]
+
+
+#: States a request never leaves, whatever its kind.
+FINISHED = sorted(
+    {str(s) for s in ACCESS.terminal} | {str(s) for s in STORE.terminal}
+)
+
+
+async def purge_finished(conn: AsyncConnection, before: int, limit: int) -> int:
+    """Delete up to ``limit`` finished requests last changed before ``before``, with their answers."""
+    ids = list(
+        await conn.execute(
+            select(requests.c.vault_id, requests.c.id)
+            .where(requests.c.state.in_(FINISHED), requests.c.updated_at < before)
+            .order_by(requests.c.vault_id, requests.c.id)
+            .limit(limit)
+        )
+    )
+    for vault, request_id in ids:
+        await conn.execute(
+            delete(answers).where(answers.c.vault_id == vault, answers.c.request_id == request_id)
+        )
+        await conn.execute(
+            delete(requests).where(requests.c.vault_id == vault, requests.c.id == request_id)
+        )
+    return len(ids)
+
+
+# --- answers -------------------------------------------------------------------------------------
+
+
+async def add_answer(
+    conn: AsyncConnection, vault: str, request_id: str, approver: str,
+    kind: Literal["release", "deny", "manifest"], token: str, now: int,
+) -> None:  # fmt: skip
+    """Record an approver's answer; one per approver and request (a second is refused)."""
+    insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
+    done = await conn.execute(
+        insert(answers)
+        .values(vault_id=vault, request_id=request_id, approver_id=approver, kind=kind,
+                token=token, created_at=now)
+        .on_conflict_do_nothing()
+    )  # fmt: skip
+    if done.rowcount != 1:
+        raise Conflict("already_answered", "you have already answered this request")
+
+
+async def release_count(conn: AsyncConnection, vault: str, request_id: str) -> int:
+    return int(
+        (
+            await conn.execute(
+                select(func.count())
+                .select_from(answers)
+                .where(
+                    answers.c.vault_id == vault,
+                    answers.c.request_id == request_id,
+                    answers.c.kind == "release",
+                )
+            )
+        ).scalar_one()
+    )
+
+
+async def answer_kinds(
+    conn: AsyncConnection, vault: str, request_id: str
+) -> list[tuple[str, str]]:
+    """(approver, kind) of every answer a request has so far."""
+    rows = await conn.execute(
+        select(answers.c.approver_id, answers.c.kind).where(
+            answers.c.vault_id == vault, answers.c.request_id == request_id
+        )
+    )
+    return [(r.approver_id, r.kind) for r in rows]
+
+
+async def deny_token(conn: AsyncConnection, vault: str, request_id: str) -> str | None:
+    """The signed deny a request was refused with, if any."""
+    token = (
+        await conn.execute(
+            select(answers.c.token).where(
+                answers.c.vault_id == vault,
+                answers.c.request_id == request_id,
+                answers.c.kind == "deny",
+            )
+        )
+    ).scalar()
+    return None if token is None else str(token)
+
+
+async def drop_releases(conn: AsyncConnection, vault: str, request_id: str) -> None:
+    """Delete a request's partial releases (it was denied, cancelled or expired)."""
+    await conn.execute(
+        delete(answers).where(
+            answers.c.vault_id == vault,
+            answers.c.request_id == request_id,
+            answers.c.kind == "release",
+        )
+    )
+
+
+async def take_releases(conn: AsyncConnection, vault: str, request_id: str) -> list[str]:
+    """Delete a request's release envelopes and return them (oldest first): delivery is once."""
+    rows = await conn.execute(
+        select(answers.c.token)
+        .where(
+            answers.c.vault_id == vault,
+            answers.c.request_id == request_id,
+            answers.c.kind == "release",
+        )
+        .order_by(answers.c.created_at, answers.c.approver_id)
+    )
+    tokens = list(rows.scalars())
+    await drop_releases(conn, vault, request_id)
+    return tokens
+
+
