@@ -1,0 +1,168 @@
+"""What the relay now refuses or cleans up on its own, on SQLite and PostgreSQL.
+
+A store held to the item's policy (who may complete it, the least threshold of
+a direct store); a release nobody fetches expires; finished requests and
+expired tokens are purged; each refusal changes nothing.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from relay_support import Vault, error_of
+from sqlalchemy import func, insert, select
+from test_relay_items import PASSWORD, Harness, b64_blobs
+
+from sealbox.crypto import secrets as sx
+from sealbox.crypto.encoding import b64u_decode
+from sealbox.protocol import ids
+from sealbox.protocol.store import StoreUpload, sign_manifest, store_as_approver, verify_store
+from sealbox.server import jobs
+from sealbox.server.relay import Relay
+from sealbox.server.store.tables import answers, audit_events, requests, tokens
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def h(client: httpx.AsyncClient, relay: Relay, vault: Vault) -> Harness:
+    return Harness(client, relay, vault)
+
+
+async def test_a_store_is_completed_only_by_an_approver_the_policy_names(h: Harness) -> None:
+    a = h.vault.approvers[0]
+    b, c = await h.add_approver("b"), await h.add_approver("c")
+    await h.add_policy("app/prod/*", [a, b], 1)
+    client = await h.add_client()
+    # c holds a share (the client sealed to all three) but the policy does not name it.
+    upload = h.store_upload(client, "app/prod/db", PASSWORD, holders=[a, b, c])
+    request_id = (await h.post_store(client, upload)).json()["id"]
+    assert [r["id"] for r in await h.approvals(c)] == []
+
+    # c verifies what a policy approver sees and signs a manifest anyway.
+    entry = await h.approval(a, request_id)
+    verified = verify_store(
+        StoreUpload(
+            statement=entry["statement"],
+            ciphertexts={f: b64u_decode(x) for f, x in entry["ciphertexts"].items()},
+            wraps={k: {f: b64u_decode(w) for f, w in fs.items()}
+                   for k, fs in entry["wraps"].items()},
+        ),
+        directory=h.directory(), approver=c.id, hpke_key=c.hpke,
+        certificate=entry["certificate"], now=h.relay.now(), prev_manifest=None,
+        enrollment=entry["enrollment"],
+    )  # fmt: skip
+    manifest = sign_manifest(verified, directory=h.directory(), approver=c.id, key=c.sig,
+                             now=h.relay.now())  # fmt: skip
+    before = await h.counts()
+    refused = await h.call("POST", f"/store-requests/{request_id}/manifest", signer=c,
+                           body={"manifest": manifest})  # fmt: skip
+    assert (refused.status_code, error_of(refused)["error"]) == (403, "not_a_policy_approver")
+    assert await h.counts() == before
+    assert await h.state(request_id) == "pending"
+
+    # A policy approver completes it.
+    done = await h.approve_store(b, request_id)
+    assert done.status_code == 200, done.text
+    assert done.json()["state"] == "stored"
+
+
+async def test_a_direct_store_below_the_policy_threshold_is_refused(h: Harness) -> None:
+    a = h.vault.approvers[0]
+    b = await h.add_approver("b")
+    await h.add_policy("app/prod/*", [a, b], 2)
+    direct = store_as_approver(
+        directory=h.directory(), approver=a.id, key=a.sig, item=ids.new_id(ids.ITEM),
+        path="app/prod/db", version=1, prev=None, values=PASSWORD, approvers=[a.id, b.id],
+        threshold=1, now=h.relay.now(),
+    )  # fmt: skip
+    before = await h.counts()
+    refused = await h.call("POST", "/items", signer=a,
+                           body={"manifest": direct.manifest, **b64_blobs(direct)})  # fmt: skip
+    assert (refused.status_code, error_of(refused)["error"]) == (400, "threshold_below_policy")
+    assert await h.counts() == before
+    # At the policy's threshold it is stored.
+    await h.store_direct(a, "app/prod/db", PASSWORD, holders=[a, b], threshold=2)
+
+
+async def test_a_release_nobody_fetches_expires(h: Harness) -> None:
+    a = h.vault.approvers[0]
+    item, _ = await h.store_direct(a, "app/prod/db", PASSWORD)
+    client = await h.add_client()
+    access = h.access(client, [(item, "app/prod/db", ["password"])])
+    request_id = (await h.ask(client, access)).json()["id"]
+    assert (await h.release_as(a, request_id)).json()["state"] == "released"
+
+    # Within the delivery window it waits for its client.
+    h.relay.clock.now += h.relay.settings.delivery_seconds - 5
+    assert await jobs.sweep_once(h.relay) == 0
+    assert await h.state(request_id) == "released"
+
+    h.relay.clock.now += 10
+    assert await jobs.sweep_once(h.relay) <= 1  # the app's own sweeper may have got there
+    assert await h.state(request_id) == "expired"
+    # Back to a time the signature library's own clock accepts; the state stays.
+    h.relay.clock.now -= h.relay.settings.delivery_seconds + 5
+    late = await h.envelope(client, request_id)
+    assert (late.status_code, error_of(late)["error"]) == (409, "not_released")
+    async with h.relay.read() as conn:
+        left = (await conn.execute(select(answers))).all()
+        events = (
+            (
+                await conn.execute(
+                    select(audit_events.c.detail).where(audit_events.c.action == "access.expired")
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert left == []  # the undelivered release is gone with it
+    assert events == [{"request": request_id, "undelivered": True}]
+
+
+async def test_finished_requests_and_expired_tokens_are_purged(h: Harness) -> None:
+    a = h.vault.approvers[0]
+    item, _ = await h.store_direct(a, "app/prod/db", PASSWORD)
+    client = await h.add_client()
+    done = (await h.ask(client, h.access(client, [(item, "app/prod/db", ["password"])]))).json()
+    await h.release_as(a, done["id"])
+    assert (await h.envelope(client, done["id"])).status_code == 200
+    waiting = (await h.ask(client, h.access(client, [(item, "app/prod/db", ["user"])]))).json()
+
+    now = h.relay.now()
+    async with h.relay.tx() as tx:
+        await tx.conn.execute(
+            insert(tokens),
+            [
+                {"hash": sx.token_hash("sbx_at_old"), "vault_id": h.vault.id,
+                 "client_id": client.id, "kind": "access", "family": "fam_old",
+                 "expires_at": now - 2 * 86400, "used": False, "revoked": False},
+                {"hash": sx.token_hash("sbx_rt_live"), "vault_id": h.vault.id,
+                 "client_id": client.id, "kind": "refresh", "family": "fam_live",
+                 "expires_at": now + 86400, "used": False, "revoked": False},
+            ],
+        )  # fmt: skip
+
+    async def ids_of(table: object) -> set[str]:
+        async with h.relay.read() as conn:
+            if table is requests:
+                return set((await conn.execute(select(requests.c.id))).scalars())
+            return set((await conn.execute(select(tokens.c.family))).scalars())
+
+    await jobs.sweep_once(h.relay)
+    assert await ids_of(requests) == {done["id"], waiting["id"]}  # kept within retention
+    assert await ids_of(tokens) == {"fam_live"}  # the long-expired token is gone
+
+    # Past the retention the delivered request is purged; the expired one (the
+    # pending request expired meanwhile) is kept until its own retention ends.
+    h.relay.clock.now += h.relay.settings.retention_seconds - 100
+    await jobs.sweep_once(h.relay)
+    h.relay.clock.now += 200
+    await jobs.sweep_once(h.relay)
+    assert await ids_of(requests) == {waiting["id"]}
+    async with h.relay.read() as conn:
+        actions = (await conn.execute(select(audit_events.c.action))).scalars().all()
+        count = (await conn.execute(select(func.count()).select_from(answers))).scalar_one()
+    # The audit log keeps every event; purging touches no event.
+    assert "access.delivered" in actions
+    assert count == 0
