@@ -163,7 +163,7 @@ async def _populate(work: Path, backend: rt.Backend, signer: rt.Signer, count: i
     from sealbox.protocol.state import State
     from sealbox.protocol.statements import ClientConstraints, ClientInfo
     from sealbox.server.atrest import load_master_key
-    from sealbox.server.auth.tokens import issue_tokens
+    from sealbox.server.services.login import issue_tokens
     from sealbox.server.config import Settings
     from sealbox.server.store import engine as db
     from sealbox.server.store.tables import clients, requests

@@ -12,15 +12,22 @@ from sealbox.crypto import secrets as sx
 from sealbox.server.store.tables import clients, tokens
 
 __all__ = [
+    "ACCESS_PREFIX",
+    "REFRESH_PREFIX",
     "AccessSession",
     "TokenRow",
     "find",
     "insert",
+    "insert_pair",
     "mark_used",
     "purge_expired",
     "revoke_client",
     "revoke_family",
 ]
+
+#: What each kind of token starts with, so a token says what it is when it leaks or is mistyped.
+ACCESS_PREFIX = "sbx_at_"
+REFRESH_PREFIX = "sbx_rt_"
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,24 @@ async def access_session(conn: AsyncConnection, vault: str, token: str) -> Acces
 async def insert(conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
     """Store token rows (``hash`` is the token's labelled hash, never the token)."""
     await conn.execute(tokens.insert(), list(rows))
+
+
+async def insert_pair(
+    conn: AsyncConnection, *, vault: str, client_id: str, family: str, access_token: str,
+    access_expires: int, refresh_token: str, refresh_expires: int,
+) -> None:  # fmt: skip
+    """Store the hashes of an access and a refresh token of ``family``, both live."""
+    common = {"vault_id": vault, "client_id": client_id, "family": family, "used": False,
+              "revoked": False}  # fmt: skip
+    await insert(
+        conn,
+        [
+            {"hash": sx.token_hash(access_token), "kind": "access", "expires_at": access_expires,
+             **common},
+            {"hash": sx.token_hash(refresh_token), "kind": "refresh",
+             "expires_at": refresh_expires, **common},
+        ],
+    )  # fmt: skip
 
 
 async def find(conn: AsyncConnection, token: str) -> TokenRow | None:
