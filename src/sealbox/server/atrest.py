@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sealbox.crypto import secrets as sx
 from sealbox.crypto.encoding import b64u_decode, b64u_encode
 from sealbox.server.store import datakeys
+from sealbox.server.store.engine import writing
 
 __all__ = ["MasterKey", "load_master_key", "rotate_master_key"]
 
@@ -46,7 +47,7 @@ class MasterKey:
         async with engine.connect() as conn:
             wrapped = await datakeys.wrapped(conn, vault, project)
         if wrapped is None:
-            async with engine.begin() as conn:
+            async with writing(engine) as conn:
                 await datakeys.insert_if_absent(
                     conn, vault, project, self.id,
                     sx.wrap_key(self._key, sx.new_key(), vault, project),

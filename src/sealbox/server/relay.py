@@ -15,7 +15,7 @@ from sealbox.server.notify import Hub, audit_channel
 from sealbox.server.ratelimit import RateLimiter
 from sealbox.server.store.audit import AUDITED, HEAD_CACHE, HEADS, Heads
 from sealbox.server.store.directory import Directories
-from sealbox.server.store.engine import WRITE
+from sealbox.server.store.engine import writing
 from sealbox.server.store.replay import ReplayGuard
 
 __all__ = ["Relay", "Tx"]
@@ -71,28 +71,26 @@ class Relay:
     async def tx(self) -> AsyncIterator[Tx]:
         """A write transaction; its wake-ups reach waiters only after it commits."""
         heads: dict[str, tuple[int, str]] = {}
-        async with self.engine.connect() as conn:
-            conn.info[WRITE] = True
-            conn.info.pop(AUDITED, None)
-            conn.info[HEADS] = heads
-            conn.info[HEAD_CACHE] = self.audit_heads
-            try:
-                async with conn.begin():
+        try:
+            async with writing(self.engine) as conn:
+                conn.info.pop(AUDITED, None)
+                conn.info[HEADS] = heads
+                conn.info[HEAD_CACHE] = self.audit_heads
+                try:
                     tx = Tx(conn)
                     yield tx
                     for vault in sorted(conn.info.pop(AUDITED, ())):
                         tx.wake(audit_channel(vault), "event")
                     for channel, message in tx.wakes:
                         await self.hub.publish(conn, channel, message)
-            except BaseException:
-                # Rolled back: whatever this transaction appended never happened.
-                self.audit_heads.forget(set(heads))
-                raise
-            finally:
-                conn.info.pop(WRITE, None)
-                conn.info.pop(AUDITED, None)
-                conn.info.pop(HEADS, None)
-                conn.info.pop(HEAD_CACHE, None)
+                finally:
+                    conn.info.pop(AUDITED, None)
+                    conn.info.pop(HEADS, None)
+                    conn.info.pop(HEAD_CACHE, None)
+        except BaseException:
+            # Rolled back: whatever this transaction appended never happened.
+            self.audit_heads.forget(set(heads))
+            raise
         self.audit_heads.committed(heads)
         if not self.is_postgres:
             # One SQLite process: wake local waiters directly, after the commit.

@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sealbox.server.errors import Conflict
+from sealbox.server.store.engine import writing
 
 from sealbox.server.store.tables import replay
 
@@ -79,7 +80,7 @@ class ReplayGuard:
             .on_conflict_do_nothing()
             .returning(replay.c.vault_id, replay.c.scope, replay.c.key)
         )
-        async with self._engine.begin() as conn:
+        async with writing(self._engine) as conn:
             result = await conn.execute(statement)
             return {(r.vault_id, r.scope, r.key) for r in result}
 
