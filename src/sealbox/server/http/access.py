@@ -16,8 +16,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from sealbox.crypto.encoding import b64u_encode
-from sealbox.server.notify import approvers_channel
 from sealbox.server.http.deps import Approver, Client, relay_of, source_ip
+from sealbox.server.notify import approvers_channel
 from sealbox.server.services import access
 from sealbox.server.services.access import MAX_WAIT, Approval, Status
 from sealbox.server.store.requests import RequestRow

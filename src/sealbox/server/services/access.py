@@ -36,7 +36,7 @@ from sealbox.protocol.state import Event, State, StoreEvent, StoreState
 from sealbox.protocol.statements import ReleaseStatement, verify_statement
 from sealbox.protocol.store import verify_manifest
 from sealbox.server.auth.principal import Principal
-from sealbox.server.errors import Conflict, Forbidden, Gone, Invalid, NotFound, TooMany
+from sealbox.server.errors import Conflict, Gone, Invalid, NotFound, TooMany
 from sealbox.server.notify import approvers_channel, request_channel
 from sealbox.server.policy import policy_for
 from sealbox.server.relay import Relay
@@ -624,4 +624,3 @@ async def deny_request(
         tx.wake(request_channel(request_id), denied)
         tx.wake(approvers_channel(vault), request_id)
     return request_id, denied
-

@@ -34,9 +34,7 @@ class Swept:
 async def _expire_batch(relay: Relay, now: int) -> tuple[int, bool]:
     """Expire up to one batch of overdue requests; return (expired, more may be due)."""
     async with relay.read() as conn:
-        due = await request_store.due_for_expiry(
-            conn, now, relay.settings.delivery_seconds, BATCH
-        )
+        due = await request_store.due_for_expiry(conn, now, relay.settings.delivery_seconds, BATCH)
     if not due:
         return 0, False
     async with relay.tx() as tx:

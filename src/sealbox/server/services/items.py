@@ -31,10 +31,11 @@ from sealbox.protocol.statements import (
 )
 from sealbox.protocol.store import MAX_STORE_TTL, check_blobs, manifest_hash, verify_manifest
 from sealbox.server.auth.principal import Principal
-from sealbox.server.errors import Conflict, Forbidden, Invalid, NotFound, TooMany
+from sealbox.server.errors import Conflict, Forbidden, Invalid, NotFound
 from sealbox.server.notify import approvers_channel, request_channel
 from sealbox.server.policy import Policy, granted, policy_for
 from sealbox.server.relay import Relay
+from sealbox.server.services.access import deny_request, insert_request, not_pending
 from sealbox.server.services.caller import (
     certified,
     load_caller,
@@ -42,7 +43,6 @@ from sealbox.server.services.caller import (
     require_grant,
     require_scope,
 )
-from sealbox.server.services.access import deny_request, insert_request, not_pending
 from sealbox.server.store import audit
 from sealbox.server.store import clients as client_store
 from sealbox.server.store import items as item_store
@@ -53,17 +53,17 @@ from sealbox.server.store.requests import RequestRow, StoreDetail
 __all__ = [
     "Blobs",
     "ItemVersions",
-    "Stored",
     "StoreCreated",
+    "Stored",
     "complete_store",
     "decode_blobs",
     "deny_store",
     "item_versions",
     "list_items",
+    "own_wraps",
     "request_store",
     "store_item",
     "version_ciphertexts",
-    "own_wraps",
 ]
 
 
@@ -299,7 +299,6 @@ async def request_store(
     return StoreCreated(request_id, StoreState.PENDING.value, statement.exp)
 
 
-
 async def complete_store(
     relay: Relay, *, vault: str, request_id: str, principal: Principal, manifest_token: str,
     now: int, source_ip: str | None,
@@ -462,4 +461,3 @@ async def version_ciphertexts(
     if "" not in held:
         raise NotFound("no_such_version", "this item has no such version")
     return held[""]
-

@@ -141,14 +141,13 @@ async def writing(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         lock = _write_locks.get(engine.sync_engine)
         if lock is None:
             lock = _write_locks[engine.sync_engine] = asyncio.Lock()
-    async with lock if lock is not None else contextlib.nullcontext():
-        async with engine.connect() as conn:
-            conn.info[WRITE] = True
-            try:
-                async with conn.begin():
-                    yield conn
-            finally:
-                conn.info.pop(WRITE, None)
+    async with lock if lock is not None else contextlib.nullcontext(), engine.connect() as conn:
+        conn.info[WRITE] = True
+        try:
+            async with conn.begin():
+                yield conn
+        finally:
+            conn.info.pop(WRITE, None)
 
 
 def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> AsyncEngine:

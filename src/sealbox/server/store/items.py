@@ -24,8 +24,8 @@ from sealbox.server.store.tables import blobs, item_versions, items
 
 __all__ = [
     "ItemRow",
-    "VersionRow",
     "Sealer",
+    "VersionRow",
     "delete_unstored_blobs",
     "get",
     "get_by_path",

@@ -21,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sealbox.server.errors import Conflict
 from sealbox.server.store.engine import writing
-
 from sealbox.server.store.tables import replay
 
 __all__ = ["ReplayGuard", "insert_jti", "purge_spent"]

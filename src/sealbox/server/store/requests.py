@@ -371,9 +371,7 @@ async def due_for_expiry(
 
 
 #: States a request never leaves, whatever its kind.
-FINISHED = sorted(
-    {str(s) for s in ACCESS.terminal} | {str(s) for s in STORE.terminal}
-)
+FINISHED = sorted({str(s) for s in ACCESS.terminal} | {str(s) for s in STORE.terminal})
 
 
 async def purge_finished(conn: AsyncConnection, before: int, limit: int) -> int:
@@ -431,9 +429,7 @@ async def release_count(conn: AsyncConnection, vault: str, request_id: str) -> i
     )
 
 
-async def answer_kinds(
-    conn: AsyncConnection, vault: str, request_id: str
-) -> list[tuple[str, str]]:
+async def answer_kinds(conn: AsyncConnection, vault: str, request_id: str) -> list[tuple[str, str]]:
     """(approver, kind) of every answer a request has so far."""
     rows = await conn.execute(
         select(answers.c.approver_id, answers.c.kind).where(
@@ -482,5 +478,3 @@ async def take_releases(conn: AsyncConnection, vault: str, request_id: str) -> l
     tokens = list(rows.scalars())
     await drop_releases(conn, vault, request_id)
     return tokens
-
-
