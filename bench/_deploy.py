@@ -24,8 +24,9 @@ party in its own config directory as on its own machine:
 * items stored with ``sealbox store`` and policies set with ``sealbox approver
   policy``, both as the CLI's users run them.
 
-The child-process mode of this file (``python bench/_deploy.py relay …``) is
-the relay with raised limits.
+The child-process modes of this file: ``python bench/_deploy.py relay …`` is
+the relay with raised limits; ``python bench/_deploy.py serve --profile FILE --
+approver serve …`` is the automated approver with all its threads profiled.
 """
 
 from __future__ import annotations
@@ -286,16 +287,23 @@ class Relay(_Child):
 
 
 class Serve(_Child):
-    """``sealbox approver serve --rules rules.toml`` in a child process."""
+    """``sealbox approver serve --rules rules.toml`` in a child process.
 
-    def __init__(self, config: Path, rules: str, log: Path) -> None:
+    With ``profile``, the same command runs under this file's ``serve`` child
+    mode, which writes a cProfile of all its threads there when it stops.
+    """
+
+    def __init__(self, config: Path, rules: str, log: Path, *,
+                 profile: Path | None = None) -> None:  # fmt: skip
         self.rules = config / "rules.toml"
         self.rules.write_text(rules)
         self.decisions_path = log
-        super().__init__(
-            [*SEALBOX, "approver", "serve", "--rules", str(self.rules), "--log", str(log)],
-            env_for(config), config / "serve.out",
-        )  # fmt: skip
+        args = ["approver", "serve", "--rules", str(self.rules), "--log", str(log)]
+        command = [*SEALBOX, *args]
+        if profile is not None:
+            command = [sys.executable, str(Path(__file__).resolve()), "serve",
+                       "--profile", str(profile), "--", *args]  # fmt: skip
+        super().__init__(command, env_for(config), config / "serve.out")
         try:
             self.wait_for("Listening for requests", 60, "sealbox approver serve")
         except BaseException:
@@ -404,9 +412,10 @@ class Deployment:
             raise RuntimeError("the login was not the one approved")
         return result.profile.client_id
 
-    def serve(self, rules: str = APPROVE_ALL) -> Serve:
+    def serve(self, rules: str = APPROVE_ALL, *, profile: Path | None = None) -> Serve:
         proc = Serve(self.approver_config, rules,
-                     self.approver_config / f"decisions-{len(self.serves)}.jsonl")  # fmt: skip
+                     self.approver_config / f"decisions-{len(self.serves)}.jsonl",
+                     profile=profile)  # fmt: skip
         self.serves.append(proc)
         return proc
 
@@ -566,7 +575,7 @@ def _relay_main(argv: Sequence[str]) -> int:
     if args.profile:
         import cProfile
 
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.thread_time)  # CPU, not waits
         profiler.enable()
     try:
         runner.serve(settings)
@@ -579,7 +588,61 @@ def _relay_main(argv: Sequence[str]) -> int:
     return 0
 
 
+# --- child-process mode: the automated approver under a profiler ---------------------------
+
+
+def _serve_main(argv: Sequence[str]) -> int:
+    """``sealbox ARGS…`` with every thread profiled; the merged cProfile is written at exit.
+
+    ``cProfile`` sees only the thread that enables it, and the automated
+    approver works in threads (the stream reader, the workers): each thread
+    started here gets its own profiler, and all are added up at the end.
+    """
+    import cProfile
+    import pstats
+
+    parser = argparse.ArgumentParser(prog="_deploy.py serve")
+    parser.add_argument("--profile", required=True, help="write the cProfile here")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="-- then sealbox's arguments")
+    args = parser.parse_args(argv)
+    sealbox_args = args.args[1:] if args.args[:1] == ["--"] else args.args
+    profilers: list[cProfile.Profile] = []
+    lock = threading.Lock()
+    thread_run = threading.Thread.run
+
+    def profiled_run(self: threading.Thread) -> None:
+        profiler = cProfile.Profile(time.thread_time)  # CPU, not waits
+        with lock:
+            profilers.append(profiler)
+        profiler.enable()
+        try:
+            thread_run(self)
+        finally:
+            profiler.disable()
+
+    threading.Thread.run = profiled_run  # type: ignore[method-assign]
+    from sealbox.cli.main import main
+
+    own = cProfile.Profile(time.thread_time)
+    own.enable()
+    try:
+        return main(sealbox_args)
+    finally:
+        own.disable()
+        stats = pstats.Stats(own)
+        with lock:
+            for profiler in profilers:
+                # A thread still running (the stream reader, blocked on a read) has
+                # its profile so far taken as it is.
+                with contextlib.suppress(Exception):
+                    stats.add(profiler)
+        stats.dump_stats(args.profile)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["serve"]:
+        sys.exit(_serve_main(sys.argv[2:]))
     if sys.argv[1:2] != ["relay"]:
-        sys.exit("usage: _deploy.py relay --data-dir DIR --port N [--db URL] [--db-schema S]")
+        sys.exit("usage: _deploy.py relay --data-dir DIR --port N [--db URL] [--db-schema S]\n"
+                 "       _deploy.py serve --profile FILE -- SEALBOX-ARGS…")  # fmt: skip
     sys.exit(_relay_main(sys.argv[2:]))

@@ -46,6 +46,19 @@ The figures, per database:
 ``cpu_ms_per_release``
     CPU time each process spent per sequential release (``/proc``, all
     threads): the relay, the automated approver, and this client.
+``cpu_vs_crypto_floor``
+    The three processes' CPU per sequential release (``relay_ms``,
+    ``approver_ms``, ``client_ms``, ``total_ms``) beside the crypto floor of
+    one release, measured in this run and process before any relay starts
+    with ``bench/crypto_floor.py``'s own figures (one field, M = 1):
+    ``floor_ms`` is the sum of the floors of ``build_access``,
+    ``approver_release`` and ``client_open`` (the ``cryptography``
+    primitives a release cannot avoid; ``floor`` has each), and
+    ``protocol_ms`` the same three operations as sealbox's protocol code
+    does them, with no I/O.  ``ratio`` = ``total_ms`` / ``floor_ms``; goal:
+    at most 5.  (The per-party CPU counts clock ticks, 10 ms each on most
+    Linux systems: with ``--quick``'s 30 releases a figure is exact to about
+    0.3 ms.)
 ``relay_route_ms`` (only with ``--trace``)
     The relay's own view of the sequential releases: per route, mean wall
     time from a request's arrival to the end of its response, SQL statements
@@ -62,8 +75,17 @@ The figures, per database:
     that process's core was the bottleneck; CPython runs one core per process).
 
 Bounded in time: about 1 minute per database with the defaults (set-up about
-4 s, 500 sequential releases, 2 x 7 s of load); ``--quick`` (30 releases, one
-concurrency level of 4 for 1 s) is for the smoke test.
+4 s, 500 sequential releases, 2 x 7 s of load) plus about 7 s for the crypto
+floor; ``--quick`` (30 releases, one concurrency level of 4 for 1 s, the floor
+timed for 0.3 s per figure) is for the smoke test.
+
+``--profile DIR`` writes cProfiles (CPU time, not waits) of the sequential releases there, per
+database: ``client-DB.prof`` (this process, the timed reads only),
+``approver-DB.prof`` (``sealbox approver serve``, every thread, from start to
+stop) and ``relay-DB.prof`` (the relay, start to stop).  The concurrent runs
+are left out so the last two cover the set-up, warm-up and sequential releases
+only; read them with ``python -m pstats``.  Profiling slows every process: the
+figures of a profiled run are not comparable with others.
 """
 
 from __future__ import annotations
@@ -88,11 +110,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _deploy as dp  # the sibling module: relay, approver, logins
+import crypto_floor as cf  # the sibling module: sealbox's operations beside their floors
 
 BENCH = "release_latency"
 GOAL_P50_MS = 10
 GOAL_P99_MS = 30
 GOAL_RELEASES_PER_S = 500
+#: Goal: CPU per release, all three processes, at most this many crypto floors.
+GOAL_FLOOR_RATIO = 5
 #: Most baseline requests with ``--relay-limits product`` (the relay's burst is 200).
 BASELINE_CAP = 150
 ITEM = "bench/prod/db"
@@ -161,6 +186,55 @@ class Cpu:
 
 def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
+
+
+# --- the crypto floor of one release -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Floor:
+    """One release's cryptography, timed in this process: per operation, (protocol, floor) ms."""
+
+    parts: dict[str, tuple[float, float]]
+
+    @property
+    def floor_ms(self) -> float:
+        return sum(floor for _, floor in self.parts.values())
+
+    @property
+    def protocol_ms(self) -> float:
+        return sum(op for op, _ in self.parts.values())
+
+
+def crypto_floor(seconds: float) -> Floor:
+    """``crypto_floor.py``'s figures of one release (one field, M = 1), each timed ``seconds``."""
+    world = cf.build_world()
+    item = cf.store_item(world, fields=1, threshold=1)
+    figures = [
+        cf.build_access_figure(world, item),
+        cf.approver_release_figure(world, item),
+        cf.client_open_figure(world, item),
+    ]
+    parts = {}
+    for figure in figures:
+        ops, floor = cf.measure(figure, seconds)
+        parts[figure.name] = (1000 / ops, 1000 / floor)
+    return Floor(parts)
+
+
+def floor_line(db: str, cpu: dict[str, float | None], n: int, floor: Floor) -> dict[str, Any]:
+    per = {p: None if s is None else s / n * 1000 for p, s in cpu.items()}
+    total = None if None in per.values() else sum(v for v in per.values() if v is not None)
+    ratio = None if total is None else round(total / floor.floor_ms, 1)
+    return {
+        "bench": BENCH, "db": db, "metric": "cpu_vs_crypto_floor",
+        "relay_ms": _round(per["relay"]), "approver_ms": _round(per["approver"]),
+        "client_ms": _round(per["client"]), "total_ms": _round(total),
+        "floor_ms": round(floor.floor_ms, 3), "protocol_ms": round(floor.protocol_ms, 3),
+        "ratio": ratio, "goal": GOAL_FLOOR_RATIO,
+        "meets_goal": ratio is not None and ratio <= GOAL_FLOOR_RATIO,
+        "floor": {name: round(f, 3) for name, (_, f) in floor.parts.items()}, "releases": n,
+    }  # fmt: skip
 
 
 # --- the figures --------------------------------------------------------------------------
@@ -255,20 +329,24 @@ async def release_load(
             await c.aclose()
 
 
-def measure(args: argparse.Namespace, backend: Backend, work: Path) -> None:
+def measure(args: argparse.Namespace, backend: Backend, work: Path, floor: Floor) -> None:
     import httpx
 
     from sealbox.client import profile as profile_store
     from sealbox.client.sdk import Client
 
+    profiles_dir: Path | None = args.profile
     d = dp.Deployment(work, db_url=backend.db_url, db_schema=backend.db_schema,
-                      limits=args.relay_limits, relay_trace=args.trace)  # fmt: skip
+                      limits=args.relay_limits, relay_trace=args.trace,
+                      relay_profile=profiles_dir and profiles_dir / f"relay-{backend.name}.prof",
+                      )  # fmt: skip
     phase, latencies = "set-up", []
     try:
         profiles = [f"bench{i}" for i in range(args.clients)]
         for name in [*profiles, "baseline"]:  # the baseline's own login: its own rate budget
             d.login(name)
-        bot = d.serve(dp.APPROVE_ALL)
+        bot = d.serve(dp.APPROVE_ALL, profile=profiles_dir
+                      and profiles_dir / f"approver-{backend.name}.prof")  # fmt: skip
         value = secrets.token_urlsafe(24)
         d.store(ITEM, {"password": value}, profile=profiles[0])
         d.use_client_env()
@@ -291,6 +369,12 @@ def measure(args: argparse.Namespace, backend: Backend, work: Path) -> None:
                 httpx.get(d.url + dp.TRACE_PATH).raise_for_status()  # start the trace here
             calls: dict[str, list[float]] = defaultdict(list)
             outside: list[float] = []
+            profiler = None
+            if profiles_dir is not None:
+                import cProfile
+
+                profiler = cProfile.Profile(time.thread_time)  # CPU, not waits
+                profiler.enable()
             cpu0 = Cpu.now(d.relay.pid, bot.pid)
             for _ in range(args.releases):
                 log.calls.clear()
@@ -304,6 +388,9 @@ def measure(args: argparse.Namespace, backend: Backend, work: Path) -> None:
                     calls[name].append(seconds)
                 outside.append(elapsed - sum(s for _, s in log.calls))
             cpu = Cpu.now(d.relay.pid, bot.pid).since(cpu0)
+            if profiler is not None and profiles_dir is not None:
+                profiler.disable()
+                profiler.dump_stats(profiles_dir / f"client-{backend.name}.prof")
             traced = httpx.get(d.url + dp.TRACE_PATH).json() if args.trace else None
         http.close()
         n = args.releases
@@ -327,6 +414,7 @@ def measure(args: argparse.Namespace, backend: Backend, work: Path) -> None:
             if spent is not None:
                 emit({"bench": BENCH, "db": db, "metric": "cpu_ms_per_release",
                       "process": process, "value": ms(spent / n), "releases": n})  # fmt: skip
+        emit(floor_line(db, cpu, n, floor))
         if traced is not None:
             for route, t in sorted(traced.items(), key=lambda kv: -kv[1]["wall_s"]):
                 emit({"bench": BENCH, "db": db, "metric": "relay_route_ms", "route": route,
@@ -395,6 +483,7 @@ def header(args: argparse.Namespace, dbs: Sequence[str]) -> dict[str, Any]:
         "dbs": list(dbs), "releases": args.releases, "warmup": args.warmup,
         "concurrency": list(args.concurrency), "seconds": args.seconds, "clients": args.clients,
         "relay_limits": args.relay_limits, "traced": args.trace, "quick": args.quick,
+        "floor_seconds": args.floor_seconds, "profiled": args.profile is not None,
     }  # fmt: skip
 
 
@@ -452,12 +541,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "limit (default: %(default)s)")  # fmt: skip
     parser.add_argument("--trace", action="store_true",
                         help="also print the relay's per-route times and SQL counts")  # fmt: skip
+    parser.add_argument("--floor-seconds", type=float, default=1.0,
+                        help="seconds each crypto-floor operation is timed, and as many its "
+                        "floor (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="write cProfile files of the client, the automated approver and "
+                        "the relay here (no concurrent runs)")  # fmt: skip
     parser.add_argument("--quick", action="store_true",
-                        help="30 releases, concurrency 4 for 1 s (for the smoke test)")  # fmt: skip
+                        help="30 releases, concurrency 4 for 1 s, the floor timed 0.3 s "
+                        "(for the smoke test)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         args.releases, args.warmup, args.concurrency = 30, 5, [4]
-        args.seconds, args.clients = 1.0, 2
+        args.seconds, args.clients, args.floor_seconds = 1.0, 2, 0.3
+    if not args.floor_seconds > 0:
+        parser.error("--floor-seconds must be positive")
+    if args.profile is not None:
+        if args.relay_limits == "product":
+            parser.error("--profile needs the raised-limits relay")
+        args.profile.mkdir(parents=True, exist_ok=True)
+        args.concurrency = []
     if args.relay_limits == "product" and args.trace:
         parser.error("--trace needs the raised-limits relay")
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
@@ -466,10 +569,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "Set SEALBOX_TEST_PG_URL, or run with --db sqlite.\n")  # fmt: skip
         return 2
     emit(header(args, dbs))
+    floor = crypto_floor(args.floor_seconds)  # before any relay runs: a quiet machine
     for name in dbs:
         with tempfile.TemporaryDirectory(prefix="sealbox-bench-") as tmp, \
                 backend_for(name) as backend:  # fmt: skip
-            measure(args, backend, Path(tmp))
+            measure(args, backend, Path(tmp), floor)
     return 0
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pstats
 import shutil
 import subprocess
 import sys
@@ -28,7 +29,7 @@ PG_URL = os.environ.get("SEALBOX_TEST_PG_URL")
 RELEASE_HEADER_KEYS = {
     "bench", "metric", "python", "platform", "cores", "usable_cores", "sealbox", "httpx",
     "sqlalchemy", "uvicorn", "dbs", "releases", "warmup", "concurrency", "seconds", "clients",
-    "relay_limits", "traced", "quick",
+    "relay_limits", "traced", "quick", "floor_seconds", "profiled",
 }  # fmt: skip
 LATENCY_KEYS = {
     "bench", "db", "metric", "value", "goal", "meets_goal", "baseline_ms", "ratio", "releases",
@@ -36,6 +37,12 @@ LATENCY_KEYS = {
 }  # fmt: skip
 CALL_KEYS = {"bench", "db", "metric", "call", "value", "per_release", "share", "releases"}
 CPU_KEYS = {"bench", "db", "metric", "process", "value", "releases"}
+FLOOR_RATIO_KEYS = {
+    "bench", "db", "metric", "relay_ms", "approver_ms", "client_ms", "total_ms", "floor_ms",
+    "protocol_ms", "ratio", "goal", "meets_goal", "floor", "releases",
+}  # fmt: skip
+#: The operations of one release whose crypto floors add up to the release's.
+FLOOR_PARTS = {"build_access", "approver_release", "client_open"}
 RATE_KEYS = {
     "bench", "db", "metric", "concurrency", "value", "goal", "meets_goal", "baseline_per_s",
     "ratio", "releases", "seconds", "p50_ms", "p99_ms", "relay_cpu", "approver_cpu",
@@ -92,7 +99,9 @@ def _run(script: str, *args: str, env: dict[str, str] | None = None) -> list[dic
 # --- release_latency ------------------------------------------------------------------------
 
 
-def _check_release_run(lines: list[dict[str, Any]], db: str) -> None:
+def _check_release_run(
+    lines: list[dict[str, Any]], db: str, *, profiled: bool = False
+) -> dict[str, list[dict[str, Any]]]:
     header, *figures = lines
     assert set(header) == RELEASE_HEADER_KEYS, header
     assert header["bench"] == "release_latency"
@@ -100,12 +109,16 @@ def _check_release_run(lines: list[dict[str, Any]], db: str) -> None:
     assert header["dbs"] == [db]
     assert header["quick"] is True
     assert header["relay_limits"] == "raised"
+    assert header["profiled"] is profiled
+    assert _positive(header["floor_seconds"]), header
     assert all(f["bench"] == "release_latency" and f["db"] == db for f in figures), figures
     by_metric: dict[str, list[dict[str, Any]]] = {}
     for figure in figures:
         by_metric.setdefault(figure["metric"], []).append(figure)
-    assert set(by_metric) == {"p50_ms", "p99_ms", "call_ms", "cpu_ms_per_release",
-                              "releases_per_s"}, sorted(by_metric)  # fmt: skip
+    expected = {"p50_ms", "p99_ms", "call_ms", "cpu_ms_per_release", "cpu_vs_crypto_floor"}
+    if not profiled:  # a profiled run leaves the concurrent runs out
+        expected.add("releases_per_s")
+    assert set(by_metric) == expected, sorted(by_metric)
 
     [p50], [p99] = by_metric["p50_ms"], by_metric["p99_ms"]
     for line in (p50, p99):
@@ -135,6 +148,27 @@ def _check_release_run(lines: list[dict[str, Any]], db: str) -> None:
         assert set(line) == CPU_KEYS, line
         assert _positive(line["value"]), line
 
+    [floor] = by_metric["cpu_vs_crypto_floor"]
+    assert set(floor) == FLOOR_RATIO_KEYS, floor
+    spent = {c["process"]: c["value"] for c in cpu}
+    for process in ("relay", "approver", "client"):
+        assert floor[f"{process}_ms"] == pytest.approx(spent[process], abs=0.002), floor
+    assert floor["total_ms"] == pytest.approx(sum(spent.values()), abs=0.005), floor
+    assert set(floor["floor"]) == FLOOR_PARTS, floor
+    for key in ("floor_ms", "protocol_ms", "ratio", "goal", "releases"):
+        assert _positive(floor[key]), (key, floor)
+    assert all(_positive(v) for v in floor["floor"].values()), floor
+    assert floor["floor_ms"] == pytest.approx(sum(floor["floor"].values()), abs=0.005), floor
+    # sealbox's own protocol code does at least what the raw primitives do.
+    assert floor["protocol_ms"] >= floor["floor_ms"], floor
+    assert floor["ratio"] == pytest.approx(
+        floor["total_ms"] / floor["floor_ms"], rel=0.002, abs=0.06
+    )
+    assert floor["meets_goal"] == (floor["ratio"] <= floor["goal"])
+    assert floor["releases"] == header["releases"]
+    if profiled:
+        return by_metric
+
     [rate] = by_metric["releases_per_s"]
     assert set(rate) == RATE_KEYS, rate
     assert rate["concurrency"] == header["concurrency"][0]
@@ -145,6 +179,7 @@ def _check_release_run(lines: list[dict[str, Any]], db: str) -> None:
         assert rate[key] is None or _non_negative(rate[key]), (key, rate)
     assert rate["meets_goal"] == (rate["value"] >= rate["goal"])
     assert rate["p50_ms"] <= rate["p99_ms"]
+    return by_metric
 
 
 def test_release_latency_quick_on_sqlite() -> None:
@@ -157,6 +192,21 @@ def test_release_latency_quick_on_postgresql() -> None:
             pytest.fail("SEALBOX_TEST_PG_URL must be set in CI")
         pytest.skip("SEALBOX_TEST_PG_URL is not set")
     _check_release_run(_run("release_latency.py", "--quick", "--db", "postgres"), "postgres")
+
+
+def test_release_latency_writes_profiles(tmp_path: Path) -> None:
+    """``--profile DIR``: a CPU profile of each process, readable by pstats, naming its hot path."""
+    out = tmp_path / "profiles"
+    lines = _run("release_latency.py", "--quick", "--db", "sqlite", "--profile", str(out))
+    _check_release_run(lines, "sqlite", profiled=True)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "approver-sqlite.prof", "client-sqlite.prof", "relay-sqlite.prof",
+    ]  # fmt: skip
+    expected = {"client": "read_flow", "approver": "handle", "relay": "serve"}
+    for process, function in expected.items():
+        stats = pstats.Stats(str(out / f"{process}-sqlite.prof"))
+        names = {name for (_, _, name) in stats.stats}  # type: ignore[attr-defined]
+        assert function in names, (process, sorted(names)[:50])
 
 
 # --- cached_read ----------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from sealbox.protocol.directory import Directory
 from sealbox.protocol.statements import ItemManifest
 from sealbox.protocol.store import (
     StoreUpload,
+    VerifiedManifests,
     VerifiedStore,
     sign_manifest,
     verify_manifest,
@@ -101,9 +102,14 @@ def _text(entry: Mapping[str, Any], key: str) -> str:
     return value
 
 
-def review(entry: Mapping[str, Any], *, directory: Directory, keys: ApproverKeys,
-           now: int) -> Review:  # fmt: skip
-    """Verify one entry of ``/approvals``; raise if anything in it does not verify."""
+def review(entry: Mapping[str, Any], *, directory: Directory, keys: ApproverKeys, now: int,
+           known: VerifiedManifests | None = None) -> Review:  # fmt: skip
+    """Verify one entry of ``/approvals``; raise if anything in it does not verify.
+
+    ``known``: manifests already verified by this process (an automated
+    approver sees the same ones on every request), looked up instead of
+    verified again; every binding of a manifest to the request is checked anyway.
+    """
     kind = _text(entry, "kind")
     request_id = _text(entry, "id")
     certificate = _text(entry, "certificate")
@@ -129,7 +135,12 @@ def review(entry: Mapping[str, Any], *, directory: Directory, keys: ApproverKeys
             material = served.get(asked.item)
             if not isinstance(material, dict):
                 raise BindingMismatch(f"the relay served nothing for {asked.item}")
-            manifest: ItemManifest = verify_manifest(_text(material, "manifest"), directory)
+            token = _text(material, "manifest")
+            manifest: ItemManifest = (
+                verify_manifest(token, directory)
+                if known is None
+                else known.verify(token, directory)
+            )
             if manifest.item != asked.item or manifest.path != asked.path:
                 raise BindingMismatch(f"the relay served another item's manifest for {asked.path}")
             if asked.version is not None and manifest.version != asked.version:
@@ -194,7 +205,8 @@ def review(entry: Mapping[str, Any], *, directory: Directory, keys: ApproverKeys
 
 
 def release_token(rev: Review, *, directory: Directory, keys: ApproverKeys, now: int,
-                  cache_seconds: int | None = None) -> str:  # fmt: skip
+                  cache_seconds: int | None = None,
+                  known: VerifiedManifests | None = None) -> str:  # fmt: skip
     """Release this approver's shares of an access request.
 
     ``cache_until`` is what the client asked for, cut to the policy's limit
@@ -210,7 +222,7 @@ def release_token(rev: Review, *, directory: Directory, keys: ApproverKeys, now:
         cache_until = max(cache_until, 0) if cache_until > now else 0
     return release(rev.access, materials=rev.materials, directory=directory,
                    approver=keys.record.id, hpke_key=keys.hpke, key=keys.sig, now=now,
-                   cache_until=cache_until)  # fmt: skip
+                   cache_until=cache_until, verified_manifests=known)  # fmt: skip
 
 
 def deny_token(request_id: str, *, reason: str, directory: Directory, keys: ApproverKeys,

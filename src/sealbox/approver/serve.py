@@ -27,6 +27,7 @@ from sealbox.approver import review as rv
 from sealbox.approver.rules import RuleSet
 from sealbox.approver.session import ApproverSession
 from sealbox.errors import SealboxError, VerificationError
+from sealbox.protocol.store import VerifiedManifests
 
 __all__ = ["AutomatedApprover"]
 
@@ -51,6 +52,9 @@ class AutomatedApprover:
         self._lock = threading.Lock()
         self._handled: set[str] = set()
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
+        # The same few manifests come with request after request: each exact token is
+        # verified once per directory head, and looked up after that.
+        self._manifests = VerifiedManifests()
         self.stopping = threading.Event()
 
     def _record(self, **entry: Any) -> None:
@@ -84,11 +88,13 @@ class AutomatedApprover:
         try:
             directory = session.directory()
             try:
-                rev = rv.review(entry, directory=directory, keys=session.keys, now=now)
+                rev = rv.review(entry, directory=directory, keys=session.keys, now=now,
+                                known=self._manifests)  # fmt: skip
             except SealboxError:
                 # Perhaps signed by an approver added a moment ago: look again once.
                 directory = session.directory(fresh=True)
-                rev = rv.review(entry, directory=directory, keys=session.keys, now=now)
+                rev = rv.review(entry, directory=directory, keys=session.keys, now=now,
+                                known=self._manifests)  # fmt: skip
         except SealboxError as exc:
             self._record(request=request_id, kind=entry.get("kind"), outcome="unverifiable",
                          severity="alert", error=exc.code, message=exc.message)  # fmt: skip
@@ -108,7 +114,8 @@ class AutomatedApprover:
         try:
             if decision.approve and rev.kind == "access":
                 token = rv.release_token(rev, directory=directory, keys=session.keys, now=now,
-                                         cache_seconds=decision.cache_seconds)  # fmt: skip
+                                         cache_seconds=decision.cache_seconds,
+                                         known=self._manifests)  # fmt: skip
                 session.ok("POST", f"/access-requests/{rev.id}/release", "releasing",
                            json_body={"release": token})  # fmt: skip
             elif decision.approve:

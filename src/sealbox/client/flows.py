@@ -44,7 +44,7 @@ from sealbox.protocol.statements import (
     ItemManifest,
     RequestContext,
 )
-from sealbox.protocol.store import build_store, manifest_hash, verify_manifest
+from sealbox.protocol.store import VerifiedManifests, build_store, manifest_hash
 
 __all__ = [
     "Call",
@@ -180,6 +180,9 @@ class ClientState:
     policies: MutableMapping[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     """path -> (when fetched, the relay's effective policy for it)."""
     clock: Callable[[], float] = time.time
+    manifests: VerifiedManifests = field(default_factory=VerifiedManifests, repr=False)
+    """Manifests verified so far, by exact token and directory head: a read of the
+    same item version does not verify its manifest again (its bindings it does)."""
 
     @property
     def base(self) -> str:
@@ -195,6 +198,13 @@ def directory_flow(state: ClientState, *, fresh: bool = False) -> Flow:
     links = body.get("links")
     if not isinstance(links, list) or not links or not all(isinstance(x, str) for x in links):
         raise DirectoryBroken("the relay served no directory links")
+    held = state.directory
+    if held is not None and held.head == state.head and tuple(links) == held.tokens:
+        # Exactly the chain verified before (every link byte for byte), from the same
+        # pinned link 0 and against the same cached head: verifying it again could
+        # only give the same directory.  Anything else served is verified in full.
+        state.directory_at = now
+        return held
     directory = dirs.verify_directory(links, pinned=state.fingerprint, cached_head=state.head)
     if directory.vault != state.vault:
         raise DirectoryBroken("the relay served the directory of another vault")
@@ -243,7 +253,7 @@ def _latest_manifest(state: ClientState, item: str, path: str) -> Flow:
     if not isinstance(versions, list) or not versions:
         raise RelayRefused(f"the relay served no versions of {path}")
     token = _get(versions[-1], "manifest", str, f"reading {path}")
-    manifest = verify_manifest(token, directory)
+    manifest = state.manifests.verify(token, directory)
     if manifest.item != item or manifest.path != path:
         raise BindingMismatch(f"the relay served a manifest of another item than {path}")
     if manifest.version < state.seen.get(item, 0):
@@ -381,7 +391,8 @@ def _open(
     try:
         return open_release(access, releases=releases, manifests=manifests,
                             ciphertexts=ciphertexts, directory=directory,
-                            known_versions=dict(state.seen))  # fmt: skip
+                            known_versions=dict(state.seen),
+                            verified_manifests=state.manifests)  # fmt: skip
     except VerificationError:
         # A release signed by an approver added since the directory was fetched:
         # fetch it again, and open against the new one if it grew.
@@ -390,7 +401,8 @@ def _open(
             raise
         return open_release(access, releases=releases, manifests=manifests,
                             ciphertexts=ciphertexts, directory=newer,
-                            known_versions=dict(state.seen))  # fmt: skip
+                            known_versions=dict(state.seen),
+                            verified_manifests=state.manifests)  # fmt: skip
 
 
 def _wait(
@@ -570,7 +582,7 @@ def history_flow(state: ClientState, path: str) -> Flow:
     out = []
     for entry in body.get("versions", []):
         token = _get(entry, "manifest", str, "reading history")
-        manifest: ItemManifest = verify_manifest(token, directory)
+        manifest: ItemManifest = state.manifests.verify(token, directory)
         if manifest.item != item or manifest.path != path:
             raise BindingMismatch(f"the relay served a manifest of another item than {path}")
         out.append(VersionInfo(

@@ -54,6 +54,7 @@ from sealbox.protocol.statements import (
     verify_statement,
 )
 from sealbox.protocol.store import (
+    VerifiedManifests,
     ciphertext_hash,
     manifest_hash,
     parse_share,
@@ -208,9 +209,12 @@ class ItemMaterial:
 
 
 def _check_manifest_for(
-    item: AccessItem, token: str, directory: Directory, vault: str
-) -> ItemManifest:
-    manifest = verify_manifest(token, directory)
+    item: AccessItem, token: str, directory: Directory, vault: str,
+    verified: VerifiedManifests | None,
+) -> ItemManifest:  # fmt: skip
+    manifest = (
+        verify_manifest(token, directory) if verified is None else verified.verify(token, directory)
+    )
     if manifest.item != item.item or manifest.vault != vault:
         raise BindingMismatch(f"manifest served for {item.item} is of another item")
     if manifest.path != item.path:
@@ -235,11 +239,17 @@ def release(
     key: SigningKey,
     now: int,
     cache_until: int = 0,
+    verified_manifests: VerifiedManifests | None = None,
 ) -> str:
-    """Open this approver's shares for exactly the fields asked for; seal and sign a release."""
+    """Open this approver's shares for exactly the fields asked for; seal and sign a release.
+
+    ``verified_manifests``: manifests this process already verified, looked up
+    instead of verified again (their bindings to the request are checked anyway).
+    """
     return _release_from_parts(
         verified, materials=materials, directory=directory, approver=approver,
         hpke_key=hpke_key, key=key, now=now, cache_until=cache_until, ikm=None,
+        verified_manifests=verified_manifests,
     )  # fmt: skip
 
 
@@ -254,6 +264,7 @@ def _release_from_parts(
     now: int,
     cache_until: int,
     ikm: RandomBytes | None,
+    verified_manifests: VerifiedManifests | None = None,
 ) -> str:
     s = verified.statement
     if now > s.exp:
@@ -266,7 +277,9 @@ def _release_from_parts(
         material = materials.get(item.item)
         if not isinstance(material, ItemMaterial):
             raise BindingMismatch(f"no manifest supplied for {item.item}")
-        manifest = _check_manifest_for(item, material.manifest, directory, s.vault)
+        manifest = _check_manifest_for(
+            item, material.manifest, directory, s.vault, verified_manifests
+        )
         if approver not in manifest.keyset.approvers:
             raise NotAuthorized(f"{approver} holds no share of {item.item}")
         expected = manifest.keyset.wraps[approver]
@@ -386,12 +399,15 @@ def open_release(
     ciphertexts: Mapping[str, Mapping[str, bytes]],
     directory: Directory,
     known_versions: Mapping[str, int] | None = None,
+    verified_manifests: VerifiedManifests | None = None,
 ) -> Released:
     """Verify releases and manifests, combine shares, decrypt; all or nothing.
 
     ``manifests`` and ``ciphertexts`` are keyed by item id, as the relay
     serves them.  ``known_versions`` is the highest version this client has
     seen per item; an older one raises :class:`VersionRollback`.
+    ``verified_manifests``: manifests this client already verified, looked up
+    instead of verified again (their bindings to the request are checked anyway).
     """
     s = request.statement
     known = known_versions or {}
@@ -401,7 +417,7 @@ def open_release(
         token = manifests.get(item.item)
         if not isinstance(token, str):
             raise BindingMismatch(f"no manifest served for {item.item}")
-        manifest = _check_manifest_for(item, token, directory, s.vault)
+        manifest = _check_manifest_for(item, token, directory, s.vault, verified_manifests)
         if item.version is None and manifest.version < known.get(item.item, 0):
             # Only "latest" can be rolled back; an explicit older version is history.
             raise VersionRollback(

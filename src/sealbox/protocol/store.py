@@ -33,7 +33,7 @@ from sealbox.errors import (
 from sealbox.protocol import ids
 from sealbox.protocol._reader import bytes_map, nested_bytes_map
 from sealbox.protocol.certificates import CLOCK_SKEW, check_context, verify_certificate
-from sealbox.protocol.directory import Directory
+from sealbox.protocol.directory import Directory, DirectoryHead
 from sealbox.protocol.statements import (
     ClientCertificate,
     FieldCipher,
@@ -49,6 +49,7 @@ __all__ = [
     "MAX_STORE_TTL",
     "SealedFields",
     "StoreUpload",
+    "VerifiedManifests",
     "VerifiedStore",
     "build_store",
     "check_blobs",
@@ -263,6 +264,42 @@ def verify_manifest(token: object, directory: Directory) -> ItemManifest:
     if manifest.vault != directory.vault:
         raise BindingMismatch("manifest belongs to another vault")
     return manifest
+
+
+class VerifiedManifests:
+    """Manifests already verified against a directory, kept so they are not verified again.
+
+    :func:`verify_manifest` depends on nothing but the exact token and the
+    directory (which approver keys are current, the vault), and a verified
+    directory is fixed by its vault, pinned fingerprint and head: so a token
+    verified once against a head gives the same manifest every time against
+    that head, and is looked up instead of verified.  A different token (any
+    byte changed, signature included) or another head is verified afresh.
+    The bindings a caller checks on the manifest (item, path, version,
+    fields) are not cached: they are checked on every use.  An automated
+    approver or a reading client sees the same few manifests on every
+    request, so this saves a signature verification and a JSON parse each.
+    """
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._limit = limit
+        self._seen: dict[tuple[str, str, str, DirectoryHead], ItemManifest] = {}
+
+    def verify(self, token: object, directory: Directory) -> ItemManifest:
+        """:func:`verify_manifest`, or its earlier result for this exact token and directory."""
+        if not isinstance(token, str):
+            return verify_manifest(token, directory)  # raises, as it should
+        key = (token, directory.vault, directory.fingerprint, directory.head)
+        found = self._seen.get(key)
+        if found is None:
+            found = verify_manifest(token, directory)
+            if len(self._seen) >= self._limit:  # bounded memory: start again
+                self._seen.clear()
+            self._seen[key] = found
+        return found
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
 
 def check_blobs(
