@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from sealbox.protocol.store import VerifiedManifests
 from sealbox.server.atrest import MasterKey
 from sealbox.server.config import Settings
 from sealbox.server.notify import Hub, audit_channel
@@ -50,6 +51,8 @@ class Relay:
     """The audit chains' heads, so appending reads nothing back."""
     certificate_verdicts: dict[tuple[str, str], int] = field(init=False)
     """(certificate hash, directory head hash) -> until when the certificate verifies."""
+    manifests: VerifiedManifests = field(init=False)
+    """Stored manifests verified once per directory head (every access request pins some)."""
 
     def __post_init__(self) -> None:
         if self.limiter is None:
@@ -59,6 +62,7 @@ class Relay:
         self.directories = Directories()
         self.audit_heads = Heads()
         self.certificate_verdicts = {}
+        self.manifests = VerifiedManifests()
 
     def now(self) -> int:
         return int(self.clock())

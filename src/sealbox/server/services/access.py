@@ -34,7 +34,6 @@ from sealbox.protocol.certificates import CLOCK_SKEW
 from sealbox.protocol.directory import Directory
 from sealbox.protocol.state import Event, State, StoreEvent, StoreState
 from sealbox.protocol.statements import ReleaseStatement, verify_statement
-from sealbox.protocol.store import verify_manifest
 from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import Conflict, Gone, Invalid, NotFound, TooMany
 from sealbox.server.notify import approvers_channel, request_channel
@@ -252,7 +251,7 @@ def relay_verified_manifest(
 ) -> Any:
     """A stored manifest, verified against the current directory (cached per directory head)."""
     try:
-        return verify_manifest(token, directory)
+        return relay.manifests.verify(token, directory)
     except SealboxError:
         # Its signer has left the directory: no approver or client would accept it.
         raise Conflict(

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -41,6 +41,20 @@ class ClientRow:
     created_at: int
 
 
+# Read on every request of a client: built once, with bound parameters.
+_GET = select(clients).where(
+    clients.c.vault_id == bindparam("vault"), clients.c.id == bindparam("client")
+)
+_GRANTS = (
+    select(grants.c.pattern)
+    .where(grants.c.vault_id == bindparam("vault"), grants.c.client_id == bindparam("client"))
+    .order_by(grants.c.pattern)
+)
+_POLICIES = (
+    select(policies).where(policies.c.vault_id == bindparam("vault")).order_by(policies.c.pattern)
+)
+
+
 def _client(row: Any) -> ClientRow:
     return ClientRow(
         row.vault_id, row.id, row.kind, row.name, row.sig_pk, row.certificate, row.enrollment,
@@ -53,11 +67,7 @@ def _insert_for(conn: AsyncConnection) -> Any:
 
 
 async def get(conn: AsyncConnection, vault: str, client_id: str) -> ClientRow | None:
-    row = (
-        await conn.execute(
-            select(clients).where(clients.c.vault_id == vault, clients.c.id == client_id)
-        )
-    ).first()
+    row = (await conn.execute(_GET, {"vault": vault, "client": client_id})).first()
     return None if row is None else _client(row)
 
 
@@ -105,11 +115,7 @@ async def set_disabled(conn: AsyncConnection, vault: str, client_id: str, disabl
 
 async def grant_patterns(conn: AsyncConnection, vault: str, client_id: str) -> list[str]:
     """The item-path patterns a client may ask for, sorted."""
-    rows = await conn.execute(
-        select(grants.c.pattern)
-        .where(grants.c.vault_id == vault, grants.c.client_id == client_id)
-        .order_by(grants.c.pattern)
-    )
+    rows = await conn.execute(_GRANTS, {"vault": vault, "client": client_id})
     return list(rows.scalars())
 
 
@@ -139,9 +145,7 @@ async def remove_grant(conn: AsyncConnection, vault: str, client_id: str, patter
 
 async def policy_rows(conn: AsyncConnection, vault: str) -> list[Mapping[str, Any]]:
     """The vault's policy rows, as mappings for :func:`sealbox.server.policy.policy_for`."""
-    rows = await conn.execute(
-        select(policies).where(policies.c.vault_id == vault).order_by(policies.c.pattern)
-    )
+    rows = await conn.execute(_POLICIES, {"vault": vault})
     return list(rows.mappings())
 
 

@@ -36,7 +36,9 @@ async def insert_if_absent(
 
 async def all_wrapped(conn: AsyncConnection) -> list[tuple[str, str, bytes]]:
     """(vault, project, wrapped key) of every data key."""
-    rows = await conn.execute(select(data_keys.c.vault_id, data_keys.c.project, data_keys.c.wrapped))
+    rows = await conn.execute(
+        select(data_keys.c.vault_id, data_keys.c.project, data_keys.c.wrapped)
+    )
     return [(r.vault_id, r.project, bytes(r.wrapped)) for r in rows]
 
 

@@ -84,6 +84,12 @@ class ReplayGuard:
             return {(r.vault_id, r.scope, r.key) for r in result}
 
 
+_INSERT_ONCE = {
+    "sqlite": sqlite.insert(replay).on_conflict_do_nothing(),
+    "postgresql": postgresql.insert(replay).on_conflict_do_nothing(),
+}
+
+
 async def insert_jti(conn: AsyncConnection, vault: str, jti: str, exp: int) -> None:
     """Record a statement's jti until it expires; a second use is a replay (conflict).
 
@@ -91,11 +97,9 @@ async def insert_jti(conn: AsyncConnection, vault: str, jti: str, exp: int) -> N
     caller's transaction stays usable, with no savepoint (pysqlite's legacy
     transaction handling makes savepoints unsafe).
     """
-    insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
     done = await conn.execute(
-        insert(replay)
-        .values(vault_id=vault, scope="jti", key=jti, expires_at=exp)
-        .on_conflict_do_nothing()
+        _INSERT_ONCE[conn.dialect.name],
+        {"vault_id": vault, "scope": "jti", "key": jti, "expires_at": exp},
     )
     if done.rowcount != 1:
         raise Conflict(

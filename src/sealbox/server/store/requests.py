@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -189,14 +189,93 @@ def machine_of(kind: Kind) -> Machine[Any, Any]:
     return ACCESS if kind == "access" else STORE
 
 
+# The statements of the release loop are built once, with bound parameters:
+# building a statement costs more CPU than running it (about 120 µs against 80).
+_INSERT = requests.insert()
+_V, _ID = bindparam("vault"), bindparam("rid")
+
+
+def _get_statement(kind: bool, client: bool) -> Any:
+    where = [requests.c.vault_id == _V, requests.c.id == _ID]
+    if kind:
+        where.append(requests.c.kind == bindparam("rkind"))
+    if client:
+        where.append(requests.c.client_id == bindparam("client"))
+    return select(requests).where(*where)
+
+
+_GET = {(k, c): _get_statement(k, c) for k in (False, True) for c in (False, True)}
+_STATE_OF = select(requests.c.state).where(requests.c.vault_id == _V, requests.c.id == _ID)
+
+
+def _transition_statement(unexpired: bool, client: bool) -> Any:
+    where = [
+        requests.c.vault_id == _V,
+        requests.c.id == _ID,
+        requests.c.kind == bindparam("rkind"),
+        requests.c.state == bindparam("current"),
+    ]
+    if unexpired:
+        where.append(requests.c.expires_at >= bindparam("now"))
+    if client:
+        where.append(requests.c.client_id == bindparam("client"))
+    return (
+        update(requests)
+        .where(*where)
+        .values(state=bindparam("target"), updated_at=bindparam("now"))
+    )
+
+
+_TRANSITION = {(u, c): _transition_statement(u, c) for u in (False, True) for c in (False, True)}
+_HOLD = (
+    update(requests)
+    .where(
+        requests.c.vault_id == _V,
+        requests.c.id == _ID,
+        requests.c.state == State.PENDING.value,
+        requests.c.expires_at >= bindparam("now"),
+    )
+    .values(updated_at=bindparam("now"))
+)
+_COUNT_PENDING = (
+    select(func.count())
+    .select_from(requests)
+    .where(
+        requests.c.vault_id == _V,
+        requests.c.client_id == bindparam("client"),
+        requests.c.state == State.PENDING.value,
+        requests.c.expires_at >= bindparam("now"),
+    )
+)
+_ANSWERS = answers.c
+_RELEASES = and_(_ANSWERS.vault_id == _V, _ANSWERS.request_id == _ID, _ANSWERS.kind == "release")
+_RELEASE_COUNT = select(func.count()).select_from(answers).where(_RELEASES)
+_ANSWER_KINDS = select(_ANSWERS.approver_id, _ANSWERS.kind).where(
+    _ANSWERS.vault_id == _V, _ANSWERS.request_id == _ID
+)
+_DENY_TOKEN = select(_ANSWERS.token).where(
+    _ANSWERS.vault_id == _V, _ANSWERS.request_id == _ID, _ANSWERS.kind == "deny"
+)
+_RELEASE_TOKENS = (
+    select(_ANSWERS.token).where(_RELEASES).order_by(_ANSWERS.created_at, _ANSWERS.approver_id)
+)
+_DROP_RELEASES = delete(answers).where(_RELEASES)
+_ADD_ANSWER = {
+    "sqlite": sqlite.insert(answers).on_conflict_do_nothing(),
+    "postgresql": postgresql.insert(answers).on_conflict_do_nothing(),
+}
+
+
 async def insert(conn: AsyncConnection, row: RequestRow) -> None:
     await conn.execute(
-        requests.insert().values(
-            vault_id=row.vault, id=row.id, kind=row.kind, client_id=row.client_id,
-            statement=row.statement, detail=row.detail.to_json(), state=row.state,
-            threshold=row.threshold, source_ip=row.source_ip, created_at=row.created_at,
-            expires_at=row.expires_at, updated_at=row.updated_at,
-        )
+        _INSERT,
+        {
+            "vault_id": row.vault, "id": row.id, "kind": row.kind, "client_id": row.client_id,
+            "statement": row.statement, "detail": row.detail.to_json(), "state": row.state,
+            "threshold": row.threshold, "source_ip": row.source_ip,
+            "created_at": row.created_at, "expires_at": row.expires_at,
+            "updated_at": row.updated_at,
+        },
     )  # fmt: skip
 
 
@@ -208,22 +287,15 @@ async def get(
     kind: Kind | None = None,
     client_id: str | None = None,
 ) -> RequestRow | None:
-    where = [requests.c.vault_id == vault, requests.c.id == request_id]
-    if kind is not None:
-        where.append(requests.c.kind == kind)
-    if client_id is not None:
-        where.append(requests.c.client_id == client_id)
-    row = (await conn.execute(select(requests).where(*where))).first()
+    statement = _GET[(kind is not None, client_id is not None)]
+    params = {"vault": vault, "rid": request_id, "rkind": kind, "client": client_id}
+    row = (await conn.execute(statement, params)).first()
     return None if row is None else _row(row)
 
 
 async def state_of(conn: AsyncConnection, vault: str, request_id: str) -> str | None:
     state = (
-        await conn.execute(
-            select(requests.c.state).where(
-                requests.c.vault_id == vault, requests.c.id == request_id
-            )
-        )
+        await conn.execute(_STATE_OF, {"vault": vault, "rid": request_id})
     ).scalar_one_or_none()
     return None if state is None else str(state)
 
@@ -248,19 +320,12 @@ async def transition(
     """
     machine = machine_of(kind)
     target = machine.next(current, event)
-    where = [
-        requests.c.vault_id == vault,
-        requests.c.id == request_id,
-        requests.c.kind == kind,
-        requests.c.state == str(current),
-    ]
-    if str(current) == State.PENDING and str(event) != Event.EXPIRED:
-        where.append(requests.c.expires_at >= now)
-    if client_id is not None:
-        where.append(requests.c.client_id == client_id)
+    unexpired = str(current) == State.PENDING and str(event) != Event.EXPIRED
     result = await conn.execute(
-        update(requests).where(*where).values(state=str(target), updated_at=now)
-    )
+        _TRANSITION[(unexpired, client_id is not None)],
+        {"vault": vault, "rid": request_id, "rkind": kind, "current": str(current),
+         "client": client_id, "target": str(target), "now": now},
+    )  # fmt: skip
     return str(target) if result.rowcount == 1 else None
 
 
@@ -270,16 +335,7 @@ async def hold_pending(conn: AsyncConnection, vault: str, request_id: str, now: 
     A row lock on PostgreSQL, the write lock on SQLite: concurrent releases of
     one request then count each other's answers.
     """
-    locked = await conn.execute(
-        update(requests)
-        .where(
-            requests.c.vault_id == vault,
-            requests.c.id == request_id,
-            requests.c.state == State.PENDING.value,
-            requests.c.expires_at >= now,
-        )
-        .values(updated_at=now)
-    )
+    locked = await conn.execute(_HOLD, {"vault": vault, "rid": request_id, "now": now})
     return bool(locked.rowcount == 1)
 
 
@@ -297,20 +353,8 @@ async def lock_client(conn: AsyncConnection, vault: str, client_id: str) -> None
 
 
 async def count_pending(conn: AsyncConnection, vault: str, client_id: str, now: int) -> int:
-    return int(
-        (
-            await conn.execute(
-                select(func.count())
-                .select_from(requests)
-                .where(
-                    requests.c.vault_id == vault,
-                    requests.c.client_id == client_id,
-                    requests.c.state == State.PENDING.value,
-                    requests.c.expires_at >= now,
-                )
-            )
-        ).scalar_one()
-    )
+    params = {"vault": vault, "client": client_id, "now": now}
+    return int((await conn.execute(_COUNT_PENDING, params)).scalar_one())
 
 
 async def pending_for(
@@ -402,79 +446,40 @@ async def add_answer(
     kind: Literal["release", "deny", "manifest"], token: str, now: int,
 ) -> None:  # fmt: skip
     """Record an approver's answer; one per approver and request (a second is refused)."""
-    insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
     done = await conn.execute(
-        insert(answers)
-        .values(vault_id=vault, request_id=request_id, approver_id=approver, kind=kind,
-                token=token, created_at=now)
-        .on_conflict_do_nothing()
+        _ADD_ANSWER[conn.dialect.name],
+        {"vault_id": vault, "request_id": request_id, "approver_id": approver, "kind": kind,
+         "token": token, "created_at": now},
     )  # fmt: skip
     if done.rowcount != 1:
         raise Conflict("already_answered", "you have already answered this request")
 
 
 async def release_count(conn: AsyncConnection, vault: str, request_id: str) -> int:
-    return int(
-        (
-            await conn.execute(
-                select(func.count())
-                .select_from(answers)
-                .where(
-                    answers.c.vault_id == vault,
-                    answers.c.request_id == request_id,
-                    answers.c.kind == "release",
-                )
-            )
-        ).scalar_one()
-    )
+    params = {"vault": vault, "rid": request_id}
+    return int((await conn.execute(_RELEASE_COUNT, params)).scalar_one())
 
 
 async def answer_kinds(conn: AsyncConnection, vault: str, request_id: str) -> list[tuple[str, str]]:
     """(approver, kind) of every answer a request has so far."""
-    rows = await conn.execute(
-        select(answers.c.approver_id, answers.c.kind).where(
-            answers.c.vault_id == vault, answers.c.request_id == request_id
-        )
-    )
+    rows = await conn.execute(_ANSWER_KINDS, {"vault": vault, "rid": request_id})
     return [(r.approver_id, r.kind) for r in rows]
 
 
 async def deny_token(conn: AsyncConnection, vault: str, request_id: str) -> str | None:
     """The signed deny a request was refused with, if any."""
-    token = (
-        await conn.execute(
-            select(answers.c.token).where(
-                answers.c.vault_id == vault,
-                answers.c.request_id == request_id,
-                answers.c.kind == "deny",
-            )
-        )
-    ).scalar()
+    token = (await conn.execute(_DENY_TOKEN, {"vault": vault, "rid": request_id})).scalar()
     return None if token is None else str(token)
 
 
 async def drop_releases(conn: AsyncConnection, vault: str, request_id: str) -> None:
     """Delete a request's partial releases (it was denied, cancelled or expired)."""
-    await conn.execute(
-        delete(answers).where(
-            answers.c.vault_id == vault,
-            answers.c.request_id == request_id,
-            answers.c.kind == "release",
-        )
-    )
+    await conn.execute(_DROP_RELEASES, {"vault": vault, "rid": request_id})
 
 
 async def take_releases(conn: AsyncConnection, vault: str, request_id: str) -> list[str]:
     """Delete a request's release envelopes and return them (oldest first): delivery is once."""
-    rows = await conn.execute(
-        select(answers.c.token)
-        .where(
-            answers.c.vault_id == vault,
-            answers.c.request_id == request_id,
-            answers.c.kind == "release",
-        )
-        .order_by(answers.c.created_at, answers.c.approver_id)
-    )
+    rows = await conn.execute(_RELEASE_TOKENS, {"vault": vault, "rid": request_id})
     tokens = list(rows.scalars())
     await drop_releases(conn, vault, request_id)
     return tokens

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sealbox.crypto import secrets as sx
@@ -54,22 +54,25 @@ class AccessSession:
     enrollment: str | None
 
 
+# Read on every bearer request: built once, with bound parameters.
+_ACCESS_SESSION = (
+    select(tokens.c.client_id, tokens.c.expires_at, tokens.c.revoked, clients.c.kind,
+           clients.c.disabled, clients.c.certificate, clients.c.enrollment)
+    .join(clients, (clients.c.vault_id == tokens.c.vault_id)
+          & (clients.c.id == tokens.c.client_id))
+    .where(tokens.c.hash == bindparam("hash"), tokens.c.kind == "access",
+           tokens.c.vault_id == bindparam("vault"))
+)  # fmt: skip
+
+
 async def access_session(conn: AsyncConnection, vault: str, token: str) -> AccessSession | None:
     """The access token's session in ``vault``, looked up by the token's hash.
 
     No comparison of secrets happens in Python at all: the database finds the
     row by the hash, or does not.
     """
-    row = (
-        await conn.execute(
-            select(tokens.c.client_id, tokens.c.expires_at, tokens.c.revoked, clients.c.kind,
-                   clients.c.disabled, clients.c.certificate, clients.c.enrollment)
-            .join(clients, (clients.c.vault_id == tokens.c.vault_id)
-                  & (clients.c.id == tokens.c.client_id))
-            .where(tokens.c.hash == sx.token_hash(token), tokens.c.kind == "access",
-                   tokens.c.vault_id == vault)
-        )
-    ).first()  # fmt: skip
+    params = {"hash": sx.token_hash(token), "vault": vault}
+    row = (await conn.execute(_ACCESS_SESSION, params)).first()
     if row is None:
         return None
     return AccessSession(
