@@ -212,6 +212,9 @@ class HostileProxy:
                 answer = self._hook(tamper, method, path, response.status_code, json.loads(data))
                 data = json.dumps(answer).encode()
             self._record(method, path, response.status_code)
+            if b'"envelope"' in data:
+                # The long poll delivered in its own answer: recorded as a call of its own.
+                self._record("DELIVER", path, response.status_code)
             self._start(h, response, len(data))
             h.wfile.write(data)
         except _HookFailed:
@@ -367,6 +370,8 @@ def _relay_key() -> str:
 
 
 ENVELOPE = r"/v1/vaults/[^/]+/access-requests/[^/]+/envelope"
+#: The long poll, which hands over the envelope in its own answer once released.
+LONG_POLL = r"/v1/vaults/[^/]+/access-requests/[^/]+"
 APPROVAL = r"/v1/vaults/[^/]+/approvals/(?!stream$)[^/]+"
 
 
@@ -379,6 +384,30 @@ def _on(method: str, pattern: str, change: Callable[[Any], Any]) -> Tamper:
         return body
 
     return tamper
+
+
+def _on_delivery(change: Callable[[Any], Any]) -> Tamper:
+    """Tamper with the envelope wherever the relay hands it over.
+
+    That is ``POST …/envelope``, or the long poll that delivers in its own
+    answer (``deliver=true``, what the CLI asks for).
+    """
+
+    def tamper(m: str, path: str, status: int, body: Any) -> Any:
+        if status != 200:
+            return body
+        if m == "POST" and re.fullmatch(ENVELOPE, path):
+            return change(body)
+        if m == "GET" and re.fullmatch(LONG_POLL, path) and isinstance(body.get("envelope"), dict):
+            body["envelope"] = change(body["envelope"])
+        return body
+
+    return tamper
+
+
+def _delivered(w: World) -> bool:
+    """Whether the relay handed an envelope to the CLI, by either route."""
+    return bool(w.client.called("POST", ENVELOPE) or w.client.called("DELIVER", LONG_POLL))
 
 
 def _secret() -> str:
@@ -413,7 +442,7 @@ def test_honest_proxy_passes_everything(w: World) -> None:
     done = w.read("sealbox://hostile/honest/db/password")
     assert done.returncode == 0, outputs(done)
     assert done.stdout == value + "\n"
-    assert w.client.called("POST", ENVELOPE)
+    assert _delivered(w)
     assert w.approver.called("GET", APPROVAL)
     _assert_nowhere(value, done.stderr, proxies=[w.client, w.approver])
 
@@ -440,7 +469,7 @@ def test_swapped_one_time_key_is_refused(w: World) -> None:
     [(_, _, status)] = w.client.called("POST", r"/v1/vaults/[^/]+/access-requests")
     assert status == 400
     assert not w.approver.called("GET", APPROVAL)
-    assert not w.client.called("POST", ENVELOPE)
+    assert not _delivered(w)
     _assert_nowhere(value, done.stdout, done.stderr, proxies=[w.client, w.approver])
 
 
@@ -483,7 +512,7 @@ def test_altered_ciphertext_is_refused(w: World) -> None:
         fields["password"] = _flip(fields["password"])
         return body
 
-    w.client.tamper = _on("POST", ENVELOPE, alter)
+    w.client.tamper = _on_delivery(alter)
     done = w.read("sealbox://hostile/ct/db/password")
     _assert_refused(w, done, "manifest_mismatch", value)
     assert "ciphertext" in done.stderr
@@ -499,7 +528,7 @@ def test_replayed_release_is_refused(w: World) -> None:
         kept.extend(body["releases"])
         return body
 
-    w.client.tamper = _on("POST", ENVELOPE, record)
+    w.client.tamper = _on_delivery(record)
     first = w.read("sealbox://hostile/replay/db/password")
     assert first.returncode == 0, outputs(first)
     assert first.stdout == value + "\n"
@@ -511,7 +540,7 @@ def test_replayed_release_is_refused(w: World) -> None:
         body["releases"] = list(kept)
         return body
 
-    w.client.tamper = _on("POST", ENVELOPE, replay)
+    w.client.tamper = _on_delivery(replay)
     w.client.forget_calls()
     done = w.read("sealbox://hostile/replay/db/password")
     _assert_refused(w, done, "binding_mismatch", value)
@@ -575,7 +604,7 @@ def _two_versions(w: World, path: str) -> tuple[str, str, str]:
         manifests.extend(body["manifests"].values())
         return body
 
-    w.client.tamper = _on("POST", ENVELOPE, record)
+    w.client.tamper = _on_delivery(record)
     values = [_secret(), _secret()]
     for value in values:
         w.store(path, value)
@@ -610,10 +639,10 @@ def test_old_manifest_in_envelope_is_refused(w: World) -> None:
         body["manifests"][item] = old
         return body
 
-    w.client.tamper = _on("POST", ENVELOPE, downgrade)
+    w.client.tamper = _on_delivery(downgrade)
     done = w.read("sealbox://hostile/oldmanifest/db/password")
     _assert_refused(w, done, "version_rollback", value)
-    assert w.client.called("POST", ENVELOPE)
+    assert _delivered(w)
 
 
 # --- the approver refuses --------------------------------------------------------------------
@@ -692,7 +721,7 @@ def test_approver_refuses_tampered_request(
     assert not w.approver.called("POST", rf"/v1/vaults/[^/]+/access-requests/{request}/release")
     assert not w.approver.called("POST", rf"/v1/vaults/[^/]+/access-requests/{request}/deny")
     assert w.client.called("POST", rf"/v1/vaults/[^/]+/access-requests/{request}/cancel")
-    assert not w.client.called("POST", ENVELOPE)
+    assert not _delivered(w)
     _assert_nowhere(value, stdout, stderr, w.serve.log.read_text(), w.serve.stderr,
                     proxies=[w.client, w.approver])  # fmt: skip
     if entry["outcome"] != "unverifiable" or entry.get("severity") != "alert":

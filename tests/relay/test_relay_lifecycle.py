@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from relay_support import Vault, error_of
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 from test_relay_items import PASSWORD, Harness, b64_blobs
 
 from sealbox.crypto import secrets as sx
@@ -19,7 +19,7 @@ from sealbox.protocol import ids
 from sealbox.protocol.store import StoreUpload, sign_manifest, store_as_approver, verify_store
 from sealbox.server import jobs
 from sealbox.server.relay import Relay
-from sealbox.server.store.tables import answers, audit_events, requests, tokens
+from sealbox.server.store.tables import answers, audit_events, grants, requests, tokens
 
 pytestmark = pytest.mark.anyio
 
@@ -166,3 +166,46 @@ async def test_finished_requests_and_expired_tokens_are_purged(h: Harness) -> No
     # The audit log keeps every event; purging touches no event.
     assert "access.delivered" in actions
     assert count == 0
+
+
+async def test_the_long_poll_delivers_once_released_when_asked(h: Harness) -> None:
+    a = h.vault.approvers[0]
+    item, _ = await h.store_direct(a, "app/prod/db", PASSWORD)
+    client = await h.add_client()
+    access = h.access(client, [(item, "app/prod/db", ["password"])])
+    request_id = (await h.ask(client, access)).json()["id"]
+    url = f"/access-requests/{request_id}?wait=0&deliver=true"
+
+    # Pending: the answer is the state alone.
+    pending = await h.call("GET", url, signer=client)
+    assert pending.json()["state"] == "pending"
+    assert "envelope" not in pending.json()
+
+    await h.release_as(a, request_id)
+    delivered = await h.call("GET", url, signer=client)
+    assert delivered.status_code == 200, delivered.text
+    body = delivered.json()
+    assert body["state"] == "delivered"
+    assert h.open(access, body["envelope"]).values == {item: {"password": PASSWORD["password"]}}
+    assert await h.state(request_id) == "delivered"
+
+    # Once: the envelope is gone, by either route.
+    again = await h.call("GET", url, signer=client)
+    assert again.json()["state"] == "delivered"
+    assert "envelope" not in again.json()
+    gone = await h.envelope(client, request_id)
+    assert (gone.status_code, error_of(gone)["error"]) == (410, "already_delivered")
+
+
+async def test_delivery_in_the_long_poll_checks_the_grant_again(h: Harness) -> None:
+    a = h.vault.approvers[0]
+    item, _ = await h.store_direct(a, "app/prod/db", PASSWORD)
+    client = await h.add_client(grants_for=("app/prod/db",))
+    request_id = await h.ask(client, h.access(client, [(item, "app/prod/db", ["password"])]))
+    request_id = request_id.json()["id"]
+    await h.release_as(a, request_id)
+    async with h.relay.tx() as tx:
+        await tx.conn.execute(delete(grants))
+    refused = await h.call("GET", f"/access-requests/{request_id}?deliver=true", signer=client)
+    assert (refused.status_code, error_of(refused)["error"]) == (403, "no_grant")
+    assert await h.state(request_id) == "released"  # nothing delivered

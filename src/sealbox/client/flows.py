@@ -355,12 +355,16 @@ def read_flow(
         raise BindingMismatch("the relay filed the request under another id")
     status = yield from _wait(state, "access", request_id, access.statement.exp, on_wait,
                               _get(body, "threshold", int, "asking for access"))  # fmt: skip
-    if status["state"] != "released":
+    if status["state"] == "delivered" and isinstance(status.get("envelope"), dict):
+        # Delivered in the long poll's own answer (``deliver=true``).
+        envelope = status["envelope"]
+    elif status["state"] == "released":
+        envelope = _object(
+            (yield Call("POST", f"{state.base}/access-requests/{request_id}/envelope")),
+            "taking delivery",
+        )
+    else:
         yield from _refusal(state, status, request_id, directory)
-    envelope = _object(
-        (yield Call("POST", f"{state.base}/access-requests/{request_id}/envelope")),
-        "taking delivery",
-    )
     released = yield from _open(state, access, envelope, directory)
     for item, version in released.versions.items():
         state.seen[item] = max(state.seen.get(item, 0), version)
@@ -422,8 +426,10 @@ def _wait(
             if left < -2:
                 raise RequestExpired("no approver answered before the request expired")
             wait = max(1, min(POLL_SECONDS, int(left) + 3))
+            # An access request is delivered in the same answer once released.
+            deliver = "&deliver=true" if kind == "access" else ""
             status = _object(
-                (yield Call("GET", f"{url}?wait={wait}", timeout=wait + 15)), "waiting"
+                (yield Call("GET", f"{url}?wait={wait}{deliver}", timeout=wait + 15)), "waiting"
             )
             state_name = _get(status, "state", str, "waiting")
             if state_name != "pending":

@@ -96,14 +96,42 @@ async def create_access(
             "threshold": created.threshold}  # fmt: skip
 
 
+Deliver = Annotated[
+    bool,
+    Query(description="Once released, take delivery in this answer (as ``/envelope`` would)."),
+]
+
+
+def envelope_json(envelope: access.Envelope) -> dict[str, Any]:
+    return {
+        "releases": envelope.releases,
+        "manifests": envelope.manifests,
+        "ciphertexts": {item: encode_blobs(c) for item, c in envelope.ciphertexts.items()},
+    }
+
+
 @router.get("/access-requests/{request_id}")
 async def get_access(
-    vault: str, request_id: str, request: Request, principal: Client, wait: Wait = 0
-) -> dict[str, Any]:
-    """Your request's state; with ``?wait=N`` held open until it leaves ``pending`` or N s pass."""
-    status = await access.wait_status(relay_of(request), vault=vault, request_id=request_id,
+    vault: str, request_id: str, request: Request, principal: Client, wait: Wait = 0,
+    deliver: Deliver = False,
+) -> dict[str, Any]:  # fmt: skip
+    """Your request's state; with ``?wait=N`` held open until it leaves ``pending`` or N s pass.
+
+    With ``?deliver=true`` a released request is delivered in the same answer:
+    its state is then ``delivered`` and ``envelope`` holds what
+    ``POST …/envelope`` would have returned (once: a lost answer means asking
+    again with a new request).  It saves the client a round trip per read.
+    """
+    relay = relay_of(request)
+    status = await access.wait_status(relay, vault=vault, request_id=request_id,
                                       kind="access", principal=principal, wait=wait)  # fmt: skip
-    return status_json(status)
+    if not (deliver and status.state == "released"):
+        return status_json(status)
+    envelope = await access.take_envelope(
+        relay, vault=vault, request_id=request_id, principal=principal, now=relay.now(),
+        source_ip=source_ip(request),
+    )  # fmt: skip
+    return {**status_json(status), "state": "delivered", "envelope": envelope_json(envelope)}
 
 
 @router.get("/store-requests/{request_id}")
@@ -141,11 +169,7 @@ async def take_envelope(
         relay, vault=vault, request_id=request_id, principal=principal, now=relay.now(),
         source_ip=source_ip(request),
     )  # fmt: skip
-    return {
-        "releases": envelope.releases,
-        "manifests": envelope.manifests,
-        "ciphertexts": {item: encode_blobs(c) for item, c in envelope.ciphertexts.items()},
-    }
+    return envelope_json(envelope)
 
 
 @router.post("/cache-hits")
