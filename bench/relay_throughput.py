@@ -264,10 +264,10 @@ async def _prepare(data_dir: Path, backend: Backend) -> Signer:
     from sealbox.protocol.statements import ApproverRecord
     from sealbox.server.app import create_app
     from sealbox.server.atrest import load_master_key
-    from sealbox.server.bootstrap import ensure_vault
     from sealbox.server.config import Settings
     from sealbox.server.store import engine as db
     from sealbox.server.relay import Relay
+    from sealbox.server.services.directory import ensure_vault
 
     settings = Settings(data_dir=data_dir, db_url=backend.db_url, db_schema=backend.schema)
     engine = db.make_engine(backend.db_url, schema=backend.schema)

@@ -168,7 +168,6 @@ async def _populate(work: Path, backend: rt.Backend, signer: rt.Signer, count: i
     from sealbox.server.store import engine as db
     from sealbox.server.store.tables import clients, requests
     from sealbox.server.relay import Relay
-    from sealbox.server.routes.vault import load_directory
 
     settings = Settings(data_dir=work, db_url=backend.db_url, db_schema=backend.schema)
     engine = db.make_engine(backend.db_url, schema=backend.schema)
@@ -176,7 +175,7 @@ async def _populate(work: Path, backend: rt.Backend, signer: rt.Signer, count: i
         relay = Relay(settings=settings, engine=engine, master_key=load_master_key(work))
         now = relay.now()
         async with relay.read() as conn:
-            directory = await load_directory(conn, signer.vault)
+            directory = await relay.directories.load(conn, signer.vault)
         info = ClientInfo(id=ids.new_id(ids.CLIENT), kind="human", name="bench waiter",
                           sig_pk=SigningKey.generate().verify_key())  # fmt: skip
         not_after = now + 3600

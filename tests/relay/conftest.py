@@ -22,9 +22,9 @@ from sqlalchemy import text
 from sealbox.protocol import directory as dirs
 from sealbox.server.app import create_app
 from sealbox.server.atrest import MasterKey
-from sealbox.server.bootstrap import ensure_vault
 from sealbox.server.config import Settings
 from sealbox.server.relay import Relay
+from sealbox.server.services.directory import ensure_vault
 from sealbox.server.store import engine as db
 
 PG_URL = os.environ.get("SEALBOX_TEST_PG_URL")

@@ -27,9 +27,10 @@ from test_relay_items import PASSWORD, Harness
 from sealbox.protocol import directory as dirs
 from sealbox.protocol import ids
 from sealbox.server.app import create_app
-from sealbox.server.bootstrap import ensure_vault
+from sealbox.server.http import audit as audit_http
 from sealbox.server.relay import Relay
-from sealbox.server.routes import audit as audit_routes
+from sealbox.server.services import audit as audit_service
+from sealbox.server.services.directory import ensure_vault
 from sealbox.server.store import audit
 from sealbox.server.store.tables import audit_events
 
@@ -273,7 +274,7 @@ async def test_stream_sends_past_events_then_new_ones(h: Harness) -> None:
 async def test_stream_pages_through_a_long_backlog(
     h: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(audit_routes, "PAGE", 2)
+    monkeypatch.setattr(audit_service, "PAGE", 2)
     await _seed(h)
     head = await _head(h.relay, h.vault.id)
     async with _Stream(h, "/audit/stream", h.vault.approvers[0]) as stream:
@@ -295,7 +296,7 @@ async def test_stream_resumes_from_last_event_id(h: Harness) -> None:
 
 
 async def test_stream_filters(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(audit_routes, "KEEPALIVE_SECONDS", 0.05)
+    monkeypatch.setattr(audit_http, "KEEPALIVE_SECONDS", 0.05)
     a = h.vault.approvers[0]
     _, seqs = await _seed(h)
     async with _Stream(h, "/audit/stream?severity=warning", a) as stream:
@@ -349,7 +350,7 @@ def _from_csv(text_: str) -> list[dict[str, Any]]:
 
 
 async def test_export_jsonl_and_csv(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(audit_routes, "PAGE", 2)  # several pages
+    monkeypatch.setattr(audit_service, "PAGE", 2)  # several pages
     await _seed(h)
     listed = (await _list(h, "?limit=1000")).json()["events"]
     assert len(listed) > 5

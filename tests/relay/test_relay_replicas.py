@@ -28,9 +28,9 @@ from test_relay_items import PASSWORD, Harness
 from sealbox.protocol import directory as dirs
 from sealbox.server.app import create_app
 from sealbox.server.atrest import MasterKey
-from sealbox.server.bootstrap import ensure_vault
 from sealbox.server.config import Settings, normalise_db_url
 from sealbox.server.relay import Relay
+from sealbox.server.services.directory import ensure_vault
 from sealbox.server.store import engine as db
 
 pytestmark = pytest.mark.anyio

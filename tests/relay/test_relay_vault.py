@@ -9,8 +9,8 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from sealbox.protocol import directory as dirs
-from sealbox.server.bootstrap import ensure_vault
 from sealbox.server.relay import Relay
+from sealbox.server.services.directory import ensure_vault
 from sealbox.server.store import audit
 from sealbox.server.store.tables import audit_events, directory_links
 

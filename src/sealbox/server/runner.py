@@ -14,9 +14,9 @@ from sealbox.crypto import secrets as sx
 from sealbox.crypto.encoding import b64u_encode
 from sealbox.server.app import create_app
 from sealbox.server.atrest import KEY_FILE, load_master_key, rotate_master_key
-from sealbox.server.bootstrap import ensure_vault
 from sealbox.server.config import Settings
 from sealbox.server.relay import Relay
+from sealbox.server.services.directory import ensure_vault
 from sealbox.server.store import engine as db
 
 __all__ = ["db_status", "migrate", "rotate_key", "serve"]

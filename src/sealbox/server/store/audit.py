@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -27,10 +28,16 @@ __all__ = [
     "GENESIS",
     "HEADS",
     "HEAD_CACHE",
+    "SEVERITY_ORDER",
+    "Event",
+    "Filter",
     "Heads",
     "append",
     "event_hash",
+    "events",
     "head",
+    "last",
+    "one_snapshot",
     "verify_chain",
 ]
 
@@ -82,6 +89,14 @@ def event_hash(prev_hash: str, row: Mapping[str, Any]) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+#: Built once: ``ON CONFLICT DO NOTHING`` finds a stale cached head without aborting the
+#: transaction (see :class:`Heads`).
+_APPEND = {
+    "sqlite": sqlite.insert(audit_events).on_conflict_do_nothing(),
+    "postgresql": postgresql.insert(audit_events).on_conflict_do_nothing(),
+}
+
+
 async def _read_head(conn: AsyncConnection, vault: str) -> tuple[int, str]:
     last = (
         await conn.execute(
@@ -123,7 +138,6 @@ async def append(
         # every writer takes its locks in the same order.
         await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:v))"), {"v": vault})
     known = written.get(vault) or (heads.get(vault) if heads is not None else None)
-    insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
     for _attempt in range(2):
         last_seq, prev = known if known is not None else await _read_head(conn, vault)
         row: dict[str, Any] = {
@@ -133,7 +147,7 @@ async def append(
         }  # fmt: skip
         row["prev_hash"] = prev
         row["hash"] = event_hash(prev, row)
-        done = await conn.execute(insert(audit_events).values(**row).on_conflict_do_nothing())
+        done = await conn.execute(_APPEND[conn.dialect.name], row)
         if done.rowcount == 1:
             break
         known = None  # the cached head was stale: read the real one
@@ -174,3 +188,97 @@ async def head(conn: AsyncConnection, vault: str) -> int:
             )
         ).scalar_one()
     )
+
+
+# --- reading the log ---------------------------------------------------------------------------
+
+#: Severities, least to most severe; a minimum keeps its level and those above.
+SEVERITY_ORDER = ("info", "notice", "warning", "alert")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One audit event as stored (fields in the order every reader shows them)."""
+
+    seq: int
+    at: int
+    actor: str
+    action: str
+    severity: str
+    client_id: str | None
+    item_id: str | None
+    source_ip: str | None
+    detail: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What to select events on; every criterion given must match."""
+
+    action: str | None = None
+    """An action, or a prefix ending in ``*`` (matched literally, ``%`` and ``_`` included)."""
+    actor: str | None = None
+    client_id: str | None = None
+    item_id: str | None = None
+    severity: str | None = None
+    """The minimum severity, see :data:`SEVERITY_ORDER`."""
+    since: int | None = None
+    """Events at or after this time (unix seconds)."""
+    until: int | None = None
+    """Events before this time (unix seconds)."""
+
+
+def _where(query: Select[Any], vault: str, f: Filter, after: int, upto: int) -> Select[Any]:
+    c = audit_events.c
+    query = query.where(c.vault_id == vault, c.seq > after, c.seq <= upto)
+    if f.action is not None:
+        if f.action.endswith("*"):
+            query = query.where(c.action.startswith(f.action[:-1], autoescape=True))
+        else:
+            query = query.where(c.action == f.action)
+    if f.actor is not None:
+        query = query.where(c.actor == f.actor)
+    if f.client_id is not None:
+        query = query.where(c.client_id == f.client_id)
+    if f.item_id is not None:
+        query = query.where(c.item_id == f.item_id)
+    if f.severity is not None:
+        query = query.where(c.severity.in_(SEVERITY_ORDER[SEVERITY_ORDER.index(f.severity) :]))
+    if f.since is not None:
+        query = query.where(c.at >= f.since)
+    if f.until is not None:
+        query = query.where(c.at < f.until)
+    return query
+
+
+async def events(
+    conn: AsyncConnection, vault: str, f: Filter, *, after: int, upto: int, limit: int
+) -> list[Event]:
+    """Up to ``limit`` events matching ``f`` with ``after < seq <= upto``, in order."""
+    query = _where(select(audit_events), vault, f, after, upto)
+    rows = await conn.execute(query.order_by(audit_events.c.seq).limit(limit))
+    return [_event(row) for row in rows]
+
+
+def _event(row: Any) -> Event:
+    return Event(
+        row.seq, row.at, row.actor, row.action, row.severity, row.client_id, row.item_id,
+        row.source_ip, row.detail, row.prev_hash, row.hash,
+    )  # fmt: skip
+
+
+async def last(conn: AsyncConnection, vault: str) -> tuple[int, str]:
+    """The chain's last (seq, hash) as stored; (0, :data:`GENESIS`) while it is empty."""
+    return await _read_head(conn, vault)
+
+
+async def one_snapshot(conn: AsyncConnection) -> None:
+    """Have every later read on ``conn`` see one snapshot, even while events are appended.
+
+    Call it before the connection's first statement.  PostgreSQL needs
+    REPEATABLE READ for this; a SQLite read transaction is one snapshot already.
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.execution_options(isolation_level="REPEATABLE READ")

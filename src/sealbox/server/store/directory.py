@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sealbox.crypto import jws
@@ -20,8 +20,10 @@ __all__ = [
     "VaultRow",
     "append_link",
     "first_vault",
+    "head",
     "insert_vault",
     "lock_vault",
+    "ping",
     "set_setup_token",
     "set_up",
 ]
@@ -154,3 +156,21 @@ async def append_link(conn: AsyncConnection, vault: str, seq: int, token: str, h
 
 def unavailable_without_vault() -> Unavailable:
     return Unavailable("no_vault", "this relay has no vault yet", "Start it with `sealbox up`.")
+
+
+async def ping(conn: AsyncConnection) -> None:
+    """One round trip to the database (health checks): raises if it cannot be reached."""
+    await conn.execute(text("SELECT 1"))
+
+
+async def head(conn: AsyncConnection, vault: str) -> tuple[int, str] | None:
+    """The stored directory's last link (seq, hash), or None while the vault has none."""
+    row = (
+        await conn.execute(
+            select(directory_links.c.seq, directory_links.c.hash)
+            .where(directory_links.c.vault_id == vault)
+            .order_by(directory_links.c.seq.desc())
+            .limit(1)
+        )
+    ).first()
+    return None if row is None else (row.seq, row.hash)

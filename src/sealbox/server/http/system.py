@@ -1,4 +1,7 @@
-"""Health and discovery: ``/healthz``, RFC 8414 metadata, and the vault this relay serves."""
+"""Health and discovery: ``/healthz``, RFC 8414 metadata, and the vault this relay serves.
+
+Also ``/device``, the page a login's URL and QR code lead to.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +11,17 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import select, text
 
-from sealbox.server.errors import ApiError
-from sealbox.server.relay import Relay
-from sealbox.server.store.tables import vaults
+from sealbox.server.http.deps import relay_of
+from sealbox.server.services import directory
 
 router = APIRouter()
-
-
-def relay_of(request: Request) -> Relay:
-    relay: Relay = request.app.state.relay
-    return relay
 
 
 @router.get("/healthz", tags=["system"])
 async def healthz(request: Request) -> dict[str, str]:
     """Liveness and database reachability."""
-    async with relay_of(request).read() as conn:
-        await conn.execute(text("SELECT 1"))
+    await directory.check_database(relay_of(request))
     return {"status": "ok"}
 
 
@@ -51,13 +46,8 @@ async def oauth_metadata(request: Request) -> dict[str, Any]:
 @router.get("/v1/vault", tags=["vault"])
 async def vault_info(request: Request) -> dict[str, Any]:
     """The vault this relay serves: its id, and whether it has its first approver yet."""
-    async with relay_of(request).read() as conn:
-        row = (await conn.execute(select(vaults).limit(1))).first()
-    if row is None:
-        raise ApiError(
-            503, "no_vault", "this relay has no vault yet", "Start it with `sealbox up`."
-        )
-    return {"vault": row.id, "ready": row.fingerprint is not None}
+    info = await directory.vault_info(relay_of(request))
+    return {"vault": info.vault, "ready": info.ready}
 
 
 _USER_CODE = re.compile(r"[A-Z]{4}-?[A-Z]{4}")

@@ -2,18 +2,17 @@
 
 Every endpoint takes the same filters; unknown or repeated query parameters
 are refused rather than ignored, so a misspelt filter never widens a search
-silently.  Reads are bounded by the head of the log read first: appends to a
-vault's log are serialised and commit in sequence order, so every event up
-to that head is visible, and a page never skips one still being written.
+silently.  Reads are bounded by the head of the log read first, so a page
+never skips an event still being written (see
+:mod:`sealbox.server.services.audit`).
 
 Nothing here writes: looking at the log leaves no trace in it, and what is
 shown is exactly what was appended (ids, paths, codes, counts; never
-secrets, see :mod:`sealbox.server.audit`).
+secrets, see :mod:`sealbox.server.store.audit`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
@@ -24,27 +23,18 @@ from typing import Annotated, Any, Literal, Self
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import Select, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sealbox.crypto.encoding import canonical_json
-from sealbox.server.auth import Principal, require_approver
-from sealbox.server.errors import ApiError
-from sealbox.server.relay import Relay
-from sealbox.server.routes.system import relay_of
-from sealbox.server.routes.vault import load_directory
-from sealbox.server.store import audit
-from sealbox.server.store.tables import audit_events
+from sealbox.server.auth import require_approver
+from sealbox.server.errors import Invalid
+from sealbox.server.http.deps import Principal, relay_of
+from sealbox.server.services import audit as service
 
 router = APIRouter(prefix="/v1/vaults/{vault}/audit", tags=["audit"])
 
 #: The fields of an event, in the order every endpoint shows them.
 FIELDS = ("seq", "at", "actor", "action", "severity", "client_id", "item_id", "source_ip",
           "detail", "prev_hash", "hash")  # fmt: skip
-#: Severities, least to most severe; a filter keeps its level and those above.
-SEVERITY_ORDER = ("info", "notice", "warning", "alert")
-#: Events read from the database at a time by the stream and the export.
-PAGE = 500
 #: How often an idle stream sends a comment, so proxies keep it open.
 KEEPALIVE_SECONDS = 15.0
 #: Largest sequence number or time accepted (the columns are 64-bit).
@@ -76,6 +66,12 @@ class Filters(BaseModel):
             raise ValueError("since is later than until")
         return self
 
+    def selection(self) -> service.Filter:
+        return service.Filter(
+            action=self.action, actor=self.actor, client_id=self.client_id,
+            item_id=self.item_id, severity=self.severity, since=self.since, until=self.until,
+        )  # fmt: skip
+
 
 class ListQuery(Filters):
     limit: int = Field(100, ge=1, le=1000, description="Most events to return.")
@@ -85,6 +81,10 @@ class ExportQuery(Filters):
     format: Literal["jsonl", "csv"] = "jsonl"
 
 
+class VerifyQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
 async def _approver(request: Request, vault: str) -> Principal:
     """An approver of the vault, asking once for each filter."""
     principal = await require_approver(request, vault)
@@ -92,8 +92,8 @@ async def _approver(request: Request, vault: str) -> Principal:
     keys = [key for key, _ in request.query_params.multi_items()]
     repeated = sorted({key for key in keys if keys.count(key) > 1})
     if repeated:
-        raise ApiError(
-            400, "repeated_parameter", f"query parameter(s) given more than once: {repeated}",
+        raise Invalid(
+            "repeated_parameter", f"query parameter(s) given more than once: {repeated}",
             "Give each filter at most once.",
         )  # fmt: skip
     return principal
@@ -102,51 +102,8 @@ async def _approver(request: Request, vault: str) -> Principal:
 Approver = Annotated[Principal, Depends(_approver)]
 
 
-def _where(query: Select[Any], vault: str, f: Filters, after: int, upto: int) -> Select[Any]:
-    c = audit_events.c
-    query = query.where(c.vault_id == vault, c.seq > after, c.seq <= upto)
-    if f.action is not None:
-        if f.action.endswith("*"):
-            query = query.where(c.action.startswith(f.action[:-1], autoescape=True))
-        else:
-            query = query.where(c.action == f.action)
-    if f.actor is not None:
-        query = query.where(c.actor == f.actor)
-    if f.client_id is not None:
-        query = query.where(c.client_id == f.client_id)
-    if f.item_id is not None:
-        query = query.where(c.item_id == f.item_id)
-    if f.severity is not None:
-        query = query.where(c.severity.in_(SEVERITY_ORDER[SEVERITY_ORDER.index(f.severity) :]))
-    if f.since is not None:
-        query = query.where(c.at >= f.since)
-    if f.until is not None:
-        query = query.where(c.at < f.until)
-    return query
-
-
-def _event(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: row[name] for name in FIELDS}
-
-
-async def _page(
-    conn: AsyncConnection, vault: str, f: Filters, after: int, limit: int
-) -> tuple[list[dict[str, Any]], int]:
-    """Up to ``limit`` matching events after ``after``, and the seq to continue after.
-
-    The head is read first: every event up to it has committed (appends to
-    one vault are serialised), so continuing after it loses nothing.
-    """
-    head = await audit.head(conn, vault)
-    rows = await conn.execute(
-        _where(select(audit_events), vault, f, after, head)
-        .order_by(audit_events.c.seq)
-        .limit(limit)
-    )
-    events = [_event(row) for row in rows.mappings()]
-    if len(events) == limit:
-        return events, events[-1]["seq"]
-    return events, max(after, head)
+def _event(event: service.Event) -> dict[str, Any]:
+    return {name: getattr(event, name) for name in FIELDS}
 
 
 @router.get("")
@@ -160,20 +117,15 @@ async def list_events(
     a prefix ending in ``*``; ``severity`` is a minimum; ``since`` is
     inclusive and ``until`` exclusive.
     """
-    async with relay_of(request).read() as conn:
-        events, after = await _page(conn, vault, q, q.after_seq, q.limit)
-    return {"events": events, "next_after_seq": after}
+    found = await service.page(
+        relay_of(request), vault=vault, filters=q.selection(), after=q.after_seq, limit=q.limit
+    )
+    return {"events": [_event(e) for e in found.events], "next_after_seq": found.next_after}
 
 
 def _sse(event: Mapping[str, Any]) -> str:
     data = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
     return f"id: {event['seq']}\nevent: audit\ndata: {data}\n\n"
-
-
-async def _still_approver(relay: Relay, vault: str, principal: Principal) -> bool:
-    async with relay.read() as conn:
-        directory = await load_directory(conn, vault)
-    return principal.id in directory.approvers
 
 
 _LAST_EVENT_ID = re.compile(r"[0-9]{1,19}")
@@ -198,39 +150,30 @@ async def stream_events(
     after = q.after_seq
     if last_event_id is not None:
         if not _LAST_EVENT_ID.fullmatch(last_event_id) or int(last_event_id) > INT_MAX:
-            raise ApiError(400, "invalid_last_event_id",
-                           "Last-Event-ID must be the seq of an audit event",
-                           "Resume with the id of the last event received.")  # fmt: skip
+            raise Invalid("invalid_last_event_id",
+                          "Last-Event-ID must be the seq of an audit event",
+                          "Resume with the id of the last event received.")  # fmt: skip
         after = int(last_event_id)
 
-    async def events() -> AsyncIterator[str]:
-        cursor = after
-        # Subscribed before the first read: an event committed after that read
-        # still wakes this stream, so nothing is lost in between.
-        async with relay.hub.subscribe(f"vault:{vault}:audit") as queue:
+    async def frames() -> AsyncIterator[str]:
+        following = service.follow(
+            relay, vault=vault, filters=q.selection(), after=after, approver_id=principal.id,
+            idle_seconds=KEEPALIVE_SECONDS,
+        )  # fmt: skip
+        async with following as items:
+            # Sent once subscribed: whatever is appended from here on will come.
             yield ": sealbox audit\n\n"
-            while True:
-                while True:  # catch up, a page at a time, without holding a connection
-                    async with relay.read() as conn:
-                        page, cursor = await _page(conn, vault, q, cursor, PAGE)
-                    for event in page:
-                        yield _sse(event)
-                    if len(page) < PAGE:
-                        break
-                try:
-                    await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_SECONDS)
-                except TimeoutError:
+            async for item in items:
+                if isinstance(item, service.Revoked):
+                    data = json.dumps({"reason": item.reason}, separators=(",", ":"))
+                    yield f"event: revoked\ndata: {data}\n\n"
+                elif isinstance(item, service.Idle):
                     yield ": keepalive\n\n"
-                while not queue.empty():  # one read answers every wake-up so far
-                    queue.get_nowait()
-                # Directory changes are audited too, so a removed approver is seen
-                # here at once (and at the next keepalive otherwise).
-                if not await _still_approver(relay, vault, principal):
-                    yield 'event: revoked\ndata: {"reason":"not an approver"}\n\n'
-                    return
+                else:
+                    yield _sse(_event(item))
 
     return StreamingResponse(
-        events(),
+        frames(),
         media_type="text/event-stream",
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )
@@ -256,25 +199,17 @@ async def export_events(
     cell is an absent value, and ``detail`` is canonical JSON, so each event's
     hash can be recomputed from the file.
     """
-    relay = relay_of(request)
-    async with relay.read() as conn:
-        end = await audit.head(conn, vault)
+    pages = await service.export(
+        relay_of(request), vault=vault, filters=q.selection(), after=q.after_seq
+    )
 
     async def lines() -> AsyncIterator[str]:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
         if q.format == "csv":
             writer.writerow(FIELDS)
-        cursor = q.after_seq
-        while True:
-            async with relay.read() as conn:
-                rows = await conn.execute(
-                    _where(select(audit_events), vault, q, cursor, end)
-                    .order_by(audit_events.c.seq)
-                    .limit(PAGE)
-                )
-                page = [_event(row) for row in rows.mappings()]
-            for event in page:
+        async for page in pages:
+            for event in map(_event, page):
                 if q.format == "csv":
                     writer.writerow(_csv_row(event))
                 else:
@@ -284,9 +219,6 @@ async def export_events(
                 yield buffer.getvalue()
                 buffer.seek(0)
                 buffer.truncate()
-            if len(page) < PAGE:
-                return
-            cursor = page[-1]["seq"]
 
     media, ext = (
         ("text/csv; charset=utf-8", "csv")
@@ -303,10 +235,6 @@ async def export_events(
     )
 
 
-class VerifyQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 @router.get("/verify")
 async def verify(
     vault: str, request: Request, principal: Approver, q: Annotated[VerifyQuery, Query()]
@@ -316,28 +244,5 @@ async def verify(
     409 ``audit_chain_broken`` names the first event whose seq, link or hash
     does not match: an event was edited or removed.
     """
-    relay = relay_of(request)
-    async with relay.read() as conn:
-        if relay.is_postgres:
-            # One snapshot for the walk and the head, even while events are appended.
-            await conn.execution_options(isolation_level="REPEATABLE READ")
-        try:
-            count = await audit.verify_chain(conn, vault)
-        except ValueError as exc:
-            found = re.search(r"event (\d+)", str(exc))
-            where = f" at event {found.group(1)}" if found else ""
-            raise ApiError(
-                409, "audit_chain_broken", f"the audit chain breaks{where}",
-                "An event was edited or removed after it was written. Compare with an "
-                "earlier export or checkpoint to see what changed.",
-            ) from None  # fmt: skip
-        last = (
-            await conn.execute(
-                select(audit_events.c.seq, audit_events.c.hash)
-                .where(audit_events.c.vault_id == vault)
-                .order_by(audit_events.c.seq.desc())
-                .limit(1)
-            )
-        ).first()
-    head = {"seq": last.seq, "hash": last.hash} if last else {"seq": 0, "hash": audit.GENESIS}
-    return {"events": count, "head": head}
+    checked = await service.verify(relay_of(request), vault=vault)
+    return {"events": checked.events, "head": {"seq": checked.head_seq, "hash": checked.head_hash}}

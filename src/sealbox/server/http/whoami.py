@@ -6,18 +6,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from sealbox.server.auth import Principal, authenticate
+from sealbox.server.http.deps import Anyone
 
 router = APIRouter(prefix="/v1/vaults/{vault}", tags=["auth"])
 
 
 @router.get("/whoami")
 @router.post("/whoami")
-async def whoami(principal: Annotated[Principal, Depends(authenticate)]) -> dict[str, Any]:
+async def whoami(principal: Anyone) -> dict[str, Any]:
     return {
         "vault": principal.vault,
         "id": principal.id,
