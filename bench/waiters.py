@@ -27,7 +27,7 @@ does (``polled_again`` counts them).
 Releases go through a bench-only route that this script mounts on the relay app
 in the relay process (it is not in the product): ``POST /_bench/release``
 moves each given request from ``pending`` to ``released`` with the product's
-own compare-and-set (``routes.items.transition``) and wakes its channel with
+own compare-and-set (``store.requests.transition``) and wakes its channel with
 ``tx.wake``, in one write transaction: the tail of ``release_access`` after
 its checks of the release.  The waiter then does what it does for a real
 release: reads its request again (two SELECTs) and answers.
@@ -103,7 +103,8 @@ def serve(args: argparse.Namespace) -> int:
     from starlette.responses import JSONResponse
 
     from sealbox.protocol.state import Event, State
-    from sealbox.server.routes.items import request_channel, transition
+    from sealbox.server.notify import request_channel
+    from sealbox.server.store.requests import transition
 
     raise_nofile()
     if args.core is not None:
@@ -118,11 +119,12 @@ def serve(args: argparse.Namespace) -> int:
         async with relay.tx() as tx:
             for request_id in ids:
                 state = await transition(
-                    tx.conn, vault, request_id, State.PENDING, Event.THRESHOLD_REACHED, now
-                )
+                    tx.conn, vault, request_id, "access", State.PENDING,
+                    Event.THRESHOLD_REACHED, now,
+                )  # fmt: skip
                 if state is None:
                     raise RuntimeError(f"request {request_id} was not pending")
-                tx.wake(request_channel(request_id), state.value)
+                tx.wake(request_channel(request_id), state)
         return JSONResponse({"released": len(ids), "at": time.monotonic()})
 
     async def stats(_: Request) -> JSONResponse:

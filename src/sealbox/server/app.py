@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sealbox import __version__
-from sealbox.server import http, jobs, routes
+from sealbox.server import http, jobs
 from sealbox.server.http.errors import install_error_handlers
 from sealbox.server.notify import PgListener
 from sealbox.server.relay import Relay
@@ -68,7 +68,7 @@ def create_app(relay: Relay, *, listen: bool = True, owns_engine: bool = False) 
 
     app.add_middleware(BodyLimit, limit=relay.settings.max_body_bytes)
 
-    for router in [*http.all_routers(), *routes.all_routers()]:
+    for router in http.all_routers():
         app.include_router(router)
     return app
 

@@ -67,19 +67,3 @@ class TooMany(RelayError):
 class Unavailable(RelayError):
     """The relay cannot do this now (not set up, or busy)."""
 
-
-class ApiError(RelayError):
-    """Transitional: a refusal that still names its HTTP status (routes not yet on services)."""
-
-    def __init__(
-        self,
-        status: int,
-        error: str,
-        message: str,
-        hint: str = "",
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(error, message, hint)
-        self.status = status
-        self.error = error
-        self.headers = headers

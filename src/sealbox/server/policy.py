@@ -6,7 +6,7 @@ Grants and policies are keyed by an item-path *pattern*: exactly three segments
 ``/``: ``app/*/db`` cannot match ``app/prod/x/db`` by accident, and a pattern can
 never reach into another project by a clever wildcard.
 
-These functions do no I/O; the routes load the rows and pass them in.
+These functions do no I/O; the services load the rows and pass them in.
 """
 
 from __future__ import annotations

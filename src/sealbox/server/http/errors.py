@@ -46,8 +46,6 @@ _STATUS_BY_CODE = {
 
 def status_of(exc: Exception) -> int:
     """The HTTP status a domain or protocol error is answered with."""
-    if isinstance(exc, domain.ApiError):
-        return exc.status
     if isinstance(exc, domain.RelayError):
         return STATUS[next(k for k in type(exc).__mro__ if k in STATUS)]
     if isinstance(exc, SealboxError):
@@ -56,8 +54,8 @@ def status_of(exc: Exception) -> int:
 
 
 def headers_of(exc: domain.RelayError) -> dict[str, str]:
-    headers = dict(getattr(exc, "headers", None) or {})
-    if isinstance(exc, domain.Unauthenticated) or status_of(exc) == 401:
+    headers = {}
+    if isinstance(exc, domain.Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"
     if exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
