@@ -32,6 +32,7 @@ from sealbox.server import audit
 from sealbox.server.auth import Principal, require_approver
 from sealbox.server.db.tables import audit_events
 from sealbox.server.errors import ApiError
+from sealbox.server.notify import CLOSED
 from sealbox.server.relay import Relay
 from sealbox.server.routes.system import relay_of
 from sealbox.server.routes.vault import load_directory
@@ -217,12 +218,15 @@ async def stream_events(
                         yield _sse(event)
                     if len(page) < PAGE:
                         break
+                message: object = None
                 try:
-                    await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_SECONDS)
+                    message = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_SECONDS)
                 except TimeoutError:
                     yield ": keepalive\n\n"
-                while not queue.empty():  # one read answers every wake-up so far
-                    queue.get_nowait()
+                while message is not CLOSED and not queue.empty():  # one read answers them all
+                    message = queue.get_nowait()
+                if message is CLOSED:
+                    return  # the relay is stopping: a client resumes from its Last-Event-ID
                 # Directory changes are audited too, so a removed approver is seen
                 # here at once (and at the next keepalive otherwise).
                 if not await _still_approver(relay, vault, principal):

@@ -44,6 +44,7 @@ from sealbox.server import audit
 from sealbox.server.auth import Approver, Client, Principal
 from sealbox.server.db.tables import answers, clients, item_versions, items, requests
 from sealbox.server.errors import ApiError
+from sealbox.server.notify import CLOSED
 from sealbox.server.policy import granted, policy_for
 from sealbox.server.relay import Relay
 from sealbox.server.routes.items import (
@@ -330,7 +331,8 @@ async def _wait(
             # asyncio.timeout, not wait_for: no extra task per waiter.
             with contextlib.suppress(TimeoutError):  # then read the state once more
                 async with asyncio.timeout(left):
-                    await queue.get()
+                    if await queue.get() is CLOSED:  # the relay is stopping: answer as it is
+                        deadline = loop.time()
 
 
 Wait = Annotated[float, Query(ge=0, description=f"Seconds to wait for a change (<= {MAX_WAIT}).")]
@@ -691,6 +693,8 @@ async def approvals_stream(vault: str, request: Request, principal: Approver) ->
                 except TimeoutError:
                     yield ": keepalive\n\n"
                     continue
+                if message is CLOSED:
+                    return  # the relay is stopping: end the stream so the server can stop
                 if message in ("device-requests", "pairing"):
                     # A login or a new device waits (or was answered): list them again.
                     yield _event(message, {})
