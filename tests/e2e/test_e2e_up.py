@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -10,11 +11,14 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from e2e_support import BANNER_END, PG_URL, ApproverKeys, RelayProcess, pg_schema, signed
 
+from sealbox.cli.exits import CANNOT_LISTEN
 from sealbox.client.httpsig import sign_request
 from sealbox.crypto.keys import HpkePrivateKey, SigningKey
 from sealbox.protocol import directory as dirs
@@ -188,3 +192,114 @@ def test_bad_master_key_file_permissions_stop_the_relay(data_dir: Path) -> None:
     result = _cli("rotate-master-key", "--data-dir", str(data_dir))
     assert result.returncode == 1
     assert "chmod 600" in result.stderr
+
+
+# Stopping: one Ctrl-C or SIGTERM (what systemd and Docker send) stops the relay
+# within a second or two, with status 0 and its "stopped" line, even while
+# approvers' event streams are open; the port in use is said plainly.
+
+STOP_SECONDS = 3.0
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_args(request: pytest.FixtureRequest) -> Iterator[list[str]]:
+    """`sealbox up` options: SQLite in the data directory, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield []
+        return
+    with pg_schema("sbx_e2e_up") as schema:
+        assert PG_URL  # pg_schema has skipped (or failed, in CI) without it
+        yield ["--db", PG_URL, "--db-schema", schema]
+
+
+def _set_up(relay: RelayProcess, http: httpx.Client) -> tuple[str, ApproverKeys]:
+    vault = http.get("/v1/vault").json()["vault"]
+    approver = ApproverKeys()
+    link0 = dirs.genesis_link(vault, approver.record, approver.sig, now=int(time.time()))
+    response = http.post(
+        f"/v1/vaults/{vault}/setup", json={"setup_token": relay.setup_token(), "link": link0}
+    )
+    assert response.status_code == 201, response.text
+    return vault, approver
+
+
+def _open_stream(
+    stack: contextlib.ExitStack, http: httpx.Client, path: str, approver: ApproverKeys
+) -> Iterator[str]:
+    """An approver's event stream, open and past its first line; its remaining text."""
+    request = signed(http, "GET", path, by=approver)
+    response = stack.enter_context(contextlib.closing(http.send(request, stream=True)))
+    assert response.status_code == 200, response.read()
+    text = response.iter_text()
+    assert next(text).startswith(": sealbox ")
+    return text
+
+
+def _stopped_by(relay: RelayProcess, *signals: signal.Signals) -> float:
+    """Send ``signals`` (50 ms apart); the seconds until the process ended."""
+    started = time.monotonic()
+    for signum in signals:
+        relay.proc.send_signal(signum)
+        time.sleep(0.05)
+    try:
+        relay.proc.wait(timeout=30)
+    finally:
+        output = relay.stop()  # collects the output (SIGINT again only if still running)
+    assert relay.returncode == 0, output
+    assert output.rstrip().endswith("sealbox relay stopped."), output
+    assert "Traceback" not in output
+    assert "Error" not in output.split(BANNER_END)[1], output
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    "signals",
+    [[signal.SIGINT], [signal.SIGTERM], [signal.SIGINT, signal.SIGINT]],
+    ids=["ctrl-c", "sigterm", "ctrl-c-twice"],
+)
+def test_one_signal_stops_the_relay_while_approvers_streams_are_open(
+    tmp_path: Path, db_args: list[str], signals: list[signal.Signals]
+) -> None:
+    relay = RelayProcess(tmp_path / "relay-data", *db_args)
+    with contextlib.ExitStack() as stack:
+        try:
+            http = stack.enter_context(httpx.Client(base_url=relay.url, timeout=10))
+            vault, approver = _set_up(relay, http)
+            approvals = _open_stream(stack, http, f"/v1/vaults/{vault}/approvals/stream", approver)
+            audit = _open_stream(stack, http, f"/v1/vaults/{vault}/audit/stream", approver)
+        except BaseException:
+            relay.stop()
+            raise
+        took = _stopped_by(relay, *signals)
+        assert took < STOP_SECONDS, f"took {took:.1f} s"
+        # Both streams were ended by the relay, not cut off: each read ends cleanly.
+        for rest in (approvals, audit):
+            list(rest)
+
+
+def test_sigterm_stops_an_idle_relay_with_status_0(tmp_path: Path, db_args: list[str]) -> None:
+    relay = RelayProcess(tmp_path / "relay-data", *db_args)
+    took = _stopped_by(relay, signal.SIGTERM)
+    assert took < STOP_SECONDS, f"took {took:.1f} s"
+
+
+def test_a_second_relay_on_a_taken_port_says_so_and_changes_nothing(
+    tmp_path: Path, db_args: list[str]
+) -> None:
+    data_dir = tmp_path / "relay-data"
+    first = RelayProcess(data_dir, *db_args)
+    try:
+        # Same data and database too: had it started, it would have replaced the setup token.
+        second = _cli("up", "--data-dir", str(data_dir), "--port", str(first.port), *db_args)
+        assert second.returncode == CANNOT_LISTEN == 7
+        assert second.stderr == (
+            f"sealbox: cannot listen on 127.0.0.1:{first.port}: the address is already in use "
+            "(is another relay running? choose another with --port)\n"
+        )
+        assert second.stdout == ""
+        with httpx.Client(base_url=first.url, timeout=10) as http:
+            assert http.get("/healthz").status_code == 200
+            _set_up(first, http)  # the first relay's setup token still works
+    finally:
+        output = first.stop()
+    assert first.returncode == 0, output

@@ -325,6 +325,21 @@ async def test_stream_ends_when_the_approver_is_removed(h: Harness) -> None:
     assert (await _list(h, signer=b)).status_code == 401
 
 
+async def test_stream_ends_when_the_relay_stops(h: Harness) -> None:
+    a = h.vault.approvers[0]
+    base, seqs = await _seed(h)
+    async with _Stream(h, f"/audit/stream?after_seq={base}", a) as stream:
+        await stream.until(f"id: {seqs[-1]}\n")
+        assert stream.task is not None
+        assert not stream.task.done()
+        # What the server does first when asked to stop: without it, the stream
+        # would hold the relay open until the client went away.
+        h.relay.hub.close()
+        await asyncio.wait_for(stream.task, timeout=2)  # the response has ended
+    assert "revoked" not in stream.buffer
+    assert [seq for seq, _ in stream.events()] == seqs
+
+
 async def _export(h: Harness, query: str) -> httpx.Response:
     response = await h.call("GET", f"/audit/export{query}", signer=h.vault.approvers[0])
     assert response.status_code == 200, response.text

@@ -229,6 +229,34 @@ async def test_long_poll_times_out_pending(h: Harness) -> None:
     assert negative.status_code == 422
 
 
+async def test_long_polls_and_approval_streams_end_when_the_relay_stops(h: Harness) -> None:
+    a = h.vault.approvers[0]
+    item = await _stored(h)
+    client = await h.add_client()
+    access = h.access(client, [(item, "app/prod/db", ["password"])])
+    request_id = (await h.ask(client, access)).json()["id"]
+    async with _stream(h, "/approvals/stream", a) as stream:
+        await stream.until(request_id)
+        waiting = asyncio.create_task(
+            h.call("GET", f"/access-requests/{request_id}?wait=30", signer=client)
+        )
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        assert stream.task is not None
+        assert not stream.task.done()
+        # What the server does first when asked to stop: without it, both would
+        # hold the relay open (the poll for 30 s, the stream until the approver leaves).
+        h.relay.hub.close()
+        response = await asyncio.wait_for(waiting, timeout=2)
+        assert (response.status_code, response.json()["state"]) == (200, "pending")
+        await asyncio.wait_for(stream.task, timeout=2)  # the response has ended
+        # A poll that comes in while the relay stops answers at once too.
+        started = time.monotonic()
+        late = await h.call("GET", f"/access-requests/{request_id}?wait=30", signer=client)
+        assert late.json()["state"] == "pending"
+        assert time.monotonic() - started < 2
+
+
 def _stream(h: Harness, path: str, signer: Any) -> SseStream:
     return SseStream(create_app(h.relay, listen=False), h.build("GET", path, signer=signer))
 

@@ -9,6 +9,7 @@
 | 4 | no answer: the request expired or was cancelled |
 | 5 | verification failed: something the relay served does not verify (tampering?) |
 | 6 | not logged in, or the session has ended |
+| 7 | ``sealbox up`` cannot listen on its address (in use, not permitted, not this machine's) |
 | 130 | interrupted (Ctrl-C); a pending request is withdrawn |
 
 ``sealbox run`` exits with the command's own status once the command has started.
@@ -20,6 +21,7 @@ import sys
 from collections.abc import Callable
 
 __all__ = [
+    "CANNOT_LISTEN",
     "DENIED",
     "FAILED",
     "INTERRUPTED",
@@ -40,6 +42,9 @@ DENIED = 3
 NOT_ANSWERED = 4
 VERIFICATION = 5
 NOT_LOGGED_IN = 6
+# Its own code, so that a supervisor can tell "the port is taken" from a crash
+# and not restart in a loop (systemd: RestartPreventExitStatus=7).
+CANNOT_LISTEN = 7
 INTERRUPTED = 130
 
 

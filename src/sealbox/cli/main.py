@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 from sealbox import __version__
 from sealbox.cli import approvers, cache, items
+from sealbox.cli.exits import CANNOT_LISTEN
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -162,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             count = runner.rotate_key(settings)
             print(f"re-wrapped {count} data key(s) under the new master key")
+    except runner.CannotListen as exc:
+        print(f"sealbox: {exc}", file=sys.stderr)
+        return CANNOT_LISTEN
     except KeyboardInterrupt:
         return EXIT_OK
     except (OSError, ValueError) as exc:

@@ -28,6 +28,11 @@ def create_app(relay: Relay, *, listen: bool = True, owns_engine: bool = False) 
     With PostgreSQL and ``listen``, the app holds one LISTEN connection for
     wake-ups from other replicas while it runs.  With ``owns_engine`` it
     closes the database pool when the server shuts down.
+
+    A server that stops must first call ``relay.hub.close()``: long polls and
+    event streams wait on the hub, and a server waits for open connections
+    before it shuts the app down, so the lifespan's end comes too late for it
+    (``sealbox up`` closes the hub on the first signal).
     """
 
     @contextlib.asynccontextmanager
@@ -49,9 +54,10 @@ def create_app(relay: Relay, *, listen: bool = True, owns_engine: bool = False) 
             if listener is not None:
                 await listener.stop()
             if owns_engine:
-                # Close the pool here, in the server's orderly shutdown: after
-                # serve() returns, uvicorn re-raises Ctrl-C, and a dispose still
-                # in progress then would be cancelled mid-close.
+                # Close the pool here, in the server's orderly shutdown, whoever
+                # runs the app: after serve() returns, plain uvicorn re-raises the
+                # signal that stopped it, and a dispose still in progress then
+                # would be cancelled mid-close.  (`sealbox up` keeps the signal.)
                 await relay.engine.dispose()
 
     app = FastAPI(

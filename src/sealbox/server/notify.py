@@ -6,12 +6,18 @@ PostgreSQL a writer also sends ``pg_notify('sealbox', channel)`` inside its
 transaction, delivered only on commit, and each process keeps exactly one
 LISTEN connection that republishes what it hears to its local hub — never one
 database connection per waiter.
+
+At shutdown the hub is closed: every waiter then receives :data:`CLOSED`
+and must end (a long poll answers the state as it is; a stream returns), so
+the server is not held open by connections that would otherwise wait for
+minutes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -19,21 +25,46 @@ from collections.abc import AsyncIterator
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["CHANNEL", "Hub", "PgListener"]
+__all__ = ["CHANNEL", "CLOSED", "Closed", "Hub", "PgListener"]
 
 log = logging.getLogger("sealbox.relay")
 CHANNEL = "sealbox"
+
+
+class Closed(enum.Enum):
+    """The type of :data:`CLOSED`; an enum so that ``is CLOSED`` narrows a message to ``str``."""
+
+    CLOSED = "closed"
+
+
+CLOSED = Closed.CLOSED
+"""What a subscriber's queue yields once the hub is closed: stop waiting and end.
+
+Not a string, so no published message (a request id, a name from another
+replica's NOTIFY) can ever be mistaken for it.
+"""
 
 
 class Hub:
     """Fan-out of wake-ups to local subscribers; each subscriber has a bounded queue."""
 
     def __init__(self) -> None:
-        self._subscribers: defaultdict[str, set[asyncio.Queue[str]]] = defaultdict(set)
+        self._subscribers: defaultdict[str, set[asyncio.Queue[str | Closed]]] = defaultdict(set)
+        self._closed = False
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, channel: str, maxsize: int = 64) -> AsyncIterator[asyncio.Queue[str]]:
-        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=maxsize)
+    async def subscribe(
+        self, channel: str, maxsize: int = 64
+    ) -> AsyncIterator[asyncio.Queue[str | Closed]]:
+        """A queue of the channel's messages, then :data:`CLOSED` once the hub closes.
+
+        Whoever reads the queue must check every message it takes for
+        :data:`CLOSED`, and end when it sees it: it comes once.
+        """
+        queue: asyncio.Queue[str | Closed] = asyncio.Queue(maxsize=maxsize)
+        if self._closed:
+            # Subscribed while the relay stops: end at once rather than wait.
+            queue.put_nowait(CLOSED)
         self._subscribers[channel].add(queue)
         try:
             yield queue
@@ -44,7 +75,25 @@ class Hub:
                 if not subscribers:
                     del self._subscribers[channel]
 
+    def close(self) -> None:
+        """Wake every subscriber, now and later, with :data:`CLOSED`.  Idempotent.
+
+        What was still queued is dropped: a waiter that ends reads the
+        database once more or not at all, so a wake-up no longer matters, and
+        clearing the queue makes room for :data:`CLOSED` even in a full one.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        for subscribers in self._subscribers.values():
+            for queue in subscribers:
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(CLOSED)
+
     def publish_local(self, channel: str, message: str = "") -> None:
+        if self._closed:
+            return  # CLOSED is the last thing a subscriber receives
         for queue in list(self._subscribers.get(channel, ())):
             # A wake-up says "look again"; a full queue already holds one.
             with contextlib.suppress(asyncio.QueueFull):

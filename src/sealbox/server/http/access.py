@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from sealbox.crypto.encoding import b64u_encode
 from sealbox.server.http.deps import Approver, Client, relay_of, source_ip
-from sealbox.server.notify import approvers_channel
+from sealbox.server.notify import CLOSED, approvers_channel
 from sealbox.server.services import access
 from sealbox.server.services.access import MAX_WAIT, Approval, Status
 from sealbox.server.store.requests import RequestRow
@@ -259,6 +259,8 @@ async def approvals_stream(vault: str, request: Request, principal: Approver) ->
                 except TimeoutError:
                     yield ": keepalive\n\n"
                     continue
+                if message is CLOSED:
+                    return  # the relay is stopping: end the stream so the server can stop
                 if message in ("device-requests", "pairing"):
                     # A login or a new device waits (or was answered): list them again.
                     yield _event(message, {})

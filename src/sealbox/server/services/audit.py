@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sealbox.server.errors import Conflict
-from sealbox.server.notify import audit_channel
+from sealbox.server.notify import CLOSED, audit_channel
 from sealbox.server.relay import Relay
 from sealbox.server.store import audit
 from sealbox.server.store import directory as directories
@@ -134,12 +134,15 @@ async def _follow(
                 yield event
             if len(found.events) < PAGE:
                 break
+        message: object = None
         try:
-            await asyncio.wait_for(queue.get(), timeout=idle_seconds)
+            message = await asyncio.wait_for(queue.get(), timeout=idle_seconds)
         except TimeoutError:
             yield IDLE
-        while not queue.empty():  # one read answers every wake-up so far
-            queue.get_nowait()
+        while message is not CLOSED and not queue.empty():  # one read answers them all
+            message = queue.get_nowait()
+        if message is CLOSED:
+            return  # the relay is stopping: a client resumes from its Last-Event-ID
         # Directory changes are audited too, so a removed approver is seen
         # here at once (and at the next idle tick otherwise).
         if not await _still_approver(relay, vault, approver_id):
