@@ -14,7 +14,7 @@ from sealbox.server.audit import AUDITED
 from sealbox.server.config import Settings
 from sealbox.server.db.engine import WRITE
 from sealbox.server.notify import Hub
-from sealbox.server.ratelimit import RateLimiter
+from sealbox.server.ratelimit import EventThrottle, RateLimiter
 from sealbox.server.replay import ReplayGuard
 
 __all__ = ["Relay", "Tx"]
@@ -43,12 +43,15 @@ class Relay:
     replay_guard: ReplayGuard = field(init=False)
     anonymous_limiter: RateLimiter = field(init=False)
     """For unauthenticated endpoints that write (starting a login): per source address."""
+    refusal_audit: EventThrottle = field(init=False)
+    """Audit events of refused requests: one a minute per vault, source address and error."""
 
     def __post_init__(self) -> None:
         if self.limiter is None:
             self.limiter = RateLimiter(self.settings.rate_per_second, self.settings.rate_burst)
         self.replay_guard = ReplayGuard(self.engine)
         self.anonymous_limiter = RateLimiter(rate=10 / 60, burst=10)
+        self.refusal_audit = EventThrottle(interval=60)
 
     def now(self) -> int:
         return int(self.clock())

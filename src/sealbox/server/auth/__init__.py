@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sealbox.server.auth.bearer import bearer_token, verify_bearer
 from sealbox.server.auth.httpsig import verify_signed_request
 from sealbox.server.auth.principal import Principal
+from sealbox.server.auth.refusals import record_refusal
 from sealbox.server.errors import ApiError
 from sealbox.server.relay import Relay
 
@@ -24,20 +25,33 @@ __all__ = [
 
 
 async def authenticate(request: Request, vault: str) -> Principal:
-    """The caller, by bearer token if it sent one, else by its request signature."""
+    """The caller, by bearer token if it sent one, else by its request signature.
+
+    A refusal (401, or 429 over the rate limit) is audited, throttled: see
+    :mod:`sealbox.server.auth.refusals`.
+    """
     relay: Relay = request.app.state.relay
-    token = bearer_token(request)
-    if token is not None:
-        principal = await verify_bearer(token, relay, vault)
-    else:
-        principal = await verify_signed_request(request, relay, vault)
+    try:
+        token = bearer_token(request)
+        if token is not None:
+            principal = await verify_bearer(token, relay, vault)
+        else:
+            principal = await verify_signed_request(request, relay, vault)
+    except ApiError as error:
+        # A request with no credentials at all (a browser, a misconfigured client)
+        # tried nothing: only a credential that failed is worth an event.
+        if error.status == 401 and error.error != "signature_required":
+            await record_refusal(request, relay, vault, error)
+        raise
     assert relay.limiter is not None
     wait = relay.limiter.allow(f"{principal.vault} {principal.id}")
     if wait:
-        raise ApiError(
+        limited = ApiError(
             429, "rate_limited", "too many requests from this caller",
             f"Retry after {wait:.1f} s.", headers={"Retry-After": str(max(1, round(wait)))},
         )  # fmt: skip
+        await record_refusal(request, relay, vault, limited, actor=principal.id)
+        raise limited
     return principal
 
 

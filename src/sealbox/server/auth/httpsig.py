@@ -30,13 +30,14 @@ from starlette.requests import ClientDisconnect
 
 from sealbox.crypto.keys import VerifyKey
 from sealbox.errors import SealboxError
+from sealbox.protocol import ids
 from sealbox.server.auth.certcheck import check_client_certificate
 from sealbox.server.auth.principal import Principal
 from sealbox.server.db.tables import clients
 from sealbox.server.errors import ApiError
 from sealbox.server.relay import Relay
 
-__all__ = ["MAX_SKEW", "REQUIRED_COMPONENTS", "verify_signed_request"]
+__all__ = ["MAX_SKEW", "REQUIRED_COMPONENTS", "signed_key_id", "verify_signed_request"]
 
 MAX_SKEW = 300
 REQUIRED_COMPONENTS = ("@method", "@target-uri")
@@ -104,6 +105,24 @@ def target_uri(scope: Any) -> str:
     path = raw_path.split(b"?", 1)[0].decode("latin-1")
     query = scope.get("query_string", b"").decode("latin-1")
     return f"{origin.scheme}://{origin.netloc}{path}" + (f"?{query}" if query else "")
+
+
+def signed_key_id(request: Request) -> str | None:
+    """The ``keyid`` a request's signature names, if it is a well-formed approver or client id.
+
+    For the audit of refused requests: anything else the caller put there is not
+    repeated into the log.
+    """
+    try:
+        key_id = _params(request).get("keyid")
+    except ApiError:
+        return None
+    for kind in (ids.APPROVER, ids.CLIENT):
+        try:
+            return ids.check_id(key_id, kind)
+        except SealboxError:
+            continue
+    return None
 
 
 @functools.lru_cache(maxsize=4096)
