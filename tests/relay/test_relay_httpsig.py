@@ -8,6 +8,7 @@ from relay_support import Vault, error_of
 
 from sealbox.client.httpsig import sign_request
 from sealbox.crypto.keys import SigningKey
+from sealbox.server.auth.httpsig import target_uri
 from sealbox.server.relay import Relay
 
 pytestmark = pytest.mark.anyio
@@ -143,3 +144,21 @@ async def test_signature_over_another_spelling_of_the_path_does_not_verify(
     assert (response.status_code, error_of(response)["error"]) == (401, "signature_invalid")
     honest = _signed(client, "GET", base + sent_path, key=a.sig, key_id=a.id, now=relay.now())
     assert (await client.send(honest)).status_code == 200
+
+
+def test_target_uri_is_rebuilt_from_the_raw_request_target() -> None:
+    scope = {
+        "type": "http", "scheme": "https", "path": "/v1/x y", "raw_path": b"/v1/x%20y",
+        "query_string": b"a=%2F", "headers": [(b"host", b"relay.example:8443")],
+        "server": ("10.0.0.1", 8443),
+    }  # fmt: skip
+    assert target_uri(scope) == "https://relay.example:8443/v1/x%20y?a=%2F"
+    # Some servers leave the query in raw_path; it is taken from query_string only.
+    assert target_uri({**scope, "raw_path": b"/v1/x%20y?a=%2F"}) == (
+        "https://relay.example:8443/v1/x%20y?a=%2F"
+    )
+    assert target_uri({**scope, "query_string": b""}) == "https://relay.example:8443/v1/x%20y"
+    # Without raw_path (it is optional in ASGI) the decoded path is all there is.
+    plain = {**scope, "path": "/v1/whoami", "query_string": b""}
+    del plain["raw_path"]
+    assert target_uri(plain) == "https://relay.example:8443/v1/whoami"

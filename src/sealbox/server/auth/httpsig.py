@@ -37,7 +37,13 @@ from sealbox.server.db.tables import clients
 from sealbox.server.errors import ApiError
 from sealbox.server.relay import Relay
 
-__all__ = ["MAX_SKEW", "REQUIRED_COMPONENTS", "signed_key_id", "verify_signed_request"]
+__all__ = [
+    "MAX_SKEW",
+    "REQUIRED_COMPONENTS",
+    "signed_key_id",
+    "target_uri",
+    "verify_signed_request",
+]
 
 MAX_SKEW = 300
 REQUIRED_COMPONENTS = ("@method", "@target-uri")
