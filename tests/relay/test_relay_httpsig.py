@@ -8,6 +8,7 @@ from relay_support import Vault, error_of
 
 from sealbox.client.httpsig import sign_request
 from sealbox.crypto.keys import SigningKey
+from sealbox.server.auth.httpsig import target_uri
 from sealbox.server.relay import Relay
 
 pytestmark = pytest.mark.anyio
@@ -111,3 +112,53 @@ async def test_bearer_token_must_look_like_one(client: httpx.AsyncClient, vault:
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == "Bearer"
         assert error_of(response)["error"] == "invalid_token"
+
+
+async def test_percent_encoded_path_verifies_as_sent(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    # The signer covers the URI as it sends it; the relay must not check the decoded path.
+    a = vault.approvers[0]
+    url = f"/v1/vaults/{vault.id}/device-requests/abcd%20efgh/deny"
+    request = _signed(client, "POST", url, key=a.sig, key_id=a.id, body=b"{}", now=relay.now())
+    assert request.url.raw_path.endswith(b"/abcd%20efgh/deny")
+    response = await client.send(request)
+    assert response.status_code in (400, 404), response.text
+    assert error_of(response)["error"] not in {"signature_invalid", "unknown_key"}
+
+
+@pytest.mark.parametrize(
+    ("signed_path", "sent_path"), [("whoami", "whoam%69"), ("whoam%69", "whoami")]
+)
+async def test_signature_over_another_spelling_of_the_path_does_not_verify(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault, signed_path: str, sent_path: str
+) -> None:
+    # Both spellings reach the same route once decoded; a signature covers only the one
+    # it was made over, so a decoded form cannot stand in for the raw one (or back).
+    a = vault.approvers[0]
+    base = f"/v1/vaults/{vault.id}/"
+    signed = _signed(client, "GET", base + signed_path, key=a.sig, key_id=a.id, now=relay.now())
+    sent = client.build_request("GET", base + sent_path, headers=signed.headers)
+    assert sent.url.raw_path.endswith(sent_path.encode())
+    response = await client.send(sent)
+    assert (response.status_code, error_of(response)["error"]) == (401, "signature_invalid")
+    honest = _signed(client, "GET", base + sent_path, key=a.sig, key_id=a.id, now=relay.now())
+    assert (await client.send(honest)).status_code == 200
+
+
+def test_target_uri_is_rebuilt_from_the_raw_request_target() -> None:
+    scope = {
+        "type": "http", "scheme": "https", "path": "/v1/x y", "raw_path": b"/v1/x%20y",
+        "query_string": b"a=%2F", "headers": [(b"host", b"relay.example:8443")],
+        "server": ("10.0.0.1", 8443),
+    }  # fmt: skip
+    assert target_uri(scope) == "https://relay.example:8443/v1/x%20y?a=%2F"
+    # Some servers leave the query in raw_path; it is taken from query_string only.
+    assert target_uri({**scope, "raw_path": b"/v1/x%20y?a=%2F"}) == (
+        "https://relay.example:8443/v1/x%20y?a=%2F"
+    )
+    assert target_uri({**scope, "query_string": b""}) == "https://relay.example:8443/v1/x%20y"
+    # Without raw_path (it is optional in ASGI) the decoded path is all there is.
+    plain = {**scope, "path": "/v1/whoami", "query_string": b""}
+    del plain["raw_path"]
+    assert target_uri(plain) == "https://relay.example:8443/v1/whoami"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -475,3 +476,22 @@ async def test_removing_the_issuer_ends_the_session_at_the_next_refresh(
     # The certificate no longer verifies: no new tokens, and the live ones end too.
     assert oauth_error(await refresh(client, granted["refresh_token"])) == "invalid_grant"
     assert (await whoami(client, vault.id, granted["access_token"])).status_code == 401
+
+
+async def test_metadata_passes_an_independent_rfc8414_validator(
+    client: httpx.AsyncClient, relay: Relay
+) -> None:
+    # authlib's validator checks every RFC 8414 member, including that issuer and
+    # endpoints use https: so the relay is given a public https address here.
+    from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+
+    relay.settings = dataclasses.replace(relay.settings, public_url="https://relay.example")
+    response = await client.get("/.well-known/oauth-authorization-server")
+    assert response.status_code == 200
+    meta = response.json()
+    AuthorizationServerMetadata(meta).validate()
+    # The device grant needs no authorization endpoint, so none is advertised, and the
+    # only response type is "none": no code or token ever comes from the front channel.
+    assert "authorization_endpoint" not in meta
+    assert meta["response_types_supported"] == ["none"]
+    assert meta["issuer"] == "https://relay.example"

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -13,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sealbox import __version__
 from sealbox.server import http, jobs
+from sealbox.server.auth.openapi import document_security
 from sealbox.server.http.errors import install_error_handlers
 from sealbox.server.notify import PgListener
 from sealbox.server.relay import Relay
@@ -76,7 +78,22 @@ def create_app(relay: Relay, *, listen: bool = True, owns_engine: bool = False) 
 
     for router in http.all_routers():
         app.include_router(router)
+    _describe_security(app)
     return app
+
+
+def _describe_security(app: FastAPI) -> None:
+    """Have ``/openapi.json`` declare the bearer and signature schemes and who needs which."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # FastAPI caches the document and builds it again only when routes change.
+        document = build()
+        if "securitySchemes" not in document.get("components", {}):
+            document_security(document, app.routes)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented extension point
 
 
 class BodyLimit:

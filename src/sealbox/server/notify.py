@@ -22,8 +22,9 @@ import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sealbox.server.store import wakeups
 
 __all__ = ["CHANNEL", "CLOSED", "Closed", "Hub", "PgListener"]
 
@@ -104,10 +105,7 @@ class Hub:
 
     async def publish(self, conn: AsyncConnection, channel: str, message: str = "") -> None:
         """Queue a wake-up inside the caller's transaction (cross-replica on PostgreSQL)."""
-        if conn.dialect.name == "postgresql":
-            await conn.execute(
-                text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": f"{channel} {message}"}
-            )
+        await wakeups.notify(conn, CHANNEL, f"{channel} {message}")
 
 
 class PgListener:

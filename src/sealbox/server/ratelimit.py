@@ -1,9 +1,10 @@
-"""Per-principal rate limits: a token bucket per caller, in this process.
+"""Per-principal rate limits (a token bucket per caller), and a throttle for repeated events.
 
-Each replica limits what it serves; with several replicas a caller can get up
-to the number of replicas times the rate, which bounds abuse without a shared store on the hot
-path.  Pending-request caps, which must hold across replicas, live in the
-database instead (see the access-request route).
+Both live in this process.  Each replica limits what it serves; with several
+replicas a caller can get up to the number of replicas times the rate, which
+bounds abuse without a shared store on the hot path.  Pending-request caps,
+which must hold across replicas, live in the database instead (see the
+access-request route).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["RateLimiter"]
+__all__ = ["EventThrottle", "RateLimiter"]
 
 
 @dataclass
@@ -49,3 +50,36 @@ class RateLimiter:
             bucket.tokens -= 1
             return 0.0
         return (1 - bucket.tokens) / self.rate
+
+
+@dataclass
+class _Held:
+    admitted_at: float
+    suppressed: int = 0
+
+
+class EventThrottle:
+    """At most one event per key per ``interval``; the ones held back are counted.
+
+    Made for audit events a caller can provoke at will (refused requests): a
+    flood writes one event per key per interval, and the next admitted event
+    says how many were left out.  The table keeps the ``max_keys`` most recently
+    seen keys; a key evicted with a count pending loses that count, which
+    understates a flood but never lets one grow the table.
+    """
+
+    def __init__(self, interval: float, *, max_keys: int = 10_000) -> None:
+        self.interval, self._max = interval, max_keys
+        self._held: OrderedDict[tuple[str, ...], _Held] = OrderedDict()
+
+    def admit(self, key: tuple[str, ...], now: float) -> int | None:
+        """None to hold this event back; else how many were held back before it."""
+        held = self._held.pop(key, None)
+        if held is not None and now - held.admitted_at < self.interval:
+            held.suppressed += 1
+            self._held[key] = held  # most recently seen last
+            return None
+        self._held[key] = _Held(admitted_at=now)
+        while len(self._held) > self._max:
+            self._held.popitem(last=False)
+        return held.suppressed if held is not None else 0

@@ -13,7 +13,7 @@ from sealbox.protocol.store import VerifiedManifests
 from sealbox.server.atrest import MasterKey
 from sealbox.server.config import Settings
 from sealbox.server.notify import Hub, audit_channel
-from sealbox.server.ratelimit import RateLimiter
+from sealbox.server.ratelimit import EventThrottle, RateLimiter
 from sealbox.server.store.audit import AUDITED, HEAD_CACHE, HEADS, Heads
 from sealbox.server.store.directory import Directories
 from sealbox.server.store.engine import writing
@@ -53,6 +53,8 @@ class Relay:
     """(certificate hash, directory head hash) -> until when the certificate verifies."""
     manifests: VerifiedManifests = field(init=False)
     """Stored manifests verified once per directory head (every access request pins some)."""
+    refusal_audit: EventThrottle = field(init=False)
+    """Audit events of refused requests: one a minute per vault, source address and error."""
 
     def __post_init__(self) -> None:
         if self.limiter is None:
@@ -63,6 +65,7 @@ class Relay:
         self.audit_heads = Heads()
         self.certificate_verdicts = {}
         self.manifests = VerifiedManifests()
+        self.refusal_audit = EventThrottle(interval=60)
 
     def now(self) -> int:
         return int(self.clock())

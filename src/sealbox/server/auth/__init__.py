@@ -9,7 +9,8 @@ from fastapi import Depends, Request
 from sealbox.server.auth.bearer import bearer_token, verify_bearer
 from sealbox.server.auth.httpsig import verify_signed_request
 from sealbox.server.auth.principal import Principal
-from sealbox.server.errors import Forbidden, TooMany
+from sealbox.server.auth.refusals import record_refusal
+from sealbox.server.errors import Forbidden, TooMany, Unauthenticated
 from sealbox.server.relay import Relay
 
 __all__ = [
@@ -24,20 +25,33 @@ __all__ = [
 
 
 async def authenticate(request: Request, vault: str) -> Principal:
-    """The caller, by bearer token if it sent one, else by its request signature."""
+    """The caller, by bearer token if it sent one, else by its request signature.
+
+    A refusal (401, or 429 over the rate limit) is audited, throttled: see
+    :mod:`sealbox.server.auth.refusals`.
+    """
     relay: Relay = request.app.state.relay
-    token = bearer_token(request)
-    if token is not None:
-        principal = await verify_bearer(token, relay, vault)
-    else:
-        principal = await verify_signed_request(request, relay, vault)
+    try:
+        token = bearer_token(request)
+        if token is not None:
+            principal = await verify_bearer(token, relay, vault)
+        else:
+            principal = await verify_signed_request(request, relay, vault)
+    except Unauthenticated as error:
+        # A request with no credentials at all (a browser, a misconfigured client)
+        # tried nothing: only a credential that failed is worth an event.
+        if error.code != "signature_required":
+            await record_refusal(request, relay, vault, error)
+        raise
     assert relay.limiter is not None
     wait = relay.limiter.allow(f"{principal.vault} {principal.id}")
     if wait:
-        raise TooMany(
+        limited = TooMany(
             "rate_limited", "too many requests from this caller", f"Retry after {wait:.1f} s.",
             retry_after=wait,
         )  # fmt: skip
+        await record_refusal(request, relay, vault, limited, actor=principal.id)
+        raise limited
     return principal
 
 

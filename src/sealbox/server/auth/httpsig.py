@@ -6,6 +6,12 @@ the URL, covering ``@method``, ``@target-uri`` and (with a body)
 ``content-digest``, with ``created`` within five minutes of the relay's clock
 and a ``nonce`` the relay has not seen for that key.  Nonces are stored until
 they could no longer be valid, so a replay is refused across restarts.
+
+``@target-uri`` is checked against the URI exactly as the client sent it: the
+scheme and authority the request arrived with (as Starlette reports them: the
+ASGI scheme and the ``Host`` header) and the path and query as raw bytes, never
+their decoded form.  A signature over one spelling of a path therefore does not
+verify for another spelling that decodes to the same route.
 """
 
 from __future__ import annotations
@@ -18,17 +24,25 @@ import http_message_signatures as hms
 import http_sf
 from fastapi import Request
 from http_message_signatures import algorithms
+from starlette.datastructures import URL
 from starlette.requests import ClientDisconnect
 
 from sealbox.crypto.keys import VerifyKey
 from sealbox.errors import SealboxError
+from sealbox.protocol import ids
 from sealbox.server.auth.certcheck import check_client_certificate
 from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import Invalid, Unauthenticated
 from sealbox.server.relay import Relay
 from sealbox.server.store import clients as client_store
 
-__all__ = ["MAX_SKEW", "REQUIRED_COMPONENTS", "verify_signed_request"]
+__all__ = [
+    "MAX_SKEW",
+    "REQUIRED_COMPONENTS",
+    "signed_key_id",
+    "target_uri",
+    "verify_signed_request",
+]
 
 MAX_SKEW = 300
 REQUIRED_COMPONENTS = ("@method", "@target-uri")
@@ -67,6 +81,53 @@ def _params(request: Request) -> dict[str, Any]:
     if not (isinstance(member, tuple) and len(member) == 2 and isinstance(member[1], dict)):
         raise _unauthorized("signature_invalid", "Signature-Input is not an inner list")
     return dict(member[1])
+
+
+class _AsSent:
+    """The request as the signature library reads it, with its URI as the client sent it."""
+
+    def __init__(self, request: Request) -> None:
+        self.method = request.method
+        self.headers = request.headers
+        self.url = target_uri(request.scope)
+
+
+def target_uri(scope: Any) -> str:
+    """The request's absolute URI as sent: RFC 9421 ``@target-uri``.
+
+    ASGI's ``path`` is percent-decoded, so two different targets can share it;
+    ``raw_path`` holds the bytes the client sent.  Scheme and authority come
+    from the same place as Starlette's ``request.url``.
+    """
+    origin = URL(scope=scope)
+    raw_path = scope.get("raw_path")
+    if raw_path is None:
+        # Servers that omit raw_path (it is optional in ASGI) get the decoded
+        # path: a percent-encoded target then fails to verify rather than verifying
+        # as something else.
+        return str(origin)
+    # Some servers include the query in raw_path; the query comes from query_string.
+    path = raw_path.split(b"?", 1)[0].decode("latin-1")
+    query = scope.get("query_string", b"").decode("latin-1")
+    return f"{origin.scheme}://{origin.netloc}{path}" + (f"?{query}" if query else "")
+
+
+def signed_key_id(request: Request) -> str | None:
+    """The ``keyid`` a request's signature names, if it is a well-formed approver or client id.
+
+    For the audit of refused requests: anything else the caller put there is not
+    repeated into the log.
+    """
+    try:
+        key_id = _params(request).get("keyid")
+    except Unauthenticated:
+        return None
+    for kind in (ids.APPROVER, ids.CLIENT):
+        try:
+            return ids.check_id(key_id, kind)
+        except SealboxError:
+            continue
+    return None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -115,8 +176,8 @@ async def verify_signed_request(request: Request, relay: Relay, vault: str) -> P
     verifier.max_clock_skew = datetime.timedelta(seconds=MAX_SKEW)
     try:
         verifier.verify(
-            request, max_age=None, expect_tag=LABEL, require_components=REQUIRED_COMPONENTS,
-            body=body,
+            _AsSent(request), max_age=None, expect_tag=LABEL,
+            require_components=REQUIRED_COMPONENTS, body=body,
         )  # fmt: skip
     except (hms.HTTPMessageSignaturesException, SealboxError, ValueError):
         raise _unauthorized("signature_invalid", "the request signature does not verify") from None

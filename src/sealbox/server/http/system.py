@@ -39,7 +39,7 @@ async def oauth_metadata(request: Request) -> dict[str, Any]:
             "refresh_token",
         ],
         "token_endpoint_auth_methods_supported": ["none"],
-        "response_types_supported": [],
+        "response_types_supported": ["none"],
     }
 
 

@@ -105,6 +105,10 @@ class Directories:
         return directory
 
 
+async def vault_exists(conn: AsyncConnection, vault: str) -> bool:
+    return (await conn.execute(select(vaults.c.id).where(vaults.c.id == vault))).first() is not None
+
+
 async def first_vault(conn: AsyncConnection) -> VaultRow | None:
     """The vault this relay serves (one per relay today), if it was created."""
     row = (await conn.execute(select(vaults).limit(1))).first()

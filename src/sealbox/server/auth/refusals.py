@@ -1,0 +1,74 @@
+"""Audit events for refused requests: bad signatures, bad tokens, rate limits.
+
+(A request that presents no credentials at all is refused without an event.)
+
+A refusal is recorded as ``auth.refused`` (severity ``warning``) in the vault's
+log, in a transaction of its own: the refused request changes nothing else.
+Anyone can provoke refusals, so they are throttled per vault, source address
+and error code (one event a minute; the next one says how many were left out),
+and only vaults that exist get events: a caller cannot make the relay write
+for a vault id it made up.  The event holds the error code and, for a
+signature, the ``keyid`` if it is a well-formed sealbox id; never a token,
+signature or anything else the caller sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import Request
+
+from sealbox.server.auth.httpsig import signed_key_id
+from sealbox.server.errors import RelayError, TooMany
+from sealbox.server.relay import Relay
+from sealbox.server.store import audit
+from sealbox.server.store import directory as directory_store
+
+__all__ = ["ACTION", "record_refusal"]
+
+ACTION = "auth.refused"
+
+log = logging.getLogger("sealbox.relay")
+
+
+async def record_refusal(
+    request: Request, relay: Relay, vault: str, error: RelayError, *, actor: str | None = None
+) -> None:
+    """Append an ``auth.refused`` event for ``error``, unless throttled or the vault is unknown.
+
+    ``actor`` is the caller when it was authenticated (refused over the rate limit).
+    """
+    try:
+        await _record(request, relay, vault, error, actor)
+    except Exception:
+        # The caller is refused either way; a failed record must not turn that into a 500.
+        log.exception("could not audit a refused request to vault %s", vault)
+
+
+async def _record(
+    request: Request, relay: Relay, vault: str, error: RelayError, actor: str | None
+) -> None:
+    async with relay.read() as conn:
+        known = await directory_store.vault_exists(conn, vault)
+    if not known:
+        return
+    source = request.client.host if request.client else None
+    now = relay.now()
+    suppressed = relay.refusal_audit.admit((vault, source or "", error.code), now)
+    if suppressed is None:
+        return
+    # The status the caller got: over the rate limit, or not authenticated.
+    status = 429 if isinstance(error, TooMany) else 401
+    detail: dict[str, Any] = {"error": error.code, "status": status}
+    key_id = signed_key_id(request) if actor is None else None
+    if key_id is not None:
+        detail["key_id"] = key_id
+    if suppressed:
+        detail["suppressed"] = suppressed
+    client_id = actor if actor is not None and actor.startswith("cli_") else None
+    async with relay.tx() as tx:
+        await audit.append(
+            tx.conn, vault=vault, at=now, actor=actor or "anonymous", action=ACTION,
+            severity="warning", client_id=client_id, source_ip=source, detail=detail,
+        )  # fmt: skip

@@ -1,0 +1,92 @@
+"""The relay's OpenAPI document: valid, and declaring who may call each operation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from openapi_spec_validator import validate
+
+from sealbox.server.auth.openapi import BEARER, SIGNATURE
+
+pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("backend", ["sqlite"])]
+
+#: Operations under a vault that need no transport authentication.  Appending a
+#: directory link is authenticated by the link's own approver signature instead.
+ANONYMOUS = {
+    ("post", "/v1/vaults/{vault}/setup"),
+    ("get", "/v1/vaults/{vault}/directory"),
+    ("post", "/v1/vaults/{vault}/directory"),
+    ("post", "/v1/vaults/{vault}/pairing-requests"),
+    ("get", "/v1/vaults/{vault}/pairing-requests/{pairing_id}"),
+}
+EITHER = [{SIGNATURE: []}, {BEARER: []}]
+SIGNED = [{SIGNATURE: []}]
+
+
+async def _document(client: httpx.AsyncClient) -> dict[str, Any]:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def _operations(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (method, path): operation
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    }
+
+
+async def test_document_passes_an_independent_validator(client: httpx.AsyncClient) -> None:
+    validate(await _document(client))
+
+
+async def test_both_schemes_are_declared(client: httpx.AsyncClient) -> None:
+    schemes = (await _document(client))["components"]["securitySchemes"]
+    assert schemes[BEARER]["type"] == "http"
+    assert schemes[BEARER]["scheme"] == "bearer"
+    assert (schemes[SIGNATURE]["type"], schemes[SIGNATURE]["in"]) == ("apiKey", "header")
+    assert schemes[SIGNATURE]["name"] == "Signature"
+    assert "RFC 9421" in schemes[SIGNATURE]["description"]
+    assert "docs/protocol.md" in schemes[SIGNATURE]["description"]
+
+
+async def test_every_vault_operation_but_the_anonymous_ones_declares_security(
+    client: httpx.AsyncClient,
+) -> None:
+    operations = _operations(await _document(client))
+    vault_operations = {key for key in operations if key[1].startswith("/v1/vaults/{vault}/")}
+    assert vault_operations >= ANONYMOUS
+    for key in sorted(vault_operations - ANONYMOUS):
+        assert operations[key].get("security") in (EITHER, SIGNED), key
+    for key in sorted(ANONYMOUS):
+        assert "security" not in operations[key], key
+    # Outside vaults: discovery, health and the OAuth endpoints take no credentials here.
+    for key in [("get", "/v1/vault"), ("get", "/healthz"), ("post", "/oauth/token"),
+                ("get", "/.well-known/oauth-authorization-server")]:  # fmt: skip
+        assert "security" not in operations[key], key
+    assert "security" not in await _document(client)  # no blanket requirement
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        # Anyone: a signature or a session.
+        ("get", "/v1/vaults/{vault}/whoami", EITHER),
+        ("get", "/v1/vaults/{vault}/items", EITHER),
+        # Clients: machine clients sign, people's CLIs use a session.
+        ("post", "/v1/vaults/{vault}/access-requests", EITHER),
+        # Approvers always sign; the audit routes wrap the approver check with one of their own.
+        ("post", "/v1/vaults/{vault}/access-requests/{request_id}/release", SIGNED),
+        ("get", "/v1/vaults/{vault}/clients", SIGNED),
+        ("get", "/v1/vaults/{vault}/audit", SIGNED),
+        ("get", "/v1/vaults/{vault}/audit/stream", SIGNED),
+    ],
+)
+async def test_requirement_follows_the_dependency(
+    client: httpx.AsyncClient, method: str, path: str, expected: list[dict[str, list[str]]]
+) -> None:
+    assert _operations(await _document(client))[(method, path)]["security"] == expected
