@@ -13,9 +13,9 @@ from relay_support import Clock, Vault
 from sealbox.client.httpsig import sign_request
 from sealbox.crypto.keys import SigningKey
 from sealbox.protocol import ids
-from sealbox.server.store import audit
 from sealbox.server.ratelimit import EventThrottle, RateLimiter
 from sealbox.server.relay import Relay
+from sealbox.server.store import audit
 
 pytestmark = pytest.mark.anyio
 

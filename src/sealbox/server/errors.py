@@ -66,4 +66,3 @@ class TooMany(RelayError):
 
 class Unavailable(RelayError):
     """The relay cannot do this now (not set up, or busy)."""
-

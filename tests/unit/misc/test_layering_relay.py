@@ -32,7 +32,7 @@ def _modules() -> Iterator[tuple[str, pathlib.Path]]:
 
 
 def _imports(path: pathlib.Path) -> set[str]:
-    """Every module a file imports, anywhere in it (``from a import b`` counts ``a`` and ``a.b``)."""
+    """Every module a file imports, anywhere in it (``from a import b``: ``a`` and ``a.b``)."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):

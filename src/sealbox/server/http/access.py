@@ -73,7 +73,7 @@ def status_json(status: Status) -> dict[str, Any]:
     return out
 
 
-# --- a client asks, waits, cancels, takes delivery -------------------------------------------------
+# --- a client asks, waits, cancels, takes delivery -----------------------------------------------
 
 
 @router.post("/access-requests", status_code=201)
@@ -184,12 +184,14 @@ async def report_cache_hits(
     """
     relay = relay_of(request)
     hits = [access.CacheHit(h.request, h.hits, h.first_at, h.last_at) for h in body.hits]
-    recorded = await access.record_cache_hits(relay, vault=vault, principal=principal, hits=hits,
-                                              now=relay.now(), source_ip=source_ip(request))  # fmt: skip
+    recorded = await access.record_cache_hits(
+        relay, vault=vault, principal=principal, hits=hits, now=relay.now(),
+        source_ip=source_ip(request),
+    )  # fmt: skip
     return {"recorded": recorded}
 
 
-# --- approvers see and answer -----------------------------------------------------------------------
+# --- approvers see and answer --------------------------------------------------------------------
 
 
 def approval_json(approval: Approval) -> dict[str, Any]:
@@ -272,10 +274,11 @@ async def approvals_stream(vault: str, request: Request, principal: Approver) ->
                     if principal.id not in directory.approvers:
                         return
                     continue
-                row = await access.request_for_stream(relay, vault=vault, request_id=message,
-                                                      principal=principal)  # fmt: skip
-                if row is not None:
-                    yield _event("request", _summary(row))
+                changed = await access.request_for_stream(
+                    relay, vault=vault, request_id=message, principal=principal
+                )
+                if changed is not None:
+                    yield _event("request", _summary(changed))
 
     return StreamingResponse(
         events(),

@@ -226,14 +226,14 @@ async def create_access(
     request_id = verified.hash.removeprefix("sha256:")
     # The latest cache_until a release may carry under the policy.
     detail = AccessDetail(tuple(pinned), tuple(sorted(eligible)), s.at + max_cache)
-    row = RequestRow(
+    request = RequestRow(
         vault=vault, id=request_id, kind="access", client_id=principal.id,
         statement=statement_token, detail=detail, state=State.PENDING.value,
         threshold=threshold, source_ip=source_ip, created_at=now, expires_at=s.exp,
         updated_at=now,
     )  # fmt: skip
     async with relay.tx() as tx:
-        await insert_request(relay, tx.conn, row, s.jti, now)
+        await insert_request(relay, tx.conn, request, s.jti, now)
         await audit.append(
             tx.conn, vault=vault, at=now, actor=principal.id, action="access.requested",
             client_id=principal.id, item_id=pinned[0].item if len(pinned) == 1 else None,
@@ -261,7 +261,7 @@ def relay_verified_manifest(
         ) from None  # fmt: skip
 
 
-# --- a client waits, cancels, takes delivery -------------------------------------------------------
+# --- a client waits, cancels, takes delivery -----------------------------------------------------
 
 
 async def _status(conn: AsyncConnection, row: RequestRow) -> Status:
@@ -422,7 +422,7 @@ async def record_cache_hits(
     return len(hits)
 
 
-# --- approvers see and answer ----------------------------------------------------------------------
+# --- approvers see and answer --------------------------------------------------------------------
 
 
 async def _approval(
@@ -455,8 +455,10 @@ async def _approval(
             approval.wraps[entry.item] = held.get(approver, {})
         return approval
     detail = row.store
-    held = await item_store.read_blobs(conn, relay.master_key.opener(keys[detail.project]),
-                                       vault=vault, item=detail.item, version=detail.version)  # fmt: skip
+    held = await item_store.read_blobs(
+        conn, relay.master_key.opener(keys[detail.project]), vault=vault, item=detail.item,
+        version=detail.version,
+    )  # fmt: skip
     approval.ciphertexts.update(held.pop("", {}))
     approval.wraps.update(held)
     prev = await item_store.version(conn, vault, detail.item, detail.version - 1)

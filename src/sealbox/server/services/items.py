@@ -333,8 +333,10 @@ async def complete_store(
         raise BindingMismatch("the manifest does not approve this store request")
     dek = await project_key(relay, vault, manifest.path)
     async with relay.read() as conn:
-        held = await item_store.read_blobs(conn, relay.master_key.opener(dek), vault=vault,
-                                           item=manifest.item, version=manifest.version)  # fmt: skip
+        held = await item_store.read_blobs(
+            conn, relay.master_key.opener(dek), vault=vault, item=manifest.item,
+            version=manifest.version,
+        )  # fmt: skip
         await check_follows(conn, vault, item=manifest.item, path=manifest.path,
                             version=manifest.version, prev=manifest.prev)  # fmt: skip
     # The blobs were checked against the client's statement on upload; checking
@@ -456,8 +458,10 @@ async def version_ciphertexts(
         row = await _visible_item(conn, vault, item_id, principal)
     dek = await project_key(relay, vault, row.path)
     async with relay.read() as conn:
-        held = await item_store.read_blobs(conn, relay.master_key.opener(dek), vault=vault,
-                                           item=item_id, version=version, holders=("",))  # fmt: skip
+        held = await item_store.read_blobs(
+            conn, relay.master_key.opener(dek), vault=vault, item=item_id, version=version,
+            holders=("",),
+        )  # fmt: skip
     if "" not in held:
         raise NotFound("no_such_version", "this item has no such version")
     return held[""]

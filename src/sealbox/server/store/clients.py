@@ -146,7 +146,7 @@ async def remove_grant(conn: AsyncConnection, vault: str, client_id: str, patter
 async def policy_rows(conn: AsyncConnection, vault: str) -> list[Mapping[str, Any]]:
     """The vault's policy rows, as mappings for :func:`sealbox.server.policy.policy_for`."""
     rows = await conn.execute(_POLICIES, {"vault": vault})
-    return list(rows.mappings())
+    return [dict(row) for row in rows.mappings()]
 
 
 async def put_policy(

@@ -64,7 +64,7 @@ class VersionRow:
 
 
 # Built once with bound parameters (building costs more CPU than running them).
-_V = bindparam("vault")
+_V: Any = bindparam("vault")
 _ITEMS_BY_ID = select(items).where(
     items.c.vault_id == _V, items.c.id.in_(bindparam("ids", expanding=True))
 )
