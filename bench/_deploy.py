@@ -477,8 +477,8 @@ def _install_trace() -> None:
     from sqlalchemy import event
 
     from sealbox.server import runner
-    from sealbox.server.store import engine as db
     from sealbox.server.relay import Relay
+    from sealbox.server.store import engine as db
 
     current: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar(
         "bench_trace", default=None

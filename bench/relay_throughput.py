@@ -26,6 +26,12 @@ the same connections and the same uvicorn settings:
     ``relay_rps / bare_rps``: the share of the floor's throughput the relay
     keeps.  The goal is 0.7; the line says whether it is met, and nothing fails
     if it is not.
+``relay_bearer``, ``bare_plain``, ``bearer_ratio``
+    The same ``whoami`` with a person's session instead: a bearer token of a
+    client certified by the approver (a token lookup joined with the client,
+    the certificate check cached, no write), beside the bare server answering
+    the same JSON with no work at all; the same rounds, cycling one request.
+    Goal of the ratio: 0.7.
 
 Measurement: all requests are signed before any clock starts (one unique
 nonce each, ``created`` = now), written to a file, and replayed by a ``wrk``
@@ -75,7 +81,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -92,7 +98,8 @@ WRK_INSTALL = (
 
 LUA = r"""
 -- Replays pre-signed requests from a file: one line per request,
--- "<Signature-Input>\t<Signature>".  args: path, mode ("once" | "cycle"), host, threads.
+-- "<Signature-Input>\t<Signature>", or "authorization\t<value>" for a bearer token.
+-- args: path, mode ("once" | "cycle"), host, threads.
 local threads = {}
 local counter = 0
 
@@ -110,9 +117,13 @@ function init(args)
    local k = 0
    for line in io.lines(path) do
       if k % nthreads == tid then
-         local sig_input, sig = line:match("^([^\t]*)\t(.*)$")
-         reqs[#reqs + 1] = wrk.format("GET", nil,
-            {["Host"] = host, ["Signature-Input"] = sig_input, ["Signature"] = sig})
+         local first, second = line:match("^([^\t]*)\t(.*)$")
+         if first == "authorization" then
+            reqs[#reqs + 1] = wrk.format("GET", nil, {["Host"] = host, ["Authorization"] = second})
+         else
+            reqs[#reqs + 1] = wrk.format("GET", nil,
+               {["Host"] = host, ["Signature-Input"] = first, ["Signature"] = second})
+         end
       end
       k = k + 1
    end
@@ -168,8 +179,8 @@ def _relay_app(data_dir: Path, db_url: str, schema: str | None) -> Any:
     from sealbox.server.app import create_app
     from sealbox.server.atrest import load_master_key
     from sealbox.server.config import Settings
-    from sealbox.server.store import engine as db
     from sealbox.server.relay import Relay
+    from sealbox.server.store import engine as db
 
     settings = Settings(data_dir=data_dir, db_url=db_url, db_schema=schema, **UNLIMITED)
     engine = db.make_engine(db_url, schema=schema)
@@ -201,12 +212,20 @@ def _bare_app() -> Any:
              "client_kind": None, "via": "signature"}
         )  # fmt: skip
 
+    async def plain(request: Request) -> JSONResponse:
+        # The floor of a bearer request: HTTP and a JSON answer, nothing else.
+        return JSONResponse(
+            {"vault": request.path_params["vault"], "id": "cli_bench", "role": "client",
+             "client_kind": "human", "via": "bearer"}
+        )  # fmt: skip
+
     async def healthz(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
     return Starlette(
-        routes=[Route("/v1/vaults/{vault}/whoami", whoami), Route("/healthz", healthz)]
-    )
+        routes=[Route("/v1/vaults/{vault}/whoami", whoami),
+                Route("/v1/vaults/{vault}/plain", plain), Route("/healthz", healthz)]
+    )  # fmt: skip
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -252,6 +271,8 @@ class Signer:
     vault: str
     key_id: str
     key: Any  # sealbox.crypto.keys.SigningKey
+    access_token: str = field(repr=False)
+    """A client's bearer token (certified by the approver above, as a login would be)."""
 
 
 async def _prepare(data_dir: Path, backend: Backend) -> Signer:
@@ -261,13 +282,16 @@ async def _prepare(data_dir: Path, backend: Backend) -> Signer:
     from sealbox.crypto.keys import HpkePrivateKey, SigningKey
     from sealbox.protocol import directory as dirs
     from sealbox.protocol import ids
-    from sealbox.protocol.statements import ApproverRecord
+    from sealbox.protocol.certificates import issue_certificate
+    from sealbox.protocol.statements import ApproverRecord, ClientConstraints, ClientInfo
     from sealbox.server.app import create_app
     from sealbox.server.atrest import load_master_key
     from sealbox.server.config import Settings
-    from sealbox.server.store import engine as db
     from sealbox.server.relay import Relay
     from sealbox.server.services.directory import ensure_vault
+    from sealbox.server.services.login import issue_tokens
+    from sealbox.server.store import clients as client_store
+    from sealbox.server.store import engine as db
 
     settings = Settings(data_dir=data_dir, db_url=backend.db_url, db_schema=backend.schema)
     engine = db.make_engine(backend.db_url, schema=backend.schema)
@@ -290,7 +314,24 @@ async def _prepare(data_dir: Path, backend: Backend) -> Signer:
             )
         if response.status_code != 201:
             raise RuntimeError(f"vault setup failed: {response.status_code} {response.text}")
-        return Signer(status.vault, record.id, sig)
+        # A client with a session, as `sealbox login` leaves one (approved at once).
+        now = relay.now()
+        client_key = SigningKey.generate()
+        info = ClientInfo(id=ids.new_id(ids.CLIENT), kind="human", name="bench",
+                          sig_pk=client_key.verify_key())  # fmt: skip
+        directory = dirs.verify_directory([link0], pinned=dirs.vault_fingerprint(link0))
+        certificate = issue_certificate(
+            directory, issuer=record.id, key=sig, client=info, scopes=["read"],
+            constraints=ClientConstraints(not_after=now + 86400), now=now,
+        )  # fmt: skip
+        async with relay.tx() as tx:
+            await client_store.insert(
+                tx.conn, vault=status.vault, client_id=info.id, kind=info.kind, name=info.name,
+                sig_pk=info.sig_pk.to_text(), certificate=certificate, now=now,
+            )  # fmt: skip
+            issued = await issue_tokens(tx.conn, vault=status.vault, client_id=info.id, now=now,
+                                        not_after=now + 86400)  # fmt: skip
+        return Signer(status.vault, record.id, sig, issued.access_token)
     finally:
         await engine.dispose()
 
@@ -689,11 +730,30 @@ def measure(args: argparse.Namespace, work: Path, backend: Backend, cores: Cores
             relay_runs.append(run)
             rate = max(rate, run.ok_rps * (2 if run.overrun else 1))
             bare_runs.append(bare_round(args.seconds))
+
+        # A person's session: the same whoami with a bearer token (a token lookup,
+        # no signature, no write), beside bare Starlette answering the same JSON.
+        with httpx.Client() as http:
+            check = http.get(relay_url, headers={"authorization": f"Bearer {signer.access_token}"})
+        if check.status_code != 200 or check.json().get("via") != "bearer":
+            raise RuntimeError(f"the relay refused the bearer token: {check.text}")
+        bearer_file = work / "bearer.txt"
+        bearer_file.write_text(f"authorization\tBearer {signer.access_token}\n" * 1000)
+        plain_url = bare.base + f"/v1/vaults/{signer.vault}/plain"
+        run_wrk(relay, relay_url, bearer_file, mode="cycle", seconds=1, **common)  # warm-up
+        bearer_runs: list[Run] = []
+        plain_runs: list[Run] = []
+        for _ in range(args.rounds):
+            bearer_runs.append(run_wrk(relay, relay_url, bearer_file, mode="cycle",
+                                       seconds=args.seconds, **common))  # fmt: skip
+            plain_runs.append(run_wrk(bare, plain_url, bearer_file, mode="cycle",
+                                      seconds=args.seconds, **common))  # fmt: skip
     finally:
         for server in servers:
             server.stop()
 
-    for name, runs in (("relay", relay_runs), ("bare", bare_runs)):
+    for name, runs in (("relay", relay_runs), ("bare", bare_runs),
+                       ("relay_bearer", bearer_runs), ("bare_plain", plain_runs)):  # fmt: skip
         bad = [r for r in runs if not r.clean]
         for r in bad:
             sys.stderr.write(
@@ -701,7 +761,7 @@ def measure(args: argparse.Namespace, work: Path, backend: Backend, cores: Cores
                 f"socket errors and {r.overrun} repeated requests; it is not counted\n"
             )
         if len(bad) == len(runs):
-            log = (work / f"{name}.log").read_text(errors="replace")
+            log = (work / f"{name.split('_')[0]}.log").read_text(errors="replace")
             sys.stderr.write(f"{name}: no clean round, no figure; its log ends:\n{log[-3000:]}\n")
             return 1
     best_relay = max((r for r in relay_runs if r.clean), key=lambda r: r.ok_rps)
@@ -714,6 +774,19 @@ def measure(args: argparse.Namespace, work: Path, backend: Backend, cores: Cores
             "bench": BENCH, "figure": "ratio", "ratio": round(ratio, 3),
             "relay_rps": round(best_relay.ok_rps, 1), "bare_rps": round(best_bare.ok_rps, 1),
             "goal": GOAL, "meets_goal": ratio >= GOAL, "backend": backend.name,
+            "profiled": bool(args.profile),
+        }
+    )  # fmt: skip
+    best_bearer = max((r for r in bearer_runs if r.clean), key=lambda r: r.ok_rps)
+    best_plain = max((r for r in plain_runs if r.clean), key=lambda r: r.ok_rps)
+    emit(figure("relay_bearer", best_bearer, backend.name, args))
+    emit(figure("bare_plain", best_plain, backend.name, args))
+    bearer_ratio = best_bearer.ok_rps / best_plain.ok_rps
+    emit(
+        {
+            "bench": BENCH, "figure": "bearer_ratio", "ratio": round(bearer_ratio, 3),
+            "relay_rps": round(best_bearer.ok_rps, 1), "bare_rps": round(best_plain.ok_rps, 1),
+            "goal": GOAL, "meets_goal": bearer_ratio >= GOAL, "backend": backend.name,
             "profiled": bool(args.profile),
         }
     )  # fmt: skip

@@ -16,10 +16,11 @@ with the cache agent off, so each is a fresh access request: sign the access
 statement with a one-time key, ``POST /access-requests``, long-poll until the
 automated approver (which hears of it on its event stream, fetches it,
 verifies it, and uploads a release sealed to the one-time key) has released
-it, ``POST …/envelope``, verify and open it.
+it and the long poll's own answer delivers the envelope (``deliver=true``),
+verify and open it.
 
 The relay's per-caller rate limit (50 requests/s, burst 200) is raised out of
-reach unless ``--relay-limits product`` is given: a read costs the client 3
+reach unless ``--relay-limits product`` is given: a read costs the client 2
 authenticated requests and the approver 2, so the default limit refuses a
 sequential reader within a few hundred reads (the read then fails with 429).
 With ``product``, the baselines stay below the burst (150 requests each), and

@@ -165,11 +165,11 @@ async def _populate(work: Path, backend: rt.Backend, signer: rt.Signer, count: i
     from sealbox.protocol.state import State
     from sealbox.protocol.statements import ClientConstraints, ClientInfo
     from sealbox.server.atrest import load_master_key
-    from sealbox.server.services.login import issue_tokens
     from sealbox.server.config import Settings
+    from sealbox.server.relay import Relay
+    from sealbox.server.services.login import issue_tokens
     from sealbox.server.store import engine as db
     from sealbox.server.store.tables import clients, requests
-    from sealbox.server.relay import Relay
 
     settings = Settings(data_dir=work, db_url=backend.db_url, db_schema=backend.schema)
     engine = db.make_engine(backend.db_url, schema=backend.schema)
