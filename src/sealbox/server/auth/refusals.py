@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import Request
 
 from sealbox.server.auth.httpsig import signed_key_id
+from sealbox.server.auth.peer import source_ip
 from sealbox.server.errors import RelayError, TooMany
 from sealbox.server.relay import Relay
 from sealbox.server.store import audit
@@ -53,7 +54,7 @@ async def _record(
         known = await directory_store.vault_exists(conn, vault)
     if not known:
         return
-    source = request.client.host if request.client else None
+    source = source_ip(request)
     now = relay.now()
     suppressed = relay.refusal_audit.admit((vault, source or "", error.code), now)
     if suppressed is None:

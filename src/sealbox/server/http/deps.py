@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 
 from sealbox.server.auth import Anyone, Approver, Client, Principal
+from sealbox.server.auth.peer import source_ip
 from sealbox.server.relay import Relay
 
 __all__ = ["Anyone", "Approver", "Client", "Principal", "relay_of", "source_ip"]
@@ -13,8 +14,3 @@ __all__ = ["Anyone", "Approver", "Client", "Principal", "relay_of", "source_ip"]
 def relay_of(request: Request) -> Relay:
     relay: Relay = request.app.state.relay
     return relay
-
-
-def source_ip(request: Request) -> str | None:
-    """The peer address the relay saw: reported by the server, never verified by anyone."""
-    return request.client.host if request.client else None
