@@ -76,20 +76,13 @@ class Directories:
                 "Create the first approver with the setup token printed by `sealbox up`.",
             )  # fmt: skip
         pinned = "sha256:" + row.fingerprint
-        head = (
-            await conn.execute(
-                select(directory_links.c.seq, directory_links.c.hash)
-                .where(directory_links.c.vault_id == vault)
-                .order_by(directory_links.c.seq.desc())
-                .limit(1)
-            )
-        ).first()
+        stored = await head(conn, vault)
         cached = entry[1] if entry is not None else None
         if (
             cached is not None
-            and head is not None
+            and stored is not None
             and cached.fingerprint == pinned
-            and (cached.head.seq, cached.head.hash) == (head.seq, head.hash)
+            and (cached.head.seq, cached.head.hash) == stored
         ):
             self._verified[vault] = (time.monotonic(), cached)
             return cached
