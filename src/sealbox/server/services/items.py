@@ -32,10 +32,10 @@ from sealbox.protocol.statements import (
 from sealbox.protocol.store import MAX_STORE_TTL, check_blobs, manifest_hash, verify_manifest
 from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import Conflict, Forbidden, Invalid, NotFound
-from sealbox.server.notify import approvers_channel, request_channel
+from sealbox.server.notify import approvers_channel
 from sealbox.server.policy import Policy, granted, policy_for
 from sealbox.server.relay import Relay
-from sealbox.server.services.access import deny_request, insert_request, not_pending
+from sealbox.server.services.access import deny_request, insert_request, not_pending, wake_owner
 from sealbox.server.services.caller import (
     certified,
     load_caller,
@@ -363,7 +363,7 @@ async def complete_store(
             detail={"path": manifest.path, "version": manifest.version,
                     "fields": sorted(manifest.fields), "store_request": request_id},
         )  # fmt: skip
-        tx.wake(request_channel(request_id), stored)
+        wake_owner(tx, row, stored)
         tx.wake(approvers_channel(vault), request_id)
     return StoreCompleted(request_id, stored, manifest.item, manifest.version, digest)
 
