@@ -28,9 +28,10 @@ Releases go through a bench-only route that this script mounts on the relay app
 in the relay process (it is not in the product): ``POST /_bench/release``
 moves each given request from ``pending`` to ``released`` with the product's
 own compare-and-set (``store.requests.transition``) and wakes its channel with
-``tx.wake``, in one write transaction: the tail of ``release_access`` after
-its checks of the release.  The waiter then does what it does for a real
-release: reads its request again (two SELECTs) and answers.
+``wake_owner``, as the release service does (the new status rides in the
+wake-up), in one write transaction: the tail of ``services.access.release``
+after its checks of the release.  The waiter then does what it does for a real
+release: answers with the status its wake-up carries, reading nothing.
 
 The figures:
 
@@ -103,8 +104,8 @@ def serve(args: argparse.Namespace) -> int:
     from starlette.responses import JSONResponse
 
     from sealbox.protocol.state import Event, State
-    from sealbox.server.notify import request_channel
-    from sealbox.server.store.requests import transition
+    from sealbox.server.services.access import wake_owner
+    from sealbox.server.store.requests import get, transition
 
     raise_nofile()
     if args.core is not None:
@@ -122,9 +123,11 @@ def serve(args: argparse.Namespace) -> int:
                     tx.conn, vault, request_id, "access", State.PENDING,
                     Event.THRESHOLD_REACHED, now,
                 )  # fmt: skip
-                if state is None:
+                row = await get(tx.conn, vault, request_id)
+                if state is None or row is None:
                     raise RuntimeError(f"request {request_id} was not pending")
-                tx.wake(request_channel(request_id), state)
+                # As the release service does: the wake-up carries the new status.
+                wake_owner(tx, row, state, approvals=1)
         return JSONResponse({"released": len(ids), "at": time.monotonic()})
 
     async def stats(_: Request) -> JSONResponse:
