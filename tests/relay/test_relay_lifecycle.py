@@ -8,6 +8,7 @@ expired tokens are purged; each refusal changes nothing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ from sealbox.protocol import ids
 from sealbox.protocol.store import StoreUpload, sign_manifest, store_as_approver, verify_store
 from sealbox.server import jobs
 from sealbox.server.relay import Relay
-from sealbox.server.store.tables import answers, audit_events, grants, requests, tokens
+from sealbox.server.store.tables import answers, audit_events, grants, policies, requests, tokens
 
 pytestmark = pytest.mark.anyio
 
@@ -253,3 +254,40 @@ async def test_a_waiter_answers_from_the_wake_up_or_reads_when_it_carries_nothin
     assert first.json()["state"] == "released"
     assert first.json()["approvals"] == 1
     assert second.json()["state"] == "cancelled"
+
+
+async def test_a_release_past_its_delivery_window_is_not_handed_out(h: Harness) -> None:
+    a = h.vault.approvers[0]
+    item, _ = await h.store_direct(a, "app/prod/db", PASSWORD)
+    client = await h.add_client()
+    request_id = await h.ask(client, h.access(client, [(item, "app/prod/db", ["password"])]))
+    request_id = request_id.json()["id"]
+    await h.release_as(a, request_id)
+    h.relay.settings = dataclasses.replace(h.relay.settings, delivery_seconds=2)
+    h.relay.clock.now += 5  # past the window; the sweeper may or may not have run
+    for late in (
+        await h.envelope(client, request_id),
+        await h.call("GET", f"/access-requests/{request_id}?deliver=true", signer=client),
+    ):
+        if late.status_code == 200:  # the long poll answers the state, delivering nothing
+            assert late.json()["state"] in ("released", "expired")
+            assert "envelope" not in late.json()
+        else:
+            assert (late.status_code, error_of(late)["error"]) == (409, "not_released")
+    assert await h.state(request_id) in ("released", "expired")
+
+
+async def test_a_store_is_held_to_the_policy_when_it_is_completed(h: Harness) -> None:
+    a = h.vault.approvers[0]
+    b = await h.add_approver("b")
+    await h.add_policy("app/prod/*", [a, b], 1)
+    client = await h.add_client()
+    upload = h.store_upload(client, "app/prod/db", PASSWORD, holders=[a, b], threshold=1)
+    request_id = (await h.post_store(client, upload)).json()["id"]
+    # The policy is raised while the store waits: the split no longer meets it.
+    async with h.relay.tx() as tx:
+        await tx.conn.execute(policies.update().values(threshold=2))
+    before = await h.counts()
+    refused = await h.approve_store(a, request_id)
+    assert (refused.status_code, error_of(refused)["error"]) == (400, "threshold_below_policy")
+    assert await h.counts() == before

@@ -159,3 +159,24 @@ async def test_a_request_without_credentials_is_not_audited(
     response = await client.get(f"/v1/vaults/{vault.id}/whoami")
     assert response.status_code == 401
     assert _refusals(await audit_rows(relay, vault.id)) == []
+
+
+async def test_many_senders_get_at_most_the_vaults_budget_of_events(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    # Each sender its own throttle key (other IPv4 hosts); the vault's budget caps them all.
+    transport = client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    for n in range(120):
+        sender = httpx.ASGITransport(app=transport.app, client=(f"10.1.{n // 250}.{n % 250}", 1))
+        async with httpx.AsyncClient(transport=sender, base_url=str(client.base_url)) as other:
+            assert (await _forged(other, relay, vault)).status_code == 401
+    events = _refusals(await audit_rows(relay, vault.id))
+    assert 1 <= len(events) <= 60
+    # IPv6 senders in one /64 are one sender.
+    before = len(events)
+    for host in ("2001:db8::1", "2001:db8::2", "2001:db8::ffff"):
+        sender = httpx.ASGITransport(app=transport.app, client=(host, 1))
+        async with httpx.AsyncClient(transport=sender, base_url=str(client.base_url)) as other:
+            await _forged(other, relay, vault)
+    assert len(_refusals(await audit_rows(relay, vault.id))) <= before + 1

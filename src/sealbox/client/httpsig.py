@@ -54,6 +54,21 @@ def _derived(value: str, what: str) -> str:
     return value
 
 
+def _target_uri(url: Any) -> str:
+    """RFC 9421 ``@target-uri``: the target as it goes on the wire (RFC 9110 §7.1).
+
+    Scheme, host and port, then the path and query exactly as sent; never the
+    userinfo or a fragment (neither is sent), and no ``?`` before an empty query
+    (the relay cannot tell one was there).
+    """
+    raw = getattr(url, "raw_path", None)
+    if raw is None:  # not an httpx.URL: the text as given
+        return str(url)
+    target = raw.decode("ascii").removesuffix("?")
+    # netloc is host and port (IPv6 in brackets), without the userinfo.
+    return f"{url.scheme}://{url.netloc.decode('ascii')}{target}"
+
+
 def sign_request(
     request: Any,
     *,
@@ -69,7 +84,10 @@ def sign_request(
         raise ValueError("the request method cannot be signed")
     created = int(now if now is not None else time.time())
     components = ['"@method"', '"@target-uri"']
-    lines = [f'"@method": {method}', f'"@target-uri": {_derived(str(request.url), "the URL")}']
+    lines = [
+        f'"@method": {method}',
+        f'"@target-uri": {_derived(_target_uri(request.url), "the URL")}',
+    ]
     if body:
         digest = base64.b64encode(hashlib.sha256(body).digest()).decode("ascii")
         request.headers["Content-Digest"] = f"sha-256=:{digest}:"

@@ -53,6 +53,8 @@ class Relay:
     """(certificate hash, directory head hash) -> until when the certificate verifies."""
     manifests: VerifiedManifests = field(init=False)
     """Stored manifests verified once per directory head (every access request pins some)."""
+    refusal_budget: RateLimiter = field(init=False)
+    """All refusal events of one vault: 60 a minute, whatever their senders."""
     refusal_audit: EventThrottle = field(init=False)
     """Audit events of refused requests: one a minute per vault, source address and error."""
 
@@ -66,6 +68,7 @@ class Relay:
         self.certificate_verdicts = {}
         self.manifests = VerifiedManifests()
         self.refusal_audit = EventThrottle(interval=60)
+        self.refusal_budget = RateLimiter(rate=1.0, burst=60)
 
     def now(self) -> int:
         return int(self.clock())

@@ -92,3 +92,33 @@ def test_each_signature_has_its_own_nonce() -> None:
 def test_a_value_that_would_need_escaping_is_refused(key_id: str) -> None:
     with pytest.raises(ValueError, match="cannot be signed"):
         sign_request(_request("GET", None), key=KEY, key_id=key_id, now=NOW, nonce=NONCE)
+
+
+@pytest.mark.parametrize(
+    ("url", "target"),
+    [
+        ("http://localhost:8300/v1/x?a=b", "http://localhost:8300/v1/x?a=b"),
+        # Neither the userinfo nor a fragment is sent, so neither is signed.
+        ("http://user:pw@localhost:8300/v1/x#part", "http://localhost:8300/v1/x"),
+        # An empty query: the relay sees none, so none is signed.
+        ("http://localhost:8300/v1/x?", "http://localhost:8300/v1/x"),
+        ("http://localhost:8300/v1/device-requests/abcd%20efgh/deny",
+         "http://localhost:8300/v1/device-requests/abcd%20efgh/deny"),
+        ("http://[::1]:8300/x", "http://[::1]:8300/x"),
+    ],
+)  # fmt: skip
+def test_the_target_uri_is_what_goes_on_the_wire(url: str, target: str) -> None:
+    signed: list[bytes] = []
+    key = SigningKey.generate()
+
+    class Recording:
+        """The key, keeping what it is asked to sign: the signature base."""
+
+        def sign(self, data: bytes) -> bytes:
+            signed.append(data)
+            return key.sign(data)
+
+    request = httpx.Request("GET", url)
+    sign_request(request, key=Recording(), key_id="apv_aaaaaaaaaaaaaaaaaaaaaaaaaa")  # type: ignore[arg-type]
+    [base] = signed
+    assert f'"@target-uri": {target}\n'.encode() in base

@@ -5,8 +5,10 @@
 A refusal is recorded as ``auth.refused`` (severity ``warning``) in the vault's
 log, in a transaction of its own: the refused request changes nothing else.
 Anyone can provoke refusals, so they are throttled per vault, source address
-and error code (one event a minute; the next one says how many were left out),
-and only vaults that exist get events: a caller cannot make the relay write
+and error code (one event a minute; the next one says how many were left out;
+an IPv6 sender is its /64), with a budget per vault on top (60 a minute, so
+many senders at once cannot fill the log either), and only vaults that exist
+get events: a caller cannot make the relay write
 for a vault id it made up.  The event holds the error code and, for a
 signature, the ``keyid`` if it is a well-formed sealbox id; never a token,
 signature or anything else the caller sent.
@@ -14,6 +16,7 @@ signature or anything else the caller sent.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import Any
 
@@ -47,6 +50,17 @@ async def record_refusal(
         log.exception("could not audit a refused request to vault %s", vault)
 
 
+def _sender(source: str | None) -> str:
+    """Who is throttled as one sender: the address, or its /64 for IPv6 (one host's share)."""
+    try:
+        address = ipaddress.ip_address(source or "")
+    except ValueError:
+        return source or ""
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
 async def _record(
     request: Request, relay: Relay, vault: str, error: RelayError, actor: str | None
 ) -> None:
@@ -56,8 +70,12 @@ async def _record(
         return
     source = source_ip(request)
     now = relay.now()
-    suppressed = relay.refusal_audit.admit((vault, source or "", error.code), now)
+    suppressed = relay.refusal_audit.admit((vault, _sender(source), error.code), now)
     if suppressed is None:
+        return
+    if relay.refusal_budget.allow(vault):
+        # Past the vault's budget (many senders at once): no event, no write, so a
+        # flood from many addresses can neither fill the log nor hold its lock.
         return
     # The status the caller got: over the rate limit, or not authenticated.
     status = 429 if isinstance(error, TooMany) else 401

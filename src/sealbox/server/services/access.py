@@ -397,9 +397,12 @@ async def take_envelope(
     keys = {project: await project_key(relay, vault, path)
             for project, path in row.projects.items()}  # fmt: skip
     async with relay.tx() as tx:
+        # A release waits for its client only so long: past that it is not handed out,
+        # even before the sweeper has expired it.
+        fresh_since = now - relay.settings.delivery_seconds
         delivered = await request_store.transition(
             tx.conn, vault, request_id, "access", State.RELEASED, Event.FETCHED, now,
-            client_id=principal.id,
+            client_id=principal.id, fresh_since=fresh_since,
         )  # fmt: skip
         if delivered is None:
             state = await request_store.state_of(tx.conn, vault, request_id)
@@ -407,6 +410,10 @@ async def take_envelope(
                 raise Gone("already_delivered",
                            "this request's envelope was delivered once and is gone",
                            "Make a new access request.")  # fmt: skip
+            if state == State.RELEASED:
+                raise Conflict("not_released",
+                               "the release waited too long for delivery and has expired",
+                               "Make a new access request.")  # fmt: skip
             raise Conflict("not_released", f"the request is {state}: nothing to deliver")
         releases = await request_store.take_releases(tx.conn, vault, request_id)
         stored = await item_store.manifests(tx.conn, vault, [(e.item, e.version) for e in pinned])

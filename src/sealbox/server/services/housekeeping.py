@@ -7,6 +7,7 @@ once however many sweepers see it.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from sealbox.protocol.state import Event, State, StoreEvent
@@ -74,6 +75,8 @@ async def sweep(relay: Relay, now: int) -> Swept:
     while more:
         expired, more = await _expire_batch(relay, now)
         total += expired
+        # SQLite answers inline (store.engine): give waiting requests a turn.
+        await asyncio.sleep(0)
     purged = 0
     more = True
     while more:
@@ -83,6 +86,7 @@ async def sweep(relay: Relay, now: int) -> Swept:
             )
         purged += count
         more = count == BATCH
+        await asyncio.sleep(0)
     async with relay.tx() as tx:
         # A jti or nonce past its expiry is refused by its time window anyway.
         await replay.purge_spent(tx.conn, now)

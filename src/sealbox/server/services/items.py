@@ -312,6 +312,7 @@ async def complete_store(
     async with relay.read() as conn:
         directory = await relay.directories.load(conn, vault)
         row = await request_rows.get(conn, vault, request_id, kind="store")
+        rules = await client_store.policy_rows(conn, vault)
     if row is None:
         raise NotFound("no_such_request", "no store request with this id")
     if not row.waiting(now):
@@ -331,6 +332,9 @@ async def complete_store(
         detail.item, detail.path, detail.version, detail.prev,
     ):  # fmt: skip
         raise BindingMismatch("the manifest does not approve this store request")
+    # The approver's split is held to the policy as the client's was.
+    check_threshold(policy_for(manifest.path, rules, directory), manifest.keyset.threshold,
+                    manifest.path)  # fmt: skip
     dek = await project_key(relay, vault, manifest.path)
     async with relay.read() as conn:
         held = await item_store.read_blobs(

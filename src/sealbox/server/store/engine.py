@@ -156,9 +156,11 @@ def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> 
         parsed = make_url(url)
         if parsed.drivername in ("sqlite", "sqlite+aiosqlite"):
             parsed = parsed.set(drivername="sqlite+sealbox_inloop")
+        # hide_parameters: a logged database error names the statement, never its values.
         engine = create_async_engine(
-            parsed, connect_args={"timeout": 30, "check_same_thread": False}
-        )
+            parsed, connect_args={"timeout": 30, "check_same_thread": False},
+            hide_parameters=True,
+        )  # fmt: skip
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_connection: Any, _: Any) -> None:
@@ -184,8 +186,9 @@ def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> 
     if schema:
         connect_args["server_settings"] = {"search_path": schema}
     return create_async_engine(
-        url, connect_args=connect_args, pool_size=pool_size, max_overflow=pool_size
-    )
+        url, connect_args=connect_args, pool_size=pool_size, max_overflow=pool_size,
+        hide_parameters=True,
+    )  # fmt: skip
 
 
 def _config(connection: Connection) -> Config:

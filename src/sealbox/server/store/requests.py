@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select, text, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -209,7 +209,7 @@ _GET = {(k, c): _get_statement(k, c) for k in (False, True) for c in (False, Tru
 _STATE_OF = select(requests.c.state).where(requests.c.vault_id == _V, requests.c.id == _ID)
 
 
-def _transition_statement(unexpired: bool, client: bool) -> Any:
+def _transition_statement(unexpired: bool, client: bool, fresh: bool = False) -> Any:
     where = [
         requests.c.vault_id == _V,
         requests.c.id == _ID,
@@ -220,6 +220,8 @@ def _transition_statement(unexpired: bool, client: bool) -> Any:
         where.append(requests.c.expires_at >= bindparam("now"))
     if client:
         where.append(requests.c.client_id == bindparam("client"))
+    if fresh:
+        where.append(requests.c.updated_at >= bindparam("fresh_since"))
     return (
         update(requests)
         .where(*where)
@@ -227,7 +229,12 @@ def _transition_statement(unexpired: bool, client: bool) -> Any:
     )
 
 
-_TRANSITION = {(u, c): _transition_statement(u, c) for u in (False, True) for c in (False, True)}
+_TRANSITION = {
+    (u, c, f): _transition_statement(u, c, f)
+    for u in (False, True)
+    for c in (False, True)
+    for f in (False, True)
+}
 _HOLD = (
     update(requests)
     .where(
@@ -311,21 +318,24 @@ async def transition(
     now: int,
     *,
     client_id: str | None = None,
+    fresh_since: int | None = None,
 ) -> str | None:
     """Compare-and-set a request from ``current`` along ``event``; ``None`` if it was not there.
 
     The target comes from the request kind's one state table.  The ``WHERE
     state = current`` makes the change atomic in the database: of two
     concurrent transitions only one updates the row.  A pending request past
-    its expiry takes no event but ``expired``, even before the sweeper has run.
+    its expiry takes no event but ``expired``, even before the sweeper has run;
+    with ``fresh_since``, neither does one last changed before then (a release
+    past its delivery window).
     """
     machine = machine_of(kind)
     target = machine.next(current, event)
     unexpired = str(current) == State.PENDING and str(event) != Event.EXPIRED
     result = await conn.execute(
-        _TRANSITION[(unexpired, client_id is not None)],
+        _TRANSITION[(unexpired, client_id is not None, fresh_since is not None)],
         {"vault": vault, "rid": request_id, "rkind": kind, "current": str(current),
-         "client": client_id, "target": str(target), "now": now},
+         "client": client_id, "target": str(target), "now": now, "fresh_since": fresh_since},
     )  # fmt: skip
     return str(target) if result.rowcount == 1 else None
 
@@ -421,22 +431,23 @@ FINISHED = sorted({str(s) for s in ACCESS.terminal} | {str(s) for s in STORE.ter
 
 async def purge_finished(conn: AsyncConnection, before: int, limit: int) -> int:
     """Delete up to ``limit`` finished requests (and their answers) unchanged since ``before``."""
-    ids = list(
-        await conn.execute(
+    keys = [
+        (row.vault_id, row.id)
+        for row in await conn.execute(
             select(requests.c.vault_id, requests.c.id)
             .where(requests.c.state.in_(FINISHED), requests.c.updated_at < before)
             .order_by(requests.c.vault_id, requests.c.id)
             .limit(limit)
         )
-    )
-    for vault, request_id in ids:
+    ]
+    if keys:
         await conn.execute(
-            delete(answers).where(answers.c.vault_id == vault, answers.c.request_id == request_id)
+            delete(answers).where(tuple_(answers.c.vault_id, answers.c.request_id).in_(keys))
         )
         await conn.execute(
-            delete(requests).where(requests.c.vault_id == vault, requests.c.id == request_id)
+            delete(requests).where(tuple_(requests.c.vault_id, requests.c.id).in_(keys))
         )
-    return len(ids)
+    return len(keys)
 
 
 # --- answers -------------------------------------------------------------------------------------
