@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sealbox.server.store import wakeups
 
-__all__ = ["CHANNEL", "CLOSED", "Closed", "Hub", "PgListener"]
+__all__ = ["CHANNEL", "CLOSED", "Closed", "Hub", "Mailbox", "PgListener"]
 
 log = logging.getLogger("sealbox.relay")
 CHANNEL = "sealbox"
@@ -46,23 +46,65 @@ replica's NOTIFY) can ever be mistaken for it.
 """
 
 
+class Mailbox:
+    """A subscriber's bounded queue of messages, for one reader.
+
+    ``asyncio.Queue``'s interface (``get``, ``get_nowait``, ``put_nowait``,
+    ``empty``) without its three deques and waiter lists: a long-polling
+    client holds one of these for its whole wait, and ten thousand waiters
+    should cost memory for the wait, not for queue machinery.
+    """
+
+    __slots__ = ("_items", "_maxsize", "_waiter")
+
+    def __init__(self, maxsize: int) -> None:
+        self._items: list[str | Closed] = []
+        self._maxsize = maxsize
+        self._waiter: asyncio.Future[None] | None = None
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def full(self) -> bool:
+        return len(self._items) >= self._maxsize
+
+    def put_nowait(self, item: str | Closed) -> None:
+        if self.full():
+            raise asyncio.QueueFull
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def get_nowait(self) -> str | Closed:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        return self._items.pop(0)
+
+    async def get(self) -> str | Closed:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+
 class Hub:
-    """Fan-out of wake-ups to local subscribers; each subscriber has a bounded queue."""
+    """Fan-out of wake-ups to local subscribers; each subscriber has a bounded mailbox."""
 
     def __init__(self) -> None:
-        self._subscribers: defaultdict[str, set[asyncio.Queue[str | Closed]]] = defaultdict(set)
+        self._subscribers: defaultdict[str, set[Mailbox]] = defaultdict(set)
         self._closed = False
 
     @contextlib.asynccontextmanager
-    async def subscribe(
-        self, channel: str, maxsize: int = 64
-    ) -> AsyncIterator[asyncio.Queue[str | Closed]]:
-        """A queue of the channel's messages, then :data:`CLOSED` once the hub closes.
+    async def subscribe(self, channel: str, maxsize: int = 64) -> AsyncIterator[Mailbox]:
+        """A mailbox of the channel's messages, then :data:`CLOSED` once the hub closes.
 
-        Whoever reads the queue must check every message it takes for
-        :data:`CLOSED`, and end when it sees it: it comes once.
+        Whoever reads it must check every message it takes for :data:`CLOSED`,
+        and end when it sees it: it comes once.
         """
-        queue: asyncio.Queue[str | Closed] = asyncio.Queue(maxsize=maxsize)
+        queue = Mailbox(maxsize)
         if self._closed:
             # Subscribed while the relay stops: end at once rather than wait.
             queue.put_nowait(CLOSED)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
-from sealbox.server.notify import CLOSED, Hub
+import pytest
+
+from sealbox.server.notify import CLOSED, Hub, Mailbox
 
 
 def test_close_wakes_every_waiting_subscriber() -> None:
@@ -55,3 +58,29 @@ def test_closed_is_no_message() -> None:
     text = "".join(["clo", "sed"])  # a fresh string, as a NOTIFY payload would be
     assert text == CLOSED.value
     assert text != CLOSED
+
+
+def test_a_mailbox_is_bounded_and_wakes_its_reader() -> None:
+    async def run() -> None:
+        box = Mailbox(maxsize=2)
+        reader = asyncio.create_task(box.get())
+        await asyncio.sleep(0)
+        box.put_nowait("one")
+        assert await reader == "one"
+        box.put_nowait("two")
+        box.put_nowait("three")
+        with pytest.raises(asyncio.QueueFull):
+            box.put_nowait("four")
+        assert [box.get_nowait(), box.get_nowait()] == ["two", "three"]
+        with pytest.raises(asyncio.QueueEmpty):
+            box.get_nowait()
+        # A reader cancelled while it waits leaves the mailbox usable.
+        waiting = asyncio.create_task(box.get())
+        await asyncio.sleep(0)
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        box.put_nowait("five")
+        assert await box.get() == "five"
+
+    asyncio.run(run())

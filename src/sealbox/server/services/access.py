@@ -311,6 +311,24 @@ async def _status(conn: AsyncConnection, row: RequestRow) -> Status:
     return Status(row.id, row.kind, row.state, row.expires_at, row.threshold, approvals, deny=deny)
 
 
+async def _settled(
+    relay: Relay, vault: str, request_id: str, kind: Kind, principal: Principal, *, now: bool
+) -> Status | None:
+    """The caller's request as stored, unless it is still pending and ``now`` is false.
+
+    A function of its own so that nothing of the database outlives the read
+    while the caller waits.
+    """
+    async with relay.read() as conn:
+        row = await request_store.get(conn, vault, request_id, kind=kind, client_id=principal.id)
+        if row is None:
+            # Someone else's request is as absent as one that does not exist.
+            raise NotFound("no_such_request", f"you have no {kind} request with this id")
+        if row.state == State.PENDING and not now:
+            return None
+        return await _status(conn, row)
+
+
 async def wait_status(
     relay: Relay, *, vault: str, request_id: str, kind: Kind, principal: Principal, wait: float
 ) -> Status:
@@ -322,16 +340,10 @@ async def wait_status(
     # A wake-up only says "look again", so one queued is enough (maxsize=1).
     async with relay.hub.subscribe(request_channel(request_id), maxsize=1) as queue:
         while True:
-            async with relay.read() as conn:
-                row = await request_store.get(conn, vault, request_id, kind=kind,
-                                              client_id=principal.id)  # fmt: skip
-                if row is None:
-                    # Someone else's request is as absent as one that does not exist.
-                    raise NotFound("no_such_request", f"you have no {kind} request with this id")
-                left = deadline - loop.time()
-                if row.state != State.PENDING or left <= 0:
-                    return await _status(conn, row)
-            del row  # nothing of the database is held while waiting
+            left = deadline - loop.time()
+            status = await _settled(relay, vault, request_id, kind, principal, now=left <= 0)
+            if status is not None:
+                return status
             # asyncio.timeout, not wait_for: no extra task per waiter.
             with contextlib.suppress(TimeoutError):  # then read the state once more
                 async with asyncio.timeout(left):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sealbox.server.errors import Conflict
-from sealbox.server.notify import CLOSED, Closed, audit_channel
+from sealbox.server.notify import CLOSED, Mailbox, audit_channel
 from sealbox.server.relay import Relay
 from sealbox.server.store import audit
 from sealbox.server.store import directory as directories
@@ -123,7 +123,7 @@ async def follow(
 
 
 async def _follow(
-    relay: Relay, queue: asyncio.Queue[str | Closed], vault: str, filters: Filter, cursor: int,
+    relay: Relay, queue: Mailbox, vault: str, filters: Filter, cursor: int,
     approver_id: str, idle_seconds: float,
 ) -> AsyncGenerator[Event | Idle | Revoked, None]:  # fmt: skip
     while True:
