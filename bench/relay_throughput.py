@@ -53,9 +53,9 @@ cutting requests in flight at the end of a run makes the relay log
 ``ClientDisconnect`` tracebacks there, which are expected.
 
 ``--profile FILE`` runs the relay under cProfile (slower: its figures are
-then not comparable) and prints the top of the profile on stderr.  cProfile
-sees only the event loop's thread: with SQLite, much of the time is spent in
-aiosqlite's threads and shows up as ``epoll.poll`` in the loop.
+then not comparable) and prints the top of the profile on stderr.  SQLite runs
+on the event loop's thread (``store/engine.py``), so its statements show up in
+the profile as they are.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ class Settings:
     data_dir: Path
     """Holds the SQLite database and the at-rest key file (both 0600)."""
     db_url: str
-    """SQLAlchemy URL: ``sqlite+aiosqlite:///…`` (default) or ``postgresql+asyncpg://…``."""
+    """SQLAlchemy URL: ``sqlite+aiosqlite:///…`` (default) or ``sqlite:///…``, both run on the
+    relay's event loop (``store/engine.py``), or ``postgresql+asyncpg://…``."""
     db_schema: str | None = None
     """PostgreSQL schema to use (default: the server's search path)."""
     host: str = DEFAULT_HOST
