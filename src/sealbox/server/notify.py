@@ -30,6 +30,8 @@ __all__ = ["CHANNEL", "CLOSED", "Closed", "Hub", "Mailbox", "PgListener"]
 
 log = logging.getLogger("sealbox.relay")
 CHANNEL = "sealbox"
+#: Largest NOTIFY payload sent (PostgreSQL refuses 8000 bytes and more).
+NOTIFY_MAX = 7000
 
 
 class Closed(enum.Enum):
@@ -147,7 +149,28 @@ class Hub:
 
     async def publish(self, conn: AsyncConnection, channel: str, message: str = "") -> None:
         """Queue a wake-up inside the caller's transaction (cross-replica on PostgreSQL)."""
-        await wakeups.notify(conn, CHANNEL, f"{channel} {message}")
+        await self.publish_all(conn, [(channel, message)])
+
+    async def publish_all(self, conn: AsyncConnection, wakes: list[tuple[str, str]]) -> None:
+        """Queue a transaction's wake-ups: one ``NOTIFY`` for all of them, a line each.
+
+        One statement instead of one per wake-up (a release wakes its client and
+        the approvers); payloads stay under PostgreSQL's 8000-byte limit.  No
+        channel or message holds a line break (ids, names, compact JSON).
+        """
+        batch: list[str] = []
+        size = 0
+        for channel, message in wakes:
+            line = f"{channel} {message}"
+            if "\n" in line:
+                raise ValueError("a wake-up cannot hold a line break")
+            if batch and size + len(line) + 1 > NOTIFY_MAX:
+                await wakeups.notify(conn, CHANNEL, "\n".join(batch))
+                batch, size = [], 0
+            batch.append(line)
+            size += len(line) + 1
+        if batch:
+            await wakeups.notify(conn, CHANNEL, "\n".join(batch))
 
 
 class PgListener:
@@ -168,8 +191,9 @@ class PgListener:
         self._conn = conn
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        channel, _, message = payload.partition(" ")
-        self._hub.publish_local(channel, message)
+        for line in payload.split("\n"):  # one wake-up a line (Hub.publish_all)
+            channel, _, message = line.partition(" ")
+            self._hub.publish_local(channel, message)
 
     async def stop(self) -> None:
         if self._conn is not None:

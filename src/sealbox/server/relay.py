@@ -91,8 +91,7 @@ class Relay:
                     yield tx
                     for vault in sorted(conn.info.pop(AUDITED, ())):
                         tx.wake(audit_channel(vault), "event")
-                    for channel, message in tx.wakes:
-                        await self.hub.publish(conn, channel, message)
+                    await self.hub.publish_all(conn, tx.wakes)
                 finally:
                     conn.info.pop(AUDITED, None)
                     conn.info.pop(HEADS, None)

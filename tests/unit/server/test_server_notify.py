@@ -84,3 +84,44 @@ def test_a_mailbox_is_bounded_and_wakes_its_reader() -> None:
         assert await box.get() == "five"
 
     asyncio.run(run())
+
+
+def test_a_transactions_wake_ups_go_in_one_notify_and_come_out_one_a_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sealbox.server import notify
+
+    sent: list[str] = []
+
+    async def record(_conn: object, channel: str, payload: str) -> None:
+        assert channel == notify.CHANNEL
+        sent.append(payload)
+
+    monkeypatch.setattr(notify.wakeups, "notify", record)
+
+    async def run() -> None:
+        hub = Hub()
+        wakes = [("request:abc", '{"id":"abc","state":"released"}'), ("vault:v:approvers", "abc")]
+        await hub.publish_all(object(), wakes)  # type: ignore[arg-type]
+        assert sent == ['request:abc {"id":"abc","state":"released"}\nvault:v:approvers abc']
+        # Many, or large, wake-ups: several payloads, each under the limit, none lost.
+        sent.clear()
+        many = [(f"request:{n}", "x" * 1000) for n in range(20)]
+        await hub.publish_all(object(), many)  # type: ignore[arg-type]
+        assert len(sent) > 1
+        assert all(len(p) <= notify.NOTIFY_MAX for p in sent)
+        assert [line.split(" ")[0] for p in sent for line in p.split("\n")] == [c for c, _ in many]
+        with pytest.raises(ValueError, match="line break"):
+            await hub.publish_all(object(), [("request:a", "two\nlines")])  # type: ignore[arg-type]
+        # The listener hands each line to the local hub.
+        listener = notify.PgListener("postgresql://unused", hub)
+        async with (
+            hub.subscribe("request:abc") as first,
+            hub.subscribe("vault:v:approvers") as second,
+        ):
+            payload = 'request:abc {"id":"abc"}\nvault:v:approvers abc'
+            listener._on_notify(None, 0, notify.CHANNEL, payload)
+            assert first.get_nowait() == '{"id":"abc"}'
+            assert second.get_nowait() == "abc"
+
+    asyncio.run(run())
