@@ -72,18 +72,20 @@ class ReplayGuard:
         rows = list(
             {(p.row["vault_id"], p.row["scope"], p.row["key"]): p.row for p in batch}.values()
         )
-        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
-        statement = (
-            dialect.insert(replay)
-            .values(rows)
-            .on_conflict_do_nothing()
-            .returning(replay.c.vault_id, replay.c.scope, replay.c.key)
-        )
+        # One prebuilt statement, executed for the batch: SQLAlchemy sends it as one
+        # multi-row INSERT … RETURNING, and compiles it once rather than per batch size.
+        statement = _FIRST_USES[self._engine.dialect.name]
         async with writing(self._engine) as conn:
-            result = await conn.execute(statement)
+            result = await conn.execute(statement, rows)
             return {(r.vault_id, r.scope, r.key) for r in result}
 
 
+_FIRST_USES = {
+    name: dialect.insert(replay)
+    .on_conflict_do_nothing()
+    .returning(replay.c.vault_id, replay.c.scope, replay.c.key)
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+}
 _INSERT_ONCE = {
     "sqlite": sqlite.insert(replay).on_conflict_do_nothing(),
     "postgresql": postgresql.insert(replay).on_conflict_do_nothing(),
