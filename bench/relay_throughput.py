@@ -394,7 +394,7 @@ def signed_headers(signer: Signer, url: str, *, created: int, nonce: str) -> tup
 def check_signer(signer: Signer, url: str) -> None:
     import httpx
 
-    from sealbox.client.httpsig import sign_request
+    from sealbox._relay.httpsig import sign_request
 
     created, nonce = int(time.time()), secrets.token_urlsafe(16)
     request = httpx.Request("GET", url)
@@ -402,7 +402,7 @@ def check_signer(signer: Signer, url: str) -> None:
     ours = signed_headers(signer, url, created=created, nonce=nonce)
     theirs = (request.headers["signature-input"], request.headers["signature"])
     if ours != theirs:
-        raise RuntimeError(f"pre-signing disagrees with sealbox.client.httpsig:\n{ours}\n{theirs}")
+        raise RuntimeError(f"pre-signing disagrees with sealbox._relay.httpsig:\n{ours}\n{theirs}")
 
 
 def write_requests(path: Path, signer: Signer, url: str, count: int) -> None:
@@ -694,7 +694,7 @@ def measure(args: argparse.Namespace, work: Path, backend: Backend, cores: Cores
         # One request by sealbox's own client signer, to see the relay accepts it.
         with httpx.Client() as http:
             request = http.build_request("GET", relay_url)
-            from sealbox.client.httpsig import sign_request
+            from sealbox._relay.httpsig import sign_request
 
             sign_request(request, key=signer.key, key_id=signer.key_id)
             response = http.send(request)

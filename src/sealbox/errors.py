@@ -14,16 +14,26 @@ from __future__ import annotations
 
 __all__ = [
     "BindingMismatch",
+    "Cancelled",
     "CertificateInvalid",
     "DecryptionFailed",
+    "Denied",
     "DirectoryBroken",
     "DirectoryFork",
     "DirectoryRollback",
     "Expired",
     "IllegalTransition",
+    "KeyringUnavailable",
+    "LoginFailed",
     "MalformedInput",
     "ManifestMismatch",
     "NotAuthorized",
+    "NotLoggedIn",
+    "ProfileExists",
+    "RefusedByApprover",
+    "RelayRefused",
+    "RelayUnreachable",
+    "RequestExpired",
     "SealboxError",
     "SignatureInvalid",
     "ThresholdNotMet",
@@ -143,3 +153,89 @@ class IllegalTransition(SealboxError):
 
     code = "illegal_transition"
     hint = "The request is already in a final state; start a new request."
+
+
+# --- what a client or approver meets talking to its relay and approvers ---------------------
+
+
+class RelayRefused(SealboxError):
+    """The relay answered with an error.  Its message and hint (made safe to print) are kept,
+    with the HTTP ``status`` and the relay's machine-readable ``error`` code."""
+
+    code = "relay_refused"
+    hint = "Check the command, and that this login or approver may do it."
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, status: int | None = None,
+        error: str | None = None, retry_after: float | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.error = error
+        self.retry_after = retry_after
+        """Seconds the relay asked to wait before trying again (its ``Retry-After``), if any."""
+
+
+class RelayUnreachable(SealboxError):
+    """The relay could not be reached, or stopped answering, for longer than the call may wait."""
+
+    code = "relay_unreachable"
+    hint = "Check the server URL and that the relay is running."
+
+
+class Denied(SealboxError):
+    """An approver refused the request (its signed reason is in the message)."""
+
+    code = "denied"
+    hint = "Ask the approver, or make the request again with a clearer purpose."
+
+
+class RefusedByApprover(VerificationError):
+    """An approver found the request it was shown does not verify, and said so, signed.
+
+    What the approver saw is not what this client sent: the relay (or something
+    between this client and the relay) changed the request."""
+
+    code = "refused_unverifiable"
+
+
+class RequestExpired(SealboxError):
+    """No approver answered before the request expired."""
+
+    code = "request_expired"
+    hint = "Make sure an approver is online (`sealbox approve`), then try again."
+
+
+class Cancelled(SealboxError):
+    """The request was withdrawn before it was answered."""
+
+    code = "cancelled"
+    hint = "Make the request again if it is still needed."
+
+
+class NotLoggedIn(SealboxError):
+    """There is no usable session for this profile."""
+
+    code = "not_logged_in"
+    hint = "Log in with `sealbox login --server URL`."
+
+
+class ProfileExists(SealboxError):
+    """A logged-in profile would be overwritten."""
+
+    code = "profile_exists"
+    hint = "Log out first with `sealbox logout`, pick another --profile, or pass --force."
+
+
+class LoginFailed(SealboxError):
+    """The device login did not complete (denied, expired, or the relay went away)."""
+
+    code = "login_failed"
+    hint = "Run `sealbox login` again."
+
+
+class KeyringUnavailable(SealboxError):
+    """No OS keyring that protects secrets is available here."""
+
+    code = "keyring_unavailable"
+    hint = "Use a passphrase instead (SEALBOX_PASSPHRASE, --passphrase-file, or the prompt)."

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sealbox.client.httpsig import sign_request
+from sealbox._relay.httpsig import sign_request
 from sealbox.crypto.keys import HpkePrivateKey, SigningKey
 from sealbox.protocol import ids
 from sealbox.protocol.statements import ApproverRecord

@@ -25,7 +25,7 @@ from test_e2e_up import SEALBOX, Relay
 
 from sealbox.approver import keystore
 from sealbox.approver.keystore import ApproverKeys
-from sealbox.client.httpsig import sign_request
+from sealbox._relay.httpsig import sign_request
 from sealbox.crypto.keys import VerifyKey
 from sealbox.protocol import directory as dirs
 from sealbox.protocol.certificates import issue_certificate

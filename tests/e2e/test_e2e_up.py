@@ -19,7 +19,7 @@ import pytest
 from e2e_support import BANNER_END, PG_URL, ApproverKeys, RelayProcess, pg_schema, signed
 
 from sealbox.cli.exits import CANNOT_LISTEN
-from sealbox.client.httpsig import sign_request
+from sealbox._relay.httpsig import sign_request
 from sealbox.crypto.keys import HpkePrivateKey, SigningKey
 from sealbox.protocol import directory as dirs
 from sealbox.protocol import ids

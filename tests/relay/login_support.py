@@ -8,7 +8,7 @@ import httpx
 from relay_support import Approver, Vault
 from sqlalchemy import select
 
-from sealbox.client.httpsig import sign_request
+from sealbox._relay.httpsig import sign_request
 from sealbox.crypto.keys import SigningKey
 from sealbox.protocol import directory as dirs
 from sealbox.protocol import ids

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from relay_support import Vault, error_of
 
-from sealbox.client.httpsig import sign_request
+from sealbox._relay.httpsig import sign_request
 from sealbox.crypto.keys import SigningKey
 from sealbox.server.auth.httpsig import target_uri
 from sealbox.server.relay import Relay

@@ -18,7 +18,7 @@ import pytest
 from relay_support import Approver, Vault, error_of
 from sqlalchemy import func, select
 
-from sealbox.client.httpsig import sign_request
+from sealbox._relay.httpsig import sign_request
 from sealbox.crypto.encoding import b64u_decode, b64u_encode
 from sealbox.crypto.keys import SigningKey
 from sealbox.protocol import directory as dirs

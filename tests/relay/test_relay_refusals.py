@@ -10,7 +10,7 @@ import pytest
 from login_support import audit_rows, login, whoami
 from relay_support import Clock, Vault
 
-from sealbox.client.httpsig import sign_request
+from sealbox._relay.httpsig import sign_request
 from sealbox.crypto.keys import SigningKey
 from sealbox.protocol import ids
 from sealbox.server.ratelimit import EventThrottle, RateLimiter

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
+from sealbox._relay.files import config_dir
 from sealbox.crypto.keys import HpkePrivateKey, SigningKey
 from sealbox.crypto.passphrase import open_with_passphrase, seal_with_passphrase
-from sealbox.errors import MalformedInput, SealboxError
+from sealbox.errors import KeyringUnavailable, MalformedInput
 from sealbox.protocol.statements import ApproverRecord
 
 __all__ = [
@@ -56,23 +55,12 @@ class ApproverKeys:
         return f"ApproverKeys(vault={self.vault}, approver={self.record.id})"
 
 
-def config_dir() -> Path:
-    return Path(os.environ.get("SEALBOX_CONFIG_DIR") or platformdirs.user_config_dir("sealbox"))
-
-
 def default_path(vault: str) -> Path:
     return config_dir() / "approvers" / f"{vault}.json"
 
 
 def _context(vault: str, approver: str) -> str:
     return f"{vault} {approver}"
-
-
-class KeyringUnavailable(SealboxError):
-    """No OS keyring that protects secrets is available here."""
-
-    code = "keyring_unavailable"
-    hint = "Use a passphrase instead (SEALBOX_PASSPHRASE, --passphrase-file, or the prompt)."
 
 
 def require_keyring() -> Any:

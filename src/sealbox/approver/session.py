@@ -16,12 +16,11 @@ from typing import Any
 
 import httpx
 
+from sealbox._relay.files import write_private
+from sealbox._relay.httpsig import sign_request
+from sealbox._relay.text import displayable
 from sealbox.approver.keystore import ApproverKeys
-from sealbox.client.context import displayable
-from sealbox.client.files import write_private
-from sealbox.client.flows import RelayRefused
-from sealbox.client.httpsig import sign_request
-from sealbox.errors import DirectoryBroken
+from sealbox.errors import DirectoryBroken, RelayRefused
 from sealbox.protocol import directory as dirs
 
 __all__ = ["ApproverSession", "RelayRefused"]

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sealbox._relay.text import displayable
 from sealbox.cli import exits
-from sealbox.client.context import displayable
 
 __all__ = ["add_approver_actions", "add_parsers", "run_approve", "run_approver"]
 

@@ -66,9 +66,15 @@ def guarded(action: Callable[[], int], command: str) -> int:
     """Run ``action``; map every failure to its exit code with a clear message on stderr."""
     import httpx
 
-    from sealbox.client.flows import Cancelled, Denied, RequestExpired
-    from sealbox.client.profile import NotLoggedIn
-    from sealbox.errors import MalformedInput, SealboxError, VerificationError
+    from sealbox.errors import (
+        Cancelled,
+        Denied,
+        MalformedInput,
+        NotLoggedIn,
+        RequestExpired,
+        SealboxError,
+        VerificationError,
+    )
 
     try:
         return action()

@@ -410,7 +410,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _inject(args: argparse.Namespace) -> int:
-    from sealbox.client.files import write_private
+    from sealbox._relay.files import write_private
 
     template = sys.stdin.read() if args.in_file == "-" else Path(args.in_file).read_text()
     refs = sorted(set(_PLACEHOLDER.findall(template)))

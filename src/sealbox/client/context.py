@@ -13,33 +13,17 @@ import functools
 import getpass
 import hashlib
 import os
-import re
 import socket
 import sys
-import unicodedata
 from collections.abc import Sequence
 
+from sealbox._relay.text import safe_text as _safe
 from sealbox.protocol.statements import RequestContext
 
-__all__ = ["displayable", "process_context"]
+__all__ = ["process_context"]
 
-_UNSAFE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co"})
-# The blank characters the display-text rule also refuses (docs/protocol.md 2.8).
-_INVISIBLE = re.compile("[\u115f\u1160\u3164\uffa0\u2800\ufe00-\ufe0f\U000e0100-\U000e01ef]")
 MAX_ARGS = 64
 MAX_ARG = 512
-
-
-def _safe(text: str, limit: int) -> str:
-    # What the strict display-text rule refuses is replaced with U+FFFD, visibly.
-    cleaned = "".join("\ufffd" if unicodedata.category(c) in _UNSAFE else c for c in text)
-    return _INVISIBLE.sub("\ufffd", cleaned)[:limit]
-
-
-def displayable(text: object, limit: int = 300) -> str:
-    """``text`` made safe to print on a terminal: control, format and invisible characters
-    (ANSI escapes, bidi overrides, ...) replaced with U+FFFD.  For what only the relay says."""
-    return _safe(str(text), limit)
 
 
 @functools.cache

@@ -22,15 +22,18 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from sealbox.client.context import displayable
+from sealbox._relay.text import displayable
 from sealbox.crypto import jws
 from sealbox.crypto.encoding import b64u_decode, b64u_encode
 from sealbox.crypto.keys import SigningKey
 from sealbox.errors import (
     BindingMismatch,
+    Cancelled,
+    Denied,
     DirectoryBroken,
     MalformedInput,
-    SealboxError,
+    RelayRefused,
+    RequestExpired,
     VerificationError,
     VersionRollback,
 )
@@ -102,32 +105,6 @@ class Reply:
 
 
 Flow = Generator[Call, Reply, Any]
-
-
-class RelayRefused(SealboxError):
-    """The relay answered with an error; its message and hint are kept."""
-
-    code = "relay_refused"
-
-
-class Denied(SealboxError):
-    """An approver refused the request (its signed reason is in the message)."""
-
-    code = "denied"
-    hint = "Ask the approver, or make the request again with a clearer purpose."
-
-
-class RequestExpired(SealboxError):
-    """No approver answered before the request expired."""
-
-    code = "request_expired"
-    hint = "Make sure an approver is online (`sealbox approve`), then try again."
-
-
-class Cancelled(SealboxError):
-    """The request was withdrawn before it was answered."""
-
-    code = "cancelled"
 
 
 def _refused(reply: Reply, what: str) -> RelayRefused:

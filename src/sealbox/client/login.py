@@ -29,7 +29,14 @@ import httpx
 from sealbox.client import profile as profiles
 from sealbox.client.profile import NotLoggedIn, Profile, ProfileExists
 from sealbox.crypto.keys import SigningKey
-from sealbox.errors import CertificateInvalid, DirectoryBroken, MalformedInput, SealboxError
+from sealbox.errors import (
+    CertificateInvalid,
+    DirectoryBroken,
+    LoginFailed,
+    MalformedInput,
+    RelayRefused,
+    SealboxError,
+)
 from sealbox.protocol import directory as dirs
 from sealbox.protocol import ids
 from sealbox.protocol.certificates import verify_certificate
@@ -60,20 +67,6 @@ REFRESH_MARGIN = 60
 
 Sleep = Callable[[float], None]
 Clock = Callable[[], float]
-
-
-class LoginFailed(SealboxError):
-    """The device login did not complete (denied, expired, or the relay went away)."""
-
-    code = "login_failed"
-    hint = "Run `sealbox login` again."
-
-
-class RelayRefused(SealboxError):
-    """The relay answered with an error; its message and hint are kept."""
-
-    code = "relay_refused"
-    hint = "Check the --server URL and that the relay is running."
 
 
 @dataclass(frozen=True)

@@ -20,14 +20,13 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sealbox.approver.keystore import config_dir
+from sealbox._relay.files import config_dir, locked, private_dir
 from sealbox.crypto.keys import SigningKey
-from sealbox.errors import MalformedInput, SealboxError
+from sealbox.errors import MalformedInput, NotLoggedIn, ProfileExists
 from sealbox.protocol import ids
 from sealbox.protocol.directory import DirectoryHead
 
@@ -48,20 +47,6 @@ __all__ = [
 FORMAT = "sealbox.profile.v1"
 DEFAULT_PROFILE = "default"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
-class NotLoggedIn(SealboxError):
-    """There is no usable session for this profile."""
-
-    code = "not_logged_in"
-    hint = "Log in with `sealbox login --server URL`."
-
-
-class ProfileExists(SealboxError):
-    """A logged-in profile would be overwritten."""
-
-    code = "profile_exists"
-    hint = "Log out first with `sealbox logout`, pick another --profile, or pass --force."
 
 
 @dataclass(frozen=True)
@@ -157,17 +142,9 @@ def profile_path(name: str) -> Path:
     return config_dir() / "profiles" / f"{profile_name(name)}.json"
 
 
-def _private_dir(path: Path) -> None:
-    """Make ``path`` (and missing parents) as 0700; tighten it if it is ours and looser."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    info = path.stat()
-    if info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) & 0o077:
-        path.chmod(0o700)
-
-
 def save(path: Path, profile: Profile, *, overwrite: bool) -> None:
     """Write ``profile`` atomically, 0600; without ``overwrite`` never replace an existing file."""
-    _private_dir(path.parent)
+    private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -227,24 +204,3 @@ def delete(path: Path) -> bool:
     except FileNotFoundError:
         return False
     return True
-
-
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock for this profile while reading, refreshing and saving it.
-
-    Two commands refreshing one session at once would present the same
-    refresh token twice, and the relay revokes a family on reuse.
-    """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no advisory locks
-        yield
-        return
-    _private_dir(path.parent)
-    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)

@@ -39,10 +39,10 @@ from typing import Any, TypeVar
 
 import httpx
 
+from sealbox._relay.files import write_private
 from sealbox.client import flows
 from sealbox.client import profile as profiles
 from sealbox.client.context import process_context
-from sealbox.client.files import write_private
 from sealbox.client.flows import (
     Call,
     ClientState,

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from http_message_signatures import algorithms
 
-from sealbox.client.httpsig import sign_request
+from sealbox._relay.httpsig import sign_request
 from sealbox.crypto.keys import SigningKey
 
 KEY = SigningKey._from_seed(bytes(range(32)))
