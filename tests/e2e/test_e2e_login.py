@@ -23,9 +23,9 @@ from typing import Any
 import httpx
 from test_e2e_up import SEALBOX, Relay
 
+from sealbox._relay.httpsig import sign_request
 from sealbox.approver import keystore
 from sealbox.approver.keystore import ApproverKeys
-from sealbox._relay.httpsig import sign_request
 from sealbox.crypto.keys import VerifyKey
 from sealbox.protocol import directory as dirs
 from sealbox.protocol.certificates import issue_certificate

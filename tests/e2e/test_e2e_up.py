@@ -18,8 +18,8 @@ import httpx
 import pytest
 from e2e_support import BANNER_END, PG_URL, ApproverKeys, RelayProcess, pg_schema, signed
 
-from sealbox.cli.exits import CANNOT_LISTEN
 from sealbox._relay.httpsig import sign_request
+from sealbox.cli.exits import CANNOT_LISTEN
 from sealbox.crypto.keys import HpkePrivateKey, SigningKey
 from sealbox.protocol import directory as dirs
 from sealbox.protocol import ids
