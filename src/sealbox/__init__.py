@@ -5,8 +5,10 @@ keys and release each secret, per use, sealed to a one-time key of the
 process that asked.  See ``docs/protocol.md`` for the normative protocol.
 
 The public surface of this package is pinned by a test: the version, the
-error hierarchy, and the client SDK, :class:`Client` and :class:`AsyncClient`
-(see :mod:`sealbox.client.sdk`)::
+error hierarchy, the client SDK, :class:`Client` and :class:`AsyncClient`
+(see :mod:`sealbox.client.sdk`), and what their calls return or hand to a
+callback (:class:`Read`, :class:`Wanted`, :class:`Stored`, :class:`ItemInfo`,
+:class:`VersionInfo`, :class:`WaitState`)::
 
     with sealbox.Client() as vault:
         password = vault.read("sealbox://shop/prod/db/password")
@@ -21,18 +23,38 @@ from sealbox import errors
 from sealbox.errors import SealboxError
 
 if TYPE_CHECKING:
+    from sealbox.client.flows import ItemInfo, Read, Stored, VersionInfo, WaitState, Wanted
     from sealbox.client.sdk import AsyncClient, Client
 
-__all__ = ["AsyncClient", "Client", "SealboxError", "__version__", "errors"]
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "ItemInfo",
+    "Read",
+    "SealboxError",
+    "Stored",
+    "VersionInfo",
+    "WaitState",
+    "Wanted",
+    "__version__",
+    "errors",
+]
+
+_SDK = ("Client", "AsyncClient")
+_RESULTS = ("ItemInfo", "Read", "Stored", "VersionInfo", "WaitState", "Wanted")
 
 
 def __getattr__(name: str) -> Any:
     # The SDK pulls in httpx and the protocol; importing it only when asked
     # keeps `sealbox --version` and the relay's start-up from paying for it.
-    if name in ("Client", "AsyncClient"):
+    if name in _SDK:
         from sealbox.client import sdk
 
         return getattr(sdk, name)
+    if name in _RESULTS:
+        from sealbox.client import flows
+
+        return getattr(flows, name)
     raise AttributeError(f"module 'sealbox' has no attribute {name!r}")
 
 

@@ -78,11 +78,25 @@ def test_store_read_get_ls_history(d: Deployment, stored: str, bot: ServeProcess
     everything = d.cli("get", stored, "--json")
     assert json.loads(everything.stdout)["fields"] == {"password": PASSWORD, "user": USER}
 
-    # A reference without a field names one only if the item has one field.
+    # A reference without a field names one only if the item has one field, and a
+    # field that does not exist is named; both are refused before anything is asked,
+    # so no approver spends an approval on them.
+    decided = len(bot.decisions())
     vague = d.cli("read", f"sealbox://{stored}")
     assert vague.returncode == 2
-    assert "several fields" in vague.stderr
+    assert "has 2 fields (password, user); name the one you want" in vague.stderr
+    assert f"sealbox://{stored}/password" in vague.stderr
     assert PASSWORD not in outputs(vague)
+    typo = d.cli("read", f"sealbox://{stored}/pasword")
+    assert typo.returncode == 2
+    assert "has no field 'pasword'; its fields are: password, user" in typo.stderr
+    assert "bug in sealbox" not in typo.stderr and "conforming" not in typo.stderr
+    missing = d.cli("history", "shop/prod/nothing-here")
+    assert missing.returncode == 1
+    assert "there is no item at shop/prod/nothing-here" in missing.stderr
+    assert "sealbox ls" in missing.stderr and "bug in sealbox" not in missing.stderr
+    time.sleep(0.5)
+    assert len(bot.decisions()) == decided
 
     listed = d.cli("ls", "--json")
     assert {"path": stored, "latest_version": 1}.items() <= json.loads(listed.stdout)[0].items()

@@ -27,7 +27,7 @@ from typing import Any
 
 from sealbox.crypto.keys import SigningKey
 
-__all__ = ["COVERED", "LABEL", "sign_request"]
+__all__ = ["COVERED", "LABEL", "sign_request", "signer"]
 
 COVERED = ("@method", "@target-uri")
 LABEL = "sealbox"
@@ -103,3 +103,12 @@ def sign_request(
     signature = key.sign("\n".join(lines).encode("ascii"))
     request.headers["Signature-Input"] = f"{LABEL}={params}"
     request.headers["Signature"] = f"{LABEL}=:{base64.b64encode(signature).decode('ascii')}:"
+
+
+def signer(key: SigningKey, key_id: str) -> Any:
+    """A driver's ``authorize``: sign each request with ``key`` as ``key_id``."""
+
+    def authorize(request: Any) -> None:
+        sign_request(request, key=key, key_id=key_id)
+
+    return authorize

@@ -21,12 +21,16 @@ from typing import Any
 
 import httpx
 
+from sealbox._relay.calls import Call, Flow, expect_object, field
+from sealbox._relay.directory import DirectoryView, directory_flow, pin_flow
+from sealbox._relay.drive import SyncDriver
+from sealbox._relay.text import displayable
 from sealbox.approver.keystore import ApproverKeys
-from sealbox.approver.session import ApproverSession, RelayRefused, refused
+from sealbox.approver.session import ApproverSession
 from sealbox.crypto import aead, hpke
 from sealbox.crypto.encoding import b64u_decode, b64u_encode
 from sealbox.crypto.keys import HpkePrivateKey, SigningKey, VerifyKey
-from sealbox.errors import BindingMismatch, MalformedInput, NotAuthorized
+from sealbox.errors import BindingMismatch, MalformedInput, NotAuthorized, RelayRefused
 from sealbox.protocol import directory as dirs
 from sealbox.protocol import ids
 from sealbox.protocol.certificates import issue_certificate
@@ -105,55 +109,56 @@ class PairingStarted:
     pairing_code: str
 
 
-def pair_new_device(http: httpx.Client, server: str, *, name: str,
-                    kind: str = "terminal") -> PairingStarted:  # fmt: skip
-    """Make this device's keys and ask the vault to add it; the caller then polls."""
-    info = http.get(f"{server}/v1/vault")
-    if info.status_code != 200:
-        raise refused(info, "looking up the vault")
-    vault = ids.check_id(info.json().get("vault"), ids.VAULT, what="vault")
-    links = http.get(f"{server}/v1/vaults/{vault}/directory")
-    if links.status_code != 200:
-        raise refused(links, "fetching the directory")
-    chain = links.json().get("links")
-    if not isinstance(chain, list) or not chain:
-        raise RelayRefused("the relay served no directory")
-    fingerprint = dirs.vault_fingerprint(chain[0])
-    dirs.verify_directory(chain, pinned=fingerprint)
+def _pair_flow(name: str, kind: str) -> Flow:
+    info = expect_object((yield Call("GET", "/v1/vault", auth=False)), "looking up the vault")
+    vault = ids.check_id(info.get("vault"), ids.VAULT, what="vault")
+    # Trust on first use: the person compares the vault safety code shown here
+    # with the one on an approver that is already in the vault.
+    directory = yield from pin_flow(vault)
     hpke_key, sig = HpkePrivateKey.generate(), SigningKey.generate()
     record = ApproverRecord(id=ids.new_id(ids.APPROVER), name=name[:128], kind=kind,
                             tier="device", hpke_pk=hpke_key.public_key(),
                             sig_pk=sig.verify_key())  # fmt: skip
-    response = http.post(f"{server}/v1/vaults/{vault}/pairing-requests",
-                         json={"approver": record.to_json()})  # fmt: skip
-    if response.status_code != 201:
-        raise refused(response, "asking to pair")
+    reply = yield Call("POST", f"/v1/vaults/{vault}/pairing-requests",
+                       json={"approver": record.to_json()}, auth=False)  # fmt: skip
+    body = expect_object(reply, "asking to pair", status=201)
     return PairingStarted(
-        vault=vault, pairing_id=str(response.json()["id"]), record=record, hpke=hpke_key, sig=sig,
-        fingerprint=fingerprint, safety_code=dirs.vault_safety_code(chain[0]),
-        pairing_code=dirs.pairing_code(record),
+        vault=vault, pairing_id=field(body, "id", str, "asking to pair"), record=record,
+        hpke=hpke_key, sig=sig, fingerprint=directory.fingerprint,
+        safety_code=directory.safety_code, pairing_code=dirs.pairing_code(record),
     )  # fmt: skip
 
 
-def pairing_done(http: httpx.Client, server: str, started: PairingStarted) -> ApproverKeys | None:
-    """``None`` while pending; the keys once the directory holds exactly this record."""
-    response = http.get(f"{server}/v1/vaults/{started.vault}/pairing-requests/{started.pairing_id}")
-    if response.status_code != 200:
-        raise refused(response, "checking the pairing")
-    state = response.json().get("state")
+def pair_new_device(http: httpx.Client, server: str, *, name: str,
+                    kind: str = "terminal") -> PairingStarted:  # fmt: skip
+    """Make this device's keys and ask the vault to add it; the caller then polls."""
+    started: PairingStarted = SyncDriver(http, server).drive(_pair_flow(name, kind))
+    return started
+
+
+def _pairing_done_flow(server: str, started: PairingStarted) -> Flow:
+    path = f"/v1/vaults/{started.vault}/pairing-requests/{started.pairing_id}"
+    body = expect_object((yield Call("GET", path, auth=False)), "checking the pairing")
+    state = body.get("state")
     if state == "pending":
         return None
     if state != "approved":
         raise RelayRefused(
-            f"the pairing was {state}",
+            f"the pairing was {displayable(state, 32)}",
             hint="Ask an approver to add this device, then run it again.",
         )
-    chain = http.get(f"{server}/v1/vaults/{started.vault}/directory").json().get("links")
-    directory = dirs.verify_directory(chain, pinned=started.fingerprint)
+    view = DirectoryView(vault=started.vault, fingerprint=started.fingerprint, head=None)
+    directory = yield from directory_flow(view, fresh=True)
     if directory.approvers.get(started.record.id) != started.record:
         raise BindingMismatch("the directory does not hold this device's keys as they were sent")
     return ApproverKeys(server=server, vault=started.vault, fingerprint=started.fingerprint,
                         record=started.record, hpke=started.hpke, sig=started.sig)  # fmt: skip
+
+
+def pairing_done(http: httpx.Client, server: str, started: PairingStarted) -> ApproverKeys | None:
+    """``None`` while pending; the keys once the directory holds exactly this record."""
+    keys: ApproverKeys | None = SyncDriver(http, server).drive(_pairing_done_flow(server, started))
+    return keys
 
 
 # --- removal ---------------------------------------------------------------------------------

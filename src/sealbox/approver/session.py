@@ -1,42 +1,37 @@
 """An approver device talking to its relay: every request signed with its key (RFC 9421).
 
-The directory is verified from the link 0 this device pinned and against the
-newest head it has seen (kept beside the key file), so a relay cannot show
-this approver a rolled-back or forked approver set.
+Calls go through the relay-client core's driver (signing, ``Retry-After``,
+errors in words); the directory is verified by the core's directory flow from
+the link 0 this device pinned and against the newest head it has seen (kept
+beside the key file), so a relay cannot show this approver a rolled-back or
+forked approver set.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from sealbox._relay.calls import Call, Flow, refused
+from sealbox._relay.directory import DirectoryView, directory_flow
+from sealbox._relay.drive import SyncDriver, reply_of, unreachable
 from sealbox._relay.files import write_private
-from sealbox._relay.httpsig import sign_request
-from sealbox._relay.text import displayable
+from sealbox._relay.httpsig import signer
 from sealbox.approver.keystore import ApproverKeys
-from sealbox.errors import DirectoryBroken, RelayRefused
+from sealbox.errors import RelayRefused
 from sealbox.protocol import directory as dirs
 
-__all__ = ["ApproverSession", "RelayRefused"]
-
-#: Reuse a verified directory this long (a `directory` stream event drops it at once).
-DIRECTORY_FRESH = 5.0
+__all__ = ["ApproverSession", "refused_response"]
 
 
-def refused(response: httpx.Response, what: str) -> RelayRefused:
-    try:
-        body = response.json()
-        message = displayable(body.get("message"))
-        hint = displayable(body["hint"]) if body.get("hint") else None
-    except (ValueError, AttributeError):
-        message, hint = f"HTTP {response.status_code}", None
-    return RelayRefused(f"{what}: the relay refused: {message}", hint=hint)
+def refused_response(response: httpx.Response, what: str) -> RelayRefused:
+    """The relay's error answer to a call made outside a session (pairing, first setup)."""
+    return refused(reply_of(response), what)
 
 
 class ApproverSession:
@@ -46,14 +41,11 @@ class ApproverSession:
                  head_path: Path | None = None) -> None:  # fmt: skip
         self.keys = keys
         self.http = http or httpx.Client(timeout=30)
-        self.base = f"{keys.server}/v1/vaults/{keys.vault}"
         self.head_path = head_path
-        self._directory: dirs.Directory | None = None
-        """The directory to use, while fresh; dropped when the relay says it changed."""
-        self._verified: dirs.Directory | None = None
-        """The last directory verified, kept so an unchanged chain is not verified again."""
-        self._directory_at = 0.0
-        self._head = self._load_head()
+        self.vault_path = f"/v1/vaults/{keys.vault}"
+        self.driver = SyncDriver(self.http, keys.server, authorize=signer(keys.sig, keys.record.id))
+        self.view = DirectoryView(vault=keys.vault, fingerprint=keys.fingerprint,
+                                  head=self._load_head(), on_advance=self._save_head)  # fmt: skip
 
     @property
     def id(self) -> str:
@@ -72,40 +64,48 @@ class ApproverSession:
             return None
 
     def _save_head(self, head: dirs.DirectoryHead) -> None:
-        if self.head_path is None:
-            return
-        write_private(self.head_path, json.dumps({"seq": head.seq, "hash": head.hash}))
+        if self.head_path is not None:
+            write_private(self.head_path, json.dumps({"seq": head.seq, "hash": head.hash}))
 
     # --- transport ---
 
+    def call(self, method: str, path: str, *, json_body: Any = None,
+             timeout: float | None = None) -> Call:  # fmt: skip
+        """A signed call to ``path`` under this vault (``/approvals``, ...)."""
+        return Call(method, self.vault_path + path, json=json_body, timeout=timeout)
+
     def request(self, method: str, path: str, *, json_body: Any = None,
                 timeout: float | None = None) -> httpx.Response:  # fmt: skip
-        content = None if json_body is None else json.dumps(json_body).encode()
-        headers = {"content-type": "application/json"} if content is not None else {}
-        request = self.http.build_request(method, self.base + path, content=content,
-                                          headers=headers,
-                                          timeout=timeout or httpx.USE_CLIENT_DEFAULT)  # fmt: skip
-        sign_request(request, key=self.keys.sig, key_id=self.id)
-        return self.http.send(request)
+        """One signed call; the raw response (transport failures raise ``RelayUnreachable``)."""
+        call = self.call(method, path, json_body=json_body, timeout=timeout)
+        try:
+            return self.driver.response(call)
+        except httpx.TransportError as exc:
+            raise unreachable(self.keys.server, exc) from None
 
     def ok(self, method: str, path: str, what: str, *, json_body: Any = None,
            expect: tuple[int, ...] = (200, 201)) -> Any:  # fmt: skip
-        response = self.request(method, path, json_body=json_body)
-        if response.status_code not in expect:
-            raise refused(response, what)
-        return response.json() if response.content else None
+        reply = self.driver.send(self.call(method, path, json_body=json_body))
+        if reply.status not in expect:
+            raise refused(reply, what)
+        return reply.body
+
+    def drive(self, flow: Flow) -> Any:
+        return self.driver.drive(flow)
 
     @contextlib.contextmanager
     def stream(self) -> Iterator[Iterator[tuple[str, Any]]]:
         """The approvals stream (Server-Sent Events) as (event, data) pairs."""
-        request = self.http.build_request("GET", self.base + "/approvals/stream",
-                                          timeout=httpx.Timeout(30, read=60))  # fmt: skip
-        sign_request(request, key=self.keys.sig, key_id=self.id)
-        response = self.http.send(request, stream=True)
+        # The relay sends a comment at least every 15 s: a minute of silence is a lost relay.
+        call = self.call("GET", "/approvals/stream", timeout=60)
+        try:
+            response = self.driver.response(call, stream=True)
+        except httpx.TransportError as exc:
+            raise unreachable(self.keys.server, exc) from None
         try:
             if response.status_code != 200:
                 response.read()
-                raise refused(response, "opening the approvals stream")
+                raise refused_response(response, "opening the approvals stream")
             yield _events(response)
         finally:
             response.close()
@@ -113,38 +113,11 @@ class ApproverSession:
     # --- directory ---
 
     def directory(self, *, fresh: bool = False) -> dirs.Directory:
-        if (
-            not fresh
-            and self._directory is not None
-            and time.monotonic() - self._directory_at < DIRECTORY_FRESH
-        ):
-            return self._directory
-        response = self.http.get(self.base + "/directory")
-        if response.status_code != 200:
-            raise refused(response, "fetching the directory")
-        links = response.json().get("links")
-        if not isinstance(links, list) or not all(isinstance(x, str) for x in links):
-            raise DirectoryBroken("the relay served no directory links")
-        held = self._verified
-        if held is not None and held.head == self._head and tuple(links) == held.tokens:
-            # Exactly the chain verified before (every link byte for byte), from the same
-            # pinned link 0 and against the same cached head: verifying it again could
-            # only give the same directory.  Anything else served is verified in full.
-            self._directory, self._directory_at = held, time.monotonic()
-            return held
-        directory = dirs.verify_directory(links, pinned=self.keys.fingerprint,
-                                          cached_head=self._head)  # fmt: skip
-        if directory.vault != self.keys.vault:
-            raise DirectoryBroken("the relay served the directory of another vault")
-        if self._head is None or directory.head.seq > self._head.seq:
-            self._save_head(directory.head)
-        self._head = directory.head
-        self._directory, self._directory_at = directory, time.monotonic()
-        self._verified = directory
+        directory: dirs.Directory = self.driver.drive(directory_flow(self.view, fresh=fresh))
         return directory
 
     def forget_directory(self) -> None:
-        self._directory = None
+        self.view.forget()
 
 
 def _events(response: httpx.Response) -> Iterator[tuple[str, Any]]:

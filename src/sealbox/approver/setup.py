@@ -7,14 +7,17 @@ from dataclasses import dataclass
 
 import httpx
 
+from sealbox._relay.calls import Call, Flow, expect_object
+from sealbox._relay.directory import DirectoryView, directory_flow
+from sealbox._relay.drive import SyncDriver
 from sealbox.approver.keystore import ApproverKeys
-from sealbox.approver.session import RelayRefused, refused
 from sealbox.crypto.keys import HpkePrivateKey, SigningKey
+from sealbox.errors import RelayRefused
 from sealbox.protocol import directory as dirs
 from sealbox.protocol import ids
 from sealbox.protocol.statements import ApproverRecord
 
-__all__ = ["RelayRefused", "SetupResult", "create_first_approver"]
+__all__ = ["SetupResult", "create_first_approver"]
 
 
 @dataclass(frozen=True)
@@ -33,32 +36,34 @@ def create_first_approver(
     and the relay's answer must agree with it; nothing the relay says is
     taken on trust.
     """
-    client = http or httpx.Client(base_url=server.rstrip("/"), timeout=30)
+    client = http or httpx.Client(timeout=30)
     try:
-        info = client.get("/v1/vault")
-        if info.status_code != 200:
-            raise refused(info, "looking up the vault")
-        vault = ids.check_id(info.json().get("vault"), ids.VAULT, what="vault")
-        hpke, sig = HpkePrivateKey.generate(), SigningKey.generate()
-        record = ApproverRecord(
-            id=ids.new_id(ids.APPROVER), name=name, kind=kind, tier="synced",
-            hpke_pk=hpke.public_key(), sig_pk=sig.verify_key(),
-        )  # fmt: skip
-        link0 = dirs.genesis_link(vault, record, sig, now=int(time.time()))
-        response = client.post(
-            f"/v1/vaults/{vault}/setup", json={"setup_token": setup_token, "link": link0}
-        )
-        if response.status_code != 201:
-            raise refused(response, "creating the first approver")
-        fingerprint = dirs.vault_fingerprint(link0)
-        if response.json().get("fingerprint") != fingerprint:
-            raise RelayRefused("the relay reports another vault fingerprint than this device made")
-        # Read the directory back and verify it from the link we signed.
-        links = client.get(f"/v1/vaults/{vault}/directory").json()["links"]
-        dirs.verify_directory(links, pinned=fingerprint)
+        driver = SyncDriver(client, server)
+        keys, link0 = driver.drive(_setup_flow(server.rstrip("/"), setup_token, name, kind))
     finally:
         if http is None:
             client.close()
-    keys = ApproverKeys(server=server.rstrip("/"), vault=vault, fingerprint=fingerprint,
-                        record=record, hpke=hpke, sig=sig)  # fmt: skip
     return SetupResult(keys=keys, safety_code=dirs.vault_safety_code(link0))
+
+
+def _setup_flow(server: str, setup_token: str, name: str, kind: str) -> Flow:
+    info = expect_object((yield Call("GET", "/v1/vault", auth=False)), "looking up the vault")
+    vault = ids.check_id(info.get("vault"), ids.VAULT, what="vault")
+    hpke, sig = HpkePrivateKey.generate(), SigningKey.generate()
+    record = ApproverRecord(
+        id=ids.new_id(ids.APPROVER), name=name, kind=kind, tier="synced",
+        hpke_pk=hpke.public_key(), sig_pk=sig.verify_key(),
+    )  # fmt: skip
+    link0 = dirs.genesis_link(vault, record, sig, now=int(time.time()))
+    reply = yield Call("POST", f"/v1/vaults/{vault}/setup", auth=False,
+                       json={"setup_token": setup_token, "link": link0})  # fmt: skip
+    body = expect_object(reply, "creating the first approver", status=201)
+    fingerprint = dirs.vault_fingerprint(link0)
+    if body.get("fingerprint") != fingerprint:
+        raise RelayRefused("the relay reports another vault fingerprint than this device made")
+    # Read the directory back and verify it from the link this device signed.
+    view = DirectoryView(vault=vault, fingerprint=fingerprint, head=None)
+    yield from directory_flow(view, fresh=True)
+    keys = ApproverKeys(server=server, vault=vault, fingerprint=fingerprint,
+                        record=record, hpke=hpke, sig=sig)  # fmt: skip
+    return keys, link0

@@ -109,7 +109,9 @@ def guarded(action: Callable[[], int], command: str) -> int:
         _say(command, exc.message, exc.hint)
         return FAILED
     except httpx.HTTPError as exc:
-        _say(command, f"could not talk to the relay: {type(exc).__name__}",
+        from sealbox._relay.drive import describe
+
+        _say(command, f"could not reach the relay: {describe(exc)}",
              "Check the server URL and that the relay is running.")  # fmt: skip
         return FAILED
     except OSError as exc:

@@ -124,12 +124,15 @@ class Waiting:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def __call__(self, request_id: str, approvals: int, threshold: int) -> None:
+    def __call__(self, wait: Any) -> None:
+        """The SDK's ``on_wait``: a :class:`sealbox.WaitState` before each long poll."""
         first = self.request is None
-        self.request, self.approvals = request_id, (approvals, threshold)
+        self.request, self.approvals = wait.request, (wait.approvals, wait.threshold)
         if first:
-            print(f"Waiting for approval of {self.what} (request {request_id[:12]}); "
-                  f"an approver must approve it.", file=sys.stderr, flush=True)  # fmt: skip
+            until = time.strftime("%H:%M:%S", time.localtime(wait.expires_at))
+            need = "an approver must" if wait.threshold == 1 else f"{wait.threshold} approvers must"
+            print(f"Waiting for approval of {self.what} (request {wait.request[:12]}); "
+                  f"{need} approve it before {until}.", file=sys.stderr, flush=True)  # fmt: skip
             if self.tty:
                 self._thread = threading.Thread(target=self._spin, daemon=True)
                 self._thread.start()

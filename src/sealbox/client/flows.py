@@ -16,13 +16,18 @@ and these checks turn into errors.
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable, Generator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from sealbox._relay.text import displayable
+from sealbox._relay import directory as relay_directory
+from sealbox._relay.calls import Call, Flow, Reply
+from sealbox._relay.calls import expect_object as _object
+from sealbox._relay.calls import field as _get
+from sealbox._relay.directory import DirectoryView
 from sealbox.crypto import jws
 from sealbox.crypto.encoding import b64u_decode, b64u_encode
 from sealbox.crypto.keys import SigningKey
@@ -30,10 +35,10 @@ from sealbox.errors import (
     BindingMismatch,
     Cancelled,
     Denied,
-    DirectoryBroken,
     MalformedInput,
     RelayRefused,
     RequestExpired,
+    SealboxError,
     VerificationError,
     VersionRollback,
 )
@@ -51,16 +56,15 @@ from sealbox.protocol.store import VerifiedManifests, build_store, manifest_hash
 
 __all__ = [
     "Call",
-    "Cancelled",
     "ClientState",
-    "Denied",
+    "Flow",
     "ItemInfo",
+    "OnWait",
     "Read",
-    "RelayRefused",
     "Reply",
-    "RequestExpired",
     "Stored",
     "VersionInfo",
+    "WaitState",
     "Wanted",
     "history_flow",
     "list_flow",
@@ -70,65 +74,14 @@ __all__ = [
 
 #: Seconds one long poll asks the relay to hold a request open.
 POLL_SECONDS = 25
-#: How long a verified directory is reused before it is fetched again (a release
-#: from an approver added since then makes the client fetch it at once).
-DIRECTORY_FRESH = 5.0
 #: How long the relay's effective policy for a path is reused.
 POLICY_FRESH = 30.0
 #: Store attempts when another store takes the version slot in between.
 STORE_ATTEMPTS = 3
-
-
-# --- calls and answers -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Call:
-    """One HTTP call a flow needs; the driver adds the base URL and credentials."""
-
-    method: str
-    path: str
-    json: Any = None
-    form: Mapping[str, str] | None = None
-    """A form body (the OAuth token endpoint), instead of JSON."""
-    auth: bool = True
-    """Whether the driver adds the session's credentials."""
-    timeout: float | None = None
-    """Longer than the default: for long polls."""
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    body: Any
-    """The parsed JSON body (``None`` if it was not JSON)."""
-
-
-Flow = Generator[Call, Reply, Any]
-
-
-def _refused(reply: Reply, what: str) -> RelayRefused:
-    body = reply.body if isinstance(reply.body, dict) else {}
-    message = body.get("message") or body.get("error_description") or f"HTTP {reply.status}"
-    hint = body.get("hint") or None
-    # The relay's words are printed: never let them carry terminal escapes.
-    return RelayRefused(f"{what}: the relay refused: {displayable(message)}",
-                        hint=displayable(hint) if hint else None)  # fmt: skip
-
-
-def _object(reply: Reply, what: str, status: int = 200) -> dict[str, Any]:
-    if reply.status != status:
-        raise _refused(reply, what)
-    if not isinstance(reply.body, dict):
-        raise RelayRefused(f"{what}: the relay's answer is not a JSON object")
-    return reply.body
-
-
-def _get(body: Mapping[str, Any], key: str, kind: type, what: str) -> Any:
-    value = body.get(key)
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise RelayRefused(f"{what}: the relay's answer has no valid {key!r}")
-    return value
+#: Seconds past a request's expiry still worth asking about (the relay's clock may lag).
+EXPIRY_SLACK = 2
+#: Seconds a withdrawal keeps trying to reach a relay that is away.
+CANCEL_PATIENCE = 10.0
 
 
 # --- what a client knows -----------------------------------------------------------------
@@ -138,8 +91,8 @@ def _get(body: Mapping[str, Any], key: str, kind: type, what: str) -> Any:
 class ClientState:
     """A client's identity and what it has verified; flows read and update it.
 
-    ``head`` and ``seen`` only ever move forward; the driver persists them so a
-    relay cannot roll the directory or an item back between two runs.
+    The directory head and ``seen`` only ever move forward; the SDK persists
+    them so a relay cannot roll the directory or an item back between two runs.
     """
 
     vault: str
@@ -147,19 +100,30 @@ class ClientState:
     key: SigningKey = field(repr=False)
     fingerprint: str
     """The pinned vault fingerprint (hash of directory link 0)."""
-    head: dirs.DirectoryHead
+    head: dataclasses.InitVar[dirs.DirectoryHead]
     seen: MutableMapping[str, int] = field(default_factory=dict)
     """item id -> highest version this client has opened."""
     item_ids: MutableMapping[str, str] = field(default_factory=dict)
     """path -> item id (ids never change; the manifests prove the binding)."""
-    directory: dirs.Directory | None = field(default=None, repr=False)
-    directory_at: float = 0.0
     policies: MutableMapping[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     """path -> (when fetched, the relay's effective policy for it)."""
+    latest: MutableMapping[str, tuple[float, str, ItemManifest]] = field(default_factory=dict)
+    """item id -> (when fetched, token, verified manifest) of its newest version, to check
+    what a read names before asking an approver."""
     clock: Callable[[], float] = time.time
     manifests: VerifiedManifests = field(default_factory=VerifiedManifests, repr=False)
     """Manifests verified so far, by exact token and directory head: a read of the
     same item version does not verify its manifest again (its bindings it does)."""
+    view: DirectoryView = field(init=False, repr=False)
+
+    def __post_init__(self, head: dirs.DirectoryHead) -> None:
+        self.view = DirectoryView(vault=self.vault, fingerprint=self.fingerprint, head=head)
+
+    @property
+    def directory_head(self) -> dirs.DirectoryHead:
+        """The newest directory head verified (starts at the one the profile kept)."""
+        assert self.view.head is not None
+        return self.view.head
 
     @property
     def base(self) -> str:
@@ -168,24 +132,7 @@ class ClientState:
 
 def directory_flow(state: ClientState, *, fresh: bool = False) -> Flow:
     """The verified directory (fetched unless a recent one is held and ``fresh`` is not asked)."""
-    now = time.monotonic()
-    if not fresh and state.directory is not None and now - state.directory_at < DIRECTORY_FRESH:
-        return state.directory
-    body = _object((yield Call("GET", f"{state.base}/directory")), "fetching the directory")
-    links = body.get("links")
-    if not isinstance(links, list) or not links or not all(isinstance(x, str) for x in links):
-        raise DirectoryBroken("the relay served no directory links")
-    held = state.directory
-    if held is not None and held.head == state.head and tuple(links) == held.tokens:
-        # Exactly the chain verified before (every link byte for byte), from the same
-        # pinned link 0 and against the same cached head: verifying it again could
-        # only give the same directory.  Anything else served is verified in full.
-        state.directory_at = now
-        return held
-    directory = dirs.verify_directory(links, pinned=state.fingerprint, cached_head=state.head)
-    if directory.vault != state.vault:
-        raise DirectoryBroken("the relay served the directory of another vault")
-    state.head, state.directory, state.directory_at = directory.head, directory, now
+    directory: dirs.Directory = yield from relay_directory.directory_flow(state.view, fresh=fresh)
     return directory
 
 
@@ -222,8 +169,15 @@ def _policy(state: ClientState, path: str) -> Flow:
     return body
 
 
-def _latest_manifest(state: ClientState, item: str, path: str) -> Flow:
-    """(token, manifest) of the newest version, verified; it must be of ``path``."""
+def _latest_manifest(state: ClientState, item: str, path: str, *, reuse: bool = False) -> Flow:
+    """(token, manifest) of the newest version, verified; it must be of ``path``.
+
+    ``reuse``: a manifest fetched in the last ``POLICY_FRESH`` seconds will do (to
+    check what a read names before asking; the release itself is verified in full).
+    """
+    cached = state.latest.get(item)
+    if reuse and cached is not None and time.monotonic() - cached[0] < POLICY_FRESH:
+        return cached[1], cached[2]
     directory = yield from directory_flow(state)
     body = _object((yield Call("GET", f"{state.base}/items/{item}/versions")), f"reading {path}")
     versions = body.get("versions")
@@ -236,7 +190,34 @@ def _latest_manifest(state: ClientState, item: str, path: str) -> Flow:
     if manifest.version < state.seen.get(item, 0):
         raise VersionRollback(f"{path}: version {manifest.version} served, "
                               f"version {state.seen[item]} seen before")  # fmt: skip
+    state.latest[item] = (time.monotonic(), token, manifest)
     return token, manifest
+
+
+def _no_item(path: str) -> RelayRefused:
+    return RelayRefused(f"there is no item at {path} (or your grants do not cover it)",
+                        hint="List the items you may read with `sealbox ls`.")  # fmt: skip
+
+
+def _check_fields(path: str, wanted: Wanted, available: Sequence[str]) -> tuple[str, ...]:
+    """The fields to ask for, checked against the item's verified manifest before asking:
+    an approval spent on a request that cannot give what was meant is a person's time lost."""
+    names = ", ".join(sorted(available))
+    if wanted.fields is None:
+        if wanted.one_field and len(available) != 1:
+            raise MalformedInput(
+                f"sealbox://{path} has {len(available)} fields ({names}); name the one you want",
+                hint=f"Add the field to the reference, e.g. sealbox://{path}/{sorted(available)[0]}.",
+            )  # fmt: skip
+        return tuple(available)
+    unknown = sorted(set(wanted.fields) - set(available))
+    if unknown:
+        missing = ", ".join(repr(f) for f in unknown)
+        raise MalformedInput(
+            f"{path} has no field {missing}; its fields are: {names}",
+            hint=f"Use one of them, e.g. sealbox://{path}/{sorted(available)[0]}.",
+        )
+    return wanted.fields
 
 
 # --- read ----------------------------------------------------------------------------------
@@ -249,6 +230,9 @@ class Wanted:
     path: str
     fields: tuple[str, ...] | None = None
     version: int | None = None
+    one_field: bool = False
+    """The caller needs exactly one value (a reference without a field): an item with
+    several fields is refused before anything is asked."""
 
 
 @dataclass(frozen=True)
@@ -265,10 +249,29 @@ class Read:
     """The access request's id (what the relay's audit names)."""
     cache_until: int
     cache_scope: str
+    cache_note: str | None = None
+    """Why nothing may be kept although caching was asked for, and what to set (else None)."""
 
 
-OnWait = Callable[[str, int, int], None]
-"""Called before each long poll with (request id, approvals so far, threshold)."""
+@dataclass(frozen=True)
+class WaitState:
+    """What a wait is waiting for: handed to ``on_wait`` before each long poll."""
+
+    request: str
+    """The request's id (what approvers and the relay's audit show)."""
+    kind: str
+    """``access`` or ``store``."""
+    paths: tuple[str, ...]
+    approvals: int
+    """Approvals given so far."""
+    threshold: int
+    """Approvals needed."""
+    expires_at: int
+    """When the request expires unanswered (Unix seconds)."""
+
+
+OnWait = Callable[[WaitState], None]
+"""Called before each long poll with what the wait is waiting for."""
 
 
 def read_flow(
@@ -292,32 +295,36 @@ def read_flow(
             if old.version != w.version:
                 raise MalformedInput(f"{w.path} is asked for at two versions")
             fields = None if old.fields is None or w.fields is None else old.fields + w.fields
-            merged[w.path] = Wanted(w.path, fields, w.version)
+            merged[w.path] = Wanted(w.path, fields, w.version, old.one_field or w.one_field)
         else:
             merged[w.path] = w
     asked = []
     for path, w in sorted(merged.items()):
+        for name in w.fields or ():
+            ids.check_field_name(name)
         item = yield from _item_id(state, path)
         if item is None:
-            raise RelayRefused(f"there is no item at {path}",
-                               hint="List the items you may read with `sealbox ls`.")  # fmt: skip
-        fields = w.fields
-        if fields is None:
-            _, manifest = yield from _latest_manifest(state, item, path)
-            fields = tuple(manifest.fields)
-        for name in fields:
-            ids.check_field_name(name)
+            raise _no_item(path)
+        _, manifest = yield from _latest_manifest(state, item, path, reuse=True)
+        fields = _check_fields(path, w, tuple(manifest.fields))
         asked.append(AccessItem(item=item, path=path, version=w.version,
                                 fields=tuple(sorted(set(fields)))))  # fmt: skip
     # The strictest policy among the items holds: a statement that outlives a
     # request's allowed wait, or asks to cache longer than allowed, is refused
     # (the wait) or cut (the cache) by the relay anyway.
+    cache_note = None
     for path in merged:
         policy = yield from _policy(state, path)
         ttl = min(ttl, int(policy.get("expiry_seconds") or ttl))
         if cache.seconds:
             allowed = int(policy.get("max_cache_seconds") or 0)
+            if not allowed:
+                cache_note = (
+                    f"the policy for {path} allows no caching; an approver can allow it "
+                    "with `sealbox approver policy PATTERN --max-cache SECONDS`"
+                )
             cache = CacheRequest(seconds=min(cache.seconds, allowed), scope=cache.scope)
+    asked_cache = cache.seconds
     if not cache.seconds:
         cache = NO_CACHE
     directory = yield from directory_flow(state)
@@ -330,8 +337,10 @@ def read_flow(
     request_id = access.hash.removeprefix("sha256:")
     if body.get("id") != request_id:
         raise BindingMismatch("the relay filed the request under another id")
-    status = yield from _wait(state, "access", request_id, access.statement.exp, on_wait,
-                              _get(body, "threshold", int, "asking for access"))  # fmt: skip
+    status = yield from _wait(
+        state, "access", request_id, access.statement.exp, on_wait,
+        _get(body, "threshold", int, "asking for access"), tuple(sorted(merged)),
+    )  # fmt: skip
     if status["state"] == "delivered" and isinstance(status.get("envelope"), dict):
         # Delivered in the long poll's own answer (``deliver=true``).
         envelope = status["envelope"]
@@ -346,11 +355,14 @@ def read_flow(
     for item, version in released.versions.items():
         state.seen[item] = max(state.seen.get(item, 0), version)
     by_path = {released.paths[i]: v for i, v in released.values.items()}
+    if asked_cache and released.cache_until <= state.clock():
+        cache_note = ("the approver released it without caching (an automated approver caches "
+                      "only where its rule sets cache_seconds)")  # fmt: skip
     return Read(
         values=by_path,
         versions={released.paths[i]: v for i, v in released.versions.items()},
         items={p: i for i, p in released.paths.items()}, request=request_id,
-        cache_until=released.cache_until, cache_scope=cache.scope,
+        cache_until=released.cache_until, cache_scope=cache.scope, cache_note=cache_note,
     )  # fmt: skip
 
 
@@ -388,38 +400,62 @@ def _open(
 
 def _wait(
     state: ClientState, kind: str, request_id: str, exp: int, on_wait: OnWait | None,
-    threshold: int,
+    threshold: int, paths: tuple[str, ...],
 ) -> Flow:  # fmt: skip
-    """Long-poll the request until it leaves ``pending`` (or outlives its expiry)."""
+    """Long-poll the request until it leaves ``pending`` (or outlives its expiry).
+
+    Each poll may be retried until the request's expiry: a relay that restarts
+    meanwhile is waited for, not reported as a failure.  A wait that ends any
+    other way (Ctrl-C, an error) withdraws the request first, so no approver
+    answers a process that has stopped waiting; if the withdrawal finds a store
+    already stored, that is the outcome, and it is returned.
+    """
     url = f"{state.base}/{kind}-requests/{request_id}"
     approvals = 0
     try:
         while True:
             if on_wait is not None:
-                on_wait(request_id, approvals, threshold)
+                on_wait(WaitState(request_id, kind, paths, approvals, threshold, exp))
             # Past its expiry (with a little slack for the relay's clock) a request
             # can no longer be answered: stop asking.
             left = exp - state.clock()
-            if left < -2:
+            if left < -EXPIRY_SLACK:
                 raise RequestExpired("no approver answered before the request expired")
             wait = max(1, min(POLL_SECONDS, int(left) + 3))
             # An access request is delivered in the same answer once released.
             deliver = "&deliver=true" if kind == "access" else ""
-            status = _object(
-                (yield Call("GET", f"{url}?wait={wait}{deliver}", timeout=wait + 15)), "waiting"
-            )
-            state_name = _get(status, "state", str, "waiting")
+            reply = yield Call("GET", f"{url}?wait={wait}{deliver}", timeout=wait + 15,
+                               until=exp + EXPIRY_SLACK)  # fmt: skip
+            status = _object(reply, "waiting for an answer")
+            state_name = _get(status, "state", str, "waiting for an answer")
             if state_name != "pending":
                 return status
             approvals = int(status.get("approvals") or 0)
     except GeneratorExit:
         raise
+    except RequestExpired:
+        raise  # nothing left to withdraw
     except BaseException:
-        if kind == "access":
-            # Interrupted (Ctrl-C) or failed while waiting: withdraw the request,
-            # so no approver releases anything to a process that is gone.
-            yield Call("POST", f"{url}/cancel")
+        outcome = yield from _withdraw(state, kind, url)
+        if outcome is not None:
+            return outcome
         raise
+
+
+def _withdraw(state: ClientState, kind: str, url: str) -> Flow:
+    """Cancel a request this client stopped waiting for; a final state found instead is
+    returned if it is a completed store (else ``None``).  Failing to reach the relay is
+    not an error here: the relay expires a request whose waiter is gone."""
+    try:
+        reply = yield Call("POST", f"{url}/cancel", until=state.clock() + CANCEL_PATIENCE)
+        if reply.status == 409 and kind == "store":
+            reply = yield Call("GET", url, until=state.clock() + CANCEL_PATIENCE)
+            body = reply.body if reply.status == 200 else None
+            if isinstance(body, dict) and body.get("state") == "stored":
+                return body
+    except SealboxError:
+        pass
+    return None
 
 
 def _refusal(
@@ -503,8 +539,10 @@ def store_flow(
             continue  # another version was stored meanwhile: seal the next one
         created = _object(reply, f"storing {path}", status=201)
         request_id = _get(created, "id", str, "storing")
-        statement_exp = int(state.clock()) + 300
-        status = yield from _wait(state, "store", request_id, statement_exp, on_wait, 1)
+        expires_at = created.get("expires_at")
+        if not isinstance(expires_at, int) or isinstance(expires_at, bool):
+            expires_at = int(state.clock()) + 300
+        status = yield from _wait(state, "store", request_id, expires_at, on_wait, 1, (path,))
         if status["state"] != "stored":
             yield from _refusal(state, status, request_id, directory)
         state.item_ids[path] = item
@@ -559,7 +597,7 @@ def history_flow(state: ClientState, path: str) -> Flow:
     ids.check_path(path)
     item = yield from _item_id(state, path)
     if item is None:
-        raise RelayRefused(f"there is no item at {path}")
+        raise _no_item(path)
     directory = yield from directory_flow(state)
     body = _object((yield Call("GET", f"{state.base}/items/{item}/versions")), f"reading {path}")
     out = []

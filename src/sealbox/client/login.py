@@ -26,12 +26,14 @@ from typing import Any
 
 import httpx
 
+from sealbox._relay.calls import Call, Flow, Reply, expect_object, field, refused
+from sealbox._relay.directory import DirectoryView, directory_flow, pin_flow
+from sealbox._relay.drive import SyncDriver, reply_of, unreachable
 from sealbox.client import profile as profiles
 from sealbox.client.profile import NotLoggedIn, Profile, ProfileExists
 from sealbox.crypto.keys import SigningKey
 from sealbox.errors import (
     CertificateInvalid,
-    DirectoryBroken,
     LoginFailed,
     MalformedInput,
     RelayRefused,
@@ -53,6 +55,7 @@ __all__ = [
     "login",
     "logout",
     "refresh",
+    "refresh_flow",
     "whoami",
 ]
 
@@ -121,51 +124,11 @@ class WhoAmI:
     directory_head: int
 
 
-@dataclass(frozen=True)
-class _Error:
-    status: int
-    error: str
-    message: str
-    hint: str | None
-
-
-def _error_of(response: httpx.Response) -> _Error:
-    """The relay's ``{error, message, hint}`` (or RFC 6749 ``error_description``) body."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict) or not isinstance(body.get("error"), str):
-        return _Error(response.status_code, "", f"the relay answered HTTP {response.status_code}",
-                      None)  # fmt: skip
-    message = body.get("message") or body.get("error_description") or body["error"]
-    hint = body.get("hint")
-    return _Error(
-        response.status_code, body["error"], str(message)[:300],
-        str(hint)[:300] if isinstance(hint, str) and hint else None,
-    )  # fmt: skip
-
-
-def _refused(response: httpx.Response, what: str) -> RelayRefused:
-    err = _error_of(response)
-    return RelayRefused(f"{what}: the relay refused: {err.message}", hint=err.hint)
-
-
-def _json_object(response: httpx.Response, what: str) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise RelayRefused(f"{what}: the relay's answer is not a JSON object")
-    return body
-
-
-def _field(body: dict[str, Any], name: str, kind: type, what: str) -> Any:
-    value = body.get(name)
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise RelayRefused(f"{what}: the relay's answer has no valid {name!r}")
-    return value
+def _error(reply: Reply) -> str:
+    """The relay's machine-readable error code (RFC 6749 ``error``), or ``""``."""
+    body = reply.body if isinstance(reply.body, dict) else {}
+    error = body.get("error")
+    return error if isinstance(error, str) else ""
 
 
 def _base(server: str) -> str:
@@ -178,11 +141,8 @@ def _base(server: str) -> str:
     return url
 
 
-def _vault_of(http: httpx.Client, server: str) -> str:
-    response = http.get(f"{server}/v1/vault")
-    if response.status_code != 200:
-        raise _refused(response, "looking up the vault")
-    body = _json_object(response, "looking up the vault")
+def _vault_flow() -> Flow:
+    body = expect_object((yield Call("GET", "/v1/vault", auth=False)), "looking up the vault")
     vault = ids.check_id(body.get("vault"), ids.VAULT, what="vault")
     if body.get("ready") is False:
         raise RelayRefused(
@@ -190,28 +150,6 @@ def _vault_of(http: httpx.Client, server: str) -> str:
             hint="Create the first approver with `sealbox approver init` first.",
         )
     return vault
-
-
-def _directory(
-    http: httpx.Client, server: str, vault: str, *, pinned: str | None,
-    cached_head: dirs.DirectoryHead | None = None,
-) -> dirs.Directory:  # fmt: skip
-    """Fetch and verify the directory; pin its link 0 when ``pinned`` is ``None`` (first use)."""
-    response = http.get(f"{server}/v1/vaults/{vault}/directory")
-    if response.status_code != 200:
-        raise _refused(response, "fetching the approver directory")
-    links = _json_object(response, "fetching the approver directory").get("links")
-    if not isinstance(links, list) or not links or not all(isinstance(x, str) for x in links):
-        raise DirectoryBroken("the relay served no directory links")
-    if pinned is None:
-        try:
-            pinned = dirs.vault_fingerprint(links[0])
-        except MalformedInput as exc:
-            raise DirectoryBroken(f"link 0 does not verify: {exc.message}") from None
-    directory = dirs.verify_directory(links, pinned=pinned, cached_head=cached_head)
-    if directory.vault != vault:
-        raise DirectoryBroken("the relay served the directory of another vault")
-    return directory
 
 
 def _check_certificate(
@@ -228,12 +166,21 @@ def _check_certificate(
     return cert
 
 
-def _revoke_quietly(http: httpx.Client, server: str, token: str) -> bool:
+def _revoke_quietly(driver: SyncDriver, token: str) -> bool:
     try:
-        response = http.post(f"{server}/oauth/revoke", data={"token": token})
-    except httpx.HTTPError:
+        reply = driver.send(Call("POST", "/oauth/revoke", form={"token": token}, auth=False))
+    except SealboxError:
         return False
-    return response.status_code == 200
+    return reply.status == 200
+
+
+def _start_flow(vault: str, client: ClientInfo) -> Flow:
+    reply = yield Call(
+        "POST", "/oauth/device_authorization", auth=False,
+        form={"vault": vault, "client_id": client.id, "client_name": client.name,
+              "sig_pk": client.sig_pk.to_text()},
+    )  # fmt: skip
+    return expect_object(reply, "starting the login")
 
 
 def login(
@@ -258,56 +205,50 @@ def login(
     server = _base(server)
     if path.exists() and not force:
         raise ProfileExists(f"the profile {path.stem!r} is already logged in")
-    vault = _vault_of(http, server)
+    driver = SyncDriver(http, server, sleep=sleep, clock=clock)
+    vault = driver.drive(_vault_flow())
     key = SigningKey.generate()
     client = ClientInfo(id=ids.new_id(ids.CLIENT), kind="human", name=name, sig_pk=key.verify_key())
     ClientInfo.from_json(client.to_json())  # a name the relay and approvers would refuse fails here
-    started = http.post(
-        f"{server}/oauth/device_authorization",
-        data={"vault": vault, "client_id": client.id, "client_name": client.name,
-              "sig_pk": client.sig_pk.to_text()},
-    )  # fmt: skip
-    if started.status_code != 200:
-        raise _refused(started, "starting the login")
-    body = _json_object(started, "starting the login")
+    body = driver.drive(_start_flow(vault, client))
     what = "starting the login"
-    device_code = _field(body, "device_code", str, what)
-    expires_in = _field(body, "expires_in", int, what)
+    device_code = field(body, "device_code", str, what)
+    expires_in = field(body, "expires_in", int, what)
     interval = body.get("interval", DEFAULT_INTERVAL)
     if not isinstance(interval, int) or isinstance(interval, bool) or not 1 <= interval <= 600:
         interval = DEFAULT_INTERVAL
     prompt = DevicePrompt(
         server=server, vault=vault, client_id=client.id, client_name=client.name,
-        user_code=_field(body, "user_code", str, what),
-        verification_uri=_field(body, "verification_uri", str, what),
+        user_code=field(body, "user_code", str, what),
+        verification_uri=field(body, "verification_uri", str, what),
         verification_uri_complete=str(
-            body.get("verification_uri_complete") or _field(body, "verification_uri", str, what)
+            body.get("verification_uri_complete") or field(body, "verification_uri", str, what)
         ),
         expires_in=expires_in, interval=interval,
         key_fingerprint=client.sig_pk.fingerprint(), key_safety_code=client.sig_pk.safety_code(),
     )  # fmt: skip
     on_prompt(prompt)
     granted = _poll(
-        http, server, device_code, client.id, interval=interval,
+        driver, device_code, client.id, interval=interval,
         deadline=clock() + expires_in, on_wait=on_wait, sleep=sleep, clock=clock,
     )  # fmt: skip
     now = int(clock())
     try:
         what = "finishing the login"
-        access = _field(granted, "access_token", str, what)
-        refresh_token = _field(granted, "refresh_token", str, what)
-        lifetime = _field(granted, "expires_in", int, what)
+        access = field(granted, "access_token", str, what)
+        refresh_token = field(granted, "refresh_token", str, what)
+        lifetime = field(granted, "expires_in", int, what)
         if granted.get("vault") != vault or granted.get("client_id") != client.id:
             raise RelayRefused("the relay's tokens are for another vault or client")
         # Trust on first use: pin the link 0 the relay serves now; the person
         # confirms it by comparing the vault safety code with their approver's.
-        directory = _directory(http, server, vault, pinned=None)
+        directory = driver.drive(pin_flow(vault))
         cert = _check_certificate(granted.get("certificate"), directory, client, now=now)
     except SealboxError:
         # Do not leave a session behind that this client will never use.
         token = granted.get("refresh_token")
         if isinstance(token, str):
-            _revoke_quietly(http, server, token)
+            _revoke_quietly(driver, token)
         raise
     session = Profile(
         server=server, vault=vault, fingerprint=directory.fingerprint, head=directory.head,
@@ -318,18 +259,22 @@ def login(
     try:
         profiles.save(path, session, overwrite=force)
     except ProfileExists:
-        _revoke_quietly(http, server, refresh_token)
+        _revoke_quietly(driver, refresh_token)
         raise
     return LoginResult(profile=session, safety_code=directory.safety_code, certificate=cert)
 
 
 def _poll(
-    http: httpx.Client, server: str, device_code: str, client_id: str, *, interval: int,
+    driver: SyncDriver, device_code: str, client_id: str, *, interval: int,
     deadline: float, on_wait: Callable[[Waiting], None], sleep: Sleep, clock: Clock,
 ) -> dict[str, Any]:  # fmt: skip
     polls = 0
     failures = 0
     slowed = False
+    token_call = Call(
+        "POST", "/oauth/token", auth=False,
+        form={"grant_type": DEVICE_GRANT, "device_code": device_code, "client_id": client_id},
+    )  # fmt: skip
     while True:
         remaining = deadline - clock()
         if remaining <= 0:
@@ -339,67 +284,72 @@ def _poll(
         sleep(interval)
         polls += 1
         try:
-            response = http.post(
-                f"{server}/oauth/token",
-                data={"grant_type": DEVICE_GRANT, "device_code": device_code,
-                      "client_id": client_id},
-            )  # fmt: skip
-        except httpx.TransportError:
+            reply = reply_of(driver.response(token_call))
+        except httpx.TransportError as exc:
             failures += 1
             if failures >= MAX_TRANSPORT_FAILURES:
+                lost = unreachable(driver.server, exc).message
                 raise LoginFailed(
-                    "lost the connection to the relay while waiting for an approver",
+                    f"lost the relay while waiting for an approver ({lost})",
                     hint="Check the relay is running, then run `sealbox login` again.",
                 ) from None
             continue
-        if response.status_code == 200:
-            return _json_object(response, "finishing the login")
-        if response.status_code >= 500:
+        if reply.status == 200:
+            return expect_object(reply, "finishing the login")
+        if reply.status >= 500:
             failures += 1
             if failures >= MAX_TRANSPORT_FAILURES:
-                raise _refused(response, "waiting for an approver")
+                raise refused(reply, "waiting for an approver")
             continue
         failures = 0
-        err = _error_of(response)
-        if err.error == "authorization_pending":
+        error = _error(reply)
+        if error == "authorization_pending":
             continue
-        if err.error == "slow_down":
+        if error == "slow_down":
             interval += SLOW_DOWN_STEP
             slowed = True
             continue
-        if err.error == "access_denied":
+        if error == "access_denied":
             raise LoginFailed(
                 "an approver denied this login",
                 hint="Ask your approver why; run `sealbox login` again once they agree.",
             )
-        if err.error == "expired_token":
+        if error == "expired_token":
             raise LoginFailed("the login expired before an approver approved it")
-        raise RelayRefused(f"waiting for an approver: the relay refused: {err.message}",
-                           hint=err.hint or LoginFailed.hint)  # fmt: skip
+        failure = refused(reply, "waiting for an approver")
+        if failure.hint is None or failure.hint == RelayRefused.hint:
+            failure.hint = LoginFailed.hint
+        raise failure
 
 
-def refresh(http: httpx.Client, session: Profile, *, clock: Clock = time.time) -> Profile:
+def refresh_flow(session: Profile, *, clock: Clock = time.time) -> Flow:
     """Rotate the session's tokens (the old refresh token is spent by this call)."""
-    response = http.post(
-        f"{session.server}/oauth/token",
-        data={"grant_type": "refresh_token", "refresh_token": session.refresh_token,
+    reply = yield Call(
+        "POST", "/oauth/token", auth=False,
+        form={"grant_type": "refresh_token", "refresh_token": session.refresh_token,
               "client_id": session.client_id},
     )  # fmt: skip
-    if response.status_code != 200:
-        err = _error_of(response)
-        if err.error == "invalid_grant":
+    if reply.status != 200:
+        if _error(reply) == "invalid_grant":
             raise NotLoggedIn(
                 "the session has ended (logged out, revoked, or expired)",
                 hint="Log in again with `sealbox login`.",
             )
-        raise _refused(response, "refreshing the session")
-    body = _json_object(response, "refreshing the session")
+        raise refused(reply, "refreshing the session")
+    body = expect_object(reply, "refreshing the session")
     what = "refreshing the session"
-    return session.with_tokens(
-        _field(body, "access_token", str, what),
-        _field(body, "refresh_token", str, what),
-        int(clock()) + _field(body, "expires_in", int, what),
+    fresh: Profile = session.with_tokens(
+        field(body, "access_token", str, what),
+        field(body, "refresh_token", str, what),
+        int(clock()) + field(body, "expires_in", int, what),
     )
+    return fresh
+
+
+def refresh(http: httpx.Client, session: Profile, *, clock: Clock = time.time) -> Profile:
+    """Rotate the session's tokens (the old refresh token is spent by this call)."""
+    fresh: Profile = SyncDriver(http, session.server).drive(refresh_flow(session, clock=clock))
+    return fresh
 
 
 def _refresh_and_save(http: httpx.Client, path: Path, session: Profile, clock: Clock) -> Profile:
@@ -408,6 +358,11 @@ def _refresh_and_save(http: httpx.Client, path: Path, session: Profile, clock: C
     # revoke the whole session.
     profiles.save(path, fresh, overwrite=True)
     return fresh
+
+
+def _whoami_flow(session: Profile) -> Flow:
+    reply = yield Call("GET", f"/v1/vaults/{session.vault}/whoami")
+    return reply
 
 
 def whoami(http: httpx.Client, path: Path, *, clock: Clock = time.time) -> WhoAmI:
@@ -422,25 +377,26 @@ def whoami(http: httpx.Client, path: Path, *, clock: Clock = time.time) -> WhoAm
         session = profiles.load(path)
         if session.expires_at <= clock() + REFRESH_MARGIN:
             session = _refresh_and_save(http, path, session, clock)
-        response = _whoami_call(http, session)
-        if response.status_code == 401 and _error_of(response).error == "token_expired":
+
+        def bearer(request: httpx.Request) -> None:
+            request.headers["authorization"] = f"Bearer {session.access_token}"
+
+        driver = SyncDriver(http, session.server, authorize=bearer, clock=clock)
+        reply = driver.drive(_whoami_flow(session))
+        if reply.status == 401 and _error(reply) == "token_expired":
             session = _refresh_and_save(http, path, session, clock)
-            response = _whoami_call(http, session)
-        if response.status_code == 401:
-            err = _error_of(response)
+            reply = driver.drive(_whoami_flow(session))
+        if reply.status == 401:
             raise NotLoggedIn(
-                f"the relay no longer accepts this session: {err.message}",
+                f"the relay no longer accepts this session: {refused(reply, 'whoami').message}",
                 hint="Log in again with `sealbox login`.",
             )
-        if response.status_code != 200:
-            raise _refused(response, "asking who this client is")
-        who = _json_object(response, "asking who this client is")
+        who = expect_object(reply, "asking who this client is")
         if who.get("id") != session.client_id or who.get("vault") != session.vault:
             raise RelayRefused("the relay answered for another client or vault")
-        directory = _directory(
-            http, session.server, session.vault, pinned=session.fingerprint,
-            cached_head=session.head,
-        )  # fmt: skip
+        view = DirectoryView(vault=session.vault, fingerprint=session.fingerprint,
+                             head=session.head)  # fmt: skip
+        directory = driver.drive(directory_flow(view, fresh=True))
         cert = _check_certificate(
             session.certificate, directory,
             ClientInfo(id=session.client_id, kind="human", name=session.client_name,
@@ -457,13 +413,6 @@ def whoami(http: httpx.Client, path: Path, *, clock: Clock = time.time) -> WhoAm
     )  # fmt: skip
 
 
-def _whoami_call(http: httpx.Client, session: Profile) -> httpx.Response:
-    return http.get(
-        f"{session.server}/v1/vaults/{session.vault}/whoami",
-        headers={"Authorization": f"Bearer {session.access_token}"},
-    )
-
-
 def logout(http: httpx.Client, path: Path) -> bool:
     """Revoke the session at the relay (best effort) and delete the profile.
 
@@ -474,6 +423,6 @@ def logout(http: httpx.Client, path: Path) -> bool:
         session = profiles.load(path)
         # The refresh token names the session's whole token family: revoking
         # it ends the access token too (RFC 7009, RFC 9700 §4.14.2).
-        revoked = _revoke_quietly(http, session.server, session.refresh_token)
+        revoked = _revoke_quietly(SyncDriver(http, session.server), session.refresh_token)
         profiles.delete(path)
     return revoked

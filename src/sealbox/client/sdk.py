@@ -1,7 +1,7 @@
 """The Python SDK: :class:`Client` (blocking) and :class:`AsyncClient` (asyncio).
 
-Both drive the same sans-IO flows (:mod:`sealbox.client.flows`) over httpx,
-with the session of a ``sealbox login`` profile::
+Both drive the same sans-IO flows (:mod:`sealbox.client.flows`) through the
+relay-client core's drivers, with the session of a ``sealbox login`` profile::
 
     import sealbox
 
@@ -11,15 +11,21 @@ with the session of a ``sealbox login`` profile::
                                 "sealbox://shop/prod/db/password"])   # one approval
         vault.store("shop/prod/api", {"token": b"..."})
 
-    async with sealbox.AsyncClient() as vault:
-        password = await vault.read("sealbox://shop/prod/db/password")
+    async def main() -> None:
+        async with sealbox.AsyncClient() as vault:
+            password = await vault.read("sealbox://shop/prod/db/password")
 
 Every read is one access request that an approver (a person, or the
 organisation's automated approver) answers; the value is released sealed to
 a one-time key made for that request.  A read that cannot be verified raises
-and returns nothing.  When a local cache agent runs (``sealbox cache
-start``), values an approver allowed to be kept are served from it until
-their signed ``cache_until``.
+and returns nothing.  What a read names is checked against the item's
+verified manifest before anything is asked, so an approval is never spent on
+a request that cannot give what was meant.  When a local cache agent runs
+(``sealbox cache start``), values an approver allowed to be kept are served
+from it until their signed ``cache_until``.
+
+A wait rides out a relay restart until the request's expiry; a wait that
+ends otherwise (Ctrl-C, cancellation of the task) withdraws the request.
 """
 
 from __future__ import annotations
@@ -28,7 +34,6 @@ import asyncio
 import builtins
 import contextlib
 import json
-import re
 import sys
 import threading
 import time
@@ -39,21 +44,15 @@ from typing import Any, TypeVar
 
 import httpx
 
+from sealbox._relay.calls import Call, Flow, expect_object
+from sealbox._relay.drive import AsyncDriver, SyncDriver
 from sealbox._relay.files import write_private
 from sealbox.client import flows
 from sealbox.client import profile as profiles
 from sealbox.client.context import process_context
-from sealbox.client.flows import (
-    Call,
-    ClientState,
-    Flow,
-    ItemInfo,
-    Read,
-    Reply,
-    Stored,
-    VersionInfo,
-    Wanted,
-)
+from sealbox.client.flows import ClientState, ItemInfo, OnWait, Read, Stored, VersionInfo, Wanted
+from sealbox.client.login import refresh_flow
+from sealbox.client.profile import Profile
 from sealbox.errors import MalformedInput
 from sealbox.protocol import ids
 from sealbox.protocol.statements import NO_CACHE, CacheRequest, RequestContext
@@ -64,9 +63,6 @@ T = TypeVar("T")
 #: Refresh an access token this long before it expires.
 REFRESH_MARGIN = 60
 SEEN_FORMAT = "sealbox.seen.v1"
-#: Times a call refused with 429 (too many requests) is tried again after the relay's hint.
-RETRIES_429 = 3
-MAX_RETRY_WAIT = 5.0
 
 
 def parse_references(references: Iterable[str]) -> list[tuple[str, ids.Reference]]:
@@ -78,7 +74,7 @@ def _pick(read: Read, ref: ids.Reference, text: str) -> bytes:
     values = read.values[ref.path]
     if ref.field is not None:
         return values[ref.field]
-    if len(values) != 1:
+    if len(values) != 1:  # checked before asking; a newer version may have grown a field
         raise MalformedInput(
             f"{text}: the item has several fields ({', '.join(sorted(values))}); name one",
             hint=f"Use {text}/FIELD.",
@@ -87,15 +83,34 @@ def _pick(read: Read, ref: ids.Reference, text: str) -> bytes:
 
 
 def _wanted(refs: Sequence[ids.Reference]) -> list[Wanted]:
-    by_path: dict[str, set[str] | None] = {}
+    """One :class:`Wanted` per path; a reference without a field wants the item's one value."""
+    whole: set[str] = set()
+    fields: dict[str, set[str]] = {}
     for ref in refs:
-        if ref.field is None or by_path.get(ref.path, set()) is None:
-            by_path[ref.path] = None
+        if ref.field is None:
+            whole.add(ref.path)
         else:
-            fields = by_path.setdefault(ref.path, set())
-            assert fields is not None
-            fields.add(ref.field)
-    return [Wanted(path, None if f is None else tuple(sorted(f))) for path, f in by_path.items()]
+            fields.setdefault(ref.path, set()).add(ref.field)
+    return [
+        Wanted(path, None, one_field=True) if path in whole
+        else Wanted(path, tuple(sorted(fields[path])))
+        for path in sorted(whole | set(fields))
+    ]  # fmt: skip
+
+
+def _purpose(purpose: str | None, default: str | None) -> str:
+    chosen = purpose or default or f"{Path(sys.argv[0]).name or 'python'} (sealbox SDK)"
+    return chosen[:500]
+
+
+def _values(fields: Mapping[str, str | bytes]) -> dict[str, bytes]:
+    return {k: v.encode() if isinstance(v, str) else bytes(v) for k, v in fields.items()}
+
+
+def _report_flow(state: ClientState, hits: Sequence[Mapping[str, Any]]) -> Flow:
+    reply = yield Call("POST", f"{state.base}/cache-hits", {"hits": list(hits)})
+    expect_object(reply, "reporting cache hits")
+    return None
 
 
 class _Session:
@@ -117,6 +132,13 @@ class _Session:
     def server(self) -> str:
         return self.profile.server
 
+    def authorize(self, request: httpx.Request) -> None:
+        request.headers["authorization"] = f"Bearer {self.profile.access_token}"
+
+    def stale(self) -> bool:
+        """Whether the access token lapses soon enough to be refreshed before the next call."""
+        return self.profile.expires_at <= time.time() + REFRESH_MARGIN
+
     def _load_seen(self) -> dict[str, int]:
         try:
             document = json.loads(self.seen_path.read_text())
@@ -127,121 +149,62 @@ class _Session:
             return {}
         return {k: v for k, v in seen.items() if isinstance(k, str) and type(v) is int}
 
+    def dirty(self) -> bool:
+        """Whether anything that only moves forward has moved since it was last kept."""
+        return self.state.directory_head != self.profile.head or (
+            bool(self.state.seen) and self.state.seen != self._saved_seen
+        )
+
     def persist(self) -> None:
         """Keep what only moves forward: the directory head, the versions seen."""
-        if self.state.head != self.profile.head:
+        head = self.state.directory_head
+        if head != self.profile.head:
             with profiles.locked(self.path):
                 current = profiles.load(self.path, name=self.name)
-                if self.state.head.seq >= current.head.seq:
-                    profiles.save(self.path, replace(current, head=self.state.head),
-                                  overwrite=True)  # fmt: skip
-                self.profile = replace(self.profile, head=self.state.head)
-        if self.state.seen and self.state.seen != self._saved_seen:
+                if head.seq >= current.head.seq:
+                    profiles.save(self.path, replace(current, head=head), overwrite=True)
+                self.profile = replace(self.profile, head=head)
+        seen = dict(self.state.seen)
+        if seen and seen != self._saved_seen:
             # Several clients of one profile (threads, processes) write this file:
             # under a lock, merge with what is there (versions only move forward),
             # and write through a temporary file of our own.
             with profiles.locked(self.seen_path):
                 merged = self._load_seen()
-                for item, version in self.state.seen.items():
+                for item, version in seen.items():
                     merged[item] = max(merged.get(item, 0), version)
                 write_private(self.seen_path, json.dumps({"format": SEEN_FORMAT, "seen": merged}))
                 self.state.seen.update(merged)
                 self._saved_seen = dict(merged)
 
-    def needs_refresh(self) -> bool:
-        return self.profile.expires_at <= time.time() + REFRESH_MARGIN
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        """The profile's file lock (held across a refresh, by every process)."""
+        return profiles.locked(self.path)
 
-    def refresh_flow(self) -> Flow:
-        """Rotate the tokens, under the profile's lock (another process may have already)."""
-        with profiles.locked(self.path):
-            current = profiles.load(self.path, name=self.name)
-            if current.expires_at > time.time() + REFRESH_MARGIN:
-                self.profile = replace(self.profile, access_token=current.access_token,
-                                       refresh_token=current.refresh_token,
-                                       expires_at=current.expires_at)  # fmt: skip
-                return None
-            reply = yield Call(
-                "POST", "/oauth/token", auth=False,
-                form={"grant_type": "refresh_token", "refresh_token": current.refresh_token,
-                      "client_id": current.client_id},
-            )  # fmt: skip
-            if reply.status != 200 or not isinstance(reply.body, dict):
-                error = reply.body.get("error") if isinstance(reply.body, dict) else None
-                if error == "invalid_grant":
-                    raise profiles.NotLoggedIn(
-                        "the session has ended (logged out, revoked, or expired)",
-                        hint="Log in again with `sealbox login`.",
-                    )
-                raise flows.RelayRefused(f"refreshing the session: HTTP {reply.status}")
-            body = reply.body
-            fresh = current.with_tokens(
-                str(body["access_token"]), str(body["refresh_token"]),
-                int(time.time()) + int(body["expires_in"]),
-            )  # fmt: skip
-            profiles.save(self.path, fresh, overwrite=True)
-            self.profile = replace(self.profile, access_token=fresh.access_token,
-                                   refresh_token=fresh.refresh_token,
-                                   expires_at=fresh.expires_at)  # fmt: skip
-        return None
+    def reload_tokens(self) -> Profile | None:
+        """Under the lock: the saved profile if its tokens are still the ones held here (so
+        they are to be refreshed), else ``None``: another client or process refreshed them
+        meanwhile, and its tokens are taken over (a spent refresh token is never sent)."""
+        current = profiles.load(self.path, name=self.name)
+        if current.access_token != self.profile.access_token:
+            self._take_tokens(current)
+            return None
+        return current
 
-    def request(self, call: Call) -> dict[str, Any]:
-        """Keyword arguments for ``httpx.Client.request`` / ``AsyncClient.request``."""
-        kwargs: dict[str, Any] = {"method": call.method, "url": self.server + call.path}
-        headers = {}
-        if call.auth:
-            headers["authorization"] = f"Bearer {self.profile.access_token}"
-        if call.json is not None:
-            kwargs["json"] = call.json
-        if call.form is not None:
-            kwargs["data"] = dict(call.form)
-        if call.timeout is not None:
-            kwargs["timeout"] = call.timeout
-        kwargs["headers"] = headers
-        return kwargs
+    def save_tokens(self, fresh: Profile) -> None:
+        # At once: the old refresh token is spent, and presenting it again would
+        # revoke the whole session.
+        profiles.save(self.path, fresh, overwrite=True)
+        self._take_tokens(fresh)
 
-
-def _reply(response: httpx.Response) -> Reply:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    return Reply(response.status_code, body)
-
-
-def _retry_after(reply: Reply) -> float:
-    """Seconds the relay asked this client to wait (a 429's hint), bounded."""
-    hint = reply.body.get("hint") if isinstance(reply.body, dict) else None
-    found = re.search(r"([0-9]+(?:\.[0-9]+)?) s", hint or "")
-    return min(MAX_RETRY_WAIT, max(0.2, float(found.group(1)) if found else 1.0))
-
-
-def _expired_token(reply: Reply) -> bool:
-    return (
-        reply.status == 401
-        and isinstance(reply.body, dict)
-        and reply.body.get("error") == "token_expired"
-    )
-
-
-def _purpose(purpose: str | None, default: str | None) -> str:
-    chosen = purpose or default or f"{Path(sys.argv[0]).name or 'python'} (sealbox SDK)"
-    return chosen[:500]
-
-
-def _first(flow: Flow) -> Call | None:
-    try:
-        return next(flow)
-    except StopIteration as stop:
-        raise _Done(stop.value) from None
-
-
-class _Done(Exception):
-    def __init__(self, value: Any) -> None:
-        self.value = value
+    def _take_tokens(self, fresh: Profile) -> None:
+        self.profile = replace(self.profile, access_token=fresh.access_token,
+                               refresh_token=fresh.refresh_token,
+                               expires_at=fresh.expires_at)  # fmt: skip
 
 
 class _Base:
-    """What both clients share: the session, defaults, the cache agent, the read logic."""
+    """What both clients share: the session, defaults, the cache agent."""
 
     def __init__(self, profile: str | None, purpose: str | None, cache: bool) -> None:
         self._session = _Session(profile)
@@ -309,6 +272,8 @@ class Client(_Base):
     ``profile`` picks the login (default: ``SEALBOX_PROFILE``, else
     ``default``); ``purpose`` is what approvers are shown when a call does not
     give its own; ``cache=False`` never consults the local cache agent.
+    ``on_wait`` (on the calls that wait) is called before each long poll with a
+    :class:`~sealbox.WaitState`: what is waited for, and how many approvals so far.
     """
 
     def __init__(
@@ -319,6 +284,9 @@ class Client(_Base):
         self._http = http or httpx.Client(timeout=30)
         self._owns_http = http is None
         self._refresh_lock = threading.Lock()
+        session = self._session
+        self._driver = SyncDriver(self._http, session.server, authorize=session.authorize,
+                                  refresh=self._refresh, stale=session.stale)  # fmt: skip
 
     def __enter__(self) -> Client:
         return self
@@ -330,49 +298,27 @@ class Client(_Base):
         if self._owns_http:
             self._http.close()
 
-    # --- driving flows ---
+    def _refresh(self) -> None:
+        # One refresh at a time in this process, and under the profile's file lock
+        # across processes: a refresh token presented twice revokes the session.
+        with self._refresh_lock, self._session.lock():
+            current = self._session.reload_tokens()
+            if current is not None:
+                plain = SyncDriver(self._http, self._session.server)
+                self._session.save_tokens(plain.drive(refresh_flow(current)))
 
-    def _send(self, call: Call) -> Reply:
-        if call.auth and self._session.needs_refresh():
-            with self._refresh_lock:
-                if self._session.needs_refresh():
-                    self._drive(self._session.refresh_flow(), persist=False)
-        reply = _reply(self._http.request(**self._session.request(call)))
-        if call.auth and _expired_token(reply):
-            with self._refresh_lock:
-                self._drive(self._session.refresh_flow(), persist=False)
-            reply = _reply(self._http.request(**self._session.request(call)))
-        for _ in range(RETRIES_429):
-            if reply.status != 429:
-                break
-            time.sleep(_retry_after(reply))
-            reply = _reply(self._http.request(**self._session.request(call)))
-        return reply
-
-    def _drive(self, flow: Flow, *, persist: bool = True) -> Any:
+    def _drive(self, flow: Flow) -> Any:
         try:
-            call = _first(flow)
-            while True:
-                assert call is not None
-                try:
-                    reply = self._send(call)
-                except BaseException as exc:
-                    call = flow.throw(exc)
-                    continue
-                call = flow.send(reply)
-        except _Done as done:
-            return done.value
-        except StopIteration as stop:
-            return stop.value
+            return self._driver.drive(flow)
         finally:
-            if persist:
+            if self._session.dirty():
                 self._session.persist()
 
     # --- the public calls ---
 
     def fetch(
         self, wanted: Sequence[Wanted], *, purpose: str | None = None,
-        cache_seconds: int | None = None, on_wait: flows.OnWait | None = None, ttl: int = 300,
+        cache_seconds: int | None = None, on_wait: OnWait | None = None, ttl: int = 300,
     ) -> Read:  # fmt: skip
         """Ask for several items' fields in ONE access request; wait; open the release."""
         result: Read = self._drive(flows.read_flow(
@@ -384,19 +330,16 @@ class Client(_Base):
 
     def read_many(
         self, references: Iterable[str], *, purpose: str | None = None,
-        cache_seconds: int | None = None, on_wait: flows.OnWait | None = None,
+        cache_seconds: int | None = None, on_wait: OnWait | None = None,
     ) -> dict[str, str]:  # fmt: skip
         """Values of ``sealbox://`` references (UTF-8 text), by reference, in one approval."""
-        return {
-            k: v.decode()
-            for k, v in self.read_many_bytes(
-                references, purpose=purpose, cache_seconds=cache_seconds, on_wait=on_wait
-            ).items()
-        }
+        got = self.read_many_bytes(references, purpose=purpose, cache_seconds=cache_seconds,
+                                   on_wait=on_wait)  # fmt: skip
+        return {k: v.decode() for k, v in got.items()}
 
     def read_many_bytes(
         self, references: Iterable[str], *, purpose: str | None = None,
-        cache_seconds: int | None = None, on_wait: flows.OnWait | None = None,
+        cache_seconds: int | None = None, on_wait: OnWait | None = None,
     ) -> dict[str, bytes]:  # fmt: skip
         refs = parse_references(references)
         found, missing = self._from_cache(refs)
@@ -408,24 +351,29 @@ class Client(_Base):
             found.update(fresh)
         return {t: found[t] for t, _ in refs}
 
-    def read(self, reference: str, *, purpose: str | None = None,
-             cache_seconds: int | None = None) -> str:  # fmt: skip
+    def read(
+        self, reference: str, *, purpose: str | None = None, cache_seconds: int | None = None,
+        on_wait: OnWait | None = None,
+    ) -> str:  # fmt: skip
         """One value as text, e.g. ``read("sealbox://shop/prod/db/password")``."""
-        return self.read_bytes(reference, purpose=purpose, cache_seconds=cache_seconds).decode()
+        return self.read_bytes(reference, purpose=purpose, cache_seconds=cache_seconds,
+                               on_wait=on_wait).decode()  # fmt: skip
 
-    def read_bytes(self, reference: str, *, purpose: str | None = None,
-                   cache_seconds: int | None = None) -> bytes:  # fmt: skip
-        return self.read_many_bytes([reference], purpose=purpose,
-                                    cache_seconds=cache_seconds)[reference]  # fmt: skip
+    def read_bytes(
+        self, reference: str, *, purpose: str | None = None, cache_seconds: int | None = None,
+        on_wait: OnWait | None = None,
+    ) -> bytes:  # fmt: skip
+        """One value as bytes."""
+        return self.read_many_bytes([reference], purpose=purpose, cache_seconds=cache_seconds,
+                                    on_wait=on_wait)[reference]  # fmt: skip
 
     def store(
         self, path: str, fields: Mapping[str, str | bytes], *, purpose: str | None = None,
-        on_wait: flows.OnWait | None = None,
+        on_wait: OnWait | None = None,
     ) -> Stored:  # fmt: skip
         """Store ``fields`` as the next version of ``path``; returns once an approver signed it."""
-        values = {k: v.encode() if isinstance(v, str) else bytes(v) for k, v in fields.items()}
         result: Stored = self._drive(flows.store_flow(
-            self._session.state, path, values, purpose=_purpose(purpose, self._purpose),
+            self._session.state, path, _values(fields), purpose=_purpose(purpose, self._purpose),
             context=self.context, on_wait=on_wait,
         ))  # fmt: skip
         return result
@@ -447,15 +395,13 @@ class Client(_Base):
         self._drive(_report_flow(self._session.state, hits))
 
 
-def _report_flow(state: ClientState, hits: Sequence[Mapping[str, Any]]) -> Flow:
-    reply = yield Call("POST", f"{state.base}/cache-hits", {"hits": list(hits)})
-    if reply.status != 200:
-        raise flows.RelayRefused(f"reporting cache hits: HTTP {reply.status}")
-    return None
-
-
 class AsyncClient(_Base):
-    """The asyncio twin of :class:`Client`: the same calls, awaited."""
+    """The asyncio twin of :class:`Client`: the same calls, awaited.
+
+    Nothing here blocks the event loop: profile files and their locks, the
+    cache agent's socket and hashing this process's executable run in worker
+    threads.
+    """
 
     def __init__(
         self, profile: str | None = None, *, purpose: str | None = None,
@@ -465,6 +411,9 @@ class AsyncClient(_Base):
         self._http = http or httpx.AsyncClient(timeout=30)
         self._owns_http = http is None
         self._refresh_lock = asyncio.Lock()
+        session = self._session
+        self._driver = AsyncDriver(self._http, session.server, authorize=session.authorize,
+                                   refresh=self._refresh, stale=session.stale)  # fmt: skip
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -476,99 +425,107 @@ class AsyncClient(_Base):
         if self._owns_http:
             await self._http.aclose()
 
-    async def _refresh(self, *, force: bool) -> None:
-        # One refresh at a time in this event loop: the profile's file lock is held
-        # across the token call, and a second task blocking on it would stall the loop.
+    async def _refresh(self) -> None:
         async with self._refresh_lock:
-            if force or self._session.needs_refresh():
-                await self._drive(self._session.refresh_flow(), persist=False)
+            lock = self._session.lock()
+            await asyncio.to_thread(lock.__enter__)  # a file lock: never taken on the loop
+            try:
+                current = await asyncio.to_thread(self._session.reload_tokens)
+                if current is not None:
+                    plain = AsyncDriver(self._http, self._session.server)
+                    fresh = await plain.drive(refresh_flow(current))
+                    await asyncio.to_thread(self._session.save_tokens, fresh)
+            finally:
+                await asyncio.to_thread(lock.__exit__, None, None, None)
 
-    async def _send(self, call: Call) -> Reply:
-        if call.auth and self._session.needs_refresh():
-            await self._refresh(force=False)
-        reply = _reply(await self._http.request(**self._session.request(call)))
-        if call.auth and _expired_token(reply):
-            await self._refresh(force=True)
-            reply = _reply(await self._http.request(**self._session.request(call)))
-        for _ in range(RETRIES_429):
-            if reply.status != 429:
-                break
-            await asyncio.sleep(_retry_after(reply))
-            reply = _reply(await self._http.request(**self._session.request(call)))
-        return reply
-
-    async def _drive(self, flow: Flow, *, persist: bool = True) -> Any:
+    async def _drive(self, flow: Flow) -> Any:
         try:
-            call = _first(flow)
-            while True:
-                assert call is not None
-                try:
-                    reply = await self._send(call)
-                except BaseException as exc:
-                    call = flow.throw(exc)
-                    continue
-                call = flow.send(reply)
-        except _Done as done:
-            return done.value
-        except StopIteration as stop:
-            return stop.value
+            return await self._driver.drive(flow)
         finally:
-            if persist:
-                self._session.persist()
+            if self._session.dirty():
+                await asyncio.to_thread(self._session.persist)
+
+    async def _process_context(self) -> RequestContext:
+        if self._context is None:
+            self._context = await asyncio.to_thread(process_context)
+        return self._context
 
     async def fetch(
         self, wanted: Sequence[Wanted], *, purpose: str | None = None,
-        cache_seconds: int | None = None, on_wait: flows.OnWait | None = None, ttl: int = 300,
+        cache_seconds: int | None = None, on_wait: OnWait | None = None, ttl: int = 300,
     ) -> Read:  # fmt: skip
+        """Ask for several items' fields in ONE access request; wait; open the release."""
+        context = await self._process_context()
         result: Read = await self._drive(flows.read_flow(
             self._session.state, wanted, purpose=_purpose(purpose, self._purpose),
-            context=self.context, cache=self._cache_request(cache_seconds), ttl=ttl,
-            on_wait=on_wait,
+            context=context, cache=self._cache_request(cache_seconds), ttl=ttl, on_wait=on_wait,
         ))  # fmt: skip
         return result
 
     async def read_many_bytes(
         self, references: Iterable[str], *, purpose: str | None = None,
-        cache_seconds: int | None = None,
+        cache_seconds: int | None = None, on_wait: OnWait | None = None,
     ) -> dict[str, bytes]:  # fmt: skip
         refs = parse_references(references)
-        found, missing = self._from_cache(refs)
+        found, missing = await asyncio.to_thread(self._from_cache, refs)
         if missing:
             read = await self.fetch(_wanted([r for _, r in missing]), purpose=purpose,
-                                    cache_seconds=cache_seconds)  # fmt: skip
+                                    cache_seconds=cache_seconds, on_wait=on_wait)  # fmt: skip
             found.update({t: _pick(read, r, t) for t, r in missing})
-            self._to_cache(read, missing)
+            await asyncio.to_thread(self._to_cache, read, missing)
         return {t: found[t] for t, _ in refs}
 
     async def read_many(
         self, references: Iterable[str], *, purpose: str | None = None,
-        cache_seconds: int | None = None,
+        cache_seconds: int | None = None, on_wait: OnWait | None = None,
     ) -> dict[str, str]:  # fmt: skip
-        got = await self.read_many_bytes(references, purpose=purpose, cache_seconds=cache_seconds)
+        """Values of ``sealbox://`` references (UTF-8 text), by reference, in one approval."""
+        got = await self.read_many_bytes(references, purpose=purpose,
+                                         cache_seconds=cache_seconds, on_wait=on_wait)  # fmt: skip
         return {k: v.decode() for k, v in got.items()}
 
-    async def read(self, reference: str, *, purpose: str | None = None,
-                   cache_seconds: int | None = None) -> str:  # fmt: skip
+    async def read(
+        self, reference: str, *, purpose: str | None = None, cache_seconds: int | None = None,
+        on_wait: OnWait | None = None,
+    ) -> str:  # fmt: skip
+        """One value as text."""
+        value = await self.read_bytes(reference, purpose=purpose, cache_seconds=cache_seconds,
+                                      on_wait=on_wait)  # fmt: skip
+        return value.decode()
+
+    async def read_bytes(
+        self, reference: str, *, purpose: str | None = None, cache_seconds: int | None = None,
+        on_wait: OnWait | None = None,
+    ) -> bytes:  # fmt: skip
+        """One value as bytes."""
         got = await self.read_many_bytes([reference], purpose=purpose,
-                                         cache_seconds=cache_seconds)  # fmt: skip
-        return got[reference].decode()
+                                         cache_seconds=cache_seconds, on_wait=on_wait)  # fmt: skip
+        return got[reference]
 
     async def store(
-        self, path: str, fields: Mapping[str, str | bytes], *, purpose: str | None = None
-    ) -> Stored:
-        values = {k: v.encode() if isinstance(v, str) else bytes(v) for k, v in fields.items()}
+        self, path: str, fields: Mapping[str, str | bytes], *, purpose: str | None = None,
+        on_wait: OnWait | None = None,
+    ) -> Stored:  # fmt: skip
+        """Store ``fields`` as the next version of ``path``; returns once an approver signed it."""
+        context = await self._process_context()
         result: Stored = await self._drive(flows.store_flow(
-            self._session.state, path, values, purpose=_purpose(purpose, self._purpose),
-            context=self.context,
+            self._session.state, path, _values(fields), purpose=_purpose(purpose, self._purpose),
+            context=context, on_wait=on_wait,
         ))  # fmt: skip
         return result
 
     async def list(self) -> builtins.list[ItemInfo]:
+        """The items this client may ask for."""
         result: builtins.list[ItemInfo] = await self._drive(flows.list_flow(self._session.state))
         return result
 
     async def history(self, path: str) -> builtins.list[VersionInfo]:
+        """Every version of the item at ``path``, manifests verified, oldest first."""
         result: builtins.list[VersionInfo] = await self._drive(
             flows.history_flow(self._session.state, path)
         )
         return result
+
+    async def report_cache_hits(self, hits: Sequence[Mapping[str, Any]]) -> None:
+        """Tell the relay's audit which releases were reused from the local cache."""
+        await self._drive(_report_flow(self._session.state, hits))

@@ -95,7 +95,7 @@ def test_a_grown_chain_is_verified_and_moves_the_head(
     _fetch(state, [chain["link0"]])
     grown = _fetch(state, [chain["link0"], chain["grow"]("second")])
     assert verifications == [1, 2]
-    assert state.head == grown.head
+    assert state.directory_head == grown.head
     assert grown.head.seq == 1
 
 

@@ -544,5 +544,5 @@ def test_cli_exit_codes(
     fake_cli.reachable = False
     assert cli.main(["login", "--server", SERVER]) == cli.EXIT_FAILED
     err = capsys.readouterr().err
-    assert "could not talk to the relay" in err
+    assert "could not reach the relay at http://relay.test: connection refused" in err
     assert "Check the server URL" in err

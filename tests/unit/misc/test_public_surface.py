@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import pathlib
 
+import pytest
+
 import sealbox
 from sealbox import errors
 
@@ -13,12 +15,17 @@ SRC = pathlib.Path(sealbox.__file__).parent
 
 def test_top_level_all_is_pinned() -> None:
     assert sorted(sealbox.__all__) == [
-        "AsyncClient", "Client", "SealboxError", "__version__", "errors",
+        "AsyncClient", "Client", "ItemInfo", "Read", "SealboxError", "Stored", "VersionInfo",
+        "WaitState", "Wanted", "__version__", "errors",
     ]  # fmt: skip
-    from sealbox.client import sdk
+    from sealbox.client import flows, sdk
 
     assert sealbox.Client is sdk.Client
     assert sealbox.AsyncClient is sdk.AsyncClient
+    for name in ("ItemInfo", "Read", "Stored", "VersionInfo", "WaitState", "Wanted"):
+        assert getattr(sealbox, name) is getattr(flows, name)
+    with pytest.raises(AttributeError):
+        _ = sealbox.ClientState  # internal: not part of the surface
 
 
 def test_error_hierarchy_is_pinned() -> None:
