@@ -85,7 +85,50 @@ def unreachable(
     return RelayUnreachable(f"could not reach the relay at {server}: {detail}")
 
 
+class _Attempts:
+    """What to do after each attempt at one call: the one retry policy both drivers follow."""
+
+    RETURN, SLEEP, REFRESH = "return", "sleep", "refresh"
+
+    def __init__(self, driver: _Common, call: Call) -> None:
+        self.driver, self.call = driver, call
+        self.backoff, self.limited, self.refreshed, self.waited = BACKOFF_FIRST, 0, False, False
+
+    def _may_wait_out(self) -> bool:
+        return self.call.until is not None and self.driver.clock() + self.backoff < self.call.until
+
+    def _back_off(self, at_least: float = 0.0) -> float:
+        pause = max(self.backoff, at_least)
+        self.backoff, self.waited = min(self.backoff * 2, BACKOFF_MOST), True
+        return pause
+
+    def after_failure(self, exc: httpx.TransportError) -> float:
+        """Seconds to sleep before trying again; raises if the call may not wait that out."""
+        if not self._may_wait_out():
+            raise unreachable(self.driver.server, exc, waited=self.waited) from None
+        return self._back_off()
+
+    def after(self, reply: Reply) -> tuple[str, float]:
+        """(``RETURN`` | ``SLEEP`` | ``REFRESH``, seconds to sleep) after a reply."""
+        if reply.status in _GATEWAY and self._may_wait_out():
+            return self.SLEEP, self._back_off(min(reply.retry_after or 0, MAX_RETRY_AFTER))
+        if reply.status == 429 and self.limited < RETRIES_429:
+            self.limited += 1
+            return self.SLEEP, min(MAX_RETRY_AFTER, reply.retry_after or 1.0)
+        expired = (
+            reply.status == 401
+            and isinstance(reply.body, dict)
+            and reply.body.get("error") == "token_expired"
+        )
+        if expired and self.call.auth and self.driver.can_refresh and not self.refreshed:
+            self.refreshed = True
+            return self.REFRESH, 0.0
+        return self.RETURN, 0.0
+
+
 class _Common:
+    can_refresh = False
+
     def __init__(
         self, server: str, *, authorize: Authorize | None = None,
         stale: Callable[[], bool] | None = None, clock: Callable[[], float] = time.time,
@@ -109,16 +152,8 @@ class _Common:
             self.authorize(request)
         return request
 
-    def _retry_transport(self, call: Call, backoff: float) -> bool:
-        return call.until is not None and self.clock() + backoff < call.until
-
-    @staticmethod
-    def _expired_token(reply: Reply) -> bool:
-        return (
-            reply.status == 401
-            and isinstance(reply.body, dict)
-            and reply.body.get("error") == "token_expired"
-        )
+    def _refresh_first(self, call: Call) -> bool:
+        return call.auth and self.can_refresh and self.stale is not None and self.stale()
 
 
 def _next_call(flow: Flow, step: Callable[[], Call]) -> tuple[bool, Any]:
@@ -139,43 +174,32 @@ class SyncDriver(_Common):
         super().__init__(server, authorize=authorize, stale=stale, clock=clock)
         self.http = http
         self.refresh = refresh
+        self.can_refresh = refresh is not None
         self.sleep = sleep
 
     def response(self, call: Call, *, stream: bool = False) -> httpx.Response:
         """One attempt: the raw response (transport errors raise as httpx's)."""
-        if call.auth and self.refresh is not None and self.stale is not None and self.stale():
+        if self._refresh_first(call):
+            assert self.refresh is not None
             self.refresh()
         return self.http.send(self.build(self.http, call), stream=stream)
 
     def send(self, call: Call) -> Reply:
-        backoff, limited, refreshed, waited = BACKOFF_FIRST, 0, False, False
+        attempts = _Attempts(self, call)
         while True:
             try:
                 reply = reply_of(self.response(call))
             except httpx.TransportError as exc:
-                if not self._retry_transport(call, backoff):
-                    raise unreachable(self.server, exc, waited=waited) from None
-                self.sleep(backoff)
-                backoff, waited = min(backoff * 2, BACKOFF_MOST), True
+                self.sleep(attempts.after_failure(exc))
                 continue
-            if reply.status in _GATEWAY and self._retry_transport(call, backoff):
-                self.sleep(max(backoff, min(reply.retry_after or 0, MAX_RETRY_AFTER)))
-                backoff, waited = min(backoff * 2, BACKOFF_MOST), True
-                continue
-            if reply.status == 429 and limited < RETRIES_429:
-                limited += 1
-                self.sleep(min(MAX_RETRY_AFTER, reply.retry_after or 1.0))
-                continue
-            if (
-                call.auth
-                and self.refresh is not None
-                and not refreshed
-                and self._expired_token(reply)
-            ):
-                refreshed = True
+            action, pause = attempts.after(reply)
+            if action == _Attempts.RETURN:
+                return reply
+            if action == _Attempts.REFRESH:
+                assert self.refresh is not None
                 self.refresh()
-                continue
-            return reply
+            else:
+                self.sleep(pause)
 
     def drive(self, flow: Flow) -> Any:
         """Run ``flow`` to its end: its result, or what it raised."""
@@ -202,41 +226,30 @@ class AsyncDriver(_Common):
         super().__init__(server, authorize=authorize, stale=stale, clock=clock)
         self.http = http
         self.refresh = refresh
+        self.can_refresh = refresh is not None
 
     async def response(self, call: Call) -> httpx.Response:
-        if call.auth and self.refresh is not None and self.stale is not None and self.stale():
+        if self._refresh_first(call):
+            assert self.refresh is not None
             await self.refresh()
         return await self.http.send(self.build(self.http, call))
 
     async def send(self, call: Call) -> Reply:
-        backoff, limited, refreshed, waited = BACKOFF_FIRST, 0, False, False
+        attempts = _Attempts(self, call)
         while True:
             try:
                 reply = reply_of(await self.response(call))
             except httpx.TransportError as exc:
-                if not self._retry_transport(call, backoff):
-                    raise unreachable(self.server, exc, waited=waited) from None
-                await asyncio.sleep(backoff)
-                backoff, waited = min(backoff * 2, BACKOFF_MOST), True
+                await asyncio.sleep(attempts.after_failure(exc))
                 continue
-            if reply.status in _GATEWAY and self._retry_transport(call, backoff):
-                await asyncio.sleep(max(backoff, min(reply.retry_after or 0, MAX_RETRY_AFTER)))
-                backoff, waited = min(backoff * 2, BACKOFF_MOST), True
-                continue
-            if reply.status == 429 and limited < RETRIES_429:
-                limited += 1
-                await asyncio.sleep(min(MAX_RETRY_AFTER, reply.retry_after or 1.0))
-                continue
-            if (
-                call.auth
-                and self.refresh is not None
-                and not refreshed
-                and self._expired_token(reply)
-            ):
-                refreshed = True
+            action, pause = attempts.after(reply)
+            if action == _Attempts.RETURN:
+                return reply
+            if action == _Attempts.REFRESH:
+                assert self.refresh is not None
                 await self.refresh()
-                continue
-            return reply
+            else:
+                await asyncio.sleep(pause)
 
     async def drive(self, flow: Flow) -> Any:
         done, value = _next_call(flow, lambda: next(flow))
