@@ -40,6 +40,7 @@ def _waiting(d: Deployment, *args: str, stdin: bytes | None = None) -> subproces
         assert proc.stdin is not None
         proc.stdin.write(stdin)
         proc.stdin.close()
+        proc.stdin = None  # written whole: communicate() has nothing more to send
     return proc
 
 
