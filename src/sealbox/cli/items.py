@@ -15,14 +15,12 @@ import getpass
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from sealbox.cli import exits
 
@@ -31,6 +29,25 @@ __all__ = ["add_parsers", "run_command"]
 COMMANDS = ("store", "read", "get", "ls", "history", "run", "inject")
 _PLACEHOLDER = re.compile(r"\{\{\s*(sealbox://[^\s}]+)\s*\}\}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_RUN_DESCRIPTION = """\
+Run CMD with released values in its environment: --env VAR=sealbox://…, the
+sealbox:// references of --env-file files and of the inherited environment.
+All of them are asked for in one request, after CMD is found on PATH.
+
+The values are masked in CMD's output, also as base64, hex, URL-encoded and
+JSON-escaped text.  A value shorter than 8 bytes is masked only as a whole
+word ("app" in "user=app", not in "application"), and one shorter than 3
+bytes not at all; sealbox run says so on stderr when it happens.
+
+When standard output is a terminal, CMD runs on a pseudo-terminal of its own
+with the same size, so colours, progress bars and line editing work as
+without sealbox; your terminal is in raw mode meanwhile (keys such as Ctrl-C
+go to CMD) and is restored when CMD ends.  CMD's stderr shares that terminal
+if stderr is one too.  Otherwise CMD's stdout and stderr are pipes.
+
+sealbox run exits with CMD's status (128+N if signal N ended it); 2 if CMD
+cannot be found, and then nothing is asked for.
+"""
 
 
 def _common(parser: argparse.ArgumentParser, *, purpose: bool = True) -> None:
@@ -86,13 +103,17 @@ def add_parsers(sub: Any) -> None:
     history.add_argument("--json", action="store_true", help="print JSON")
     _common(history, purpose=False)
 
-    run = sub.add_parser("run", help="run a command with secrets in its environment (one approval)")
+    run = sub.add_parser(
+        "run", help="run a command with secrets in its environment (one approval)",
+        description=_RUN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     run.add_argument("--env", action="append", default=[], metavar="VAR=sealbox://…",
                      help="set VAR to a released value; repeat")  # fmt: skip
     run.add_argument("--env-file", action="append", default=[], metavar="FILE",
                      help="dotenv file whose values may be sealbox:// references")  # fmt: skip
     run.add_argument("--no-masking", action="store_true",
-                     help="do not mask the values in the command's output")  # fmt: skip
+                     help="do not mask the values in the command's output (colours "
+                     "survive masking: no need to turn it off for them)")  # fmt: skip
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS…]",
                      help="the command to run")  # fmt: skip
     _common(run)
@@ -343,19 +364,9 @@ def _dotenv(path: Path) -> dict[str, str]:
     return out
 
 
-def _pump(source: IO[bytes], sink: IO[bytes], masker: Any) -> None:
-    while chunk := source.read1(65536) if hasattr(source, "read1") else source.read(65536):
-        out = masker.feed(chunk) if masker else chunk
-        if out:
-            sink.write(out)
-            sink.flush()
-    if masker:
-        sink.write(masker.flush())
-        sink.flush()
-
-
 def _run(args: argparse.Namespace) -> int:
-    from sealbox.client.masking import Masker
+    from sealbox.client import child
+    from sealbox.client.masking import Masker, notice
 
     command = list(args.argv)
     if command and command[0] == "--":
@@ -370,8 +381,19 @@ def _run(args: argparse.Namespace) -> int:
         if not sep or not _ENV_NAME.fullmatch(name):
             raise exits.UsageError(f"--env {spec!r}: expected VAR=sealbox://…")
         env[name] = value
+    # Before anything is asked for: an approval for a command that cannot start is wasted.
+    executable = child.resolve(command[0], env)
+    if executable is None:
+        where = "no executable file there" if "/" in command[0] else "not found on PATH"
+        raise exits.UsageError(f"cannot run {command[0]!r}: {where}")
     refs = {name: value for name, value in env.items() if value.startswith("sealbox://")}
     values: dict[str, bytes] = {}
+    if refs and args.purpose is None:
+        from sealbox._relay.text import safe_text
+
+        # The default purpose is the command line; a request may not hold line breaks
+        # or other control characters, and a `sh -c` script often has some.
+        args.purpose = safe_text(" ".join(" ".join(["sealbox", *sys.argv[1:]]).split()), 400)
     if refs:
         what = f"{len(refs)} secret(s) for `{' '.join(command)[:60]}`"
         values = _read_many(args, sorted(set(refs.values())), what)
@@ -381,35 +403,13 @@ def _run(args: argparse.Namespace) -> int:
         except UnicodeDecodeError:
             raise exits.Failed(f"{ref} is not UTF-8 text and cannot go in an environment "
                                "variable") from None  # fmt: skip
-    masker_for = (lambda: None) if args.no_masking else (lambda: Masker(values.values()))
+    if not args.no_masking and (note := notice(values.values())):
+        print(f"sealbox run: {note}", file=sys.stderr, flush=True)
+    new_filter = (lambda: None) if args.no_masking else (lambda: Masker(values.values()))
     try:
-        # Running the user's command is what `run` is for; no shell is involved.
-        child = subprocess.Popen(  # noqa: S603
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-    except OSError as exc:
-        raise exits.Failed(f"cannot run {command[0]!r}: {exc.strerror}") from None
-    pumps = [
-        threading.Thread(target=_pump, args=(child.stdout, sys.stdout.buffer, masker_for())),
-        threading.Thread(target=_pump, args=(child.stderr, sys.stderr.buffer, masker_for())),
-    ]
-    for pump in pumps:
-        pump.start()
-
-    def forward(signum: int, _: Any) -> None:
-        child.send_signal(signum)
-
-    previous = {
-        s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    }
-    try:
-        code = child.wait()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        for pump in pumps:
-            pump.join()
-    return code if code >= 0 else 128 - code
+        return child.run(command, executable=executable, env=env, new_filter=new_filter)
+    except child.NotStarted as exc:
+        raise exits.Failed(f"cannot run {command[0]!r}: {exc}") from None
 
 
 def _inject(args: argparse.Namespace) -> int:
