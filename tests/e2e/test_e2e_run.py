@@ -23,9 +23,9 @@ from typing import Any
 
 import pexpect
 import pytest
+from e2e_support import SEALBOX
 from loop_support import (
     APPROVE_ALL,
-    SEALBOX,
     Deployment,
     ServeProcess,
     assert_absent,
@@ -194,7 +194,7 @@ print("\x1b[1;31m" + pw + "\x1b[0m and \x1b[32m" + user + "\x1b[0m in green")
 print("ttys:", os.isatty(0), os.isatty(1), os.isatty(2))
 os.close(os.open("/dev/tty", os.O_RDWR))  # it has a controlling terminal
 cols, rows = os.get_terminal_size()
-print(f"size {cols}x{rows}")
+print(f"size {cols}x{rows} pid {os.getpid()}")
 resized = lambda *_: print("resized %dx%d" % os.get_terminal_size(), flush=True)
 signal.signal(signal.SIGWINCH, resized)
 print("ready", flush=True)
@@ -215,7 +215,7 @@ class Screen:
                                    env=env_for(d.client_config), timeout=60,
                                    dimensions=(40, 132))  # fmt: skip
         self._log: list[bytes] = []
-        self.child.logfile_read = self  # type: ignore[assignment]
+        self.child.logfile_read = self
 
     def write(self, data: bytes) -> None:
         self._log.append(data)
@@ -269,7 +269,7 @@ def test_on_a_terminal_colours_survive_and_the_terminal_works(
         assert (b"\x1b[1;31m" + MASKED.encode() + b"\x1b[0m and \x1b[32m" + MASKED.encode()
                 + b"\x1b[0m in green") in screen.shown  # fmt: skip
         assert b"ttys: True True True" in screen.shown
-        assert b"size 132x40" in screen.shown
+        assert b"size 132x40 pid " in screen.shown
         # Our terminal's new size reaches the command's (SIGWINCH).
         screen.child.setwinsize(30, 100)
         screen.expect(b"resized 100x30")
@@ -299,3 +299,41 @@ def test_on_a_terminal_ctrl_c_reaches_the_command_and_the_modes_come_back(
         screen.kill()
     assert status == 128 + 2
     _modes_restored(stty)
+
+
+def test_on_a_terminal_ctrl_z_suspends_and_fg_resumes(
+    d: Deployment, bot: ServeProcess, terminal_script: Path
+) -> None:
+    env = env_for(d.client_config, PS1="shell$ ")
+    shell = pexpect.spawn("bash", ["--norc", "--noprofile", "-i"], env=env, timeout=60,
+                          dimensions=(40, 132))  # fmt: skip
+    try:
+        shell.expect_exact("shell$ ")
+        run = " ".join(
+            [*SEALBOX, "run", *_secret_env(), "--", sys.executable, str(terminal_script)]
+        )
+        shell.sendline(run)
+        shell.expect(rb"pid (\d+)")
+        pid = int(shell.match.group(1))
+        shell.expect_exact("type: ")
+        # Ctrl-Z is typed on the command's terminal; sealbox stops the command and
+        # itself, and the shell has its prompt again (bash keeps the modes of a
+        # stopped job and puts its own back, so they say nothing here).
+        shell.sendcontrol("z")
+        shell.expect_exact("Stopped")
+        shell.expect_exact("shell$ ")
+        shell.sendline("jobs -l; echo jobs-$((1 + 1))")
+        shell.expect_exact("jobs-2\r\n")
+        assert "Stopped" in shell.before.decode()
+        # The command is stopped too, not running on behind the prompt.
+        assert Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "T"
+        shell.sendline("fg")
+        shell.expect_exact(terminal_script.name)  # bash names the job it resumes
+        shell.send(b"on again\r")
+        shell.expect_exact("got [on again]")
+        shell.expect_exact("shell$ ")
+        shell.sendline("echo status=$?")
+        shell.expect(r"status=(\d+)")
+        assert shell.match.group(1) == b"5"
+    finally:
+        shell.close(force=True)

@@ -42,8 +42,9 @@ bytes not at all; sealbox run says so on stderr when it happens.
 When standard output is a terminal, CMD runs on a pseudo-terminal of its own
 with the same size, so colours, progress bars and line editing work as
 without sealbox; your terminal is in raw mode meanwhile (keys such as Ctrl-C
-go to CMD) and is restored when CMD ends.  CMD's stderr shares that terminal
-if stderr is one too.  Otherwise CMD's stdout and stderr are pipes.
+go to CMD; Ctrl-Z stops CMD and sealbox until `fg`) and is restored when CMD
+ends.  CMD's stderr shares that terminal if stderr is one too.  Otherwise
+CMD's stdout and stderr are pipes.
 
 sealbox run exits with CMD's status (128+N if signal N ended it); 2 if CMD
 cannot be found, and then nothing is asked for.
@@ -395,7 +396,7 @@ def _run(args: argparse.Namespace) -> int:
         # or other control characters, and a `sh -c` script often has some.
         args.purpose = safe_text(" ".join(" ".join(["sealbox", *sys.argv[1:]]).split()), 400)
     if refs:
-        what = f"{len(refs)} secret(s) for `{' '.join(command)[:60]}`"
+        what = f"{len(refs)} secret(s) for `{' '.join(' '.join(command).split())[:60]}`"
         values = _read_many(args, sorted(set(refs.values())), what)
     for name, ref in refs.items():
         try:

@@ -8,8 +8,10 @@ The pseudo-terminal starts with our terminal's modes and size and follows
 its size (SIGWINCH).  If our standard input is that terminal too, it is put
 in raw mode while the command runs (so keys such as Ctrl-C reach the
 command's terminal, which acts on them) and restored however the command
-ends; what is typed goes to the command.  Standard error shares the
-pseudo-terminal when it is a terminal too, and is a pipe otherwise.
+ends; what is typed goes to the command, except the suspend key (Ctrl-Z),
+which stops the command and sealbox until the shell's ``fg``.  Standard
+error shares the pseudo-terminal when it is a terminal too, and is a pipe
+otherwise.
 
 When standard output is not a terminal, the command's standard output and
 standard error are pipes, masked separately, and its standard input is ours.
@@ -93,9 +95,37 @@ class _Output:
 class _Typing:
     """What is typed at our terminal, on its way to the command's terminal."""
 
-    def __init__(self, source: int, sink: int) -> None:
-        self.source, self.sink = source, sink
+    def __init__(self, source: int, sink: int, suspend: Callable[[], None]) -> None:
+        self.source, self.sink, self.suspend = source, sink, suspend
         self.pending = bytearray()
+
+    def typed(self, data: bytes) -> None:
+        """Keys typed: for the command, but its terminal's suspend key (Ctrl-Z) suspends us.
+
+        The command leads its own session, so the kernel drops the SIGTSTP its
+        terminal would send it (POSIX: an orphaned process group is not stopped
+        from the terminal); sealbox does what that key means instead.
+        """
+        key = self._suspend_key()
+        while key is not None and key in data:
+            before, _, data = data.partition(key)
+            self.pending += before
+            self.send()
+            self.suspend()
+        self.pending += data
+        self.send()
+
+    def _suspend_key(self) -> bytes | None:
+        """The command's terminal's suspend key, while that terminal acts on it."""
+        try:
+            # On a pseudo-terminal's master side this reads the command's side.
+            modes = termios.tcgetattr(self.sink)
+        except termios.error:
+            return None
+        key = modes[6][termios.VSUSP]
+        if not modes[3] & termios.ISIG or not isinstance(key, bytes) or key == b"\0":
+            return None  # raw mode (an editor), or no suspend key
+        return key
 
     def send(self) -> None:
         """Write what was typed to the command's terminal, as much as it takes now."""
@@ -155,8 +185,7 @@ def _copy(outputs: Sequence[_Output], typing: _Typing | None,
                     if data == b"":
                         sel.unregister(key.data.source)
                     elif data:
-                        key.data.pending += data
-                        key.data.send()
+                        key.data.typed(data)
                     continue
                 out = key.data
                 if events & selectors.EVENT_WRITE and typing is not None:
@@ -182,16 +211,17 @@ def _copy(outputs: Sequence[_Output], typing: _Typing | None,
 
 
 @contextlib.contextmanager
-def _forwarding(child: subprocess.Popen[bytes], resize: Callable[[], None] | None
-                ) -> Iterator[None]:  # fmt: skip
-    """Pass our signals on to the command, and our terminal's new sizes to its terminal."""
+def _forwarding(
+    child: subprocess.Popen[bytes], handlers: Mapping[signal.Signals, Callable[[], None]]
+) -> Iterator[None]:
+    """Pass our signals on to the command, and handle ``handlers``' signals meanwhile."""
 
     def forward(signum: int, _: Any) -> None:
         child.send_signal(signum)
 
     previous = {s: signal.signal(s, forward) for s in _FORWARDED}
-    if resize is not None:
-        previous[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, lambda *_: resize())
+    for signum, handle in handlers.items():
+        previous[signum] = signal.signal(signum, lambda *_, handle=handle: handle())
     try:
         yield
     finally:
@@ -199,19 +229,31 @@ def _forwarding(child: subprocess.Popen[bytes], resize: Callable[[], None] | Non
             signal.signal(s, handler)
 
 
-@contextlib.contextmanager
-def _raw(fd: int | None) -> Iterator[None]:
-    """Our terminal in raw mode, restored however the block ends."""
-    if fd is None:
-        yield
-        return
-    saved = termios.tcgetattr(fd)
-    # TCSANOW rather than setraw's default TCSAFLUSH: keys typed ahead are kept for the command.
-    tty.setraw(fd, termios.TCSANOW)
-    try:
-        yield
-    finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+class _Raw:
+    """Our terminal in raw mode while the command runs, with its modes back in a pause."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+        self.saved = termios.tcgetattr(fd) if fd is not None else None
+        self.on = False
+
+    def __enter__(self) -> _Raw:
+        self.on = True
+        self.resume()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.on = False
+        self.pause()
+
+    def resume(self) -> None:
+        if self.fd is not None and self.on:
+            # TCSANOW, not setraw's default TCSAFLUSH: keys typed ahead go to the command.
+            tty.setraw(self.fd, termios.TCSANOW)
+
+    def pause(self) -> None:
+        if self.fd is not None and self.saved is not None:
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
 
 
 def _in_foreground(fd: int) -> bool:
@@ -273,7 +315,7 @@ def _run_on_pipes(argv: Sequence[str], executable: str, env: Mapping[str, str],
     pipes = {out_fd: child.stdout, err_fd: child.stderr}
     outputs = [_Output(pipe.fileno(), sink, new_filter()) for sink, pipe in pipes.items()]
     try:
-        with _forwarding(child, None):
+        with _forwarding(child, {}):
             _copy(outputs, None, lambda out: pipes[out.sink].close())
             return _status(child.wait())
     finally:
@@ -313,7 +355,6 @@ def _run_on_pty(argv: Sequence[str], executable: str, env: Mapping[str, str],
     outputs = [_Output(master, out_fd, new_filter())]
     if child.stderr is not None:
         outputs.append(_Output(child.stderr.fileno(), err_fd, new_filter()))
-    typing = _Typing(typing_fd, master) if typing_fd is not None else None
     closed: set[int] = set()
 
     def close(out: _Output) -> None:
@@ -329,9 +370,26 @@ def _run_on_pty(argv: Sequence[str], executable: str, env: Mapping[str, str],
             with contextlib.suppress(termios.error):
                 termios.tcsetwinsize(master, termios.tcgetwinsize(out_fd))
 
+    raw = _Raw(typing_fd)
+
+    def suspend() -> None:
+        # Stop the command (SIGSTOP: its process group is orphaned, so the kernel
+        # would drop SIGTSTP), give the terminal back as it was, and stop; the
+        # shell's `fg` continues us, and we continue the command.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGSTOP)
+        raw.pause()
+        os.kill(os.getpid(), signal.SIGTSTP)
+        # Here again after `fg` (or at once, where there is no shell to stop for).
+        raw.resume()
+        resize()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGCONT)
+
+    typing = _Typing(typing_fd, master, suspend) if typing_fd is not None else None
     try:
-        with _forwarding(child, resize):
-            with _raw(typing_fd):
+        with _forwarding(child, {signal.SIGWINCH: resize}):
+            with raw:
                 _copy(outputs, typing, close)
             return _status(child.wait())
     finally:
