@@ -14,6 +14,7 @@ import base64
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -210,7 +211,7 @@ class Screen:
     """`sh -c "sealbox run …; echo status=$?; stty -a"` in a pseudo-terminal, bytes kept."""
 
     def __init__(self, d: Deployment, script: Path) -> None:
-        run = " ".join([*SEALBOX, "run", *_secret_env(), "--", sys.executable, str(script)])
+        run = shlex.join([*SEALBOX, "run", *_secret_env(), "--", sys.executable, str(script)])
         self.child = pexpect.spawn("sh", ["-c", f"{run}; echo status=$?; stty -a"],
                                    env=env_for(d.client_config), timeout=60,
                                    dimensions=(40, 132))  # fmt: skip
@@ -247,7 +248,7 @@ class Screen:
 
 @pytest.fixture
 def terminal_script(tmp_path: Path) -> Path:
-    script = tmp_path / "app.py"
+    script = tmp_path / "terminal_check.py"
     script.write_text(TERMINAL_SCRIPT)
     return script
 
@@ -309,7 +310,7 @@ def test_on_a_terminal_ctrl_z_suspends_and_fg_resumes(
                           dimensions=(40, 132))  # fmt: skip
     try:
         shell.expect_exact("shell$ ")
-        run = " ".join(
+        run = shlex.join(
             [*SEALBOX, "run", *_secret_env(), "--", sys.executable, str(terminal_script)]
         )
         shell.sendline(run)
