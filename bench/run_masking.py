@@ -3,8 +3,8 @@
 Run as ``python bench/run_masking.py [--mib N]``.  A benchmark, not a test: it
 asserts no speed.  One JSON header line, then one JSON line per figure.
 
-The values: 18 random 32-character tokens, a 6-byte one and two short ones
-(``app``, ``5432``: masked only as whole words), about 150 forms in all.  The
+The values: 18 random 32-character tokens and three short ones (``s3cr3t``,
+``app``, ``5432``: masked only as whole words), about 150 forms in all.  The
 output: this repository's README, repeated (prose, tables, shell lines), with
 each value and its base64 written in every 100 KiB, so there is masking to do.
 

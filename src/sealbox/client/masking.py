@@ -226,9 +226,10 @@ class Masker:
 
     def _could_start(self, data: bytes, p: int) -> bool:
         """Whether more data could still make a form that starts at ``p`` match there."""
-        tail = data[p:]
-        if len(tail) >= _HEAD and tail[:_HEAD] not in self._heads:
+        head = data[p : p + _HEAD]
+        if len(head) == _HEAD and head not in self._heads:
             return False
+        tail = data[p:]
         if _starts_one(self._anywhere, tail, longer=True):
             return True
         if not self._words or len(tail) > WORD_ONLY_BELOW - 1:
