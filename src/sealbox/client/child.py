@@ -203,7 +203,8 @@ def _copy(outputs: Sequence[_Output], typing: _Typing | None,
                     # Nobody reads our side any more: close the command's side too,
                     # so that it learns so as it would if we were not in between.
                     if typing is not None and out.source == typing.sink:
-                        sel.unregister(typing.source)
+                        if typing.source in sel.get_map():
+                            sel.unregister(typing.source)
                         typing = None
                     close(out)
                 else:
