@@ -8,10 +8,17 @@ typed in the approver's terminal.  The tests check what the terminal shows
 never the passphrase) and what typing does (`yes` releases, `no` denies with a
 reason, a wrong passphrase or a wrong code answers nothing).
 
+`sealbox approve` must never go stale: a request whose passphrase was
+mistyped is offered again, a skipped one comes back after a new one, one that
+ended while on screen (withdrawn, answered by another approver) is dropped
+with a plain line, one this approver answered is never offered again, a
+tampered one is refused with a signed refusal, and a relay outage gives one
+"lost" line and one "back" line.
+
 One deployment (relay, first approver, one logged-in person, one stored
 item) is shared by the module; each test leaves nothing pending behind it.
 Pairing a second approver changes the vault's directory, so that test has a
-deployment of its own.
+deployment of its own; so do the tests with two approvers and the outage.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import getpass
 import io
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -31,6 +39,7 @@ import pexpect
 import pytest
 from e2e_support import RelayProcess
 from loop_support import APPROVE_ALL, PASSPHRASE, SEALBOX, Deployment, env_for
+from test_e2e_hostile_proxy import APPROVAL, HostileProxy, _on, _point_at, _swap_epk
 
 SECRET = "s3cr3t-db-password-9f2c"
 TOKEN = "tok_live_7d1e5a-never-on-screen"
@@ -403,6 +412,52 @@ def test_a_request_withdrawn_while_the_approver_decides_does_not_end_approve(
     assert approve.screen.count(f"=== ACCESS REQUEST {rid} ") == 1
     assert approve.stop() == 0
     assert SECRET not in approve.screen
+
+
+def test_a_request_that_does_not_verify_is_refused_and_its_reader_told_at_once(
+    shared: Deployment, started: Started, tmp_path: Path
+) -> None:
+    """The relay (a tampering proxy here) swaps the one-time key in what this approver sees.
+
+    The terminal does not show the request: it refuses it with a signed refusal
+    and says so; the person's read fails at once (exit 5), told why.
+    """
+    d = shared
+    config = tmp_path / "proxied"
+    key_file = config / "approvers" / d.key_file.name
+    key_file.parent.mkdir(parents=True)
+    shutil.copy2(d.key_file, key_file)
+    proxy = HostileProxy(d.url)
+    try:
+        _point_at(key_file, proxy.url)
+
+        def swap(entry: Any) -> Any:
+            _swap_epk(entry, "")
+            return entry
+
+        proxy.tamper = _on("GET", APPROVAL, swap)
+        approve = started.terminal(["approve"], env_for(config))
+        approve.expect("Watching for requests, logins and new devices (Ctrl-C to stop).")
+        began = time.monotonic()
+        done = d.cli("read", "sealbox://shop/prod/db/password", "--purpose", "tampered",
+                     timeout=60)  # fmt: skip
+        took = time.monotonic() - began
+        approve.match(r"!! Request \S+ does NOT verify \(signature_invalid: [^\r\n]+\)\. "
+                      r"It is not shown\.")  # fmt: skip
+        approve.expect("Refused with a signed refusal: its requester is told at once. "
+                       "Tell your team: the relay may be tampering.")  # fmt: skip
+        assert done.returncode == 5, done.stdout + done.stderr
+        assert "[refused_unverifiable]" in done.stderr
+        assert "the request does not verify: signature_invalid" in done.stderr
+        assert done.stdout == ""
+        assert took < 30  # not the request's 300 s expiry
+        assert ANSWER not in approve.screen
+        assert "=== ACCESS REQUEST" not in approve.screen
+        assert approve.stop() == 0
+        assert SECRET not in approve.screen + done.stderr
+        assert not pending(d)
+    finally:
+        proxy.close()
 
 
 # --- store requests ------------------------------------------------------------------------
