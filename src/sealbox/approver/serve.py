@@ -78,7 +78,8 @@ class AutomatedApprover:
         self._decided: dict[str, tuple[str, Decision]] = {}
         """(rule, decision) of requests whose answer is being retried: the rules are not asked
         twice (an approve rule's rate counts each decision)."""
-        self._backoff: dict[str, Backoff] = {}
+        self._backoff: dict[str, tuple[Backoff, str | None]] = {}
+        """Requests being retried: the waits between attempts, and the last failure logged."""
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
         self._retries = _Retries(self._retry)
         # The same few manifests come with request after request: each exact token is
@@ -207,15 +208,19 @@ class AutomatedApprover:
             self.handle(request_id, entry)
         except (httpx.HTTPError, SealboxError) as exc:
             if transient(exc) and not self.stopping.is_set():
+                message = describe(exc)
                 with self._lock:
-                    backoff = self._backoff.setdefault(request_id, Backoff())
+                    backoff, said = self._backoff.get(request_id, (Backoff(), None))
+                    self._backoff[request_id] = (backoff, message)
                     delay = backoff.next()
                 retry_after = getattr(exc, "retry_after", None)
                 if retry_after:
                     delay = max(delay, retry_after)
-                self._record(request=request_id, outcome="retrying",
-                             error=getattr(exc, "code", "relay_unreachable"),
-                             message=describe(exc), retry_in=round(delay, 1))  # fmt: skip
+                if message != said:
+                    # Once per request and cause: an outage is not a line per attempt.
+                    self._record(request=request_id, outcome="retrying",
+                                 error=getattr(exc, "code", "relay_unreachable"),
+                                 message=message)  # fmt: skip
                 # Released: the retry below, or the listing at the next (re)connection,
                 # whichever comes first, handles it again.
                 self._unclaim(request_id)
@@ -227,7 +232,10 @@ class AutomatedApprover:
 
     def _submit(self, request_id: str, entry: Mapping[str, Any] | None = None) -> None:
         if self._claim(request_id):
-            self._pool.submit(self._run, request_id, entry)
+            try:
+                self._pool.submit(self._run, request_id, entry)
+            except RuntimeError:  # closing: the workers take nothing new
+                self._unclaim(request_id)
 
     def _retry(self, request_id: str) -> None:
         if not self.stopping.is_set():
