@@ -14,8 +14,9 @@ approver's log, not on the wire.
 
 All tests share one deployment (module fixture); each uses its own items and
 restores the proxies when it ends.  No test waits for a request to expire:
-the refusals happen before any wait, or are read from the approver's
-decision log, after which the CLI is interrupted (it withdraws its request).
+the refusals happen before any wait, come back as the approver's signed
+refusal, or are read from the approver's decision log, after which the CLI
+is interrupted (it withdraws its request).
 """
 
 from __future__ import annotations
@@ -666,6 +667,11 @@ class TamperingNotFlagged(AssertionError):
     """The approver refused to answer, but did not log the refusal as a tampering alert."""
 
 
+#: How long the CLI may take to fail on a refused request: far below the request's expiry
+#: (300 s), which is what it would wait without the approver's signed refusal.
+REFUSED_WITHIN = 60
+
+
 @pytest.mark.parametrize(
     ("tamper", "error"),
     [
@@ -679,9 +685,10 @@ def test_approver_refuses_tampered_request(
 ) -> None:
     """The proxy alters the pending request the automated approver fetches: no release.
 
-    The approver must never answer it, and must log it as what it is: an
-    ``unverifiable`` request, with severity ``alert``.  The CLI, which never
-    gets an answer, is interrupted and withdraws its request.
+    The approver must never release it; it answers with a signed refusal (a
+    deny with grounds ``unverifiable``) and logs it as what it is: an
+    ``unverifiable`` request, with severity ``alert``.  The CLI fails at once
+    (exit 5), told the relay may be tampering, instead of waiting for the expiry.
     """
     # Another item with the same field: only the manifest's binding to the asked item tells.
     if not _exists(w, "hostile/approver/other"):
@@ -699,6 +706,57 @@ def test_approver_refuses_tampered_request(
         return entry
 
     w.approver.tamper = _on("GET", APPROVAL, change)
+    started = time.monotonic()
+    done = w.d.cli("read", f"sealbox://{path}/password", "--purpose", "hostile proxy test",
+                   timeout=REFUSED_WITHIN)  # fmt: skip
+    took = time.monotonic() - started
+    entry = _decision(w.serve, tampered, timeout=10)
+    [request] = tampered
+    assert entry["error"] == error, entry
+    assert entry["outcome"] in ("unverifiable", "failed"), entry
+    assert done.returncode == VERIFICATION, outputs(done)
+    assert "[refused_unverifiable]" in done.stderr, done.stderr
+    assert "refused the request because what it was shown does not verify" in done.stderr
+    assert f"the request does not verify: {error}" in done.stderr
+    assert "may be tampering" in done.stderr
+    assert done.stdout == ""
+    assert took < REFUSED_WITHIN
+    assert w.approver.called("POST", rf"/v1/vaults/[^/]+/access-requests/{request}/deny")
+    assert not w.approver.called("POST", rf"/v1/vaults/[^/]+/access-requests/{request}/release")
+    assert not _delivered(w)
+    _assert_nowhere(value, done.stdout, done.stderr, w.serve.log.read_text(), w.serve.stderr,
+                    proxies=[w.client, w.approver])  # fmt: skip
+    if entry["outcome"] != "unverifiable" or entry.get("severity") != "alert":
+        raise TamperingNotFlagged(f"logged as {entry['outcome']!r}, not as an alert: {entry}")
+    assert entry["answer"] == "refused", entry
+
+
+def test_a_relay_that_drops_the_refusal_leaves_the_client_waiting(w: World) -> None:
+    """What a refusal cannot do: a relay that swallows it brings back the wait for the expiry.
+
+    The proxy alters the request the approver sees, and empties the body of the
+    approver's refusal on its way: the relay files nothing (the signature over
+    the body no longer holds).  The CLI is still waiting; it is interrupted and
+    withdraws its request.
+    """
+    path = f"hostile/dropped/{token_hex(4)}"
+    value = _secret()
+    w.store(path, value)
+    tampered: list[str] = []
+
+    def change(entry: Any) -> Any:
+        if entry.get("kind") == "access":
+            _swap_epk(entry, "")
+            tampered.append(entry["id"])
+        return entry
+
+    def drop(method: str, path: str, body: Any) -> Any:
+        if method == "POST" and path.endswith("/deny"):
+            return {}  # the refusal never reaches the relay
+        return body
+
+    w.approver.tamper = _on("GET", APPROVAL, change)
+    w.approver.tamper_request = drop
     cli = subprocess.Popen(
         [*SEALBOX, "read", f"sealbox://{path}/password", "--purpose", "hostile proxy test"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
@@ -706,26 +764,17 @@ def test_approver_refuses_tampered_request(
     )  # fmt: skip
     try:
         entry = _decision(w.serve, tampered, timeout=60)
-        # The approver answered nothing; the CLI still waits. Interrupt it: it withdraws.
-        assert cli.poll() is None
+        assert (entry["outcome"], entry["severity"]) == ("unverifiable", "alert"), entry
+        assert entry["answer"] == "not refused", entry
+        time.sleep(1)
+        assert cli.poll() is None  # no refusal arrived: it waits, as it would until expiry
         cli.send_signal(signal.SIGINT)
         stdout, stderr = cli.communicate(timeout=60)
     finally:
         _end(cli)
-    [request] = tampered
-    assert entry["error"] == error, entry
-    assert entry["outcome"] in ("unverifiable", "failed"), entry
     assert cli.returncode == INTERRUPTED, stdout + stderr
-    assert "nothing was printed" in stderr
     assert stdout == ""
-    assert not w.approver.called("POST", rf"/v1/vaults/[^/]+/access-requests/{request}/release")
-    assert not w.approver.called("POST", rf"/v1/vaults/[^/]+/access-requests/{request}/deny")
-    assert w.client.called("POST", rf"/v1/vaults/[^/]+/access-requests/{request}/cancel")
-    assert not _delivered(w)
-    _assert_nowhere(value, stdout, stderr, w.serve.log.read_text(), w.serve.stderr,
-                    proxies=[w.client, w.approver])  # fmt: skip
-    if entry["outcome"] != "unverifiable" or entry.get("severity") != "alert":
-        raise TamperingNotFlagged(f"logged as {entry['outcome']!r}, not as an alert: {entry}")
+    _assert_nowhere(value, stdout, stderr, proxies=[w.client, w.approver])
 
 
 def _end(cli: subprocess.Popen[str]) -> None:

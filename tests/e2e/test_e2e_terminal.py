@@ -8,10 +8,17 @@ typed in the approver's terminal.  The tests check what the terminal shows
 never the passphrase) and what typing does (`yes` releases, `no` denies with a
 reason, a wrong passphrase or a wrong code answers nothing).
 
+`sealbox approve` must never go stale: a request whose passphrase was
+mistyped is offered again, a skipped one comes back after a new one, one that
+ended while on screen (withdrawn, answered by another approver) is dropped
+with a plain line, one this approver answered is never offered again, a
+tampered one is refused with a signed refusal, and a relay outage gives one
+"lost" line and one "back" line.
+
 One deployment (relay, first approver, one logged-in person, one stored
 item) is shared by the module; each test leaves nothing pending behind it.
 Pairing a second approver changes the vault's directory, so that test has a
-deployment of its own.
+deployment of its own; so do the tests with two approvers and the outage.
 """
 
 from __future__ import annotations
@@ -19,16 +26,20 @@ from __future__ import annotations
 import getpass
 import io
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pexpect
 import pytest
+from e2e_support import RelayProcess
 from loop_support import APPROVE_ALL, PASSPHRASE, SEALBOX, Deployment, env_for
+from test_e2e_hostile_proxy import APPROVAL, HostileProxy, _on, _point_at, _swap_epk
 
 SECRET = "s3cr3t-db-password-9f2c"
 TOKEN = "tok_live_7d1e5a-never-on-screen"
@@ -280,7 +291,7 @@ def test_approve_no_denies_with_a_reason_the_reader_sees(
     assert SECRET not in approve.screen
 
 
-def test_a_wrong_passphrase_answers_nothing_and_the_request_stays_pending(
+def test_a_wrong_passphrase_answers_nothing_and_the_request_is_offered_again(
     shared: Deployment, started: Started
 ) -> None:
     d = shared
@@ -294,31 +305,73 @@ def test_a_wrong_passphrase_answers_nothing_and_the_request_stays_pending(
     approve.expect(CONFIRM)
     approve.type("not the passphrase")
     approve.expect("Wrong passphrase: nothing was answered.")
+    # Offered again at once, in the same session, still unanswered.
+    approve.expect(f"=== ACCESS REQUEST {rid} ")
+    approve.expect(ANSWER)
     assert "Released" not in approve.screen
     assert reader.poll() is None
     [still] = [r for r in pending(d) if r["id"].startswith(rid)]
     assert still["state"] == "pending"
     assert still["approvals"] == 0
-    assert approve.stop() == 0
 
-    # Still pending: a new session shows it again; Enter skips it.
+    # Enter skips it: it stays pending, and is not asked again in a loop.
+    approve.type("")
+    approve.expect("Skipped: it stays pending and is offered again later.")
+    with pytest.raises(AssertionError):
+        approve.expect(f"=== ACCESS REQUEST {rid} ", timeout=3)
+    assert approve.screen.count(f"=== ACCESS REQUEST {rid} ") == 2
+
+    # A new session offers it too (it is still waiting); this time the right passphrase.
+    assert approve.stop() == 0
     again, _ = started.approve(d, ask=False)
     again.expect(f"=== ACCESS REQUEST {rid} ")
     again.expect(ANSWER)
-    again.type("")
-    again.expect("Skipped: it stays pending")
-    assert reader.poll() is None
-
-    # The person gives up (Ctrl-C): the request is withdrawn, nothing is printed.
-    reader.send_signal(signal.SIGINT)
+    again.type("yes")
+    again.expect(f"Released {rid}.")
     out, err = reader.communicate(timeout=60)
-    assert reader.returncode == 130, err
-    assert out == ""
-    assert "withdrawn" in err
-    assert not [r for r in pending(d) if r["id"].startswith(rid)]
+    assert reader.returncode == 0, err
+    assert out == SECRET + "\n"
     assert again.stop() == 0
     assert SECRET not in approve.screen + again.screen
     assert PASSPHRASE not in approve.screen
+
+
+def test_a_skipped_request_comes_back_after_a_new_one(shared: Deployment, started: Started) -> None:
+    d = shared
+    first = started.person(d, "read", "sealbox://shop/prod/db/password",
+                           "--purpose", "first, skipped")  # fmt: skip
+    approve, _ = started.approve(d, "--unlock-for", "10m")
+    approve.expect("  purpose:  first, skipped")
+    approve.expect(ANSWER)
+    skipped, _, _ = request_block(approve, "ACCESS REQUEST")
+    approve.type("")
+    approve.expect("Skipped: it stays pending and is offered again later.")
+
+    # A new request is offered at once, before the skipped one comes back.
+    second = started.person(d, "read", "sealbox://shop/prod/db/password",
+                            "--purpose", "second, answered")  # fmt: skip
+    approve.expect("  purpose:  second, answered")
+    approve.expect(ANSWER)
+    newer, _, _ = request_block(approve, "ACCESS REQUEST")
+    assert newer != skipped
+    approve.type("yes")
+    approve.expect(f"Released {newer}.")
+    out, err = second.communicate(timeout=60)
+    assert (second.returncode, out) == (0, SECRET + "\n"), err
+
+    # Then the skipped one, still waiting, is offered again.
+    approve.expect(f"=== ACCESS REQUEST {skipped} ")
+    approve.expect(ANSWER)
+    assert "  purpose:  first, skipped" in approve.since(f"=== ACCESS REQUEST {skipped} ")
+    approve.type("no")
+    approve.expect("Reason (shown to the requester): ")
+    approve.type("skipped, then refused")
+    approve.expect(f"Denied {skipped}.")
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 3, err
+    assert "skipped, then refused" in err
+    assert approve.stop() == 0
+    assert SECRET not in approve.screen
 
 
 def test_a_request_withdrawn_while_the_approver_decides_does_not_end_approve(
@@ -336,10 +389,13 @@ def test_a_request_withdrawn_while_the_approver_decides_does_not_end_approve(
     assert reader.returncode == 130
     assert out == ""
 
-    # The answer comes too late: the approver is told, and `sealbox approve` keeps watching.
+    # The answer comes too late: the approver is told plainly, nothing is sent, and
+    # `sealbox approve` keeps watching.
     approve.type("yes")
-    approve.match(r"!! [^\r\n]*cancelled")
+    approve.expect(f"Request {rid} was withdrawn by its requester while on screen; "
+                   "nothing was sent.")  # fmt: skip
     assert f"Released {rid}." not in approve.screen
+    assert "!!" not in approve.screen
     assert "bug in sealbox" not in approve.screen
     second = started.person(d, "read", "sealbox://shop/prod/db/password",
                             "--purpose", "second try")  # fmt: skip
@@ -352,8 +408,56 @@ def test_a_request_withdrawn_while_the_approver_decides_does_not_end_approve(
     assert second.returncode == 3, err
     assert out == ""
     assert "denied by an approver" in err
+    # The withdrawn request is never offered again.
+    assert approve.screen.count(f"=== ACCESS REQUEST {rid} ") == 1
     assert approve.stop() == 0
     assert SECRET not in approve.screen
+
+
+def test_a_request_that_does_not_verify_is_refused_and_its_reader_told_at_once(
+    shared: Deployment, started: Started, tmp_path: Path
+) -> None:
+    """The relay (a tampering proxy here) swaps the one-time key in what this approver sees.
+
+    The terminal does not show the request: it refuses it with a signed refusal
+    and says so; the person's read fails at once (exit 5), told why.
+    """
+    d = shared
+    config = tmp_path / "proxied"
+    key_file = config / "approvers" / d.key_file.name
+    key_file.parent.mkdir(parents=True)
+    shutil.copy2(d.key_file, key_file)
+    proxy = HostileProxy(d.url)
+    try:
+        _point_at(key_file, proxy.url)
+
+        def swap(entry: Any) -> Any:
+            _swap_epk(entry, "")
+            return entry
+
+        proxy.tamper = _on("GET", APPROVAL, swap)
+        approve = started.terminal(["approve"], env_for(config))
+        approve.expect("Watching for requests, logins and new devices (Ctrl-C to stop).")
+        began = time.monotonic()
+        done = d.cli("read", "sealbox://shop/prod/db/password", "--purpose", "tampered",
+                     timeout=60)  # fmt: skip
+        took = time.monotonic() - began
+        approve.match(r"!! Request \S+ does NOT verify \(signature_invalid: [^\r\n]+\)\. "
+                      r"It is not shown\.")  # fmt: skip
+        approve.expect("Refused with a signed refusal: its requester is told at once. "
+                       "Tell your team: the relay may be tampering.")  # fmt: skip
+        assert done.returncode == 5, done.stdout + done.stderr
+        assert "[refused_unverifiable]" in done.stderr
+        assert "the request does not verify: signature_invalid" in done.stderr
+        assert done.stdout == ""
+        assert took < 30  # not the request's 300 s expiry
+        assert ANSWER not in approve.screen
+        assert "=== ACCESS REQUEST" not in approve.screen
+        assert approve.stop() == 0
+        assert SECRET not in approve.screen + done.stderr
+        assert not pending(d)
+    finally:
+        proxy.close()
 
 
 # --- store requests ------------------------------------------------------------------------
@@ -520,3 +624,147 @@ def test_the_key_file_is_found_beside_the_directory_head_sessions_keep(shared: D
     listed = d.run_as(d.approver_config, "approver", "list")
     assert listed.returncode == 0, listed.stderr
     assert f"Vault {d.vault}, safety code " in listed.stdout
+
+
+# --- two approvers, and the relay going away -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deployment, Path]]:
+    """A deployment of its own with a second approver, `desk` (its config dir is returned).
+
+    `team/*/*` is split over both, any one may answer; `pair/*/*` needs both.
+    """
+    d = Deployment(tmp_path_factory.mktemp("team"))
+    try:
+        desk_config, desk = d.add_approver("desk")
+        both = f"{d.keys.record.id},{desk.record.id}"
+        for pattern, threshold in (("team/*/*", "1"), ("pair/*/*", "2")):
+            policy = d.approver_cli("approver", "policy", pattern, "--approvers", both,
+                                    "--threshold", threshold)  # fmt: skip
+            assert policy.returncode == 0, policy.stderr
+        bot = d.serve(APPROVE_ALL)
+        try:
+            for path in ("team/prod/db", "pair/prod/db"):
+                stored = d.store(path, {"password": SECRET})
+                assert stored.returncode == 0, stored.stderr
+        finally:
+            bot.stop()
+        yield d, desk_config
+    finally:
+        d.close()
+
+
+def test_a_request_answered_by_another_approver_while_on_screen(
+    team: tuple[Deployment, Path], started: Started
+) -> None:
+    d, desk_config = team
+    reader = started.person(d, "read", "sealbox://team/prod/db/password",
+                            "--purpose", "either of you")  # fmt: skip
+    approve, _ = started.approve(d, ask=False)
+    approve.expect("  purpose:  either of you")
+    approve.expect(ANSWER)
+    rid, _, _ = request_block(approve, "ACCESS REQUEST")
+
+    # The other approver (rules on `desk`) releases it while it is on this screen.
+    desk = d.serve(APPROVE_ALL, config=desk_config)
+    try:
+        desk.wait_for("approved")
+        out, err = reader.communicate(timeout=60)
+        assert reader.returncode == 0, err
+        assert out == SECRET + "\n"
+    finally:
+        desk.stop()
+    approve.type("yes")
+    approve.expect(f"Request {rid} was answered by another approver while on screen; "
+                   "nothing was sent.")  # fmt: skip
+    assert f"Released {rid}." not in approve.screen
+    assert "!!" not in approve.screen
+    assert approve.stop() == 0
+    assert SECRET not in approve.screen
+
+
+def test_a_request_this_approver_answered_is_never_offered_again(
+    team: tuple[Deployment, Path], started: Started
+) -> None:
+    d, desk_config = team
+    reader = started.person(d, "read", "sealbox://pair/prod/db/password",
+                            "--purpose", "both of you")  # fmt: skip
+    approve, _ = started.approve(d, ask=False)
+    approve.expect("  purpose:  both of you")
+    approve.expect(ANSWER)
+    rid, verified, _ = request_block(approve, "ACCESS REQUEST")
+    assert "approvals so far 0/2" in verified
+    approve.type("yes")
+    approve.expect(f"Released {rid}.")
+    # One release of two: the request still waits (for `desk`), and its change comes
+    # down the stream as pending; this approver is not asked again.
+    with pytest.raises(AssertionError):
+        approve.expect(f"=== ACCESS REQUEST {rid} ", timeout=3)
+    assert approve.stop() == 0
+    assert reader.poll() is None
+    [waiting] = [r for r in pending(d) if r["id"].startswith(rid)]
+    assert (waiting["answered"], waiting["approvals"]) == (True, 1)
+
+    # Nor in a new session: it lists what waits, and this one is answered here.
+    again, _ = started.approve(d, ask=False)
+    with pytest.raises(AssertionError):
+        again.expect("=== ACCESS REQUEST ", timeout=3)
+    desk = d.serve(APPROVE_ALL, config=desk_config)
+    try:
+        out, err = reader.communicate(timeout=60)
+        assert reader.returncode == 0, err
+        assert out == SECRET + "\n"
+    finally:
+        desk.stop()
+    assert "=== ACCESS REQUEST" not in again.screen
+    assert again.stop() == 0
+
+
+def test_after_a_relay_outage_approve_reconnects_quietly(
+    team: tuple[Deployment, Path], started: Started
+) -> None:
+    d, _ = team
+    first = started.person(d, "read", "sealbox://team/prod/db/password",
+                           "--purpose", "before the outage")  # fmt: skip
+    approve, _ = started.approve(d, ask=False)
+    approve.expect("  purpose:  before the outage")
+    approve.expect(ANSWER)
+    skipped, _, _ = request_block(approve, "ACCESS REQUEST")
+    approve.type("")
+    approve.expect("Skipped: it stays pending and is offered again later.")
+
+    # The relay dies (its person's read with it) and is down for several reconnect attempts.
+    port = d.relay.port
+    d.relay.proc.kill()
+    d.relay.stop()
+    approve.match(r"Lost the relay \(([^\r\n]+)\); reconnecting in the background\.\r\n")
+    first.kill()
+    first.communicate(timeout=20)
+    time.sleep(6)  # 0.5 + 1 + 2 + 4 s of backoff: four attempts at least, all refused
+    d.relay = RelayProcess(d.tmp / "relay", port=port)
+    approve.expect("Back in touch with the relay.", timeout=30)
+
+    # What waited through the outage is offered again, and new requests are seen.
+    approve.expect(f"=== ACCESS REQUEST {skipped} ")
+    approve.expect(ANSWER)
+    approve.type("no")
+    approve.expect("Reason (shown to the requester): ")
+    approve.type("asked before the outage")
+    approve.expect(f"Denied {skipped}.")
+    second = started.person(d, "read", "sealbox://team/prod/db/password",
+                            "--purpose", "after the outage")  # fmt: skip
+    approve.expect("  purpose:  after the outage")
+    approve.expect(ANSWER)
+    approve.type("yes")
+    out, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    assert out == SECRET + "\n"
+
+    assert approve.stop() == 0
+    screen = approve.screen
+    assert screen.count("Lost the relay") == 1, screen
+    assert screen.count("Back in touch with the relay.") == 1, screen
+    assert "reconnecting" not in screen.replace("reconnecting in the background", "")
+    assert "Traceback" not in screen
+    assert SECRET not in screen

@@ -1089,6 +1089,26 @@ def gen_flow() -> dict[str, Any]:
         "now": release_at,
         "token": deny_token,
     }
+    # An approver's signed refusal of a request it found unverifiable (grounds), and one
+    # whose grounds are not the one value allowed.
+    refusal_reason = "the request does not verify: signature_invalid"
+    refusal_token = access.deny(
+        reqs["multi"].hash,
+        directory=d,
+        approver=a1,
+        key=sig_keys[a1],
+        reason=refusal_reason,
+        now=release_at,
+        grounds="unverifiable",
+    )
+    refusal_json = {
+        "request": "multi",
+        "approver": a1,
+        "reason": refusal_reason,
+        "grounds": "unverifiable",
+        "now": release_at,
+        "token": refusal_token,
+    }
 
     # --- negative cases ---------------------------------------------------------------
     # Each names the error code it must raise; the test runs them against sealbox.
@@ -1351,6 +1371,21 @@ def gen_flow() -> dict[str, Any]:
             "expect": "binding_mismatch",
         }
     )
+    refusal_claims = json.loads(b64_decode(refusal_token.split(".")[1]))
+    unknown_grounds = _signed(
+        sig_keys[a1],
+        _header_b64({"alg": "EdDSA", "kid": a1, "typ": labels.TYP_DENY}),
+        canonical_json({**refusal_claims, "grounds": "tampered"}),
+    )
+    failures.append(
+        {
+            "name": "deny with grounds other than unverifiable",
+            "op": "verify_deny",
+            "token": unknown_grounds,
+            "request_hash": reqs["multi"].hash,
+            "expect": "malformed",
+        }
+    )
 
     world = {
         "now": NOW,
@@ -1361,12 +1396,14 @@ def gen_flow() -> dict[str, Any]:
         "item_versions": versions,
         "requests": requests,
         "deny": deny_json,
+        "refusal": refusal_json,
     }
     return _doc(
         "One complete deterministic world: a vault with three approvers (a fourth, the "
         "intruder, is never added), a certified client, item versions stored 1-of-3, 2-of-3 "
         "and (directly by an approver) 1-of-2, access requests with their releases and the "
-        "values they open to, and a deny. Blobs in uploads are base64url as on the wire. "
+        'values they open to, a deny, and a refusal (a deny with grounds "unverifiable"). '
+        "Blobs in uploads are base64url as on the wire. "
         "random_draws / ikm_draws / ikm_e are the injected randomness in the order sealbox "
         "consumed it. failures: each names an operation (op) with its inputs and the error "
         "code it must raise; the world's directory and keys are used unless the case "

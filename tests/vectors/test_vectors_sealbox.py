@@ -800,6 +800,25 @@ def test_flow_deny(world: World) -> None:
     assert token == d["token"]
     statement = access.verify_deny(token, directory=world.directory, request_hash=request.hash)
     assert statement.reason == d["reason"]
+    assert statement.grounds is None
+
+
+def test_flow_refusal(world: World) -> None:
+    """An approver's signed refusal of a request it found unverifiable: a deny with grounds."""
+    d = WORLD["refusal"]
+    request = world.request(d["request"])
+    token = access.deny(
+        request.hash,
+        directory=world.directory,
+        approver=d["approver"],
+        key=world.sig[d["approver"]],
+        reason=d["reason"],
+        now=d["now"],
+        grounds=d["grounds"],
+    )
+    assert token == d["token"]
+    statement = access.verify_deny(token, directory=world.directory, request_hash=request.hash)
+    assert (statement.reason, statement.grounds) == (d["reason"], "unverifiable")
 
 
 @pytest.mark.parametrize("case", FLOW["failures"], ids=_ids(FLOW["failures"]))
@@ -834,6 +853,7 @@ def _all_flow_tokens() -> list[tuple[str, str]]:
         out.append((f"{name} access", r["token"]))
         out += [(f"{name} release {x['approver']}", x["token"]) for x in r["releases"]]
     out.append(("deny", WORLD["deny"]["token"]))
+    out.append(("refusal", WORLD["refusal"]["token"]))
     return out
 
 

@@ -9,9 +9,10 @@ relay says (the source address) is kept apart, as reported by the server.
 Anything that does not verify raises: such a request is never shown as if it
 were real.
 
-The answers (:func:`release_token`, :func:`deny_token`, :func:`manifest_token`)
-are the protocol's, signed with this approver's key; :func:`release_token`
-re-checks the wrapped shares and opens exactly the asked fields.
+The answers (:func:`release_token`, :func:`deny_token`, :func:`refusal_token`,
+:func:`manifest_token`) are the protocol's, signed with this approver's key;
+:func:`release_token` re-checks the wrapped shares and opens exactly the asked
+fields.  :mod:`sealbox.approver.answer` sends them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from sealbox.crypto.encoding import b64u_decode
 from sealbox.errors import BindingMismatch, MalformedInput, ManifestMismatch, NotAuthorized
 from sealbox.protocol.access import ItemMaterial, VerifiedAccess, deny, release, verify_access
 from sealbox.protocol.directory import Directory
-from sealbox.protocol.statements import ItemManifest
+from sealbox.protocol.statements import DENY_UNVERIFIABLE, ItemManifest
 from sealbox.protocol.store import (
     StoreUpload,
     VerifiedManifests,
@@ -41,6 +42,7 @@ __all__ = [
     "Review",
     "deny_token",
     "manifest_token",
+    "refusal_token",
     "release_token",
     "review",
 ]
@@ -102,6 +104,33 @@ def _text(entry: Mapping[str, Any], key: str) -> str:
     return value
 
 
+def _count(entry: Mapping[str, Any], key: str, default: int) -> int:
+    value = entry.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise MalformedInput(f"the relay's request has no valid {key!r}")
+    return value
+
+
+def _mapping(entry: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = entry.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MalformedInput(f"the relay's request has no valid {key!r}")
+    return value
+
+
+def _blobs(value: object, what: str) -> dict[str, bytes]:
+    """A relay-served map of names to base64url blobs; anything else is malformed."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MalformedInput(f"the relay's request has no valid {what}")
+    return {str(k): b64u_decode(v, what=what) for k, v in value.items()}
+
+
 def review(entry: Mapping[str, Any], *, directory: Directory, keys: ApproverKeys, now: int,
            known: VerifiedManifests | None = None) -> Review:  # fmt: skip
     """Verify one entry of ``/approvals``; raise if anything in it does not verify.
@@ -116,9 +145,9 @@ def review(entry: Mapping[str, Any], *, directory: Directory, keys: ApproverKeys
     enrollment = entry.get("enrollment")
     common: dict[str, Any] = {
         "id": request_id, "kind": kind,
-        "threshold": int(entry.get("threshold") or 1),
-        "approvals": int(entry.get("approvals") or 0),
-        "reported_by_server": dict(entry.get("reported_by_server") or {}),
+        "threshold": _count(entry, "threshold", 1) or 1,
+        "approvals": _count(entry, "approvals", 0),
+        "reported_by_server": _mapping(entry, "reported_by_server"),
     }  # fmt: skip
     if kind == "access":
         verified = verify_access(_text(entry, "statement"), directory=directory,
@@ -151,7 +180,7 @@ def review(entry: Mapping[str, Any], *, directory: Directory, keys: ApproverKeys
             mine = manifest.keyset.wraps.get(keys.record.id)
             if mine is None:
                 raise NotAuthorized(f"{keys.record.id} holds no share of {asked.path}")
-            opened = {name: b64u_decode(w) for name, w in wraps.items()}
+            opened = _blobs(wraps, "wraps")
             for name in asked.fields:
                 # Checked before anyone is shown the request: a wrap the manifest does not
                 # vouch for is the relay's doing, never something to approve.
@@ -169,15 +198,14 @@ def review(entry: Mapping[str, Any], *, directory: Directory, keys: ApproverKeys
             client_kind=cert.client.kind, issuer=cert.issuer, scopes=tuple(cert.scopes),
             purpose=s.purpose, context=s.context, items=tuple(views), at=s.at,
             expires_at=s.exp, cache_seconds=s.cache.seconds, cache_scope=s.cache.scope,
-            cache_until_max=int(entry.get("cache_until_max") or 0), access=verified,
+            cache_until_max=_count(entry, "cache_until_max", 0), access=verified,
             materials=materials,
         )  # fmt: skip
     if kind == "store":
         upload = StoreUpload(
             statement=_text(entry, "statement"),
-            ciphertexts={f: b64u_decode(c) for f, c in (entry.get("ciphertexts") or {}).items()},
-            wraps={a: {f: b64u_decode(w) for f, w in fs.items()}
-                   for a, fs in (entry.get("wraps") or {}).items()},
+            ciphertexts=_blobs(entry.get("ciphertexts"), "ciphertexts"),
+            wraps={str(a): _blobs(fs, "wraps") for a, fs in _mapping(entry, "wraps").items()},
         )  # fmt: skip
         stored = verify_store_upload(
             upload, directory=directory, approver=keys.record.id, hpke_key=keys.hpke,
@@ -229,6 +257,18 @@ def deny_token(request_id: str, *, reason: str, directory: Directory, keys: Appr
                now: int) -> str:  # fmt: skip
     return deny("sha256:" + request_id, directory=directory, approver=keys.record.id,
                 key=keys.sig, reason=reason[:500], now=now)  # fmt: skip
+
+
+def refusal_token(request_id: str, *, code: str, directory: Directory, keys: ApproverKeys,
+                  now: int) -> str:  # fmt: skip
+    """Refuse a request that does not verify: a deny with grounds ``unverifiable``.
+
+    ``request_id`` is the id the relay listed (nothing else about the request can be
+    trusted); ``code`` is the failed check's error code, for the requester to see.
+    """
+    return deny("sha256:" + request_id, directory=directory, approver=keys.record.id,
+                key=keys.sig, reason=f"the request does not verify: {code}"[:500], now=now,
+                grounds=DENY_UNVERIFIABLE)  # fmt: skip
 
 
 def manifest_token(rev: Review, *, directory: Directory, keys: ApproverKeys, now: int) -> str:

@@ -1,11 +1,17 @@
 """The automated approver: answers pending requests by rules, on the organisation's hardware.
 
 It listens to the relay's approvals stream, fetches each new request,
-verifies everything (:func:`~sealbox.approver.review.review`), and asks the
+verifies everything (:func:`~sealbox.approver.answer.examine`), and asks the
 rules.  Approve: it releases its shares (or signs a store's manifest).
 Deny: it signs a deny with the rule's reason.  No rule: the request is left
-for a person.  A request that does not verify is never answered and is
-logged as an alert: it is what a tampering relay would produce.
+for a person.  A request that does not verify is refused with a signed deny
+whose grounds say so (its client fails at once, told the relay may be
+tampering), and is logged as an alert.
+
+It never loses a request to an outage: an answer that failed for a transient
+reason (the relay unreachable, 5xx, 429) is tried again with backoff while the
+request is pending, and on every (re)connection it lists what is waiting and
+handles what it has not answered.
 
 Every decision is written to a local JSON-lines log (ids, paths, field
 names, rule, outcome; never a value) and is in the relay's audit through the
@@ -15,24 +21,41 @@ signed answer itself.
 from __future__ import annotations
 
 import concurrent.futures
+import heapq
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 import httpx
 
-from sealbox.approver import review as rv
+from sealbox.approver.answer import (
+    Approve,
+    Backoff,
+    Decision,
+    Deny,
+    Outcome,
+    Refuse,
+    Unverifiable,
+    answer,
+    describe,
+    examine,
+    fetch,
+    pending,
+    transient,
+)
 from sealbox.approver.rules import RuleSet
 from sealbox.approver.session import ApproverSession
-from sealbox.errors import SealboxError, VerificationError
+from sealbox.errors import DirectoryBroken, Expired, SealboxError
 from sealbox.protocol.store import VerifiedManifests
 
 __all__ = ["AutomatedApprover"]
 
 #: Most requests answered at once (each is a few signatures and HPKE operations).
 WORKERS = 4
+#: Most request ids remembered as claimed (answered, left for a person, or being handled).
+CLAIMS_MAX = 100_000
 
 
 class AutomatedApprover:
@@ -50,8 +73,15 @@ class AutomatedApprover:
         self.log = log
         self.clock = clock
         self._lock = threading.Lock()
-        self._handled: set[str] = set()
+        self._claimed: set[str] = set()
+        """Requests being handled, answered, or left for a person: not handled again."""
+        self._decided: dict[str, tuple[str, Decision]] = {}
+        """(rule, decision) of requests whose answer is being retried: the rules are not asked
+        twice (an approve rule's rate counts each decision)."""
+        self._backoff: dict[str, tuple[Backoff, str | None]] = {}
+        """Requests being retried: the waits between attempts, and the last failure logged."""
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
+        self._retries = _Retries(self._retry)
         # The same few manifests come with request after request: each exact token is
         # verified once per directory head, and looked up after that.
         self._manifests = VerifiedManifests()
@@ -64,43 +94,66 @@ class AutomatedApprover:
             self.log.write(line + "\n")
             self.log.flush()
 
+    # --- claims: each request handled by one worker at a time, and answered once ---
+
     def _claim(self, request_id: str) -> bool:
         with self._lock:
-            if request_id in self._handled:
+            if request_id in self._claimed:
                 return False
-            self._handled.add(request_id)
-            if len(self._handled) > 100_000:  # bounded memory: old ids are long expired
-                self._handled.clear()
-                self._handled.add(request_id)
+            if len(self._claimed) >= CLAIMS_MAX:  # bounded memory: old ids are long expired
+                self._claimed.clear()
+            self._claimed.add(request_id)
             return True
 
-    def handle(self, request_id: str) -> str:
-        """Decide one pending request; return the outcome written to the log."""
+    def _unclaim(self, request_id: str) -> None:
+        with self._lock:
+            self._claimed.discard(request_id)
+
+    def _done(self, request_id: str) -> None:
+        """Nothing more to try for this request (it stays claimed)."""
+        with self._lock:
+            self._decided.pop(request_id, None)
+            self._backoff.pop(request_id, None)
+
+    # --- handling one request ---
+
+    def handle(self, request_id: str, entry: Mapping[str, Any] | None = None) -> str:
+        """Decide one pending request; return the outcome written to the log.
+
+        ``entry``: the request as just listed by the relay (else it is fetched).
+        Transport errors and the relay's 5xx / 429 are raised (see :meth:`_run`).
+        """
         session = self.session
-        response = session.request("GET", f"/approvals/{request_id}")
-        if response.status_code == 404:
-            return "gone"
-        if response.status_code != 200:
-            self._record(request=request_id, outcome="error", error=f"HTTP {response.status_code}")
-            return "error"
-        entry = response.json()
+        if entry is None:
+            entry = fetch(session, request_id)
+            if entry is None:
+                return "gone"  # answered by another approver, withdrawn or expired
+        if entry.get("answered"):
+            return "answered before"
         now = int(self.clock())
         try:
-            directory = session.directory()
+            examined = examine(session, entry, now=now, known=self._manifests)
+        except (Expired, DirectoryBroken) as exc:
+            # Not the request's doing, or nothing to sign under: no answer, but said.
+            severity = "alert" if isinstance(exc, DirectoryBroken) else "warning"
+            self._record(request=request_id, kind=entry.get("kind"), outcome="not answered",
+                         severity=severity, error=exc.code, message=exc.message)  # fmt: skip
+            return "not answered"
+        if isinstance(examined, Unverifiable):
+            alert = {
+                "request": request_id, "kind": entry.get("kind"), "outcome": "unverifiable",
+                "severity": "alert", "error": examined.code, "message": examined.message,
+            }  # fmt: skip
             try:
-                rev = rv.review(entry, directory=directory, keys=session.keys, now=now,
-                                known=self._manifests)  # fmt: skip
-            except SealboxError:
-                # Perhaps signed by an approver added a moment ago: look again once.
-                directory = session.directory(fresh=True)
-                rev = rv.review(entry, directory=directory, keys=session.keys, now=now,
-                                known=self._manifests)  # fmt: skip
-        except SealboxError as exc:
-            self._record(request=request_id, kind=entry.get("kind"), outcome="unverifiable",
-                         severity="alert", error=exc.code, message=exc.message)  # fmt: skip
+                done = answer(session, examined, Refuse(), now=now)
+            except SealboxError as exc:
+                if transient(exc):
+                    raise
+                self._record(**alert, answer="not refused", answer_error=exc.message)
+                return "unverifiable"
+            self._record(**alert, answer=done.answer)
             return "unverifiable"
-        with self._lock:
-            decision = self.rules.decide(rev)
+        rev = examined
         facts = {
             "request": rev.id, "kind": rev.kind, "client": rev.client_id,
             "client_name": rev.client_name,
@@ -108,57 +161,115 @@ class AutomatedApprover:
                       for i in rev.items],
             "purpose": rev.purpose,
         }  # fmt: skip
-        if decision is None:
+        with self._lock:
+            decided = self._decided.get(rev.id)
+            if decided is None:
+                rule = self.rules.decide(rev)
+                if rule is None:
+                    decided = None
+                else:
+                    decision: Decision = (
+                        Approve(cache_seconds=rule.cache_seconds) if rule.approve
+                        else Deny(reason=rule.reason)
+                    )  # fmt: skip
+                    decided = self._decided[rev.id] = (rule.rule, decision)
+        if decided is None:
             self._record(**facts, outcome="left for a person")
             return "left"
+        rule_name, decision = decided
         try:
-            if decision.approve and rev.kind == "access":
-                token = rv.release_token(rev, directory=directory, keys=session.keys, now=now,
-                                         cache_seconds=decision.cache_seconds,
-                                         known=self._manifests)  # fmt: skip
-                session.ok("POST", f"/access-requests/{rev.id}/release", "releasing",
-                           json_body={"release": token})  # fmt: skip
-            elif decision.approve:
-                token = rv.manifest_token(rev, directory=directory, keys=session.keys, now=now)
-                session.ok("POST", f"/store-requests/{rev.id}/manifest", "approving a store",
-                           json_body={"manifest": token})  # fmt: skip
-            else:
-                token = rv.deny_token(rev.id, reason=decision.reason, directory=directory,
-                                      keys=session.keys, now=now)  # fmt: skip
-                session.ok("POST", f"/{rev.kind}-requests/{rev.id}/deny", "denying",
-                           json_body={"deny": token})  # fmt: skip
-        except VerificationError as exc:
-            # Opening the shares found what review could not: still the relay's doing.
-            self._record(**facts, rule=decision.rule, outcome="unverifiable", severity="alert",
-                         error=exc.code, message=exc.message)  # fmt: skip
-            return "unverifiable"
+            done = answer(session, rev, decision, now=now, known=self._manifests)
         except SealboxError as exc:
-            self._record(**facts, rule=decision.rule, outcome="failed", error=exc.code,
+            if transient(exc):
+                raise
+            self._record(**facts, rule=rule_name, outcome="failed", error=exc.code,
                          message=exc.message)  # fmt: skip
             return "failed"
-        outcome = "approved" if decision.approve else "denied"
-        self._record(**facts, rule=decision.rule, outcome=outcome)
+        return self._answered(facts, rule_name, done)
+
+    def _answered(self, facts: dict[str, Any], rule: str, done: Outcome) -> str:
+        if done.answer == "refused":
+            # Opening the shares found what review could not: still the relay's doing.
+            self._record(**facts, rule=rule, outcome="unverifiable", severity="alert",
+                         error=done.code, answer="refused")  # fmt: skip
+            return "unverifiable"
+        if done.answer == "ended":
+            self._record(**facts, rule=rule, outcome="gone",
+                         message="no longer waiting when answered: answered by another "
+                         "approver, withdrawn or expired")  # fmt: skip
+            return "gone"
+        outcome = "denied" if done.answer == "denied" else "approved"
+        self._record(**facts, rule=rule, outcome=outcome)
         return outcome
 
-    def _submit(self, request_id: str) -> None:
-        def run() -> None:
-            try:
-                self.handle(request_id)
-            except (httpx.HTTPError, SealboxError) as exc:
-                self._record(request=request_id, outcome="error", error=type(exc).__name__)
+    def _run(self, request_id: str, entry: Mapping[str, Any] | None) -> None:
+        """Handle one claimed request on a worker; on a transient failure, try again later."""
+        try:
+            self.handle(request_id, entry)
+        except (httpx.HTTPError, SealboxError) as exc:
+            if transient(exc) and not self.stopping.is_set():
+                message = describe(exc)
+                with self._lock:
+                    backoff, said = self._backoff.get(request_id, (Backoff(), None))
+                    self._backoff[request_id] = (backoff, message)
+                    delay = backoff.next()
+                retry_after = getattr(exc, "retry_after", None)
+                if retry_after:
+                    delay = max(delay, retry_after)
+                if message != said:
+                    # Once per request and cause: an outage is not a line per attempt.
+                    self._record(request=request_id, outcome="retrying",
+                                 error=getattr(exc, "code", "relay_unreachable"),
+                                 message=message)  # fmt: skip
+                # Released: the retry below, or the listing at the next (re)connection,
+                # whichever comes first, handles it again.
+                self._unclaim(request_id)
+                self._retries.schedule(request_id, delay)
+                return
+            code = exc.code if isinstance(exc, SealboxError) else "relay_error"
+            self._record(request=request_id, outcome="error", error=code, message=describe(exc))
+        self._done(request_id)
 
-        self._pool.submit(run)
+    def _submit(self, request_id: str, entry: Mapping[str, Any] | None = None) -> None:
+        if self._claim(request_id):
+            try:
+                self._pool.submit(self._run, request_id, entry)
+            except RuntimeError:  # closing: the workers take nothing new
+                self._unclaim(request_id)
+
+    def _retry(self, request_id: str) -> None:
+        if not self.stopping.is_set():
+            self._submit(request_id)
+
+    def _catch_up(self) -> None:
+        """Handle every request waiting that this approver has not answered (on each connect)."""
+        for entry in pending(self.session):
+            if not entry.get("answered"):
+                self._submit(entry["id"], entry)
+
+    # --- the stream ---
 
     def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
-        """Follow the approvals stream until :attr:`stopping` is set; reconnect on errors."""
-        backoff = 0.5
+        """Follow the approvals stream until :attr:`stopping` is set; reconnect on errors.
+
+        Reconnects quietly with :class:`~sealbox.approver.answer.Backoff`; the log
+        gets one ``disconnected`` line per outage and one ``reconnected`` line.
+        """
+        backoff = Backoff()
+        lost = False
         while not self.stopping.is_set():
+            reason = "the relay ended the approvals stream"
             try:
                 with self.session.stream() as events:
-                    backoff = 0.5
+                    backoff.reset()
+                    if lost:
+                        self._record(outcome="reconnected")
+                        lost = False
                     if on_ready is not None:
                         on_ready()
                         on_ready = None
+                    # After the stream is open, so nothing created meanwhile is missed.
+                    self._catch_up()
                     for event, data in events:
                         if self.stopping.is_set():
                             return
@@ -169,17 +280,52 @@ class AutomatedApprover:
                             and isinstance(data, dict)
                             and data.get("state") == "pending"
                             and isinstance(data.get("id"), str)
-                            and self._claim(data["id"])
                         ):
                             self._submit(data["id"])
-            except SealboxError as exc:
-                self._record(outcome="stream_error", error=exc.code, message=exc.message)
-            except httpx.HTTPError as exc:
-                self._record(outcome="stream_error", error=type(exc).__name__)
-            if self.stopping.wait(backoff):
+            except (SealboxError, httpx.HTTPError) as exc:
+                reason = describe(exc)
+            if self.stopping.is_set():
                 return
-            backoff = min(backoff * 2, 10)
+            if not lost:
+                self._record(outcome="disconnected", message=reason)
+                lost = True
+            if self.stopping.wait(backoff.next()):
+                return
 
     def close(self) -> None:
         self.stopping.set()
+        self._retries.close()
         self._pool.shutdown(wait=True, cancel_futures=False)
+
+
+class _Retries:
+    """Request ids to hand back to the approver once their wait is over (one timer thread)."""
+
+    def __init__(self, due: Callable[[str], None]) -> None:
+        self._due = due
+        self._heap: list[tuple[float, str]] = []
+        self._wake = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="sealbox-retries", daemon=True)
+        self._thread.start()
+
+    def schedule(self, request_id: str, delay: float) -> None:
+        with self._wake:
+            heapq.heappush(self._heap, (time.monotonic() + delay, request_id))
+            self._wake.notify()
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join(5)
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._closed and (not self._heap or self._heap[0][0] > time.monotonic()):
+                    self._wake.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+                if self._closed:
+                    return
+                _, request_id = heapq.heappop(self._heap)
+            self._due(request_id)

@@ -1,20 +1,17 @@
 """``sealbox approve`` and ``sealbox approver serve|add|remove|list|grant|policy``.
 
-The interactive approver shows each pending request with only verified
-information, labelled as such, and what the relay alone reports apart from it;
-answering needs a deliberate confirmation (typing ``yes``, the login's user
-code, or the new device's pairing code) and the key file's passphrase, unless
-the key was unlocked for a bounded time with ``--unlock-for``.
+Argument parsing, passphrase prompts and wiring only: the terminal approver is
+:mod:`sealbox.approver.terminal`, the automated one :mod:`sealbox.approver.serve`,
+and both answer through :mod:`sealbox.approver.answer`.  Answering in the
+terminal takes the key file's passphrase each time (asked here), unless the
+key was unlocked for a bounded time with ``--unlock-for``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import queue
 import re
-import shlex
 import signal
 import socket
 import sys
@@ -23,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sealbox._relay.text import displayable
 from sealbox.cli import exits
 
 __all__ = ["add_approver_actions", "add_parsers", "run_approve", "run_approver"]
@@ -138,10 +134,6 @@ def _session(args: argparse.Namespace) -> Any:
 
     path, keys = _unlock(args)
     return ApproverSession(keys, head_path=path.with_name(path.stem + ".head.json"))
-
-
-def _when(ts: int) -> str:
-    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
 # --- sealbox approver serve -----------------------------------------------------------------
@@ -312,281 +304,60 @@ def _duration(text: str) -> int:
     return seconds
 
 
-class _Terminal:
-    """The interactive approver's loop: a reader thread feeds events; this thread asks."""
+def _console(args: argparse.Namespace, path: Path) -> Any:
+    """The terminal the approver talks through: print, ask, and the passphrase before answers."""
+    from sealbox.approver import keystore
+    from sealbox.approver.terminal import Console
+    from sealbox.errors import DecryptionFailed
 
-    def __init__(self, args: argparse.Namespace, path: Path, session: Any) -> None:
-        self.args = args
-        self.path = path
-        self.session = session
-        self.unlock_for = _duration(args.unlock_for)
-        self.unlocked_until = 0.0
-        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self.seen: set[str] = set()
+    unlock_for = _duration(args.unlock_for)
+    # After the passphrase that opened the key file, answers need none for this long.
+    unlocked_until = time.monotonic() + unlock_for
 
-    def say(self, text: str = "") -> None:
+    def say(text: str = "") -> None:
         print(text, flush=True)
 
-    def ask(self, prompt: str) -> str:
+    def ask(prompt: str) -> str:
         try:
             return input(prompt).strip()
         except EOFError:
             raise KeyboardInterrupt from None
 
-    def verified(self) -> bool:
+    def verify() -> bool:
         """User verification: the passphrase again, unless unlocked for a while."""
-        from sealbox.approver import keystore
-        from sealbox.errors import DecryptionFailed
-
-        if time.monotonic() < self.unlocked_until:
+        nonlocal unlocked_until
+        if time.monotonic() < unlocked_until:
             return True
-        if keystore.uses_keyring(self.path):
+        if keystore.uses_keyring(path):
             # The OS keyring holds the secret: confirm with a second deliberate "yes".
-            return self.ask("Confirm once more: type 'yes': ").lower() == "yes"
+            return ask("Confirm once more: type 'yes': ").lower() == "yes"
         try:
-            keystore.load(self.path, _passphrase(self.args, "Passphrase to confirm: "))
+            keystore.load(path, _passphrase(args, "Passphrase to confirm: "))
         except DecryptionFailed:
-            self.say("Wrong passphrase: nothing was answered.")
+            say("Wrong passphrase: nothing was answered.")
             return False
-        if self.unlock_for:
-            self.unlocked_until = time.monotonic() + self.unlock_for
+        if unlock_for:
+            unlocked_until = time.monotonic() + unlock_for
         return True
 
-    def reader(self) -> None:
-        import httpx
-
-        from sealbox.errors import SealboxError
-
-        while True:
-            try:
-                with self.session.stream() as stream:
-                    self.events.put(("connected", None))
-                    for event, data in stream:
-                        if event in ("request", "device-requests", "pairing", "directory"):
-                            self.events.put((event, data))
-            except (httpx.HTTPError, SealboxError) as exc:
-                self.events.put(("error", type(exc).__name__))
-            time.sleep(1)
-
-    def show_request(self, entry: dict[str, Any]) -> None:
-        from sealbox.approver import review as rv
-        from sealbox.errors import SealboxError
-
-        now = int(time.time())
-        try:
-            rev = rv.review(entry, directory=self.session.directory(fresh=True),
-                            keys=self.session.keys, now=now)  # fmt: skip
-        except SealboxError as exc:
-            self.say(
-                f"!! Request {entry.get('id', '?')[:12]} does NOT verify ({exc.code}: "
-                f"{exc.message}). It is not shown and not answered: tell your team."
-            )
-            return
-        c = rev.context
-        title = "ACCESS REQUEST" if rev.kind == "access" else "STORE REQUEST"
-        self.say("")
-        self.say(f"=== {title} {rev.id[:12]} " + "=" * 30)
-        self.say(
-            "Verified (certificate checked against the directory; details signed by the client):"
-        )
-        self.say(f"  who:      {rev.client_name} ({rev.client_kind}, {rev.client_id})")
-        issuer = self.session.directory().approvers.get(rev.issuer)
-        by = f"{issuer.name} ({rev.issuer})" if issuer else rev.issuer
-        self.say(f"            certified by {by}; scopes {', '.join(rev.scopes)}")
-        self.say(f"  host:     {c.host or '-'}")
-        self.say(f"  user:     {c.user or '-'}" + (f" (uid {c.uid})" if c.uid is not None else ""))
-        self.say(f"  process:  {c.exe or '-'} (pid {c.pid}, parent {c.ppid})")
-        if c.exe_sha256:
-            self.say(f"            sha256 {c.exe_sha256}")
-        self.say(f"  command:  {shlex.join(c.argv) or '-'}")
-        self.say(f"  cwd:      {c.cwd or '-'}")
-        self.say(f"  purpose:  {rev.purpose}")
-        for item in rev.items:
-            label = "stores:" if rev.kind == "store" else "reads: "
-            self.say(f"  {label}   {item.path} v{item.version}: {', '.join(item.fields)}"
-                     f"  ({item.threshold}-of-{item.holders})")  # fmt: skip
-        left = max(0, rev.expires_at - now)
-        self.say(f"  time:     asked {_when(rev.at)}; expires {_when(rev.expires_at)} "
-                 f"(in {left // 60}:{left % 60:02d})")  # fmt: skip
-        if rev.kind == "access":
-            cache = (f"{rev.cache_seconds} s ({rev.cache_scope})" if rev.cache_seconds
-                     else "no caching")  # fmt: skip
-            self.say(f"  cache:    {cache}; approvals so far {rev.approvals}/{rev.threshold}")
-        self.say("Reported by server (not verified):")
-        self.say(f"  source IP: {displayable(rev.reported_by_server.get('source_ip') or '-', 64)}")
-        answer = self.ask("Approve? Type 'yes' to approve, 'no' to deny, Enter to skip: ").lower()
-        if answer == "yes":
-            if not self.verified():
-                return
-            directory = self.session.directory()
-            if rev.kind == "access":
-                token = rv.release_token(rev, directory=directory, keys=self.session.keys,
-                                         now=int(time.time()))  # fmt: skip
-                self.session.ok("POST", f"/access-requests/{rev.id}/release", "releasing",
-                                json_body={"release": token})  # fmt: skip
-                self.say(f"Released {rev.id[:12]}.")
-            else:
-                token = rv.manifest_token(rev, directory=directory, keys=self.session.keys,
-                                          now=int(time.time()))  # fmt: skip
-                self.session.ok("POST", f"/store-requests/{rev.id}/manifest", "approving",
-                                json_body={"manifest": token})  # fmt: skip
-                self.say(f"Stored {rev.items[0].path} v{rev.items[0].version}.")
-        elif answer == "no":
-            reason = self.ask("Reason (shown to the requester): ") or "denied by an approver"
-            if not self.verified():
-                return
-            token = rv.deny_token(rev.id, reason=reason, directory=self.session.directory(),
-                                  keys=self.session.keys, now=int(time.time()))  # fmt: skip
-            self.session.ok("POST", f"/{rev.kind}-requests/{rev.id}/deny", "denying",
-                            json_body={"deny": token})  # fmt: skip
-            self.say(f"Denied {rev.id[:12]}.")
-        else:
-            self.say("Skipped: it stays pending (shown again when you restart `sealbox approve`).")
-
-    def show_logins(self) -> None:
-        from sealbox.approver import admin
-        from sealbox.crypto.keys import VerifyKey
-
-        logins = self.session.ok("GET", "/device-requests", "listing logins")["device_requests"]
-        for login in logins:
-            code = displayable(login["user_code"], 16)
-            if "login " + code in self.seen:
-                continue
-            self.seen.add("login " + code)
-            self.say("")
-            self.say(f"=== LOGIN {code} " + "=" * 30)
-            # Everything here comes from the relay: the key's codes are computed here from
-            # the key itself, and the name is made safe to print.
-            key = VerifyKey.from_text(login["sig_pk"])
-            name = displayable(login["client_name"], 128)
-            self.say(f"  client:       {name} (human, {displayable(login['client_id'], 40)})")
-            self.say(f"  key:          {key.fingerprint()}")
-            self.say(f"  safety code:  {key.safety_code()}")
-            self.say(f"  expires:      {_when(login['expires_at'])}")
-            self.say("Compare the user code and the key safety code with the person's terminal.")
-            typed = self.ask("Type the user code to approve, 'no' to deny, Enter to skip: ")
-            if typed.lower() == "no":
-                self.session.ok("POST", f"/device-requests/{code}/deny", "denying the login")
-                self.say(f"Login {code} denied.")
-                continue
-            if not typed:
-                self.say("Skipped.")
-                continue
-            if typed.upper().replace(" ", "") != code.upper().replace(" ", ""):
-                self.say("That is not this login's user code: nothing was approved.")
-                continue
-            grant = self.ask("Items this person may ask for [*/*/*, or 'none']: ") or "*/*/*"
-            if not self.verified():
-                continue
-            client = admin.approve_login(self.session, login, scopes=["read", "write"],
-                                         grant=None if grant == "none" else grant)  # fmt: skip
-            self.say(f"Login {code} approved: {client} certified"
-                     + ("" if grant == "none" else f", granted {grant}") + ".")  # fmt: skip
-
-    def show_pairings(self) -> None:
-        from sealbox.approver import admin
-        from sealbox.errors import SealboxError
-        from sealbox.protocol import directory as dirs
-        from sealbox.protocol.statements import ApproverRecord
-
-        pairings = self.session.ok("GET", "/pairing-requests", "listing pairings")
-        for entry in pairings["pairing_requests"]:
-            if "pair " + entry["id"] in self.seen:
-                continue
-            self.seen.add("pair " + entry["id"])
-            try:
-                record = ApproverRecord.from_json(entry["approver"])
-            except SealboxError as exc:
-                self.say(f"!! A pairing request is malformed ({exc.message}); ignored.")
-                continue
-            code = dirs.pairing_code(record)
-            self.say("")
-            self.say("=== NEW APPROVER DEVICE " + "=" * 30)
-            self.say(f"  name:        {record.name} ({record.kind}, {record.id})")
-            self.say(f"  signing key: {record.sig_pk.fingerprint()}")
-            ip = displayable((entry.get("reported_by_server") or {}).get("source_ip"), 64)
-            self.say(f"Reported by server (not verified): source IP {ip}")
-            self.say("The new device shows a pairing code. It is NOT shown here: type it.")
-            typed = self.ask("Pairing code (or 'no' to refuse, Enter to skip): ")
-            if typed.lower() == "no":
-                self.session.ok("POST", f"/pairing-requests/{entry['id']}/deny", "refusing")
-                self.say("Refused.")
-                continue
-            if not typed:
-                self.say("Skipped.")
-                continue
-            if re.sub(r"\s", "", typed) != re.sub(r"\s", "", code):
-                self.say("The codes differ: the device was NOT added (someone may have swapped "
-                         "its keys on the way).")  # fmt: skip
-                continue
-            if not self.verified():
-                continue
-            directory = admin.add_device(self.session, record)
-            self.say(f"Added {record.id}; directory head is now {directory.head.seq}.")
-
-    def show_pending(self, request_id: str | None = None) -> None:
-        if request_id is not None:
-            response = self.session.request("GET", f"/approvals/{request_id}")
-            entries = [response.json()] if response.status_code == 200 else []
-        else:
-            entries = self.session.ok("GET", "/approvals", "listing requests")["requests"]
-        for entry in entries:
-            if entry["id"] in self.seen or entry.get("answered"):
-                continue
-            self.seen.add(entry["id"])
-            self.show_request(entry)
-
-    def loop(self) -> int:
-        import httpx
-
-        from sealbox.errors import SealboxError
-
-        keys = self.session.keys
-        directory = self.session.directory(fresh=True)
-        self.say(f"sealbox approve: {keys.record.id} ({keys.record.name}), vault {keys.vault} "
-                 f"at {keys.server}")  # fmt: skip
-        self.say(f"Vault safety code: {directory.safety_code}")
-        threading.Thread(target=self.reader, daemon=True).start()
-        while True:
-            event, data = self.events.get()
-            try:
-                self.dispatch(event, data)
-            except (SealboxError, httpx.HTTPError) as exc:
-                # One request that cannot be answered must not end the session.
-                message = exc.message if isinstance(exc, SealboxError) else type(exc).__name__
-                self.say(f"!! Could not complete that: {message}")
-
-    def dispatch(self, event: str, data: Any) -> None:
-        if event == "connected":
-            self.say("Watching for requests, logins and new devices (Ctrl-C to stop).")
-            self.show_logins()
-            self.show_pairings()
-            self.show_pending()
-        elif event == "request" and isinstance(data, dict) and data.get("state") == "pending":
-            self.show_pending(str(data.get("id")))
-        elif event == "device-requests":
-            self.show_logins()
-        elif event == "pairing":
-            self.show_pairings()
-        elif event == "directory":
-            self.session.forget_directory()
-        elif event == "error":
-            self.say(f"(lost the relay: {data}; reconnecting)")
+    return Console(say=say, ask=ask, verify=verify)
 
 
 def run_approve(args: argparse.Namespace) -> int:
     def go() -> int:
-        path, keys = _unlock(args)
         from sealbox.approver.session import ApproverSession
+        from sealbox.approver.terminal import TerminalApprover
 
+        _duration(args.unlock_for)  # a bad duration is a usage error before any passphrase
+        path, keys = _unlock(args)
         session = ApproverSession(keys, head_path=path.with_name(path.stem + ".head.json"))
-        terminal = _Terminal(args, path, session)
-        if terminal.unlock_for:
-            terminal.unlocked_until = time.monotonic() + terminal.unlock_for
         try:
-            return terminal.loop()
+            TerminalApprover(session, _console(args, path)).loop()
         except KeyboardInterrupt:
             print("\nStopped.")
             return exits.OK
+        finally:
+            session.close()
+        return exits.OK  # pragma: no cover - the loop ends only by an interruption
 
     return exits.guarded(go, "approve")

@@ -466,7 +466,19 @@ def _refusal(
         token = status.get("deny")
         reason = "no reason given"
         if isinstance(token, str):
+            # (Imported here so that this change stays inside this function.)
+            from sealbox.errors import RefusedByApprover
+            from sealbox.protocol.statements import DENY_UNVERIFIABLE
+
             deny = verify_deny(token, directory=directory, request_hash="sha256:" + request_id)
+            if deny.grounds == DENY_UNVERIFIABLE:
+                # Signed by the approver, so the relay cannot fake it: what the approver was
+                # shown is not what this client signed.  Fail now, not at the expiry.
+                raise RefusedByApprover(
+                    f"approver {deny.approver} refused the request because what it was shown "
+                    f"does not verify ({deny.reason!r}): the relay, or something between this "
+                    "client and the relay, may be tampering with requests"
+                )
             reason = f"{deny.reason!r} (signed by approver {deny.approver})"
         raise Denied(f"an approver denied the request: {reason}")
     if name == "expired":

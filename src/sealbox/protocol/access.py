@@ -328,13 +328,20 @@ def deny(
     key: SigningKey,
     reason: str,
     now: int,
+    grounds: str | None = None,
 ) -> str:
-    """Sign a refusal of the request named by ``request_hash``."""
+    """Sign a refusal of the request named by ``request_hash``.
+
+    ``grounds="unverifiable"`` marks the refusal of a request that did not verify
+    (``reason`` then names the failed check): its client can tell the relay may be
+    tampering, instead of waiting for the expiry.
+    """
     if directory.approver(approver).sig_pk != key.verify_key():
         raise ValueError("the signing key is not this approver's directory key")
     statement = DenyStatement(
-        vault=directory.vault, request=request_hash, approver=approver, reason=reason, at=now
-    )
+        vault=directory.vault, request=request_hash, approver=approver, reason=reason, at=now,
+        grounds=grounds,
+    )  # fmt: skip
     DenyStatement.from_json(statement.to_json())
     return sign_statement(statement, key, approver)
 

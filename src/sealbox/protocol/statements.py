@@ -25,6 +25,8 @@ from sealbox.protocol import ids
 from sealbox.protocol._reader import MAX_LIST, Reader, check_display_text
 
 __all__ = [
+    "DENY_GROUNDS",
+    "DENY_UNVERIFIABLE",
     "AccessItem",
     "AccessStatement",
     "ApproverRecord",
@@ -821,6 +823,13 @@ def _digest_item(value: object, what: str) -> str:
     return parse_digest(value, what=what)
 
 
+#: Why a deny was signed, when it is not a person's or a rule's decision.  ``unverifiable``: the
+#: request the approver was shown does not verify (a tampered one-time key, purpose, wrap,
+#: signature...), so it says so instead of leaving the client to wait for the expiry.
+DENY_UNVERIFIABLE = "unverifiable"
+DENY_GROUNDS = frozenset({DENY_UNVERIFIABLE})
+
+
 @dataclass(frozen=True)
 class DenyStatement:
     """An approver's signed refusal of one request (``sealbox.deny.v1``)."""
@@ -831,25 +840,41 @@ class DenyStatement:
     approver: str
     reason: str
     at: int
+    grounds: str | None = None
+    """``None``: decided (by a person or a rule).  ``"unverifiable"``: refused because the
+    request shown did not verify; ``reason`` then names the failed check."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "vault": self.vault,
             "request": self.request,
             "approver": self.approver,
             "reason": self.reason,
             "at": self.at,
         }
+        if self.grounds is not None:
+            # Absent, never null, for a decided deny: such payloads stay byte for byte what
+            # they were before the key existed, so earlier signatures still verify.
+            out["grounds"] = self.grounds
+        return out
 
     @classmethod
     def from_json(cls, value: object) -> DenyStatement:
         r = Reader(value, "deny")
+        # Optional, and then one of DENY_GROUNDS only: never null (one meaning, one
+        # encoding) nor free text (a client acts on it, so it must not be open to reading).
+        grounds = (
+            r.choice("grounds", DENY_GROUNDS)
+            if isinstance(value, dict) and "grounds" in value
+            else None
+        )
         out = cls(
             vault=ids.check_id(r.raw("vault"), ids.VAULT, what="vault"),
             request=r.digest("request"),
             approver=ids.check_id(r.raw("approver"), ids.APPROVER, what="approver"),
             reason=r.text("reason", max_len=1024),
             at=r.integer("at"),
+            grounds=grounds,
         )
         r.done()
         return out

@@ -663,7 +663,7 @@ async def deny_request(
         raise NotAuthorized("a deny is uploaded by the approver that signed it")
     # The reason is the approver's free text for the requester; it stays in the
     # signed statement (kept as the answer) and out of the audit log.
-    verify_deny(token, directory=directory, request_hash="sha256:" + request_id)
+    statement = verify_deny(token, directory=directory, request_hash="sha256:" + request_id)
     pending, event = (
         (State.PENDING, Event.DENIED) if kind == "access"
         else (StoreState.PENDING, StoreEvent.DENIED)
@@ -680,10 +680,14 @@ async def deny_request(
         if kind == "store":
             detail = row.store
             await item_store.delete_unstored_blobs(tx.conn, vault, detail.item, detail.version)
+        # A refusal of a request that did not verify is a tampering alarm: what the
+        # approver was shown is not what the client signed.
+        refused = statement.grounds is not None
         await audit.append(
             tx.conn, vault=vault, at=now, actor=principal.id, action=f"{kind}.denied",
-            severity="notice", client_id=row.client_id, source_ip=source_ip,
-            detail={"request": request_id},
+            severity="alert" if refused else "notice", client_id=row.client_id,
+            source_ip=source_ip,
+            detail={"request": request_id, **({"grounds": statement.grounds} if refused else {})},
         )  # fmt: skip
         wake_owner(tx, row, denied, deny=token)
         tx.wake(approvers_channel(vault), request_id)
