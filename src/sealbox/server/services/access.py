@@ -365,13 +365,14 @@ async def _status(conn: AsyncConnection, row: RequestRow) -> Status:
 async def _settled(
     relay: Relay, vault: str, request_id: str, kind: Kind, principal: Principal, *, now: int,
     final: bool,
-) -> tuple[RequestRow, Status | None]:  # fmt: skip
-    """The caller's request as stored, and its status unless it is pending and not ``final``.
+) -> tuple[Status | None, int]:  # fmt: skip
+    """The caller's request's status unless it is pending and not ``final``; its waiter_until.
 
     A pending request its client had abandoned reads as ``expired`` (which the
     sweeper is about to make it): a client back after the grace cannot revive
     it, since its answers may already have been refused.  A function of its own
-    so that nothing of the database outlives the read while the caller waits.
+    so that nothing of the database (nor the row, which holds the statement)
+    outlives the read while the caller waits.
     """
     async with relay.read() as conn:
         row = await request_store.get(conn, vault, request_id, kind=kind, client_id=principal.id)
@@ -379,10 +380,10 @@ async def _settled(
             # Someone else's request is as absent as one that does not exist.
             raise NotFound("no_such_request", f"you have no {kind} request with this id")
         if row.abandoned(now, relay.settings.waiter_grace_seconds):
-            return row, _status_as(row, State.EXPIRED.value)
+            return _status_as(row, State.EXPIRED.value), row.waiter_until
         if row.state == State.PENDING and not final:
-            return row, None
-        return row, await _status(conn, row)
+            return None, row.waiter_until
+        return await _status(conn, row), row.waiter_until
 
 
 async def _record_waiter(relay: Relay, vault: str, request_id: str, now: int, until: int) -> None:
@@ -415,11 +416,11 @@ async def wait_status(
     # still wakes this waiter, so no wake-up is lost in between.
     # A wake-up only says "look again", so one queued is enough (maxsize=1).
     async with relay.hub.subscribe(request_channel(request_id), maxsize=1) as queue:
-        row, status = await _settled(relay, vault, request_id, kind, principal, now=now,
-                                     final=hold <= 0)  # fmt: skip
+        status, waiter_until = await _settled(relay, vault, request_id, kind, principal, now=now,
+                                              final=hold <= 0)  # fmt: skip
         record_at: float | None = None  # when to record the lease; None once done
-        if row.state == State.PENDING and (status is None or status.state == State.PENDING):
-            if row.waiter_until < now - WAITER_REFRESH:
+        if status is None or status.state == State.PENDING:
+            if waiter_until < now - WAITER_REFRESH:
                 await _record_waiter(relay, vault, request_id, now, lease)
             else:
                 record_at = loop.time() + RECORD_AFTER
@@ -430,13 +431,13 @@ async def wait_status(
                 record_at = None
                 await _record_waiter(relay, vault, request_id, relay.now(), lease)
             left = deadline - loop.time()
-            look = left <= 0
+            timeout = left if record_at is None else min(left, record_at - loop.time())
+            woken = False
             # asyncio.timeout, not wait_for: no extra task per waiter.
             with contextlib.suppress(TimeoutError):  # at the deadline, read the state once more
-                timeout = left if record_at is None else min(left, record_at - loop.time())
                 async with asyncio.timeout(max(timeout, 0)):
                     message = await queue.get()
-                    look = True
+                    woken = True
                     if message is CLOSED:  # the relay is stopping: answer as it is
                         deadline = loop.time()
                     # A wake-up that carries the new status answers without a read:
@@ -444,10 +445,10 @@ async def wait_status(
                     carried = Status.from_message(message, request_id, kind)
                     if carried is not None and carried.state != State.PENDING:
                         return carried
-            if look or loop.time() >= deadline:
-                now = relay.now()
-                row, status = await _settled(relay, vault, request_id, kind, principal, now=now,
-                                             final=loop.time() >= deadline)  # fmt: skip
+            final = loop.time() >= deadline
+            if woken or final:  # (else it was time to record the lease)
+                status, _ = await _settled(relay, vault, request_id, kind, principal,
+                                           now=relay.now(), final=final)  # fmt: skip
                 if status is not None:
                     return status
 
