@@ -10,6 +10,7 @@ Access requests::
     pending --release(s) reach threshold--> released --client fetches--> delivered
     pending --deny (any approver)---------> denied
     pending --exp passes------------------> expired
+    pending --its client stops waiting----> expired   (no long poll for the waiter grace)
     pending --client cancels--------------> cancelled
     released --not fetched in time--------> expired
 
@@ -18,6 +19,7 @@ Store requests (a client's upload waiting for an approver's manifest)::
     pending --an approver's manifest--> stored
     pending --deny--------------------> denied
     pending --exp passes--------------> expired
+    pending --its client stops waiting-> expired
 
 Device logins (RFC 8628)::
 
@@ -112,7 +114,8 @@ class Event(enum.StrEnum):
     DENIED = "denied"
     """Any approver denied."""
     EXPIRED = "expired"
-    """Pending: the request's ``exp`` passed.  Released: the client did not fetch it in time."""
+    """Pending: the request's ``exp`` passed, or its client stopped waiting for the answer.
+    Released: the client did not fetch it in time."""
     CANCELLED = "cancelled"
     """The requesting client withdrew it."""
 

@@ -30,12 +30,19 @@ class Settings:
     max_body_bytes: int = 1 << 20
     """Largest request body accepted; larger bodies get 413 before they are read."""
     pending_cap: int = 20
+    """Most pending access requests one client may have at once."""
     delivery_seconds: int = 300
     """How long a released request waits for its client to fetch it before it expires."""
+    waiter_grace_seconds: int = 60
+    """How long a pending request outlives its client's last wait before it is abandoned: no
+    approver may answer it any more, and the sweeper expires it.  A waiting client is seen at
+    least every long poll (the SDK polls every 25 s), so this is what it has to reconnect in
+    (through a relay restart, say); it counts wall-clock time, kept in the database."""
+    sweep_seconds: float = 5.0
+    """How often each replica runs the housekeeping (expiring and purging requests)."""
     retention_seconds: int = 31 * 86400
     """How long finished requests are kept (longer than the longest cache window, 30 days,
     so cache hits can still be reported against them); expired tokens are purged after a day."""
-    """Most pending access requests one client may have at once."""
     rate_per_second: float = 50.0
     """Sustained requests per second one authenticated caller may make (per replica)."""
     rate_burst: int = 200

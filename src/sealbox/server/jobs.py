@@ -19,8 +19,9 @@ async def sweep_once(relay: Relay) -> int:
     return swept.expired
 
 
-async def sweeper(relay: Relay, every: float = 5.0) -> None:
-    """Run :func:`sweep_once` every ``every`` seconds until cancelled."""
+async def sweeper(relay: Relay, every: float | None = None) -> None:
+    """Run :func:`sweep_once` every ``every`` (or ``Settings.sweep_seconds``) s until cancelled."""
+    every = relay.settings.sweep_seconds if every is None else every
     while True:
         try:
             expired = await sweep_once(relay)

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +62,7 @@ __all__ = [
     "Released",
     "Status",
     "cancel",
+    "client_gone",
     "create_access",
     "deny_request",
     "get_approval",
@@ -69,6 +71,7 @@ __all__ = [
     "release",
     "take_envelope",
     "wait_status",
+    "waiter_since",
     "wake_owner",
 ]
 
@@ -76,6 +79,14 @@ __all__ = [
 MAX_WAIT = 60.0
 #: Most pending requests one approvals listing returns (oldest first).
 APPROVALS_MAX = 100
+#: A request's ``waiter_until`` is written only when a poll moves it by at least this many
+#: seconds: a client polling in a tight loop costs a write per this, not one per poll.
+WAITER_REFRESH = 5
+#: A long poll still unanswered after this many seconds records its end as the client's
+#: ``waiter_until``.  A poll answered sooner writes nothing: on the release path (the
+#: approver answers within a moment of the request) the request was made just before, and
+#: its creation already counts as its client being seen.
+RECORD_AFTER = 2.0
 
 
 @dataclass(frozen=True)
@@ -123,15 +134,25 @@ class Status:
         return status
 
 
-def wake_owner(tx: Any, row: RequestRow, state: str, *, deny: str | None = None,
-                approvals: int = 0) -> None:  # fmt: skip
-    """Wake the request's owner with its new status (see :meth:`Status.to_message`)."""
+def _status_as(row: RequestRow, state: str, *, deny: str | None = None,
+               approvals: int = 0) -> Status:  # fmt: skip
     store = row.store if row.kind == "store" else None
-    status = Status(
+    return Status(
         row.id, row.kind, state, row.expires_at, row.threshold, approvals,
         item=store.item if store else None, version=store.version if store else None, deny=deny,
     )  # fmt: skip
+
+
+def wake_owner(tx: Any, row: RequestRow, state: str, *, deny: str | None = None,
+                approvals: int = 0) -> None:  # fmt: skip
+    """Wake the request's owner with its new status (see :meth:`Status.to_message`)."""
+    status = _status_as(row, state, deny=deny, approvals=approvals)
     tx.wake(request_channel(row.id), status.to_message())
+
+
+def waiter_since(relay: Relay, now: int) -> int:
+    """The earliest ``waiter_until`` of a request its client has not abandoned at ``now``."""
+    return now - relay.settings.waiter_grace_seconds
 
 
 @dataclass(frozen=True)
@@ -170,6 +191,36 @@ class Approval:
 
 def not_pending(state: str) -> Conflict:
     return Conflict("not_pending", f"the request is no longer waiting for answers (it is {state})")
+
+
+def client_gone() -> Gone:
+    """The refusal of an answer to a request whose client stopped waiting (it is abandoned)."""
+    return Gone(
+        "client_gone", "the client that asked is no longer waiting",
+        "Nothing was released or stored; the request expires. The client asks again if it "
+        "still needs this.",
+    )  # fmt: skip
+
+
+def check_answerable(relay: Relay, row: RequestRow, now: int) -> None:
+    """Refuse early an answer to a request that no longer takes one."""
+    if not row.waiting(now):
+        raise not_pending(row.state if row.state != State.PENDING else "past its expiry")
+    if row.abandoned(now, relay.settings.waiter_grace_seconds):
+        raise client_gone()
+
+
+async def refusal(relay: Relay, conn: AsyncConnection, vault: str, request_id: str,
+                  now: int) -> Conflict | Gone:  # fmt: skip
+    """Why a compare-and-set on a pending request found nothing to change."""
+    row = await request_store.get(conn, vault, request_id)
+    if row is None:
+        return not_pending("gone")
+    try:
+        check_answerable(relay, row, now)
+    except (Conflict, Gone) as refused:
+        return refused
+    return not_pending(row.state)  # pragma: no cover - the compare-and-set would have held
 
 
 async def insert_request(
@@ -265,7 +316,7 @@ async def create_access(
         vault=vault, id=request_id, kind="access", client_id=principal.id,
         statement=statement_token, detail=detail, state=State.PENDING.value,
         threshold=threshold, source_ip=source_ip, created_at=now, expires_at=s.exp,
-        updated_at=now,
+        updated_at=now, waiter_until=now,
     )  # fmt: skip
     async with relay.tx() as tx:
         await insert_request(relay, tx.conn, request, s.jti, now)
@@ -312,42 +363,81 @@ async def _status(conn: AsyncConnection, row: RequestRow) -> Status:
 
 
 async def _settled(
-    relay: Relay, vault: str, request_id: str, kind: Kind, principal: Principal, *, now: bool
-) -> Status | None:
-    """The caller's request as stored, unless it is still pending and ``now`` is false.
+    relay: Relay, vault: str, request_id: str, kind: Kind, principal: Principal, *, now: int,
+    final: bool,
+) -> tuple[Status | None, int]:  # fmt: skip
+    """The caller's request's status unless it is pending and not ``final``; its waiter_until.
 
-    A function of its own so that nothing of the database outlives the read
-    while the caller waits.
+    A pending request its client had abandoned reads as ``expired`` (which the
+    sweeper is about to make it): a client back after the grace cannot revive
+    it, since its answers may already have been refused.  A function of its own
+    so that nothing of the database (nor the row, which holds the statement)
+    outlives the read while the caller waits.
     """
     async with relay.read() as conn:
         row = await request_store.get(conn, vault, request_id, kind=kind, client_id=principal.id)
         if row is None:
             # Someone else's request is as absent as one that does not exist.
             raise NotFound("no_such_request", f"you have no {kind} request with this id")
-        if row.state == State.PENDING and not now:
-            return None
-        return await _status(conn, row)
+        if row.abandoned(now, relay.settings.waiter_grace_seconds):
+            return _status_as(row, State.EXPIRED.value), row.waiter_until
+        if row.state == State.PENDING and not final:
+            return None, row.waiter_until
+        return await _status(conn, row), row.waiter_until
+
+
+async def _record_waiter(relay: Relay, vault: str, request_id: str, now: int, until: int) -> None:
+    async with relay.tx() as tx:
+        await request_store.record_waiter(tx.conn, vault, request_id, until=until,
+                                          waiter_since=waiter_since(relay, now),
+                                          refresh=WAITER_REFRESH)  # fmt: skip
 
 
 async def wait_status(
     relay: Relay, *, vault: str, request_id: str, kind: Kind, principal: Principal, wait: float
 ) -> Status:
-    """The caller's request; held until it leaves ``pending`` or ``wait`` seconds pass."""
+    """The caller's request; held until it leaves ``pending`` or ``wait`` seconds pass.
+
+    Each poll is also the relay's evidence that the client still waits for the
+    answer: it records its own end as the request's ``waiter_until`` (see
+    :meth:`RequestRow.abandoned`), at once if the client had not been seen for
+    :data:`WAITER_REFRESH` seconds, else only once it has been held for
+    :data:`RECORD_AFTER` seconds.  A poll held to its end thus counts the
+    client as waiting throughout, with no write while it is held, and a relay
+    that dies mid-poll leaves the client its whole grace to come back.
+    """
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + min(wait, MAX_WAIT)
+    hold = min(wait, MAX_WAIT)
+    deadline = loop.time() + hold
+    now = relay.now()
+    # The end of this poll in the relay's clock (which tests can set): the client's lease.
+    lease = now + math.ceil(hold)
     # Subscribed before the first read: a change committed after that read
     # still wakes this waiter, so no wake-up is lost in between.
     # A wake-up only says "look again", so one queued is enough (maxsize=1).
     async with relay.hub.subscribe(request_channel(request_id), maxsize=1) as queue:
+        status, waiter_until = await _settled(relay, vault, request_id, kind, principal, now=now,
+                                              final=hold <= 0)  # fmt: skip
+        record_at: float | None = None  # when to record the lease; None once done
+        if status is None or status.state == State.PENDING:
+            if waiter_until < now - WAITER_REFRESH:
+                await _record_waiter(relay, vault, request_id, now, lease)
+            else:
+                record_at = loop.time() + RECORD_AFTER
+        if status is not None:
+            return status
         while True:
+            if record_at is not None and loop.time() >= record_at:
+                record_at = None
+                await _record_waiter(relay, vault, request_id, relay.now(), lease)
             left = deadline - loop.time()
-            status = await _settled(relay, vault, request_id, kind, principal, now=left <= 0)
-            if status is not None:
-                return status
+            timeout = left if record_at is None else min(left, record_at - loop.time())
+            woken = False
             # asyncio.timeout, not wait_for: no extra task per waiter.
-            with contextlib.suppress(TimeoutError):  # then read the state once more
-                async with asyncio.timeout(left):
+            with contextlib.suppress(TimeoutError):  # at the deadline, read the state once more
+                async with asyncio.timeout(max(timeout, 0)):
                     message = await queue.get()
+                    woken = True
                     if message is CLOSED:  # the relay is stopping: answer as it is
                         deadline = loop.time()
                     # A wake-up that carries the new status answers without a read:
@@ -355,6 +445,12 @@ async def wait_status(
                     carried = Status.from_message(message, request_id, kind)
                     if carried is not None and carried.state != State.PENDING:
                         return carried
+            final = loop.time() >= deadline
+            if woken or final:  # (else it was time to record the lease)
+                status, _ = await _settled(relay, vault, request_id, kind, principal,
+                                           now=relay.now(), final=final)  # fmt: skip
+                if status is not None:
+                    return status
 
 
 async def cancel(
@@ -540,7 +636,8 @@ async def list_approvals(
 ) -> list[Approval]:
     """Pending requests the calling approver can answer, oldest first, with what answering needs."""
     async with relay.read() as conn:
-        rows = await request_store.pending_for(conn, vault, now, principal.id, APPROVALS_MAX)
+        rows = await request_store.pending_for(conn, vault, now, principal.id, APPROVALS_MAX,
+                                               waiter_since(relay, now))  # fmt: skip
     keys = await _keys(relay, vault, rows)
     async with relay.read() as conn:
         return [await _approval(relay, conn, row, principal.id, keys) for row in rows]
@@ -552,7 +649,12 @@ async def get_approval(
     """One request the calling approver can answer (what it fetches when its stream names one)."""
     async with relay.read() as conn:
         row = await request_store.get(conn, vault, request_id)
-    if row is None or not row.waiting(now) or not row.answerable_by(principal.id):
+    if (
+        row is None
+        or not row.waiting(now)
+        or row.abandoned(now, relay.settings.waiter_grace_seconds)
+        or not row.answerable_by(principal.id)
+    ):
         raise NotFound("no_such_approval", "no pending request with this id awaits you")
     keys = await _keys(relay, vault, [row])
     async with relay.read() as conn:
@@ -564,7 +666,8 @@ async def pending_summaries(
 ) -> list[RequestRow]:
     """What an approver's event stream announces on connecting."""
     async with relay.read() as conn:
-        return await request_store.pending_for(conn, vault, now, principal.id, APPROVALS_MAX)
+        return await request_store.pending_for(conn, vault, now, principal.id, APPROVALS_MAX,
+                                               waiter_since(relay, now))  # fmt: skip
 
 
 async def request_for_stream(relay: Relay, *, vault: str, request_id: str,
@@ -616,14 +719,16 @@ async def release(
         row = await request_store.get(conn, vault, request_id, kind="access")
     if row is None:
         raise NotFound("no_such_request", "no access request with this id")
-    if not row.waiting(now):
-        raise not_pending(row.state if row.state != State.PENDING else "past its expiry")
+    check_answerable(relay, row, now)
     _verify_release(token, directory, principal, row)
     async with relay.tx() as tx:
         # Take the request row first: concurrent releases of one request then
-        # count each other's.
-        if not await request_store.hold_pending(tx.conn, vault, request_id, now):
-            raise not_pending(str(await request_store.state_of(tx.conn, vault, request_id)))
+        # count each other's.  Its client must still be waiting: a release
+        # for a process that is gone would wait unread (or worse, be read by
+        # whoever asks with that statement next).
+        if not await request_store.hold_pending(tx.conn, vault, request_id, now,
+                                                waiter_since(relay, now)):  # fmt: skip
+            raise await refusal(relay, tx.conn, vault, request_id, now)
         await request_store.add_answer(tx.conn, vault, request_id, principal.id, "release",
                                        token, now)  # fmt: skip
         approvals = await request_store.release_count(tx.conn, vault, request_id)
@@ -669,10 +774,14 @@ async def deny_request(
         else (StoreState.PENDING, StoreEvent.DENIED)
     )  # fmt: skip
     async with relay.tx() as tx:
-        denied = await request_store.transition(tx.conn, vault, request_id, kind, pending, event,
-                                                now)  # fmt: skip
+        # A request whose client is gone takes no deny either: it expires, and
+        # the approver learns that nobody is waiting any more.
+        denied = await request_store.transition(
+            tx.conn, vault, request_id, kind, pending, event, now,
+            waiter_since=waiter_since(relay, now),
+        )  # fmt: skip
         if denied is None:
-            raise not_pending("answered, cancelled or expired")
+            raise await refusal(relay, tx.conn, vault, request_id, now)
         # One answer per approver: a deny replaces this approver's earlier release.
         await request_store.drop_releases(tx.conn, vault, request_id)
         await request_store.add_answer(tx.conn, vault, request_id, principal.id, "deny", token,

@@ -1,5 +1,9 @@
 """The relay's own bookkeeping: expiring requests and purging what is spent.
 
+A pending request expires when its ``exp`` passes, and also when its client has
+stopped waiting for it (no long poll for longer than the waiter grace: see
+``RequestRow.abandoned``); such an expiry is audited with ``abandoned: true``.
+
 Every replica may run it: each expiry is a compare-and-set through the state
 table, so a request is expired (and audited, and its waiters woken) exactly
 once however many sweepers see it.
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 from sealbox.protocol.state import Event, State, StoreEvent
 from sealbox.server.notify import approvers_channel
 from sealbox.server.relay import Relay
-from sealbox.server.services.access import wake_owner
+from sealbox.server.services.access import waiter_since, wake_owner
 from sealbox.server.store import audit, replay, tokens
 from sealbox.server.store import items as item_store
 from sealbox.server.store import requests as request_store
@@ -36,7 +40,8 @@ class Swept:
 async def _expire_batch(relay: Relay, now: int) -> tuple[int, bool]:
     """Expire up to one batch of overdue requests; return (expired, more may be due)."""
     async with relay.read() as conn:
-        due = await request_store.due_for_expiry(conn, now, relay.settings.delivery_seconds, BATCH)
+        due = await request_store.due_for_expiry(conn, now, relay.settings.delivery_seconds, BATCH,
+                                                 waiter_since(relay, now))  # fmt: skip
     if not due:
         return 0, False
     async with relay.tx() as tx:
@@ -59,6 +64,8 @@ async def _expire_batch(relay: Relay, now: int) -> tuple[int, bool]:
             detail: dict[str, object] = {"request": row.id}
             if row.state == State.RELEASED:
                 detail["undelivered"] = True
+            elif row.expires_at >= now:  # pending, not past its exp: its client is gone
+                detail["abandoned"] = True
             await audit.append(
                 tx.conn, vault=row.vault, at=now, actor="relay", action=f"{row.kind}.expired",
                 client_id=row.client_id, detail=detail,

@@ -22,7 +22,7 @@ from sealbox.errors import BindingMismatch, Expired, MalformedInput, NotAuthoriz
 from sealbox.protocol import ids
 from sealbox.protocol.certificates import CLOCK_SKEW, check_context
 from sealbox.protocol.directory import Directory
-from sealbox.protocol.state import State, StoreEvent, StoreState
+from sealbox.protocol.state import StoreEvent, StoreState
 from sealbox.protocol.statements import (
     ClientCertificate,
     ItemManifest,
@@ -35,7 +35,14 @@ from sealbox.server.errors import Conflict, Forbidden, Invalid, NotFound
 from sealbox.server.notify import approvers_channel
 from sealbox.server.policy import Policy, granted, policy_for
 from sealbox.server.relay import Relay
-from sealbox.server.services.access import deny_request, insert_request, not_pending, wake_owner
+from sealbox.server.services.access import (
+    check_answerable,
+    deny_request,
+    insert_request,
+    refusal,
+    waiter_since,
+    wake_owner,
+)
 from sealbox.server.services.caller import (
     certified,
     load_caller,
@@ -281,7 +288,7 @@ async def request_store(
         detail=StoreDetail(statement.item, statement.path, statement.version, statement.prev,
                            tuple(sorted(statement.fields)), notify),
         state=StoreState.PENDING.value, threshold=1, source_ip=source_ip, created_at=now,
-        expires_at=statement.exp, updated_at=now,
+        expires_at=statement.exp, updated_at=now, waiter_until=now,
     )  # fmt: skip
     async with relay.tx() as tx:
         await insert_request(relay, tx.conn, row, statement.jti, now)
@@ -315,8 +322,7 @@ async def complete_store(
         rules = await client_store.policy_rows(conn, vault)
     if row is None:
         raise NotFound("no_such_request", "no store request with this id")
-    if not row.waiting(now):
-        raise not_pending(row.state if row.state != State.PENDING else "past its expiry")
+    check_answerable(relay, row, now)
     manifest = verify_uploaded_manifest(manifest_token, directory, principal)
     detail = row.store
     if principal.id not in manifest.keyset.approvers:
@@ -350,11 +356,14 @@ async def complete_store(
     check_blobs(manifest.fields, manifest.keyset, ciphertexts, held)
     digest = manifest_hash(manifest_token)
     async with relay.tx() as tx:
+        # Only while its client still waits: a store whose command has given up
+        # (and told its user it failed) must not become a stored version later.
         stored = await request_rows.transition(
-            tx.conn, vault, request_id, "store", StoreState.PENDING, StoreEvent.MANIFEST, now
-        )
+            tx.conn, vault, request_id, "store", StoreState.PENDING, StoreEvent.MANIFEST, now,
+            waiter_since=waiter_since(relay, now),
+        )  # fmt: skip
         if stored is None:
-            raise not_pending("answered or expired")
+            raise await refusal(relay, tx.conn, vault, request_id, now)
         await request_rows.add_answer(tx.conn, vault, request_id, principal.id, "manifest",
                                        manifest_token, now)  # fmt: skip
         await item_store.insert_version(

@@ -198,8 +198,8 @@ def _config(connection: Connection) -> Config:
     return config
 
 
-def _upgrade(connection: Connection) -> None:
-    command.upgrade(_config(connection), "head")
+def _upgrade(connection: Connection, revision: str = "head") -> None:
+    command.upgrade(_config(connection), revision)
 
 
 def _current(connection: Connection) -> str | None:
@@ -214,10 +214,10 @@ def head_revision() -> str:
     return head
 
 
-async def upgrade(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest revision (idempotent)."""
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    """Bring the schema to the newest revision, or to ``revision`` (idempotent)."""
     async with engine.begin() as connection:
-        await connection.run_sync(_upgrade)
+        await connection.run_sync(_upgrade, revision)
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

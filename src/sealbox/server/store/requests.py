@@ -44,6 +44,7 @@ __all__ = [
     "machine_of",
     "pending_for",
     "purge_finished",
+    "record_waiter",
     "release_count",
     "state_of",
     "take_releases",
@@ -144,6 +145,9 @@ class RequestRow:
     created_at: int
     expires_at: int
     updated_at: int
+    waiter_until: int
+    """Until when its client is known to be waiting: the end of its latest long poll, or
+    its creation."""
 
     @property
     def access(self) -> AccessDetail:
@@ -158,6 +162,16 @@ class RequestRow:
     def waiting(self, now: int) -> bool:
         """Pending and not past its expiry (the sweeper may not have run yet)."""
         return self.state == State.PENDING and now <= self.expires_at
+
+    def abandoned(self, now: int, grace: int) -> bool:
+        """Pending, but its client stopped waiting more than ``grace`` seconds ago.
+
+        Nobody may answer it any more (the sweeper then expires it): a release
+        would go to a process that is gone, a store would be stored after its
+        command reported failure.  The same rule is spelled in SQL below as
+        ``waiter_until >= waiter_since`` with ``waiter_since = now - grace``.
+        """
+        return self.state == State.PENDING and self.waiter_until < now - grace
 
     def answerable_by(self, approver: str) -> bool:
         return approver in self.detail.approvers
@@ -181,7 +195,7 @@ def _row(row: Any) -> RequestRow:
         vault=row.vault_id, id=row.id, kind=row.kind, client_id=row.client_id,
         statement=row.statement, detail=detail, state=row.state, threshold=row.threshold,
         source_ip=row.source_ip, created_at=row.created_at, expires_at=row.expires_at,
-        updated_at=row.updated_at,
+        updated_at=row.updated_at, waiter_until=row.waiter_until,
     )  # fmt: skip
 
 
@@ -209,7 +223,7 @@ _GET = {(k, c): _get_statement(k, c) for k in (False, True) for c in (False, Tru
 _STATE_OF = select(requests.c.state).where(requests.c.vault_id == _V, requests.c.id == _ID)
 
 
-def _transition_statement(unexpired: bool, client: bool, fresh: bool = False) -> Any:
+def _transition_statement(unexpired: bool, client: bool, fresh: bool, waited: bool) -> Any:
     where = [
         requests.c.vault_id == _V,
         requests.c.id == _ID,
@@ -222,6 +236,8 @@ def _transition_statement(unexpired: bool, client: bool, fresh: bool = False) ->
         where.append(requests.c.client_id == bindparam("client"))
     if fresh:
         where.append(requests.c.updated_at >= bindparam("fresh_since"))
+    if waited:
+        where.append(requests.c.waiter_until >= bindparam("waiter_since"))
     return (
         update(requests)
         .where(*where)
@@ -230,10 +246,11 @@ def _transition_statement(unexpired: bool, client: bool, fresh: bool = False) ->
 
 
 _TRANSITION = {
-    (u, c, f): _transition_statement(u, c, f)
+    (u, c, f, w): _transition_statement(u, c, f, w)
     for u in (False, True)
     for c in (False, True)
     for f in (False, True)
+    for w in (False, True)
 }
 _HOLD = (
     update(requests)
@@ -242,8 +259,22 @@ _HOLD = (
         requests.c.id == _ID,
         requests.c.state == State.PENDING.value,
         requests.c.expires_at >= bindparam("now"),
+        requests.c.waiter_until >= bindparam("waiter_since"),
     )
     .values(updated_at=bindparam("now"))
+)
+_RECORD_WAITER = (
+    update(requests)
+    .where(
+        requests.c.vault_id == _V,
+        requests.c.id == _ID,
+        requests.c.state == State.PENDING.value,
+        # Only a move by a few seconds is worth a write ...
+        requests.c.waiter_until < bindparam("below"),
+        # ... and an abandoned request stays abandoned: its answers were already refused.
+        requests.c.waiter_until >= bindparam("waiter_since"),
+    )
+    .values(waiter_until=bindparam("until"))
 )
 _COUNT_PENDING = (
     select(func.count())
@@ -282,7 +313,7 @@ async def insert(conn: AsyncConnection, row: RequestRow) -> None:
             "statement": row.statement, "detail": row.detail.to_json(), "state": row.state,
             "threshold": row.threshold, "source_ip": row.source_ip,
             "created_at": row.created_at, "expires_at": row.expires_at,
-            "updated_at": row.updated_at,
+            "updated_at": row.updated_at, "waiter_until": row.waiter_until,
         },
     )  # fmt: skip
 
@@ -319,6 +350,7 @@ async def transition(
     *,
     client_id: str | None = None,
     fresh_since: int | None = None,
+    waiter_since: int | None = None,
 ) -> str | None:
     """Compare-and-set a request from ``current`` along ``event``; ``None`` if it was not there.
 
@@ -327,27 +359,52 @@ async def transition(
     concurrent transitions only one updates the row.  A pending request past
     its expiry takes no event but ``expired``, even before the sweeper has run;
     with ``fresh_since``, neither does one last changed before then (a release
-    past its delivery window).
+    past its delivery window); with ``waiter_since``, neither does one whose
+    client stopped waiting before then (see :meth:`RequestRow.abandoned`).
     """
     machine = machine_of(kind)
     target = machine.next(current, event)
     unexpired = str(current) == State.PENDING and str(event) != Event.EXPIRED
+    statement = _TRANSITION[
+        (unexpired, client_id is not None, fresh_since is not None, waiter_since is not None)
+    ]
     result = await conn.execute(
-        _TRANSITION[(unexpired, client_id is not None, fresh_since is not None)],
+        statement,
         {"vault": vault, "rid": request_id, "rkind": kind, "current": str(current),
-         "client": client_id, "target": str(target), "now": now, "fresh_since": fresh_since},
+         "client": client_id, "target": str(target), "now": now, "fresh_since": fresh_since,
+         "waiter_since": waiter_since},
     )  # fmt: skip
     return str(target) if result.rowcount == 1 else None
 
 
-async def hold_pending(conn: AsyncConnection, vault: str, request_id: str, now: int) -> bool:
+async def hold_pending(
+    conn: AsyncConnection, vault: str, request_id: str, now: int, waiter_since: int
+) -> bool:
     """Take a pending request's row for this transaction (no state change); False if not pending.
 
     A row lock on PostgreSQL, the write lock on SQLite: concurrent releases of
-    one request then count each other's answers.
+    one request then count each other's answers.  A request past its expiry,
+    or whose client stopped waiting before ``waiter_since``, is not taken.
     """
-    locked = await conn.execute(_HOLD, {"vault": vault, "rid": request_id, "now": now})
+    locked = await conn.execute(
+        _HOLD, {"vault": vault, "rid": request_id, "now": now, "waiter_since": waiter_since}
+    )
     return bool(locked.rowcount == 1)
+
+
+async def record_waiter(
+    conn: AsyncConnection, vault: str, request_id: str, *, until: int, waiter_since: int,
+    refresh: int,
+) -> bool:  # fmt: skip
+    """Note that the request's client waits until ``until``; True if that was written.
+
+    Written only if it moves ``waiter_until`` by at least ``refresh`` seconds,
+    only while the request is pending, and never for one already abandoned
+    (last waited on before ``waiter_since``).
+    """
+    params = {"vault": vault, "rid": request_id, "until": until, "below": until - refresh,
+              "waiter_since": waiter_since}  # fmt: skip
+    return bool((await conn.execute(_RECORD_WAITER, params)).rowcount == 1)
 
 
 async def lock_client(conn: AsyncConnection, vault: str, client_id: str) -> None:
@@ -369,15 +426,16 @@ async def count_pending(conn: AsyncConnection, vault: str, client_id: str, now: 
 
 
 async def pending_for(
-    conn: AsyncConnection, vault: str, now: int, approver: str, limit: int
+    conn: AsyncConnection, vault: str, now: int, approver: str, limit: int, waiter_since: int
 ) -> list[RequestRow]:
-    """Waiting requests ``approver`` may answer, oldest first."""
+    """Waiting requests ``approver`` may answer, oldest first (none whose client is gone)."""
     rows = await conn.execute(
         select(requests)
         .where(
             requests.c.vault_id == vault,
             requests.c.state == State.PENDING.value,
             requests.c.expires_at >= now,
+            requests.c.waiter_until >= waiter_since,
         )
         .order_by(requests.c.created_at, requests.c.id)
     )
@@ -404,14 +462,18 @@ async def delivered_ids(
 
 
 async def due_for_expiry(
-    conn: AsyncConnection, now: int, delivery_window: int, limit: int
+    conn: AsyncConnection, now: int, delivery_window: int, limit: int, waiter_since: int
 ) -> list[RequestRow]:
-    """Requests to expire: pending past their expiry, or released and not fetched in time."""
+    """Requests to expire: pending past their expiry or abandoned by their client (last
+    waited on before ``waiter_since``), or released and not fetched in time."""
     rows = await conn.execute(
         select(requests)
         .where(
             or_(
-                and_(requests.c.state == State.PENDING.value, requests.c.expires_at < now),
+                and_(
+                    requests.c.state == State.PENDING.value,
+                    or_(requests.c.expires_at < now, requests.c.waiter_until < waiter_since),
+                ),
                 and_(
                     requests.c.state == State.RELEASED.value,
                     requests.c.updated_at < now - delivery_window,

@@ -12,6 +12,8 @@ a test compares the two.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -28,6 +30,15 @@ from sqlalchemy import (
 )
 
 metadata = MetaData()
+
+
+def _created_at(context: Any) -> Any:
+    """A request inserted without ``waiter_until`` was last seen when it was made.
+
+    The relay always sets it; rows written directly (``bench/waiters.py``) rely on this.
+    """
+    return context.get_current_parameters()["created_at"]
+
 
 ID = String(40)
 HASH = String(64)
@@ -173,6 +184,10 @@ requests = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("expires_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    Column("waiter_until", BigInteger, nullable=False, default=_created_at),
+    # Until when the requesting client is known to be waiting for the answer: the end of its
+    # latest long poll (or the request's creation).  A pending request whose client has not
+    # been seen for longer than the waiter grace is abandoned (services/access.py).
     Index("ix_requests_state", "vault_id", "state"),
     Index("ix_requests_client", "vault_id", "client_id", "state"),
 )

@@ -1,0 +1,116 @@
+"""The Alembic migrations, on SQLite and PostgreSQL: they build what ``tables.py`` describes,
+and upgrading keeps the rows there are.
+
+Each test gets a database of its own (a SQLite file, or a fresh PostgreSQL schema),
+since it starts from an empty schema or from an older revision.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sealbox.server.config import normalise_db_url
+from sealbox.server.store import engine as db
+from sealbox.server.store.tables import metadata
+
+pytestmark = pytest.mark.anyio
+
+PG_URL = os.environ.get("SEALBOX_TEST_PG_URL")
+
+
+@pytest.fixture
+async def empty(backend: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """An engine on a database with no tables yet."""
+    if backend == "sqlite":
+        engine = db.make_engine(f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}")
+        try:
+            yield engine
+        finally:
+            await engine.dispose()
+        return
+    if not PG_URL:
+        if os.environ.get("CI"):
+            pytest.fail("SEALBOX_TEST_PG_URL must be set in CI: the PostgreSQL tests must run")
+        pytest.skip("SEALBOX_TEST_PG_URL is not set")
+    url = normalise_db_url(PG_URL)
+    schema = f"sbx_mig_{secrets.token_hex(4)}"
+    admin = db.make_engine(url)
+    async with admin.begin() as conn:
+        await conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    engine = db.make_engine(url, schema=schema)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        async with admin.begin() as conn:
+            await conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+def _differences(connection: sa.Connection) -> list[Any]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, metadata))
+
+
+async def test_the_migrations_build_the_schema_tables_py_describes(empty: AsyncEngine) -> None:
+    await db.upgrade(empty)
+    async with empty.connect() as conn:
+        differences = await conn.run_sync(_differences)
+    assert differences == []
+
+
+# The requests table as revision 0002 left it: what a relay of that version wrote.
+_REQUESTS_0002 = sa.table(
+    "requests",
+    *(sa.column(name) for name in (
+        "vault_id", "id", "kind", "client_id", "statement", "detail", "state", "threshold",
+        "source_ip", "created_at", "expires_at", "updated_at",
+    )),
+)  # fmt: skip
+
+
+async def test_an_upgrade_gives_each_waiting_request_a_full_grace_from_the_upgrade(
+    empty: AsyncEngine,
+) -> None:
+    await db.upgrade(empty, "0002")
+    async with empty.connect() as conn:
+        missing = await conn.run_sync(_differences)
+    # The comparison sees what a revision lacks (so its empty answer below means something).
+    assert [(d[0], d[3].name) for d in missing] == [("add_column", "waiter_until")]
+    made = int(time.time()) - 3600  # an hour ago: older than any grace
+    async with empty.begin() as conn:
+        await conn.execute(
+            _REQUESTS_0002.insert(),
+            [{"vault_id": "vlt_a", "id": f"req{n}", "kind": "access", "client_id": "cli_a",
+              "statement": "s", "detail": "{}",
+              "state": state, "threshold": 1, "source_ip": None, "created_at": made,
+              "expires_at": made + 7200, "updated_at": made}
+             for n, state in enumerate(("pending", "delivered"))],
+        )  # fmt: skip
+    before = int(time.time())
+    await db.upgrade(empty)
+    after = int(time.time())
+
+    async with empty.connect() as conn:
+        rows = (await conn.execute(sa.text("SELECT id, state, waiter_until FROM requests"))).all()
+        indexes = await conn.run_sync(
+            lambda c: {i["name"] for i in sa.inspect(c).get_indexes("requests")}
+        )
+        differences = await conn.run_sync(_differences)
+    assert len(rows) == 2
+    # Counted from the upgrade, not from when they were made: a client reconnecting
+    # through the upgrade's restart finds its request still answerable.
+    assert all(before <= row.waiter_until <= after for row in rows)
+    assert indexes == {"ix_requests_state", "ix_requests_client"}
+    assert differences == []
