@@ -151,6 +151,7 @@ class StoreState(enum.StrEnum):
     STORED = "stored"
     DENIED = "denied"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"
 
 
 class StoreEvent(enum.StrEnum):
@@ -158,6 +159,8 @@ class StoreEvent(enum.StrEnum):
     """An approver signed the manifest that makes the upload a stored version."""
     DENIED = "denied"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    """The requesting client withdrew it (it stopped waiting): it is never stored after."""
 
 
 STORE: Final = Machine(
@@ -168,6 +171,7 @@ STORE: Final = Machine(
         (StoreState.PENDING, StoreEvent.MANIFEST): StoreState.STORED,
         (StoreState.PENDING, StoreEvent.DENIED): StoreState.DENIED,
         (StoreState.PENDING, StoreEvent.EXPIRED): StoreState.EXPIRED,
+        (StoreState.PENDING, StoreEvent.CANCELLED): StoreState.CANCELLED,
     },
 )
 

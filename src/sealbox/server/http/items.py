@@ -100,6 +100,18 @@ async def complete_store(
             "manifest_hash": done.manifest_hash}  # fmt: skip
 
 
+@router.post("/store-requests/{request_id}/cancel")
+async def cancel_store(
+    vault: str, request_id: str, request: Request, principal: Client
+) -> dict[str, Any]:
+    """Withdraw your pending store request; its upload is dropped and it is never stored."""
+    relay = relay_of(request)
+    state = await access.cancel(relay, vault=vault, request_id=request_id, principal=principal,
+                                now=relay.now(), source_ip=source_ip(request),
+                                kind="store")  # fmt: skip
+    return {"id": request_id, "state": state}
+
+
 @router.post("/store-requests/{request_id}/deny")
 async def deny_store(
     vault: str, request_id: str, body: DenyBody, request: Request, principal: Approver

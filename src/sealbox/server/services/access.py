@@ -455,28 +455,36 @@ async def wait_status(
 
 async def cancel(
     relay: Relay, *, vault: str, request_id: str, principal: Principal, now: int,
-    source_ip: str | None,
+    source_ip: str | None, kind: Kind = "access",
 ) -> str:  # fmt: skip
-    """Withdraw the caller's pending request; releases given so far are discarded."""
+    """Withdraw the caller's pending request; releases (or a store's upload) are discarded.
+
+    A store request withdrawn is never stored after: its client has told its
+    user that the store did not happen.
+    """
+    pending, event = (
+        (State.PENDING, Event.CANCELLED) if kind == "access"
+        else (StoreState.PENDING, StoreEvent.CANCELLED)
+    )  # fmt: skip
     async with relay.tx() as tx:
         cancelled = await request_store.transition(
-            tx.conn, vault, request_id, "access", State.PENDING, Event.CANCELLED, now,
-            client_id=principal.id,
+            tx.conn, vault, request_id, kind, pending, event, now, client_id=principal.id,
         )  # fmt: skip
+        row = await request_store.get(tx.conn, vault, request_id, kind=kind,
+                                      client_id=principal.id)  # fmt: skip
+        if row is None:
+            raise NotFound("no_such_request", f"you have no {kind} request with this id")
         if cancelled is None:
-            row = await request_store.get(tx.conn, vault, request_id, kind="access",
-                                          client_id=principal.id)  # fmt: skip
-            if row is None:
-                raise NotFound("no_such_request", "you have no access request with this id")
             raise not_pending(row.state if row.state != State.PENDING else "past its expiry")
         await request_store.drop_releases(tx.conn, vault, request_id)
+        if kind == "store":
+            detail = row.store
+            await item_store.delete_unstored_blobs(tx.conn, vault, detail.item, detail.version)
         await audit.append(
-            tx.conn, vault=vault, at=now, actor=principal.id, action="access.cancelled",
+            tx.conn, vault=vault, at=now, actor=principal.id, action=f"{kind}.cancelled",
             client_id=principal.id, source_ip=source_ip, detail={"request": request_id},
         )  # fmt: skip
-        row = await request_store.get(tx.conn, vault, request_id)
-        if row is not None:
-            wake_owner(tx, row, cancelled)
+        wake_owner(tx, row, cancelled)
         tx.wake(approvers_channel(vault), request_id)
     return cancelled
 
