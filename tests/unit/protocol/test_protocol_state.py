@@ -110,6 +110,7 @@ OTHER_TABLES: list[tuple[Machine, dict]] = [  # type: ignore[type-arg]
             (StoreState.PENDING, StoreEvent.MANIFEST): StoreState.STORED,
             (StoreState.PENDING, StoreEvent.DENIED): StoreState.DENIED,
             (StoreState.PENDING, StoreEvent.EXPIRED): StoreState.EXPIRED,
+            (StoreState.PENDING, StoreEvent.CANCELLED): StoreState.CANCELLED,
         },
     ),
     (
