@@ -149,5 +149,5 @@ def test_every_other_machine_is_exactly_its_table(machine: Machine, expected: di
 
 def test_a_store_request_is_never_released_or_delivered() -> None:
     # A store is its own kind: its states say "stored", never "released"/"delivered".
-    assert {str(s) for s in StoreState} == {"pending", "stored", "denied", "expired"}
+    assert {str(s) for s in StoreState} == {"pending", "stored", "denied", "expired", "cancelled"}
     assert STORE.sources(StoreEvent.MANIFEST) == {StoreState.PENDING}
