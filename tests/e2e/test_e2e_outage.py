@@ -116,3 +116,20 @@ def test_a_client_that_cannot_reach_the_relay_says_so_in_words(tmp_path: Path) -
         assert "ConnectError" not in done.stderr
     finally:
         d.close()
+
+
+def test_a_store_interrupted_while_waiting_is_withdrawn_and_never_stored(d: Deployment) -> None:
+    store = _waiting(d, "store", "shop/prod/api", "--field", "token=-", stdin=b"tok-123")
+    _until_pending(d, 1)
+    store.send_signal(signal.SIGINT)
+    out, err = store.communicate(timeout=30)
+    assert store.returncode == 130, err.decode()
+    assert b"Stored" not in out
+    assert _pending(d) == []
+    # An approver that comes along later finds nothing to store.
+    later = d.serve(APPROVE_ALL)
+    time.sleep(1.0)
+    assert later.decisions() == []
+    listed = d.cli("ls", "--json")
+    assert listed.returncode == 0, outputs(listed)
+    assert "shop/prod/api" not in listed.stdout
