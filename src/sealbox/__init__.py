@@ -14,14 +14,17 @@ error hierarchy, and the client SDK, :class:`Client` and :class:`AsyncClient`
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from sealbox._version import __version__
 
-from sealbox import errors
-from sealbox.errors import SealboxError
-
+# Not `typing.TYPE_CHECKING`: importing typing would cost every `sealbox` command,
+# even a cache hit, a few milliseconds; type checkers know this spelling too.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
+    from sealbox import errors
     from sealbox.client.sdk import AsyncClient, Client
+    from sealbox.errors import SealboxError
 
 __all__ = ["AsyncClient", "Client", "SealboxError", "__version__", "errors"]
 
@@ -29,14 +32,13 @@ __all__ = ["AsyncClient", "Client", "SealboxError", "__version__", "errors"]
 def __getattr__(name: str) -> Any:
     # The SDK pulls in httpx and the protocol; importing it only when asked
     # keeps `sealbox --version` and the relay's start-up from paying for it.
+    # The errors are cheap, but a cache hit of the CLI needs none of them.
     if name in ("Client", "AsyncClient"):
         from sealbox.client import sdk
 
         return getattr(sdk, name)
+    if name in ("errors", "SealboxError"):
+        import sealbox.errors as errors_module  # binds the submodule: no recursion here
+
+        return errors_module if name == "errors" else errors_module.SealboxError
     raise AttributeError(f"module 'sealbox' has no attribute {name!r}")
-
-
-try:
-    __version__ = version("sealbox")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0+unknown"
