@@ -265,6 +265,8 @@ class Read:
     """The access request's id (what the relay's audit names)."""
     cache_until: int
     cache_scope: str
+    cache_asked: int = 0
+    """Seconds of caching the caller asked for, before the policy's cut (0: none asked)."""
 
 
 OnWait = Callable[[str, int, int], None]
@@ -309,6 +311,7 @@ def read_flow(
             ids.check_field_name(name)
         asked.append(AccessItem(item=item, path=path, version=w.version,
                                 fields=tuple(sorted(set(fields)))))  # fmt: skip
+    asked_cache = cache.seconds
     # The strictest policy among the items holds: a statement that outlives a
     # request's allowed wait, or asks to cache longer than allowed, is refused
     # (the wait) or cut (the cache) by the relay anyway.
@@ -350,7 +353,7 @@ def read_flow(
         values=by_path,
         versions={released.paths[i]: v for i, v in released.versions.items()},
         items={p: i for i, p in released.paths.items()}, request=request_id,
-        cache_until=released.cache_until, cache_scope=cache.scope,
+        cache_until=released.cache_until, cache_scope=cache.scope, cache_asked=asked_cache,
     )  # fmt: skip
 
 
