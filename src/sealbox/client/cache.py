@@ -135,6 +135,8 @@ def connect(profile: str, *, timeout: float = TIMEOUT) -> AgentConnection | None
     An agent that is not of this user (a socket someone else put in the way)
     counts as none: nothing is sent to it.
     """
+    if not hasattr(socket, "AF_UNIX"):  # pragma: no cover - no Unix sockets, no agent
+        return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)

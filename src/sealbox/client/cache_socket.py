@@ -44,7 +44,12 @@ def socket_dir() -> str:
         return os.path.join(runtime, "sealbox")
     tmp = os.environ.get("TMPDIR")
     base = tmp if tmp and os.path.isabs(tmp) else "/tmp"  # noqa: S108 - owner and mode checked
-    return os.path.join(base, f"sealbox-{os.getuid()}")
+    return os.path.join(base, f"sealbox-{_uid()}")
+
+
+def _uid() -> int | None:
+    # Not POSIX (Windows): no user ids, and no agent either (it needs Unix sockets).
+    return os.getuid() if hasattr(os, "getuid") else None
 
 
 def socket_file(profile: str) -> str:
@@ -74,12 +79,14 @@ def lookup(profile: str, ref: str) -> bytes | None:
     """
     if not (ref.isascii() and ref.isprintable()) or '"' in ref or "\\" in ref:
         return None
+    if not hasattr(_socket, "AF_UNIX"):  # pragma: no cover - no Unix sockets, no agent
+        return None
     name = ref.encode()
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(TIMEOUT)
         sock.connect(socket_file(profile))
-        if peer_uid(sock) not in (None, os.getuid()):
+        if peer_uid(sock) not in (None, _uid()):
             return None  # a socket someone else put in the way: ask it nothing
         sock.sendall(b'{"op": "get", "refs": ["' + name + b'"]}\n')
         answer = b""

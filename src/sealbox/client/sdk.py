@@ -279,9 +279,13 @@ class _Base:
         """This process's kept connection to the profile's cache agent; ``None``: cache off."""
         if not self._use_cache:
             return None
-        from sealbox.client import cache
+        try:  # looked up once per client: a cache hit is a few dozen microseconds
+            return self.__dict__["_cache_agent"]
+        except KeyError:
+            from sealbox.client import cache
 
-        return cache.shared(self._session.name)
+            agent = self.__dict__["_cache_agent"] = cache.shared(self._session.name)
+            return agent
 
     def _from_cache(
         self, refs: Sequence[tuple[str, ids.Reference]]
