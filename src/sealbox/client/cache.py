@@ -158,25 +158,31 @@ class SharedAgent:
     Opened on first use and kept: a cache hit is one round trip, not a
     connect, a round trip and a close.  One request at a time (a lock).  When
     the agent has gone away or restarted, the request is sent once more on a
-    new connection; after a fork the child opens its own (the agent must see
-    the child's pid for the ``process-tree`` scope, and two processes must
-    not interleave on one socket).  Without an agent each request costs one
-    failed ``connect``, so an agent started later is found at once.
+    new connection.  A forked child gets a lock and, when it first asks, a
+    connection of its own (the agent must see the child's pid for the
+    ``process-tree`` scope, and two processes must not interleave on one
+    socket).  Without an agent each request costs one failed ``connect``, so
+    an agent started later is found at once.
     """
 
     def __init__(self, profile: str) -> None:
         self.profile = profile
         self._lock = threading.Lock()
         self._conn: AgentConnection | None = None
-        self._pid = 0
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        # Another thread may have held the lock at the fork; the child has only this one.
+        self._lock = threading.Lock()
+        self._drop()  # this process's descriptor only: the parent's connection stays open
 
     def _with(self, action: Callable[[AgentConnection], T]) -> T | None:
         """``action`` on the connection, opened or re-opened as needed; ``None``: no agent."""
         with self._lock:
             for _ in range(2):
-                if self._conn is None or self._pid != os.getpid():
-                    self._drop()
-                    self._conn, self._pid = connect(self.profile), os.getpid()
+                if self._conn is None:
+                    self._conn = connect(self.profile)
                     if self._conn is None:
                         return None
                 try:
@@ -186,8 +192,6 @@ class SharedAgent:
             return None
 
     def _drop(self) -> None:
-        # Closing only releases this process's descriptor: after a fork the
-        # parent's connection (the same socket) stays open for the parent.
         if self._conn is not None:
             self._conn.close()
         self._conn = None
