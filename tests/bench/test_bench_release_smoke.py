@@ -228,7 +228,9 @@ def _check_ratio(line: dict[str, Any], *, goal: bool = True) -> None:
     assert line["ratio"] == pytest.approx(line["value"] / line["baseline_ms"], rel=0.05)
     if goal:
         assert _positive(line["goal"]), line
-        assert line["meets_goal"] is (line["ratio"] <= line["goal"]), line
+        assert isinstance(line["meets_goal"], bool), line
+        if abs(line["ratio"] - line["goal"]) > 0.01:  # else rounding may tip either way
+            assert line["meets_goal"] is (line["ratio"] <= line["goal"]), line
 
 
 def _check_cached_run(lines: list[dict[str, Any]], *, with_pass: bool) -> dict[str, Any]:
