@@ -16,15 +16,18 @@ callback (:class:`Read`, :class:`Wanted`, :class:`Stored`, :class:`ItemInfo`,
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from sealbox._version import __version__
 
-from sealbox import errors
-from sealbox.errors import SealboxError
-
+# Not `typing.TYPE_CHECKING`: importing typing would cost every `sealbox` command,
+# even a cache hit, a few milliseconds; type checkers know this spelling too.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
+    from sealbox import errors
     from sealbox.client.flows import ItemInfo, Read, Stored, VersionInfo, WaitState, Wanted
     from sealbox.client.sdk import AsyncClient, Client
+    from sealbox.errors import SealboxError
 
 __all__ = [
     "AsyncClient",
@@ -47,6 +50,7 @@ _RESULTS = ("ItemInfo", "Read", "Stored", "VersionInfo", "WaitState", "Wanted")
 def __getattr__(name: str) -> Any:
     # The SDK pulls in httpx and the protocol; importing it only when asked
     # keeps `sealbox --version` and the relay's start-up from paying for it.
+    # The errors are cheap, but a cache hit of the CLI needs none of them.
     if name in _SDK:
         from sealbox.client import sdk
 
@@ -55,10 +59,8 @@ def __getattr__(name: str) -> Any:
         from sealbox.client import flows
 
         return getattr(flows, name)
+    if name in ("errors", "SealboxError"):
+        import sealbox.errors as errors_module  # binds the submodule: no recursion here
+
+        return errors_module if name == "errors" else errors_module.SealboxError
     raise AttributeError(f"module 'sealbox' has no attribute {name!r}")
-
-
-try:
-    __version__ = version("sealbox")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0+unknown"

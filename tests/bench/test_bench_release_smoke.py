@@ -54,11 +54,22 @@ RELEASE_CALLS = {"POST /access-requests", "GET /access-requests/{id}", "(client,
 
 CACHED_HEADER_KEYS = {
     "bench", "metric", "python", "platform", "cores", "hits", "runs", "cache_seconds", "quick",
-    "pass", "gpg", "bytecode_cached",
+    "pass", "gpg", "bytecode_cached", "console_script",
 }  # fmt: skip
-SDK_HIT_KEYS = {"bench", "metric", "value", "baseline_ms", "baseline", "ratio", "hits"}
+SDK_HIT_KEYS = {
+    "bench", "metric", "value", "baseline_ms", "baseline", "ratio", "goal", "meets_goal", "hits"
+}  # fmt: skip
 FLOOR_KEYS = {"bench", "metric", "value", "runs"}
-CLI_KEYS = {"bench", "metric", "baseline", "value", "baseline_ms", "ratio", "runs"}
+CLI_KEYS = {
+    "bench", "metric", "baseline", "value", "baseline_ms", "ratio", "goal", "meets_goal",
+    "command", "runs",
+}  # fmt: skip
+IMPORT_KEYS = {"bench", "metric", "command", "value", "modules", "top"}
+CACHED_METRICS = [
+    "sdk_hit_p50_ms", "sdk_hit_p99_ms", "python_startup_ms", "cli_version_ms",
+    "cli_version_script_ms", "cli_read_ms", "cli_read_script_ms", "cli_release_ms",
+    "cli_release_vs_sdk_process_ms", "imports_ms", "imports_ms", "imports_ms",
+]  # fmt: skip
 
 
 def _positive(value: Any) -> bool:
@@ -211,42 +222,74 @@ def test_release_latency_writes_profiles(tmp_path: Path) -> None:
 # --- cached_read ----------------------------------------------------------------------------
 
 
+def _check_ratio(line: dict[str, Any], *, goal: bool = True) -> None:
+    for key in ("value", "baseline_ms", "ratio"):
+        assert _positive(line[key]), (key, line)
+    assert line["ratio"] == pytest.approx(line["value"] / line["baseline_ms"], rel=0.05)
+    if goal:
+        assert _positive(line["goal"]), line
+        assert isinstance(line["meets_goal"], bool), line
+        if abs(line["ratio"] - line["goal"]) > 0.01:  # else rounding may tip either way
+            assert line["meets_goal"] is (line["ratio"] <= line["goal"]), line
+
+
 def _check_cached_run(lines: list[dict[str, Any]], *, with_pass: bool) -> dict[str, Any]:
     header, *figures = lines
     assert set(header) == CACHED_HEADER_KEYS, header
     assert header["bench"] == "cached_read"
     assert header["metric"] == "header"
     assert header["quick"] is True
+    assert header["console_script"] is True  # the test environment installs sealbox
     assert all(f["bench"] == "cached_read" for f in figures), figures
-    assert [f["metric"] for f in figures] == [
-        "sdk_hit_p50_ms", "sdk_hit_p99_ms", "python_startup_ms", "cli_version_ms", "cli_read_ms",
-    ]  # fmt: skip
-    p50, p99, *floors, cli = figures
+    assert [f["metric"] for f in figures] == CACHED_METRICS
+    p50, p99, startup, *versions, read, read_script, release, release_sdk = figures[:9]
     for line in (p50, p99):
         assert set(line) == SDK_HIT_KEYS, line
-        for key in ("value", "baseline_ms", "ratio", "hits"):
-            assert _positive(line[key]), (key, line)
+        _check_ratio(line)
         assert line["hits"] == header["hits"]
     assert p50["value"] <= p99["value"]
-    for line in floors:
-        assert set(line) == FLOOR_KEYS, line
-        assert _positive(line["value"]), line
+    assert set(startup) == FLOOR_KEYS, startup
+    assert _positive(startup["value"]), startup
+    for line, command in zip(versions, ("module", "script"), strict=True):
+        assert set(line) == CLI_KEYS, line
+        assert line["command"] == command
+        assert line["baseline"] == "python -c pass"
+        assert line["baseline_ms"] == startup["value"]
+        _check_ratio(line)
+    for line in (release, release_sdk):
+        assert line["command"] == "module"
         assert line["runs"] == header["runs"]
-    assert cli["baseline"] == "pass show"
-    assert _positive(cli["value"]), cli
-    assert cli["runs"] == header["runs"]
-    if with_pass:
-        assert set(cli) == CLI_KEYS | {"baseline_version"}, cli
-        assert _positive(cli["baseline_ms"]), cli
-        assert _positive(cli["ratio"]), cli
-        assert cli["ratio"] == pytest.approx(cli["value"] / cli["baseline_ms"], rel=0.05)
-        assert "pass" in cli["baseline_version"]
-    else:
-        assert set(cli) == CLI_KEYS | {"baseline_unavailable"}, cli
-        assert cli["baseline_ms"] is None
-        assert cli["ratio"] is None
-        assert "apt-get install -y pass gnupg" in cli["baseline_unavailable"]
-    return cli
+        assert line["value"] == release["value"]
+    assert set(release) == CLI_KEYS, release
+    _check_ratio(release)
+    assert set(release_sdk) == CLI_KEYS - {"goal", "meets_goal"}, release_sdk
+    _check_ratio(release_sdk, goal=False)
+    for cli, command in ((read, "module"), (read_script, "script")):
+        assert cli["baseline"] == "pass show"
+        assert cli["command"] == command
+        assert _positive(cli["value"]), cli
+        assert cli["runs"] == header["runs"]
+        if with_pass:
+            assert set(cli) == CLI_KEYS | {"baseline_version"}, cli
+            _check_ratio(cli)
+            assert "pass" in cli["baseline_version"]
+        else:
+            assert set(cli) == CLI_KEYS | {"baseline_unavailable"}, cli
+            assert cli["baseline_ms"] is None
+            assert cli["ratio"] is None
+            assert cli["meets_goal"] is None
+            assert "apt-get install -y pass gnupg" in cli["baseline_unavailable"]
+    imports = {line["command"]: line for line in figures[9:]}
+    assert list(imports) == ["version", "read_hit", "release"]
+    for name, line in imports.items():
+        extra = {"forbidden"} if name == "read_hit" else set()
+        assert set(line) == IMPORT_KEYS | extra, line
+        assert _positive(line["value"]), line
+        assert line["modules"] > 0
+        assert all(isinstance(n, str) and _positive(t) for n, t in line["top"]), line
+    assert imports["read_hit"]["forbidden"] == []  # not a speed: what a cache hit loads
+    assert any(n == "sealbox.client.sdk" for n, _ in imports["release"]["top"])
+    return read
 
 
 def test_cached_read_quick_beside_pass() -> None:

@@ -17,6 +17,7 @@ from sealbox.server.store.tables import audit_events, item_versions, items
 
 pytestmark = pytest.mark.anyio
 
+
 @pytest.fixture
 def h(client: httpx.AsyncClient, relay: Relay, vault: Vault) -> Harness:
     return Harness(client, relay, vault)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import subprocess
 import sys
 import time
@@ -34,23 +35,27 @@ def add_parsers(sub: Any) -> None:
 
 def _go(args: argparse.Namespace) -> int:
     from sealbox.client import cache
-    from sealbox.client.profile import profile_name
+    from sealbox.client import profile as profiles
 
-    name = profile_name(args.profile)
+    name = profiles.profile_name(args.profile)
     agent = cache.connect(name)
     if args.cache_command == "start":
         if agent is not None:
-            pid = agent.call({"op": "status"})["pid"]
-            agent.close()
+            with agent:
+                pid = agent.call({"op": "status"})["pid"]
             print(f"The cache agent of profile {name!r} already runs (pid {pid}).")
             return exits.OK
+        # Refused here, with the usual message and exit code, rather than by an
+        # agent that exits at once: an agent serves one login and stops at its end.
+        profiles.load(profiles.profile_path(name), name=name)
+        cache.prepare_socket_dir(os.path.dirname(cache.socket_file(name)))
         if args.foreground:
-            print(f"Cache agent of profile {name!r} on {cache.socket_path(name)}.", flush=True)
+            print(f"Cache agent of profile {name!r} on {cache.socket_file(name)}.", flush=True)
             cache.serve(name)
             return exits.OK
         # The agent is this same Python running sealbox's own module; no shell.
         child = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "sealbox.client.cache", name], start_new_session=True,
+            [sys.executable, "-m", "sealbox.client.cache_agent", name], start_new_session=True,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 10
@@ -59,7 +64,7 @@ def _go(args: argparse.Namespace) -> int:
                 raise exits.Failed("the cache agent did not start")
             time.sleep(0.05)
         agent.close()
-        print(f"Cache agent started (pid {child.pid}) on {cache.socket_path(name)}.")
+        print(f"Cache agent started (pid {child.pid}) on {cache.socket_file(name)}.")
         return exits.OK
     if agent is None:
         if args.cache_command in ("flush", "stop"):

@@ -1,32 +1,36 @@
 """Entry point of the ``sealbox`` command.
 
 Exit codes are listed in :mod:`sealbox.cli.exits` and the README.
+
+What a command imports is what it costs before it does anything, so this
+module imports nearly nothing at its top: ``sealbox --version`` and a
+``sealbox read`` the cache agent answers are recognised first
+(:mod:`sealbox.cli.fastpath`) and never load argparse, the HTTP client or the
+protocol; every other command imports what it needs where it needs it.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime
-import getpass
 import io
 import os
-import socket
 import sys
 import time
-from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+# Not typing's: importing typing costs a fast path a few milliseconds.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import httpx
+    import argparse
+    from collections.abc import Sequence
+    from pathlib import Path
+    from typing import Any
 
-from sealbox import __version__
-from sealbox.cli import approvers, cache, items
-from sealbox.cli.exits import CANNOT_LISTEN
+    import httpx
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+#: The commands of :mod:`sealbox.cli.items` (``items.COMMANDS``; a test keeps them equal).
+ITEM_COMMANDS = ("store", "read", "get", "ls", "history", "run", "inject")
 
 
 def _server_options(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +51,9 @@ def _profile_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _default_client_name() -> str:
+    import getpass
+    import socket
+
     host = socket.gethostname() or "localhost"
     try:
         return f"{getpass.getuser()}@{host}"[:128]
@@ -54,7 +61,18 @@ def _default_client_name() -> str:
         return host[:128]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of ``sealbox``; for an item ``command``, one with only the item commands.
+
+    Such a command line parses the same either way (its own subparser does
+    the work, errors and ``--help`` included), and a ``sealbox read`` that
+    needs a release then does not import the approver commands as well.
+    """
+    import argparse
+    import socket
+
+    from sealbox import __version__
+
     parser = argparse.ArgumentParser(
         prog="sealbox",
         description=(
@@ -64,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sealbox {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    if command in ITEM_COMMANDS:
+        from sealbox.cli import items
+
+        items.add_parsers(sub)
+        return parser
+    from sealbox.cli import approvers, cache, items
 
     up = sub.add_parser("up", help="run the relay (embedded SQLite unless --db says otherwise)")
     _server_options(up)
@@ -125,24 +149,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    from sealbox.cli import fastpath
+
+    answered = fastpath.answer(arguments)
+    if answered is not None:
+        return answered
+    parser = build_parser(arguments[0] if arguments else None)
+    args = parser.parse_args(arguments)
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    if args.command == "approver":
+    if args.command in ITEM_COMMANDS:
+        from sealbox.cli import items
+
+        return items.run_command(args)
+    if args.command == "cache":
+        from sealbox.cli import cache
+
+        return cache.run_cache(args)
+    if args.command in ("approver", "approve"):
+        from sealbox.cli import approvers
+
+        if args.command == "approve":
+            return approvers.run_approve(args)
         if args.approver_command != "init":
             return approvers.run_approver(args)
         return _approver_init(args)
-    if args.command == "approve":
-        return approvers.run_approve(args)
-    if args.command == "cache":
-        return cache.run_cache(args)
-    if args.command in items.COMMANDS:
-        return items.run_command(args)
     if args.command in ("login", "whoami", "logout"):
         return _session_command(args)
-    # Imported here: `sealbox --version` and `--help` stay fast.
+    from sealbox.cli.exits import CANNOT_LISTEN
     from sealbox.server import runner
     from sealbox.server.config import Settings
 
@@ -176,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _secret(explicit: str | None, env: str, prompt: str, *, confirm: bool) -> str:
     """A secret from a file/argument, the environment, or the terminal (never echoed)."""
+    import getpass
+
     if explicit is not None:
         return explicit
     if os.environ.get(env):
@@ -189,6 +227,8 @@ def _secret(explicit: str | None, env: str, prompt: str, *, confirm: bool) -> st
 
 
 def _approver_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import httpx
 
     from sealbox.approver import keystore
@@ -298,6 +338,8 @@ def _session_command(args: argparse.Namespace) -> int:
 
 
 def _utc(timestamp: int) -> str:
+    import datetime
+
     moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 

@@ -1,288 +1,291 @@
-"""The local cache agent: released values kept in memory until their signed ``cache_until``.
+"""The local cache agent, as its clients see it: where it listens, and connections to it.
 
-One agent per user and profile listens on a Unix socket in a 0700 directory;
-the socket is 0600 and every connection's peer credentials (``SO_PEERCRED``)
-must be this user's, so no other account can ask it anything.  It keeps
-values only in this process's memory (never on disk), only until the
-``cache_until`` the approvers signed (already capped by the client's request
-and the relay's policy), and, for the ``process-tree`` scope, serves them
-only to descendants of the process tree that asked.  ``flush`` overwrites and
-drops everything.  Each hit is reported to the relay's audit in batches (the
-relay learns which release was reused, never the value); reads need no
-network and no approval.
+One agent per user and profile (:mod:`sealbox.client.cache_agent`, started by
+``sealbox cache start``) keeps released values in its memory until their
+signed ``cache_until`` and answers on a Unix socket in a 0700 directory.  The
+socket is 0600, the agent answers only peers of its own user, and a client
+here talks only to an agent of its own user (both check ``SO_PEERCRED``).
 
-Wire format: one JSON object per line each way.  ``{"op": "get", "refs": [...]}``,
-``{"op": "put", "scope": ..., "entries": [{"ref", "value" (base64url), "until",
-"request"}]}``, ``{"op": "status"}``, ``{"op": "flush"}``, ``{"op": "stop"}``.
+Where the socket is, and the one request of a ``sealbox read`` that the agent
+answers, are in :mod:`sealbox.client.cache_socket` (that read imports nothing
+else); this module is everything else a client says to the agent, over the
+standard library's socket and JSON, never the HTTP client or the protocol.
+
+Wire format: one JSON object per line each way; values are in hex (``bytes.hex``,
+which needs no import to decode).  ``{"op": "get", "refs": [...]}`` →
+``{"hex": {ref: value}}``, only the references the agent holds and serves to the
+asking process; ``{"op": "put", "scope": "user" | "process-tree", "entries":
+[{"ref", "hex", "until", "request"}]}`` → ``{"stored": n}``; ``{"op": "status"}``,
+``{"op": "flush"}``, ``{"op": "stop"}``.  A refusal is ``{"error": text}``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
 import socket
-import struct
-import sys
+import stat
 import threading
-import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import platformdirs
+from sealbox.client.cache_socket import TIMEOUT, peer_uid, socket_dir, socket_file
 
-from sealbox.crypto.encoding import b64u_decode, b64u_encode
+if TYPE_CHECKING:
+    from pathlib import Path
 
-__all__ = ["AgentConnection", "connect", "serve", "socket_path"]
+    from sealbox.client.flows import Read
 
-#: Most bytes one request line may have (values are small; this bounds memory).
+T = TypeVar("T")
+
+__all__ = [
+    "AgentConnection",
+    "SharedAgent",
+    "connect",
+    "explain_not_cached",
+    "prepare_socket_dir",
+    "serve",
+    "shared",
+    "socket_dir",
+    "socket_file",
+    "socket_path",
+]
+
+#: Most bytes one line (request or answer) may have: values are small; this bounds memory.
 LINE_MAX = 4 << 20
-#: Seconds between batches of cache-hit reports to the relay.
-REPORT_EVERY = 2.0
+
+
+# --- where the agent listens --------------------------------------------------------------
 
 
 def socket_path(profile: str) -> Path:
-    base = os.environ.get("SEALBOX_RUNTIME_DIR") or platformdirs.user_runtime_dir("sealbox")
-    return Path(base) / f"cache-{profile}.sock"
+    from pathlib import Path
+
+    return Path(socket_file(profile))
 
 
-@dataclass
-class _Entry:
-    value: bytearray = field(repr=False)
-    until: int
-    request: str
-    root: int | None
-    """For the process-tree scope: the pid whose descendants may read it."""
+def prepare_socket_dir(path: str) -> None:
+    """Make ``path`` (and parents) if missing; it must be this user's directory; make it 0700.
+
+    Raises ``PermissionError`` saying what to do when the directory is another
+    user's or not a directory (someone may have made the predictable name first).
+    """
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise PermissionError(
+            f"{path} is not a directory of this user, so the cache agent cannot listen there; "
+            "set XDG_RUNTIME_DIR or SEALBOX_RUNTIME_DIR to a private directory"
+        )
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700)
 
 
-def _peer(sock: socket.socket) -> tuple[int, int, int]:
-    """(pid, uid, gid) of the process at the other end of a Unix socket."""
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, uid, gid = struct.unpack("3i", creds)
-    return pid, uid, gid
-
-
-def _parent(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may contain spaces.
-    return int(stat.rsplit(")", 1)[1].split()[1])
-
-
-def _descends(pid: int, root: int) -> bool:
-    seen = 0
-    current: int | None = pid
-    while current and seen < 256:
-        if current == root:
-            return True
-        current = _parent(current)
-        seen += 1
-    return False
-
-
-class _Agent:
-    def __init__(self, profile: str) -> None:
-        self.profile = profile
-        self.entries: dict[str, _Entry] = {}
-        self.hits: dict[str, list[int]] = {}
-        """request id -> [count, first_at, last_at], waiting to be reported."""
-        self.stopped = asyncio.Event()
-        self.reported = 0
-        self.report_errors = 0
-
-    def _wipe(self, entry: _Entry) -> None:
-        entry.value[:] = b"\0" * len(entry.value)
-
-    def _expire(self) -> None:
-        now = time.time()
-        for ref in [r for r, e in self.entries.items() if e.until <= now]:
-            self._wipe(self.entries.pop(ref))
-
-    def handle(self, message: Mapping[str, Any], peer_pid: int) -> dict[str, Any]:
-        self._expire()
-        op = message.get("op")
-        if op == "get":
-            refs = message.get("refs")
-            if not isinstance(refs, list):
-                return {"error": "refs must be a list"}
-            found = {}
-            now = int(time.time())
-            for ref in refs:
-                entry = self.entries.get(ref) if isinstance(ref, str) else None
-                if entry is None or (
-                    entry.root is not None and not _descends(peer_pid, entry.root)
-                ):
-                    continue
-                found[ref] = b64u_encode(bytes(entry.value))
-                hit = self.hits.setdefault(entry.request, [0, now, now])
-                hit[0] += 1
-                hit[2] = now
-            return {"values": found}
-        if op == "put":
-            scope = message.get("scope")
-            entries = message.get("entries")
-            if scope not in ("user", "process-tree") or not isinstance(entries, list):
-                return {"error": "put needs a scope and entries"}
-            root = _parent(peer_pid) if scope == "process-tree" else None
-            for e in entries:
-                try:
-                    ref, until, request = str(e["ref"]), int(e["until"]), str(e["request"])
-                    value = bytearray(b64u_decode(e["value"]))
-                except (KeyError, TypeError, ValueError):
-                    return {"error": "malformed entry"}
-                if until > time.time():
-                    old = self.entries.pop(ref, None)
-                    if old is not None:
-                        self._wipe(old)
-                    self.entries[ref] = _Entry(value=value, until=until, request=request, root=root)
-            return {"stored": len(entries)}
-        if op == "status":
-            return {"pid": os.getpid(), "profile": self.profile, "entries": [
-                {"ref": r, "until": e.until, "request": e.request,
-                 "scope": "process-tree" if e.root is not None else "user"}
-                for r, e in sorted(self.entries.items())
-            ], "hits_reported": self.reported, "report_errors": self.report_errors}  # fmt: skip
-        if op == "flush":
-            count = len(self.entries)
-            for entry in self.entries.values():
-                self._wipe(entry)
-            self.entries.clear()
-            return {"flushed": count}
-        if op == "stop":
-            self.stopped.set()
-            return {"stopping": True}
-        return {"error": "unknown op"}
-
-    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sock = writer.get_extra_info("socket")
-        try:
-            pid, uid, _ = _peer(sock)
-            if uid != os.getuid():
-                return  # another account: not a word
-            while line := await reader.readline():
-                try:
-                    message = json.loads(line)
-                except ValueError:
-                    message = {}
-                answer = self.handle(message if isinstance(message, dict) else {}, pid)
-                writer.write(json.dumps(answer).encode() + b"\n")
-                await writer.drain()
-        except (OSError, ValueError, asyncio.LimitOverrunError):
-            pass
-        finally:
-            writer.close()
-
-    def _report(self) -> None:
-        batch, self.hits = self.hits, {}
-        if not batch:
-            return
-        from sealbox.client.sdk import Client
-
-        hits: list[dict[str, Any]] = [{"request": r, "hits": c, "first_at": f, "last_at": last}
-                for r, (c, f, last) in batch.items()]  # fmt: skip
-        try:
-            with Client(self.profile, cache=False) as client:
-                client.report_cache_hits(hits[:100])
-            self.reported += sum(h["hits"] for h in hits[:100])
-        except Exception:
-            self.report_errors += 1
-            for h in hits:
-                old = self.hits.setdefault(h["request"], [0, h["first_at"], h["last_at"]])
-                old[0] += h["hits"]
-
-    async def reporter(self) -> None:
-        loop = asyncio.get_running_loop()
-        while not self.stopped.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopped.wait(), REPORT_EVERY)
-            self._expire()
-            await loop.run_in_executor(None, self._report)
-
-
-async def _serve(profile: str, path: Path, ready: threading.Event | None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.parent.chmod(0o700)
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    agent = _Agent(profile)
-    old = os.umask(0o177)  # the socket is created 0600, never briefly wider
-    try:
-        server = await asyncio.start_unix_server(agent.connection, path=str(path), limit=LINE_MAX)
-    finally:
-        os.umask(old)
-    path.chmod(0o600)
-    if ready is not None:
-        ready.set()
-    reporter = asyncio.create_task(agent.reporter())
-    async with server:
-        await agent.stopped.wait()
-    await reporter
-    for entry in agent.entries.values():
-        agent._wipe(entry)
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-
-
-def serve(profile: str, *, ready: threading.Event | None = None) -> None:
-    """Run the agent for ``profile`` until it is told to stop."""
-    asyncio.run(_serve(profile, socket_path(profile), ready))
+# --- one connection -----------------------------------------------------------------------
 
 
 class AgentConnection:
-    """A client's connection to the agent (blocking; each call is one round trip)."""
+    """A blocking connection to the agent: one request at a time, one answer each."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._file = sock.makefile("rb")
 
+    def __enter__(self) -> AgentConnection:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def call(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        """Send ``message``, return the answer; ``OSError`` if the agent is gone or refuses."""
         self._sock.sendall(json.dumps(message).encode() + b"\n")
         line = self._file.readline(LINE_MAX)
-        if not line:
+        if not line.endswith(b"\n"):
             raise OSError("the cache agent closed the connection")
         answer = json.loads(line)
-        if not isinstance(answer, dict) or "error" in answer:
-            raise OSError(f"the cache agent refused: {answer.get('error')}")
+        if not isinstance(answer, dict):
+            raise OSError("the cache agent answered something else than an object")
+        if "error" in answer:
+            raise OSError(f"the cache agent refused: {answer['error']}")
         return answer
 
-    def get(self, refs: list[str]) -> dict[str, bytes]:
-        try:
-            values = self.call({"op": "get", "refs": refs})["values"]
-        except (OSError, ValueError, KeyError):
-            return {}
-        return {r: b64u_decode(v) for r, v in values.items()}
+    def get(self, refs: Iterable[str]) -> dict[str, bytes]:
+        """The values the agent holds (and serves to this process) of ``refs``, by reference."""
+        values = self.call({"op": "get", "refs": list(refs)}).get("hex")
+        if not isinstance(values, dict):
+            raise OSError("the cache agent's answer has no values")
+        return {ref: bytes.fromhex(value) for ref, value in values.items()}
 
-    def put(self, read: Any, values: Mapping[str, bytes]) -> None:
-        entries = [{"ref": r, "value": b64u_encode(v), "until": read.cache_until,
+    def put(self, read: Read, values: Mapping[str, bytes]) -> int:
+        """Keep ``values`` (by reference) until the release's ``cache_until``, in its scope."""
+        entries = [{"ref": r, "hex": v.hex(), "until": read.cache_until,
                     "request": read.request} for r, v in values.items()]  # fmt: skip
         scope = "process-tree" if read.cache_scope == "process-tree" else "user"
-        with contextlib.suppress(OSError, ValueError):
-            self.call({"op": "put", "scope": scope, "entries": entries})
+        return int(self.call({"op": "put", "scope": scope, "entries": entries})["stored"])
 
     def close(self) -> None:
         self._file.close()
         self._sock.close()
 
 
-def connect(profile: str, *, timeout: float = 2.0) -> AgentConnection | None:
-    """A connection to the running agent of ``profile``, or ``None`` if none runs."""
-    path = socket_path(profile)
-    if not path.exists():
+def connect(profile: str, *, timeout: float = TIMEOUT) -> AgentConnection | None:
+    """A connection to the running agent of ``profile``, or ``None`` if none runs.
+
+    An agent that is not of this user (a socket someone else put in the way)
+    counts as none: nothing is sent to it.
+    """
+    if not hasattr(socket, "AF_UNIX"):  # pragma: no cover - no Unix sockets, no agent
         return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
     try:
-        sock.connect(str(path))
+        sock.settimeout(timeout)
+        sock.connect(socket_file(profile))
+        if peer_uid(sock) not in (None, os.getuid()):
+            raise PermissionError("the cache agent's socket is another user's")
     except OSError:
         sock.close()
         return None
     return AgentConnection(sock)
 
 
-if __name__ == "__main__":  # pragma: no cover - `sealbox cache start` runs this detached
-    serve(sys.argv[1])
+# --- the SDK's connection: one per process and agent ---------------------------------------
+
+
+class SharedAgent:
+    """This process's connection to one profile's agent, shared by every client and thread.
+
+    Opened on first use and kept: a cache hit is one round trip, not a
+    connect, a round trip and a close.  One request at a time (a lock).  When
+    the agent has gone away or restarted, the request is sent once more on a
+    new connection.  A forked child gets a lock and, when it first asks, a
+    connection of its own (the agent must see the child's pid for the
+    ``process-tree`` scope, and two processes must not interleave on one
+    socket).  Without an agent each request costs one failed ``connect``, so
+    an agent started later is found at once.
+    """
+
+    def __init__(self, profile: str) -> None:
+        self.profile = profile
+        self._lock = threading.Lock()
+        self._conn: AgentConnection | None = None
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        # Another thread may have held the lock at the fork; the child has only this one.
+        self._lock = threading.Lock()
+        self._drop()  # this process's descriptor only: the parent's connection stays open
+
+    def _with(self, action: Callable[[AgentConnection], T]) -> T | None:
+        """``action`` on the connection, opened or re-opened as needed; ``None``: no agent."""
+        with self._lock:
+            for _ in range(2):
+                if self._conn is None:
+                    self._conn = connect(self.profile)
+                    if self._conn is None:
+                        return None
+                try:
+                    return action(self._conn)
+                except (OSError, ValueError, TypeError):  # gone, restarted, or another version
+                    self._drop()
+            return None
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+
+    def get(self, refs: Iterable[str]) -> dict[str, bytes]:
+        """Values the agent holds for ``refs`` (and serves this process); nothing if none runs."""
+        asked = list(refs)
+        return self._with(lambda conn: conn.get(asked)) or {}
+
+    def put(self, read: Read, values: Mapping[str, bytes]) -> bool:
+        """Hand ``values`` to the agent; ``False`` if no agent took them."""
+        return self._with(lambda conn: conn.put(read, values)) is not None
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+
+_shared: dict[str, SharedAgent] = {}
+_shared_lock = threading.Lock()
+
+
+def shared(profile: str) -> SharedAgent:
+    """This process's :class:`SharedAgent` for ``profile`` (per socket: the environment counts)."""
+    key = socket_file(profile)
+    agent = _shared.get(key)
+    if agent is None:
+        with _shared_lock:
+            agent = _shared.get(key)
+            if agent is None:
+                if not _shared:
+                    import atexit
+
+                    atexit.register(_close_all)
+                agent = _shared[key] = SharedAgent(profile)
+    return agent
+
+
+def _close_all() -> None:
+    for agent in list(_shared.values()):
+        agent.close()
+
+
+# --- saying why nothing was cached ----------------------------------------------------------
+
+_explained: set[tuple[str, ...]] = set()
+
+
+def explain_not_cached(
+    profile: str, read: Read, policies: Mapping[str, tuple[float, Mapping[str, Any]]]
+) -> None:
+    """Say why a read that asked to be cached left nothing in the cache (once per process).
+
+    A warning on the ``sealbox.cache`` logger: where logging is not set up
+    (the CLI), Python prints it on stderr; an application decides where it
+    goes.  The reasons, first that applies: the relay's policy for an item
+    allows no caching (``policies``: the effective policies the read looked
+    up, by path); the approver released without caching; no agent took them.
+    """
+    import time
+
+    if read.cache_until > time.time():
+        start = "sealbox cache start" + ("" if profile == "default" else f" --profile {profile}")
+        key: tuple[str, ...] = ("no agent", profile)
+        text = (f"nothing was cached: no cache agent runs for profile {profile!r}.\n"
+                f"  Start one with `{start}`; until the release's cache time ends, "
+                "reads then need no approval.")  # fmt: skip
+    else:
+        closed = sorted(
+            path for path in read.values
+            if path in policies and not int(policies[path][1].get("max_cache_seconds") or 0)
+        )  # fmt: skip
+        if closed:
+            path = closed[0]
+            pattern = "/".join([*path.split("/")[:2], "*"])
+            key = ("policy", path)
+            text = (f"nothing was cached: the policy for {path} allows no caching.\n"
+                    f"  An approver can allow it: `sealbox approver policy {pattern} "
+                    "--approvers … --max-cache SECONDS`.")  # fmt: skip
+        else:
+            key = ("approver", *sorted(read.values))
+            text = ("nothing was cached: the approver released the values without caching.\n"
+                    "  For the automated approver (`sealbox approver serve`), the matching "
+                    "rule's cache_seconds sets how long.")  # fmt: skip
+    if key in _explained:
+        return
+    _explained.add(key)
+    import logging
+
+    logging.getLogger("sealbox.cache").warning("sealbox: %s", text)
+
+
+def serve(profile: str) -> None:
+    """Run the agent of ``profile`` in this process until it is told to stop."""
+    from sealbox.client import cache_agent
+
+    cache_agent.serve(profile)

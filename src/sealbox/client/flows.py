@@ -249,8 +249,8 @@ class Read:
     """The access request's id (what the relay's audit names)."""
     cache_until: int
     cache_scope: str
-    cache_note: str | None = None
-    """Why nothing may be kept although caching was asked for, and what to set (else None)."""
+    cache_asked: int = 0
+    """Seconds of caching the caller asked for, before the policy's cut (0: none asked)."""
 
 
 @dataclass(frozen=True)
@@ -309,22 +309,16 @@ def read_flow(
         fields = _check_fields(path, w, tuple(manifest.fields))
         asked.append(AccessItem(item=item, path=path, version=w.version,
                                 fields=tuple(sorted(set(fields)))))  # fmt: skip
+    asked_cache = cache.seconds
     # The strictest policy among the items holds: a statement that outlives a
     # request's allowed wait, or asks to cache longer than allowed, is refused
     # (the wait) or cut (the cache) by the relay anyway.
-    cache_note = None
     for path in merged:
         policy = yield from _policy(state, path)
         ttl = min(ttl, int(policy.get("expiry_seconds") or ttl))
         if cache.seconds:
             allowed = int(policy.get("max_cache_seconds") or 0)
-            if not allowed:
-                cache_note = (
-                    f"the policy for {path} allows no caching; an approver can allow it "
-                    "with `sealbox approver policy PATTERN --max-cache SECONDS`"
-                )
             cache = CacheRequest(seconds=min(cache.seconds, allowed), scope=cache.scope)
-    asked_cache = cache.seconds
     if not cache.seconds:
         cache = NO_CACHE
     directory = yield from directory_flow(state)
@@ -355,14 +349,11 @@ def read_flow(
     for item, version in released.versions.items():
         state.seen[item] = max(state.seen.get(item, 0), version)
     by_path = {released.paths[i]: v for i, v in released.values.items()}
-    if asked_cache and released.cache_until <= state.clock():
-        cache_note = ("the approver released it without caching (an automated approver caches "
-                      "only where its rule sets cache_seconds)")  # fmt: skip
     return Read(
         values=by_path,
         versions={released.paths[i]: v for i, v in released.versions.items()},
         items={p: i for i, p in released.paths.items()}, request=request_id,
-        cache_until=released.cache_until, cache_scope=cache.scope, cache_note=cache_note,
+        cache_until=released.cache_until, cache_scope=cache.scope, cache_asked=asked_cache,
     )  # fmt: skip
 
 

@@ -240,11 +240,16 @@ class _Base:
         return CacheRequest(seconds=int(cache_seconds), scope="user")
 
     def _agent(self) -> Any:
+        """This process's kept connection to the profile's cache agent; ``None``: cache off."""
         if not self._use_cache:
             return None
-        from sealbox.client import cache
+        try:  # looked up once per client: a cache hit is a few dozen microseconds
+            return self.__dict__["_cache_agent"]
+        except KeyError:
+            from sealbox.client import cache
 
-        return cache.connect(self._session.name)
+            agent = self.__dict__["_cache_agent"] = cache.shared(self._session.name)
+            return agent
 
     def _from_cache(
         self, refs: Sequence[tuple[str, ids.Reference]]
@@ -252,18 +257,21 @@ class _Base:
         agent = self._agent()
         if agent is None:
             return {}, list(refs)
-        with contextlib.closing(agent):
-            found = agent.get([text for text, _ in refs])
+        found: dict[str, bytes] = agent.get([text for text, _ in refs])
         return found, [(t, r) for t, r in refs if t not in found]
 
     def _to_cache(self, read: Read, refs: Sequence[tuple[str, ids.Reference]]) -> None:
-        if read.cache_until <= time.time():
-            return
         agent = self._agent()
         if agent is None:
             return
-        with contextlib.closing(agent):
-            agent.put(read, {t: _pick(read, r, t) for t, r in refs})
+        kept = read.cache_until > time.time() and agent.put(
+            read, {t: _pick(read, r, t) for t, r in refs}
+        )
+        if read.cache_asked and not kept:
+            # Asked to cache, and nothing was: say why, or the user is left guessing.
+            from sealbox.client import cache
+
+            cache.explain_not_cached(self._session.name, read, self._session.state.policies)
 
 
 class Client(_Base):
