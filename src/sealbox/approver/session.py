@@ -19,7 +19,7 @@ import httpx
 
 from sealbox._relay.calls import Call, Flow, refused
 from sealbox._relay.directory import DirectoryView, directory_flow
-from sealbox._relay.drive import SyncDriver, reply_of, unreachable
+from sealbox._relay.drive import SyncDriver, http_client, reply_of, unreachable
 from sealbox._relay.files import write_private
 from sealbox._relay.httpsig import signer
 from sealbox.approver.keystore import ApproverKeys
@@ -40,7 +40,7 @@ class ApproverSession:
     def __init__(self, keys: ApproverKeys, *, http: httpx.Client | None = None,
                  head_path: Path | None = None) -> None:  # fmt: skip
         self.keys = keys
-        self.http = http or httpx.Client(timeout=30)
+        self.http = http or http_client(keys.server)
         self.head_path = head_path
         self.vault_path = f"/v1/vaults/{keys.vault}"
         self.driver = SyncDriver(self.http, keys.server, authorize=signer(keys.sig, keys.record.id))

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import functools
 import json
 import sys
 import threading
@@ -45,7 +46,7 @@ from typing import Any, TypeVar
 import httpx
 
 from sealbox._relay.calls import Call, Flow, expect_object
-from sealbox._relay.drive import AsyncDriver, SyncDriver
+from sealbox._relay.drive import AsyncDriver, SyncDriver, async_http_client, http_client
 from sealbox._relay.files import write_private
 from sealbox.client import flows
 from sealbox.client import profile as profiles
@@ -65,9 +66,18 @@ REFRESH_MARGIN = 60
 SEEN_FORMAT = "sealbox.seen.v1"
 
 
+# Parsing is pure and a program reads the same few references again and again: a
+# cache hit of the local agent is a few dozen microseconds, and parsing was a
+# seventh of it.  (A malformed reference raises, and raising is not cached.)
+_parse_reference = functools.lru_cache(maxsize=1024)(ids.parse_reference)
+
+
 def parse_references(references: Iterable[str]) -> list[tuple[str, ids.Reference]]:
     """(reference text, parsed) pairs; a malformed reference raises ``MalformedInput``."""
-    return [(text, ids.parse_reference(text)) for text in references]
+    return [
+        (text, _parse_reference(text) if isinstance(text, str) else ids.parse_reference(text))
+        for text in references
+    ]
 
 
 def _pick(read: Read, ref: ids.Reference, text: str) -> bytes:
@@ -289,7 +299,7 @@ class Client(_Base):
         http: httpx.Client | None = None, cache: bool = True,
     ) -> None:  # fmt: skip
         super().__init__(profile, purpose, cache)
-        self._http = http or httpx.Client(timeout=30)
+        self._http = http or http_client(self._session.server)
         self._owns_http = http is None
         self._refresh_lock = threading.Lock()
         session = self._session
@@ -416,7 +426,7 @@ class AsyncClient(_Base):
         http: httpx.AsyncClient | None = None, cache: bool = True,
     ) -> None:  # fmt: skip
         super().__init__(profile, purpose, cache)
-        self._http = http or httpx.AsyncClient(timeout=30)
+        self._http = http or async_http_client(self._session.server)
         self._owns_http = http is None
         self._refresh_lock = asyncio.Lock()
         session = self._session
