@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from sealbox import errors
-    from sealbox.client.flows import ItemInfo, Read, Stored, VersionInfo, WaitState, Wanted
+    from sealbox.client._flows import ItemInfo, Read, Stored, VersionInfo, WaitState, Wanted
     from sealbox.client.sdk import AsyncClient, Client
     from sealbox.errors import SealboxError
 
@@ -56,7 +56,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(sdk, name)
     if name in _RESULTS:
-        from sealbox.client import flows
+        from sealbox.client import _flows as flows
 
         return getattr(flows, name)
     if name in ("errors", "SealboxError"):

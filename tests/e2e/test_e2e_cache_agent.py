@@ -159,7 +159,7 @@ def test_a_read_asking_to_cache_without_an_agent_says_how_to_start_one(
 PUT = """
 import sys, time
 from sealbox.client import cache
-from sealbox.client.flows import Read
+from sealbox.client._flows import Read
 read = Read(values={}, versions={}, items={}, request="req-tree", cache_scope="process-tree",
             cache_until=int(time.time()) + 300)
 with cache.connect("default") as agent:

@@ -275,7 +275,7 @@ def _read(args: argparse.Namespace) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
-    from sealbox.client.flows import Wanted
+    from sealbox.client._flows import Wanted
 
     path = _strip_scheme(args.path)
     fields = tuple(sorted(f for f in args.fields.split(",") if f)) if args.fields else None

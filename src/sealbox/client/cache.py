@@ -34,7 +34,7 @@ from sealbox.client.cache_socket import TIMEOUT, peer_uid, socket_dir, socket_fi
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from sealbox.client.flows import Read
+    from sealbox.client._flows import Read
 
 T = TypeVar("T")
 

@@ -1,6 +1,6 @@
 """The Python SDK: :class:`Client` (blocking) and :class:`AsyncClient` (asyncio).
 
-Both drive the same sans-IO flows (:mod:`sealbox.client.flows`) through the
+Both drive the same sans-IO flows (:mod:`sealbox.client._flows`) through the
 relay-client core's drivers, with the session of a ``sealbox login`` profile::
 
     import sealbox
@@ -48,10 +48,10 @@ import httpx
 from sealbox._relay.calls import Call, Flow, expect_object
 from sealbox._relay.drive import AsyncDriver, SyncDriver, async_http_client, http_client
 from sealbox._relay.files import write_private
-from sealbox.client import flows
+from sealbox.client import _flows as flows
 from sealbox.client import profile as profiles
+from sealbox.client._flows import ClientState, ItemInfo, OnWait, Read, Stored, VersionInfo, Wanted
 from sealbox.client.context import process_context
-from sealbox.client.flows import ClientState, ItemInfo, OnWait, Read, Stored, VersionInfo, Wanted
 from sealbox.client.login import refresh_flow
 from sealbox.client.profile import Profile
 from sealbox.errors import MalformedInput

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sealbox.client import cache
 from sealbox.client import profile as profiles
-from sealbox.client.flows import Read
+from sealbox.client._flows import Read
 from sealbox.crypto.keys import SigningKey
 from sealbox.protocol import ids
 from sealbox.protocol.directory import DirectoryHead

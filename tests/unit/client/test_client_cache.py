@@ -19,7 +19,7 @@ from cache_support import REF, VALUE, Agent, released, save_profile
 
 from sealbox.client import cache, cache_socket
 from sealbox.client import profile as profiles
-from sealbox.client.flows import Read
+from sealbox.client._flows import Read
 
 
 def test_lookup_gets_exactly_the_value_the_agent_holds(cache_agent: Agent) -> None:

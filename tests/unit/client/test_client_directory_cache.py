@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from sealbox.client import flows
-from sealbox.client.flows import Call, ClientState, Reply
+from sealbox.client import _flows as flows
+from sealbox.client._flows import Call, ClientState, Reply
 from sealbox.crypto.keys import HpkePrivateKey, SigningKey
 from sealbox.errors import DirectoryFork, DirectoryRollback
 from sealbox.protocol import directory as dirs

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sealbox.client import flows
+from sealbox.client import _flows as flows
 from sealbox.crypto.encoding import b64u_encode
 from sealbox.crypto.keys import HpkePrivateKey, SigningKey
 from sealbox.errors import BindingMismatch, Denied, RefusedByApprover, VerificationError

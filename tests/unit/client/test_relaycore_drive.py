@@ -18,8 +18,8 @@ import pytest
 
 from sealbox._relay.calls import Call, Flow, Reply
 from sealbox._relay.drive import AsyncDriver, SyncDriver
-from sealbox.client import flows
-from sealbox.client.flows import ClientState, WaitState
+from sealbox.client import _flows as flows
+from sealbox.client._flows import ClientState, WaitState
 from sealbox.crypto.keys import SigningKey
 from sealbox.errors import RelayRefused, RelayUnreachable, RequestExpired
 from sealbox.protocol import ids

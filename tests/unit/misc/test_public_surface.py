@@ -18,7 +18,8 @@ def test_top_level_all_is_pinned() -> None:
         "AsyncClient", "Client", "ItemInfo", "Read", "SealboxError", "Stored", "VersionInfo",
         "WaitState", "Wanted", "__version__", "errors",
     ]  # fmt: skip
-    from sealbox.client import flows, sdk
+    from sealbox.client import _flows as flows
+    from sealbox.client import sdk
 
     assert sealbox.Client is sdk.Client
     assert sealbox.AsyncClient is sdk.AsyncClient
