@@ -75,9 +75,8 @@ def test_a_request_whose_answer_failed_in_an_outage_is_answered_after_it(d: Depl
         # Its answer fails (the relay is gone): the claim is given up, to try again.
         [retrying, *_] = _wait("a retry", lambda: _entries(serve, "retrying"), serve)
         assert retrying["request"] == request["id"], retrying
-        assert (
-            retrying["message"]
-            == "fetching a request: could not reach the relay: connection refused"
+        assert retrying["message"] == (
+            f"fetching a request: could not reach the relay at {d.url}: connection refused"
         )
         time.sleep(3)  # a few more attempts, all refused
         assert not _entries(serve, "approved", request["id"])

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -50,6 +51,7 @@ MAX_RETRY_AFTER = 5.0
 BACKOFF_FIRST = 0.5
 BACKOFF_MOST = 5.0
 _GATEWAY = frozenset({502, 503, 504})
+_ERRNO = re.compile(r"^\[Errno -?\d+\]\s*")
 
 
 def _verify(server: str) -> Any:
@@ -90,22 +92,32 @@ def reply_of(response: httpx.Response) -> Reply:
     return Reply(response.status_code, body, retry_after)
 
 
+def _cause(exc: BaseException) -> str:
+    """The operating system's words for a transport failure ("connection refused")."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            text = seen.strerror
+            break
+        seen = seen.__cause__ or seen.__context__
+    else:
+        text = _ERRNO.sub("", str(exc)).strip() or "the connection failed"
+    return text[:1].lower() + text[1:]
+
+
 def describe(exc: httpx.HTTPError) -> str:
     """What a transport failure means, for a person."""
     if isinstance(exc, httpx.ConnectTimeout):
         return "the connection timed out"
     if isinstance(exc, httpx.ConnectError):
-        cause = str(exc).strip()
-        # "[Errno 111] Connection refused" -> "connection refused"
-        cause = cause.split("] ", 1)[-1] if cause.startswith("[Errno") else cause
-        return (cause[:1].lower() + cause[1:]) if cause else "could not connect"
+        return _cause(exc)
     if isinstance(exc, httpx.TimeoutException):
         return "it stopped answering (timed out)"
     if isinstance(exc, httpx.RemoteProtocolError):
         return "the connection was closed before the answer was complete"
     if isinstance(exc, httpx.UnsupportedProtocol):
         return "the server URL is not an http:// or https:// URL"
-    return str(exc) or "the connection failed"
+    return _cause(exc)
 
 
 def unreachable(

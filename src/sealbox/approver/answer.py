@@ -21,14 +21,15 @@ anything else raises and is final.  :func:`describe` puts any of them in words.
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from sealbox._relay.text import displayable
+from sealbox._relay.calls import refused
+from sealbox._relay.drive import describe as describe_transport
+from sealbox._relay.drive import reply_of
 from sealbox.approver import review as rv
 from sealbox.approver.session import ApproverSession
 from sealbox.errors import (
@@ -254,8 +255,8 @@ def _call(session: ApproverSession, method: str, path: str, what: str, *,
           json_body: Any = None) -> httpx.Response:  # fmt: skip
     try:
         return session.request(method, path, json_body=json_body)
-    except httpx.TransportError as exc:
-        raise RelayUnreachable(f"{what}: {describe(exc)}") from exc
+    except RelayUnreachable as exc:
+        raise RelayUnreachable(f"{what}: {exc.message}") from exc
 
 
 def _error_code(response: httpx.Response) -> str | None:
@@ -277,25 +278,8 @@ def _json(response: httpx.Response, what: str, expect: tuple[int, ...]) -> Any:
 
 
 def _refused(response: httpx.Response, what: str) -> RelayRefused:
-    """The relay's error as :class:`RelayRefused`, with its status, code and ``Retry-After``.
-
-    (Built here rather than by the session: :func:`transient` needs the status.)
-    """
-    message, hint = f"HTTP {response.status_code}", None
-    try:
-        body = response.json()
-        if isinstance(body, dict) and body.get("message"):
-            message = displayable(body["message"])
-            hint = displayable(body["hint"]) if body.get("hint") else None
-    except ValueError:
-        pass
-    retry_after = None
-    header = response.headers.get("retry-after", "")
-    if header.isdigit():
-        retry_after = float(header)
-    return RelayRefused(f"{what}: the relay refused: {message}", hint=hint,
-                        status=response.status_code, error=_error_code(response),
-                        retry_after=retry_after)  # fmt: skip
+    """The relay's error as :class:`RelayRefused`, with its status, code and ``Retry-After``."""
+    return refused(reply_of(response), what)
 
 
 def transient(exc: BaseException) -> bool:
@@ -307,35 +291,13 @@ def transient(exc: BaseException) -> bool:
     return False
 
 
-_ERRNO = re.compile(r"^\[Errno -?\d+\]\s*")
-
-
 def describe(exc: BaseException) -> str:
     """An error in words for a person or a log ("could not reach the relay: connection refused")."""
     if isinstance(exc, SealboxError):
         return exc.message
-    if isinstance(exc, httpx.ConnectError):
-        return f"could not reach the relay: {_cause(exc)}"
-    if isinstance(exc, httpx.TimeoutException):
-        return "the relay did not answer in time"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return "the relay closed the connection"
-    if isinstance(exc, httpx.TransportError):
-        return f"lost the connection to the relay: {_cause(exc)}"
+    if isinstance(exc, httpx.HTTPError):
+        return f"could not reach the relay: {describe_transport(exc)}"
     return str(exc) or type(exc).__name__
-
-
-def _cause(exc: BaseException) -> str:
-    """The operating system's words for a transport failure ("connection refused")."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.strerror:
-            text = seen.strerror
-            break
-        seen = seen.__cause__ or seen.__context__
-    else:
-        text = _ERRNO.sub("", str(exc)) or type(exc).__name__
-    return text[:1].lower() + text[1:]
 
 
 class Backoff:
