@@ -29,8 +29,8 @@ def _name(action: argparse.Action) -> str:
 
 def test_every_argument_and_subcommand_has_help() -> None:
     missing = [
-        " ".join(["sealbox", *path]) + ("" if isinstance(action, argparse._SubParsersAction)
-                                        else f" {_name(action)}")
+        " ".join(["sealbox", *path])
+        + ("" if isinstance(action, argparse._SubParsersAction) else f" {_name(action)}")
         for path, action, text in _walk(build_parser())
         if not text or not text.strip() or text == argparse.SUPPRESS
     ]
