@@ -309,8 +309,9 @@ def _fail(message: str, hint: str | None) -> int:
 def _session_command(args: argparse.Namespace) -> int:
     import httpx
 
+    from sealbox.cli import exits
     from sealbox.client import profile
-    from sealbox.errors import SealboxError
+    from sealbox.errors import NotLoggedIn, SealboxError, VerificationError
 
     try:
         name = profile.profile_name(args.profile)
@@ -328,6 +329,14 @@ def _session_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("", file=sys.stderr)
         return _fail("interrupted; nothing was saved", None)
+    except NotLoggedIn as exc:
+        _fail(exc.message, exc.hint)
+        return exits.NOT_LOGGED_IN
+    except VerificationError as exc:
+        # As every other command: what the relay served does not verify (rolled back,
+        # forked, a certificate the directory does not back).
+        _fail(f"refused: {exc.message} [{exc.code}]", exc.hint)
+        return exits.VERIFICATION
     except SealboxError as exc:
         return _fail(exc.message, exc.hint)
     except httpx.HTTPError as exc:
