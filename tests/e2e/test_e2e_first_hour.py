@@ -3,6 +3,7 @@
 - `whoami` and `logout` without a login exit 6 (not logged in), as every other command does;
   `whoami` on a session the relay ended exits 6; on a directory that does not verify, 5;
 - `sealbox approver init --setup-token -` on a terminal asks for the token and does not echo it;
+- a mistyped reference exits 2, saying what is wrong, the syntax, and the reference meant;
 - a second `sealbox approver init` says the vault has its first approver and how to pair
   another device, before it asks for anything.
 """
@@ -53,12 +54,29 @@ def test_whoami_and_logout_without_a_login_exit_6(tmp_path: Path) -> None:
     assert list(empty.glob("profiles/*.json")) == []  # no profile was written
 
 
-def test_an_ended_session_exits_6_and_a_directory_that_does_not_verify_5(tmp_path: Path) -> None:
+def test_a_mistyped_reference_exits_2_a_forged_directory_5_an_ended_session_6(
+    tmp_path: Path,
+) -> None:
     d = Deployment(tmp_path)
     try:
         profile = d.client_config / "profiles" / "default.json"
         assert d.cli("whoami").returncode == 0
         saved = profile.read_text()
+
+        # While logged in: a mistyped reference is a usage error that shows the syntax.
+        mistakes = [("sealbx://shop/prod/db", "sealbox://shop/prod/db"),
+                    ("shop/prod/db/password", "sealbox://shop/prod/db/password")]  # fmt: skip
+        for typed, meant in mistakes:
+            bad = d.cli("read", typed)
+            assert bad.returncode == exits.USAGE == 2, bad.stderr
+            assert bad.stderr == (
+                f"sealbox read: {typed!r} "
+                + ("does not start with sealbox://" if "://" in typed
+                   else "is an item path, not a reference")
+                + "; expected sealbox://PROJECT/ENV/ITEM[/FIELD], e.g. "
+                "sealbox://shop/prod/db/password\n"
+                f"  Did you mean {meant}?\n"
+            )  # fmt: skip
 
         # Pinned to another vault's link 0: what the relay serves does not verify.
         document = json.loads(saved)
