@@ -23,6 +23,7 @@ __all__ = [
     "DirectoryRollback",
     "Expired",
     "IllegalTransition",
+    "InvalidInput",
     "KeyringUnavailable",
     "LoginFailed",
     "MalformedInput",
@@ -63,6 +64,19 @@ class MalformedInput(SealboxError):
 
     code = "malformed"
     hint = "The data was not produced by a conforming sealbox peer, or it was altered in transit."
+
+
+class InvalidInput(MalformedInput):
+    """Something a person wrote (a ``sealbox://`` reference, a rules file) is not in the form
+    sealbox expects.
+
+    A :class:`MalformedInput` too, so code that catches that still catches this; but its own
+    code and hints, because "a peer sent bad bytes" is the wrong thing to tell someone who
+    mistyped a reference.  Each raise says what is wrong and shows the expected form.
+    """
+
+    code = "invalid_input"
+    hint = "Check what you typed against the command's --help."
 
 
 class VerificationError(SealboxError):

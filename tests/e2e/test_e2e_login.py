@@ -132,7 +132,7 @@ def test_login_whoami_logout_and_a_denied_login(tmp_path: Path) -> None:
         keys = keystore.load(approver_config / "approvers" / f"{vault}.json", PASSPHRASE)
 
         nobody = _cli(client_config, "whoami")
-        assert nobody.returncode == 1
+        assert nobody.returncode == 6  # not logged in
         assert "not logged in" in nobody.stderr
         assert "sealbox login" in nobody.stderr
 
@@ -184,11 +184,11 @@ def test_login_whoami_logout_and_a_denied_login(tmp_path: Path) -> None:
         assert "revoked" in out_.stdout
         assert not path.exists()
         gone = _cli(client_config, "whoami")
-        assert gone.returncode == 1
+        assert gone.returncode == 6
         assert "sealbox login" in gone.stderr
         shutil.copy2(copy, path)
         revoked = _cli(client_config, "whoami")
-        assert revoked.returncode == 1
+        assert revoked.returncode == 6  # the session has ended
         assert "no longer accepts" in revoked.stderr
         assert "Log in again" in revoked.stderr
         path.unlink()

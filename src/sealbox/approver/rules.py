@@ -30,6 +30,7 @@ silently matches more than it says.
 from __future__ import annotations
 
 import datetime
+import difflib
 import re
 import time
 import tomllib
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from sealbox.approver.review import Review
-from sealbox.errors import MalformedInput
+from sealbox.errors import InvalidInput
 
 __all__ = ["Decision", "Rule", "RuleSet", "load_rules", "parse_rules"]
 
@@ -151,101 +152,187 @@ class RuleSet:
         return None
 
 
-def _strings(value: Any, key: str, name: str) -> tuple[str, ...]:
+_FORMAT = "The rule format is described at the top of src/sealbox/approver/rules.py."
+_HEADER = re.compile(r"\s*\[")
+_RULE_HEADER = re.compile(r"""\s*\[\[\s*(rule|"rule"|'rule')\s*\]\]""")
+# A key at the start of a line: bare, "quoted" or 'literal', then "=" or "." (a dotted key).
+_KEY = re.compile(r"""\s*(?:"([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+))\s*[=.]""")
+
+
+class _Source:
+    """Where in the rules file something is, for error messages.
+
+    tomllib returns values without positions, so the lines are found by scanning
+    the text for the n-th ``[[rule]]`` header and a key under it.  Rules written
+    another way (an inline array of tables) get no line, only the file name.
+    """
+
+    def __init__(self, text: str, name: str | None) -> None:
+        self.lines = text.splitlines()
+        self.name = name
+
+    def _rule_lines(self, index: int) -> list[tuple[int, str]]:
+        seen, inside, found = -1, False, []
+        for number, line in enumerate(self.lines, 1):
+            if _RULE_HEADER.match(line):
+                seen += 1
+                inside = seen == index
+                if inside:
+                    found.append((number, line))
+            elif _HEADER.match(line):
+                inside = False
+            elif inside:
+                found.append((number, line))
+        return found
+
+    def line_of(self, index: int, key: str | None = None) -> int | None:
+        """The line of rule ``index``'s header, or of ``key`` in it."""
+        for number, line in self._rule_lines(index):
+            if key is None:
+                return number
+            found = _KEY.match(line)
+            if found and key in found.groups():
+                return number
+        return None
+
+    def table_line(self, table: str) -> int | None:
+        pattern = re.compile(rf"""\s*\[\[?\s*("{re.escape(table)}"|{re.escape(table)})\s*[\].]""")
+        return next((n for n, line in enumerate(self.lines, 1) if pattern.match(line)), None)
+
+    def where(self, line: int | None) -> str:
+        """``file:line: `` as compilers print it, with what is known of the two."""
+        place = ":".join(str(p) for p in (self.name, line) if p is not None)
+        return f"{place}: " if place else ""
+
+
+def _strings(value: Any, key: str, fail: Callable[[str, str], InvalidInput]) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise MalformedInput(f"rule {name!r}: {key} must be a string or a non-empty list of them")
+        raise fail(key, f"{key} must be a string or a non-empty list of them")
     return tuple(value)
 
 
-def _rule(table: Mapping[str, Any], index: int) -> Rule:
+def _rule(table: Mapping[str, Any], index: int, source: _Source) -> Rule:
     if not isinstance(table, dict):
-        raise MalformedInput(f"rule {index + 1}: expected a table")
+        raise InvalidInput(f"{source.where(None)}rule {index + 1}: expected a table",
+                           hint="Write each rule as a [[rule]] table. " + _FORMAT)  # fmt: skip
     name = table.get("name")
     if not isinstance(name, str) or not name:
-        raise MalformedInput(f"rule {index + 1}: needs a name")
+        raise InvalidInput(
+            f"{source.where(source.line_of(index))}rule {index + 1}: needs a name",
+            hint='Give every rule a name, e.g. name = "nightly backup".',
+        )
+
+    def fail(key: str, problem: str, hint: str = _FORMAT) -> InvalidInput:
+        return InvalidInput(
+            f"{source.where(source.line_of(index, key))}rule {name!r}: {problem}", hint=hint
+        )
+
     unknown = sorted(set(table) - _KEYS)
     if unknown:
-        raise MalformedInput(f"rule {name!r}: unknown key(s) {', '.join(unknown)}")
+        close = difflib.get_close_matches(unknown[0], _KEYS, n=1)
+        problem = f"unknown key{'s' if len(unknown) > 1 else ''} " + ", ".join(map(repr, unknown))
+        if close:
+            problem += f" (did you mean {close[0]!r}?)"
+        raise fail(unknown[0], problem, f"A rule's keys are {', '.join(sorted(_KEYS))}. "
+                   + _FORMAT)  # fmt: skip
     decision = table.get("decision")
     if decision not in ("approve", "deny"):
-        raise MalformedInput(f'rule {name!r}: decision must be "approve" or "deny"')
+        raise fail("decision", 'decision must be "approve" or "deny"')
     rule = Rule(name=name, approve=decision == "approve")
     kind = table.get("kind", "access")
     if kind not in ("access", "store"):
-        raise MalformedInput(f'rule {name!r}: kind must be "access" or "store"')
+        raise fail("kind", 'kind must be "access" or "store"')
     rule.kind = kind
     if "clients" in table:
-        rule.clients = _strings(table["clients"], "clients", name)
+        rule.clients = _strings(table["clients"], "clients", fail)
     if "client_kinds" in table:
-        rule.client_kinds = _strings(table["client_kinds"], "client_kinds", name)
+        rule.client_kinds = _strings(table["client_kinds"], "client_kinds", fail)
         if set(rule.client_kinds) - {"human", "agent", "machine"}:
-            raise MalformedInput(f"rule {name!r}: client_kinds are human, agent or machine")
+            raise fail("client_kinds", "client_kinds are human, agent or machine")
     if "items" in table:
-        rule.items = _strings(table["items"], "items", name)
+        rule.items = _strings(table["items"], "items", fail)
     if "fields" in table:
-        rule.fields = frozenset(_strings(table["fields"], "fields", name))
+        rule.fields = frozenset(_strings(table["fields"], "fields", fail))
     if "hosts" in table:
-        rule.hosts = tuple(h.lower() for h in _strings(table["hosts"], "hosts", name))
+        rule.hosts = tuple(h.lower() for h in _strings(table["hosts"], "hosts", fail))
     if "purpose" in table:
         pattern = table["purpose"]
         try:
             rule.purpose = re.compile(pattern) if isinstance(pattern, str) else None
         except re.error as exc:
-            raise MalformedInput(f"rule {name!r}: purpose is not a valid regex: {exc}") from None
+            raise fail("purpose", f"purpose is not a valid regex: {exc}") from None
         if rule.purpose is None:
-            raise MalformedInput(f"rule {name!r}: purpose must be a regular expression")
+            raise fail("purpose", "purpose must be a regular expression")
     if "hours" in table:
         found = _HOURS.fullmatch(str(table["hours"]))
         if not found:
-            raise MalformedInput(f'rule {name!r}: hours must look like "08:00-18:30"')
+            raise fail("hours", 'hours must look like "08:00-18:30"')
         h1, m1, h2, m2 = (int(g) for g in found.groups())
         if h2 == 24 and m2:
-            raise MalformedInput(f"rule {name!r}: hours end at 24:00 at the latest")
+            raise fail("hours", "hours end at 24:00 at the latest")
         rule.hours = (h1 * 60 + m1, h2 * 60 + m2)
     if "weekdays" in table:
-        days = _strings(table["weekdays"], "weekdays", name)
+        days = _strings(table["weekdays"], "weekdays", fail)
         if set(days) - set(_WEEKDAYS):
-            raise MalformedInput(f"rule {name!r}: weekdays are {', '.join(_WEEKDAYS)}")
+            raise fail("weekdays", f"weekdays are {', '.join(_WEEKDAYS)}")
         rule.weekdays = frozenset(_WEEKDAYS.index(d) for d in days)
     if "rate" in table:
         found = re.fullmatch(r"(\d{1,6})/(second|minute|hour|day)", str(table["rate"]))
         if not found or int(found.group(1)) < 1:
-            raise MalformedInput(f'rule {name!r}: rate must look like "10/hour"')
+            raise fail("rate", 'rate must look like "10/hour"')
         rule.rate = (int(found.group(1)), _RATE_UNITS[found.group(2)])
     if "cache_seconds" in table:
         seconds = table["cache_seconds"]
         if type(seconds) is not int or not 0 <= seconds <= 30 * 86400:
-            raise MalformedInput(f"rule {name!r}: cache_seconds must be 0..2592000")
+            raise fail("cache_seconds", "cache_seconds must be 0..2592000")
         rule.cache_seconds = seconds
     if "reason" in table:
         if not isinstance(table["reason"], str):
-            raise MalformedInput(f"rule {name!r}: reason must be text")
+            raise fail("reason", "reason must be text")
         rule.reason = table["reason"][:500]
     return rule
 
 
-def parse_rules(text: str) -> RuleSet:
+def parse_rules(text: str, *, source: str | None = None) -> RuleSet:
+    """The rules in ``text``; ``source`` (the file's name) is only used in error messages.
+
+    Raises :class:`~sealbox.errors.InvalidInput` naming the file, the line where it can
+    be found, and what is wrong.
+    """
+    where = _Source(text, source)
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise MalformedInput(f"the rules file is not valid TOML: {exc}") from None
+        # tomllib's message ends with "(at line N, column M)".
+        raise InvalidInput(f"{where.where(None)}the rules file is not valid TOML: {exc}",
+                           hint="Fix the TOML at that line. " + _FORMAT) from None  # fmt: skip
     unknown = sorted(set(document) - {"rule"})
     if unknown:
-        raise MalformedInput(f"the rules file has unknown table(s): {', '.join(unknown)}")
+        raise InvalidInput(
+            f"{where.where(where.table_line(unknown[0]))}the rules file has unknown "
+            f"table(s): {', '.join(unknown)}",
+            hint="A rules file holds only [[rule]] tables. " + _FORMAT,
+        )
     tables = document.get("rule", [])
     if not isinstance(tables, list):
-        raise MalformedInput("rules are [[rule]] tables")
-    rules = [_rule(t, i) for i, t in enumerate(tables)]
+        raise InvalidInput(f"{where.where(where.table_line('rule'))}rules are [[rule]] tables",
+                           hint="Write each rule as a [[rule]] table (two brackets). "
+                           + _FORMAT)  # fmt: skip
+    rules = [_rule(t, i, where) for i, t in enumerate(tables)]
     names = [r.name for r in rules]
-    if len(set(names)) != len(names):
-        raise MalformedInput("two rules have the same name")
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise InvalidInput(
+                f"{where.where(where.line_of(index, 'name'))}two rules have the same name {name!r}",
+                hint="Give each rule its own name: the decision log names the rule that decided.",
+            )
     return RuleSet(rules)
 
 
 def load_rules(path: Path) -> RuleSet:
-    return parse_rules(path.read_text())
+    return parse_rules(path.read_text(), source=str(path))
 
 
 def describe(rules: Sequence[Rule]) -> list[str]:

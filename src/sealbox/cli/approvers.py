@@ -50,7 +50,9 @@ def add_approver_actions(asub: Any) -> None:
     add = asub.add_parser("add", help="pair THIS device as another approver of a vault")
     add.add_argument("--server", required=True, help="the relay's URL")
     add.add_argument("--name", default=socket.gethostname(), help="this device's name")
-    add.add_argument("--kind", choices=("terminal", "automated"), default="terminal")
+    add.add_argument("--kind", choices=("terminal", "automated"), default="terminal",
+                     help="terminal: a person answers with `sealbox approve` (default); "
+                     "automated: `sealbox approver serve` answers by rules")  # fmt: skip
     add.add_argument("--key-file", help="where to keep the keys (default: the config directory)")
     add.add_argument("--passphrase-file", help="read the new key file's passphrase from this file "
                      "(env SEALBOX_PASSPHRASE; default: ask twice)")  # fmt: skip
@@ -58,7 +60,8 @@ def add_approver_actions(asub: Any) -> None:
                      help="keep what opens the key file in the OS keyring")  # fmt: skip
 
     remove = asub.add_parser("remove", help="remove an approver; re-seal what it held")
-    remove.add_argument("approver", metavar="APV_ID")
+    remove.add_argument("approver", metavar="APV_ID",
+                        help="the approver to remove (see `sealbox approver list`)")  # fmt: skip
     remove.add_argument("--force", action="store_true",
                         help="remove even if some items could never be read again")  # fmt: skip
     remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -68,12 +71,13 @@ def add_approver_actions(asub: Any) -> None:
     _key_options(lst)
 
     grant = asub.add_parser("grant", help="let a client ask for items matching a pattern")
-    grant.add_argument("client", metavar="CLI_ID")
+    grant.add_argument("client", metavar="CLI_ID",
+                       help="the client's id (`sealbox login` and `whoami` show it)")  # fmt: skip
     grant.add_argument("pattern", help="PROJECT/ENV/ITEM, each segment may use * and ?")
     _key_options(grant)
 
     policy = asub.add_parser("policy", help="set who must approve items matching a pattern")
-    policy.add_argument("pattern")
+    policy.add_argument("pattern", help="PROJECT/ENV/ITEM, each segment may use * and ?")
     policy.add_argument("--approvers", required=True, help="comma-separated apv_ ids")
     policy.add_argument("--threshold", type=int, default=1, help="how many must approve (M)")
     policy.add_argument("--expiry", type=int, default=300, help="seconds a request may wait")

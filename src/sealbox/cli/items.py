@@ -77,19 +77,22 @@ def add_parsers(sub: Any) -> None:
     store = sub.add_parser(
         "store", help="store a new version of an item (values from files or stdin)"
     )
-    store.add_argument("path", metavar="sealbox://PROJECT/ENV/ITEM")
+    store.add_argument("path", metavar="sealbox://PROJECT/ENV/ITEM",
+                       help="the item to store, e.g. sealbox://shop/prod/db")  # fmt: skip
     store.add_argument("--field", action="append", default=[], metavar="NAME=@FILE|NAME=-|NAME",
                        help="a field: from a file (@FILE), standard input (-), or a hidden "
                        "prompt (NAME alone); repeat for several fields")  # fmt: skip
     _common(store)
 
     read = sub.add_parser("read", help="print one value: sealbox://PROJECT/ENV/ITEM[/FIELD]")
-    read.add_argument("reference")
+    read.add_argument("reference", help="what to print, e.g. sealbox://shop/prod/db/password "
+                      "(the /FIELD may be left out when the item has one field)")  # fmt: skip
     read.add_argument("-n", "--no-newline", action="store_true", help="no newline after the value")
     _common(read)
 
     get = sub.add_parser("get", help="print the released fields of an item")
-    get.add_argument("path", metavar="sealbox://PROJECT/ENV/ITEM")
+    get.add_argument("path", metavar="sealbox://PROJECT/ENV/ITEM",
+                     help="the item, e.g. sealbox://shop/prod/db")  # fmt: skip
     get.add_argument("--fields", metavar="A,B", help="only these fields (default: all)")
     get.add_argument("--json", action="store_true", help="print JSON")
     _common(get)
@@ -100,7 +103,8 @@ def add_parsers(sub: Any) -> None:
     _common(ls, purpose=False)
 
     history = sub.add_parser("history", help="an item's versions, each manifest verified")
-    history.add_argument("path", metavar="sealbox://PROJECT/ENV/ITEM")
+    history.add_argument("path", metavar="sealbox://PROJECT/ENV/ITEM",
+                         help="the item, e.g. sealbox://shop/prod/db")  # fmt: skip
     history.add_argument("--json", action="store_true", help="print JSON")
     _common(history, purpose=False)
 

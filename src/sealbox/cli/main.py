@@ -227,19 +227,31 @@ def _secret(explicit: str | None, env: str, prompt: str, *, confirm: bool) -> st
 
 
 def _approver_init(args: argparse.Namespace) -> int:
+    import getpass
     from pathlib import Path
 
     import httpx
 
     from sealbox.approver import keystore
-    from sealbox.approver.setup import create_first_approver
+    from sealbox.approver.setup import create_first_approver, vault_to_set_up
     from sealbox.errors import SealboxError
 
+    server = args.server.rstrip("/")
     try:
+        # First: a vault that already has its approver is said before any prompt.
+        vault_to_set_up(server)
         token = args.setup_token
         if token == "-":  # noqa: S105 - "-" means standard input, not a password
-            token = sys.stdin.readline().strip()
-        token = _secret(token, "SEALBOX_SETUP_TOKEN", "Setup token: ", confirm=False)
+            # Pasted on a terminal: hidden, as a password is (it is one, once).
+            token = (
+                getpass.getpass("Setup token (input hidden): ")
+                if sys.stdin.isatty()
+                else sys.stdin.readline()
+            ).strip()
+            if not token:
+                raise ValueError("no setup token was given on standard input")
+        token = _secret(token, "SEALBOX_SETUP_TOKEN", "Setup token (input hidden): ",
+                        confirm=False)  # fmt: skip
         passphrase = None
         if args.keyring:
             keystore.require_keyring()  # refuse before anything is made if there is none
@@ -309,8 +321,9 @@ def _fail(message: str, hint: str | None) -> int:
 def _session_command(args: argparse.Namespace) -> int:
     import httpx
 
+    from sealbox.cli import exits
     from sealbox.client import profile
-    from sealbox.errors import SealboxError
+    from sealbox.errors import NotLoggedIn, SealboxError, VerificationError
 
     try:
         name = profile.profile_name(args.profile)
@@ -328,6 +341,14 @@ def _session_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("", file=sys.stderr)
         return _fail("interrupted; nothing was saved", None)
+    except NotLoggedIn as exc:
+        _fail(exc.message, exc.hint)
+        return exits.NOT_LOGGED_IN
+    except VerificationError as exc:
+        # As every other command: what the relay served does not verify (rolled back,
+        # forked, a certificate the directory does not back).
+        _fail(f"refused: {exc.message} [{exc.code}]", exc.hint)
+        return exits.VERIFICATION
     except SealboxError as exc:
         return _fail(exc.message, exc.hint)
     except httpx.HTTPError as exc:

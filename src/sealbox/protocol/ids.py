@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from sealbox.crypto.keys import RandomBytes
-from sealbox.errors import MalformedInput
+from sealbox.errors import InvalidInput, MalformedInput
 
 __all__ = [
     "APPROVER",
@@ -99,13 +99,61 @@ class Reference:
         return f"{REFERENCE_SCHEME}{self.path}{suffix}"
 
 
+REFERENCE_FORM: Final = (
+    "expected sealbox://PROJECT/ENV/ITEM[/FIELD], e.g. sealbox://shop/prod/db/password"
+)
+# What a person may have put in front of the path instead of "sealbox://": another or
+# misspelt scheme ("sealbx://", "https://", "SEALBOX://"), or a scheme with too few slashes.
+_SCHEME_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/*")
+
+
+def _makes_reference(rest: str) -> bool:
+    """Whether ``sealbox://`` followed by ``rest`` is a valid reference."""
+    parts = rest.split("/")
+    return len(parts) in (3, 4) and all(_SEGMENT.fullmatch(p) for p in parts)
+
+
+def _invalid_reference(problem: str, *, meant: str | None = None) -> InvalidInput:
+    hint = (
+        f"Did you mean {meant}?"
+        if meant is not None
+        else "Each part is letters, digits, '.', '_' or '-'; leave out /FIELD to get the "
+        "only field of an item that has one."
+    )
+    return InvalidInput(f"{problem}; {REFERENCE_FORM}", hint=hint)
+
+
 def parse_reference(text: object) -> Reference:
-    """Parse a ``sealbox://`` reference; raise :class:`MalformedInput` on anything else."""
-    if not isinstance(text, str) or not text.startswith(REFERENCE_SCHEME):
-        raise MalformedInput("reference: expected sealbox://project/environment/item[/field]")
+    """Parse a ``sealbox://`` reference; raise :class:`InvalidInput` on anything else.
+
+    References are what people type (on a command line, in an env file, in code), so the
+    error says what is wrong with this one and, where a fix is plain (a bare path, a
+    misspelt scheme), which reference was probably meant.  The text is shown as ``repr``,
+    cut short: it is never a secret value, but it may hold characters a terminal acts on.
+    """
+    if not isinstance(text, str):
+        raise _invalid_reference(f"a reference must be text, not {type(text).__name__}")
+    shown = repr(text if len(text) <= 80 else text[:77] + "...")
+    if not text.startswith(REFERENCE_SCHEME):
+        scheme = _SCHEME_LIKE.match(text)
+        rest = (text[scheme.end() :] if scheme else text).strip("/")
+        meant = f"{REFERENCE_SCHEME}{rest}" if _makes_reference(rest) else None
+        problem = (
+            f"{shown} does not start with {REFERENCE_SCHEME}"
+            if scheme or meant is None
+            else f"{shown} is an item path, not a reference"
+        )
+        raise _invalid_reference(problem, meant=meant)
     parts = text[len(REFERENCE_SCHEME) :].split("/")
     if len(parts) not in (3, 4):
-        raise MalformedInput("reference: expected sealbox://project/environment/item[/field]")
-    path = check_path("/".join(parts[:3]))
-    field = check_field_name(parts[3]) if len(parts) == 4 else None
-    return Reference(path=path, field=field)
+        raise _invalid_reference(f"{shown} has {len(parts)} part(s) after {REFERENCE_SCHEME}, "
+                                 "not 3 or 4")  # fmt: skip
+    names = ("project", "environment", "item", "field")
+    for name, part in zip(names, parts, strict=False):
+        if _SEGMENT.fullmatch(part) is None:
+            rule = "is empty" if not part else (
+                "may hold only letters, digits, '.', '_' and '-', start with a letter or "
+                "digit, and be at most 64 characters"
+            )  # fmt: skip
+            raise _invalid_reference(f"{shown}: the {name} part {rule}")
+    return Reference(path="/".join(parts[:3]), field=parts[3] if len(parts) == 4 else None)

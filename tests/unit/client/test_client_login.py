@@ -531,7 +531,7 @@ def test_cli_exit_codes(
     err = capsys.readouterr().err
     assert err.startswith("sealbox: an approver denied this login\n  ")
 
-    assert cli.main(["whoami", "--profile", "nope"]) == cli.EXIT_FAILED
+    assert cli.main(["whoami", "--profile", "nope"]) == 6  # exits.NOT_LOGGED_IN
     err = capsys.readouterr().err
     assert "not logged in (no profile 'nope')" in err
     assert "sealbox login" in err

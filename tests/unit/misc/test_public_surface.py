@@ -41,6 +41,7 @@ def test_error_hierarchy_is_pinned() -> None:
         "DirectoryRollback",
         "Expired",
         "IllegalTransition",
+        "InvalidInput",
         "KeyringUnavailable",
         "LoginFailed",
         "MalformedInput",
