@@ -92,6 +92,10 @@ def test_store_read_get_ls_history(d: Deployment, stored: str, bot: ServeProcess
     assert "has no field 'pasword'; its fields are: password, user" in typo.stderr
     assert "bug in sealbox" not in typo.stderr
     assert "conforming" not in typo.stderr
+    mistyped = d.cli("history", f"sealbx://{stored}")
+    assert mistyped.returncode == 2
+    assert f"Did you mean sealbox://{stored}?" in mistyped.stderr
+    assert "conforming" not in mistyped.stderr
     missing = d.cli("history", "shop/prod/nothing-here")
     assert missing.returncode == 1
     assert "there is no item at shop/prod/nothing-here" in missing.stderr

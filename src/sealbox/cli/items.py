@@ -132,6 +132,13 @@ def add_parsers(sub: Any) -> None:
 # --- shared -----------------------------------------------------------------------------
 
 
+def _item(text: str) -> str:
+    """The item a person named (``sealbox://P/E/I`` or ``P/E/I``), checked before anything."""
+    from sealbox.protocol import ids
+
+    return ids.parse_item_path(text)
+
+
 def _strip_scheme(text: str) -> str:
     return text.removeprefix("sealbox://").strip("/")
 
@@ -257,7 +264,7 @@ def _field_values(specs: Sequence[str]) -> dict[str, bytes]:
 
 
 def _store(args: argparse.Namespace) -> int:
-    path = _strip_scheme(args.path)
+    path = _item(args.path)
     values = _field_values(args.field)
     wait = Waiting(f"storing {path}")
     try:
@@ -281,7 +288,7 @@ def _read(args: argparse.Namespace) -> int:
 def _get(args: argparse.Namespace) -> int:
     from sealbox.client._flows import Wanted
 
-    path = _strip_scheme(args.path)
+    path = _item(args.path)
     fields = tuple(sorted(f for f in args.fields.split(",") if f)) if args.fields else None
     wait = Waiting(path)
     try:
@@ -335,7 +342,7 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    path = _strip_scheme(args.path)
+    path = _item(args.path)
     with _client(args) as client:
         versions = client.history(path)
     if args.json:

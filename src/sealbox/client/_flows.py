@@ -35,7 +35,7 @@ from sealbox.errors import (
     BindingMismatch,
     Cancelled,
     Denied,
-    MalformedInput,
+    InvalidInput,
     RelayRefused,
     RequestExpired,
     SealboxError,
@@ -182,7 +182,8 @@ def _latest_manifest(state: ClientState, item: str, path: str, *, reuse: bool = 
     body = _object((yield Call("GET", f"{state.base}/items/{item}/versions")), f"reading {path}")
     versions = body.get("versions")
     if not isinstance(versions, list) or not versions:
-        raise RelayRefused(f"the relay served no versions of {path}")
+        raise RelayRefused(f"the relay served no versions of {path}",
+                           hint="Check the path with `sealbox ls`.")  # fmt: skip
     token = _get(versions[-1], "manifest", str, f"reading {path}")
     manifest = state.manifests.verify(token, directory)
     if manifest.item != item or manifest.path != path:
@@ -205,7 +206,7 @@ def _check_fields(path: str, wanted: Wanted, available: Sequence[str]) -> tuple[
     names = ", ".join(sorted(available))
     if wanted.fields is None:
         if wanted.one_field and len(available) != 1:
-            raise MalformedInput(
+            raise InvalidInput(
                 f"sealbox://{path} has {len(available)} fields ({names}); name the one you want",
                 hint=f"Add the field to the reference, e.g. sealbox://{path}/{sorted(available)[0]}.",
             )  # fmt: skip
@@ -213,7 +214,7 @@ def _check_fields(path: str, wanted: Wanted, available: Sequence[str]) -> tuple[
     unknown = sorted(set(wanted.fields) - set(available))
     if unknown:
         missing = ", ".join(repr(f) for f in unknown)
-        raise MalformedInput(
+        raise InvalidInput(
             f"{path} has no field {missing}; its fields are: {names}",
             hint=f"Use one of them, e.g. sealbox://{path}/{sorted(available)[0]}.",
         )
@@ -286,14 +287,15 @@ def read_flow(
 ) -> Flow:
     """Ask for ``wanted`` in one access request, wait for the approvers, open the release."""
     if not wanted:
-        raise MalformedInput("nothing to read")
+        raise InvalidInput("nothing to read", hint="Name at least one sealbox:// reference.")
     merged: dict[str, Wanted] = {}
     for w in wanted:
         ids.check_path(w.path)
         if w.path in merged:
             old = merged[w.path]
             if old.version != w.version:
-                raise MalformedInput(f"{w.path} is asked for at two versions")
+                raise InvalidInput(f"{w.path} is asked for at two versions",
+                                   hint="Ask for each item once.")  # fmt: skip
             fields = None if old.fields is None or w.fields is None else old.fields + w.fields
             merged[w.path] = Wanted(w.path, fields, w.version, old.one_field or w.one_field)
         else:
@@ -504,7 +506,10 @@ def store_flow(
     """Seal ``values`` as the next version of ``path`` and wait for an approver to sign it."""
     ids.check_path(path)
     if not values:
-        raise MalformedInput("nothing to store: give at least one field")
+        raise InvalidInput(
+            "nothing to store: give at least one field",
+            hint="Give at least one field, e.g. --field password=@FILE.",
+        )
     for name in values:
         ids.check_field_name(name)
     for attempt in range(STORE_ATTEMPTS):

@@ -157,3 +157,31 @@ def parse_reference(text: object) -> Reference:
             )  # fmt: skip
             raise _invalid_reference(f"{shown}: the {name} part {rule}")
     return Reference(path="/".join(parts[:3]), field=parts[3] if len(parts) == 4 else None)
+
+
+ITEM_FORM: Final = "expected sealbox://PROJECT/ENV/ITEM, e.g. sealbox://shop/prod/db"
+
+
+def parse_item_path(text: object) -> str:
+    """An item a person named, as ``sealbox://project/environment/item`` or the bare path;
+    raise :class:`InvalidInput` saying what is wrong (a field, a misspelt scheme, ...)."""
+    if not isinstance(text, str):
+        raise InvalidInput(f"an item must be text, not {type(text).__name__}; {ITEM_FORM}")
+    shown = repr(text if len(text) <= 80 else text[:77] + "...")
+    rest = text[len(REFERENCE_SCHEME) :] if text.startswith(REFERENCE_SCHEME) else text
+    scheme = None if text.startswith(REFERENCE_SCHEME) else _SCHEME_LIKE.match(text)
+    if scheme is not None:
+        rest = text[scheme.end() :].strip("/")
+    parts = rest.split("/")
+    valid = all(_SEGMENT.fullmatch(p) for p in parts)
+    if valid and len(parts) == 4:
+        item = f"{REFERENCE_SCHEME}{'/'.join(parts[:3])}"
+        raise InvalidInput(f"{shown} names a field; this command takes a whole item; {ITEM_FORM}",
+                           hint=f"Use {item}.")  # fmt: skip
+    if not valid or len(parts) != 3:
+        raise InvalidInput(f"{shown} is not an item; {ITEM_FORM}",
+                           hint="Each part is letters, digits, '.', '_' or '-'.")  # fmt: skip
+    if scheme is not None:
+        raise InvalidInput(f"{shown} does not start with {REFERENCE_SCHEME}; {ITEM_FORM}",
+                           hint=f"Did you mean {REFERENCE_SCHEME}{rest}?")  # fmt: skip
+    return rest

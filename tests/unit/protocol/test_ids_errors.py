@@ -58,3 +58,33 @@ def test_a_long_reference_is_cut_short_and_shown_escaped() -> None:
         ids.parse_reference("\x1b[2J" + "x" * 500)
     assert "\x1b" not in caught.value.message
     assert len(caught.value.message) < 250
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [("sealbox://shop/prod/db", "shop/prod/db"), ("shop/prod/db", "shop/prod/db")],
+)
+def test_an_item_is_named_with_or_without_the_scheme(text: str, path: str) -> None:
+    assert ids.parse_item_path(text) == path
+
+
+@pytest.mark.parametrize(
+    ("text", "says", "hint"),
+    [
+        ("sealbx://shop/prod/db", "does not start with sealbox://",
+         "Did you mean sealbox://shop/prod/db?"),
+        ("sealbox://shop/prod/db/password", "names a field; this command takes a whole item",
+         "Use sealbox://shop/prod/db."),
+        ("shop/prod", "is not an item", "letters, digits"),
+        ("sealbox://shop/prod/db b", "is not an item", "letters, digits"),
+    ],
+)  # fmt: skip
+def test_a_mistyped_item_says_what_is_wrong_and_the_form(text: str, says: str, hint: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        ids.parse_item_path(text)
+    assert says in caught.value.message
+    assert (
+        "expected sealbox://PROJECT/ENV/ITEM, e.g. sealbox://shop/prod/db" in caught.value.message
+    )
+    assert hint in caught.value.hint
+    assert "conforming" not in caught.value.hint
