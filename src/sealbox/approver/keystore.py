@@ -139,7 +139,10 @@ def load(path: Path, passphrase: str) -> ApproverKeys:
     try:
         document = json.loads(path.read_text())
         if document.get("format") != FORMAT:
-            raise MalformedInput(f"{path} is not a sealbox approver key file")
+            raise MalformedInput(
+                f"{path} is not a sealbox approver key file",
+                hint="Restore the key file from its backup, or pick another with --key-file.",
+            )
         record = ApproverRecord.from_json(document["approver"])
         opened = open_with_passphrase(
             document["sealed"], passphrase, context=_context(document["vault"], record.id)
@@ -150,9 +153,15 @@ def load(path: Path, passphrase: str) -> ApproverKeys:
             SigningKey.from_text(secret["sig_sk"]),
         )
     except (KeyError, TypeError, ValueError):
-        raise MalformedInput(f"{path} is not a readable sealbox approver key file") from None
+        raise MalformedInput(
+            f"{path} is not a readable sealbox approver key file",
+            hint="Restore the key file from its backup, or pick another with --key-file.",
+        ) from None
     if hpke.public_key() != record.hpke_pk or sig.verify_key() != record.sig_pk:
-        raise MalformedInput(f"{path}: the private keys do not match the approver record")
+        raise MalformedInput(
+            f"{path}: the private keys do not match the approver record",
+            hint="Restore the key file from its backup, or pick another with --key-file.",
+        )
     return ApproverKeys(
         server=document["server"], vault=document["vault"], fingerprint=document["fingerprint"],
         record=record, hpke=hpke, sig=sig,

@@ -178,7 +178,8 @@ def load(path: Path, *, name: str | None = None) -> Profile:
     except FileNotFoundError:
         raise NotLoggedIn(f"not logged in (no profile {label!r})") from None
     if not stat.S_ISREG(info.st_mode):
-        raise MalformedInput(f"{path} is not a regular file")
+        raise MalformedInput(f"{path} is not a regular file",
+                             hint="Delete it and log in again with `sealbox login`.")  # fmt: skip
     if stat.S_IMODE(info.st_mode) & 0o077:
         raise MalformedInput(
             f"{path} must be readable by its owner only",
@@ -187,7 +188,10 @@ def load(path: Path, *, name: str | None = None) -> Profile:
     try:
         document = json.loads(path.read_text())
     except (UnicodeDecodeError, ValueError):
-        raise MalformedInput(f"{path} is not a readable sealbox profile") from None
+        raise MalformedInput(
+            f"{path} is not a readable sealbox profile",
+            hint="Delete it and log in again with `sealbox login`.",
+        ) from None
     try:
         return Profile.from_json(document)
     except MalformedInput:
