@@ -39,6 +39,7 @@ KEYRING_SERVICE = "sealbox-approver"
 _INSECURE_BACKENDS = ("PlaintextKeyring", "fail.Keyring", "null.Keyring", "chainer.ChainerBackend")
 
 FORMAT = "sealbox.approver.v1"
+_RESTORE = "Restore the key file from its backup, or pick another with --key-file."
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def load(path: Path, passphrase: str) -> ApproverKeys:
         if document.get("format") != FORMAT:
             raise MalformedInput(
                 f"{path} is not a sealbox approver key file",
-                hint="Restore the key file from its backup, or pick another with --key-file.",
+                hint=_RESTORE,
             )
         record = ApproverRecord.from_json(document["approver"])
         opened = open_with_passphrase(
@@ -155,12 +156,12 @@ def load(path: Path, passphrase: str) -> ApproverKeys:
     except (KeyError, TypeError, ValueError):
         raise MalformedInput(
             f"{path} is not a readable sealbox approver key file",
-            hint="Restore the key file from its backup, or pick another with --key-file.",
+            hint=_RESTORE,
         ) from None
     if hpke.public_key() != record.hpke_pk or sig.verify_key() != record.sig_pk:
         raise MalformedInput(
             f"{path}: the private keys do not match the approver record",
-            hint="Restore the key file from its backup, or pick another with --key-file.",
+            hint=_RESTORE,
         )
     return ApproverKeys(
         server=document["server"], vault=document["vault"], fingerprint=document["fingerprint"],
