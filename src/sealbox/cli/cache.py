@@ -51,7 +51,9 @@ def _go(args: argparse.Namespace) -> int:
         cache.prepare_socket_dir(os.path.dirname(cache.socket_file(name)))
         if args.foreground:
             print(f"Cache agent of profile {name!r} on {cache.socket_file(name)}.", flush=True)
-            cache.serve(name)
+            from sealbox.client import cache_agent
+
+            cache_agent.serve(name)
             return exits.OK
         # The agent is this same Python running sealbox's own module; no shell.
         child = subprocess.Popen(  # noqa: S603

@@ -44,7 +44,6 @@ __all__ = [
     "connect",
     "explain_not_cached",
     "prepare_socket_dir",
-    "serve",
     "shared",
     "socket_dir",
     "socket_file",
@@ -282,10 +281,3 @@ def explain_not_cached(
     import logging
 
     logging.getLogger("sealbox.cache").warning("sealbox: %s", text)
-
-
-def serve(profile: str) -> None:
-    """Run the agent of ``profile`` in this process until it is told to stop."""
-    from sealbox.client import cache_agent
-
-    cache_agent.serve(profile)

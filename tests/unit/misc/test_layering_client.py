@@ -116,3 +116,27 @@ def test_one_directory_flow() -> None:
         if "verify_directory(" in path.read_text()
     )
     assert callers == []
+
+
+def test_no_import_cycles_on_the_client_side() -> None:
+    modules = {**CORE, **CLIENT, **APPROVER}
+    graph = {
+        name: {
+            n for n in _ours(path) if n in modules and n != name and not n.startswith(name + ".")
+        }
+        for name, path in modules.items()
+    }
+    seen: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> None:
+        seen[node] = 1
+        for nxt in sorted(graph[node]):
+            if seen.get(nxt) == 1:
+                pytest.fail("import cycle: " + " -> ".join([*path[path.index(nxt) :], nxt]))
+            if nxt not in seen:
+                visit(nxt, [*path, nxt])
+        seen[node] = 2
+
+    for module in sorted(graph):
+        if module not in seen:
+            visit(module, [module])
