@@ -78,6 +78,8 @@ POLL_SECONDS = 25
 POLICY_FRESH = 30.0
 #: Store attempts when another store takes the version slot in between.
 STORE_ATTEMPTS = 3
+#: How long a store request waits for an approver (the statement's validity).
+STORE_TTL = 300
 #: Seconds past a request's expiry still worth asking about (the relay's clock may lag).
 EXPIRY_SLACK = 2
 #: Seconds a withdrawal keeps trying to reach a relay that is away.
@@ -529,11 +531,12 @@ def store_flow(
         if not approvers or not 1 <= threshold <= len(approvers):
             raise RelayRefused(f"the policy for {path} names no approvers that can hold shares",
                                hint="Ask an approver to fix the policy.")  # fmt: skip
+        now = int(state.clock())
         upload = build_store(
             client=state.client_id, key=state.key, directory=directory, item=item, path=path,
             version=version, prev=prev, values=values, approvers=sorted(approvers),
-            threshold=threshold, purpose=purpose, context=context, now=int(state.clock()),
-            item_type=item_type,
+            threshold=threshold, purpose=purpose, context=context, now=now, item_type=item_type,
+            ttl=STORE_TTL,
         )  # fmt: skip
         body = {
             "statement": upload.statement,
@@ -546,16 +549,46 @@ def store_flow(
             state.item_ids.pop(path, None)
             continue  # another version was stored meanwhile: seal the next one
         created = _object(reply, f"storing {path}", status=201)
-        request_id = _get(created, "id", str, "storing")
-        expires_at = created.get("expires_at")
-        if not isinstance(expires_at, int) or isinstance(expires_at, bool):
-            expires_at = int(state.clock()) + 300
+        # The request's id is the statement's hash, computed here: a relay that files it
+        # under another id could pass off another request's answers as this one's.
+        request_id = jws.statement_hash(upload.statement).removeprefix("sha256:")
+        if created.get("id") != request_id:
+            raise BindingMismatch("the relay filed the store under another id")
+        # The signed statement's expiry bounds the wait; the relay's figure may only shorten it.
+        expires_at = now + STORE_TTL
+        told = created.get("expires_at")
+        if isinstance(told, int) and not isinstance(told, bool):
+            expires_at = min(expires_at, told)
         status = yield from _wait(state, "store", request_id, expires_at, on_wait, 1, (path,))
         if status["state"] != "stored":
             yield from _refusal(state, status, request_id, directory)
+        # "stored" is only the relay's word: the proof is the version's manifest, signed by
+        # an approver over this very request.  Without it the store is not reported done.
+        yield from _check_stored(state, item, path, version, request_id)
         state.item_ids[path] = item
         return Stored(path=path, item=item, version=version, request=request_id)
     raise RelayRefused(f"{path} kept changing while storing it")  # pragma: no cover
+
+
+def _check_stored(state: ClientState, item: str, path: str, version: int, request_id: str) -> Flow:
+    """Verify that ``version`` of ``path`` exists, approved by a manifest over this request."""
+    directory = yield from directory_flow(state)
+    body = _object((yield Call("GET", f"{state.base}/items/{item}/versions")), f"reading {path}")
+    entries = body.get("versions")
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict) or entry.get("version") != version:
+            continue
+        token = _get(entry, "manifest", str, f"reading {path}")
+        manifest = state.manifests.verify(token, directory)
+        if (manifest.item, manifest.path, manifest.version) != (item, path, version):
+            raise BindingMismatch(f"the relay served a manifest of another item than {path}")
+        if manifest.store_request != "sha256:" + request_id:
+            raise BindingMismatch(f"version {version} of {path} was not stored by this request")
+        return None
+    raise BindingMismatch(
+        f"the relay says {path} was stored, but it serves no version {version} of it",
+        hint="Nothing was stored that this client can verify: run the store again.",
+    )
 
 
 # --- list and history ------------------------------------------------------------------------
