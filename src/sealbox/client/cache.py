@@ -140,7 +140,7 @@ def connect(profile: str, *, timeout: float = TIMEOUT) -> AgentConnection | None
     try:
         sock.settimeout(timeout)
         sock.connect(socket_file(profile))
-        if peer_uid(sock) not in (None, os.getuid()):
+        if peer_uid(sock) != os.getuid():
             raise PermissionError("the cache agent's socket is another user's")
     except OSError:
         sock.close()

@@ -185,6 +185,10 @@ class _Agent:
             if scope not in ("user", "process-tree") or not isinstance(entries, list):
                 return {"error": "put needs a scope and entries"}
             root = _parent(peer_pid) if scope == "process-tree" else None
+            if scope == "process-tree" and root is None:
+                # Without the asker's parent the entry could only widen to the whole user:
+                # refuse it rather than serve it to processes the scope excludes.
+                return {"error": "cannot tell the process tree of the caller"}
             for e in entries:
                 try:
                     ref, until, request = str(e["ref"]), int(e["until"]), str(e["request"])

@@ -58,7 +58,10 @@ def socket_file(profile: str) -> str:
 
 
 def peer_uid(sock: _socket.socket) -> int | None:
-    """The user id of the process at the other end of a Unix socket (``None``: cannot tell)."""
+    """The user id of the process at the other end of a Unix socket (``None``: cannot tell).
+
+    A caller that cannot tell treats the peer as a stranger: values are never sent to,
+    nor taken from, a socket whose owner is unknown (another user may have made it)."""
     option = getattr(_socket, "SO_PEERCRED", None)
     if option is None:  # pragma: no cover - not Linux
         return None
@@ -86,7 +89,7 @@ def lookup(profile: str, ref: str) -> bytes | None:
     try:
         sock.settimeout(TIMEOUT)
         sock.connect(socket_file(profile))
-        if peer_uid(sock) not in (None, _uid()):
+        if peer_uid(sock) != _uid():
             return None  # a socket someone else put in the way: ask it nothing
         sock.sendall(b'{"op": "get", "refs": ["' + name + b'"]}\n')
         answer = b""

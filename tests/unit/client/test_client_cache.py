@@ -240,3 +240,25 @@ def test_why_nothing_was_cached_is_said_once(
     [said] = _said(caplog)
     assert "no cache agent runs for profile 'work'" in said
     assert "`sealbox cache start --profile work`" in said
+
+
+def test_a_process_tree_value_whose_tree_cannot_be_told_is_refused_not_widened() -> None:
+    import subprocess
+    import time as clock
+
+    from sealbox.client import cache_agent
+
+    class StillLoggedIn:
+        def current(self) -> bool:
+            return True
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    agent = cache_agent._Agent("default", StillLoggedIn())  # type: ignore[arg-type]
+    entry = {"ref": "sealbox://a/b/c/d", "until": int(clock.time()) + 60, "request": "r" * 43,
+             "hex": b"value-of-the-tree".hex()}  # fmt: skip
+    answer = agent.handle({"op": "put", "scope": "process-tree", "entries": [entry]}, gone.pid)
+    assert "error" in answer
+    assert agent.entries == {}
+    kept = agent.handle({"op": "put", "scope": "user", "entries": [entry]}, gone.pid)
+    assert kept == {"stored": 1}
