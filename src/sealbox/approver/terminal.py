@@ -99,6 +99,10 @@ def when(ts: int) -> str:
     return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
+#: Tries at typing a login's user code before it is put aside for later.
+CODE_TRIES = 3
+
+
 class TerminalApprover:
     """The interactive loop: a reader thread follows the relay; this thread asks the person."""
 
@@ -441,20 +445,30 @@ class TerminalApprover:
             self.say(f"  safety code:  {key.safety_code()}")
             self.say(f"  expires:      {when(login['expires_at'])}")
             self.say("Compare the user code and the key safety code with the person's terminal.")
-            typed = self.console.ask("Type the user code to approve, 'no' to deny, Enter to skip: ")
+            for _ in range(CODE_TRIES):
+                typed = self.console.ask(
+                    "Type the user code to approve, 'no' to deny, Enter to skip: "
+                )
+                if not typed or typed.lower() == "no":
+                    break
+                if typed.upper().replace(" ", "") == code.upper().replace(" ", ""):
+                    break
+                self.say("That is not this login's user code: nothing was approved.")
+            else:
+                typed = ""
             if typed.lower() == "no":
                 self.session.ok("POST", f"/device-requests/{code}/deny", "denying the login")
                 self.say(f"Login {code} denied.")
                 continue
             if not typed:
-                self.say("Skipped.")
-                continue
-            if typed.upper().replace(" ", "") != code.upper().replace(" ", ""):
-                self.say("That is not this login's user code: nothing was approved.")
+                # Put aside, not dropped: it is offered again when something new arrives.
+                self._seen.discard("login " + code)
+                self.say("Skipped: it is offered again when something new arrives.")
                 continue
             grant = self.console.ask("Items this person may ask for [*/*/*, or 'none']: ")
             grant = grant or "*/*/*"
             if not self.console.verify():
+                self._seen.discard("login " + code)
                 continue
             client = admin.approve_login(self.session, login, scopes=["read", "write"],
                                          grant=None if grant == "none" else grant)  # fmt: skip
@@ -486,13 +500,15 @@ class TerminalApprover:
                 self.say("Refused.")
                 continue
             if not typed:
-                self.say("Skipped.")
+                self._seen.discard("pair " + entry["id"])
+                self.say("Skipped: it is offered again when something new arrives.")
                 continue
             if re.sub(r"\s", "", typed) != re.sub(r"\s", "", code):
                 self.say("The codes differ: the device was NOT added (someone may have swapped "
                          "its keys on the way).")  # fmt: skip
                 continue
             if not self.console.verify():
+                self._seen.discard("pair " + entry["id"])
                 continue
             directory = admin.add_device(self.session, record)
             self.say(f"Added {record.id}; directory head is now {directory.head.seq}.")
