@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from layering_support import imports_of, module_name
 
 import sealbox
 
@@ -19,8 +20,7 @@ PACKAGE = pathlib.Path(sealbox.__file__).parent
 
 
 def _module_name(path: pathlib.Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    return module_name(path, PACKAGE.parent)
 
 
 def _modules(*packages: str) -> Iterator[tuple[str, pathlib.Path]]:
@@ -29,20 +29,8 @@ def _modules(*packages: str) -> Iterator[tuple[str, pathlib.Path]]:
             yield _module_name(path), path
 
 
-def _imports(path: pathlib.Path) -> set[str]:
-    """Every module a file imports, anywhere in it (``from a import b``: ``a`` and ``a.b``)."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return names
-
-
 def _ours(path: pathlib.Path) -> set[str]:
-    return {n for n in _imports(path) if n == "sealbox" or n.startswith("sealbox.")}
+    return {n for n in imports_of(path) if n == "sealbox" or n.startswith("sealbox.")}
 
 
 def _package(name: str) -> str:

@@ -8,11 +8,11 @@ a cycle hidden inside a function is still a cycle.
 
 from __future__ import annotations
 
-import ast
 import pathlib
 from collections.abc import Iterator
 
 import pytest
+from layering_support import imports_of, module_name
 
 import sealbox
 
@@ -20,8 +20,7 @@ SERVER = pathlib.Path(sealbox.__file__).parent / "server"
 
 
 def _module_name(path: pathlib.Path) -> str:
-    parts = path.relative_to(SERVER.parent.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    return module_name(path, SERVER.parent.parent)
 
 
 def _modules() -> Iterator[tuple[str, pathlib.Path]]:
@@ -31,24 +30,12 @@ def _modules() -> Iterator[tuple[str, pathlib.Path]]:
         yield _module_name(path), path
 
 
-def _imports(path: pathlib.Path) -> set[str]:
-    """Every module a file imports, anywhere in it (``from a import b``: ``a`` and ``a.b``)."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return names
-
-
 MODULES = dict(_modules())
 OURS = set(MODULES)
 
 
 def _ours(path: pathlib.Path) -> set[str]:
-    return {name for name in _imports(path) if name in OURS}
+    return {name for name in imports_of(path) if name in OURS}
 
 
 def _layer(module: str) -> str:
@@ -70,7 +57,7 @@ def test_only_the_store_holds_sql(module: str) -> None:
         return
     core = {
         name
-        for name in _imports(MODULES[module])
+        for name in imports_of(MODULES[module])
         if name == "sqlalchemy" or name.startswith("sqlalchemy.")
     }
     allowed = {
@@ -88,7 +75,7 @@ def test_nothing_below_http_knows_http(module: str) -> None:
         return
     web = {
         name
-        for name in _imports(MODULES[module])
+        for name in imports_of(MODULES[module])
         if name.split(".")[0] in ("fastapi", "starlette", "uvicorn")
     }
     assert not web, f"{module} imports {sorted(web)}"
