@@ -1,0 +1,267 @@
+// The approvals page: pending requests, live, verified here, answered with statements signed
+// here.
+//
+// Each request the relay lists is verified in this browser exactly as the terminal approver
+// verifies it (certificate against the pinned directory, the client-signed statement, every
+// manifest and wrap against its signed hash). Only verified facts are shown as such; what only
+// the relay says (source address, when it arrived) is shown apart, as reported by server. A
+// request that does not verify is shown as unverifiable, with no approve button.
+
+import {
+  denyRequest,
+  isRefusable,
+  refuseUnverifiable,
+  releaseReviewed,
+  reviewRequest,
+} from "../sealbox/access.js";
+import { signManifest } from "../sealbox/store.js";
+import * as api from "./api.js";
+import * as approver from "./approver.js";
+import { action, describe, el, facts, shell, status, when } from "./ui.js";
+
+const list = document.getElementById("requests");
+const empty = document.getElementById("empty");
+/** id -> {card, review, entry}: cards stay while their request waits, so typing is never lost. */
+const shown = new Map();
+let directory = null;
+let self = null;
+
+function contextRows(context) {
+  if (!context) return [];
+  const argv = Array.isArray(context.argv) && context.argv.length ? context.argv.join(" ") : null;
+  return [
+    ["Host", context.host],
+    ["User", context.user === null ? null : `${context.user} (uid ${context.uid ?? "-"})`],
+    ["Program", context.exe],
+    ["Program SHA-256", context.exe_sha256],
+    ["Command line", argv],
+    ["Working directory", context.cwd],
+    ["Process", context.pid === null ? null : `${context.pid} (parent ${context.ppid ?? "-"})`],
+    ["Agent session", context.agent_session],
+  ].filter(([, value]) => value !== null && value !== undefined);
+}
+
+function approverName(id) {
+  const record = directory?.approvers.get(id);
+  return record ? `${record.name} (${id})` : id;
+}
+
+function progress(review) {
+  const text = `${review.approvals} of ${review.threshold} approval${review.threshold > 1 ? "s" : ""}`;
+  return el("p", { class: "progress" }, review.threshold > 1 ? `M-of-N: ${text}` : text);
+}
+
+function verifiedCard(entry, review) {
+  const reading = review.kind === "access";
+  const title = reading ? "Read request" : "Store request";
+  const items = review.items.map(
+    (item) =>
+      `${item.path} v${item.version}: ${item.fields.join(", ")}` +
+      (item.threshold > 1 ? ` (${item.threshold} of ${item.holders} approvers)` : ""),
+  );
+  const asked = reading && review.cacheSeconds ? `${review.cacheSeconds} s (${review.cacheScope})` : "no";
+  const card = el(
+    "article",
+    { class: "card", "data-request": review.id, "aria-labelledby": `title-${review.id}` },
+    el("h2", { id: `title-${review.id}` }, `${title} from ${review.clientName}`),
+    el("p", {}, el("span", { class: "verified" }, "verified"), " signed by the client, certified by an approver"),
+    facts([
+      ["Client", `${review.clientName} (${review.clientKind}, ${review.clientId})`],
+      ["Certified by", approverName(review.issuer)],
+      ["Scopes", review.scopes.join(", ")],
+      ["Purpose", review.purpose],
+      [reading ? "Items and fields" : "Item and fields", el("ul", {}, items.map((i) => el("li", {}, i)))],
+      ...(reading ? [["Cache asked", asked]] : []),
+      ...contextRows(review.context),
+      ["Asked at", when(review.at)],
+      ["Expires", when(review.expiresAt)],
+    ]),
+    progress(review),
+    el(
+      "div",
+      { class: "reported-box" },
+      el("p", { class: "reported" }, "reported by server (not verified)"),
+      facts([
+        ["Source address", String(review.reportedByServer?.source_ip ?? "-")],
+        ["Received", typeof entry.created_at === "number" ? when(entry.created_at) : "-"],
+      ]),
+    ),
+  );
+  if (entry.answered) {
+    card.append(el("p", { class: "note" }, "You have answered; waiting for other approvers."));
+    return card;
+  }
+  const verb = reading ? "Approve" : "Approve and sign the manifest";
+  const approve = el("button", { type: "button", "aria-label": `${verb}: ${title.toLowerCase()} from ${review.clientName}` }, verb);
+  const reasonId = `reason-${review.id}`;
+  const reason = el("input", { id: reasonId, type: "text", maxlength: "500", autocomplete: "off" });
+  const deny = el("button", { type: "button", class: "danger" }, "Deny");
+  card.append(
+    el("div", { class: "actions" },
+      approve,
+      el("label", { for: reasonId }, "Reason for a denial (shown to the requester)"),
+      reason,
+      deny,
+    ),
+  );
+  action(approve, () => answer(review.id, "approve"));
+  action(deny, () => answer(review.id, "deny", reason.value.trim() || "denied in the console"));
+  return card;
+}
+
+function unverifiableCard(entry, error) {
+  const id = typeof entry.id === "string" ? entry.id : "";
+  const card = el(
+    "article",
+    { class: "card unverifiable", "data-request": id, "aria-labelledby": `title-${id}` },
+    el("h2", { id: `title-${id}` }, "This request does not verify"),
+    el(
+      "p",
+      {},
+      `Check failed: ${error.code}. ${error.message}. What the relay shows is not what the client ` +
+        "signed, or not what an approver signed: the relay, or something between the client and " +
+        "the relay, may be tampering. It cannot be approved.",
+    ),
+    el("p", { class: "reported" }, `reported by server: ${entry.kind ?? "?"} request ${id}`),
+  );
+  const refuse = el("button", { type: "button", class: "danger" }, "Refuse it (signed, tells the client at once)");
+  card.append(refuse);
+  action(refuse, () => answer(id, "refuse", error.code));
+  return card;
+}
+
+async function examine(entry) {
+  const review = (dir) =>
+    reviewRequest(entry, { directory: dir, approverId: self.approverId, hpkePrivate: null, now: approver.now() });
+  try {
+    return { review: await review(directory) };
+  } catch (error) {
+    if (!isRefusable(error)) throw error;
+    // Perhaps signed by an approver added a moment ago: look again with a fresh directory.
+    directory = await approver.directory();
+    try {
+      return { review: await review(directory) };
+    } catch (again) {
+      if (!isRefusable(again)) throw again;
+      return { unverifiable: again };
+    }
+  }
+}
+
+async function answer(id, what, detail) {
+  const current = shown.get(id);
+  if (!current) return;
+  const fresh = await approver.directory();
+  let sent;
+  await approver.withKeys(async (keys) => {
+    const common = { directory: fresh, approverId: keys.id, signingKey: keys.sig, now: approver.now() };
+    if (what === "refuse") {
+      const deny = await refuseUnverifiable({ requestId: id, code: detail, ...common });
+      sent = await api.post(`/${current.entry.kind}-requests/${id}/deny`, { deny });
+    } else if (what === "deny") {
+      const deny = await denyRequest({ requestId: id, reason: detail, ...common });
+      sent = await api.post(`/${current.review.kind}-requests/${id}/deny`, { deny });
+    } else if (current.review.kind === "access") {
+      const release = await releaseReviewed(current.review, { ...common, hpkePrivate: keys.hpke });
+      sent = await api.post(`/access-requests/${id}/release`, { release });
+    } else {
+      // A store is checked again with this approver's key: its own shares must open and
+      // decrypt the fields before it signs anything.
+      const full = await reviewRequest(current.entry, {
+        directory: fresh, approverId: keys.id, hpkePrivate: keys.hpke, now: common.now,
+      });
+      const manifest = await signManifest(full.store, common);
+      sent = await api.post(`/store-requests/${id}/manifest`, { manifest });
+    }
+  });
+  const words = { approve: "Approved", deny: "Denied", refuse: "Refused" }[what];
+  status(`${words}: request ${id}${sent?.state ? ` is now ${sent.state}` : ""}.`);
+  await refresh();
+}
+
+let notified = new Set();
+
+function announce(entry) {
+  if (notified.has(entry.id)) return;
+  notified.add(entry.id);
+  if (!("Notification" in window) || Notification.permission !== "granted") return;
+  // Names only: a notification never carries a value, and the relay's listing is not trusted
+  // beyond "something waits".
+  new Notification("sealbox: a request waits for you", {
+    body: `${entry.kind === "store" ? "Store" : "Read"} request; open the console to check it.`,
+    tag: `sealbox-${entry.id}`,
+  });
+}
+
+let refreshing = null;
+
+async function refresh() {
+  if (refreshing) return refreshing;
+  refreshing = (async () => {
+    const listed = (await api.get("/approvals")).requests ?? [];
+    const ids = new Set();
+    for (const entry of listed) {
+      if (typeof entry?.id !== "string") continue;
+      ids.add(entry.id);
+      const known = shown.get(entry.id);
+      if (known && known.answered === Boolean(entry.answered) && known.approvals === entry.approvals) continue;
+      let card;
+      let examined;
+      try {
+        examined = await examine(entry);
+      } catch (error) {
+        if (error?.code === "expired") continue;
+        throw error;
+      }
+      card = examined.review ? verifiedCard(entry, examined.review) : unverifiableCard(entry, examined.unverifiable);
+      if (known) known.card.replaceWith(card);
+      else list.append(card);
+      shown.set(entry.id, {
+        card, entry, review: examined.review ?? null,
+        answered: Boolean(entry.answered), approvals: entry.approvals,
+      });
+      announce(entry);
+    }
+    for (const [id, { card }] of shown) {
+      if (!ids.has(id)) {
+        card.remove();
+        shown.delete(id);
+      }
+    }
+    empty.hidden = shown.size > 0;
+  })();
+  try {
+    await refreshing;
+  } finally {
+    refreshing = null;
+  }
+}
+
+function listen() {
+  const stream = new EventSource(api.vaultPath("/approvals/stream"));
+  const again = () => refresh().catch((error) => status(describe(error), { error: true }));
+  stream.addEventListener("request", again);
+  stream.addEventListener("directory", async () => {
+    directory = await approver.directory();
+    again();
+  });
+  stream.onerror = () => status("The live connection to the relay dropped; reconnecting…");
+  stream.onopen = () => status("");
+}
+
+async function main() {
+  if (!(await shell())) return;
+  const notify = document.getElementById("notify");
+  if (!("Notification" in window)) notify.hidden = true;
+  else if (Notification.permission !== "default") notify.hidden = true;
+  notify.addEventListener("click", async () => {
+    await Notification.requestPermission();
+    notify.hidden = Notification.permission !== "default";
+  });
+  self = await approver.me();
+  directory = await approver.directory();
+  await refresh();
+  listen();
+}
+
+main().catch((error) => status(describe(error), { error: true }));

@@ -1,0 +1,86 @@
+// The logins page: approve a `sealbox login` by certifying its key.
+//
+// The person compares two things with their terminal: the user code, and the key's safety
+// code, computed here from the key the relay lists (never taken from the relay as text). Only
+// when the typed user code matches does approving sign a client certificate for that key.
+
+import { certifyLogin } from "../sealbox/certificates.js";
+import { parseVerifyKey } from "../sealbox/keys.js";
+import * as api from "./api.js";
+import * as approver from "./approver.js";
+import { action, describe, el, facts, shell, status, when } from "./ui.js";
+
+const codeInput = document.getElementById("user-code");
+const list = document.getElementById("logins");
+const empty = document.getElementById("empty");
+
+const normal = (code) => String(code).toUpperCase().replace(/[^A-Z]/g, "");
+
+// The login URL and QR code lead here with the user code filled in.
+const fromLink = new URLSearchParams(location.search).get("user_code");
+if (fromLink && /^[A-Za-z]{4}-?[A-Za-z]{4}$/.test(fromLink)) codeInput.value = fromLink.toUpperCase();
+
+async function card(login) {
+  const key = parseVerifyKey(login.sig_pk);
+  const code = String(login.user_code);
+  const grantId = `grant-${normal(code)}`;
+  const grant = el("input", { id: grantId, type: "text", value: "*/*/*", autocomplete: "off" });
+  const approve = el("button", { type: "button", "aria-label": `Approve login ${code}` }, "Approve");
+  const deny = el("button", { type: "button", class: "danger", "aria-label": `Deny login ${code}` }, "Deny");
+  const node = el(
+    "article",
+    { class: "card", "data-user-code": code },
+    el("h2", {}, `Login ${code}`),
+    facts([
+      ["User code", el("strong", { class: "code" }, code)],
+      ["Key safety code", el("strong", { class: "code" }, await key.safetyCode())],
+      ["Key fingerprint", el("code", {}, await key.fingerprint())],
+      ["Name (as the client gave it)", String(login.client_name ?? "")],
+      ["Client id", String(login.client_id ?? "")],
+      ["Expires", typeof login.expires_at === "number" ? when(login.expires_at) : "-"],
+    ]),
+    el("label", { for: grantId }, "Items this person may ask for (a glob, or 'none')"),
+    grant,
+    el("div", { class: "actions" }, approve, deny),
+  );
+  action(approve, async () => {
+    if (normal(codeInput.value) !== normal(code)) {
+      status("Type the user code the person's terminal shows, above: it does not match this login.", { error: true });
+      codeInput.focus();
+      return;
+    }
+    const directory = await approver.directory();
+    const certificate = await approver.withKeys((keys) =>
+      certifyLogin(directory, login, { issuer: keys.id, signingKey: keys.sig, now: approver.now() }),
+    );
+    await api.post(`/device-requests/${encodeURIComponent(code)}/approve`, { certificate });
+    const pattern = grant.value.trim();
+    if (pattern && pattern !== "none") {
+      await api.post(`/clients/${encodeURIComponent(login.client_id)}/grants`, { pattern });
+    }
+    status(`Login ${code} approved.`);
+    await refresh();
+  });
+  action(deny, async () => {
+    await api.post(`/device-requests/${encodeURIComponent(code)}/deny`);
+    status(`Login ${code} denied.`);
+    await refresh();
+  });
+  return node;
+}
+
+async function refresh() {
+  const logins = (await api.get("/device-requests")).device_requests ?? [];
+  list.replaceChildren(...(await Promise.all(logins.map(card))));
+  empty.hidden = logins.length > 0;
+}
+
+async function main() {
+  if (!(await shell())) return;
+  await approver.me();
+  await refresh();
+  const stream = new EventSource(api.vaultPath("/approvals/stream"));
+  stream.addEventListener("device-requests", () => refresh().catch((e) => status(describe(e), { error: true })));
+}
+
+main().catch((error) => status(describe(error), { error: true }));
