@@ -13,10 +13,21 @@
 // (32-byte encapsulated key, then the AEAD output), sequence number 0, empty AEAD
 // aad.  Context is bound only through `info` (see `info()` below), so a blob
 // sealed for one context never opens in another.
+//
+// The API is `seal` and `open`.  The RFC's building blocks (extract, expand,
+// labeledExtract, labeledExpand, deriveKeyPair, keySchedule, encap, decap) and
+// the aad-taking `sealWithParts` / `openWithAad` are exported so the tests can
+// check each step against the RFC's intermediate values; nothing else needs them.
 
 import { codes, SealboxError } from "./errors.js";
 import { concat, lp, utf8 } from "./encoding.js";
-import { generateHpkeKey, HpkePrivateKey, HpkePublicKey, hpkeKeyFromRaw, parseHpkePublic } from "./keys.js";
+import {
+  generateHpkeKey,
+  HpkePrivateKey,
+  HpkePublicKey,
+  hpkeKeyFromRaw,
+  parseHpkePublic,
+} from "./keys.js";
 
 export const ENC_BYTES = 32;
 export const TAG_BYTES = 16;

@@ -125,7 +125,10 @@ export async function verifyStatement(token, { typ, kid, key }) {
     );
   }
   if (header.kid !== kid) {
-    throw new SealboxError(codes.signature_invalid, "statement kid does not name the expected signer");
+    throw new SealboxError(
+      codes.signature_invalid,
+      "statement kid does not name the expected signer",
+    );
   }
   const signature = b64uDecode(signatureB64, { length: SIGNATURE_BYTES, what: "JWS signature" });
   // Decoded before the signature check so that the signing input is known to be
