@@ -1,0 +1,279 @@
+// Client certificates and enrollment delegations (docs/protocol.md section 7).  A port of
+// src/sealbox/protocol/certificates.py.
+//
+// A client key may sign store and access statements only under a certificate that a
+// *current* approver signed, or that an enrollment delegation key signed within the limits
+// an approver set for it.  Removing an approver from the directory therefore voids the
+// certificates it issued.  Every failure here is certificate_invalid.
+
+import { SealboxError } from "./errors.js";
+import { peekHeader } from "./jws.js";
+import { parseVerifyKey } from "./keys.js";
+import { directoryApprover } from "./directory.js";
+import {
+  KIND,
+  checkId,
+  clientCertificatePayload,
+  readClientCertificate,
+  readEnrollment,
+  signTyped,
+  sortedUnique,
+  verifyTyped,
+} from "./statements.js";
+
+// How far in the future a statement's `at` may lie (clocks disagree a little).
+export const CLOCK_SKEW = 300;
+// How long a certificate for a person's login lasts (its refresh tokens end with it);
+// the terminal approver's CERTIFICATE_DAYS.
+export const CERTIFICATE_DAYS = 30;
+
+const invalid = (message) => new SealboxError("certificate_invalid", message);
+
+function wrapped(prefix, exc) {
+  if (exc instanceof SealboxError) return invalid(`${prefix}: ${exc.message}`);
+  return exc;
+}
+
+// Verify an enrollment against the directory.
+export async function verifyEnrollment(token, directory, { now }) {
+  let header;
+  let enrollment;
+  try {
+    header = peekHeader(token);
+    const issuer = directoryApprover(directory, header.kid);
+    enrollment = await verifyTyped(token, readEnrollment, issuer.sig_pk, issuer.id);
+  } catch (exc) {
+    throw wrapped("enrollment does not verify", exc);
+  }
+  if (enrollment.issuer !== header.kid || enrollment.vault !== directory.vault) {
+    throw invalid("enrollment issuer or vault does not match its signature");
+  }
+  if (enrollment.at > now + CLOCK_SKEW || now > enrollment.constraints.not_after) {
+    throw invalid("enrollment is not valid at this time");
+  }
+  return enrollment;
+}
+
+// Verify a client certificate against a verified directory (and its enrollment, if the
+// certificate is delegated); return the certificate read strictly.
+export async function verifyCertificate(token, directory, { now, enrollment = null } = {}) {
+  let header;
+  try {
+    header = peekHeader(token);
+  } catch (exc) {
+    throw wrapped("certificate is malformed", exc);
+  }
+  let delegation = null;
+  let signerKey;
+  if (header.kid.startsWith(`${KIND.enrollment}_`)) {
+    if (enrollment === null || enrollment === undefined) {
+      throw invalid("certificate is signed by an enrollment that was not supplied");
+    }
+    delegation = await verifyEnrollment(enrollment, directory, { now });
+    if (delegation.id !== header.kid) throw invalid("certificate is signed by another enrollment");
+    signerKey = delegation.sig_pk;
+  } else {
+    try {
+      signerKey = directoryApprover(directory, header.kid).sig_pk;
+    } catch (exc) {
+      throw wrapped("certificate issuer", exc);
+    }
+  }
+  let cert;
+  try {
+    cert = await verifyTyped(token, readClientCertificate, signerKey, header.kid);
+  } catch (exc) {
+    throw wrapped("certificate does not verify", exc);
+  }
+  if (cert.issuer !== header.kid || cert.vault !== directory.vault) {
+    throw invalid("certificate issuer or vault does not match its signature");
+  }
+  if (cert.at > now + CLOCK_SKEW || now > cert.constraints.not_after) {
+    throw invalid("certificate is not valid at this time");
+  }
+  if (delegation !== null) checkWithin(cert, delegation);
+  return cert;
+}
+
+function checkWithin(cert, enrollment) {
+  const limits = enrollment.constraints;
+  if (cert.client.kind !== "machine") throw invalid("an enrollment may certify machines only");
+  if (cert.constraints.not_after > limits.not_after) {
+    throw invalid("certificate outlives its enrollment");
+  }
+  if (
+    limits.cidrs.length &&
+    !(cert.constraints.cidrs.length && cert.constraints.cidrs.every((c) => limits.cidrs.includes(c)))
+  ) {
+    throw invalid("certificate allows networks its enrollment does not");
+  }
+  if (limits.hostname !== null && cert.constraints.hostname !== limits.hostname) {
+    throw invalid("certificate allows hosts its enrollment does not");
+  }
+}
+
+// Hold a client-signed request context to its certificate's host-name pattern.
+//
+// The pattern is a case-insensitive shell glob (`ci-*.example.com`), matched as Python's
+// fnmatch does.  A certificate with a pattern refuses a request that does not name its
+// host.  The CIDR constraint concerns the source address only the relay observes: it is the
+// relay's to enforce (and the approver shows the address as reported by the server).
+export function checkContext(cert, context) {
+  const pattern = cert.constraints.hostname;
+  if (pattern === null) return;
+  const host = context.host;
+  if (host === null || !fnmatchCase(host.toLowerCase(), pattern.toLowerCase())) {
+    throw invalid("the request's host is outside what its certificate allows");
+  }
+}
+
+// --- fnmatch (a port of CPython's fnmatch.translate, 3.11/3.12) -----------------------------
+
+const SYNTAX = new Set([..."^$\\.*+?()[]{}|/"]);
+
+function escapeChar(ch) {
+  return SYNTAX.has(ch) ? `\\${ch}` : ch;
+}
+
+// Python builds the inside of a set with only "\\" and "-" escaped; a JavaScript class in
+// "u" mode also needs "]" and "[" escaped wherever they stand for themselves.
+function classBody(chunks) {
+  const esc = (s) => [...s].map((c) => ("\\-][^".includes(c) ? `\\${c}` : c)).join("");
+  return chunks.map(esc).join("-");
+}
+
+export function fnmatchTranslate(pat) {
+  const chars = [...pat];
+  const n = chars.length;
+  let i = 0;
+  let out = "";
+  let lastStar = false;
+  while (i < n) {
+    const c = chars[i];
+    i += 1;
+    if (c === "*") {
+      if (!lastStar) out += ".*";
+      lastStar = true;
+      continue;
+    }
+    lastStar = false;
+    if (c === "?") {
+      out += ".";
+    } else if (c === "[") {
+      let j = i;
+      if (j < n && chars[j] === "!") j += 1;
+      if (j < n && chars[j] === "]") j += 1;
+      while (j < n && chars[j] !== "]") j += 1;
+      if (j >= n) {
+        out += "\\[";
+        continue;
+      }
+      let negate = false;
+      let start = i;
+      if (chars[start] === "!") {
+        negate = true;
+        start += 1;
+      }
+      const inner = chars.slice(start, j);
+      i = j + 1;
+      // Split on "-" into ranges as Python does: "a-c-e" is the range a-c then the
+      // characters "-" and "e"; a range written backwards matches nothing.
+      let chunks;
+      if (!inner.includes("-")) {
+        chunks = [inner.join("")];
+      } else {
+        chunks = [];
+        let from = 0;
+        let k = 1; // the first character is never a range separator
+        for (;;) {
+          k = inner.indexOf("-", k);
+          if (k < 0) break;
+          chunks.push(inner.slice(from, k).join(""));
+          from = k + 1;
+          k += 3;
+        }
+        const rest = inner.slice(from).join("");
+        if (rest) chunks.push(rest);
+        else chunks[chunks.length - 1] += "-";
+        for (let m = chunks.length - 1; m > 0; m -= 1) {
+          const left = [...chunks[m - 1]];
+          const right = [...chunks[m]];
+          if (left[left.length - 1].codePointAt(0) > right[0].codePointAt(0)) {
+            chunks[m - 1] = left.slice(0, -1).join("") + right.slice(1).join("");
+            chunks.splice(m, 1);
+          }
+        }
+      }
+      const body = classBody(chunks);
+      if (!body && !negate) out += "(?!)";
+      else if (!body) out += ".";
+      else out += `[${negate ? "^" : ""}${body}]`;
+    } else {
+      out += escapeChar(c);
+    }
+  }
+  return `^(?:${out})$`;
+}
+
+export function fnmatchCase(name, pattern) {
+  return new RegExp(fnmatchTranslate(pattern), "su").test(name);
+}
+
+// --- issuing (what an approver signs when approving a login) ---------------------------------
+
+function checkIssuer(directory, issuer, signingKey) {
+  if (directoryApprover(directory, issuer).sig_pk.text !== signingKey.publicKey().text) {
+    throw new TypeError("the signing key is not the issuer's directory key");
+  }
+}
+
+// An approver certifies a client key (after a person compared its code).  `client` is
+// {id, kind, name, sig_pk} (sig_pk as text or a VerifyKey); `constraints` is
+// {not_after, cidrs = [], hostname = null}.
+export async function issueCertificate(
+  directory,
+  { issuer, signingKey, client, scopes, constraints, now },
+) {
+  checkIssuer(directory, issuer, signingKey);
+  const payload = clientCertificatePayload({
+    vault: directory.vault,
+    client,
+    scopes: sortedUnique(scopes),
+    constraints,
+    issuer,
+    at: now,
+  });
+  return signTyped(readClientCertificate, payload, signingKey, issuer);
+}
+
+// The client a pending login (RFC 8628 device request, as the relay lists it under
+// /device-requests) asks to have certified: a person's CLI, kind "human".  Nothing here is
+// trusted: the id and key are read strictly, the name is cut to what a certificate holds
+// (and must then pass the display-text rules), and a person compares the key's safety code
+// (keys.js safetyCode over its fingerprint) with the one the CLI shows.
+export function clientFromLogin(login) {
+  const name = [...String(login?.client_name)].slice(0, 128).join("");
+  return Object.freeze({
+    id: checkId(login?.client_id, KIND.client, "client id"),
+    kind: "human",
+    name,
+    sig_pk: parseVerifyKey(login?.sig_pk),
+  });
+}
+
+// The certificate that approves a login, as the terminal approver signs it: scopes
+// read and write, no network or host constraint, valid for `days` days.
+export async function certifyLogin(
+  directory,
+  login,
+  { issuer, signingKey, now, scopes = ["read", "write"], days = CERTIFICATE_DAYS },
+) {
+  return issueCertificate(directory, {
+    issuer,
+    signingKey,
+    client: clientFromLogin(login),
+    scopes,
+    constraints: { not_after: now + days * 86400, cidrs: [], hostname: null },
+    now,
+  });
+}

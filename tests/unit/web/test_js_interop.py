@@ -1,0 +1,494 @@
+"""Cross-checks between the Python protocol and the browser approver's ES modules.
+
+Python builds a real world (fresh random keys: a directory, a certified client, stored
+items, access requests) with :mod:`sealbox.protocol`; the browser modules, run in Node
+through ``tests/js/interop/approver.mjs``, act as an approver holding a key handed to
+them, and Python checks what they sign: releases open to the stored values, manifests,
+links and certificates verify, tampered requests are refused with the right code.
+
+Secret values are compared by digest and private keys go to Node on stdin only, so no
+secret appears in test output, even when a test fails.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sealbox.crypto import jws
+from sealbox.crypto.encoding import b64u_decode, b64u_encode, canonical_json
+from sealbox.crypto.keys import HpkePrivateKey, SigningKey
+from sealbox.errors import SealboxError
+from sealbox.protocol import access, directory, ids, store
+from sealbox.protocol import certificates as certs
+from sealbox.protocol.statements import (
+    AccessItem,
+    ApproverRecord,
+    ClientConstraints,
+    ClientInfo,
+    RequestContext,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+SCRIPT = ROOT / "tests" / "js" / "interop" / "approver.mjs"
+NODE = shutil.which("node")
+
+pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed")
+
+CONTEXT = RequestContext(
+    host="build-7.example.com",
+    user="ci",
+    uid=1000,
+    pid=4242,
+    ppid=1,
+    exe="/usr/bin/sealbox",
+    exe_sha256="ab" * 32,
+    argv=("sealbox", "run", "--", "psql"),
+    cwd="/srv/app",
+    agent_session=None,
+)
+
+
+def js(op: str, **request: Any) -> dict[str, Any]:
+    """Run one op of the browser approver; its answer as JSON (never echoing the request)."""
+    done = subprocess.run(
+        [NODE or "node", str(SCRIPT)],
+        input=json.dumps({"op": op, **request}).encode(),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"node failed on {op}: {done.stderr.decode(errors='replace')[-2000:]}")
+    answer: dict[str, Any] = json.loads(done.stdout)
+    return answer
+
+
+def fp(value: bytes) -> str:
+    """What a test shows of a secret value: its digest."""
+    return hashlib.sha256(value).hexdigest()
+
+
+@dataclass
+class Approver:
+    record: ApproverRecord
+    sig: SigningKey
+    hpke: HpkePrivateKey
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    def secrets(self) -> dict[str, str]:
+        return {"sig_sk": self.sig.to_text(), "hpke_sk": self.hpke.to_text()}
+
+
+def new_approver(name: str, kind: str = "terminal") -> Approver:
+    sig, hpke_key = SigningKey.generate(), HpkePrivateKey.generate()
+    record = ApproverRecord(
+        id=ids.new_id(ids.APPROVER),
+        name=name,
+        kind=kind,
+        tier="device",
+        hpke_pk=hpke_key.public_key(),
+        sig_pk=sig.verify_key(),
+    )
+    return Approver(record, sig, hpke_key)
+
+
+@dataclass
+class World:
+    now: int
+    vault: str
+    py: Approver
+    """The approver Python plays."""
+    web: Approver
+    """The approver the browser modules play."""
+    links: list[str]
+    directory: directory.Directory
+    client_key: SigningKey
+    client: str
+    certificate: str
+
+    def js_directory(self) -> dict[str, Any]:
+        return {"links": self.links, "pinned": self.directory.fingerprint}
+
+
+@pytest.fixture
+def world() -> World:
+    now = int(time.time())
+    vault = ids.new_id(ids.VAULT)
+    py, web = new_approver("ops terminal"), new_approver("Ana's browser", "browser")
+    links = [directory.genesis_link(vault, py.record, py.sig, now=now - 100)]
+    d = directory.verify_directory(links, pinned=directory.vault_fingerprint(links[0]))
+    links.append(
+        directory.append_link(d, "add", web.record, signer=py.id, key=py.sig, now=now - 90)
+    )
+    d = directory.verify_directory(links, pinned=d.fingerprint)
+    client_key = SigningKey.generate()
+    client = ids.new_id(ids.CLIENT)
+    certificate = certs.issue_certificate(
+        d,
+        issuer=py.id,
+        key=py.sig,
+        client=ClientInfo(
+            id=client, kind="agent", name="ci runner", sig_pk=client_key.verify_key()
+        ),
+        scopes=["read", "write"],
+        constraints=ClientConstraints(not_after=now + 3600, hostname="build-*.example.com"),
+        now=now - 80,
+    )
+    return World(now, vault, py, web, links, d, client_key, client, certificate)
+
+
+@dataclass
+class Stored:
+    item: str
+    path: str
+    manifest: str
+    values: dict[str, bytes]
+    ciphertexts: dict[str, bytes]
+    wraps: dict[str, dict[str, bytes]]
+
+
+def client_store(w: World, path: str, values: dict[str, bytes], threshold: int) -> Stored:
+    """A client stores an item over both approvers; Python's approver signs the manifest."""
+    item = ids.new_id(ids.ITEM)
+    upload = store.build_store(
+        client=w.client, key=w.client_key, directory=w.directory, item=item, path=path,
+        version=1, prev=None, values=values, approvers=[w.py.id, w.web.id],
+        threshold=threshold, purpose="initial setup", context=CONTEXT, now=w.now,
+    )  # fmt: skip
+    verified = store.verify_store(
+        upload, directory=w.directory, approver=w.py.id, hpke_key=w.py.hpke,
+        certificate=w.certificate, now=w.now,
+    )  # fmt: skip
+    manifest = store.sign_manifest(
+        verified, directory=w.directory, approver=w.py.id, key=w.py.sig, now=w.now
+    )
+    return Stored(item, path, manifest, values, dict(upload.ciphertexts),
+                  {a: dict(f) for a, f in upload.wraps.items()})  # fmt: skip
+
+
+def ask(w: World, stored: list[Stored], *, purpose: str = "nightly job") -> access.AccessRequest:
+    items = [AccessItem(s.item, s.path, None, tuple(sorted(s.values))) for s in stored]
+    return access.build_access(
+        client=w.client, key=w.client_key, vault=w.vault, items=items, purpose=purpose,
+        context=CONTEXT, now=w.now,
+    )  # fmt: skip
+
+
+def entry(w: World, token: str, stored: list[Stored], approver: str) -> dict[str, Any]:
+    """An /approvals entry for an access request, as the relay serves it to ``approver``."""
+    request_id = jws.statement_hash(token).removeprefix("sha256:")
+    return {
+        "kind": "access",
+        "id": request_id,
+        "certificate": w.certificate,
+        "statement": token,
+        "items": {
+            s.item: {
+                "manifest": s.manifest,
+                "wraps": {f: b64u_encode(b) for f, b in s.wraps[approver].items()},
+            }
+            for s in stored
+        },
+    }
+
+
+def js_release(w: World, token: str, stored: list[Stored]) -> dict[str, Any]:
+    return js("review_release", **w.js_directory(), **w.web.secrets(), approver=w.web.id,
+              entry=entry(w, token, stored, w.web.id), now=w.now)  # fmt: skip
+
+
+def open_values(w: World, req: access.AccessRequest, releases: list[str],
+                stored: list[Stored]) -> dict[str, dict[str, str]]:  # fmt: skip
+    out = access.open_release(
+        req, releases=releases, manifests={s.item: s.manifest for s in stored},
+        ciphertexts={s.item: s.ciphertexts for s in stored}, directory=w.directory,
+    )  # fmt: skip
+    return {i: {f: fp(v) for f, v in fv.items()} for i, fv in out.values.items()}
+
+
+def expected(stored: list[Stored]) -> dict[str, dict[str, str]]:
+    return {s.item: {f: fp(v) for f, v in s.values.items()} for s in stored}
+
+
+# --- JS releases what Python stored -----------------------------------------------------------
+
+
+def test_js_release_opens_in_python_one_of_two(world: World) -> None:
+    w = world
+    db = client_store(w, "app/prod/db", {"user": b"app", "password": b"correct horse"}, 1)
+    api = client_store(w, "app/prod/api", {"token": b"sk_live_" + bytes(range(40))}, 1)
+    req = ask(w, [db, api])
+    answer = js_release(w, req.token, [db, api])
+    assert "error" not in answer, answer
+    assert answer["purpose"] == "nightly job"
+    assert answer["paths"] == ["app/prod/db", "app/prod/api"]
+    assert open_values(w, req, [answer["release"]], [db, api]) == expected([db, api])
+
+
+def test_js_and_python_releases_combine_two_of_two(world: World) -> None:
+    w = world
+    db = client_store(w, "app/prod/db", {"password": b"battery staple"}, 2)
+    req = ask(w, [db])
+    verified = access.verify_access(req.token, directory=w.directory, certificate=w.certificate,
+                                    now=w.now)  # fmt: skip
+    py_release = access.release(
+        verified, materials={db.item: access.ItemMaterial(db.manifest, db.wraps[w.py.id])},
+        directory=w.directory, approver=w.py.id, hpke_key=w.py.hpke, key=w.py.sig, now=w.now,
+    )  # fmt: skip
+    answer = js_release(w, req.token, [db])
+    assert "error" not in answer, answer
+    with pytest.raises(SealboxError) as one_only:
+        open_values(w, req, [py_release], [db])
+    assert one_only.value.code == "threshold_not_met"
+    assert open_values(w, req, [py_release, answer["release"]], [db]) == expected([db])
+
+
+# --- JS refuses tampered requests ---------------------------------------------------------------
+
+
+def _retoken(token: str, **changes: Any) -> str:
+    """The token with its payload changed and the client's signature kept (a relay's edit)."""
+    header, payload, signature = token.split(".")
+    claims = json.loads(b64u_decode(payload))
+    claims.update(changes)
+    return f"{header}.{b64u_encode(canonical_json(claims))}.{signature}"
+
+
+def test_js_refuses_a_swapped_one_time_key(world: World) -> None:
+    w = world
+    db = client_store(w, "app/prod/db", {"password": b"correct horse"}, 1)
+    req = ask(w, [db])
+    swapped = _retoken(req.token, epk=HpkePrivateKey.generate().public_key().to_text())
+    answer = js_release(w, swapped, [db])
+    assert answer["error"] == "signature_invalid"
+    assert "release" not in answer
+    # The refusal is a deny Python verifies, with grounds "unverifiable", for the id listed.
+    listed = "sha256:" + entry(w, swapped, [db], w.web.id)["id"]
+    deny = access.verify_deny(answer["deny"], directory=w.directory, request_hash=listed)
+    assert deny.grounds == "unverifiable"
+    assert deny.reason == "the request does not verify: signature_invalid"
+
+
+def test_js_refuses_another_items_manifest(world: World) -> None:
+    w = world
+    db = client_store(w, "app/prod/db", {"password": b"correct horse"}, 1)
+    other = client_store(w, "app/prod/cache", {"password": b"other"}, 1)
+    req = ask(w, [db])
+    # The relay serves another item's manifest and wraps (same field name) for the one asked.
+    forged = entry(w, req.token, [db], w.web.id)
+    forged["items"][db.item] = entry(w, req.token, [other], w.web.id)["items"][other.item]
+    answer = js("review_release", **w.js_directory(), **w.web.secrets(), approver=w.web.id,
+                entry=forged, now=w.now)  # fmt: skip
+    assert answer["error"] == "binding_mismatch"
+    assert "release" not in answer
+    denied = access.verify_deny(answer["deny"], directory=w.directory,
+                                request_hash="sha256:" + forged["id"])  # fmt: skip
+    assert denied.grounds == "unverifiable"
+
+
+def test_js_refuses_a_wrap_that_is_not_the_signed_one(world: World) -> None:
+    w = world
+    db = client_store(w, "app/prod/db", {"user": b"app", "password": b"correct horse"}, 1)
+    req = ask(w, [db])
+    forged = entry(w, req.token, [db], w.web.id)
+    wraps = forged["items"][db.item]["wraps"]
+    wraps["user"], wraps["password"] = wraps["password"], wraps["user"]
+    answer = js("review_release", **w.js_directory(), **w.web.secrets(), approver=w.web.id,
+                entry=forged, now=w.now)  # fmt: skip
+    assert answer["error"] == "manifest_mismatch"
+
+
+def test_js_refuses_a_host_outside_the_certificate(world: World) -> None:
+    w = world
+    db = client_store(w, "app/prod/db", {"password": b"correct horse"}, 1)
+    items = [AccessItem(db.item, db.path, None, ("password",))]
+    req = access.build_access(
+        client=w.client, key=w.client_key, vault=w.vault, items=items, purpose="p",
+        context=replace(CONTEXT, host="laptop.example.com"), now=w.now,
+    )  # fmt: skip
+    assert js_release(w, req.token, [db])["error"] == "certificate_invalid"
+
+
+# --- JS stores, signs links and certificates; Python verifies ------------------------------
+
+
+def test_js_store_as_approver_verifies_and_releases_in_python(world: World) -> None:
+    w = world
+    item = ids.new_id(ids.ITEM)
+    values = {"password": b"hunter2 " + bytes(range(200, 256)), "user": "zoë".encode()}
+    out = js("store", **w.js_directory(), **w.web.secrets(), approver=w.web.id, item=item,
+             path="app/prod/db", version=1,
+             values={k: b64u_encode(v) for k, v in values.items()},
+             approvers=[w.py.id, w.web.id], threshold=2, now=w.now)  # fmt: skip
+    assert "error" not in out, out
+    manifest = store.verify_manifest(out["manifest"], w.directory)
+    assert (manifest.item, manifest.path, manifest.version) == (item, "app/prod/db", 1)
+    assert manifest.store_request is None
+    assert manifest.keyset.approvers == (w.py.id, w.web.id)
+    assert manifest.keyset.threshold == 2
+    stored = Stored(
+        item, "app/prod/db", out["manifest"], values,
+        {f: b64u_decode(c) for f, c in out["ciphertexts"].items()},
+        {a: {f: b64u_decode(b) for f, b in fs.items()} for a, fs in out["wraps"].items()},
+    )  # fmt: skip
+    store.check_blobs(manifest.fields, manifest.keyset, stored.ciphertexts, stored.wraps)
+    # Python's approver releases its share, the browser its own; Python opens both.
+    req = ask(w, [stored])
+    verified = access.verify_access(req.token, directory=w.directory, certificate=w.certificate,
+                                    now=w.now)  # fmt: skip
+    py_release = access.release(
+        verified, materials={item: access.ItemMaterial(stored.manifest, stored.wraps[w.py.id])},
+        directory=w.directory, approver=w.py.id, hpke_key=w.py.hpke, key=w.py.sig, now=w.now,
+    )  # fmt: skip
+    answer = js_release(w, req.token, [stored])
+    assert "error" not in answer, answer
+    assert open_values(w, req, [py_release, answer["release"]], [stored]) == expected([stored])
+
+
+def test_js_verifies_a_python_store_and_signs_its_manifest(world: World) -> None:
+    w = world
+    item = ids.new_id(ids.ITEM)
+    values = {"password": b"correct horse"}
+    upload = store.build_store(
+        client=w.client, key=w.client_key, directory=w.directory, item=item, path="app/prod/db",
+        version=1, prev=None, values=values, approvers=[w.web.id, w.py.id], threshold=1,
+        purpose="initial setup", context=CONTEXT, now=w.now,
+    )  # fmt: skip
+    request = {
+        "statement": upload.statement, "certificate": w.certificate,
+        "ciphertexts": {f: b64u_encode(c) for f, c in upload.ciphertexts.items()},
+        "wraps": {a: {f: b64u_encode(b) for f, b in fs.items()} for a, fs in upload.wraps.items()},
+    }  # fmt: skip
+    out = js("verify_store", **w.js_directory(), **w.web.secrets(), approver=w.web.id,
+             now=w.now, **request)  # fmt: skip
+    assert "error" not in out, out
+    manifest = store.verify_manifest(out["manifest"], w.directory)
+    assert manifest.store_request == jws.statement_hash(upload.statement) == out["hash"]
+    # Python's own manifest of the same upload differs only by its signer and kid.
+    py_verified = store.verify_store(
+        upload, directory=w.directory, approver=w.py.id, hpke_key=w.py.hpke,
+        certificate=w.certificate, now=w.now,
+    )  # fmt: skip
+    py_manifest = store.sign_manifest(py_verified, directory=w.directory, approver=w.web.id,
+                                      key=w.web.sig, now=w.now)  # fmt: skip
+    assert out["manifest"] == py_manifest
+    # A ciphertext altered on the way is refused.
+    altered = bytearray(upload.ciphertexts["password"])
+    altered[0] ^= 1
+    request["ciphertexts"] = {"password": b64u_encode(bytes(altered))}
+    out = js("verify_store", **w.js_directory(), **w.web.secrets(), approver=w.web.id,
+             now=w.now, **request)  # fmt: skip
+    assert out["error"] == "manifest_mismatch"
+
+
+def test_js_link0_and_added_device_verify_in_python() -> None:
+    now = int(time.time())
+    vault = ids.new_id(ids.VAULT)
+    first, second = new_approver("Ana's browser", "browser"), new_approver("ops terminal")
+    out = js("genesis", vault=vault, record=first.record.to_json(), sig_sk=first.sig.to_text(),
+             now=now)  # fmt: skip
+    link0 = out["link"]
+    assert link0 == directory.genesis_link(vault, first.record, first.sig, now=now)
+    assert out["fingerprint"] == directory.vault_fingerprint(link0)
+    assert out["safety_code"] == directory.vault_safety_code(link0)
+    assert out["pairing_code"] == directory.pairing_code(first.record)
+    d = directory.verify_directory([link0], pinned=out["fingerprint"])
+    added = js("append", links=[link0], link_op="add", record=second.record.to_json(),
+               sig_sk=first.sig.to_text(), signer=first.id, now=now + 1)  # fmt: skip
+    assert added["link"] == directory.append_link(d, "add", second.record, signer=first.id,
+                                                  key=first.sig, now=now + 1)  # fmt: skip
+    d2 = directory.verify_directory([link0, added["link"]], pinned=out["fingerprint"])
+    assert set(d2.approvers) == {first.id, second.id}
+    # Adding it twice is refused before anything is signed.
+    again = js("append", links=[link0, added["link"]], link_op="add",
+               record=second.record.to_json(), sig_sk=first.sig.to_text(), signer=first.id,
+               now=now + 2)  # fmt: skip
+    assert again["error"] == "directory_broken"
+
+
+def test_js_certificate_for_a_login_verifies_in_python(world: World) -> None:
+    w = world
+    cli_key = SigningKey.generate()
+    login = {"client_id": ids.new_id(ids.CLIENT), "client_name": "ana@laptop",
+             "sig_pk": cli_key.verify_key().to_text(), "user_code": "WXYZ-1234"}  # fmt: skip
+    out = js("certify", **w.js_directory(), sig_sk=w.web.sig.to_text(), approver=w.web.id,
+             login=login, now=w.now)  # fmt: skip
+    cert = certs.verify_certificate(out["certificate"], w.directory, now=w.now)
+    assert (cert.client.id, cert.client.kind, cert.client.name) == (
+        login["client_id"], "human", "ana@laptop",
+    )  # fmt: skip
+    assert cert.client.sig_pk == cli_key.verify_key()
+    assert cert.scopes == ("read", "write")
+    assert cert.issuer == w.web.id
+    assert cert.constraints.not_after == w.now + 30 * 86400
+    assert cert.constraints.hostname is None
+    assert cert.constraints.cidrs == ()
+    # A name with a control character is refused, never signed.
+    bad = js("certify", **w.js_directory(), sig_sk=w.web.sig.to_text(), approver=w.web.id,
+             login={**login, "client_name": "ana\x1b[2Jroot"}, now=w.now)  # fmt: skip
+    assert bad["error"] == "malformed"
+
+
+# --- the small rules agree ---------------------------------------------------------------
+
+
+def test_host_patterns_match_as_python_fnmatch() -> None:
+    cases = [
+        ("build-7.example.com", "build-*.example.com"),
+        ("build-7", "build-?"),
+        ("build-17", "build-?"),
+        ("ci-a", "ci-[a-c]"),
+        ("ci-d", "ci-[a-c]"),
+        ("ci-d", "ci-[!a-c]"),
+        ("ci-]", "ci-[]]"),
+        ("ci-x", "ci-[]x]"),
+        ("ci-[", "ci-["),
+        ("ci-b", "ci-[c-a]"),
+        ("ci--", "ci-[a-]"),
+        ("a.b", "a?b"),
+        ("a(b)", "a(b)"),
+        ("a+b", "a+b"),
+        ("x^y$", "x^y$"),
+        ("x\\y", "x\\y"),
+        ("x|y", "x[|]y"),
+        ("héllo", "h?llo"),
+        ("\U0001d49cb", "?b"),  # one code point outside the BMP
+        ("anything", "*"),
+        ("", "*"),
+        ("a/b", "a*b"),
+    ]
+    out = js("fnmatch", cases=cases)["results"]
+    assert out == [fnmatch.fnmatchcase(name, pattern) for name, pattern in cases]
+
+
+def test_display_text_rules_agree() -> None:
+    from sealbox.protocol._reader import check_display_text
+
+    cases = [
+        "Ana's laptop", "zoë", "日本語", "emoji 🎉", "tab\there", "esc\x1b[31m", "cr\r",
+        "bidi\u202e", "zw\u200b", "tag\U000e0041", "line\u2028", "para\u2029", "pua\ue000",
+        "filler\u3164", "braille\u2800", "vs\ufe0f", "vs\U000e0100", "del\x7f", "c1\x85",
+        "nbsp\u00a0", "x" * 4096, "x" * 4097, "🎉" * 4096, "🎉" * 4097,
+    ]  # fmt: skip
+
+    def python(text: str) -> str:
+        try:
+            check_display_text(text, "text", max_len=4096)
+        except SealboxError as exc:
+            return exc.code
+        return "ok"
+
+    assert js("display_text", cases=cases)["results"] == [python(c) for c in cases]
