@@ -5,6 +5,8 @@
 // A session only lets the relay know which approver is asking: everything that releases,
 // stores or admits is a statement this browser signs (see approver.js).
 
+import { b64uEncode } from "../sealbox/encoding.js";
+
 const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.content ?? "";
 
 export const vault = meta("sealbox-vault");
@@ -67,6 +69,9 @@ export async function call(method, path, body) {
 
 export const get = (path) => call("GET", vaultPath(path));
 export const post = (path, body = {}) => call("POST", vaultPath(path), body);
+
+/** Bytes as the relay's JSON carries them (unpadded base64url). */
+export const b64u = (bytes) => b64uEncode(bytes);
 
 function str(value) {
   return typeof value === "string" ? value : "";

@@ -56,6 +56,10 @@ export function when(seconds) {
 
 /** Wire the header's sign-out button and the footer; send a signed-out visitor to sign in. */
 export async function shell({ requireSession = true } = {}) {
+  if ("serviceWorker" in navigator) {
+    // Installable as an app (PWA); the worker caches nothing (see sw.js).
+    navigator.serviceWorker.register("/console/sw.js", { scope: "/console/" }).catch(() => {});
+  }
   const signout = document.getElementById("signout");
   if (signout) {
     signout.addEventListener("click", async () => {
