@@ -6,6 +6,10 @@ passkey.  A session is the ``sealbox_console`` cookie (HttpOnly,
 SameSite=Strict, Path=/, Secure on https); the browser reads its CSRF token
 from ``GET console/session`` and sends it as ``X-Sealbox-CSRF`` on every call
 that changes anything.  See :mod:`sealbox.server.services.console`.
+
+Pages (``/console/<page>``), the service worker (``/console/sw.js``) and static
+modules (``/console/static/…``) come from :mod:`sealbox.web`, the same assets
+``sealbox console`` serves on localhost.
 """
 
 from __future__ import annotations
@@ -14,15 +18,17 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
+from sealbox import web
 from sealbox.server.auth.refusals import record_refusal
-from sealbox.server.auth.session import COOKIE, check_origin
-from sealbox.server.errors import Unauthenticated
+from sealbox.server.auth.session import COOKIE, check_origin, session_cookie
+from sealbox.server.errors import NotFound, RelayError, Unauthenticated
 from sealbox.server.http.deps import ConsoleSession, relay_of, source_ip
 from sealbox.server.relay import Relay
 from sealbox.server.services import console as service
+from sealbox.server.services import directory
 
 router = APIRouter(tags=["console"])
 
@@ -161,3 +167,86 @@ async def add_passkey(
         origin=_origin(request), source_ip=source_ip(request),
     )  # fmt: skip
     return {"credential_id": credential_id, "approver": principal.id}
+
+
+# --- pages and static files ------------------------------------------------------------------
+
+
+def assets_of(request: Request) -> web.Assets:
+    """The console's assets: the installed package's, unless the app was given others (tests)."""
+    given: web.Assets | None = getattr(request.app.state, "console_assets", None)
+    return given if given is not None else web.packaged()
+
+
+async def _current_session(relay: Relay, request: Request, vault: str) -> service.Session | None:
+    token = session_cookie(request)
+    if token is None:
+        return None
+    try:
+        return await service.session(relay, relay.now(), vault=vault, token=token)
+    except RelayError:
+        return None
+
+
+def _not_found() -> NotFound:
+    return NotFound("not_found", "the console has no such page or file")
+
+
+def static_response(
+    request: Request, asset: web.Asset, *, service_worker: bool = False
+) -> Response:
+    headers = web.static_headers(asset, service_worker=service_worker)
+    if request.headers.get("if-none-match") == asset.etag:
+        return Response(status_code=304, headers=headers)
+    return Response(asset.body, headers=headers)
+
+
+@router.get("/console", include_in_schema=False)
+@router.get("/console/", include_in_schema=False)
+async def console_home(request: Request) -> RedirectResponse:
+    """Set up the vault's first approver, else approvals (signed in) or sign-in."""
+    relay = relay_of(request)
+    info = await directory.vault_info(relay)
+    if not info.ready:
+        target = "/console/setup"
+    elif await _current_session(relay, request, info.vault) is None:
+        target = "/console/signin"
+    else:
+        target = "/console/approvals"
+    return RedirectResponse(target, status_code=303, headers={"cache-control": "no-store"})
+
+
+@router.get("/console/sw.js", include_in_schema=False)
+async def service_worker(request: Request) -> Response:
+    try:
+        asset = assets_of(request).static(web.SERVICE_WORKER)
+    except LookupError:
+        raise _not_found() from None
+    return static_response(request, asset, service_worker=True)
+
+
+@router.get("/console/static/{path:path}", include_in_schema=False)
+async def static_file(path: str, request: Request) -> Response:
+    try:
+        asset = assets_of(request).static(path)
+    except LookupError:
+        raise _not_found() from None
+    return static_response(request, asset)
+
+
+@router.get("/console/{page}", include_in_schema=False)
+async def console_page(page: str, request: Request) -> Response:
+    relay = relay_of(request)
+    info = await directory.vault_info(relay)
+    session = await _current_session(relay, request, info.vault) if info.ready else None
+    values = {
+        "vault": info.vault,
+        "relay_url": relay.settings.base_url,
+        "csrf": session.csrf if session is not None else "",
+        "approver": session.approver if session is not None else "",
+    }
+    try:
+        rendered = assets_of(request).render(page, values)
+    except LookupError:
+        raise _not_found() from None
+    return Response(rendered.body, headers=web.page_headers(rendered))
