@@ -190,12 +190,10 @@ async def test_a_refused_pairing(h: Harness) -> None:
     assert [r.state for r in rows] == ["denied"]
 
 
-async def test_the_login_url_explains_where_to_approve(client: httpx.AsyncClient) -> None:
-    page = await client.get("/device?user_code=ABCD-EFGH")
-    assert page.status_code == 200
-    assert "ABCD-EFGH" in page.text
-    assert "sealbox approve" in page.text
-    assert page.headers["content-security-policy"] == "default-src 'none'"
+async def test_the_login_url_leads_to_the_consoles_logins_page(client: httpx.AsyncClient) -> None:
+    page = await client.get("/device?user_code=abcd-efgh")
+    assert page.status_code == 303
+    assert page.headers["location"] == "/console/logins?user_code=ABCD-EFGH"
+    # Only a well-formed user code is carried over.
     hostile = await client.get("/device?user_code=<script>alert(1)</script>")
-    assert "<script>" not in hostile.text
-    assert "User code" not in hostile.text
+    assert (hostile.status_code, hostile.headers["location"]) == (303, "/console/logins")

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sealbox.server.config import normalise_db_url
 from sealbox.server.store import engine as db
-from sealbox.server.store.tables import metadata
+from sealbox.server.store.tables import console_credentials, metadata
 
 pytestmark = pytest.mark.anyio
 
@@ -70,6 +70,15 @@ async def test_the_migrations_build_the_schema_tables_py_describes(empty: AsyncE
     assert differences == []
 
 
+def _console_table(difference: Any) -> bool:
+    """A difference that is one of revision 0004's tables or indexes missing."""
+    kind, thing = difference[0], difference[1]
+    table = thing.name if kind == "add_table" else getattr(thing, "table", None)
+    return kind in ("add_table", "add_index") and str(getattr(table, "name", table)).startswith(
+        "console_"
+    )
+
+
 # The requests table as revision 0002 left it: what a relay of that version wrote.
 _REQUESTS_0002 = sa.table(
     "requests",
@@ -86,7 +95,9 @@ async def test_an_upgrade_gives_each_waiting_request_a_full_grace_from_the_upgra
     await db.upgrade(empty, "0002")
     async with empty.connect() as conn:
         missing = await conn.run_sync(_differences)
-    # The comparison sees what a revision lacks (so its empty answer below means something).
+    # The comparison sees what a revision lacks (so its empty answer below means something);
+    # the console's tables came later (0004).
+    missing = [d for d in missing if not _console_table(d)]
     assert [(d[0], d[3].name) for d in missing] == [("add_column", "waiter_until")]
     made = int(time.time()) - 3600  # an hour ago: older than any grace
     async with empty.begin() as conn:
@@ -113,4 +124,37 @@ async def test_an_upgrade_gives_each_waiting_request_a_full_grace_from_the_upgra
     # through the upgrade's restart finds its request still answerable.
     assert all(before <= row.waiter_until <= after for row in rows)
     assert indexes == {"ix_requests_state", "ix_requests_client"}
+    assert differences == []
+
+
+async def test_the_console_revision_adds_its_tables_and_keeps_the_rows_there_are(
+    empty: AsyncEngine,
+) -> None:
+    await db.upgrade(empty, "0003")
+    async with empty.connect() as conn:
+        missing = await conn.run_sync(_differences)
+    assert all(_console_table(d) for d in missing)
+    assert {d[1].name for d in missing if d[0] == "add_table"} == {
+        "console_challenges", "console_credentials", "console_sessions",
+    }  # fmt: skip
+    vaults = sa.table("vaults", *(sa.column(n) for n in ("id", "created_at", "fingerprint")))
+    async with empty.begin() as conn:
+        await conn.execute(vaults.insert().values(id="vlt_a", created_at=1, fingerprint="f" * 64))
+    await db.upgrade(empty)
+
+    credentials = console_credentials  # what the relay writes, with its column types
+    async with empty.begin() as conn:
+        await conn.execute(
+            credentials.insert().values(
+                vault_id="vlt_a", id="c" * 1364, approver_id="apv_a", public_key=b"\x00" * 77,
+                sign_count=2**32, transports=["internal"], rp_id="localhost", created_at=1,
+                last_used_at=None,
+            )
+        )  # fmt: skip
+    async with empty.connect() as conn:
+        kept = (await conn.execute(sa.text("SELECT id FROM vaults"))).scalars().all()
+        stored = (await conn.execute(sa.select(credentials.c.sign_count))).scalars().all()
+        differences = await conn.run_sync(_differences)
+    assert kept == ["vlt_a"]
+    assert stored == [2**32]  # counters are 32-bit unsigned: a BigInteger holds them all
     assert differences == []

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
-from sealbox.server.auth.openapi import BEARER, SIGNATURE
+from sealbox.server.auth.openapi import BEARER, SESSION, SIGNATURE
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("backend", ["sqlite"])]
 
@@ -20,9 +20,15 @@ ANONYMOUS = {
     ("post", "/v1/vaults/{vault}/directory"),
     ("post", "/v1/vaults/{vault}/pairing-requests"),
     ("get", "/v1/vaults/{vault}/pairing-requests/{pairing_id}"),
+    # The console's passkey ceremonies, which start sessions.
+    ("post", "/v1/vaults/{vault}/console/setup/options"),
+    ("post", "/v1/vaults/{vault}/console/setup"),
+    ("post", "/v1/vaults/{vault}/console/signin/options"),
+    ("post", "/v1/vaults/{vault}/console/signin"),
 }
-EITHER = [{SIGNATURE: []}, {BEARER: []}]
-SIGNED = [{SIGNATURE: []}]
+EITHER = [{SIGNATURE: []}, {BEARER: []}, {SESSION: []}]
+SIGNED = [{SIGNATURE: []}, {SESSION: []}]  # an approver: signed, or its console session
+SESSION_ONLY = [{SESSION: []}]
 
 
 async def _document(client: httpx.AsyncClient) -> dict[str, Any]:
@@ -52,6 +58,8 @@ async def test_both_schemes_are_declared(client: httpx.AsyncClient) -> None:
     assert schemes[SIGNATURE]["name"] == "Signature"
     assert "RFC 9421" in schemes[SIGNATURE]["description"]
     assert "docs/protocol.md" in schemes[SIGNATURE]["description"]
+    assert (schemes[SESSION]["type"], schemes[SESSION]["in"]) == ("apiKey", "cookie")
+    assert schemes[SESSION]["name"] == "sealbox_console"
 
 
 async def test_every_vault_operation_but_the_anonymous_ones_declares_security(
@@ -61,7 +69,7 @@ async def test_every_vault_operation_but_the_anonymous_ones_declares_security(
     vault_operations = {key for key in operations if key[1].startswith("/v1/vaults/{vault}/")}
     assert vault_operations >= ANONYMOUS
     for key in sorted(vault_operations - ANONYMOUS):
-        assert operations[key].get("security") in (EITHER, SIGNED), key
+        assert operations[key].get("security") in (EITHER, SIGNED, SESSION_ONLY), key
     for key in sorted(ANONYMOUS):
         assert "security" not in operations[key], key
     # Outside vaults: discovery, health and the OAuth endpoints take no credentials here.
@@ -74,16 +82,20 @@ async def test_every_vault_operation_but_the_anonymous_ones_declares_security(
 @pytest.mark.parametrize(
     ("method", "path", "expected"),
     [
-        # Anyone: a signature or a session.
+        # Anyone: a signature, a bearer token or a console session.
         ("get", "/v1/vaults/{vault}/whoami", EITHER),
         ("get", "/v1/vaults/{vault}/items", EITHER),
         # Clients: machine clients sign, people's CLIs use a session.
         ("post", "/v1/vaults/{vault}/access-requests", EITHER),
-        # Approvers always sign; the audit routes wrap the approver check with one of their own.
+        # Approvers sign, or use a console session; the audit routes wrap the approver check.
         ("post", "/v1/vaults/{vault}/access-requests/{request_id}/release", SIGNED),
         ("get", "/v1/vaults/{vault}/clients", SIGNED),
         ("get", "/v1/vaults/{vault}/audit", SIGNED),
         ("get", "/v1/vaults/{vault}/audit/stream", SIGNED),
+        # The console's own calls: its session only.
+        ("get", "/v1/vaults/{vault}/console/session", SESSION_ONLY),
+        ("post", "/v1/vaults/{vault}/console/signout", SESSION_ONLY),
+        ("post", "/v1/vaults/{vault}/console/passkeys", SESSION_ONLY),
     ],
 )
 async def test_requirement_follows_the_dependency(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import platformdirs
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "Settings"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "Settings", "origin_of", "parse_origins"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8300
@@ -47,6 +49,10 @@ class Settings:
     """Sustained requests per second one authenticated caller may make (per replica)."""
     rate_burst: int = 200
     """Requests one caller may make at once before the rate applies."""
+    console_origins: tuple[str, ...] = ()
+    """Origins besides the relay's own public URL that may run the browser console against it
+    (WebAuthn ceremonies and session calls): e.g. ``http://localhost:8400`` for ``sealbox
+    console``.  Each is ``scheme://host[:port]``, no path."""
 
     @property
     def base_url(self) -> str:
@@ -54,6 +60,11 @@ class Settings:
             return self.public_url.rstrip("/")
         host = "localhost" if self.host in ("127.0.0.1", "::1", "0.0.0.0") else self.host  # noqa: S104
         return f"http://{host}:{self.port}"
+
+    @property
+    def console_origin_list(self) -> tuple[str, ...]:
+        """Every origin the console may run on: the relay's own, then the configured ones."""
+        return tuple(dict.fromkeys((origin_of(self.base_url), *self.console_origins)))
 
     @property
     def is_sqlite(self) -> bool:
@@ -69,6 +80,7 @@ class Settings:
         host: str | None = None,
         port: int | None = None,
         public_url: str | None = None,
+        console_origins: Sequence[str] | None = None,
     ) -> Settings:
         env = os.environ
         root = Path(
@@ -82,6 +94,9 @@ class Settings:
             host=host or env.get("SEALBOX_HOST") or DEFAULT_HOST,
             port=int(port or env.get("SEALBOX_PORT") or DEFAULT_PORT),
             public_url=public_url or env.get("SEALBOX_PUBLIC_URL") or None,
+            console_origins=parse_origins(
+                console_origins or (env.get("SEALBOX_CONSOLE_ORIGINS") or "").split(",")
+            ),
         )
 
 
@@ -93,3 +108,30 @@ def normalise_db_url(url: str) -> str:
     if url.startswith("sqlite:///"):
         return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
     return url
+
+
+def origin_of(url: str) -> str:
+    """The origin (``scheme://host[:port]``, lower case, no default port) of an absolute URL.
+
+    Raises :class:`ValueError` for anything but an http(s) URL with a host: an origin is
+    compared as a string with the browser's ``Origin`` header, so it must be in that form.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) origin: {url!r}")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError(f"an origin has no credentials, query or fragment: {url!r}")
+    if parts.path not in ("", "/"):
+        raise ValueError(f"an origin has no path: {url!r}")
+    host = parts.hostname
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    default = {"http": 80, "https": 443}[parts.scheme]
+    return f"{parts.scheme}://{host}" + ("" if port in (None, default) else f":{port}")
+
+
+def parse_origins(values: Sequence[str]) -> tuple[str, ...]:
+    """Console origins from options or ``SEALBOX_CONSOLE_ORIGINS`` (comma-separated)."""
+    found = [origin_of(part) for value in values for part in value.split(",") if part.strip()]
+    return tuple(dict.fromkeys(found))

@@ -1,4 +1,5 @@
-"""Transport authentication: RFC 9421 signatures for key holders, bearer tokens for sessions."""
+"""Transport authentication: RFC 9421 signatures for key holders, bearer tokens for CLI
+sessions, the console session cookie for approvers in a browser."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sealbox.server.auth.bearer import bearer_token, verify_bearer
 from sealbox.server.auth.httpsig import verify_signed_request
 from sealbox.server.auth.principal import Principal
 from sealbox.server.auth.refusals import record_refusal
+from sealbox.server.auth.session import session_cookie, verify_session
 from sealbox.server.errors import Forbidden, TooMany, Unauthenticated
 from sealbox.server.relay import Relay
 
@@ -17,15 +19,19 @@ __all__ = [
     "Anyone",
     "Approver",
     "Client",
+    "ConsoleSession",
     "Principal",
     "authenticate",
     "require_approver",
     "require_client",
+    "require_session",
 ]
 
 
 async def authenticate(request: Request, vault: str) -> Principal:
-    """The caller, by bearer token if it sent one, else by its request signature.
+    """The caller, by bearer token or console session cookie if it sent one, else by its
+    request signature.  A request carrying a cookie and another credential is refused: which
+    one it meant cannot be told.
 
     A refusal (401, or 429 over the rate limit) is audited, throttled: see
     :mod:`sealbox.server.auth.refusals`.
@@ -33,8 +39,17 @@ async def authenticate(request: Request, vault: str) -> Principal:
     relay: Relay = request.app.state.relay
     try:
         token = bearer_token(request)
+        cookie = session_cookie(request)
+        if cookie is not None and (token is not None or "signature" in request.headers
+                                   or "signature-input" in request.headers):  # fmt: skip
+            raise Unauthenticated(
+                "ambiguous_credentials", "the request carries a console session and another "
+                "credential", "Send one credential: a signature, a bearer token or the cookie.",
+            )  # fmt: skip
         if token is not None:
             principal = await verify_bearer(token, relay, vault)
+        elif cookie is not None:
+            principal = await verify_session(request, relay, vault, cookie)
         else:
             principal = await verify_signed_request(request, relay, vault)
     except Unauthenticated as error:
@@ -43,6 +58,32 @@ async def authenticate(request: Request, vault: str) -> Principal:
         if error.code != "signature_required":
             await record_refusal(request, relay, vault, error)
         raise
+    await _limit(request, relay, vault, principal)
+    return principal
+
+
+async def require_session(request: Request, vault: str) -> Principal:
+    """The approver of the request's console session cookie (and nothing else).
+
+    For the console's own calls (signing out, adding a passkey, reading the
+    session).  A request without the cookie is refused unaudited, as one
+    without any credential is.
+    """
+    relay: Relay = request.app.state.relay
+    cookie = session_cookie(request)
+    if cookie is None:
+        raise Unauthenticated("session_required", "this call needs a console session",
+                              "Sign in to the console with a passkey.")  # fmt: skip
+    try:
+        principal = await verify_session(request, relay, vault, cookie)
+    except Unauthenticated as error:
+        await record_refusal(request, relay, vault, error)
+        raise
+    await _limit(request, relay, vault, principal)
+    return principal
+
+
+async def _limit(request: Request, relay: Relay, vault: str, principal: Principal) -> None:
     assert relay.limiter is not None
     wait = relay.limiter.allow(f"{principal.vault} {principal.id}")
     if wait:
@@ -52,7 +93,6 @@ async def authenticate(request: Request, vault: str) -> Principal:
         )  # fmt: skip
         await record_refusal(request, relay, vault, limited, actor=principal.id)
         raise limited
-    return principal
 
 
 async def require_approver(request: Request, vault: str) -> Principal:
@@ -73,3 +113,4 @@ async def require_client(request: Request, vault: str) -> Principal:
 Approver = Annotated[Principal, Depends(require_approver)]
 Client = Annotated[Principal, Depends(require_client)]
 Anyone = Annotated[Principal, Depends(authenticate)]
+ConsoleSession = Annotated[Principal, Depends(require_session)]

@@ -1,7 +1,9 @@
 """How the relay's OpenAPI document describes transport authentication.
 
-Two schemes: people's sessions send ``Authorization: Bearer sbx_at_…``, an
-HTTP bearer scheme; key holders sign requests with RFC 9421.  OpenAPI has no
+Three schemes: people's CLI sessions send ``Authorization: Bearer sbx_at_…``, an
+HTTP bearer scheme; key holders sign requests with RFC 9421; an approver in the
+browser console sends its session cookie ``sealbox_console`` (an ``apiKey`` in a
+cookie), with ``X-Sealbox-CSRF`` and an allowed ``Origin`` on changing calls.  OpenAPI has no
 type for HTTP message signatures, so the signature is declared as what a
 caller must send, the ``Signature`` header (an ``apiKey`` in a header), with a
 description pointing at RFC 9421 and the protocol text.
@@ -9,9 +11,10 @@ description pointing at RFC 9421 and the protocol text.
 Which operations need which scheme follows from their dependencies, never from
 their paths: an operation that depends on :func:`~sealbox.server.auth.authenticate`
 or :func:`~sealbox.server.auth.require_client` accepts either scheme, one that
-depends on :func:`~sealbox.server.auth.require_approver` a signature only (an
-approver has no bearer token).  A route moved to another module keeps its
-requirement because it keeps its dependency.
+depends on :func:`~sealbox.server.auth.require_approver` a signature or a console
+session (an approver has no bearer token), one that depends on
+:func:`~sealbox.server.auth.require_session` the console session only.  A route
+moved to another module keeps its requirement because it keeps its dependency.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from fastapi import routing
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
-__all__ = ["BEARER", "SECURITY_SCHEMES", "SIGNATURE", "document_security"]
+__all__ = ["BEARER", "SECURITY_SCHEMES", "SESSION", "SIGNATURE", "document_security"]
 
 BEARER = "bearerToken"
 SIGNATURE = "httpSignature"
+SESSION = "consoleSession"
 
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
     BEARER: {
@@ -53,17 +57,43 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
             "see docs/protocol.md §12 and src/sealbox/client/httpsig.py."
         ),
     },
+    SESSION: {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "sealbox_console",
+        "description": (
+            "The browser console's session: an HttpOnly, SameSite=Strict cookie set by "
+            "`console/setup` or `console/signin` (a passkey with user verification), good for "
+            "12 hours while its approver is in the directory. It acts as that approver. Every "
+            "call but GET and HEAD must also send the session's CSRF token (from "
+            "`GET console/session`) as `X-Sealbox-CSRF` and an `Origin` that is an allowed "
+            "console origin; a request with the cookie and another credential is refused. "
+            "A session never releases anything by itself: releases, denies, manifests, links "
+            "and certificates are statements the browser signs."
+        ),
+    },
 }
 
 #: Alternatives (any one suffices), by the dependency that checks them.
-_ANY = (SIGNATURE, BEARER)
-_SIGNATURE_ONLY = (SIGNATURE,)
+_ANY = (SIGNATURE, BEARER, SESSION)
+_APPROVER = (SIGNATURE, SESSION)
+_SESSION_ONLY = (SESSION,)
 
 
 def _requirements() -> dict[Callable[..., Any], tuple[str, ...]]:
-    from sealbox.server.auth import authenticate, require_approver, require_client
+    from sealbox.server.auth import (
+        authenticate,
+        require_approver,
+        require_client,
+        require_session,
+    )
 
-    return {authenticate: _ANY, require_client: _ANY, require_approver: _SIGNATURE_ONLY}
+    return {
+        authenticate: _ANY,
+        require_client: _ANY,
+        require_approver: _APPROVER,
+        require_session: _SESSION_ONLY,
+    }
 
 
 def _schemes_of(call: Callable[..., Any], known: dict[Callable[..., Any], tuple[str, ...]]) -> (

@@ -16,7 +16,7 @@ class Principal:
     role: Literal["approver", "client"]
     client_kind: str | None = None
     """``human``, ``agent`` or ``machine`` for clients."""
-    via: Literal["signature", "bearer"] = "signature"
+    via: Literal["signature", "bearer", "session"] = "signature"
 
     @property
     def actor(self) -> str:

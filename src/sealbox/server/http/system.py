@@ -1,16 +1,17 @@
 """Health and discovery: ``/healthz``, RFC 8414 metadata, and the vault this relay serves.
 
-Also ``/device``, the page a login's URL and QR code lead to.
+Also ``/device``, where a login's URL and QR code lead: it sends the browser on
+to the console's logins page.
 """
 
 from __future__ import annotations
 
-import html
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import RedirectResponse
 
 from sealbox.server.http.deps import relay_of
 from sealbox.server.services import directory
@@ -53,21 +54,14 @@ async def vault_info(request: Request) -> dict[str, Any]:
 _USER_CODE = re.compile(r"[A-Z]{4}-?[A-Z]{4}")
 
 
-@router.get("/device", tags=["oauth"], response_class=HTMLResponse)
-async def device_page(user_code: str = "") -> HTMLResponse:
-    """Where a login's URL and QR code lead: how to approve it (RFC 8628 ``verification_uri``).
+@router.get("/device", tags=["oauth"], response_class=RedirectResponse, status_code=303)
+async def device_page(user_code: str = "") -> RedirectResponse:
+    """Where a login's URL and QR code lead (RFC 8628 ``verification_uri``): the console's logins
+    page, with the user code filled in when it is one.
 
-    Approving needs an approver's keys, which never reach this server: the page
-    says where to approve, and shows the user code to compare.
+    Only a well-formed user code is carried over: nothing else the link held
+    reaches the page.
     """
     code = user_code.upper() if _USER_CODE.fullmatch(user_code.upper()) else ""
-    shown = f"<p>User code: <strong>{html.escape(code)}</strong></p>" if code else ""
-    page = (
-        "<!doctype html><html lang=en><meta charset=utf-8>"
-        "<meta name=viewport content='width=device-width'><title>sealbox login</title>"
-        "<h1>Approve a sealbox login</h1>" + shown + "<p>Logins are approved on an approver "
-        "device: run <code>sealbox approve</code> there, check that it shows this user code "
-        "and the key safety code the person's terminal shows, and type the code.</p></html>"
-    )
-    headers = {"cache-control": "no-store", "content-security-policy": "default-src 'none'"}
-    return HTMLResponse(page, headers=headers)
+    target = "/console/logins" + (f"?{urlencode({'user_code': code})}" if code else "")
+    return RedirectResponse(target, status_code=303, headers={"cache-control": "no-store"})

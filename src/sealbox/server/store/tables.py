@@ -269,3 +269,48 @@ pairing_requests = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("expires_at", BigInteger, nullable=False),
 )
+
+console_challenges = Table(
+    "console_challenges",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("challenge", String(64), primary_key=True),
+    # The WebAuthn challenge (base64url of 32 random bytes): single use, deleted when spent.
+    Column("purpose", String(16), nullable=False),
+    # setup, signin or passkey.
+    Column("approver_id", ID, nullable=True),
+    # Whom the passkey is made for (setup, passkey); null for a sign-in.
+    Column("rp_id", String(253), nullable=False),
+    # The host name of the console origin the options were asked from.
+    Column("expires_at", BigInteger, nullable=False),
+)
+
+console_credentials = Table(
+    "console_credentials",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("id", String(1400), primary_key=True),
+    # The credential id, base64url (at most 1023 bytes by WebAuthn).
+    Column("approver_id", ID, nullable=False),
+    Column("public_key", LargeBinary, nullable=False),
+    # COSE_Key bytes as the authenticator gave them.
+    Column("sign_count", BigInteger, nullable=False),
+    Column("transports", JSON, nullable=False),
+    Column("rp_id", String(253), nullable=False),
+    # The RP ID it was registered under: it signs in only on an origin of that host.
+    Column("created_at", BigInteger, nullable=False),
+    Column("last_used_at", BigInteger, nullable=True),
+    Index("ix_console_credentials_approver", "vault_id", "approver_id"),
+)
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("hash", HASH, primary_key=True),
+    # SHA-256 of the session token; the token itself lives only in the browser's cookie.
+    Column("vault_id", ID, nullable=False),
+    Column("approver_id", ID, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Index("ix_console_sessions_approver", "vault_id", "approver_id"),
+)
