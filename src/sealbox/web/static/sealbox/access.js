@@ -455,7 +455,10 @@ export function releaseCacheUntil(review, { now, cacheSeconds = null }) {
 }
 
 // The release token approving a reviewed access request.
-export async function releaseReviewed(review, { directory, approverId, hpkePrivate, signingKey, now, cacheSeconds = null }) {
+export async function releaseReviewed(
+  review,
+  { directory, approverId, hpkePrivate, signingKey, now, cacheSeconds = null, random = null },
+) {
   if (review.access === null) throw new TypeError("not an access request");
   return release({
     verified: review.access,
@@ -467,6 +470,7 @@ export async function releaseReviewed(review, { directory, approverId, hpkePriva
     signingKey,
     now,
     cacheUntil: releaseCacheUntil(review, { now, cacheSeconds }),
+    random,
   });
 }
 
