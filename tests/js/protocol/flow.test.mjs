@@ -20,6 +20,7 @@ import {
   appendLink,
   genesisLink,
   pairingCode,
+  requireRecord,
   vaultFingerprint,
   vaultSafetyCode,
   verifyDirectory,
@@ -31,6 +32,9 @@ import {
 import {
   ciphertextHash,
   manifestHash,
+  openOwnValues,
+  removalAction,
+  resealAsApprover,
   signManifest,
   storeAsApprover,
   verifyManifest,
@@ -360,3 +364,49 @@ for (const f of FLOW.failures.filter((c) => COVERED.has(c.op))) {
     }
   });
 }
+
+test("removing an approver: the plan, and re-sealing what this approver can open alone", async () => {
+  const { d, hpke: hk, sig, ids, records } = await setup();
+  const [a0, a1, a2] = ids;
+  const v1 = W.item_versions["item1-v1"];
+  const v2 = W.item_versions["item1-v2"];
+  const api = W.item_versions["item2-v1"];
+  const plan = async (v, target, me) => removalAction(await verifyManifest(v.manifest, d), { directory: d, target, approverId: me });
+  assert.equal(await plan(v2, a2, a1), "keep");
+  assert.equal(await plan(v2, a0, a1), "reseal");
+  assert.equal(await plan(v2, a0, a0), "warn");
+  assert.equal(await plan(api, a0, a1), "warn");
+  const removal = await appendLink(d, "remove", records[a0], sig[a1], a1, { now: W.now + 500 });
+  const after = await verifyDirectory([...W.directory.links, removal], { pinned: W.directory.fingerprint });
+  assert.equal(after.approvers.has(a0), false);
+  requireRecord(after, records[a1]);
+  assert.throws(() => requireRecord(after, records[a0]), (e) => e.code === "binding_mismatch");
+  assert.throws(() => requireRecord(after, { ...records[a1], name: "someone else" }), (e) => e.code === "binding_mismatch");
+  // With a0 gone, removing a2 too would leave the 2-of-3 item one holder: stranded.
+  const apiManifest = await verifyManifest(api.manifest, d);
+  assert.equal(removalAction(apiManifest, { directory: after, target: a2, approverId: a1 }), "stranded");
+  // A manifest signed by the removed approver no longer verifies.
+  await expectCode("not_authorized", verifyManifest(api.manifest, after));
+
+  const wire = (m) => mapValues(m, b64);
+  const out = await resealAsApprover({
+    manifest: v2.manifest,
+    directory: after,
+    approverId: a1,
+    hpkePrivate: hk[a1],
+    signingKey: sig[a1],
+    wraps: wire(v2.wraps[a1]),
+    ciphertexts: wire(v2.ciphertexts),
+    now: W.now + 600,
+  });
+  const m3 = await verifyManifest(out.manifest, after);
+  assert.equal(m3.version, 3);
+  assert.equal(m3.prev, v2.manifest_hash);
+  assert.deepEqual([...m3.keyset.approvers], [a1]);
+  const opened = await openOwnValues({ manifest: out.manifest, directory: after, approverId: a1, hpkePrivate: hk[a1], wraps: out.wraps[a1], ciphertexts: out.ciphertexts });
+  assert.deepEqual(mapValues(opened.values, toHex), v2.params.values);
+  // What does not match its signed hash is refused; so is an item needing two approvers.
+  await expectCode("manifest_mismatch", openOwnValues({ manifest: v1.manifest, directory: d, approverId: a1, hpkePrivate: hk[a1], wraps: wire(v2.wraps[a1]), ciphertexts: wire(v1.ciphertexts) }));
+  await expectCode("manifest_mismatch", openOwnValues({ manifest: v1.manifest, directory: d, approverId: a1, hpkePrivate: hk[a1], wraps: wire(v1.wraps[a1]), ciphertexts: wire(v2.ciphertexts) }));
+  await expectCode("threshold_not_met", openOwnValues({ manifest: api.manifest, directory: d, approverId: a1, hpkePrivate: hk[a1], wraps: wire(api.wraps[a1]), ciphertexts: wire(api.ciphertexts) }));
+});

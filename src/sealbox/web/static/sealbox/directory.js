@@ -85,6 +85,17 @@ export function directoryApprover(directory, approverId) {
   return record;
 }
 
+// A device that asked to be added accepts the directory only if it holds its record exactly
+// as it was sent: a relay that swapped a key or the name is caught here.
+export function requireRecord(directory, record) {
+  const listed = directory.approvers.get(record.id);
+  const wanted = readApproverRecord(approverRecordPayload(record));
+  if (listed === undefined || !sameRecord(listed, wanted)) {
+    throw new SealboxError("binding_mismatch", "the directory does not hold this device's keys as they were sent");
+  }
+  return listed;
+}
+
 function sameKey(a, b) {
   return a.text === b.text;
 }

@@ -348,3 +348,77 @@ export async function storeAsApprover({
   const manifest = await signTyped(readItemManifest, payload, signingKey, approverId);
   return Object.freeze({ manifest, ciphertexts: sealed.ciphertexts, wraps: sealed.wraps });
 }
+
+// --- reading back and re-sealing (what removing an approver does) -------------------------------
+
+// Open the values of an item version this approver can open alone (threshold 1): its own
+// wrapped shares, checked against the manifest's hashes, and the ciphertexts, checked
+// against their signed hashes before decrypting.  `manifest` is the token; `wraps` this
+// approver's wraps (field -> bytes); `ciphertexts` field -> bytes.  Returns field -> bytes.
+export async function openOwnValues({ manifest: token, directory, approverId, hpkePrivate, wraps, ciphertexts }) {
+  const manifest = await verifyManifest(token, directory);
+  const expected = manifest.keyset.wraps[approverId];
+  if (expected === undefined) throw error("not_authorized", `${approverId} holds no share of ${manifest.path}`);
+  if (manifest.keyset.threshold !== 1) {
+    throw error("threshold_not_met", `${manifest.path} needs ${manifest.keyset.threshold} approvers to open`);
+  }
+  const mine = bytesMap(wraps, "wraps");
+  const cts = bytesMap(ciphertexts, "ciphertexts");
+  const values = {};
+  for (const [name, cipher] of Object.entries(manifest.fields)) {
+    if (!Object.hasOwn(mine, name) || (await wrapHash(mine[name])) !== expected[name]) {
+      throw error("manifest_mismatch", `wrapped share of ${manifest.path}/${name} is not the signed one`);
+    }
+    if (!Object.hasOwn(cts, name) || (await ciphertextHash(cts[name])) !== cipher.ct_hash) {
+      throw error("manifest_mismatch", `ciphertext of ${manifest.path}/${name} is not the signed one`);
+    }
+    const at = { vault: manifest.vault, item: manifest.item, version: manifest.version, field: name };
+    const share = parseShare(await hpke.open(hpkePrivate, wrapInfo({ ...at, approver: approverId }), mine[name]), {
+      keyset: manifest.keyset,
+      approver: approverId,
+    });
+    values[name] = await aead.decryptField(share.subarray(1), cipher.nonce, cts[name], aead.fieldAad(at));
+    share.fill(0);
+  }
+  return { manifest, values };
+}
+
+// What removing `target` means for one item version (approver/admin.py's plan): "keep" (not
+// a holder), "reseal" (this approver can store it again for the remaining holders),
+// "stranded" (fewer holders than the threshold would remain: it could never be read again),
+// "warn" (still readable, but only another holder can re-seal it).
+export function removalAction(manifest, { directory, target, approverId }) {
+  const holders = manifest.keyset.approvers;
+  if (!holders.includes(target)) return "keep";
+  const remaining = holders.filter((a) => a !== target && directory.approvers.has(a));
+  if (remaining.length < manifest.keyset.threshold) return "stranded";
+  if (manifest.keyset.threshold === 1 && holders.includes(approverId) && approverId !== target) return "reseal";
+  return "warn";
+}
+
+// Store the next version of an item this approver can open alone, sealed for the holders
+// still in `directory` (the directory after the removal), as approver/admin.py re-seals.
+// Returns what storeAsApprover returns, for POST /items.
+export async function resealAsApprover({ manifest: token, directory, approverId, hpkePrivate, signingKey, wraps, ciphertexts, now, random, ikm }) {
+  const { manifest, values } = await openOwnValues({ manifest: token, directory, approverId, hpkePrivate, wraps, ciphertexts });
+  try {
+    return await storeAsApprover({
+      directory,
+      approverId,
+      signingKey,
+      item: manifest.item,
+      path: manifest.path,
+      version: manifest.version + 1,
+      prev: await manifestHash(token),
+      values,
+      approvers: manifest.keyset.approvers.filter((a) => directory.approvers.has(a)),
+      threshold: 1,
+      now,
+      itemType: manifest.type,
+      random,
+      ikm,
+    });
+  } finally {
+    for (const v of Object.values(values)) v.fill(0);
+  }
+}
