@@ -7,7 +7,10 @@ import { test } from "node:test";
 
 import { SealboxError } from "../../../src/sealbox/web/static/sealbox/errors.js";
 import { b64uDecode, b64uEncode } from "../../../src/sealbox/web/static/sealbox/encoding.js";
-import { hpkeKeyFromRaw, signingKeyFromSeed } from "../../../src/sealbox/web/static/sealbox/keys.js";
+import {
+  hpkeKeyFromRaw,
+  signingKeyFromSeed,
+} from "../../../src/sealbox/web/static/sealbox/keys.js";
 import { verifyDirectory } from "../../../src/sealbox/web/static/sealbox/directory.js";
 import {
   certifyLogin,
@@ -45,7 +48,8 @@ const FLOW = JSON.parse(
 );
 const W = FLOW.world;
 const hex = (text) => Uint8Array.from(text.match(/../g) ?? [], (b) => parseInt(b, 16));
-const payloadOf = (token) => JSON.parse(Buffer.from(b64uDecode(token.split(".")[1])).toString("utf8"));
+const payloadOf = (token) =>
+  JSON.parse(Buffer.from(b64uDecode(token.split(".")[1])).toString("utf8"));
 const clone = (value) => JSON.parse(JSON.stringify(value));
 
 function throwsCode(code, fn) {
@@ -69,10 +73,27 @@ test("display text refuses what hides or fakes text on an approver's screen", ()
     assert.equal(checkDisplayText(ok, "name", 128), ok);
   }
   const bad = [
-    "esc\x1b[2J", "cr\r", "nul\0", "del\x7f", "c1\x85", "rlo\u202e", "isolate\u2066",
-    "zwsp\u200b", "bom\ufeff", "tag\u{e0041}", "ls\u2028", "ps\u2029", "pua\ue000",
-    "pua\u{f0000}", "filler\u3164", "filler\u115f", "braille\u2800", "vs\ufe0f", "vs\u{e0100}",
-    "lone\ud800", "x".repeat(129),
+    "esc\x1b[2J",
+    "cr\r",
+    "nul\0",
+    "del\x7f",
+    "c1\x85",
+    "rlo\u202e",
+    "isolate\u2066",
+    "zwsp\u200b",
+    "bom\ufeff",
+    "tag\u{e0041}",
+    "ls\u2028",
+    "ps\u2029",
+    "pua\ue000",
+    "pua\u{f0000}",
+    "filler\u3164",
+    "filler\u115f",
+    "braille\u2800",
+    "vs\ufe0f",
+    "vs\u{e0100}",
+    "lone\ud800",
+    "x".repeat(129),
   ];
   for (const text of bad) throwsCode("malformed", () => checkDisplayText(text, "name", 128));
   // Lengths are code points, as in Python: 128 emoji fit, 129 do not.
@@ -85,7 +106,10 @@ test("identifiers, paths and code-point order", () => {
   // The same ids Python's ids.new_id makes from the same bytes.
   const id = newId(KIND.approver, () => new Uint8Array(16).fill(0xff));
   assert.equal(id, `apv_${"7".repeat(25)}4`);
-  assert.equal(newId(KIND.approver, (n) => Uint8Array.from({ length: n }, (_, i) => i)), "apv_aaaqeayeaudaocajbifqydiob4");
+  assert.equal(
+    newId(KIND.approver, (n) => Uint8Array.from({ length: n }, (_, i) => i)),
+    "apv_aaaqeayeaudaocajbifqydiob4",
+  );
   assert.equal(checkId(id, KIND.approver), id);
   throwsCode("malformed", () => checkId(id, KIND.client));
   throwsCode("malformed", () => checkId(`${id}\n`, KIND.approver));
@@ -112,18 +136,31 @@ test("readers refuse unknown and missing keys, wrong types and broken sets", () 
   throwsCode("malformed", () => readDirectoryLink({ ...link, seq: 2 ** 53 }));
   throwsCode("malformed", () => readDirectoryLink({ ...link, prev: null }));
   throwsCode("malformed", () => readDirectoryLink({ ...link, op: "grant" }));
-  throwsCode("malformed", () => readDirectoryLink({ ...link, approver: { ...link.approver, kind: ["browser"] } }));
-  throwsCode("malformed", () => readDirectoryLink({ ...link, approver: { ...link.approver, name: "a\u202eb" } }));
-  throwsCode("malformed", () => readDirectoryLink({ ...link, approver: { ...link.approver, hpke_pk: `sbx-hpke-pk-v1:${"A".repeat(43)}` } }));
+  throwsCode("malformed", () =>
+    readDirectoryLink({ ...link, approver: { ...link.approver, kind: ["browser"] } }),
+  );
+  throwsCode("malformed", () =>
+    readDirectoryLink({ ...link, approver: { ...link.approver, name: "a\u202eb" } }),
+  );
+  throwsCode("malformed", () =>
+    readDirectoryLink({
+      ...link,
+      approver: { ...link.approver, hpke_pk: `sbx-hpke-pk-v1:${"A".repeat(43)}` },
+    }),
+  );
 
   const manifest = payloadOf(W.item_versions["item2-v1"].manifest);
   assert.equal(readItemManifest(manifest).keyset.threshold, 2);
   const ks = manifest.keyset;
   throwsCode("malformed", () => readKeySet({ ...ks, threshold: 4 }));
   throwsCode("malformed", () => readKeySet({ ...ks, threshold: 0 }));
-  throwsCode("malformed", () => readKeySet({ ...ks, approvers: [...ks.approvers, ks.approvers[0]] }));
+  throwsCode("malformed", () =>
+    readKeySet({ ...ks, approvers: [...ks.approvers, ks.approvers[0]] }),
+  );
   const [first, ...rest] = Object.keys(ks.wraps);
-  throwsCode("malformed", () => readKeySet({ ...ks, wraps: Object.fromEntries(rest.map((a) => [a, ks.wraps[a]])) }));
+  throwsCode("malformed", () =>
+    readKeySet({ ...ks, wraps: Object.fromEntries(rest.map((a) => [a, ks.wraps[a]])) }),
+  );
   const fewer = clone(manifest);
   delete fewer.keyset.wraps[first].api_key;
   throwsCode("malformed", () => readItemManifest(fewer));
@@ -143,7 +180,9 @@ test("readers refuse unknown and missing keys, wrong types and broken sets", () 
   twice.items[1] = { ...twice.items[0] };
   throwsCode("malformed", () => readAccessStatement(twice));
   throwsCode("malformed", () => readAccessStatement({ ...accessPayload, items: [] }));
-  throwsCode("malformed", () => readAccessStatement({ ...accessPayload, cache: { seconds: 30 * 86400 + 1, scope: "user" } }));
+  throwsCode("malformed", () =>
+    readAccessStatement({ ...accessPayload, cache: { seconds: 30 * 86400 + 1, scope: "user" } }),
+  );
   const ctx = accessPayload.context;
   throwsCode("malformed", () => readRequestContext({ ...ctx, exe_sha256: "AB".repeat(32) }));
   throwsCode("malformed", () => readRequestContext({ ...ctx, argv: ["ok", "bad\x1b"] }));
@@ -191,7 +230,10 @@ function accessEntry(name, approver) {
   const r = W.requests[name];
   const items = {};
   for (const [item, vname] of Object.entries(r.served)) {
-    items[item] = { manifest: W.item_versions[vname].manifest, wraps: W.item_versions[vname].wraps[approver] };
+    items[item] = {
+      manifest: W.item_versions[vname].manifest,
+      wraps: W.item_versions[vname].wraps[approver],
+    };
   }
   return {
     kind: "access",
@@ -209,22 +251,37 @@ test("review of an access entry shows verified facts and releases byte for byte"
   const { d, sig, hpke } = await world();
   const r = W.requests.multi;
   for (const rel of r.releases) {
-    const review = await reviewRequest(accessEntry("multi", rel.approver), { directory: d, approverId: rel.approver, hpkePrivate: hpke[rel.approver], now: r.verified_at });
+    const review = await reviewRequest(accessEntry("multi", rel.approver), {
+      directory: d,
+      approverId: rel.approver,
+      hpkePrivate: hpke[rel.approver],
+      now: r.verified_at,
+    });
     assert.equal(review.kind, "access");
     assert.equal(review.purpose, "nightly job");
     assert.equal(review.clientName, "ci runner");
     assert.equal(review.clientKind, "agent");
     assert.equal(review.issuer, W.certificate.issuer);
     assert.deepEqual([...review.scopes], ["read", "write"]);
-    assert.deepEqual(review.items.map((i) => [i.path, i.version, [...i.fields], i.threshold, i.holders]), [
-      ["app/prod/db", 1, ["password", "user"], 1, 3],
-      ["app/prod/api", 1, ["api_key"], 2, 3],
-    ]);
+    assert.deepEqual(
+      review.items.map((i) => [i.path, i.version, [...i.fields], i.threshold, i.holders]),
+      [
+        ["app/prod/db", 1, ["password", "user"], 1, 3],
+        ["app/prod/api", 1, ["api_key"], 2, 3],
+      ],
+    );
     assert.equal(review.reportedByServer.source_ip, "10.1.2.3");
     assert.equal(review.threshold, 2);
     assert.equal(releaseCacheUntil(review, { now: rel.now }), 0);
     const ikm = hex(rel.ikm_e);
-    const token = await releaseReviewed(review, { directory: d, approverId: rel.approver, hpkePrivate: hpke[rel.approver], signingKey: sig[rel.approver], now: rel.now, random: () => ikm });
+    const token = await releaseReviewed(review, {
+      directory: d,
+      approverId: rel.approver,
+      hpkePrivate: hpke[rel.approver],
+      signingKey: sig[rel.approver],
+      now: rel.now,
+      random: () => ikm,
+    });
     assert.equal(token, rel.token);
   }
 });
@@ -232,7 +289,12 @@ test("review of an access entry shows verified facts and releases byte for byte"
 test("review refuses an entry filed under another id, or serving another item", async () => {
   const { d, hpke } = await world();
   const a0 = W.approvers[0].record.id;
-  const args = { directory: d, approverId: a0, hpkePrivate: hpke[a0], now: W.requests.single.verified_at };
+  const args = {
+    directory: d,
+    approverId: a0,
+    hpkePrivate: hpke[a0],
+    now: W.requests.single.verified_at,
+  };
   const renamed = { ...accessEntry("single", a0), id: W.requests.multi.hash.slice(7) };
   await rejectsCode("binding_mismatch", reviewRequest(renamed, args));
   const swapped = accessEntry("single", a0);
@@ -242,9 +304,15 @@ test("review refuses an entry filed under another id, or serving another item", 
   const missing = accessEntry("single", a0);
   missing.items = {};
   await rejectsCode("binding_mismatch", reviewRequest(missing, args));
-  await rejectsCode("malformed", reviewRequest({ ...accessEntry("single", a0), kind: "login" }, args));
+  await rejectsCode(
+    "malformed",
+    reviewRequest({ ...accessEntry("single", a0), kind: "login" }, args),
+  );
   // Too late by this device's clock: expired, which is not grounds for a signed refusal.
-  const late = reviewRequest(accessEntry("single", a0), { ...args, now: W.requests.single.params.now + 301 });
+  const late = reviewRequest(accessEntry("single", a0), {
+    ...args,
+    now: W.requests.single.params.now + 301,
+  });
   await rejectsCode("expired", late);
   await late.catch((exc) => assert.equal(isRefusable(exc), false));
   assert.equal(isRefusable(new SealboxError("signature_invalid", "x")), true);
@@ -263,19 +331,48 @@ test("review of a store entry verifies the upload and signs the recorded manifes
     ciphertexts: v.ciphertexts,
     wraps: v.wraps,
   };
-  const review = await reviewRequest(entry, { directory: d, approverId: v.verified_by, hpkePrivate: hpke[v.verified_by], now: v.verified_at });
+  const review = await reviewRequest(entry, {
+    directory: d,
+    approverId: v.verified_by,
+    hpkePrivate: hpke[v.verified_by],
+    now: v.verified_at,
+  });
   assert.equal(review.kind, "store");
-  assert.deepEqual(review.items.map((i) => [i.path, i.version, [...i.fields].sort()]), [["app/prod/db", 1, ["password", "user"]]]);
-  const manifest = await signManifest(review.store, { directory: d, approverId: v.verified_by, signingKey: sig[v.verified_by], now: v.verified_at });
+  assert.deepEqual(
+    review.items.map((i) => [i.path, i.version, [...i.fields].sort()]),
+    [["app/prod/db", 1, ["password", "user"]]],
+  );
+  const manifest = await signManifest(review.store, {
+    directory: d,
+    approverId: v.verified_by,
+    signingKey: sig[v.verified_by],
+    now: v.verified_at,
+  });
   assert.equal(manifest, v.manifest);
-  const swapped = { ...entry, wraps: { ...v.wraps, [W.approvers[0].record.id]: v.wraps[W.approvers[1].record.id] } };
-  await rejectsCode("manifest_mismatch", reviewRequest(swapped, { directory: d, approverId: v.verified_by, hpkePrivate: hpke[v.verified_by], now: v.verified_at }));
+  const swapped = {
+    ...entry,
+    wraps: { ...v.wraps, [W.approvers[0].record.id]: v.wraps[W.approvers[1].record.id] },
+  };
+  await rejectsCode(
+    "manifest_mismatch",
+    reviewRequest(swapped, {
+      directory: d,
+      approverId: v.verified_by,
+      hpkePrivate: hpke[v.verified_by],
+      now: v.verified_at,
+    }),
+  );
 });
 
 test("a login is certified as the terminal approver does", async () => {
   const { d, sig } = await world();
   const a1 = W.approvers[1].record.id;
-  const login = { client_id: W.certificate.client.id, client_name: "n".repeat(200), sig_pk: W.certificate.client.sig_pk, user_code: "ABCD-EFGH" };
+  const login = {
+    client_id: W.certificate.client.id,
+    client_name: "n".repeat(200),
+    sig_pk: W.certificate.client.sig_pk,
+    user_code: "ABCD-EFGH",
+  };
   assert.equal(clientFromLogin(login).name.length, 128);
   const token = await certifyLogin(d, login, { issuer: a1, signingKey: sig[a1], now: W.now });
   const cert = await verifyCertificate(token, d, { now: W.now });
@@ -286,15 +383,35 @@ test("a login is certified as the terminal approver does", async () => {
   throwsCode("malformed", () => clientFromLogin({ ...login, sig_pk: "sbx-ed25519-pk-v1:AAAA" }));
   // An approver not (or no longer) in the directory cannot certify.
   const a3 = W.approvers[3].record.id;
-  await rejectsCode("not_authorized", certifyLogin(d, login, { issuer: a3, signingKey: sig[a3], now: W.now }));
+  await rejectsCode(
+    "not_authorized",
+    certifyLogin(d, login, { issuer: a3, signingKey: sig[a3], now: W.now }),
+  );
 });
 
 test("a person's deny carries the reason cut to 500 characters and verifies", async () => {
   const { d, sig } = await world();
   const a2 = W.approvers[2].record.id;
-  const token = await denyRequest({ requestId: W.requests.single.hash.slice(7), reason: "é".repeat(600), directory: d, approverId: a2, signingKey: sig[a2], now: W.now });
+  const token = await denyRequest({
+    requestId: W.requests.single.hash.slice(7),
+    reason: "é".repeat(600),
+    directory: d,
+    approverId: a2,
+    signingKey: sig[a2],
+    now: W.now,
+  });
   const deny = await verifyDeny(token, { directory: d, requestHash: W.requests.single.hash });
   assert.equal([...deny.reason].length, 500);
   assert.equal(deny.grounds, null);
-  await rejectsCode("malformed", denyRequest({ requestId: W.requests.single.hash.slice(7), reason: "line\u2028break", directory: d, approverId: a2, signingKey: sig[a2], now: W.now }));
+  await rejectsCode(
+    "malformed",
+    denyRequest({
+      requestId: W.requests.single.hash.slice(7),
+      reason: "line\u2028break",
+      directory: d,
+      approverId: a2,
+      signingKey: sig[a2],
+      now: W.now,
+    }),
+  );
 });
