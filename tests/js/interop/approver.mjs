@@ -30,10 +30,14 @@ import {
   releaseReviewed,
   reviewRequest,
 } from "../../../src/sealbox/web/static/sealbox/access.js";
-import {
-  readAccessStatement,
-  checkDisplayText,
-} from "../../../src/sealbox/web/static/sealbox/statements.js";
+import * as statements from "../../../src/sealbox/web/static/sealbox/statements.js";
+
+const { checkDisplayText } = statements;
+const READERS = Object.fromEntries(
+  Object.values(statements)
+    .filter((f) => typeof f === "function" && typeof f.typ === "string")
+    .map((f) => [f.typ, f]),
+);
 
 const SIG_PREFIX = "sbx-ed25519-sk-v1:";
 const HPKE_PREFIX = "sbx-hpke-sk-v1:";
@@ -195,9 +199,19 @@ const OPS = {
     };
   },
 
-  async read_access(req) {
-    readAccessStatement(req.payload);
-    return { ok: true };
+  // Read many payloads strictly, each with the reader of its statement type.
+  async read_many(req) {
+    return {
+      results: req.cases.map(([typ, payload]) => {
+        try {
+          READERS[typ](payload);
+          return "ok";
+        } catch (exc) {
+          if (exc instanceof SealboxError) return exc.code;
+          throw exc;
+        }
+      }),
+    };
   },
 };
 

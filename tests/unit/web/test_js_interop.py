@@ -495,3 +495,79 @@ def test_display_text_rules_agree() -> None:
         return "ok"
 
     assert js("display_text", cases=cases)["results"] == [python(c) for c in cases]
+
+
+def _mutations(value: Any) -> list[Any]:
+    """Every payload one edit away from ``value``: each key dropped, each value replaced by a
+    value of another type or out of range, an unknown key added to each object."""
+    odd: list[Any] = [
+        None, "", "x", "a\u202eb", -1, 0, 1, 2**31, 2**53 - 1, 2**53, True, [], {}, ["x"],
+        "sha256:" + "A" * 43, "apv_" + "a" * 26,
+        # Boundaries: thresholds, versions, context ids, cache window, text lengths.
+        255, 256, 2**31 - 1, 2**32 - 1, 2**32, 30 * 86400, 30 * 86400 + 1, "x" * 64, "x" * 65,
+        "x" * 128, "x" * 129, "é" * 1024, "é" * 1025,
+    ]  # fmt: skip
+    out: list[Any] = []
+    if isinstance(value, dict):
+        out.append({**value, "zz": 1})
+        for key, inner in value.items():
+            out.append({k: v for k, v in value.items() if k != key})
+            out.extend({**value, key: o} for o in odd)
+            out.extend({**value, key: m} for m in _mutations(inner))
+    elif isinstance(value, list):
+        out.append([*value, value[0]] if value else ["x"])
+        out.append(value[::-1])
+        for i, inner in enumerate(value):
+            out.extend([*value[:i], o, *value[i + 1 :]] for o in odd)
+            out.extend([*value[:i], m, *value[i + 1 :]] for m in _mutations(inner))
+    return out
+
+
+def test_statement_readers_accept_and_refuse_alike() -> None:
+    """The JS readers accept exactly what Python's accept, over thousands of one-edit payloads of
+    every statement type in flow.json's world (same code for every refusal)."""
+    from sealbox.protocol import statements as st
+
+    flow = json.loads((ROOT / "tests" / "vectors" / "sealbox" / "flow.json").read_text())
+    world = flow["world"]
+    tokens = [
+        world["directory"]["links"][1],
+        world["certificate"]["token"],
+        world["item_versions"]["item2-v1"]["statement"],
+        world["item_versions"]["item2-v1"]["manifest"],
+        world["requests"]["multi"]["token"],
+        world["requests"]["multi"]["releases"][0]["token"],
+        world["refusal"]["token"],
+        world["deny"]["token"],
+    ]
+    classes = {
+        cls.TYP: cls
+        for cls in (
+            st.DirectoryLink, st.ClientCertificate, st.StoreStatement, st.ItemManifest,
+            st.AccessStatement, st.ReleaseStatement, st.DenyStatement,
+        )
+    }  # fmt: skip
+    cases: list[tuple[str, Any]] = []
+    for token in tokens:
+        typ = json.loads(b64u_decode(token.split(".")[0]))["typ"]
+        payload = json.loads(b64u_decode(token.split(".")[1]))
+        cases.append((typ, payload))
+        cases.extend((typ, m) for m in _mutations(payload))
+
+    def python(typ: str, payload: Any) -> str:
+        try:
+            classes[typ].from_json(payload)
+        except SealboxError as exc:
+            return exc.code
+        return "ok"
+
+    expected_results = [python(typ, payload) for typ, payload in cases]
+    assert len(cases) > 2000
+    assert expected_results.count("ok") > 20
+    got = js("read_many", cases=cases)["results"]
+    differ = [
+        (typ, json.dumps(payload)[:300], want, have)
+        for (typ, payload), want, have in zip(cases, expected_results, got, strict=True)
+        if want != have
+    ]
+    assert not differ, differ[:5]
