@@ -544,13 +544,34 @@ def test_statement_readers_accept_and_refuse_alike() -> None:
         cls.TYP: cls
         for cls in (
             st.DirectoryLink, st.ClientCertificate, st.StoreStatement, st.ItemManifest,
-            st.AccessStatement, st.ReleaseStatement, st.DenyStatement,
+            st.AccessStatement, st.ReleaseStatement, st.DenyStatement, st.EnrollmentStatement,
+            st.CheckpointStatement, st.ConsentStatement,
         )
     }  # fmt: skip
+    samples = [
+        (json.loads(b64u_decode(t.split(".")[0]))["typ"], json.loads(b64u_decode(t.split(".")[1])))
+        for t in tokens
+    ]
+    vault, apv = world["vault"], world["approvers"][0]["record"]["id"]
+    head = world["directory"]["head"]["hash"]
+    others: list[Any] = [
+        st.EnrollmentStatement(
+            vault=vault, id=ids.new_id(ids.ENROLLMENT), sig_pk=SigningKey.generate().verify_key(),
+            constraints=st.EnrollmentConstraints(
+                projects=("app",), items=("app/*/db",), max_uses=3, not_after=2_000_000_000,
+                cidrs=("10.0.0.0/8",), hostname="ci-*",
+            ),
+            issuer=apv, at=1_800_000_000,
+        ),
+        st.CheckpointStatement(vault=vault, approver=apv, seq=7, head=head, at=1_800_000_000),
+        st.ConsentStatement(
+            vault=vault, approver=apv, action="deploy", details=head, client=ids.new_id(ids.CLIENT),
+            scope="app/prod", at=1_800_000_000, exp=1_800_000_600,
+        ),
+    ]  # fmt: skip
+    samples += [(o.TYP, o.to_json()) for o in others]
     cases: list[tuple[str, Any]] = []
-    for token in tokens:
-        typ = json.loads(b64u_decode(token.split(".")[0]))["typ"]
-        payload = json.loads(b64u_decode(token.split(".")[1]))
+    for typ, payload in samples:
         cases.append((typ, payload))
         cases.extend((typ, m) for m in _mutations(payload))
 
