@@ -18,7 +18,11 @@ import {
   vaultSafetyCode,
   verifyDirectory,
 } from "../../../src/sealbox/web/static/sealbox/directory.js";
-import { certifyLogin, fnmatchCase } from "../../../src/sealbox/web/static/sealbox/certificates.js";
+import {
+  certifyLogin,
+  fnmatchCase,
+  verifyCertificate,
+} from "../../../src/sealbox/web/static/sealbox/certificates.js";
 import {
   signManifest,
   storeAsApprover,
@@ -197,6 +201,22 @@ const OPS = {
         }
       }),
     };
+  },
+
+  // Verify certificates (each with its enrollment, if any) against a directory.
+  async verify_certificates(req) {
+    const d = await directoryOf(req);
+    const results = [];
+    for (const [token, enrollment] of req.cases) {
+      try {
+        const cert = await verifyCertificate(token, d, { now: req.now, enrollment });
+        results.push(`ok ${cert.client.id}`);
+      } catch (exc) {
+        if (!(exc instanceof SealboxError)) throw exc;
+        results.push(exc.code);
+      }
+    }
+    return { results };
   },
 
   // Read many payloads strictly, each with the reader of its statement type.

@@ -592,3 +592,63 @@ def test_statement_readers_accept_and_refuse_alike() -> None:
         if want != have
     ]
     assert not differ, differ[:5]
+
+
+def test_delegated_certificates_verify_alike(world: World) -> None:
+    """Machine certificates signed by an enrollment's delegation key: JS and Python agree on
+    each one, within the enrollment's limits and beyond them."""
+    from sealbox.protocol.statements import EnrollmentConstraints
+
+    w = world
+    delegation = SigningKey.generate()
+    limits = EnrollmentConstraints(
+        projects=("app",), items=("app/*/*",), max_uses=5, not_after=w.now + 3600,
+        cidrs=("10.0.0.0/8", "192.168.0.0/16"), hostname="ci-*",
+    )  # fmt: skip
+    enrollment = certs.issue_enrollment(
+        w.directory, issuer=w.py.id, key=w.py.sig, enrollment_id=ids.new_id(ids.ENROLLMENT),
+        delegation_key=delegation.verify_key(), constraints=limits, now=w.now - 10,
+    )  # fmt: skip
+    parsed = certs.verify_enrollment(enrollment, w.directory, now=w.now)
+
+    def machine(kind: str = "machine", **constraints: Any) -> str:
+        base: dict[str, Any] = {"not_after": w.now + 600, "cidrs": ("10.0.0.0/8",),
+                                "hostname": "ci-*"}  # fmt: skip
+        client = ClientInfo(id=ids.new_id(ids.CLIENT), kind=kind, name="runner",
+                            sig_pk=SigningKey.generate().verify_key())  # fmt: skip
+        return certs.issue_machine_certificate(
+            parsed, delegation_key=delegation, client=client, scopes=["read"],
+            constraints=ClientConstraints(**{**base, **constraints}), now=w.now,
+        )  # fmt: skip
+
+    other = certs.issue_enrollment(
+        w.directory, issuer=w.py.id, key=w.py.sig, enrollment_id=ids.new_id(ids.ENROLLMENT),
+        delegation_key=delegation.verify_key(), constraints=limits, now=w.now - 10,
+    )  # fmt: skip
+    good = machine()
+    cases: list[tuple[str, str | None]] = [
+        (good, enrollment),
+        (good, None),
+        (good, other),
+        (machine(kind="agent"), enrollment),
+        (machine(not_after=w.now + 7200), enrollment),
+        (machine(cidrs=()), enrollment),
+        (machine(cidrs=("172.16.0.0/12",)), enrollment),
+        (machine(hostname=None), enrollment),
+        (machine(hostname="*"), enrollment),
+        (w.certificate, None),
+        (w.certificate, enrollment),
+    ]
+
+    def python(token: str, enr: str | None) -> str:
+        try:
+            cert = certs.verify_certificate(token, w.directory, now=w.now, enrollment=enr)
+        except SealboxError as exc:
+            return exc.code
+        return f"ok {cert.client.id}"
+
+    expected_results = [python(t, e) for t, e in cases]
+    assert expected_results[0].startswith("ok ")
+    assert expected_results.count("certificate_invalid") >= 7
+    got = js("verify_certificates", **w.js_directory(), cases=cases, now=w.now)["results"]
+    assert got == expected_results
