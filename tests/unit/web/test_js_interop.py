@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import http.server
 import json
+import os
+import re
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -652,3 +656,53 @@ def test_delegated_certificates_verify_alike(world: World) -> None:
     assert expected_results.count("certificate_invalid") >= 7
     got = js("verify_certificates", **w.js_directory(), cases=cases, now=w.now)["results"]
     assert got == expected_results
+
+
+# --- the same bytes in a real browser ---------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+#: Only what the page needs is served: the browser core, the vectors and the page itself.
+SERVED = ("/src/sealbox/web/static/", "/tests/vectors/sealbox/", "/tests/js/interop/")
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, directory=str(ROOT), **kwargs)
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if ".." in path or not path.startswith(SERVED):
+            self.send_error(404)
+            return
+        super().do_GET()
+
+    def guess_type(self, path: str | os.PathLike[str]) -> str:
+        # ES modules must be served as JavaScript for the browser to run them.
+        return (
+            "text/javascript" if str(path).endswith((".js", ".mjs")) else super().guess_type(path)
+        )
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is not installed")
+def test_flow_replays_in_chromium(tmp_path: Path) -> None:
+    """Headless Chromium reproduces flow.json's links, certificate, manifests, direct store
+    and releases byte for byte with the same modules Node runs."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/tests/js/interop/flow.html"
+        done = subprocess.run(
+            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
+             f"--user-data-dir={tmp_path}", "--virtual-time-budget=30000", "--dump-dom", url],
+            capture_output=True, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    found = re.search(r'<pre id="out">([^<]*)</pre>', done.stdout.decode(errors="replace"))
+    assert found is not None, done.stderr.decode(errors="replace")[-2000:]
+    assert found.group(1).startswith("PASS 10 "), found.group(1)
