@@ -6,7 +6,10 @@
 
 import { SealboxError } from "../../../src/sealbox/web/static/sealbox/errors.js";
 import { b64uDecode, b64uEncode } from "../../../src/sealbox/web/static/sealbox/encoding.js";
-import { hpkeKeyFromRaw, signingKeyFromSeed } from "../../../src/sealbox/web/static/sealbox/keys.js";
+import {
+  hpkeKeyFromRaw,
+  signingKeyFromSeed,
+} from "../../../src/sealbox/web/static/sealbox/keys.js";
 import {
   appendLink,
   genesisLink,
@@ -15,21 +18,37 @@ import {
   vaultSafetyCode,
   verifyDirectory,
 } from "../../../src/sealbox/web/static/sealbox/directory.js";
-import { certifyLogin, fnmatchCase } from "../../../src/sealbox/web/static/sealbox/certificates.js";
-import { signManifest, storeAsApprover, verifyStore } from "../../../src/sealbox/web/static/sealbox/store.js";
+import {
+  certifyLogin,
+  fnmatchCase,
+  verifyCertificate,
+} from "../../../src/sealbox/web/static/sealbox/certificates.js";
+import {
+  signManifest,
+  storeAsApprover,
+  verifyStore,
+} from "../../../src/sealbox/web/static/sealbox/store.js";
 import {
   isRefusable,
   refuseUnverifiable,
   releaseReviewed,
   reviewRequest,
 } from "../../../src/sealbox/web/static/sealbox/access.js";
-import { readAccessStatement, checkDisplayText } from "../../../src/sealbox/web/static/sealbox/statements.js";
+import * as statements from "../../../src/sealbox/web/static/sealbox/statements.js";
+
+const { checkDisplayText } = statements;
+const READERS = Object.fromEntries(
+  Object.values(statements)
+    .filter((f) => typeof f === "function" && typeof f.typ === "string")
+    .map((f) => [f.typ, f]),
+);
 
 const SIG_PREFIX = "sbx-ed25519-sk-v1:";
 const HPKE_PREFIX = "sbx-hpke-sk-v1:";
 
 function privateRaw(text, prefix) {
-  if (typeof text !== "string" || !text.startsWith(prefix)) throw new TypeError("bad private key text");
+  if (typeof text !== "string" || !text.startsWith(prefix))
+    throw new TypeError("bad private key text");
   return b64uDecode(text.slice(prefix.length), { length: 32 });
 }
 
@@ -38,13 +57,17 @@ const hpkeKey = (text) => hpkeKeyFromRaw(privateRaw(text, HPKE_PREFIX));
 const mapValues = (obj, fn) => Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, fn(v)]));
 
 async function directoryOf(req) {
-  return verifyDirectory(req.links, { pinned: req.pinned ?? (await vaultFingerprint(req.links[0])) });
+  return verifyDirectory(req.links, {
+    pinned: req.pinned ?? (await vaultFingerprint(req.links[0])),
+  });
 }
 
 const OPS = {
   // Sign link 0 for a record, and report the codes a person would compare.
   async genesis(req) {
-    const link = await genesisLink(req.vault, req.record, await signingKey(req.sig_sk), { now: req.now });
+    const link = await genesisLink(req.vault, req.record, await signingKey(req.sig_sk), {
+      now: req.now,
+    });
     return {
       link,
       fingerprint: await vaultFingerprint(link),
@@ -56,7 +79,14 @@ const OPS = {
   // Verify a chain and append a link to it.
   async append(req) {
     const d = await directoryOf(req);
-    const link = await appendLink(d, req.link_op, req.record, await signingKey(req.sig_sk), req.signer, { now: req.now });
+    const link = await appendLink(
+      d,
+      req.link_op,
+      req.record,
+      await signingKey(req.sig_sk),
+      req.signer,
+      { now: req.now },
+    );
     return { link, head: { ...d.head } };
   },
 
@@ -78,12 +108,30 @@ const OPS = {
     const hpkePrivate = await hpkeKey(req.hpke_sk);
     const key = await signingKey(req.sig_sk);
     try {
-      const review = await reviewRequest(req.entry, { directory: d, approverId: req.approver, hpkePrivate, now: req.now });
-      const release = await releaseReviewed(review, { directory: d, approverId: req.approver, hpkePrivate, signingKey: key, now: req.now });
+      const review = await reviewRequest(req.entry, {
+        directory: d,
+        approverId: req.approver,
+        hpkePrivate,
+        now: req.now,
+      });
+      const release = await releaseReviewed(review, {
+        directory: d,
+        approverId: req.approver,
+        hpkePrivate,
+        signingKey: key,
+        now: req.now,
+      });
       return { release, purpose: review.purpose, paths: review.items.map((i) => i.path) };
     } catch (exc) {
       if (!isRefusable(exc)) throw exc;
-      const deny = await refuseUnverifiable({ requestId: req.entry.id, code: exc.code, directory: d, approverId: req.approver, signingKey: key, now: req.now });
+      const deny = await refuseUnverifiable({
+        requestId: req.entry.id,
+        code: exc.code,
+        directory: d,
+        approverId: req.approver,
+        signingKey: key,
+        now: req.now,
+      });
       return { error: exc.code, message: exc.message, deny };
     }
   },
@@ -104,7 +152,12 @@ const OPS = {
       now: req.now,
       prevManifest: req.prev_manifest ?? null,
     });
-    const manifest = await signManifest(verified, { directory: d, approverId: req.approver, signingKey: await signingKey(req.sig_sk), now: req.now });
+    const manifest = await signManifest(verified, {
+      directory: d,
+      approverId: req.approver,
+      signingKey: await signingKey(req.sig_sk),
+      now: req.now,
+    });
     return { manifest, hash: verified.hash };
   },
 
@@ -150,9 +203,35 @@ const OPS = {
     };
   },
 
-  async read_access(req) {
-    readAccessStatement(req.payload);
-    return { ok: true };
+  // Verify certificates (each with its enrollment, if any) against a directory.
+  async verify_certificates(req) {
+    const d = await directoryOf(req);
+    const results = [];
+    for (const [token, enrollment] of req.cases) {
+      try {
+        const cert = await verifyCertificate(token, d, { now: req.now, enrollment });
+        results.push(`ok ${cert.client.id}`);
+      } catch (exc) {
+        if (!(exc instanceof SealboxError)) throw exc;
+        results.push(exc.code);
+      }
+    }
+    return { results };
+  },
+
+  // Read many payloads strictly, each with the reader of its statement type.
+  async read_many(req) {
+    return {
+      results: req.cases.map(([typ, payload]) => {
+        try {
+          READERS[typ](payload);
+          return "ok";
+        } catch (exc) {
+          if (exc instanceof SealboxError) return exc.code;
+          throw exc;
+        }
+      }),
+    };
   },
 };
 

@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import http.server
 import json
+import os
+import re
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,7 +46,8 @@ ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "tests" / "js" / "interop" / "approver.mjs"
 NODE = shutil.which("node")
 
-pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed")
+# Node is required, not optional (as in test_js_modules.py): a skipped cross-check would
+# look like a passing one while the two implementations drifted apart.
 
 CONTEXT = RequestContext(
     host="build-7.example.com",
@@ -60,8 +65,10 @@ CONTEXT = RequestContext(
 
 def js(op: str, **request: Any) -> dict[str, Any]:
     """Run one op of the browser approver; its answer as JSON (never echoing the request)."""
+    if NODE is None:
+        pytest.fail("node is not installed: the browser approver cannot be cross-checked")
     done = subprocess.run(
-        [NODE or "node", str(SCRIPT)],
+        [NODE, str(SCRIPT)],
         input=json.dumps({"op": op, **request}).encode(),
         capture_output=True,
         timeout=60,
@@ -492,3 +499,210 @@ def test_display_text_rules_agree() -> None:
         return "ok"
 
     assert js("display_text", cases=cases)["results"] == [python(c) for c in cases]
+
+
+def _mutations(value: Any) -> list[Any]:
+    """Every payload one edit away from ``value``: each key dropped, each value replaced by a
+    value of another type or out of range, an unknown key added to each object."""
+    odd: list[Any] = [
+        None, "", "x", "a\u202eb", -1, 0, 1, 2**31, 2**53 - 1, 2**53, True, [], {}, ["x"],
+        "sha256:" + "A" * 43, "apv_" + "a" * 26,
+        # Boundaries: thresholds, versions, context ids, cache window, text lengths.
+        255, 256, 2**31 - 1, 2**32 - 1, 2**32, 30 * 86400, 30 * 86400 + 1, "x" * 64, "x" * 65,
+        "x" * 128, "x" * 129, "é" * 1024, "é" * 1025,
+    ]  # fmt: skip
+    out: list[Any] = []
+    if isinstance(value, dict):
+        out.append({**value, "zz": 1})
+        for key, inner in value.items():
+            out.append({k: v for k, v in value.items() if k != key})
+            out.extend({**value, key: o} for o in odd)
+            out.extend({**value, key: m} for m in _mutations(inner))
+    elif isinstance(value, list):
+        out.append([*value, value[0]] if value else ["x"])
+        out.append(value[::-1])
+        for i, inner in enumerate(value):
+            out.extend([*value[:i], o, *value[i + 1 :]] for o in odd)
+            out.extend([*value[:i], m, *value[i + 1 :]] for m in _mutations(inner))
+    return out
+
+
+def test_statement_readers_accept_and_refuse_alike() -> None:
+    """The JS readers accept exactly what Python's accept, over thousands of one-edit payloads of
+    every statement type in flow.json's world (same code for every refusal)."""
+    from sealbox.protocol import statements as st
+
+    flow = json.loads((ROOT / "tests" / "vectors" / "sealbox" / "flow.json").read_text())
+    world = flow["world"]
+    tokens = [
+        world["directory"]["links"][1],
+        world["certificate"]["token"],
+        world["item_versions"]["item2-v1"]["statement"],
+        world["item_versions"]["item2-v1"]["manifest"],
+        world["requests"]["multi"]["token"],
+        world["requests"]["multi"]["releases"][0]["token"],
+        world["refusal"]["token"],
+        world["deny"]["token"],
+    ]
+    classes = {
+        cls.TYP: cls
+        for cls in (
+            st.DirectoryLink, st.ClientCertificate, st.StoreStatement, st.ItemManifest,
+            st.AccessStatement, st.ReleaseStatement, st.DenyStatement, st.EnrollmentStatement,
+            st.CheckpointStatement, st.ConsentStatement,
+        )
+    }  # fmt: skip
+    samples = [
+        (json.loads(b64u_decode(t.split(".")[0]))["typ"], json.loads(b64u_decode(t.split(".")[1])))
+        for t in tokens
+    ]
+    vault, apv = world["vault"], world["approvers"][0]["record"]["id"]
+    head = world["directory"]["head"]["hash"]
+    others: list[Any] = [
+        st.EnrollmentStatement(
+            vault=vault, id=ids.new_id(ids.ENROLLMENT), sig_pk=SigningKey.generate().verify_key(),
+            constraints=st.EnrollmentConstraints(
+                projects=("app",), items=("app/*/db",), max_uses=3, not_after=2_000_000_000,
+                cidrs=("10.0.0.0/8",), hostname="ci-*",
+            ),
+            issuer=apv, at=1_800_000_000,
+        ),
+        st.CheckpointStatement(vault=vault, approver=apv, seq=7, head=head, at=1_800_000_000),
+        st.ConsentStatement(
+            vault=vault, approver=apv, action="deploy", details=head, client=ids.new_id(ids.CLIENT),
+            scope="app/prod", at=1_800_000_000, exp=1_800_000_600,
+        ),
+    ]  # fmt: skip
+    samples += [(o.TYP, o.to_json()) for o in others]
+    cases: list[tuple[str, Any]] = []
+    for typ, payload in samples:
+        cases.append((typ, payload))
+        cases.extend((typ, m) for m in _mutations(payload))
+
+    def python(typ: str, payload: Any) -> str:
+        try:
+            classes[typ].from_json(payload)
+        except SealboxError as exc:
+            return exc.code
+        return "ok"
+
+    expected_results = [python(typ, payload) for typ, payload in cases]
+    assert len(cases) > 2000
+    assert expected_results.count("ok") > 20
+    got = js("read_many", cases=cases)["results"]
+    differ = [
+        (typ, json.dumps(payload)[:300], want, have)
+        for (typ, payload), want, have in zip(cases, expected_results, got, strict=True)
+        if want != have
+    ]
+    assert not differ, differ[:5]
+
+
+def test_delegated_certificates_verify_alike(world: World) -> None:
+    """Machine certificates signed by an enrollment's delegation key: JS and Python agree on
+    each one, within the enrollment's limits and beyond them."""
+    from sealbox.protocol.statements import EnrollmentConstraints
+
+    w = world
+    delegation = SigningKey.generate()
+    limits = EnrollmentConstraints(
+        projects=("app",), items=("app/*/*",), max_uses=5, not_after=w.now + 3600,
+        cidrs=("10.0.0.0/8", "192.168.0.0/16"), hostname="ci-*",
+    )  # fmt: skip
+    enrollment = certs.issue_enrollment(
+        w.directory, issuer=w.py.id, key=w.py.sig, enrollment_id=ids.new_id(ids.ENROLLMENT),
+        delegation_key=delegation.verify_key(), constraints=limits, now=w.now - 10,
+    )  # fmt: skip
+    parsed = certs.verify_enrollment(enrollment, w.directory, now=w.now)
+
+    def machine(kind: str = "machine", **constraints: Any) -> str:
+        base: dict[str, Any] = {"not_after": w.now + 600, "cidrs": ("10.0.0.0/8",),
+                                "hostname": "ci-*"}  # fmt: skip
+        client = ClientInfo(id=ids.new_id(ids.CLIENT), kind=kind, name="runner",
+                            sig_pk=SigningKey.generate().verify_key())  # fmt: skip
+        return certs.issue_machine_certificate(
+            parsed, delegation_key=delegation, client=client, scopes=["read"],
+            constraints=ClientConstraints(**{**base, **constraints}), now=w.now,
+        )  # fmt: skip
+
+    other = certs.issue_enrollment(
+        w.directory, issuer=w.py.id, key=w.py.sig, enrollment_id=ids.new_id(ids.ENROLLMENT),
+        delegation_key=delegation.verify_key(), constraints=limits, now=w.now - 10,
+    )  # fmt: skip
+    good = machine()
+    cases: list[tuple[str, str | None]] = [
+        (good, enrollment),
+        (good, None),
+        (good, other),
+        (machine(kind="agent"), enrollment),
+        (machine(not_after=w.now + 7200), enrollment),
+        (machine(cidrs=()), enrollment),
+        (machine(cidrs=("172.16.0.0/12",)), enrollment),
+        (machine(hostname=None), enrollment),
+        (machine(hostname="*"), enrollment),
+        (w.certificate, None),
+        (w.certificate, enrollment),
+    ]
+
+    def python(token: str, enr: str | None) -> str:
+        try:
+            cert = certs.verify_certificate(token, w.directory, now=w.now, enrollment=enr)
+        except SealboxError as exc:
+            return exc.code
+        return f"ok {cert.client.id}"
+
+    expected_results = [python(t, e) for t, e in cases]
+    assert expected_results[0].startswith("ok ")
+    assert expected_results.count("certificate_invalid") >= 7
+    got = js("verify_certificates", **w.js_directory(), cases=cases, now=w.now)["results"]
+    assert got == expected_results
+
+
+# --- the same bytes in a real browser ---------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+#: Only what the page needs is served: the browser core, the vectors and the page itself.
+SERVED = ("/src/sealbox/web/static/", "/tests/vectors/sealbox/", "/tests/js/interop/")
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, directory=str(ROOT), **kwargs)
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if ".." in path or not path.startswith(SERVED):
+            self.send_error(404)
+            return
+        super().do_GET()
+
+    def guess_type(self, path: str | os.PathLike[str]) -> str:
+        # ES modules must be served as JavaScript for the browser to run them.
+        return (
+            "text/javascript" if str(path).endswith((".js", ".mjs")) else super().guess_type(path)
+        )
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is not installed")
+def test_flow_replays_in_chromium(tmp_path: Path) -> None:
+    """Headless Chromium reproduces flow.json's links, certificate, manifests, direct store
+    and releases byte for byte with the same modules Node runs."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/tests/js/interop/flow.html"
+        done = subprocess.run(
+            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
+             f"--user-data-dir={tmp_path}", "--virtual-time-budget=30000", "--dump-dom", url],
+            capture_output=True, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    found = re.search(r'<pre id="out">([^<]*)</pre>', done.stdout.decode(errors="replace"))
+    assert found is not None, done.stderr.decode(errors="replace")[-2000:]
+    assert found.group(1).startswith("PASS 10 "), found.group(1)

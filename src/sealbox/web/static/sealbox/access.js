@@ -67,9 +67,17 @@ export async function verifyAccess(token, { directory, certificate, now, enrollm
   if (header.kid !== cert.client.id) {
     throw error("not_authorized", "access statement is not signed by the certified client");
   }
-  const statement = await verifyTyped(token, readAccessStatement, cert.client.sig_pk, cert.client.id);
+  const statement = await verifyTyped(
+    token,
+    readAccessStatement,
+    cert.client.sig_pk,
+    cert.client.id,
+  );
   if (statement.client !== cert.client.id || statement.vault !== directory.vault) {
-    throw error("binding_mismatch", "access statement client or vault does not match its certificate");
+    throw error(
+      "binding_mismatch",
+      "access statement client or vault does not match its certificate",
+    );
   }
   checkContext(cert, statement.context);
   checkWindow(statement, now);
@@ -88,7 +96,10 @@ export async function checkManifestFor(item, token, directory, vault) {
     throw error("binding_mismatch", `${item.item} is stored at another path than was asked for`);
   }
   if (item.version !== null && manifest.version !== item.version) {
-    throw error("binding_mismatch", `manifest of ${item.item} is version ${manifest.version}, not asked for`);
+    throw error(
+      "binding_mismatch",
+      `manifest of ${item.item} is version ${manifest.version}, not asked for`,
+    );
   }
   const missing = item.fields.filter((f) => !Object.hasOwn(manifest.fields, f));
   if (missing.length) {
@@ -137,17 +148,34 @@ export async function release({
       for (const name of item.fields) {
         const blob = Object.hasOwn(mine, name) ? mine[name] : undefined;
         if (blob === undefined || (await wrapHash(blob)) !== expected[name]) {
-          throw error("manifest_mismatch", `wrapped share of ${item.item}/${name} is not the signed one`);
+          throw error(
+            "manifest_mismatch",
+            `wrapped share of ${item.item}/${name} is not the signed one`,
+          );
         }
-        const info = wrapInfo({ vault: s.vault, item: item.item, version: manifest.version, field: name, approver: approverId });
-        const share = parseShare(await hpke.open(hpkePrivate, info, blob), { keyset: manifest.keyset, approver: approverId });
+        const info = wrapInfo({
+          vault: s.vault,
+          item: item.item,
+          version: manifest.version,
+          field: name,
+          approver: approverId,
+        });
+        const share = parseShare(await hpke.open(hpkePrivate, info, blob), {
+          keyset: manifest.keyset,
+          approver: approverId,
+        });
         shares.push({ item: item.item, version: manifest.version, field: name, share });
       }
       hashes.push(await manifestHash(token));
     }
     const plaintext = canonicalBytes({
       format: releasePlaintextFormat,
-      shares: shares.map((x) => ({ item: x.item, version: x.version, field: x.field, share: b64uEncode(x.share) })),
+      shares: shares.map((x) => ({
+        item: x.item,
+        version: x.version,
+        field: x.field,
+        share: b64uEncode(x.share),
+      })),
     });
     const info = releaseInfo({ vault: s.vault, request: verified.hash, approver: approverId });
     const blob = await hpke.seal(s.epk, info, plaintext, random ? { ikmE: draw(random, 32) } : {});
@@ -203,7 +231,14 @@ export async function deny({
   vault = directory?.vault,
 }) {
   checkDenySigner(directory, approverId, signingKey);
-  const payload = denyPayload({ vault, request: requestHash, approver: approverId, reason, at: now, grounds });
+  const payload = denyPayload({
+    vault,
+    request: requestHash,
+    approver: approverId,
+    reason,
+    at: now,
+    grounds,
+  });
   return signTyped(readDeny, payload, signingKey, approverId);
 }
 
@@ -224,7 +259,14 @@ export async function denyRequest({ requestId, reason, directory, approverId, si
 // "the request does not verify: <code>" (protocol section 9).  `requestId` is the id the
 // relay listed (nothing else about the request can be trusted); `code` the failed check's
 // error code.  Only for errors isRefusable accepts.
-export async function refuseUnverifiable({ requestId, code, directory, approverId, signingKey, now }) {
+export async function refuseUnverifiable({
+  requestId,
+  code,
+  directory,
+  approverId,
+  signingKey,
+  now,
+}) {
   return deny({
     requestHash: `sha256:${requestId}`,
     approverId,
@@ -267,7 +309,8 @@ export async function verifyDeny(token, { directory, requestHash }) {
   if (statement.approver !== signer.id || statement.vault !== directory.vault) {
     throw error("binding_mismatch", "deny approver or vault does not match its signature");
   }
-  if (statement.request !== requestHash) throw error("binding_mismatch", "deny refers to another request");
+  if (statement.request !== requestHash)
+    throw error("binding_mismatch", "deny refers to another request");
   return statement;
 }
 
@@ -275,7 +318,8 @@ export async function verifyDeny(token, { directory, requestHash }) {
 
 function entryText(entry, key) {
   const value = entry?.[key];
-  if (typeof value !== "string") throw error("malformed", `the relay's request has no valid '${key}'`);
+  if (typeof value !== "string")
+    throw error("malformed", `the relay's request has no valid '${key}'`);
   return value;
 }
 
@@ -320,7 +364,12 @@ export async function reviewRequest(entry, { directory, approverId, hpkePrivate,
     reportedByServer: entryMapping(entry, "reported_by_server"),
   };
   if (kind === "access") {
-    const verified = await verifyAccess(entryText(entry, "statement"), { directory, certificate, now, enrollment });
+    const verified = await verifyAccess(entryText(entry, "statement"), {
+      directory,
+      certificate,
+      now,
+      enrollment,
+    });
     if (verified.hash !== `sha256:${id}`) {
       throw error("binding_mismatch", "the relay filed this statement under another request id");
     }
@@ -339,7 +388,10 @@ export async function reviewRequest(entry, { directory, approverId, hpkePrivate,
       const token = entryText(material, "manifest");
       const manifest = await verifyManifest(token, directory);
       if (manifest.item !== asked.item || manifest.path !== asked.path) {
-        throw error("binding_mismatch", `the relay served another item's manifest for ${asked.path}`);
+        throw error(
+          "binding_mismatch",
+          `the relay served another item's manifest for ${asked.path}`,
+        );
       }
       if (asked.version !== null && manifest.version !== asked.version) {
         throw error("binding_mismatch", `the relay served another version of ${asked.path}`);
@@ -349,13 +401,17 @@ export async function reviewRequest(entry, { directory, approverId, hpkePrivate,
         throw error("malformed", "the relay's request has no wraps");
       }
       const mine = manifest.keyset.wraps[approverId];
-      if (mine === undefined) throw error("not_authorized", `${approverId} holds no share of ${asked.path}`);
+      if (mine === undefined)
+        throw error("not_authorized", `${approverId} holds no share of ${asked.path}`);
       const opened = blobsFromWire(listed, "wraps");
       for (const name of asked.fields) {
         // Checked before anyone is shown the request: a wrap the manifest does not vouch
         // for is the relay's doing, never something to approve.
         if (!Object.hasOwn(opened, name) || (await wrapHash(opened[name])) !== mine[name]) {
-          throw error("manifest_mismatch", `the wrap of ${asked.path}/${name} is not the signed one`);
+          throw error(
+            "manifest_mismatch",
+            `the wrap of ${asked.path}/${name} is not the signed one`,
+          );
         }
       }
       manifests[asked.item] = token;
@@ -390,7 +446,9 @@ export async function reviewRequest(entry, { directory, approverId, hpkePrivate,
     const upload = {
       statement: entryText(entry, "statement"),
       ciphertexts: blobsFromWire(entry.ciphertexts, "ciphertexts"),
-      wraps: Object.fromEntries(Object.entries(listedWraps).map(([a, fs]) => [a, blobsFromWire(fs, "wraps")])),
+      wraps: Object.fromEntries(
+        Object.entries(listedWraps).map(([a, fs]) => [a, blobsFromWire(fs, "wraps")]),
+      ),
     };
     const stored = await verifyStore(upload, {
       directory,
@@ -450,12 +508,16 @@ function shown(cert, s) {
 export function releaseCacheUntil(review, { now, cacheSeconds = null }) {
   if (!review.cacheSeconds) return 0;
   let until = Math.min(review.at + review.cacheSeconds, review.cacheUntilMax);
-  if (cacheSeconds !== null && cacheSeconds !== undefined) until = Math.min(until, now + cacheSeconds);
+  if (cacheSeconds !== null && cacheSeconds !== undefined)
+    until = Math.min(until, now + cacheSeconds);
   return until > now ? Math.max(until, 0) : 0;
 }
 
 // The release token approving a reviewed access request.
-export async function releaseReviewed(review, { directory, approverId, hpkePrivate, signingKey, now, cacheSeconds = null }) {
+export async function releaseReviewed(
+  review,
+  { directory, approverId, hpkePrivate, signingKey, now, cacheSeconds = null, random = null },
+) {
   if (review.access === null) throw new TypeError("not an access request");
   return release({
     verified: review.access,
@@ -467,6 +529,6 @@ export async function releaseReviewed(review, { directory, approverId, hpkePriva
     signingKey,
     now,
     cacheUntil: releaseCacheUntil(review, { now, cacheSeconds }),
+    random,
   });
 }
-

@@ -103,7 +103,9 @@ function checkWithin(cert, enrollment) {
   }
   if (
     limits.cidrs.length &&
-    !(cert.constraints.cidrs.length && cert.constraints.cidrs.every((c) => limits.cidrs.includes(c)))
+    !(
+      cert.constraints.cidrs.length && cert.constraints.cidrs.every((c) => limits.cidrs.includes(c))
+    )
   ) {
     throw invalid("certificate allows networks its enrollment does not");
   }

@@ -7,7 +7,15 @@
 // from its pinned link 0 knows the current approver keys without trusting the relay.
 
 import { SealboxError } from "./errors.js";
-import { b64uDecode, constantTimeEqual, digest, digestBytes, lp, parseCanonical, utf8 } from "./encoding.js";
+import {
+  b64uDecode,
+  constantTimeEqual,
+  digest,
+  digestBytes,
+  lp,
+  parseCanonical,
+  utf8,
+} from "./encoding.js";
 import { safetyCode } from "./keys.js";
 import { peekHeader, statementHash } from "./jws.js";
 import {
@@ -80,9 +88,26 @@ export async function pairingCode(record) {
 export function directoryApprover(directory, approverId) {
   const record = directory.approvers.get(approverId);
   if (record === undefined) {
-    throw new SealboxError("not_authorized", `${approverId} is not a current approver of this vault`);
+    throw new SealboxError(
+      "not_authorized",
+      `${approverId} is not a current approver of this vault`,
+    );
   }
   return record;
+}
+
+// A device that asked to be added accepts the directory only if it holds its record exactly
+// as it was sent: a relay that swapped a key or the name is caught here.
+export function requireRecord(directory, record) {
+  const listed = directory.approvers.get(record.id);
+  const wanted = readApproverRecord(approverRecordPayload(record));
+  if (listed === undefined || !sameRecord(listed, wanted)) {
+    throw new SealboxError(
+      "binding_mismatch",
+      "the directory does not hold this device's keys as they were sent",
+    );
+  }
+  return listed;
 }
 
 function sameKey(a, b) {
@@ -116,7 +141,10 @@ function apply(approvers, link, signer) {
       throw broken(`link ${link.seq}: an approver may update only itself`);
     }
     for (const other of approvers.values()) {
-      if (other.id !== a.id && (sameKey(other.hpke_pk, a.hpke_pk) || sameKey(other.sig_pk, a.sig_pk))) {
+      if (
+        other.id !== a.id &&
+        (sameKey(other.hpke_pk, a.hpke_pk) || sameKey(other.sig_pk, a.sig_pk))
+      ) {
         throw broken(`link ${link.seq}: key already used by ${other.id}`);
       }
     }
@@ -187,7 +215,10 @@ export async function verifyDirectory(tokens, { pinned, cachedHead = null } = {}
       } else {
         signer = approvers.get(header.kid);
         if (signer === undefined) {
-          throw new SealboxError("not_authorized", `signer is not an approver as of link ${seq - 1}`);
+          throw new SealboxError(
+            "not_authorized",
+            `signer is not an approver as of link ${seq - 1}`,
+          );
         }
       }
       link = await verifyTyped(token, readDirectoryLink, signer.sig_pk, signer.id);
@@ -210,7 +241,11 @@ export async function verifyDirectory(tokens, { pinned, cachedHead = null } = {}
     prevHash = await statementHash(token);
     prevAt = link.at;
     links.push(link);
-    if (cachedHead !== null && seq === cachedHead.seq && !constantTimeEqual(prevHash, cachedHead.hash)) {
+    if (
+      cachedHead !== null &&
+      seq === cachedHead.seq &&
+      !constantTimeEqual(prevHash, cachedHead.hash)
+    ) {
       throw new SealboxError(
         "directory_fork",
         `link ${seq} differs from the one this device saw before: the relay is showing ` +
@@ -261,5 +296,3 @@ export async function appendLink(directory, op, record, signingKey, signerId, { 
   apply(new Map(directory.approvers), link, signerId);
   return signTyped(readDirectoryLink, payload, signingKey, signerId);
 }
-
-

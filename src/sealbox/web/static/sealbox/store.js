@@ -81,7 +81,12 @@ export function parseShare(share, { keyset, approver }) {
 // --- shapes of what the relay hands over ------------------------------------------------------
 
 function isMap(value) {
-  return value !== null && typeof value === "object" && !Array.isArray(value) && !(value instanceof Uint8Array);
+  return (
+    value !== null &&
+    typeof value === "object" &&
+    !Array.isArray(value) &&
+    !(value instanceof Uint8Array)
+  );
 }
 
 // Relay-supplied blobs must map names to bytes: checking the shape here keeps a confused or
@@ -135,7 +140,10 @@ export async function checkBlobs(fields, keyset, ciphertexts, wraps) {
   }
   for (const [name, cipher] of Object.entries(fields)) {
     if ((await ciphertextHash(ciphertexts[name])) !== cipher.ct_hash) {
-      throw error("manifest_mismatch", `ciphertext of field '${name}' does not match its signed hash`);
+      throw error(
+        "manifest_mismatch",
+        `ciphertext of field '${name}' does not match its signed hash`,
+      );
     }
   }
   if (!sameSet(Object.keys(wraps), keyset.approvers)) {
@@ -147,7 +155,8 @@ export async function checkBlobs(fields, keyset, ciphertexts, wraps) {
     for (const [name, blob] of Object.entries(blobs)) {
       if (ok && (await wrapHash(blob)) !== expected[name]) ok = false;
     }
-    if (!ok) throw error("manifest_mismatch", `wraps for ${approver} do not match their signed hashes`);
+    if (!ok)
+      throw error("manifest_mismatch", `wraps for ${approver} do not match their signed hashes`);
   }
 }
 
@@ -162,12 +171,25 @@ async function checkPrev(statement, prevManifest, directory) {
   if (prev.item !== statement.item || prev.path !== statement.path) {
     throw error("binding_mismatch", "previous manifest is of another item");
   }
-  if (statement.version !== prev.version + 1 || statement.prev !== (await manifestHash(prevManifest))) {
+  if (
+    statement.version !== prev.version + 1 ||
+    statement.prev !== (await manifestHash(prevManifest))
+  ) {
     throw error("binding_mismatch", "store statement does not follow the previous version");
   }
 }
 
-async function checkOwnShares({ vault, item, version, fields, keyset, ciphertexts, wraps, approver, hpkePrivate }) {
+async function checkOwnShares({
+  vault,
+  item,
+  version,
+  fields,
+  keyset,
+  ciphertexts,
+  wraps,
+  approver,
+  hpkePrivate,
+}) {
   for (const [name, cipher] of Object.entries(fields)) {
     const info = wrapInfo({ vault, item, version, field: name, approver });
     const share = parseShare(await hpke.open(hpkePrivate, info, wraps[name]), { keyset, approver });
@@ -175,7 +197,12 @@ async function checkOwnShares({ vault, item, version, fields, keyset, ciphertext
       // With M = 1 the share is the whole key: prove the client sealed a key that really
       // opens the field, before vouching for it.
       const aad = aead.fieldAad({ vault, item, version, field: name });
-      const plain = await aead.decryptField(share.subarray(1), cipher.nonce, ciphertexts[name], aad);
+      const plain = await aead.decryptField(
+        share.subarray(1),
+        cipher.nonce,
+        ciphertexts[name],
+        aad,
+      );
       plain.fill(0);
     }
     share.fill(0);
@@ -196,9 +223,17 @@ export async function verifyStore(
   if (header.kid !== cert.client.id) {
     throw error("not_authorized", "store statement is not signed by the certified client");
   }
-  const statement = await verifyTyped(upload.statement, readStoreStatement, cert.client.sig_pk, cert.client.id);
+  const statement = await verifyTyped(
+    upload.statement,
+    readStoreStatement,
+    cert.client.sig_pk,
+    cert.client.id,
+  );
   if (statement.client !== cert.client.id || statement.vault !== directory.vault) {
-    throw error("binding_mismatch", "store statement client or vault does not match its certificate");
+    throw error(
+      "binding_mismatch",
+      "store statement client or vault does not match its certificate",
+    );
   }
   checkContext(cert, statement.context);
   if (statement.at > now + CLOCK_SKEW || now > statement.exp) {
@@ -227,7 +262,11 @@ export async function verifyStore(
     approver: approverId,
     hpkePrivate,
   });
-  return Object.freeze({ statement, hash: await statementHash(upload.statement), certificate: cert });
+  return Object.freeze({
+    statement,
+    hash: await statementHash(upload.statement),
+    certificate: cert,
+  });
 }
 
 function checkSigner(directory, approverId, signingKey) {
@@ -292,7 +331,13 @@ async function sealFields(directory, { item, version, values, approvers, thresho
     ciphertexts[name] = ciphertext;
     const shares = shamir.split(key, threshold, approvers.length, random);
     for (let i = 0; i < records.length; i += 1) {
-      const info = wrapInfo({ vault: directory.vault, item, version, field: name, approver: records[i].id });
+      const info = wrapInfo({
+        vault: directory.vault,
+        item,
+        version,
+        field: name,
+        approver: records[i].id,
+      });
       const options = ikm ? { ikmE: draw(ikm, 32) } : {};
       wraps[records[i].id][name] = await hpke.seal(records[i].hpke_pk, info, shares[i], options);
       shares[i].fill(0);
@@ -304,7 +349,12 @@ async function sealFields(directory, { item, version, values, approvers, thresho
     hashes[a] = {};
     for (const [f, blob] of Object.entries(w)) hashes[a][f] = await wrapHash(blob);
   }
-  return { fields, keyset: { threshold, approvers: [...approvers], wraps: hashes }, ciphertexts, wraps };
+  return {
+    fields,
+    keyset: { threshold, approvers: [...approvers], wraps: hashes },
+    ciphertexts,
+    wraps,
+  };
 }
 
 // An approver stores an item version itself and signs its manifest directly
@@ -332,7 +382,15 @@ export async function storeAsApprover({
   ikm = null,
 }) {
   checkSigner(directory, approverId, signingKey);
-  const sealed = await sealFields(directory, { item, version, values, approvers, threshold, random, ikm });
+  const sealed = await sealFields(directory, {
+    item,
+    version,
+    values,
+    approvers,
+    threshold,
+    random,
+    ikm,
+  });
   const payload = itemManifestPayload({
     vault: directory.vault,
     item,
@@ -347,4 +405,127 @@ export async function storeAsApprover({
   });
   const manifest = await signTyped(readItemManifest, payload, signingKey, approverId);
   return Object.freeze({ manifest, ciphertexts: sealed.ciphertexts, wraps: sealed.wraps });
+}
+
+// --- reading back and re-sealing (what removing an approver does) -------------------------------
+
+// Open the values of an item version this approver can open alone (threshold 1): its own
+// wrapped shares, checked against the manifest's hashes, and the ciphertexts, checked
+// against their signed hashes before decrypting.  `manifest` is the token; `wraps` this
+// approver's wraps (field -> bytes); `ciphertexts` field -> bytes.  Returns field -> bytes.
+export async function openOwnValues({
+  manifest: token,
+  directory,
+  approverId,
+  hpkePrivate,
+  wraps,
+  ciphertexts,
+}) {
+  const manifest = await verifyManifest(token, directory);
+  const expected = manifest.keyset.wraps[approverId];
+  if (expected === undefined)
+    throw error("not_authorized", `${approverId} holds no share of ${manifest.path}`);
+  if (manifest.keyset.threshold !== 1) {
+    throw error(
+      "threshold_not_met",
+      `${manifest.path} needs ${manifest.keyset.threshold} approvers to open`,
+    );
+  }
+  const mine = bytesMap(wraps, "wraps");
+  const cts = bytesMap(ciphertexts, "ciphertexts");
+  const values = {};
+  for (const [name, cipher] of Object.entries(manifest.fields)) {
+    if (!Object.hasOwn(mine, name) || (await wrapHash(mine[name])) !== expected[name]) {
+      throw error(
+        "manifest_mismatch",
+        `wrapped share of ${manifest.path}/${name} is not the signed one`,
+      );
+    }
+    if (!Object.hasOwn(cts, name) || (await ciphertextHash(cts[name])) !== cipher.ct_hash) {
+      throw error(
+        "manifest_mismatch",
+        `ciphertext of ${manifest.path}/${name} is not the signed one`,
+      );
+    }
+    const at = {
+      vault: manifest.vault,
+      item: manifest.item,
+      version: manifest.version,
+      field: name,
+    };
+    const share = parseShare(
+      await hpke.open(hpkePrivate, wrapInfo({ ...at, approver: approverId }), mine[name]),
+      {
+        keyset: manifest.keyset,
+        approver: approverId,
+      },
+    );
+    values[name] = await aead.decryptField(
+      share.subarray(1),
+      cipher.nonce,
+      cts[name],
+      aead.fieldAad(at),
+    );
+    share.fill(0);
+  }
+  return { manifest, values };
+}
+
+// What removing `target` means for one item version (approver/admin.py's plan): "keep" (not
+// a holder), "reseal" (this approver can store it again for the remaining holders),
+// "stranded" (fewer holders than the threshold would remain: it could never be read again),
+// "warn" (still readable, but only another holder can re-seal it).
+export function removalAction(manifest, { directory, target, approverId }) {
+  const holders = manifest.keyset.approvers;
+  if (!holders.includes(target)) return "keep";
+  const remaining = holders.filter((a) => a !== target && directory.approvers.has(a));
+  if (remaining.length < manifest.keyset.threshold) return "stranded";
+  if (manifest.keyset.threshold === 1 && holders.includes(approverId) && approverId !== target)
+    return "reseal";
+  return "warn";
+}
+
+// Store the next version of an item this approver can open alone, sealed for the holders
+// still in `directory` (the directory after the removal), as approver/admin.py re-seals.
+// Returns what storeAsApprover returns, for POST /items.
+export async function resealAsApprover({
+  manifest: token,
+  directory,
+  approverId,
+  hpkePrivate,
+  signingKey,
+  wraps,
+  ciphertexts,
+  now,
+  random,
+  ikm,
+}) {
+  const { manifest, values } = await openOwnValues({
+    manifest: token,
+    directory,
+    approverId,
+    hpkePrivate,
+    wraps,
+    ciphertexts,
+  });
+  try {
+    return await storeAsApprover({
+      directory,
+      approverId,
+      signingKey,
+      item: manifest.item,
+      path: manifest.path,
+      version: manifest.version + 1,
+      prev: await manifestHash(token),
+      values,
+      approvers: manifest.keyset.approvers.filter((a) => directory.approvers.has(a)),
+      threshold: 1,
+      now,
+      itemType: manifest.type,
+      random,
+      ikm,
+    });
+  } finally {
+    for (const v of Object.values(values)) v.fill(0);
+  }
 }
