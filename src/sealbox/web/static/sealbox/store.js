@@ -251,6 +251,17 @@ export async function verifyStore(
   const ciphertexts = bytesMap(upload.ciphertexts, "uploaded ciphertexts");
   const wraps = nestedBytesMap(upload.wraps, "uploaded wraps");
   await checkBlobs(statement.fields, statement.keyset, ciphertexts, wraps);
+  if (hpkePrivate === null) {
+    // A preview, for showing the request before the person unlocks this approver's keys (a
+    // browser approver's keys open only with its passkey).  Nothing may be signed on it:
+    // signManifest refuses a result whose own shares were not opened.
+    return Object.freeze({
+      statement,
+      hash: await statementHash(upload.statement),
+      certificate: cert,
+      sharesOpened: false,
+    });
+  }
   await checkOwnShares({
     vault: directory.vault,
     item: statement.item,
@@ -266,6 +277,7 @@ export async function verifyStore(
     statement,
     hash: await statementHash(upload.statement),
     certificate: cert,
+    sharesOpened: true,
   });
 }
 
@@ -278,6 +290,9 @@ function checkSigner(directory, approverId, signingKey) {
 // Sign the item manifest for a verified store request (what verifyStore returned):
 // the statement's item, copied, with store_request set to its hash.
 export async function signManifest(verified, { directory, approverId, signingKey, now }) {
+  if (verified.sharesOpened !== true) {
+    throw new TypeError("a store is signed only after this approver's own shares opened");
+  }
   checkSigner(directory, approverId, signingKey);
   const s = verified.statement;
   const payload = itemManifestPayload({
