@@ -12,9 +12,9 @@
 // `*Payload` builders turn such objects back into the exact payload an approver signs.
 
 import { SealboxError } from "./errors.js";
-import { b64uDecode, b64uEncode } from "./encoding.js";
+import { b64uDecode, b64uEncode, parseDigest as parseDigestText } from "./encoding.js";
 import { parseHpkePublic, parseVerifyKey } from "./keys.js";
-import { peekHeader, signStatement, verifyStatement } from "./jws.js";
+import { signStatement, verifyStatement } from "./jws.js";
 
 // --- limits (statements.py, _reader.py) ---------------------------------------------------
 
@@ -52,7 +52,6 @@ export const CACHE_SCOPES = Object.freeze(["none", "process-tree", "agent-sessio
 // approver was shown does not verify (protocol section 9).
 export const DENY_UNVERIFIABLE = "unverifiable";
 export const DENY_GROUNDS = Object.freeze([DENY_UNVERIFIABLE]);
-export const DIGEST_PREFIX = "sha256:";
 
 export function malformed(message) {
   return new SealboxError("malformed", message);
@@ -224,11 +223,7 @@ export function newId(kind, random = defaultRandom) {
 
 // A digest in its one canonical text form ("sha256:" + 43 base64url characters).
 export function parseDigest(text, what = "digest") {
-  if (typeof text !== "string" || !text.startsWith(DIGEST_PREFIX)) {
-    throw malformed(`${what}: not a sha256 digest`);
-  }
-  b64uDecode(text.slice(DIGEST_PREFIX.length), { length: 32, what });
-  return text;
+  return parseDigestText(text, { what });
 }
 
 // --- the strict reader (_reader.py) -----------------------------------------------------------
@@ -783,5 +778,3 @@ export async function signTyped(read, payload, signingKey, kid) {
   read(payload);
   return signStatement(read.typ, kid, payload, signingKey);
 }
-
-export { peekHeader };
