@@ -77,8 +77,10 @@ class Console:
 
     def set_verified(self, verified: bool) -> None:
         assert self.authenticator is not None
-        self.cdp.send("WebAuthn.setUserVerified",
-                      {"authenticatorId": self.authenticator, "isUserVerified": verified})  # fmt: skip
+        self.cdp.send(
+            "WebAuthn.setUserVerified",
+            {"authenticatorId": self.authenticator, "isUserVerified": verified},
+        )
 
     def credentials(self) -> list[dict[str, Any]]:
         assert self.authenticator is not None
@@ -100,12 +102,20 @@ class Console:
 
     def wait_status(self, pattern: str, timeout: float = 30) -> str:
         """Wait until the page's status line matches ``pattern``; fail with what it says."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
         regex = re.compile(pattern)
-        self.page.wait_for_function(
-            "([p, f]) => new RegExp(p, f).test(document.querySelector('#status')?.textContent ?? '')",
-            arg=[pattern, "i" if regex.flags & re.IGNORECASE else ""],
-            timeout=timeout * 1000,
-        )
+        try:
+            self.page.wait_for_function(
+                "([p, f]) => new RegExp(p, f)"
+                ".test(document.querySelector('#status')?.textContent ?? '')",
+                arg=[pattern, "i" if regex.flags & re.IGNORECASE else ""],
+                timeout=timeout * 1000,
+            )
+        except PlaywrightTimeout:
+            raise AssertionError(
+                f"status never matched {pattern!r}; it says {self.status()!r}; {self.problems}"
+            ) from None
         return self.status()
 
     def screenshot(self, name: str, *, phone: bool = False) -> Path:
@@ -119,7 +129,8 @@ class Console:
     def check_clean(self) -> None:
         """No CSP violation, SRI failure or uncaught error on this tab so far."""
         seen = self.page.evaluate("window.__sealboxViolations ?? []")
-        assert not self.problems and not seen, f"{self.problems} {seen}"
+        assert not self.problems, self.problems
+        assert not seen, seen
 
 
 @contextmanager

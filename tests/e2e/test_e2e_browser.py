@@ -77,7 +77,11 @@ class World:
 def set_up(world: World) -> str:
     """Create the vault's first approver in the browser, from the link `sealbox up` printed."""
     match = re.search(r"(http://\S+/console/setup#setup_token=\S+)", world.relay.output)
-    link = match.group(1) if match else f"{world.url}/console/setup#setup_token={world.relay.setup_token()}"  # TIGHTEN
+    link = (
+        match.group(1)
+        if match
+        else f"{world.url}/console/setup#setup_token={world.relay.setup_token()}"
+    )  # TIGHTEN
     page = world.tab.page
     page.goto(link)
     # The token came in the fragment and is gone from the address bar and history.
@@ -141,7 +145,9 @@ def test_the_full_story_in_the_browser(world: World) -> None:
                           "--purpose", "first deploy")  # fmt: skip
     card = world.wait_card("Store request")
     text = str(card.text_content())
-    assert "app/prod/db" in text and "password" in text and "first deploy" in text
+    assert "app/prod/db" in text
+    assert "password" in text
+    assert "first deploy" in text
     assert VALUE not in text
     world.tab.screenshot("store-approval")
     card.get_by_role("button", name=re.compile("^Approve")).click()
@@ -152,8 +158,10 @@ def test_the_full_story_in_the_browser(world: World) -> None:
     reading = world.start("read", "sealbox://app/prod/db/password")
     card = world.wait_card("Read request")
     text = str(card.text_content())
-    assert "app/prod/db" in text and "password" in text
-    assert "verified" in text and "reported by server" in text
+    assert "app/prod/db" in text
+    assert "password" in text
+    assert "verified" in text
+    assert "reported by server" in text
     assert "0 of 1 approval" in text
     world.tab.screenshot("approvals")
     world.tab.screenshot("approvals", phone=True)
@@ -221,7 +229,8 @@ def test_no_release_without_the_passkey_or_with_user_verification_failing(world:
         card.get_by_role("button", name=re.compile("^Approve")).click()
         world.tab.wait_status("passkey was not used", timeout=90)
         [entry] = world.pending()
-        assert entry["state"] == "pending" and entry["approvals"] == 0
+        assert entry["state"] == "pending"
+        assert entry["approvals"] == 0
         assert "access.release" not in audit_actions(world)
     finally:
         reading.terminate()
@@ -372,6 +381,57 @@ def test_two_of_two_with_a_browser_and_a_terminal_approver(world: World) -> None
         out, err = reading.communicate(timeout=90)
     finally:
         serving.stop()
+    assert reading.returncode == 0, err
+    assert out.strip() == VALUE
+    world.tab.check_clean()
+
+
+RECORD_NOTIFICATIONS = """
+window.__notes = [];
+if ('Notification' in window) {
+  const Real = window.Notification;
+  window.Notification = class extends Real {
+    constructor(title, options) {
+      super(title, options);
+      window.__notes.push({title, body: options?.body ?? ''});
+    }
+  };
+  Object.defineProperty(window.Notification, 'permission', {get: () => Real.permission});
+  window.Notification.requestPermission = (...a) => Real.requestPermission(...a);
+}
+"""
+
+
+def test_keyboard_only_approval_and_a_notification_without_values(world: World) -> None:
+    """Tab to the approve button and press Enter; the new request is announced, with no value."""
+    world.tab.context.grant_permissions(["notifications"], origin=world.url)
+    world.tab.page.add_init_script(RECORD_NOTIFICATIONS)
+    set_up(world)
+    log_in(world)
+    store_in_cli(world, "app/prod/db", "password", VALUE)
+    page = world.tab.open("/console/approvals")
+    page.locator("#empty").wait_for()
+    reading = world.start("read", "sealbox://app/prod/db/password")
+    # Arrives live (over the event stream), without a reload.
+    card = page.locator("article.card", has_text="Read request")
+    card.wait_for(timeout=60_000)
+    notes = page.evaluate("window.__notes")
+    assert notes
+    assert all(VALUE not in n["body"] and VALUE not in n["title"] for n in notes)
+    page.locator("body").focus()
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        name = page.evaluate(
+            "document.activeElement?.getAttribute('aria-label')"
+            " ?? document.activeElement?.textContent ?? ''"
+        )
+        if name.startswith("Approve:"):  # the card's button, not the "Approvers" link
+            break
+    else:
+        raise AssertionError("Tab never reached the approve button")
+    page.keyboard.press("Enter")
+    world.tab.wait_status("Approved")
+    out, err = reading.communicate(timeout=60)
     assert reading.returncode == 0, err
     assert out.strip() == VALUE
     world.tab.check_clean()

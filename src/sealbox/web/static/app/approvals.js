@@ -245,8 +245,13 @@ function listen() {
     directory = await approver.directory();
     again();
   });
-  stream.onerror = () => status("The live connection to the relay dropped; reconnecting…");
-  stream.onopen = () => status("");
+  const dropped = "The live connection to the relay dropped; reconnecting…";
+  stream.onerror = () => status(dropped);
+  stream.onopen = () => {
+    // Clear only this page's own warning, never the outcome of an answer.
+    if (document.getElementById("status")?.textContent === dropped) status("");
+    again();
+  };
 }
 
 async function main() {
