@@ -443,3 +443,23 @@ async def test_a_signed_in_approver_adds_a_passkey(console: Console) -> None:
     assert added.status_code == 201, added.text
     assert (await console.browser().sign_in(second)).status_code == 200
     assert await _count(console.relay, console_credentials, approver_id=approver.id) == 2
+
+
+async def test_on_https_the_cookie_is_secure_and_the_rp_is_the_public_host(
+    console: Console,
+) -> None:
+    public = "https://sealbox.example"
+    console.relay.settings = dataclasses.replace(console.relay.settings, public_url=public + "/")
+    b = console.browser(public)
+    approver = BrowserApprover()
+    options = await _options(b, console.setup_token, approver)
+    assert options.json()["publicKey"]["rp"]["id"] == "sealbox.example"
+    # The plain-http origin of before is no console origin any more.
+    old = await _options(console.browser(RELAY_ORIGIN), console.setup_token, approver)
+    assert (old.status_code, error_of(old)["error"]) == (403, "origin_not_allowed")
+    credential = approver.passkey.register(options.json()["publicKey"], public)
+    link0 = dirs.genesis_link(console.vault, approver.record, approver.sig, now=console.relay.now())
+    done = await b.post(f"{b.api}/setup", {"setup_token": console.setup_token, "link": link0,
+                                          "credential": credential})  # fmt: skip
+    assert done.status_code == 201, done.text
+    assert "; secure" in done.headers["set-cookie"].lower()

@@ -96,6 +96,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     up.add_argument(
         "--public-url", help="URL clients use to reach the relay (env SEALBOX_PUBLIC_URL)"
     )
+    up.add_argument(
+        "--console-origin", action="append", metavar="ORIGIN",
+        help="another origin the browser console may run on, e.g. http://localhost:8400 for "
+        "`sealbox console` (repeatable; env SEALBOX_CONSOLE_ORIGINS, comma-separated)",
+    )  # fmt: skip
 
     dbp = sub.add_parser("db", help="relay database: migrate or show the schema revision")
     dbsub = dbp.add_subparsers(dest="db_command", metavar="ACTION", required=True)
@@ -145,6 +150,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "rotate-master-key", help="re-wrap the relay's data keys under a new master key"
     )
     _server_options(rotate)
+
+    console = sub.add_parser(
+        "console", help="serve the browser console from this machine (localhost), for a relay"
+    )
+    console.add_argument("--relay", required=True, help="the relay's URL")
+    console.add_argument("--port", type=int, default=8400, help="local port (default 8400)")
+    console.add_argument("--open", action="store_true", help="open the console in a browser")
     return parser
 
 
@@ -178,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _approver_init(args)
     if args.command in ("login", "whoami", "logout"):
         return _session_command(args)
+    if args.command == "console":
+        return _console(args)
     from sealbox.cli.exits import CANNOT_LISTEN
     from sealbox.server import runner
     from sealbox.server.config import Settings
@@ -186,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data_dir=args.data_dir, db_url=args.db, db_schema=args.db_schema,
         host=getattr(args, "host", None), port=getattr(args, "port", None),
         public_url=getattr(args, "public_url", None),
+        console_origins=getattr(args, "console_origin", None),
     )  # fmt: skip
     try:
         if args.command == "up":
@@ -207,6 +222,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"sealbox: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    return EXIT_OK
+
+
+def _console(args: argparse.Namespace) -> int:
+    from sealbox.web import local
+
+    try:
+        local.serve(args.relay, port=args.port, open_browser=args.open)
+    except ValueError as exc:
+        print(f"sealbox: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        pass
     return EXIT_OK
 
 

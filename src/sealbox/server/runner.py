@@ -247,7 +247,11 @@ async def _serve(
         )
         if status.setup_token:
             out.write(
-                "\n  This vault has no approver yet. Create the first one on a trusted device:\n\n"
+                "\n  This vault has no approver yet. Create the first one on a trusted device,\n"
+                "  in a browser (a passkey holds its keys):\n\n"
+                f"    {settings.base_url}/console/setup#setup_token={status.setup_token}\n\n"
+                "  (the token is after '#': browsers never send that part to the relay.)\n"
+                "  Or in a terminal:\n\n"
                 f"    sealbox approver init --server {settings.base_url} "
                 f"--setup-token {status.setup_token}\n\n"
                 "  (or pass `--setup-token -` and paste the token, to keep it out of the\n"
