@@ -49,6 +49,15 @@ FINGERPRINT_KEY: Final = b"sealbox/v1/fingerprint/key"
 #: Pairing code of an approver device: its id and both public keys, compared by a person.
 FINGERPRINT_APPROVER: Final = b"sealbox/v1/fingerprint/approver"
 
+# --- A browser approver's key custody (used only in the browser; see protocol.md §14) ----
+#: The PRF input every browser approver evaluates on its passkey: SHA-256 of this label.
+BROWSER_PRF_SALT: Final = b"sealbox/v1/browser/prf-salt"
+#: HKDF info (with the approver id) of the key that wraps its private keys, and the AEAD
+#: associated data (with the approver id and "sig" or "hpke") of each wrapped key.
+BROWSER_KEY_WRAP: Final = b"sealbox/v1/browser/key-wrap"
+#: Format tag of a browser approver's stored record and of its export (synced tier).
+BROWSER_KEY_RECORD: Final = "sealbox.browser-approver.v1"
+
 # --- Text encodings of keys ---------------------------------------------------
 #: Prefixes of the text forms of keys.  The prefix names the algorithm and the
 #: version, so a key of one kind can never be parsed as another.

@@ -60,3 +60,9 @@ test("a PRF output of the wrong length is refused", async () => {
   const { privateKeys } = await made();
   await assert.rejects(wrapKeys(new Uint8Array(16), "apv_a", privateKeys), /32 bytes/);
 });
+
+test("the browser's labels are the ones src/sealbox/crypto/labels.py declares", async () => {
+  const { readFileSync } = await import("node:fs");
+  const python = readFileSync(new URL("../../../src/sealbox/crypto/labels.py", import.meta.url), "utf8");
+  for (const label of Object.values(labels)) assert.ok(python.includes(`"${label}"`), label);
+});

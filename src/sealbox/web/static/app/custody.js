@@ -11,12 +11,13 @@
 // dropped: no page code ever holds private key bytes after setup. The formats are in
 // docs/protocol.md ("Browser approvers").
 
-import { b64uDecode, b64uEncode, lp, utf8 } from "../sealbox/encoding.js";
+import { b64uDecode, b64uEncode, lp } from "../sealbox/encoding.js";
+import { browserKeyRecord, browserKeyWrap, browserPrfSalt } from "../sealbox/labels.js";
 
 export const labels = Object.freeze({
-  prfSalt: "sealbox/v1/browser/prf-salt",
-  keyWrap: "sealbox/v1/browser/key-wrap",
-  keyRecord: "sealbox.browser-approver.v1",
+  prfSalt: browserPrfSalt,
+  keyWrap: browserKeyWrap,
+  keyRecord: browserKeyRecord,
 });
 
 const DB_NAME = "sealbox";

@@ -4,7 +4,7 @@
 // store or admit anything (those are statements signed with keys only the passkey unwraps).
 
 import * as api from "./api.js";
-import { loadApprover, saveApprover } from "./custody.js";
+import { labels, loadApprover, saveApprover } from "./custody.js";
 import { signInAssertion } from "./passkey.js";
 import { action, describe, status } from "./ui.js";
 
@@ -38,7 +38,7 @@ document.getElementById("restore-file").addEventListener("change", async (event)
     const file = event.target.files?.[0];
     if (!file) return;
     const entry = JSON.parse(await file.text());
-    if (entry?.format !== "sealbox.browser-approver.v1" || entry.vault !== api.vault) {
+    if (entry?.format !== labels.keyRecord || entry.vault !== api.vault) {
       throw new Error("This file is not an approver export of this vault.");
     }
     if (entry.record?.tier !== "synced") {

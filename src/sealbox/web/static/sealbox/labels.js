@@ -46,6 +46,14 @@ export const fingerprintKey = "sealbox/v1/fingerprint/key";
 /** Pairing code of an approver device: its id and both public keys, compared by a person. */
 export const fingerprintApprover = "sealbox/v1/fingerprint/approver";
 
+// --- A browser approver's key custody (protocol.md section 14) ---
+/** The PRF input every browser approver evaluates on its passkey: SHA-256 of this label. */
+export const browserPrfSalt = "sealbox/v1/browser/prf-salt";
+/** HKDF info of the key wrapping a browser approver's private keys, and their AEAD aad. */
+export const browserKeyWrap = "sealbox/v1/browser/key-wrap";
+/** Format tag of a browser approver's stored record and of its export. */
+export const browserKeyRecord = "sealbox.browser-approver.v1";
+
 // --- Text encodings of keys: the prefix names algorithm and version, so a key
 // of one kind can never be parsed as another. ---
 export const keyHpkePublic = "sbx-hpke-pk-v1:";
