@@ -315,10 +315,8 @@ def test_a_tampered_request_shows_as_unverifiable_without_an_approve_button(
     world.tab.check_clean()
 
 
-def test_two_of_two_with_a_browser_and_a_terminal_approver(world: World) -> None:
-    """A terminal device paired from the browser by typed code; a read needs both approvers."""
-    set_up(world)
-    log_in(world)
+def pair_terminal(world: World) -> Path:
+    """`sealbox approver add` on a terminal device, added on the browser's approvers page."""
     laptop = world.tmp / "laptop"
     adding = world.start("approver", "add", "--server", world.url, "--name", "laptop",
                          config=laptop)  # fmt: skip
@@ -341,6 +339,14 @@ def test_two_of_two_with_a_browser_and_a_terminal_approver(world: World) -> None
     out, err = adding.communicate(timeout=60)
     assert adding.returncode == 0, out + err
     assert page.locator("#approvers tbody tr").count() == 2
+    return laptop
+
+
+def test_two_of_two_with_a_browser_and_a_terminal_approver(world: World) -> None:
+    """A terminal device paired from the browser by typed code; a read needs both approvers."""
+    set_up(world)
+    log_in(world)
+    laptop = pair_terminal(world)
     world.tab.screenshot("approvers")
 
     # Both approvers must agree on anything under app/: a policy the browser sets.
@@ -352,7 +358,7 @@ def test_two_of_two_with_a_browser_and_a_terminal_approver(world: World) -> None
            }""",
         world.vault,
     )
-    csrf = page.locator('meta[name="sealbox-csrf"]').get_attribute("content")
+    csrf = world.tab.page.locator('meta[name="sealbox-csrf"]').get_attribute("content")
     put = world.tab.page.evaluate(
         """async ([v, ids, csrf]) => (await fetch(`/v1/vaults/${v}/policies`, {
              method: 'PUT', headers: {'content-type': 'application/json', 'x-sealbox-csrf': csrf},
@@ -426,6 +432,27 @@ def test_keyboard_only_approval_and_a_notification_without_values(world: World) 
     else:
         raise AssertionError("Tab never reached the approve button")
     page.keyboard.press("Enter")
+    world.tab.wait_status("Approved")
+    out, err = reading.communicate(timeout=60)
+    assert reading.returncode == 0, err
+    assert out.strip() == VALUE
+    world.tab.check_clean()
+
+
+def test_removing_an_approver_reseals_for_the_remaining_holders(world: World) -> None:
+    set_up(world)
+    log_in(world)
+    pair_terminal(world)
+    store_in_cli(world, "app/prod/db", "password", VALUE)  # 1-of-2: both hold the key
+    page = world.tab.open("/console/approvers")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Remove laptop").click()
+    assert "re-sealed app/prod/db as version 2" in world.tab.wait_status("Done")
+    assert page.locator("#approvers tbody tr").count() == 1
+    reading = world.start("read", "sealbox://app/prod/db/password")
+    card = world.wait_card("Read request")
+    assert "app/prod/db v2" in str(card.text_content())
+    card.get_by_role("button", name=re.compile("^Approve")).click()
     world.tab.wait_status("Approved")
     out, err = reading.communicate(timeout=60)
     assert reading.returncode == 0, err
