@@ -64,8 +64,9 @@ async def pair(relay: Relay, assets: web.Assets) -> AsyncIterator[Pair]:
     console_app = local.create_app(
         "http://relay.test", assets=assets, transport=httpx.ASGITransport(app=relay_app)
     )
+    # The relay app without its lifespan (background jobs): see the console fixture of
+    # test_relay_console.py.  The local console's lifespan makes its client to the relay.
     async with (
-        relay_app.router.lifespan_context(relay_app),
         console_app.router.lifespan_context(console_app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=console_app),
                           base_url="http://localhost:8400") as browser,

@@ -79,11 +79,11 @@ def app(relay: Relay, assets_root: Path) -> Any:
 @pytest.fixture
 async def http(relay: Relay, app: Any) -> AsyncIterator[httpx.AsyncClient]:
     await ensure_vault(relay)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://relay.test")
-        as client,
-    ):  # fmt: skip
+    # Without the app's lifespan (background jobs): see the console fixture of
+    # test_relay_console.py.
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://relay.test"
+    ) as client:
         yield client
 
 

@@ -101,8 +101,9 @@ async def setup(vault: str, body: SetupBody, request: Request) -> JSONResponse:
 async def signin_options(vault: str, request: Request) -> dict[str, Any]:
     """WebAuthn request options: any passkey of this vault made on this console origin."""
     relay = relay_of(request)
-    options = await service.signin_options(relay, relay.now(), vault=vault,
-                                           origin=_origin(request))  # fmt: skip
+    options = await service.signin_options(
+        relay, relay.now(), vault=vault, origin=_origin(request), source_ip=source_ip(request)
+    )
     return {"publicKey": json.loads(options)}
 
 

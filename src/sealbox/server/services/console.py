@@ -71,6 +71,9 @@ __all__ = [
 ]
 
 CHALLENGE_SECONDS = 300
+#: Most challenges one vault has outstanding: asking for options is anonymous, and each one
+#: is a row until it is spent or expires.
+CHALLENGES_MAX = 1000
 SESSION_SECONDS = 12 * 3600
 RP_NAME = "sealbox"
 #: Ed25519 and P-256: what platform authenticators and security keys make.
@@ -122,6 +125,21 @@ def _origins_of(settings: Settings, rp_id: str) -> list[str]:
 
 def _new_challenge() -> bytes:
     return secrets.token_bytes(32)
+
+
+async def _issue(
+    relay: Relay, now: int, vault: str, challenge: store.Challenge, source_ip: str | None,
+    *, anonymous: bool,
+) -> None:  # fmt: skip
+    """Keep a new challenge, within the per-address and per-vault budgets for anonymous ones."""
+    if anonymous and relay.anonymous_limiter.allow(f"console-options {source_ip or 'unknown'}"):
+        raise TooMany("rate_limited", "too many passkey prompts asked from this address",
+                      "Wait a minute and try again.")  # fmt: skip
+    async with relay.tx() as tx:
+        if await store.count_challenges(tx.conn, vault, now) >= CHALLENGES_MAX:
+            raise TooMany("rate_limited", "too many passkey prompts are outstanding",
+                          "Try again in a few minutes.", retry_after=CHALLENGE_SECONDS)  # fmt: skip
+        await store.insert_challenge(tx.conn, vault, challenge, now)
 
 
 def _challenge_of(credential: RegistrationCredential | AuthenticationCredential) -> str:
@@ -244,13 +262,10 @@ async def setup_options(
         attestation=AttestationConveyancePreference.NONE, authenticator_selection=_SELECTION,
         supported_pub_key_algs=ALGORITHMS,
     )  # fmt: skip
-    async with relay.tx() as tx:
-        await store.insert_challenge(
-            tx.conn, vault,
-            store.Challenge(b64u_encode(challenge), "setup", approver_id, rp_id,
-                            now + CHALLENGE_SECONDS),
-            now,
-        )  # fmt: skip
+    row = store.Challenge(
+        b64u_encode(challenge), "setup", approver_id, rp_id, now + CHALLENGE_SECONDS
+    )
+    await _issue(relay, now, vault, row, source_ip, anonymous=True)
     return webauthn.options_to_json(options)
 
 
@@ -314,7 +329,9 @@ def _transports(registration: RegistrationCredential) -> list[str]:
     return sorted(str(t.value) for t in (registration.response.transports or []))
 
 
-async def signin_options(relay: Relay, now: int, *, vault: str, origin: str | None) -> str:
+async def signin_options(
+    relay: Relay, now: int, *, vault: str, origin: str | None, source_ip: str | None
+) -> str:
     """Request options (JSON text) for signing in with any passkey of this vault on this origin."""
     rp_id = rp_id_for(relay.settings, origin)
     async with relay.read() as conn:
@@ -324,12 +341,8 @@ async def signin_options(relay: Relay, now: int, *, vault: str, origin: str | No
         rp_id=rp_id, challenge=challenge, timeout=CHALLENGE_SECONDS * 1000, allow_credentials=[],
         user_verification=UserVerificationRequirement.REQUIRED,
     )  # fmt: skip
-    async with relay.tx() as tx:
-        await store.insert_challenge(
-            tx.conn, vault,
-            store.Challenge(b64u_encode(challenge), "signin", None, rp_id, now + CHALLENGE_SECONDS),
-            now,
-        )  # fmt: skip
+    row = store.Challenge(b64u_encode(challenge), "signin", None, rp_id, now + CHALLENGE_SECONDS)
+    await _issue(relay, now, vault, row, source_ip, anonymous=True)
     return webauthn.options_to_json(options)
 
 
@@ -433,13 +446,10 @@ async def passkey_options(
             for c in existing if c.rp_id == rp_id
         ],
     )  # fmt: skip
-    async with relay.tx() as tx:
-        await store.insert_challenge(
-            tx.conn, vault,
-            store.Challenge(b64u_encode(challenge), "passkey", approver_id, rp_id,
-                            now + CHALLENGE_SECONDS),
-            now,
-        )  # fmt: skip
+    row = store.Challenge(
+        b64u_encode(challenge), "passkey", approver_id, rp_id, now + CHALLENGE_SECONDS
+    )
+    await _issue(relay, now, vault, row, None, anonymous=False)
     return webauthn.options_to_json(options)
 
 

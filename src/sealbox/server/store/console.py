@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sealbox.crypto import secrets as sx
@@ -26,6 +26,7 @@ __all__ = [
     "Challenge",
     "Credential",
     "SessionRow",
+    "count_challenges",
     "credentials_of",
     "csrf_for",
     "delete_session",
@@ -99,6 +100,14 @@ async def insert_challenge(
             expires_at=challenge.expires_at,
         )
     )  # fmt: skip
+
+
+async def count_challenges(conn: AsyncConnection, vault: str, now: int) -> int:
+    """How many challenges of ``vault`` are still outstanding."""
+    query = select(func.count()).where(
+        console_challenges.c.vault_id == vault, console_challenges.c.expires_at > now
+    )
+    return int((await conn.execute(query)).scalar_one())
 
 
 async def take_challenge(
