@@ -8,9 +8,11 @@ Screenshots at desktop and phone width are kept in ``test-artifacts/browser/``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from browser_support import Console, chromium, console
-from e2e_support import SEALBOX, RelayProcess
+from e2e_support import SEALBOX, RelayProcess, free_port
 from loop_support import APPROVE_ALL, ServeProcess, env_for
 from test_e2e_login import Login
 
@@ -458,3 +460,61 @@ def test_removing_an_approver_reseals_for_the_remaining_holders(world: World) ->
     assert reading.returncode == 0, err
     assert out.strip() == VALUE
     world.tab.check_clean()
+
+
+def test_the_console_served_from_this_machine_approves_a_read(tmp_path: Path, browser: Any) -> None:
+    """`sealbox console`: pages and modules from the local package, only API calls to the relay."""
+    port = free_port()
+    local = f"http://localhost:{port}"
+    relay = RelayProcess(tmp_path / "relay", "--console-origin", local)
+    served = subprocess.Popen(
+        [*SEALBOX, "console", "--relay", relay.url, "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{local}/console/static/app/api.js").status_code == 200:
+                    break
+            assert served.poll() is None, served.stdout.read() if served.stdout else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        world = World.__new__(World)
+        world.tmp, world.relay, world.url = tmp_path, relay, relay.url
+        world.client_config = tmp_path / "client"
+        world.vault = httpx.get(f"{relay.url}/v1/vault").json()["vault"]
+        with console(browser, local) as tab:
+            world.tab = tab
+            tab.add_authenticator()
+            requested: list[str] = []
+            tab.page.on("request", lambda r: requested.append(r.url))
+            tab.open(f"/console/setup#setup_token={relay.setup_token()}")
+            tab.page.fill("#approver-name", "Ana's laptop")
+            tab.page.click("#setup-button")
+            tab.wait_status("first approver")
+            store_value = tmp_path / "v"
+            store_value.write_text(VALUE)
+            login = Login(relay, world.client_config)  # type: ignore[arg-type]
+            code = login.wait_for(r"User code:\s+([A-Z]{4}-[A-Z]{4})").group(1)
+            page = tab.open(f"/console/logins?user_code={code}")
+            page.get_by_role("button", name=f"Approve login {code}").click()
+            tab.wait_status(f"Login {code} approved")
+            assert login.finish()[0] == 0
+            store_in_cli(world, "app/prod/db", "password", VALUE)
+            reading = world.start("read", "sealbox://app/prod/db/password")
+            world.wait_card("Read request").get_by_role(
+                "button", name=re.compile("^Approve")
+            ).click()
+            tab.wait_status("Approved")
+            out, err = reading.communicate(timeout=60)
+            assert reading.returncode == 0, err
+            assert out.strip() == VALUE
+            # The browser talked only to the local console: the relay never served it a page.
+            assert requested
+            assert all(url.startswith(local) for url in requested), requested
+            tab.check_clean()
+    finally:
+        served.terminate()
+        served.wait(timeout=10)
+        relay.stop()
