@@ -468,3 +468,20 @@ async def test_on_https_the_cookie_is_secure_and_the_rp_is_the_public_host(
                                           "credential": credential})  # fmt: skip
     assert done.status_code == 201, done.text
     assert "; secure" in done.headers["set-cookie"].lower()
+
+
+def test_console_origins_are_read_strictly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sealbox.server.config import parse_origins
+
+    assert parse_origins(["HTTP://LocalHost:8400/, https://a.example:443", "http://[::1]:80"]) == (
+        "http://localhost:8400", "https://a.example", "http://[::1]",
+    )  # fmt: skip
+    for bad in ("localhost:8400", "ftp://a.example", "https://a.example/console",
+                "https://u:p@a.example", "https://a.example/?x=1", "https://"):  # fmt: skip
+        with pytest.raises(ValueError, match="origin"):
+            parse_origins([bad])
+    monkeypatch.setenv("SEALBOX_CONSOLE_ORIGINS", "http://localhost:8400,,https://b.example")
+    loaded = Settings.load(data_dir="/tmp/unused", public_url="https://relay.example/")
+    assert loaded.console_origin_list == (
+        "https://relay.example", "http://localhost:8400", "https://b.example",
+    )  # fmt: skip
