@@ -518,3 +518,42 @@ def test_the_console_served_from_this_machine_approves_a_read(tmp_path: Path, br
         served.terminate()
         served.wait(timeout=10)
         relay.stop()
+
+
+def test_a_second_browser_joins_by_pairing_and_approves(world: World, browser: Any) -> None:
+    """A browser on another device makes its keys and passkey, is added by typed pairing code."""
+    set_up(world)
+    log_in(world)
+    with console(browser, world.url) as phone:
+        phone.add_authenticator()
+        page = phone.open("/console/join")
+        safety = page.locator("#safety-code")
+        page.wait_for_function("document.querySelector('#safety-code').textContent.length > 0")
+        page.fill("#approver-name", "Bo's phone")
+        page.click("#join-button")
+        phone.wait_status("Waiting for an approver")
+        code = str(page.locator("#pairing-code").text_content())
+        approvers = world.tab.open("/console/approvers")
+        approvers.wait_for_function("document.querySelector('#safety-code').textContent.length > 0")
+        assert approvers.locator("#safety-code").text_content() == safety.text_content()
+        card = approvers.locator("article[data-pairing]").first
+        card.wait_for()
+        assert "Bo's phone" in str(card.text_content())
+        card.get_by_label("Pairing code the new device shows").fill(code)
+        card.get_by_role("button", name=re.compile("^Add")).click()
+        world.tab.wait_status("Added Bo's phone")
+        page.wait_for_url("**/console/approvals", timeout=30_000)
+        phone.screenshot("joined", phone=True)
+
+        store_in_cli(world, "app/prod/db", "password", VALUE)  # split over both approvers
+        reading = world.start("read", "sealbox://app/prod/db/password")
+        phone.open("/console/approvals")
+        card = phone.page.locator("article.card", has_text="Read request")
+        card.wait_for(timeout=60_000)
+        card.get_by_role("button", name=re.compile("^Approve")).click()
+        phone.wait_status("Approved")
+        out, err = reading.communicate(timeout=60)
+        assert reading.returncode == 0, err
+        assert out.strip() == VALUE
+        phone.check_clean()
+    world.tab.check_clean()

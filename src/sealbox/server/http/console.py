@@ -97,6 +97,44 @@ async def setup(vault: str, body: SetupBody, request: Request) -> JSONResponse:
     return _with_session(relay, answer, done.session, status=201)
 
 
+class PairingOptionsBody(BaseModel):
+    approver_id: str = Field(max_length=64, description="The new device's own `apv_…` id.")
+    name: str = Field(max_length=128, description="The new device's name, shown by the passkey.")
+
+
+class PairingBody(BaseModel):
+    approver: dict[str, Any] = Field(description="The new device's record (kind browser).")
+    credential: dict[str, Any] = Field(
+        description="The PublicKeyCredential's JSON (registration) made for that record's id."
+    )
+
+
+@router.post(API + "/pairing/options")
+async def pairing_options(vault: str, body: PairingOptionsBody, request: Request) -> dict[str, Any]:
+    """WebAuthn creation options for a browser device that asks to join as an approver."""
+    relay = relay_of(request)
+    options = await service.pairing_options(
+        relay, relay.now(), vault=vault, approver_id=body.approver_id, name=body.name,
+        origin=_origin(request), source_ip=source_ip(request),
+    )  # fmt: skip
+    return {"publicKey": json.loads(options)}
+
+
+@router.post(API + "/pairing", status_code=201)
+async def ask_to_pair(vault: str, body: PairingBody, request: Request) -> dict[str, Any]:
+    """Ask to join with this record and its passkey; poll `/pairing-requests/{id}` for the answer.
+
+    The passkey signs in once an approver has added exactly this record (after comparing
+    its pairing code).
+    """
+    relay = relay_of(request)
+    asked = await service.ask_to_pair(
+        relay, relay.now(), vault=vault, approver=body.approver, credential=body.credential,
+        origin=_origin(request), source_ip=source_ip(request),
+    )  # fmt: skip
+    return {"id": asked.id, "state": asked.state, "expires_at": asked.expires_at}
+
+
 @router.post(API + "/signin/options")
 async def signin_options(vault: str, request: Request) -> dict[str, Any]:
     """WebAuthn request options: any passkey of this vault made on this console origin."""

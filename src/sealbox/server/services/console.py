@@ -40,6 +40,7 @@ from sealbox.crypto.encoding import b64u_encode
 from sealbox.errors import SealboxError
 from sealbox.protocol import directory as dirs
 from sealbox.protocol import ids
+from sealbox.protocol.statements import ApproverRecord
 from sealbox.server.config import Settings
 from sealbox.server.errors import (
     Conflict,
@@ -50,6 +51,7 @@ from sealbox.server.errors import (
     Unauthenticated,
 )
 from sealbox.server.relay import Relay
+from sealbox.server.services import pairing
 from sealbox.server.store import audit
 from sealbox.server.store import console as store
 from sealbox.server.store import directory as directory_store
@@ -478,3 +480,82 @@ async def add_passkey(
                            action="console.passkey_added", source_ip=source_ip,
                            detail={"rp_id": challenge.rp_id})  # fmt: skip
     return credential_id
+
+
+# --- a new browser device joins by pairing ---------------------------------------------------
+
+
+async def pairing_options(
+    relay: Relay, now: int, *, vault: str, approver_id: str, name: str, origin: str | None,
+    source_ip: str | None,
+) -> str:  # fmt: skip
+    """Creation options for the passkey of a browser device that asks to join (anyone may ask).
+
+    The passkey is made for the new device's own approver id; it signs in only once an
+    approver has added that exact record to the directory (see :func:`ask_to_pair`).
+    """
+    rp_id = rp_id_for(relay.settings, origin)
+    try:
+        ids.check_id(approver_id, ids.APPROVER, what="approver_id")
+    except SealboxError as exc:
+        raise Invalid("malformed", exc.message) from exc
+    if not 0 < len(name) <= 128:
+        raise Invalid("malformed", "the name must have 1 to 128 characters")
+    async with relay.read() as conn:
+        directory = await relay.directories.load(conn, vault)
+    if approver_id in directory.approvers:
+        raise Conflict("already_approver", "this approver id is already in the directory")
+    challenge = _new_challenge()
+    options = webauthn.generate_registration_options(
+        rp_id=rp_id, rp_name=RP_NAME, user_name=name, user_id=approver_id.encode(),
+        user_display_name=name, challenge=challenge, timeout=CHALLENGE_SECONDS * 1000,
+        attestation=AttestationConveyancePreference.NONE, authenticator_selection=_SELECTION,
+        supported_pub_key_algs=ALGORITHMS,
+    )  # fmt: skip
+    row = store.Challenge(
+        b64u_encode(challenge), "pairing", approver_id, rp_id, now + CHALLENGE_SECONDS
+    )
+    await _issue(relay, now, vault, row, source_ip, anonymous=True)
+    return webauthn.options_to_json(options)
+
+
+async def ask_to_pair(
+    relay: Relay, now: int, *, vault: str, approver: dict[str, Any], credential: dict[str, Any],
+    origin: str | None, source_ip: str | None,
+) -> pairing.PairingStatus:  # fmt: skip
+    """A browser device asks to join: its record waits for an approver, its passkey is kept.
+
+    The passkey must have been made (with user verification) for the record's own approver
+    id, and the record must be of kind ``browser``.  The passkey is stored at once but starts
+    a session only while its approver is in the directory: until an approver has compared the
+    pairing code and signed the link that adds exactly this record, it signs nobody in.  An
+    approver id that already has a passkey is refused, so nobody can attach a passkey to a
+    device that is already asking (its id is known to whoever lists the pairings).
+    """
+    rp_id_for(relay.settings, origin)
+    try:
+        record = ApproverRecord.from_json(approver)
+    except SealboxError as exc:
+        raise Invalid("malformed", f"the approver record is malformed: {exc.message}") from exc
+    if record.kind != "browser":
+        raise Invalid("not_browser", "a device joining from the console has kind `browser`")
+    registration = _registration(credential)
+    challenge = await _spend(relay, now, vault, _challenge_of(registration), "pairing")
+    if challenge.approver_id != record.id:
+        raise Invalid(
+            "approver_mismatch", "the passkey was made for another approver than this record",
+            "Make the passkey and the record for the same approver id.",
+        )  # fmt: skip
+    verified = _verify_registration(relay.settings, registration, challenge)
+    async with relay.read() as conn:
+        if await store.credentials_of(conn, vault, record.id):
+            raise Conflict("passkey_exists", "this approver id already has a passkey")
+    asked = await pairing.ask(relay, now, vault=vault, approver=approver, source_ip=source_ip)
+    async with relay.tx() as tx:
+        await store.insert_credential(tx.conn, vault, store.Credential(
+            id=b64u_encode(verified.credential_id), approver_id=record.id,
+            public_key=bytes(verified.credential_public_key), sign_count=verified.sign_count,
+            transports=_transports(registration), rp_id=challenge.rp_id, created_at=now,
+            last_used_at=None,
+        ))  # fmt: skip
+    return asked
