@@ -31,6 +31,7 @@ from sealbox.server.store.tables import (
     console_challenges,
     console_credentials,
     console_sessions,
+    pairing_requests,
 )
 
 pytestmark = pytest.mark.anyio
@@ -485,3 +486,68 @@ def test_console_origins_are_read_strictly(monkeypatch: pytest.MonkeyPatch) -> N
     assert loaded.console_origin_list == (
         "https://relay.example", "http://localhost:8400", "https://b.example",
     )  # fmt: skip
+
+
+# --- a browser device joins by pairing ----------------------------------------------------------
+
+
+async def _ask_to_pair(b: Browser, joining: BrowserApprover, **over: Any) -> httpx.Response:
+    options = await b.post(f"{b.api}/pairing/options",
+                           {"approver_id": joining.id, "name": joining.record.name})  # fmt: skip
+    assert options.status_code == 200, options.text
+    credential = joining.passkey.register(options.json()["publicKey"], b.origin)
+    body = {"approver": joining.record.to_json(), "credential": credential, **over}
+    return await b.post(f"{b.api}/pairing", body)
+
+
+async def test_a_browser_joins_by_pairing_and_signs_in_only_once_added(console: Console) -> None:
+    first = BrowserApprover()
+    assert (await _set_up(console, console.browser(), first)).status_code == 201
+    joining = BrowserApprover("phone")
+    b = console.browser()
+    asked = await _ask_to_pair(b, joining)
+    assert asked.status_code == 201, asked.text
+    assert asked.json()["state"] == "pending"
+    # Kept, but it signs nobody in while its approver is not in the directory.
+    early = await console.browser().sign_in(joining.passkey)
+    assert (early.status_code, error_of(early)["error"]) == (401, "not_an_approver")
+
+    links = (await console.http.get(f"/v1/vaults/{console.vault}/directory")).json()["links"]
+    directory = dirs.verify_directory(links, pinned=dirs.vault_fingerprint(links[0]))
+    link = dirs.append_link(directory, "add", joining.record, signer=first.id, key=first.sig,
+                            now=console.relay.now())  # fmt: skip
+    added = await console.http.post(f"/v1/vaults/{console.vault}/directory", json={"link": link})
+    assert added.status_code == 201, added.text
+    console.relay.directories.forget(console.vault)
+    state = await console.http.get(
+        f"/v1/vaults/{console.vault}/pairing-requests/{asked.json()['id']}"
+    )
+    assert state.json()["state"] == "approved"
+    assert (await b.sign_in(joining.passkey)).status_code == 200
+    assert (await b.get(f"/v1/vaults/{console.vault}/approvals")).status_code == 200
+
+
+@pytest.mark.parametrize("case", ["other record", "not a browser", "second passkey"])
+async def test_pairing_refusals_keep_nothing(console: Console, case: str) -> None:
+    first = BrowserApprover()
+    assert (await _set_up(console, console.browser(), first)).status_code == 201
+    joining = BrowserApprover("phone")
+    b = console.browser()
+    body: dict[str, Any] = {}
+    expected = (400, "approver_mismatch")
+    if case == "second passkey":
+        # Someone who learnt a waiting device's id cannot attach a passkey of their own to it.
+        assert (await _ask_to_pair(b, joining)).status_code == 201
+        joining.passkey = SoftAuthenticator()
+        expected = (409, "passkey_exists")
+    elif case == "other record":
+        body = {"approver": BrowserApprover("other").record.to_json()}
+    else:
+        body = {"approver": dataclasses.replace(joining.record, kind="terminal").to_json()}
+        expected = (400, "not_browser")
+    credentials = await _count(console.relay, console_credentials)
+    pairings = await _count(console.relay, pairing_requests)
+    answer = await _ask_to_pair(b, joining, **body)
+    assert (answer.status_code, error_of(answer)["error"]) == expected
+    assert await _count(console.relay, console_credentials) == credentials
+    assert await _count(console.relay, pairing_requests) == pairings

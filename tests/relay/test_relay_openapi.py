@@ -23,6 +23,8 @@ ANONYMOUS = {
     # The console's passkey ceremonies, which start sessions.
     ("post", "/v1/vaults/{vault}/console/setup/options"),
     ("post", "/v1/vaults/{vault}/console/setup"),
+    ("post", "/v1/vaults/{vault}/console/pairing/options"),
+    ("post", "/v1/vaults/{vault}/console/pairing"),
     ("post", "/v1/vaults/{vault}/console/signin/options"),
     ("post", "/v1/vaults/{vault}/console/signin"),
 }
