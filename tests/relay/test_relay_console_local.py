@@ -16,6 +16,11 @@ import httpx
 import pytest
 from console_support import LOCAL_ORIGIN, Browser, BrowserApprover
 from relay_support import error_of
+from starlette.applications import Starlette
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import Response as StarletteResponse
+from starlette.routing import Route
 
 from sealbox import web
 from sealbox.protocol import directory as dirs
@@ -165,3 +170,92 @@ async def test_the_login_link_on_the_local_console(pair: Pair) -> None:
     assert answer.headers["location"] == "/console/logins?user_code=BCDF-GHJK"
     bad = await pair.browser.get("/device?user_code=<x>")
     assert bad.headers["location"] == "/console/logins"
+
+
+# --- what the local console refuses to carry ----------------------------------------------------
+
+
+def _hostile_relay() -> Starlette:
+    """A relay (a fake, in this test only) that answers with a page and plants cookies."""
+    seen: list[dict[str, str]] = []
+
+    async def everything(request: StarletteRequest) -> StarletteResponse:
+        seen.append(dict(request.headers))
+        if request.url.path == "/v1/vault":
+            return JSONResponse({"vault": "vlt_aaaaaaaaaaaaaaaaaaaaaaaaaa", "ready": True})
+        if request.url.path.endswith("/page"):
+            return HTMLResponse("<script>steal()</script>")
+        response = JSONResponse({"ok": True})
+        response.set_cookie("othertool_session", "planted")
+        response.set_cookie("sealbox_console", "from-relay")
+        return response
+
+    app = Starlette(routes=[Route("/{path:path}", everything, methods=["GET", "POST"])])
+    app.state.seen = seen
+    return app
+
+
+@pytest.fixture
+async def hostile(assets: web.Assets) -> AsyncIterator[tuple[httpx.AsyncClient, Starlette]]:
+    relay_app = _hostile_relay()
+    console_app = local.create_app(
+        "http://relay.test", assets=assets, transport=httpx.ASGITransport(app=relay_app),
+        port=8400,
+    )  # fmt: skip
+    async with (
+        console_app.router.lifespan_context(console_app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=console_app),
+                          base_url="http://localhost:8400") as browser,
+    ):  # fmt: skip
+        yield browser, relay_app
+
+
+async def test_the_relay_cannot_serve_a_page_from_the_consoles_origin(
+    hostile: tuple[httpx.AsyncClient, Starlette],
+) -> None:
+    browser, _ = hostile
+    answer = await browser.get("/v1/vaults/vlt_aaaaaaaaaaaaaaaaaaaaaaaaaa/page")
+    assert answer.status_code == 502
+    assert error_of(answer)["error"] == "relay_answer_refused"
+    assert "steal" not in answer.text
+    fine = await browser.get("/v1/vaults/vlt_aaaaaaaaaaaaaaaaaaaaaaaaaa/x")
+    assert fine.status_code == 200
+    assert fine.headers["content-security-policy"] == "default-src 'none'; sandbox"
+    assert fine.headers["content-disposition"] == "attachment"
+
+
+async def test_the_api_cannot_be_opened_as_a_page(
+    hostile: tuple[httpx.AsyncClient, Starlette],
+) -> None:
+    browser, relay_app = hostile
+    for headers in ({"sec-fetch-mode": "navigate"}, {"sec-fetch-dest": "document"},
+                    {"sec-fetch-dest": "iframe"}):  # fmt: skip
+        answer = await browser.get("/v1/vaults/vlt_aaaaaaaaaaaaaaaaaaaaaaaaaa/x", headers=headers)
+        assert (answer.status_code, error_of(answer)["error"]) == (403, "not_a_page")
+    assert relay_app.state.seen == []  # refused before anything reached the relay
+
+
+async def test_only_the_consoles_cookie_crosses_either_way(
+    hostile: tuple[httpx.AsyncClient, Starlette],
+) -> None:
+    browser, relay_app = hostile
+    answer = await browser.get(
+        "/v1/vaults/vlt_aaaaaaaaaaaaaaaaaaaaaaaaaa/x",
+        headers={"cookie": "jupyter-session=SECRET; sealbox_console=mine"},
+    )
+    assert answer.status_code == 200
+    [sent] = relay_app.state.seen
+    assert sent["cookie"] == "sealbox_console=mine"
+    planted = answer.headers.get_list("set-cookie")
+    assert planted
+    assert all(c.startswith("sealbox_console=") for c in planted)
+
+
+async def test_another_host_name_gets_nothing(
+    hostile: tuple[httpx.AsyncClient, Starlette],
+) -> None:
+    browser, relay_app = hostile
+    for path in ("/console/approvals", "/v1/vaults/vlt_aaaaaaaaaaaaaaaaaaaaaaaaaa/x"):
+        answer = await browser.get(path, headers={"host": "rebound.example:8400"})
+        assert answer.status_code == 400
+    assert relay_app.state.seen == []

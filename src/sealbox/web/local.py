@@ -29,6 +29,8 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -37,11 +39,24 @@ from sealbox import web
 
 __all__ = ["DEFAULT_PORT", "create_app", "serve"]
 
+
 DEFAULT_PORT = 8400
-_REQUEST_HEADERS = ("cookie", "origin", "x-sealbox-csrf", "content-type", "accept",
-                    "last-event-id")  # fmt: skip
+_REQUEST_HEADERS = ("origin", "x-sealbox-csrf", "content-type", "accept", "last-event-id")
 _RESPONSE_HEADERS = ("content-type", "cache-control", "retry-after", "www-authenticate",
                      "x-accel-buffering")  # fmt: skip
+#: The console's own cookie: the only one forwarded, either way.  The browser sends every
+#: cookie of ``localhost`` (any port) here; another local app's must never reach the relay,
+#: and the relay must set no cookie but its own on ``localhost``.
+_COOKIE = "sealbox_console"
+#: What the relay may answer under ``/v1/``: JSON and the event streams, nothing a browser
+#: would render.  Anything else served from this origin could run script beside the keys.
+_API_TYPES = ("application/json", "text/event-stream")
+#: Headers on every forwarded answer: never a document, never rendered, never sniffed.
+_API_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"content-security-policy", b"default-src 'none'; sandbox"),
+    (b"content-disposition", b"attachment"),
+]
 _USER_CODE = re.compile(r"[A-Z]{4}-?[A-Z]{4}")
 
 
@@ -57,6 +72,11 @@ def _missing(what: str) -> JSONResponse:
     return JSONResponse(body, status_code=404, headers={"x-content-type-options": "nosniff"})
 
 
+def _refused(code: str, message: str) -> JSONResponse:
+    body = {"error": code, "message": message, "hint": ""}
+    return JSONResponse(body, status_code=403, headers={"x-content-type-options": "nosniff"})
+
+
 def _unreachable(relay_url: str) -> JSONResponse:
     return JSONResponse(
         {"error": "relay_unreachable", "message": f"the relay at {relay_url} cannot be reached",
@@ -67,9 +87,14 @@ def _unreachable(relay_url: str) -> JSONResponse:
 
 def create_app(
     relay_url: str, *, assets: web.Assets | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
+    transport: httpx.AsyncBaseTransport | None = None, port: int | None = None,
 ) -> Starlette:  # fmt: skip
-    """The local console for the relay at ``relay_url`` (``transport``: tests drive an app)."""
+    """The local console for the relay at ``relay_url`` (``transport``: tests drive an app).
+
+    With ``port`` (as ``serve`` runs it), only requests for ``localhost`` or ``127.0.0.1`` are
+    served: a page of another site whose name was rebound to 127.0.0.1 sends its own host
+    name, and gets nothing (no pages, no tunnel to the relay).
+    """
     relay_url = _check_relay_url(relay_url)
     the_assets = assets if assets is not None else web.packaged()
     holder: dict[str, httpx.AsyncClient] = {}
@@ -84,11 +109,11 @@ def create_app(
         return str(body["vault"]), bool(body["ready"])
 
     async def session_of(request: Request, vault: str) -> dict[str, Any] | None:
-        cookie = request.headers.get("cookie")
-        if not cookie:
+        token = request.cookies.get(_COOKIE)
+        if not token:
             return None
         answer = await relay().get(f"/v1/vaults/{vault}/console/session",
-                                   headers={"cookie": cookie})  # fmt: skip
+                                   headers={"cookie": f"{_COOKIE}={token}"})  # fmt: skip
         return dict(answer.json()) if answer.status_code == 200 else None
 
     async def home(request: Request) -> Response:
@@ -146,7 +171,16 @@ def create_app(
         return Response(rendered.body, headers=web.page_headers(rendered))
 
     async def forward(request: Request) -> Response:
+        # The API is fetched by the console's scripts, never opened as a page: a link or a
+        # redirect that navigates here (from any site, or from a URL the relay chose) is refused.
+        if request.headers.get("sec-fetch-mode") == "navigate" or request.headers.get(
+            "sec-fetch-dest", "empty"
+        ) not in ("empty", ""):
+            return _refused("not_a_page", "the console's API cannot be opened as a page")
         headers = {k: v for k, v in request.headers.items() if k in _REQUEST_HEADERS}
+        token = request.cookies.get(_COOKIE)
+        if token:
+            headers["cookie"] = f"{_COOKIE}={token}"
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         outgoing = relay().build_request(request.method, target, headers=headers,
                                          content=await request.body())  # fmt: skip
@@ -154,15 +188,29 @@ def create_app(
             answer = await relay().send(outgoing, stream=True)
         except httpx.HTTPError:
             return _unreachable(relay_url)
+        kind = answer.headers.get("content-type", "").split(";")[0].strip().lower()
+        if answer.status_code not in (204, 304) and kind not in _API_TYPES:
+            await answer.aclose()
+            return JSONResponse(
+                {"error": "relay_answer_refused",
+                 "message": "the relay answered with something other than JSON or an event "
+                            "stream, which the console does not load",
+                 "hint": "Check that --relay names a sealbox relay."},
+                status_code=502, headers={"x-content-type-options": "nosniff"},
+            )  # fmt: skip
         back = [(k, v) for k, v in answer.headers.multi_items() if k in _RESPONSE_HEADERS]
-        back += [("set-cookie", v) for v in answer.headers.get_list("set-cookie")]
+        back += [
+            ("set-cookie", v)
+            for v in answer.headers.get_list("set-cookie")
+            if v.startswith(_COOKIE + "=")
+        ]
         response = StreamingResponse(
             answer.aiter_raw(), status_code=answer.status_code,
             background=BackgroundTask(answer.aclose),
         )  # fmt: skip
-        response.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in back] + [
-            (b"x-content-type-options", b"nosniff")
-        ]
+        response.raw_headers = [
+            (k.encode("latin-1"), v.encode("latin-1")) for k, v in back
+        ] + _API_HEADERS
         return response
 
     @contextlib.asynccontextmanager
@@ -175,7 +223,11 @@ def create_app(
             yield
 
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+    # Starlette's TrustedHostMiddleware compares host names (ports aside): enough here, since
+    # a rebound name is the attacker's own, never localhost.
+    guard = [Middleware(TrustedHostMiddleware, allowed_hosts=["localhost", "127.0.0.1"])]
     return Starlette(
+        middleware=[] if port is None else guard,
         routes=[
             Route("/", home),
             Route("/console", home),
@@ -195,7 +247,7 @@ def serve(relay_url: str, *, port: int = DEFAULT_PORT, open_browser: bool = Fals
     """Serve the console on 127.0.0.1:``port`` until Ctrl-C."""
     import uvicorn
 
-    app = create_app(relay_url)
+    app = create_app(relay_url, port=port)
     here = f"http://localhost:{port}"
     out.write(
         f"\n  sealbox console  {here}/console/\n"
