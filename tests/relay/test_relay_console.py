@@ -551,3 +551,41 @@ async def test_pairing_refusals_keep_nothing(console: Console, case: str) -> Non
     assert (answer.status_code, error_of(answer)["error"]) == expected
     assert await _count(console.relay, console_credentials) == credentials
     assert await _count(console.relay, pairing_requests) == pairings
+
+
+async def test_a_passkey_made_with_another_record_for_the_same_id_never_signs_in(
+    console: Console,
+) -> None:
+    """Someone who learnt a waiting device's id and paired under it first gets no session."""
+    first = BrowserApprover()
+    assert (await _set_up(console, console.browser(), first)).status_code == 201
+    real = BrowserApprover("laptop")
+    impostor = BrowserApprover("impostor")
+    impostor.record = dataclasses.replace(impostor.record, id=real.id)
+    asked = await _ask_to_pair(console.browser(), impostor)
+    assert asked.status_code == 201, asked.text
+    # The real device's record is added (an approver compared its code, not the impostor's).
+    links = (await console.http.get(f"/v1/vaults/{console.vault}/directory")).json()["links"]
+    directory = dirs.verify_directory(links, pinned=dirs.vault_fingerprint(links[0]))
+    link = dirs.append_link(directory, "add", real.record, signer=first.id, key=first.sig,
+                            now=console.relay.now())  # fmt: skip
+    added = await console.http.post(f"/v1/vaults/{console.vault}/directory", json={"link": link})
+    assert added.status_code == 201, added.text
+    console.relay.directories.forget(console.vault)
+    refused = await console.browser().sign_in(impostor.passkey)
+    assert (refused.status_code, error_of(refused)["error"]) == (401, "not_an_approver")
+
+
+async def test_a_second_pairing_under_a_waiting_id_is_refused(console: Console) -> None:
+    first = BrowserApprover()
+    assert (await _set_up(console, console.browser(), first)).status_code == 201
+    waiting = BrowserApprover("terminal")
+    waiting.record = dataclasses.replace(waiting.record, kind="terminal")
+    asked = await console.http.post(f"/v1/vaults/{console.vault}/pairing-requests",
+                                    json={"approver": waiting.record.to_json()})  # fmt: skip
+    assert asked.status_code == 201, asked.text
+    impostor = BrowserApprover("impostor")
+    impostor.record = dataclasses.replace(impostor.record, id=waiting.id)
+    again = await _ask_to_pair(console.browser(), impostor)
+    assert (again.status_code, error_of(again)["error"]) == (409, "already_pairing")
+    assert await _count(console.relay, console_credentials, approver_id=waiting.id) == 0

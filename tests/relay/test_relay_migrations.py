@@ -146,7 +146,8 @@ async def test_the_console_revision_adds_its_tables_and_keeps_the_rows_there_are
     async with empty.begin() as conn:
         await conn.execute(
             credentials.insert().values(
-                vault_id="vlt_a", id="c" * 1364, approver_id="apv_a", public_key=b"\x00" * 77,
+                vault_id="vlt_a", id="c" * 1364, approver_id="apv_a",
+                sig_pk="sbx-ed25519-pk-v1:" + "A" * 43, public_key=b"\x00" * 77,
                 sign_count=2**32, transports=["internal"], rp_id="localhost", created_at=1,
                 last_used_at=None,
             )

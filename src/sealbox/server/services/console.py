@@ -52,7 +52,7 @@ from sealbox.server.errors import (
 )
 from sealbox.server.relay import Relay
 from sealbox.server.services import pairing
-from sealbox.server.store import audit
+from sealbox.server.store import audit, pairings
 from sealbox.server.store import console as store
 from sealbox.server.store import directory as directory_store
 
@@ -309,6 +309,7 @@ async def set_up(
             fingerprint = await directory_store.set_up(tx.conn, vault, link0, now)
             await store.insert_credential(tx.conn, vault, store.Credential(
                 id=b64u_encode(verified.credential_id), approver_id=first.id,
+                sig_pk=first.sig_pk.to_text(),
                 public_key=bytes(verified.credential_public_key), sign_count=verified.sign_count,
                 transports=_transports(registration), rp_id=challenge.rp_id, created_at=now,
                 last_used_at=now,
@@ -388,8 +389,12 @@ async def sign_in(
         )  # fmt: skip
     except WebAuthnException as exc:
         raise _refused("passkey_invalid", f"the passkey assertion does not verify: {exc}") from exc
-    if stored.approver_id not in directory.approvers:
-        raise _refused("not_an_approver", "this passkey's approver has left the vault")
+    member = directory.approvers.get(stored.approver_id)
+    if member is None or not sx.constant_time_equal(member.sig_pk.to_text(), stored.sig_pk):
+        # Not (or no longer) an approver, or not the approver the passkey was made for: a
+        # passkey made with a pairing request for some id signs in only if the record an
+        # approver added under that id holds the very key that request named.
+        raise _refused("not_an_approver", "this passkey's approver is not in the vault")
     started = _new_session(stored.approver_id, now)
     async with relay.tx() as tx:
         if not await store.used_credential(tx.conn, vault, stored.id, old_count=stored.sign_count,
@@ -468,10 +473,14 @@ async def add_passkey(
     verified = _verify_registration(relay.settings, registration, challenge)
     credential_id = b64u_encode(verified.credential_id)
     async with relay.tx() as tx:
+        directory = await relay.directories.load(tx.conn, vault)
+        record = directory.approvers.get(approver_id)
+        if record is None:
+            raise _refused("not_an_approver", "this approver has left the vault")
         if await store.get_credential(tx.conn, vault, credential_id) is not None:
             raise Conflict("passkey_exists", "this passkey is already registered")
         await store.insert_credential(tx.conn, vault, store.Credential(
-            id=credential_id, approver_id=approver_id,
+            id=credential_id, approver_id=approver_id, sig_pk=record.sig_pk.to_text(),
             public_key=bytes(verified.credential_public_key), sign_count=verified.sign_count,
             transports=_transports(registration), rp_id=challenge.rp_id, created_at=now,
             last_used_at=None,
@@ -529,8 +538,9 @@ async def ask_to_pair(
     id, and the record must be of kind ``browser``.  The passkey is stored at once but starts
     a session only while its approver is in the directory: until an approver has compared the
     pairing code and signed the link that adds exactly this record, it signs nobody in.  An
-    approver id that already has a passkey is refused, so nobody can attach a passkey to a
-    device that is already asking (its id is known to whoever lists the pairings).
+    approver id that already has a passkey, or that a device is already asking to pair under,
+    is refused; and each passkey remembers the signing key of the record it came with, so it
+    signs in only if the record an approver added holds that key (:func:`sign_in`).
     """
     rp_id_for(relay.settings, origin)
     try:
@@ -550,10 +560,14 @@ async def ask_to_pair(
     async with relay.read() as conn:
         if await store.credentials_of(conn, vault, record.id):
             raise Conflict("passkey_exists", "this approver id already has a passkey")
+        waiting = await pairings.list_waiting(conn, vault, now)
+    if any(p.approver.get("id") == record.id for p in waiting):
+        raise Conflict("already_pairing", "a device with this approver id is already waiting")
     asked = await pairing.ask(relay, now, vault=vault, approver=approver, source_ip=source_ip)
     async with relay.tx() as tx:
         await store.insert_credential(tx.conn, vault, store.Credential(
             id=b64u_encode(verified.credential_id), approver_id=record.id,
+            sig_pk=record.sig_pk.to_text(),
             public_key=bytes(verified.credential_public_key), sign_count=verified.sign_count,
             transports=_transports(registration), rp_id=challenge.rp_id, created_at=now,
             last_used_at=None,

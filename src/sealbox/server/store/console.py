@@ -69,6 +69,8 @@ class Credential:
     id: str
     """base64url credential id."""
     approver_id: str
+    sig_pk: str
+    """The approver's signing key (text) the passkey was made for; see :func:`sign_in`."""
     public_key: bytes
     sign_count: int
     transports: list[str]
@@ -131,7 +133,7 @@ async def take_challenge(
 
 def _credential(row: Any) -> Credential:
     return Credential(
-        row.id, row.approver_id, bytes(row.public_key), int(row.sign_count),
+        row.id, row.approver_id, row.sig_pk, bytes(row.public_key), int(row.sign_count),
         list(row.transports or []), row.rp_id, row.created_at, row.last_used_at,
     )  # fmt: skip
 
@@ -140,7 +142,8 @@ async def insert_credential(conn: AsyncConnection, vault: str, credential: Crede
     await conn.execute(
         console_credentials.insert().values(
             vault_id=vault, id=credential.id, approver_id=credential.approver_id,
-            public_key=credential.public_key, sign_count=credential.sign_count,
+            sig_pk=credential.sig_pk, public_key=credential.public_key,
+            sign_count=credential.sign_count,
             transports=list(credential.transports), rp_id=credential.rp_id,
             created_at=credential.created_at, last_used_at=credential.last_used_at,
         )

@@ -292,6 +292,9 @@ console_credentials = Table(
     Column("id", String(1400), primary_key=True),
     # The credential id, base64url (at most 1023 bytes by WebAuthn).
     Column("approver_id", ID, nullable=False),
+    Column("sig_pk", String(80), nullable=False),
+    # The approver's signing key (text form) as the passkey was made for it: the passkey signs
+    # in only while the directory lists this approver with this very key.
     Column("public_key", LargeBinary, nullable=False),
     # COSE_Key bytes as the authenticator gave them.
     Column("sign_count", BigInteger, nullable=False),

@@ -10,8 +10,16 @@ import { action, describe, status } from "./ui.js";
 
 function next() {
   const wanted = new URLSearchParams(location.search).get("next") || "/console/approvals";
-  // Only a path of this console: never an address elsewhere (no open redirect).
-  return /^\/console\/[A-Za-z0-9/_?=&%.-]*$/.test(wanted) && !wanted.startsWith("//") ? wanted : "/console/approvals";
+  // Only a page of this console, as the browser resolves it (so "..", "//" and encoded
+  // tricks are judged after resolving): never another site, never the API.
+  let url;
+  try {
+    url = new URL(wanted, location.origin);
+  } catch {
+    return "/console/approvals";
+  }
+  const page = /^\/console\/[a-z]+$/.test(url.pathname);
+  return url.origin === location.origin && page ? url.pathname + url.search : "/console/approvals";
 }
 
 action(document.getElementById("signin-button"), async () => {

@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("vault_id", sa.String(length=40), nullable=False),
         sa.Column("id", sa.String(length=1400), nullable=False),
         sa.Column("approver_id", sa.String(length=40), nullable=False),
+        sa.Column("sig_pk", sa.String(length=80), nullable=False),
         sa.Column("public_key", sa.LargeBinary(), nullable=False),
         sa.Column("sign_count", sa.BigInteger(), nullable=False),
         sa.Column("transports", sa.JSON(), nullable=False),
