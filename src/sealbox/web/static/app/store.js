@@ -65,6 +65,7 @@ async function store() {
   if (!holders.length || !(policy.threshold >= 1 && policy.threshold <= holders.length)) {
     throw new Error(`the policy for ${path} names no approvers that can hold shares`);
   }
+  const prev = before ? await manifestHash(before.token) : null;
   const upload = await approver.withKeys((keys) =>
     storeAsApprover({
       directory,
@@ -73,7 +74,7 @@ async function store() {
       item: before ? before.item : newId(KIND.item),
       path,
       version: before ? before.manifest.version + 1 : 1,
-      prev: before ? await manifestHash(before.token) : null,
+      prev,
       values,
       approvers: holders,
       threshold: policy.threshold,
