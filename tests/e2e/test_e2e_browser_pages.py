@@ -1,0 +1,230 @@
+"""The console's other pages, end to end: store, items, clients, policies, audit.
+
+Each test runs a real `sealbox up` whose first approver is a browser (Debian's
+Chromium, a virtual passkey with user verification and PRF) and a `sealbox
+login`-ed CLI, built with the helpers of ``test_e2e_browser``.  What a page
+shows is checked against the relay and the CLI; what the relay serves is
+tampered with (``page.route``) to show that the browser, not the relay, decides
+what verifies.  Every tab fails its test on a CSP violation or a page error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser_support import Console
+from test_e2e_browser import World, browser, log_in, set_up, store_in_cli
+
+from sealbox.crypto.encoding import b64u_decode
+from sealbox.protocol.store import manifest_hash
+
+__all__ = ["browser"]  # the module-scoped Chromium fixture, shared by name
+
+pytestmark = pytest.mark.timeout(300)
+
+PAGES = ("approvals", "logins", "store", "items", "clients", "approvers", "policies", "audit")
+#: What each page shows once it has loaded what it shows.
+READY = {
+    "approvals": "#empty, #requests article",
+    "logins": "#user-code",
+    "store": "#field-name-1",
+    "items": "#items tbody tr, #status:not(:empty)",
+    "clients": "#clients tbody tr",
+    "approvers": "#approvers tbody tr",
+    "policies": "#policies tbody tr, #status:not(:empty)",
+    "audit": "#audit tbody tr",
+}
+
+
+@pytest.fixture
+def world(tmp_path: Path, browser: Any) -> Iterator[World]:
+    w = World(tmp_path, browser)
+    try:
+        set_up(w)
+        log_in(w)
+        yield w
+    finally:
+        w.close()
+
+
+def relay_get(world: World, path: str) -> Any:
+    """A GET on the vault as the signed-in browser (not through any page.route)."""
+    return world.tab.page.evaluate(
+        """async ([v, p]) => {
+             const r = await fetch(`/v1/vaults/${v}${p}`, {cache: 'no-store'});
+             return {status: r.status, body: await r.json()};
+           }""",
+        [world.vault, path],
+    )["body"]
+
+
+def items_by_path(world: World) -> dict[str, Any]:
+    return {item["path"]: item for item in relay_get(world, "/items")["items"]}
+
+
+def claims(token: str) -> dict[str, Any]:
+    payload: dict[str, Any] = json.loads(b64u_decode(token.split(".")[1]))
+    return payload
+
+
+def read_in_cli(world: World, reference: str) -> str:
+    """`sealbox read`, approved in the browser; what it prints."""
+    reading = world.start("read", reference)
+    try:
+        card = world.wait_card("Read request")
+        card.get_by_role("button", name=re.compile("^Approve")).click()
+        world.tab.wait_status("Approved")
+        out, err = reading.communicate(timeout=60)
+    finally:
+        if reading.poll() is None:
+            reading.kill()
+    assert reading.returncode == 0, err
+    return out
+
+
+def open_page(tab: Console, name: str) -> Any:
+    page = tab.open(f"/console/{name}")
+    page.locator(READY[name]).first.wait_for()
+    return page
+
+
+# --- 1. storing an item in the browser ---------------------------------------------------------
+
+
+def store_in_browser(tab: Console, path: str, fields: list[tuple[str, str]]) -> str:
+    """Fill the store page and press the button; the status line it ends with."""
+    page = open_page(tab, "store")
+    page.get_by_label("Item path (project/environment/item)").fill(path)
+    for i, (name, value) in enumerate(fields, start=1):
+        if i > 1:
+            page.get_by_role("button", name="Add a field").click()
+        page.get_by_label(f"Field {i} name").fill(name)
+        page.get_by_label(f"Field {i} value (encrypted in this browser)").fill(value)
+    if not fields:
+        page.get_by_role("button", name="Remove field 1").click()
+    page.get_by_role("button", name="Encrypt and store").click()
+    page.wait_for_function(
+        "() => /Stored|\\S/.test(document.querySelector('#status').textContent)"
+        " && !document.querySelector('#store-button').disabled"
+    )
+    return tab.status()
+
+
+def test_an_item_stored_in_the_browser_reads_back_in_the_cli(world: World) -> None:
+    tab = world.tab
+    # Values with spaces, quotes and non-ASCII: what the CLI prints must be exactly these.
+    user, password = "ana o'neil", 'pä ss "word" 1'
+    said = store_in_browser(tab, "web/prod/db", [("user", user), ("password", password)])
+    assert said == "Stored web/prod/db version 1.", said
+    assert tab.page.input_value("#field-value-1") == ""  # the values leave the page
+    tab.screenshot("store")
+    tab.screenshot("store", phone=True)
+    assert read_in_cli(world, "sealbox://web/prod/db/user") == user + "\n"
+    assert read_in_cli(world, "sealbox://web/prod/db/password") == password + "\n"
+
+    # A second version: version 2, chained to version 1's manifest.
+    said = store_in_browser(tab, "web/prod/db", [("password", "second")])
+    assert said == "Stored web/prod/db version 2.", said
+    item = items_by_path(world)["web/prod/db"]
+    assert item["latest_version"] == 2
+    versions = relay_get(world, f"/items/{item['id']}/versions")["versions"]
+    v1, v2 = (claims(v["manifest"]) for v in versions)
+    assert v1["version"] == 1
+    assert v1["prev"] is None
+    assert v2["version"] == 2
+    assert v2["item"] == v1["item"]
+    assert v2["prev"] == manifest_hash(versions[0]["manifest"])
+    assert sorted(v2["fields"]) == ["password"]
+    assert read_in_cli(world, "sealbox://web/prod/db/password") == "second\n"
+    tab.check_clean()
+
+
+@pytest.mark.parametrize(
+    ("path", "fields", "message"),
+    [
+        ("web/prod", [("password", "x")], "expected project/environment/item"),
+        ("web/prod/d b", [("password", "x")], "letters, digits"),
+        ("web/prod/db", [("password", "x"), ("password", "y")], "field password is given twice"),
+        ("web/prod/db", [("pass word", "x")], "field name"),
+        ("web/prod/db", [], "give at least one field"),
+    ],
+    ids=["short-path", "bad-path", "duplicate-field", "bad-field", "no-field"],
+)
+def test_bad_input_on_the_store_page_stores_nothing(
+    world: World, path: str, fields: list[tuple[str, str]], message: str
+) -> None:
+    said = store_in_browser(world.tab, path, fields)
+    assert message in said, said
+    assert "error" in str(world.tab.page.locator("#status").get_attribute("class"))
+    assert items_by_path(world) == {}
+    world.tab.check_clean()
+
+
+# --- 2. items and their history ----------------------------------------------------------------
+
+
+def history_of(tab: Console, path: str) -> list[Any]:
+    page = open_page(tab, "items")
+    page.get_by_role("button", name=f"History of {path}").click()
+    page.locator("#versions li").first.wait_for()
+    assert page.locator("#history-path").text_content() == path
+    return list(page.locator("#versions li").all())
+
+
+def test_the_items_page_lists_items_and_verifies_each_version(world: World) -> None:
+    tab = world.tab
+    store_in_browser(tab, "web/prod/db", [("password", "one")])
+    store_in_browser(tab, "web/prod/db", [("password", "two"), ("user", "ana")])
+    store_in_browser(tab, "web/prod/api", [("token", "t")])
+    store_in_cli(world, "app/prod/cli", "key", "k")
+    page = open_page(tab, "items")
+    rows = {
+        row.locator("td").first.inner_text(): row.locator("td").nth(1).inner_text()
+        for row in page.locator("#items tbody tr").all()
+    }
+    assert rows == {"web/prod/db": "2", "web/prod/api": "1", "app/prod/cli": "1"}
+
+    v1, v2 = history_of(tab, "web/prod/db")
+    assert v1.inner_text().startswith("verified v1 · fields password · 1 of 1 approvers")
+    assert v2.inner_text().startswith("verified v2 · fields password, user · 1 of 1 approvers")
+    assert "Ana's phone" in v2.inner_text()
+    [cli] = history_of(tab, "app/prod/cli")
+    assert cli.inner_text().startswith("verified v1 · fields key")
+    tab.screenshot("items")
+    tab.screenshot("items", phone=True)
+
+    # The relay serves, as version 2 of web/prod/db, the (validly signed) manifest of another item.
+    items = items_by_path(world)
+    other = relay_get(world, f"/items/{items['web/prod/api']['id']}/versions")["versions"][0]
+
+    def swap(route: Any) -> None:
+        response = route.fetch()
+        listed = response.json()
+        listed["versions"][1]["manifest"] = other["manifest"]
+        route.fulfill(response=response, json=listed)
+
+    versions_url = f"**/items/{items['web/prod/db']['id']}/versions"
+    tab.page.route(versions_url, swap)
+    v1, v2 = history_of(tab, "web/prod/db")
+    assert v1.inner_text().startswith("verified v1")
+    assert v2.get_attribute("class") == "error"
+    assert v2.inner_text() == "v2: does not verify (the manifest is another item's (web/prod/api))"
+    tab.screenshot("items-tampered")
+    tab.page.unroute(versions_url)
+
+    # ... or drops version 1: version 2 no longer follows anything it names.
+    def drop(route: Any) -> None:
+        response = route.fetch()
+        listed = response.json()
+        del listed["versions"][0]
+        route.fulfill(response=response, json=listed)
+
+    tab.page.route(versions_url, drop)
+    [v2] = history_of(tab, "web/prod/db")
+    assert v2.inner_text() == "v2: does not verify (it does not follow the version before)"
+    tab.check_clean()
