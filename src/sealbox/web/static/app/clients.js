@@ -11,7 +11,7 @@ async function row(client) {
   const enabled = !client.disabled;
   const toggle = el(
     "button",
-    { type: "button", class: enabled ? "danger" : "", "aria-label": `${enabled ? "Disable" : "Enable"} ${client.name}` },
+    { type: "button", class: enabled ? "danger" : "", "aria-label": `${enabled ? "Disable" : "Enable"} ${client.name} (${client.id})` },
     enabled ? "Disable" : "Enable",
   );
   action(toggle, async () => {
