@@ -400,3 +400,101 @@ def test_the_policies_page_shows_and_edits_policies(world: World) -> None:
     row.wait_for()
     assert f"apv_{'a' * 26} (not a current approver)" in row.inner_text()
     tab.check_clean()
+
+
+# --- 5. audit ----------------------------------------------------------------------------------
+
+
+def audit_rows(page: Any) -> list[tuple[int, str]]:
+    """(seq, action) of each row the audit table shows, as shown (newest first)."""
+    return [
+        (int(str(row.get_attribute("data-seq"))), row.locator("td strong").inner_text())
+        for row in page.locator("#audit tbody tr").all()
+    ]
+
+
+def chain_says(tab: Console) -> str:
+    page = tab.page
+    page.locator("#chain").evaluate("(e) => { e.textContent = ''; }")
+    page.get_by_role("button", name="Verify the chain in this browser").click()
+    page.wait_for_function("() => document.querySelector('#chain').textContent !== ''")
+    return str(page.locator("#chain").text_content())
+
+
+def test_the_audit_page_filters_verifies_exports_and_follows(world: World) -> None:
+    tab = world.tab
+    store_in_browser(tab, "web/prod/db", [("password", "pw")])
+    events = relay_get(world, "/audit?limit=1000")["events"]
+    # The page recomputes hashes over every kind of detail: nulls, lists, numbers, text.
+    assert events[-1]["action"] == "item.stored"
+    assert events[-1]["detail"]["store_request"] is None
+    page = open_page(tab, "audit")
+    shown = audit_rows(page)
+    assert shown == [(e["seq"], e["action"]) for e in reversed(events)]
+
+    # The filter narrows what is shown to matching events.
+    page.get_by_label("Filter (action, actor, item or client)").fill("grant.")
+    assert audit_rows(page) == [(e["seq"], e["action"]) for e in events if "grant." in e["action"]]
+    assert 0 < len(audit_rows(page)) < len(events)
+    page.get_by_label("Filter (action, actor, item or client)").fill("")
+    assert len(audit_rows(page)) == len(events)
+
+    said = chain_says(tab)
+    assert said.startswith(f"Verified in this browser: {len(events)} events"), said
+    tab.screenshot("audit")
+    tab.screenshot("audit", phone=True)
+
+    # Export: JSON Lines, one event a line, exactly the events.
+    with page.expect_download() as downloading:
+        page.get_by_role("button", name="Export (JSONL)").click()
+    download = downloading.value
+    assert download.suggested_filename == f"sealbox-audit-{world.vault}.jsonl"
+    lines = Path(download.path()).read_text().splitlines()
+    assert [json.loads(line) for line in lines] == events
+
+    # Live: a new event (a CLI's read request) shows without a reload.
+    before = len(events)
+    reading = world.start("read", "sealbox://web/prod/db/password")
+    try:
+        page.locator("#audit tbody tr", has_text="access.requested").wait_for(timeout=60_000)
+    finally:
+        reading.kill()
+        reading.communicate(timeout=30)
+    assert len(audit_rows(page)) > before
+    assert "access.requested" in [a for _, a in audit_rows(page)]
+    tab.check_clean()
+
+
+@pytest.mark.parametrize("tampering", ["edited detail", "removed event", "removed first event"])
+def test_a_tampered_audit_log_does_not_verify_in_the_browser(world: World, tampering: str) -> None:
+    tab = world.tab
+    events = relay_get(world, "/audit?limit=1000")["events"]
+    if tampering == "removed first event":
+        victim = events[0]  # the rest still link to each other: only the start is missing
+    else:
+        victim = next(e for e in events if e["seq"] > 1 and e["detail"])
+
+    def change(route: Any) -> None:
+        response = route.fetch()
+        listed = response.json()
+        for i, e in enumerate(listed["events"]):
+            if e["seq"] == victim["seq"]:
+                if tampering == "edited detail":
+                    key = sorted(e["detail"])[0]
+                    e["detail"][key] = "changed"
+                else:
+                    del listed["events"][i]
+                break
+        route.fulfill(response=response, json=listed)
+
+    tab.page.route(re.compile(r"/audit\?"), change)
+    page = open_page(tab, "audit")
+    said = chain_says(tab)
+    if tampering == "edited detail":
+        assert said == f"Event {victim['seq']} does not match its hash: it was changed."
+    else:
+        nxt = victim["seq"] + 1
+        assert said == f"The chain breaks before event {nxt}: an event is missing or was changed."
+    assert page.locator("#chain").get_attribute("class") == "error"
+    tab.screenshot(f"audit-{tampering.replace(' ', '-')}")
+    tab.check_clean()
