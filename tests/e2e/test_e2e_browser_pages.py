@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import Console
+from browser_support import PHONE, Console
 from test_e2e_browser import World, browser, log_in, set_up, store_in_cli
 
 from sealbox.crypto.encoding import b64u_decode
@@ -498,3 +498,114 @@ def test_a_tampered_audit_log_does_not_verify_in_the_browser(world: World, tampe
     assert page.locator("#chain").get_attribute("class") == "error"
     tab.screenshot(f"audit-{tampering.replace(' ', '-')}")
     tab.check_clean()
+
+
+# --- 6 and 7. every page at a phone's width, every control named --------------------------------
+
+#: Roles of the controls whose accessible names are checked in Chromium's accessibility tree.
+CONTROL_ROLES = {"button", "textbox", "checkbox", "radio", "combobox", "spinbutton", "searchbox",
+                 "listbox", "slider", "switch", "menuitem", "link"}  # fmt: skip
+
+#: Each form control's accessible name as its markup gives it (no placeholder, no title).
+UNNAMED = """
+() => [...document.querySelectorAll('input:not([type=hidden]), button, select, textarea')]
+  .filter((el) => {
+    const by = (el.getAttribute('aria-labelledby') || '').split(/\\s+/).filter(Boolean)
+      .map((id) => document.getElementById(id)?.textContent ?? '').join(' ');
+    const labels = [...(el.labels ?? [])].map((l) => l.textContent).join(' ');
+    const text = el.tagName === 'BUTTON' ? el.textContent : '';
+    return !`${el.getAttribute('aria-label') ?? ''} ${by} ${labels} ${text}`.trim();
+  })
+  .map((el) => el.outerHTML.slice(0, 160))
+"""
+
+
+#: How many controls and links the page shows (all must be in the accessibility tree).
+SHOWN = """
+() => [...document.querySelectorAll('input:not([type=hidden]), button, select, textarea, a')]
+  .filter((el) => el.getClientRects().length > 0).length
+"""
+
+
+def unnamed_in_tree(tab: Console) -> tuple[int, list[str]]:
+    """How many controls Chromium's own accessibility tree holds, and those it gives no name."""
+    tab.cdp.send("Accessibility.enable")
+    try:
+        nodes = tab.cdp.send("Accessibility.getFullAXTree")["nodes"]
+    finally:
+        tab.cdp.send("Accessibility.disable")
+    roles = [(n, n.get("role", {}).get("value")) for n in nodes if not n.get("ignored")]
+    controls = [n for n, role in roles if role in CONTROL_ROLES]
+    unnamed = [
+        f"{n['role']['value']} (backend node {n.get('backendDOMNodeId')})"
+        for n in controls
+        if not str(n.get("name", {}).get("value", "")).strip()
+    ]
+    return len(controls), unnamed
+
+
+def test_every_page_fits_a_phone_and_names_every_control(world: World) -> None:
+    tab = world.tab
+    # Something on every page: an item, a policy, a pending read, login and device pairing.
+    store_in_browser(tab, "web/prod/db", [("password", "pw")])
+    me = tab.page.locator('meta[name="sealbox-approver"]').get_attribute("content")
+    policy = {"pattern": "web/*/*", "approvers": [me], "threshold": 1}
+    assert call(world, "PUT", "/policies", policy)[0] == 200
+    waiting = [
+        world.start("read", "sealbox://web/prod/db/password"),
+        world.start("login", "--server", world.url, "--name", "cy@desk", config=world.tmp / "cy"),
+        world.start(
+            "approver",
+            "add",
+            "--server",
+            world.url,
+            "--name",
+            "laptop",
+            config=world.tmp / "laptop",
+        ),
+    ]
+    extra = {
+        "approvals": "#requests article",
+        "logins": "article[data-user-code]",
+        "approvers": "article[data-pairing]",
+    }
+    problems: dict[str, Any] = {}
+    try:
+        for name in PAGES:
+            page = open_page(tab, name)
+            if name in extra:
+                page.locator(extra[name]).first.wait_for(timeout=60_000)
+            if name == "items":
+                page.get_by_role("button", name="History of web/prod/db").click()
+                page.locator("#versions li").first.wait_for()
+            page.set_viewport_size(PHONE)
+            page.wait_for_function("() => window.innerWidth === 390")
+            width = page.evaluate("document.documentElement.scrollWidth")
+            if width > PHONE["width"]:
+                problems[f"{name}: scrollWidth"] = width
+            tab.screenshot(f"page-{name}", phone=True)
+            if unnamed := page.evaluate(UNNAMED):
+                problems[f"{name}: controls without a name"] = unnamed
+            seen, unnamed = unnamed_in_tree(tab)
+            if unnamed or seen < page.evaluate(SHOWN):
+                problems[f"{name}: accessibility tree"] = (seen, unnamed)
+            tab.check_clean()
+    finally:
+        for process in waiting:
+            process.kill()
+            process.communicate(timeout=30)
+    assert not problems, problems
+
+    # The checks see what they look for: an unnamed field and a too-wide box are caught.
+    page = tab.page
+    page.evaluate("""() => {
+      const wide = document.createElement('div');
+      wide.style.width = '600px';
+      wide.textContent = 'wide';
+      document.querySelector('main').append(document.createElement('input'), wide);
+    }""")
+    page.set_viewport_size(PHONE)
+    page.wait_for_function("() => window.innerWidth === 390")
+    assert page.evaluate("document.documentElement.scrollWidth") > PHONE["width"]
+    assert len(page.evaluate(UNNAMED)) == 1
+    assert len(unnamed_in_tree(tab)[1]) == 1

@@ -57,8 +57,10 @@ async function main() {
   for (const item of items) {
     const button = el("button", { type: "button", class: "quiet", "aria-label": `History of ${item.path}` }, "History");
     action(button, () => history(item));
-    rows.push(el("tr", {}, el("td", {}, el("code", {}, item.path)), el("td", {}, String(item.latest_version)),
-      el("td", {}, item.type), el("td", {}, button)));
+    // The type only when it is not a plain secret: three columns fit a phone.
+    rows.push(el("tr", { "data-path": item.path }, el("td", {}, el("code", {}, item.path),
+      item.type === "secret" ? null : ` (${item.type})`), el("td", {}, String(item.latest_version)),
+      el("td", {}, button)));
   }
   document.querySelector("#items tbody").replaceChildren(...rows);
   if (!items.length) status("No items yet: store one from the Store page or with `sealbox store`.");
