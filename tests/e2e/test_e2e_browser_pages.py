@@ -141,6 +141,28 @@ def test_an_item_stored_in_the_browser_reads_back_in_the_cli(world: World) -> No
     assert v2["prev"] == manifest_hash(versions[0]["manifest"])
     assert sorted(v2["fields"]) == ["password"]
     assert read_in_cli(world, "sealbox://web/prod/db/password") == "second\n"
+
+    # The page says who will hold the shares, from the policy checked against the directory.
+    page = open_page(tab, "store")
+    page.get_by_label("Item path (project/environment/item)").fill("web/prod/db")
+    page.get_by_label("Item path (project/environment/item)").press("Tab")
+    preview = page.locator("#policy-preview")
+    preview.get_by_text("Shares go to").wait_for()
+    assert preview.inner_text() == "Shares go to Ana's phone; 1 of 1 must approve each read."
+
+    # A relay that advises sealing to an approver the verified directory lacks gets nothing.
+    stranger = "apv_" + "a" * 26
+
+    def advise(route: Any) -> None:
+        response = route.fetch()
+        policy = response.json()
+        policy["approvers"] = [*policy["approvers"], stranger]
+        route.fulfill(response=response, json=policy)
+
+    tab.page.route(re.compile(r"/policy\?"), advise)
+    said = store_in_browser(tab, "web/prod/db", [("password", "third")])
+    assert said == f"{stranger} is not a current approver of this vault (not_authorized)", said
+    assert items_by_path(world)["web/prod/db"]["latest_version"] == 2
     tab.check_clean()
 
 
