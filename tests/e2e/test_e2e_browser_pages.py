@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import PHONE, Console
+from browser_support import PHONE, Console, console
 from test_e2e_browser import World, browser, log_in, set_up, store_in_cli
 
 from sealbox.crypto.encoding import b64u_decode
@@ -545,7 +545,7 @@ UNNAMED = """
 #: How many controls and links the page shows (all must be in the accessibility tree).
 SHOWN = """
 () => [...document.querySelectorAll('input:not([type=hidden]), button, select, textarea, a')]
-  .filter((el) => el.getClientRects().length > 0).length
+  .filter((el) => el.checkVisibility()).length
 """
 
 
@@ -616,6 +616,24 @@ def test_every_page_fits_a_phone_and_names_every_control(world: World) -> None:
         for process in waiting:
             process.kill()
             process.communicate(timeout=30)
+
+    # The two pages a visitor without a session sees, in a fresh profile.
+    with console(tab.context.browser, world.url) as visitor:
+        for name, ready in (("signin", "#signin-button"), ("setup", "#setup-button")):
+            page = visitor.open(f"/console/{name}")
+            page.locator(ready).wait_for()
+            page.set_viewport_size(PHONE)
+            page.wait_for_function("() => window.innerWidth === 390")
+            width = page.evaluate("document.documentElement.scrollWidth")
+            if width > PHONE["width"]:
+                problems[f"{name}: scrollWidth"] = width
+            visitor.screenshot(f"page-{name}", phone=True)
+            if unnamed := page.evaluate(UNNAMED):
+                problems[f"{name}: controls without a name"] = unnamed
+            seen, unnamed = unnamed_in_tree(visitor)
+            if unnamed or seen < page.evaluate(SHOWN):
+                problems[f"{name}: accessibility tree"] = (seen, unnamed)
+            visitor.check_clean()
     assert not problems, problems
 
     # The checks see what they look for: an unnamed field and a too-wide box are caught.
