@@ -17,13 +17,20 @@ function matches(e, q) {
   return [e.action, e.actor, e.item_id, e.client_id].some((v) => typeof v === "string" && v.includes(q));
 }
 
+// Three columns, so a phone shows a whole event without scrolling sideways.
+function row(e) {
+  const subject = e.item_id || e.client_id;
+  return el("tr", { "data-seq": e.seq, "data-action": e.action },
+    el("td", {}, String(e.seq)),
+    el("td", {}, el("strong", {}, e.action), el("br"), `${when(e.at)} · ${e.severity}`),
+    el("td", {}, "by ", el("code", {}, e.actor),
+      subject ? [el("br"), "on ", el("code", {}, subject)] : null,
+      e.source_ip ? [el("br"), `from ${e.source_ip}`] : null));
+}
+
 function render() {
   const q = filter.value.trim();
-  const rows = events.filter((e) => matches(e, q)).slice(-500).reverse().map((e) =>
-    el("tr", {}, el("td", {}, String(e.seq)), el("td", {}, when(e.at)), el("td", {}, e.action),
-      el("td", {}, e.severity), el("td", {}, e.actor), el("td", {}, e.item_id || e.client_id || "-"),
-      el("td", {}, e.source_ip || "-")));
-  body.replaceChildren(...rows);
+  body.replaceChildren(...events.filter((e) => matches(e, q)).slice(-500).reverse().map(row));
 }
 
 async function load() {
@@ -43,24 +50,72 @@ async function eventHash(e) {
   return [...raw].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+// The hash the first event links to (the relay's GENESIS): 64 zeros.
+const GENESIS = "0".repeat(64);
+
+function broken(message) {
+  const chain = document.getElementById("chain");
+  chain.textContent = message;
+  chain.className = "error";
+}
+
 async function verifyChain() {
   const chain = document.getElementById("chain");
-  let prev = null;
+  let prev = { seq: 0, hash: GENESIS };
   for (const e of events) {
-    if (prev !== null && (e.seq !== prev.seq + 1 || e.prev_hash !== prev.hash)) {
-      chain.textContent = `The chain breaks before event ${e.seq}: an event is missing or was changed.`;
-      chain.className = "error";
+    if (e.seq !== prev.seq + 1 || e.prev_hash !== prev.hash) {
+      broken(`The chain breaks before event ${e.seq}: an event is missing or was changed.`);
       return;
     }
     if ((await eventHash(e)) !== e.hash) {
-      chain.textContent = `Event ${e.seq} does not match its hash: it was changed.`;
-      chain.className = "error";
+      broken(`Event ${e.seq} does not match its hash: it was changed.`);
       return;
     }
     prev = e;
   }
-  chain.className = "";
-  chain.textContent = `Verified in this browser: ${events.length} events, each hashed and linked to the one before.`;
+  chain.className = "verified";
+  chain.textContent = `Verified in this browser: ${events.length} events, each hashed and linked to the one before, from the first.`;
+  verifiedUpTo = prev.seq;
+}
+
+let verifiedUpTo = null;
+
+function exportJsonl() {
+  const text = events.map((e) => JSON.stringify(e)).join("\n") + "\n";
+  const url = URL.createObjectURL(new Blob([text], { type: "application/x-ndjson" }));
+  const link = el("a", { href: url, download: `sealbox-audit-${api.vault}.jsonl`, hidden: true });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  // Revoked later: revoking at once can cancel the download before it has begun.
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  status(`Exported ${events.length} events.`);
+}
+
+function follow() {
+  const last = events.at(-1)?.seq ?? 0;
+  const stream = new EventSource(api.vaultPath(`/audit/stream?after_seq=${last}`));
+  stream.addEventListener("audit", (message) => {
+    let e;
+    try {
+      e = JSON.parse(message.data);
+    } catch {
+      return;
+    }
+    if (!Number.isSafeInteger(e?.seq) || (events.length && e.seq <= events.at(-1).seq)) return;
+    events.push(e);
+    render();
+    if (verifiedUpTo !== null) {
+      const chain = document.getElementById("chain");
+      chain.className = "";
+      chain.textContent = `Verified up to event ${verifiedUpTo}; newer events came since: verify again.`;
+      verifiedUpTo = null;
+    }
+  });
+  stream.addEventListener("revoked", () => {
+    stream.close();
+    status("This approver left the vault: the log is no longer followed.", { error: true });
+  });
 }
 
 async function main() {
@@ -69,20 +124,8 @@ async function main() {
   render();
   filter.addEventListener("input", render);
   action(document.getElementById("verify-chain"), verifyChain);
-  action(document.getElementById("export-jsonl"), async () => {
-    const text = events.map((e) => JSON.stringify(e)).join("\n") + "\n";
-    const link = el("a", { href: URL.createObjectURL(new Blob([text], { type: "application/jsonl" })), download: "sealbox-audit.jsonl" });
-    link.click();
-    URL.revokeObjectURL(link.href);
-  });
-  const last = events.at(-1)?.seq ?? 0;
-  const stream = new EventSource(api.vaultPath(`/audit/stream?after_seq=${last}`));
-  stream.addEventListener("audit", (message) => {
-    const e = JSON.parse(message.data);
-    if (events.length && e.seq <= events.at(-1).seq) return;
-    events.push(e);
-    render();
-  });
+  action(document.getElementById("export-jsonl"), exportJsonl);
+  follow();
 }
 
 main().catch((error) => status(describe(error), { error: true }));

@@ -10,7 +10,7 @@ import { manifestHash, storeAsApprover, verifyManifest } from "../sealbox/store.
 import { directoryApprover } from "../sealbox/directory.js";
 import * as api from "./api.js";
 import * as approver from "./approver.js";
-import { action, el, shell, status } from "./ui.js";
+import { action, describe, el, shell, status } from "./ui.js";
 
 const fields = document.getElementById("fields");
 let rows = 0;
@@ -47,6 +47,42 @@ async function latest(path, directory) {
   return { item: item.id, manifest, token: last.manifest };
 }
 
+/** The approvers the relay advises for `path`, each checked against the verified directory. */
+async function holdersOf(path, directory) {
+  const policy = await api.get(`/policy?path=${encodeURIComponent(path)}`);
+  const holders = [...policy.approvers].sort();
+  for (const id of holders) directoryApprover(directory, id);
+  if (!holders.length || !(Number.isInteger(policy.threshold) && policy.threshold >= 1 && policy.threshold <= holders.length)) {
+    throw new Error(`the policy for ${path} names no approvers that can hold shares`);
+  }
+  return { holders, threshold: policy.threshold };
+}
+
+/** Say, before anything is typed, who will hold the shares of the item at the path given. */
+async function preview() {
+  const node = document.getElementById("policy-preview");
+  const path = document.getElementById("item-path").value.trim();
+  let pathOk = true;
+  try {
+    checkPath(path);
+  } catch {
+    pathOk = false;
+  }
+  if (!pathOk) {
+    node.textContent = "";
+    return;
+  }
+  try {
+    const directory = await approver.directory();
+    const { holders, threshold } = await holdersOf(path, directory);
+    if (document.getElementById("item-path").value.trim() !== path) return;
+    const names = holders.map((id) => directory.approvers.get(id).name).join(", ");
+    node.textContent = `Shares go to ${names}; ${threshold} of ${holders.length} must approve each read.`;
+  } catch (error) {
+    node.textContent = `No store is possible at ${path}: ${describe(error)}`;
+  }
+}
+
 async function store() {
   const path = checkPath(document.getElementById("item-path").value.trim());
   const values = {};
@@ -58,13 +94,9 @@ async function store() {
   if (Object.keys(values).length === 0) throw new Error("give at least one field");
   const directory = await approver.directory();
   const before = await latest(path, directory);
-  const policy = await api.get(`/policy?path=${encodeURIComponent(path)}`);
   // Advice from the relay: each named approver must be a verified member of the directory.
-  const holders = [...policy.approvers].sort();
-  for (const id of holders) directoryApprover(directory, id);
-  if (!holders.length || !(policy.threshold >= 1 && policy.threshold <= holders.length)) {
-    throw new Error(`the policy for ${path} names no approvers that can hold shares`);
-  }
+  const { holders, threshold } = await holdersOf(path, directory);
+  const prev = before ? await manifestHash(before.token) : null;
   const upload = await approver.withKeys((keys) =>
     storeAsApprover({
       directory,
@@ -73,10 +105,10 @@ async function store() {
       item: before ? before.item : newId(KIND.item),
       path,
       version: before ? before.manifest.version + 1 : 1,
-      prev: before ? await manifestHash(before.token) : null,
+      prev,
       values,
       approvers: holders,
-      threshold: policy.threshold,
+      threshold,
       now: approver.now(),
     }),
   );
@@ -98,6 +130,7 @@ async function main() {
   const button = document.getElementById("store-button");
   document.getElementById("store-form").addEventListener("submit", (event) => event.preventDefault());
   action(button, store);
+  document.getElementById("item-path").addEventListener("change", () => preview());
 }
 
-main().catch((error) => status(String(error?.message ?? error), { error: true }));
+main().catch((error) => status(describe(error), { error: true }));
