@@ -101,9 +101,15 @@ def log_in(world: World) -> None:
     page = world.tab.page
     page.goto(url)  # the relay's /device?user_code=… leads to the logins page
     assert "/console/logins" in page.url
-    assert page.input_value("#user-code") == code
     card = page.locator(f'article[data-user-code="{code}"]')
     card.wait_for()
+    # The link marks its login, but approving still needs the code typed from the terminal:
+    # a link alone (sent by someone else) must not be one click from a certificate.
+    assert "from-link" in str(card.get_attribute("class"))
+    assert page.input_value("#user-code") == ""
+    card.get_by_role("button", name=f"Approve login {code}").click()
+    world.tab.wait_status("Type the user code")
+    page.fill("#user-code", code)
     # The key's safety code is computed in the browser from the listed key: it must be the
     # one the person's terminal shows.
     assert safety in str(card.text_content())
@@ -179,12 +185,13 @@ def test_a_denial_reaches_the_cli_with_its_reason(world: World) -> None:
     storing = world.start("store", "app/prod/api", "--field", f"token=@{value_file}")
     world.wait_card("Store request").get_by_role("button", name=re.compile("^Approve")).click()
     world.tab.wait_status("Approved")
-    assert storing.wait(timeout=60) == 0
+    out, err = storing.communicate(timeout=60)
+    assert storing.returncode == 0, out + err
 
     reading = world.start("read", "sealbox://app/prod/api/token")
     card = world.wait_card("Read request")
     card.get_by_label("Reason for a denial (shown to the requester)").fill("not during the freeze")
-    card.get_by_role("button", name="Deny").click()
+    card.get_by_role("button", name=re.compile("^Deny")).click()
     world.tab.wait_status("Denied")
     out, err = reading.communicate(timeout=60)
     assert reading.returncode == 3, out + err
@@ -498,6 +505,7 @@ def test_the_console_served_from_this_machine_approves_a_read(tmp_path: Path, br
             login = Login(relay, world.client_config)  # type: ignore[arg-type]
             code = login.wait_for(r"User code:\s+([A-Z]{4}-[A-Z]{4})").group(1)
             page = tab.open(f"/console/logins?user_code={code}")
+            page.fill("#user-code", code)
             page.get_by_role("button", name=f"Approve login {code}").click()
             tab.wait_status(f"Login {code} approved")
             assert login.finish()[0] == 0

@@ -262,3 +262,12 @@ async def test_the_login_link_leads_to_the_logins_page(http: httpx.AsyncClient) 
     assert (response.status_code, response.headers["location"]) == (
         303, "/console/logins?user_code=BCDF-GHJK",
     )  # fmt: skip
+
+
+async def test_the_relay_serves_no_page_that_loads_third_party_script(
+    http: httpx.AsyncClient,
+) -> None:
+    """FastAPI's /docs and /redoc would run CDN script on the console's origin: not served."""
+    for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+        assert (await http.get(path)).status_code == 404
+    assert (await http.get("/openapi.json")).status_code == 200

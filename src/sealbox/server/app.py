@@ -70,6 +70,10 @@ def create_app(relay: Relay, *, listen: bool = True, owns_engine: bool = False) 
             "See docs/protocol.md for the protocol it carries."
         ),
         lifespan=lifespan,
+        # No /docs or /redoc: FastAPI's pages load their script from a CDN, and any script on
+        # the relay's origin runs beside the console's keys.  /openapi.json stays.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.relay = relay
     install_error_handlers(app)

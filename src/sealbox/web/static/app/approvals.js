@@ -46,6 +46,8 @@ function approverName(id) {
   return record ? `${record.name} (${id})` : id;
 }
 
+/** How far an M-of-N request is: counts only the relay keeps (each release it holds is signed,
+ *  but this browser does not see them), so they are shown as reported by server. */
 function progress(review) {
   const text = `${review.approvals} of ${review.threshold} approval${review.threshold > 1 ? "s" : ""}`;
   return el("p", { class: "progress" }, review.threshold > 1 ? `M-of-N: ${text}` : text);
@@ -76,11 +78,11 @@ function verifiedCard(entry, review) {
       ["Asked at", when(review.at)],
       ["Expires", when(review.expiresAt)],
     ]),
-    progress(review),
     el(
       "div",
       { class: "reported-box" },
       el("p", { class: "reported" }, "reported by server (not verified)"),
+      progress(review),
       facts([
         ["Source address", String(review.reportedByServer?.source_ip ?? "-")],
         ["Received", typeof entry.created_at === "number" ? when(entry.created_at) : "-"],
@@ -95,7 +97,11 @@ function verifiedCard(entry, review) {
   const approve = el("button", { type: "button", "aria-label": `${verb}: ${title.toLowerCase()} from ${review.clientName}` }, verb);
   const reasonId = `reason-${review.id}`;
   const reason = el("input", { id: reasonId, type: "text", maxlength: "500", autocomplete: "off" });
-  const deny = el("button", { type: "button", class: "danger" }, "Deny");
+  const deny = el(
+    "button",
+    { type: "button", class: "danger", "aria-label": `Deny: ${title.toLowerCase()} from ${review.clientName}` },
+    "Deny",
+  );
   card.append(
     el("div", { class: "actions" },
       approve,
@@ -124,7 +130,11 @@ function unverifiableCard(entry, error) {
     ),
     el("p", { class: "reported" }, `reported by server: ${entry.kind ?? "?"} request ${id}`),
   );
-  const refuse = el("button", { type: "button", class: "danger" }, "Refuse it (signed, tells the client at once)");
+  const refuse = el(
+    "button",
+    { type: "button", class: "danger", "aria-label": `Refuse unverifiable request ${id}` },
+    "Refuse it (signed, tells the client at once)",
+  );
   card.append(refuse);
   action(refuse, () => answer(id, "refuse", error.code));
   return card;
@@ -162,7 +172,12 @@ async function answer(id, what, detail) {
       const deny = await denyRequest({ requestId: id, reason: detail, ...common });
       sent = await api.post(`/${current.review.kind}-requests/${id}/deny`, { deny });
     } else if (current.review.kind === "access") {
-      const release = await releaseReviewed(current.review, { ...common, hpkePrivate: keys.hpke });
+      // Checked again against the directory of this moment: the card may have been drawn
+      // before an approver (perhaps the client's certifier) left.
+      const review = await reviewRequest(current.entry, {
+        directory: fresh, approverId: keys.id, hpkePrivate: null, now: common.now,
+      });
+      const release = await releaseReviewed(review, { ...common, hpkePrivate: keys.hpke });
       sent = await api.post(`/access-requests/${id}/release`, { release });
     } else {
       // A store is checked again with this approver's key: its own shares must open and
@@ -242,7 +257,10 @@ function listen() {
   const again = () => refresh().catch((error) => status(describe(error), { error: true }));
   stream.addEventListener("request", again);
   stream.addEventListener("directory", async () => {
+    // Every card is verified again under the new directory (a removal may void a certificate).
     directory = await approver.directory();
+    for (const { card } of shown.values()) card.remove();
+    shown.clear();
     again();
   });
   const dropped = "The live connection to the relay dropped; reconnecting…";

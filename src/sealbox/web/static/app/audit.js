@@ -1,7 +1,9 @@
 // The audit page: events live, a filter, a JSONL export, and the hash chain verified here.
 //
 // Verifying in the browser recomputes every event's hash from its fields and checks each
-// links to the one before, so an edited or removed event shows here whatever the relay says.
+// links to the one before, so an event edited or removed in the middle shows here whatever
+// the relay says.  It cannot show a log the relay rewrote whole (hashes recomputed) or cut
+// at its end: that needs approver-signed checkpoints, which this page does not check yet.
 
 import { canonicalJson, lp } from "../sealbox/encoding.js";
 import { hashAudit } from "../sealbox/labels.js";
@@ -74,7 +76,10 @@ async function verifyChain() {
     prev = e;
   }
   chain.className = "verified";
-  chain.textContent = `Verified in this browser: ${events.length} events, each hashed and linked to the one before, from the first.`;
+  chain.textContent =
+    `Verified in this browser: ${events.length} events, each hashed and linked to the one ` +
+    "before, from the first. (A log rewritten whole, or cut at its end, needs signed " +
+    "checkpoints to show; this check does not cover that.)";
   verifiedUpTo = prev.seq;
 }
 

@@ -112,6 +112,8 @@ async function join() {
 }
 
 pin().catch((error) => status(describe(error), { error: true }));
+// Enabled only now: pressed before this script ran, the form would have gone to the server.
+document.getElementById("join-button").disabled = false;
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   const button = document.getElementById("join-button");

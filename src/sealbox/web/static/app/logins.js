@@ -16,9 +16,10 @@ const empty = document.getElementById("empty");
 
 const normal = (code) => String(code).toUpperCase().replace(/[^A-Z]/g, "");
 
-// The login URL and QR code lead here with the user code filled in.
-const fromLink = new URLSearchParams(location.search).get("user_code");
-if (fromLink && /^[A-Za-z]{4}-?[A-Za-z]{4}$/.test(fromLink)) codeInput.value = fromLink.toUpperCase();
+// The login URL and QR code lead here with the user code. It only marks that login: the code
+// is still typed from the person's terminal, so a link someone else sent ("please approve
+// my login") is never one click away from certifying their key (RFC 8628 §5.4).
+const fromLink = new URLSearchParams(location.search).get("user_code") ?? "";
 
 async function card(login) {
   const key = parseVerifyKey(login.sig_pk);
@@ -27,9 +28,11 @@ async function card(login) {
   const grant = el("input", { id: grantId, type: "text", value: "*/*/*", autocomplete: "off" });
   const approve = el("button", { type: "button", "aria-label": `Approve login ${code}` }, "Approve");
   const deny = el("button", { type: "button", class: "danger", "aria-label": `Deny login ${code}` }, "Deny");
+  const linked = fromLink !== "" && normal(fromLink) === normal(code);
   const node = el(
     "article",
-    { class: "card", "data-user-code": code },
+    { class: linked ? "card from-link" : "card", "data-user-code": code },
+    linked ? el("p", { class: "note" }, "The link you opened is for this login.") : null,
     el("h2", {}, `Login ${code}`),
     facts([
       ["User code", el("strong", { class: "code" }, code)],

@@ -80,6 +80,8 @@ async function setUp() {
   status("This browser is now the vault's first approver.");
 }
 
+// Enabled only now: pressed before this script ran, the form would have gone to the server.
+document.getElementById("setup-button").disabled = false;
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   const button = document.getElementById("setup-button");

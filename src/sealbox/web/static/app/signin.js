@@ -52,6 +52,11 @@ document.getElementById("restore-file").addEventListener("change", async (event)
     if (entry.record?.tier !== "synced") {
       throw new Error("Only a synced-tier approver can be restored elsewhere.");
     }
+    const existing = await loadApprover(api.vault);
+    if (existing && !window.confirm(`Replace this browser's approver ${existing.approverId} with ${entry.approverId}?`)) {
+      status("Nothing was restored.");
+      return;
+    }
     await saveApprover({ ...entry, head: null });
     status("Restored. Sign in with the passkey to use it.");
   } catch (error) {
