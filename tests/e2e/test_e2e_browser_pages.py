@@ -319,11 +319,6 @@ def test_the_clients_page_manages_grants_and_disables_a_client(world: World) -> 
     tab.check_clean()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="`sealbox read` exits 1, not 6 as the README documents, once its session is revoked",
-)
 def test_a_disabled_clients_read_exits_as_the_cli_documents(world: World) -> None:
     store_in_browser(world.tab, "web/prod/db", [("password", "pw")])
     page = open_page(world.tab, "clients")

@@ -54,7 +54,7 @@ from sealbox.client._flows import ClientState, ItemInfo, OnWait, Read, Stored, V
 from sealbox.client.context import process_context
 from sealbox.client.login import refresh_flow
 from sealbox.client.profile import Profile
-from sealbox.errors import MalformedInput
+from sealbox.errors import MalformedInput, NotLoggedIn, RelayRefused, SealboxError
 from sealbox.protocol import ids
 from sealbox.protocol.statements import NO_CACHE, CacheRequest, RequestContext
 
@@ -284,6 +284,21 @@ class _Base:
             cache.explain_not_cached(self._session.name, read, self._session.state.policies)
 
 
+#: What a relay answers (401) to a session it no longer accepts: revoked (logged out, the
+#: client disabled), or an access token that stays expired after the one refresh.
+_ENDED = frozenset({"invalid_token", "token_expired"})
+
+
+def _session_ended(exc: RelayRefused) -> SealboxError:
+    """A refusal of the session itself as :class:`NotLoggedIn` (exit 6); others unchanged."""
+    if exc.status == 401 and exc.error in _ENDED:
+        return NotLoggedIn(
+            f"the relay no longer accepts this session ({exc.error})",
+            hint="Log in again with `sealbox login`.",
+        )
+    return exc
+
+
 class Client(_Base):
     """A blocking sealbox client over the session of a ``sealbox login`` profile.
 
@@ -328,6 +343,8 @@ class Client(_Base):
     def _drive(self, flow: Flow) -> Any:
         try:
             return self._driver.drive(flow)
+        except RelayRefused as exc:
+            raise _session_ended(exc) from exc
         finally:
             if self._session.dirty():
                 self._session.persist()
@@ -459,6 +476,8 @@ class AsyncClient(_Base):
     async def _drive(self, flow: Flow) -> Any:
         try:
             return await self._driver.drive(flow)
+        except RelayRefused as exc:
+            raise _session_ended(exc) from exc
         finally:
             if self._session.dirty():
                 await asyncio.to_thread(self._session.persist)
