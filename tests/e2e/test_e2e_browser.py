@@ -321,6 +321,7 @@ def test_a_tampered_request_shows_as_unverifiable_without_an_approve_button(
     finally:
         if reading.poll() is None:
             reading.kill()
+            reading.communicate(timeout=10)
     world.tab.check_clean()
 
 
@@ -524,7 +525,7 @@ def test_the_console_served_from_this_machine_approves_a_read(tmp_path: Path, br
             tab.check_clean()
     finally:
         served.terminate()
-        served.wait(timeout=10)
+        served.communicate(timeout=10)  # also closes its pipe
         relay.stop()
 
 

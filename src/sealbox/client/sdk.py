@@ -293,7 +293,7 @@ def _session_ended(exc: RelayRefused) -> SealboxError:
     """A refusal of the session itself as :class:`NotLoggedIn` (exit 6); others unchanged."""
     if exc.status == 401 and exc.error in _ENDED:
         return NotLoggedIn(
-            f"the relay no longer accepts this session ({exc.error})",
+            f"the relay no longer accepts this session: {exc.message}",
             hint="Log in again with `sealbox login`.",
         )
     return exc
