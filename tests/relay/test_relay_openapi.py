@@ -97,7 +97,6 @@ async def test_every_vault_operation_but_the_anonymous_ones_declares_security(
         # The console's own calls: its session only.
         ("get", "/v1/vaults/{vault}/console/session", SESSION_ONLY),
         ("post", "/v1/vaults/{vault}/console/signout", SESSION_ONLY),
-        ("post", "/v1/vaults/{vault}/console/passkeys", SESSION_ONLY),
     ],
 )
 async def test_requirement_follows_the_dependency(

@@ -1,11 +1,13 @@
 """The browser console: its pages and static modules, and its passkey and session API.
 
 API (all JSON, under ``/v1/vaults/{vault}/console``): setup of the first
-approver with a passkey, sign-in, sign-out, the current session, adding a
-passkey.  A session is the ``sealbox_console`` cookie (HttpOnly,
-SameSite=Strict, Path=/, Secure on https); the browser reads its CSRF token
-from ``GET console/session`` and sends it as ``X-Sealbox-CSRF`` on every call
-that changes anything.  See :mod:`sealbox.server.services.console`.
+approver with a passkey, a browser device asking to join by pairing, sign-in,
+sign-out, the current session.  There is no "add a passkey": a browser approver's keys
+are wrapped under its one passkey's PRF output, so another passkey could only sign in,
+and a stolen session could have used one to outlive itself.  A session is the
+``sealbox_console`` cookie (HttpOnly, SameSite=Strict, Path=/, Secure on https);
+the browser reads its CSRF token from ``GET console/session`` and sends it as
+``X-Sealbox-CSRF`` on every call that changes anything.  See :mod:`sealbox.server.services.console`.
 
 Pages (``/console/<page>``), the service worker (``/console/sw.js``) and static
 modules (``/console/static/…``) come from :mod:`sealbox.web`, the same assets
@@ -23,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from sealbox import web
 from sealbox.server.auth.refusals import record_refusal
-from sealbox.server.auth.session import COOKIE, check_origin, session_cookie
+from sealbox.server.auth.session import COOKIE, session_cookie
 from sealbox.server.errors import NotFound, RelayError, Unauthenticated
 from sealbox.server.http.deps import ConsoleSession, relay_of, source_ip
 from sealbox.server.relay import Relay
@@ -180,32 +182,6 @@ async def signout(vault: str, principal: ConsoleSession, request: Request) -> Re
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
                            secure=relay.settings.base_url.startswith("https://"))  # fmt: skip
     return response
-
-
-@router.post(API + "/passkeys/options")
-async def passkey_options(
-    vault: str, principal: ConsoleSession, request: Request
-) -> dict[str, Any]:
-    """Creation options for another passkey of the signed-in approver, on this origin."""
-    relay = relay_of(request)
-    options = await service.passkey_options(
-        relay, relay.now(), vault=vault, approver_id=principal.id, origin=_origin(request)
-    )
-    return {"publicKey": json.loads(options)}
-
-
-@router.post(API + "/passkeys", status_code=201)
-async def add_passkey(
-    vault: str, body: CredentialBody, principal: ConsoleSession, request: Request
-) -> dict[str, Any]:
-    """Register another passkey for the signed-in approver."""
-    relay = relay_of(request)
-    check_origin(request, relay.settings)
-    credential_id = await service.add_passkey(
-        relay, relay.now(), vault=vault, approver_id=principal.id, credential=body.credential,
-        origin=_origin(request), source_ip=source_ip(request),
-    )  # fmt: skip
-    return {"credential_id": credential_id, "approver": principal.id}
 
 
 # --- pages and static files ------------------------------------------------------------------

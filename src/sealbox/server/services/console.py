@@ -29,7 +29,6 @@ from webauthn.helpers.structs import (
     AttestationConveyancePreference,
     AuthenticationCredential,
     AuthenticatorSelectionCriteria,
-    PublicKeyCredentialDescriptor,
     RegistrationCredential,
     ResidentKeyRequirement,
     UserVerificationRequirement,
@@ -61,8 +60,6 @@ __all__ = [
     "SESSION_SECONDS",
     "ConsoleSetUp",
     "Session",
-    "add_passkey",
-    "passkey_options",
     "rp_id_for",
     "session",
     "set_up",
@@ -429,66 +426,6 @@ async def sign_out(
         if await store.delete_session(tx.conn, vault, token) and row is not None:
             await audit.append(tx.conn, vault=vault, at=now, actor=row.approver_id,
                                action="console.signed_out", source_ip=source_ip)  # fmt: skip
-
-
-async def passkey_options(
-    relay: Relay, now: int, *, vault: str, approver_id: str, origin: str | None
-) -> str:
-    """Creation options for another passkey of a signed-in approver (on this console origin)."""
-    rp_id = rp_id_for(relay.settings, origin)
-    async with relay.read() as conn:
-        directory = await relay.directories.load(conn, vault)
-        existing = await store.credentials_of(conn, vault, approver_id)
-    record = directory.approvers.get(approver_id)
-    if record is None:
-        raise _refused("not_an_approver", "this approver has left the vault")
-    challenge = _new_challenge()
-    options = webauthn.generate_registration_options(
-        rp_id=rp_id, rp_name=RP_NAME, user_name=record.name, user_id=approver_id.encode(),
-        user_display_name=record.name, challenge=challenge, timeout=CHALLENGE_SECONDS * 1000,
-        attestation=AttestationConveyancePreference.NONE, authenticator_selection=_SELECTION,
-        supported_pub_key_algs=ALGORITHMS,
-        exclude_credentials=[
-            PublicKeyCredentialDescriptor(id=webauthn.base64url_to_bytes(c.id))
-            for c in existing if c.rp_id == rp_id
-        ],
-    )  # fmt: skip
-    row = store.Challenge(
-        b64u_encode(challenge), "passkey", approver_id, rp_id, now + CHALLENGE_SECONDS
-    )
-    await _issue(relay, now, vault, row, None, anonymous=False)
-    return webauthn.options_to_json(options)
-
-
-async def add_passkey(
-    relay: Relay, now: int, *, vault: str, approver_id: str, credential: dict[str, Any],
-    origin: str | None, source_ip: str | None,
-) -> str:  # fmt: skip
-    """Store another passkey for the signed-in approver; returns its credential id."""
-    rp_id_for(relay.settings, origin)
-    registration = _registration(credential)
-    challenge = await _spend(relay, now, vault, _challenge_of(registration), "passkey")
-    if challenge.approver_id != approver_id:
-        raise Forbidden("approver_mismatch", "this passkey was asked for by another approver")
-    verified = _verify_registration(relay.settings, registration, challenge)
-    credential_id = b64u_encode(verified.credential_id)
-    async with relay.tx() as tx:
-        directory = await relay.directories.load(tx.conn, vault)
-        record = directory.approvers.get(approver_id)
-        if record is None:
-            raise _refused("not_an_approver", "this approver has left the vault")
-        if await store.get_credential(tx.conn, vault, credential_id) is not None:
-            raise Conflict("passkey_exists", "this passkey is already registered")
-        await store.insert_credential(tx.conn, vault, store.Credential(
-            id=credential_id, approver_id=approver_id, sig_pk=record.sig_pk.to_text(),
-            public_key=bytes(verified.credential_public_key), sign_count=verified.sign_count,
-            transports=_transports(registration), rp_id=challenge.rp_id, created_at=now,
-            last_used_at=None,
-        ))  # fmt: skip
-        await audit.append(tx.conn, vault=vault, at=now, actor=approver_id,
-                           action="console.passkey_added", source_ip=source_ip,
-                           detail={"rp_id": challenge.rp_id})  # fmt: skip
-    return credential_id
 
 
 # --- a new browser device joins by pairing ---------------------------------------------------
