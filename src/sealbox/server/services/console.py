@@ -241,19 +241,22 @@ async def _check_setup_token(
         raise await _refuse_setup(relay, now, vault, source_ip)
 
 
-async def setup_options(
-    relay: Relay, now: int, *, vault: str, setup_token: str, approver_id: str, name: str,
-    origin: str | None, source_ip: str | None,
-) -> str:  # fmt: skip
-    """Creation options (JSON text) for the first approver's passkey; user.id = its approver id."""
-    rp_id = rp_id_for(relay.settings, origin)
+def _check_new_approver(approver_id: str, name: str) -> None:
+    """The id and name a new browser approver's passkey is to be made for, checked strictly."""
     try:
         ids.check_id(approver_id, ids.APPROVER, what="approver_id")
     except SealboxError as exc:
         raise Invalid("malformed", exc.message) from exc
     if not 0 < len(name) <= 128:
         raise Invalid("malformed", "the name must have 1 to 128 characters")
-    await _check_setup_token(relay, now, vault, setup_token, source_ip)
+
+
+async def _creation_options(
+    relay: Relay, now: int, vault: str, purpose: str, approver_id: str, name: str, rp_id: str,
+    source_ip: str | None,
+) -> str:  # fmt: skip
+    """Creation options (JSON text) for a passkey of ``approver_id`` (its user.id), kept as a
+    challenge for ``purpose``; anyone may ask, so the anonymous budgets apply."""
     challenge = _new_challenge()
     options = webauthn.generate_registration_options(
         rp_id=rp_id, rp_name=RP_NAME, user_name=name, user_id=approver_id.encode(),
@@ -262,10 +265,22 @@ async def setup_options(
         supported_pub_key_algs=ALGORITHMS,
     )  # fmt: skip
     row = store.Challenge(
-        b64u_encode(challenge), "setup", approver_id, rp_id, now + CHALLENGE_SECONDS
+        b64u_encode(challenge), purpose, approver_id, rp_id, now + CHALLENGE_SECONDS
     )
     await _issue(relay, now, vault, row, source_ip, anonymous=True)
     return webauthn.options_to_json(options)
+
+
+async def setup_options(
+    relay: Relay, now: int, *, vault: str, setup_token: str, approver_id: str, name: str,
+    origin: str | None, source_ip: str | None,
+) -> str:  # fmt: skip
+    """Creation options (JSON text) for the first approver's passkey; user.id = its approver id."""
+    rp_id = rp_id_for(relay.settings, origin)
+    _check_new_approver(approver_id, name)
+    await _check_setup_token(relay, now, vault, setup_token, source_ip)
+    return await _creation_options(relay, now, vault, "setup", approver_id, name, rp_id,
+                                   source_ip)  # fmt: skip
 
 
 async def set_up(
@@ -441,28 +456,13 @@ async def pairing_options(
     approver has added that exact record to the directory (see :func:`ask_to_pair`).
     """
     rp_id = rp_id_for(relay.settings, origin)
-    try:
-        ids.check_id(approver_id, ids.APPROVER, what="approver_id")
-    except SealboxError as exc:
-        raise Invalid("malformed", exc.message) from exc
-    if not 0 < len(name) <= 128:
-        raise Invalid("malformed", "the name must have 1 to 128 characters")
+    _check_new_approver(approver_id, name)
     async with relay.read() as conn:
         directory = await relay.directories.load(conn, vault)
     if approver_id in directory.approvers:
         raise Conflict("already_approver", "this approver id is already in the directory")
-    challenge = _new_challenge()
-    options = webauthn.generate_registration_options(
-        rp_id=rp_id, rp_name=RP_NAME, user_name=name, user_id=approver_id.encode(),
-        user_display_name=name, challenge=challenge, timeout=CHALLENGE_SECONDS * 1000,
-        attestation=AttestationConveyancePreference.NONE, authenticator_selection=_SELECTION,
-        supported_pub_key_algs=ALGORITHMS,
-    )  # fmt: skip
-    row = store.Challenge(
-        b64u_encode(challenge), "pairing", approver_id, rp_id, now + CHALLENGE_SECONDS
-    )
-    await _issue(relay, now, vault, row, source_ip, anonymous=True)
-    return webauthn.options_to_json(options)
+    return await _creation_options(relay, now, vault, "pairing", approver_id, name, rp_id,
+                                   source_ip)  # fmt: skip
 
 
 async def ask_to_pair(
