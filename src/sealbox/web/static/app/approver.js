@@ -7,9 +7,17 @@
 // (directory_rollback).
 
 import { verifyDirectory } from "../sealbox/directory.js";
-import { HpkePrivateKey, parseHpkePublic, parseVerifyKey, SigningKey } from "../sealbox/keys.js";
+import {
+  generateHpkeKey,
+  generateSigningKey,
+  HpkePrivateKey,
+  parseHpkePublic,
+  parseVerifyKey,
+  SigningKey,
+} from "../sealbox/keys.js";
+import { KIND, newId } from "../sealbox/statements.js";
 import * as api from "./api.js";
-import { loadApprover, saveApprover, unwrapKeys } from "./custody.js";
+import { labels, loadApprover, saveApprover, unwrapKeys, wrapKeys } from "./custody.js";
 import { unlockPrf } from "./passkey.js";
 
 /** A missing local approver: this browser holds no keys for this vault. */
@@ -74,4 +82,47 @@ export async function withKeys(use) {
 /** Seconds since the epoch, as every statement counts time. */
 export function now() {
   return Math.floor(Date.now() / 1000);
+}
+
+/**
+ * A new browser approver's keys and directory record (setup and joining by pairing). The
+ * private keys are extractable only until `keep` has wrapped them.
+ */
+export async function newApprover(name, tier) {
+  const approverId = newId(KIND.approver);
+  const sig = await generateSigningKey({ extractable: true });
+  const hpke = await generateHpkeKey({ extractable: true });
+  const record = {
+    id: approverId,
+    name,
+    kind: "browser",
+    tier,
+    hpke_pk: hpke.publicKey().text,
+    sig_pk: sig.publicKey().text,
+  };
+  return { approverId, record, sig, hpke };
+}
+
+/**
+ * Wrap a new approver's keys under the PRF output of the passkey just made for it, and keep
+ * them in this browser with the vault fingerprint it pins. Done before the relay is told: if
+ * the relay's answer is lost on the way, the keys are not.
+ */
+export async function keep(fresh, made, pinned) {
+  const wrapped = await wrapKeys(made.prf, fresh.approverId, {
+    sig: fresh.sig.cryptoKey,
+    hpke: fresh.hpke.cryptoKey,
+  });
+  made.prf.fill(0);
+  await saveApprover({
+    format: labels.keyRecord,
+    vault: api.vault,
+    approverId: fresh.approverId,
+    record: fresh.record,
+    credentialId: made.credentialId,
+    wrapped,
+    pinned,
+    head: null,
+    createdAt: now(),
+  });
 }

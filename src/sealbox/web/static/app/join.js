@@ -15,11 +15,9 @@ import {
   vaultSafetyCode,
   verifyDirectory,
 } from "../sealbox/directory.js";
-import { generateHpkeKey, generateSigningKey } from "../sealbox/keys.js";
-import { KIND, newId } from "../sealbox/statements.js";
 import * as api from "./api.js";
-import { now } from "./approver.js";
-import { forgetApprover, labels, loadApprover, saveApprover, wrapKeys } from "./custody.js";
+import { keep, newApprover } from "./approver.js";
+import { forgetApprover, loadApprover, saveApprover } from "./custody.js";
 import { createPasskey, signInAssertion } from "./passkey.js";
 import { describe, status } from "./ui.js";
 
@@ -61,33 +59,12 @@ async function join() {
   }
   const name = document.getElementById("approver-name").value.trim();
   const tier = form.querySelector('input[name="tier"]:checked')?.value ?? "device";
-  const approverId = newId(KIND.approver);
-  const sig = await generateSigningKey({ extractable: true });
-  const hpke = await generateHpkeKey({ extractable: true });
-  const record = {
-    id: approverId,
-    name,
-    kind: "browser",
-    tier,
-    hpke_pk: hpke.publicKey().text,
-    sig_pk: sig.publicKey().text,
-  };
-  const options = await api.post("/console/pairing/options", { approver_id: approverId, name });
+  const fresh = await newApprover(name, tier);
+  const options = await api.post("/console/pairing/options", { approver_id: fresh.approverId, name });
   status("Create the passkey on your authenticator…");
   const made = await createPasskey(options.publicKey);
-  const wrapped = await wrapKeys(made.prf, approverId, { sig: sig.cryptoKey, hpke: hpke.cryptoKey });
-  made.prf.fill(0);
-  await saveApprover({
-    format: labels.keyRecord,
-    vault: api.vault,
-    approverId,
-    record,
-    credentialId: made.credentialId,
-    wrapped,
-    pinned,
-    head: null,
-    createdAt: now(),
-  });
+  await keep(fresh, made, pinned);
+  const record = fresh.record;
   let pairing;
   try {
     pairing = await api.post("/console/pairing", { approver: record, credential: made.credential });

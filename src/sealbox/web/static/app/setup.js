@@ -6,11 +6,9 @@
 // accepts once.
 
 import { genesisLink, vaultSafetyCode, vaultFingerprint } from "../sealbox/directory.js";
-import { generateHpkeKey, generateSigningKey } from "../sealbox/keys.js";
-import { KIND, newId } from "../sealbox/statements.js";
 import * as api from "./api.js";
-import { now } from "./approver.js";
-import { forgetApprover, labels, saveApprover, wrapKeys } from "./custody.js";
+import { keep, newApprover, now } from "./approver.js";
+import { forgetApprover } from "./custody.js";
 import { createPasskey } from "./passkey.js";
 import { describe, status } from "./ui.js";
 
@@ -29,40 +27,17 @@ async function setUp() {
   const setupToken = tokenInput.value.trim();
   const name = document.getElementById("approver-name").value.trim();
   const tier = form.querySelector('input[name="tier"]:checked')?.value ?? "device";
-  const approverId = newId(KIND.approver);
   status("Making this approver's keys…");
-  const sig = await generateSigningKey({ extractable: true });
-  const hpke = await generateHpkeKey({ extractable: true });
-  const record = {
-    id: approverId,
-    name,
-    kind: "browser",
-    tier,
-    hpke_pk: hpke.publicKey().text,
-    sig_pk: sig.publicKey().text,
-  };
+  const fresh = await newApprover(name, tier);
   const options = await api.post("/console/setup/options", {
     setup_token: setupToken,
-    approver_id: approverId,
+    approver_id: fresh.approverId,
     name,
   });
   status("Create the passkey on your authenticator…");
   const made = await createPasskey(options.publicKey);
-  const wrapped = await wrapKeys(made.prf, approverId, { sig: sig.cryptoKey, hpke: hpke.cryptoKey });
-  made.prf.fill(0);
-  const link0 = await genesisLink(api.vault, record, sig, { now: now() });
-  // Kept before the relay is told: if the answer is lost on the way, the keys are not.
-  await saveApprover({
-    format: labels.keyRecord,
-    vault: api.vault,
-    approverId,
-    record,
-    credentialId: made.credentialId,
-    wrapped,
-    pinned: await vaultFingerprint(link0),
-    head: null,
-    createdAt: now(),
-  });
+  const link0 = await genesisLink(api.vault, fresh.record, fresh.sig, { now: now() });
+  await keep(fresh, made, await vaultFingerprint(link0));
   let done;
   try {
     done = await api.post("/console/setup", { setup_token: setupToken, link: link0, credential: made.credential });
