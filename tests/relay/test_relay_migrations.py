@@ -7,6 +7,8 @@ since it starts from an empty schema or from an older revision.
 
 from __future__ import annotations
 
+import json
+
 import os
 import secrets
 import time
@@ -79,6 +81,19 @@ def _console_table(difference: Any) -> bool:
     )
 
 
+def _later(difference: Any) -> bool:
+    """A difference that a revision after 0004 makes outside the requests table."""
+    kind = difference[0]
+    if kind == "add_column":
+        return str(difference[2]) != "requests"
+    table = difference[1].name if kind == "add_table" else getattr(difference[1], "table", None)
+    return kind in ("add_table", "add_index") and str(getattr(table, "name", table)) in _LATER_TABLES
+
+
+#: Tables of revisions after 0004.
+_LATER_TABLES: frozenset[str] = frozenset()
+
+
 # The requests table as revision 0002 left it: what a relay of that version wrote.
 _REQUESTS_0002 = sa.table(
     "requests",
@@ -96,8 +111,8 @@ async def test_an_upgrade_gives_each_waiting_request_a_full_grace_from_the_upgra
     async with empty.connect() as conn:
         missing = await conn.run_sync(_differences)
     # The comparison sees what a revision lacks (so its empty answer below means something);
-    # the console's tables came later (0004).
-    missing = [d for d in missing if not _console_table(d)]
+    # the console's tables (0004) and what later revisions add elsewhere came later.
+    missing = [d for d in missing if not _console_table(d) and not _later(d)]
     assert [(d[0], d[3].name) for d in missing] == [("add_column", "waiter_until")]
     made = int(time.time()) - 3600  # an hour ago: older than any grace
     async with empty.begin() as conn:
@@ -133,7 +148,7 @@ async def test_the_console_revision_adds_its_tables_and_keeps_the_rows_there_are
     await db.upgrade(empty, "0003")
     async with empty.connect() as conn:
         missing = await conn.run_sync(_differences)
-    assert all(_console_table(d) for d in missing)
+    assert all(_console_table(d) or _later(d) for d in missing)
     assert {d[1].name for d in missing if d[0] == "add_table"} == {
         "console_challenges", "console_credentials", "console_sessions",
     }  # fmt: skip
@@ -159,3 +174,20 @@ async def test_the_console_revision_adds_its_tables_and_keeps_the_rows_there_are
     assert kept == ["vlt_a"]
     assert stored == [2**32]  # counters are 32-bit unsigned: a BigInteger holds them all
     assert differences == []
+
+
+async def test_clients_registered_before_item_scopes_keep_no_limit(empty: AsyncEngine) -> None:
+    await db.upgrade(empty, "0004")
+    old_clients = sa.table("clients", *(sa.column(n) for n in (
+        "vault_id", "id", "kind", "name", "sig_pk", "certificate", "enrollment", "disabled",
+        "created_at",
+    )))  # fmt: skip
+    async with empty.begin() as conn:
+        await conn.execute(old_clients.insert().values(
+            vault_id="vlt_a", id="cli_a", kind="human", name="ann", sig_pk="k", certificate="c",
+            enrollment=None, disabled=False, created_at=1,
+        ))  # fmt: skip
+    await db.upgrade(empty, "0005")
+    async with empty.connect() as conn:
+        limits = (await conn.execute(sa.text("SELECT limits FROM clients"))).scalars().all()
+    assert [json.loads(v) if isinstance(v, str) else v for v in limits] == [[]]

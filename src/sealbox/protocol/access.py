@@ -37,7 +37,7 @@ from sealbox.errors import (
 )
 from sealbox.protocol import ids
 from sealbox.protocol._reader import Reader, bytes_map, nested_bytes_map
-from sealbox.protocol.certificates import CLOCK_SKEW, check_context, verify_certificate
+from sealbox.protocol.certificates import CLOCK_SKEW, check_context, check_paths, verify_chain
 from sealbox.protocol.directory import Directory
 from sealbox.protocol.statements import (
     MAX_VERSION,
@@ -178,7 +178,7 @@ def verify_access(
     enrollment: str | None = None,
 ) -> VerifiedAccess:
     """Verify an access statement and the certificate of the client that signed it."""
-    cert = verify_certificate(certificate, directory, now=now, enrollment=enrollment)
+    cert, delegation = verify_chain(certificate, directory, now=now, enrollment=enrollment)
     header = jws.read_header(token)
     if header.kid != cert.client.id:
         raise NotAuthorized("access statement is not signed by the certified client")
@@ -186,6 +186,7 @@ def verify_access(
     if statement.client != cert.client.id or statement.vault != directory.vault:
         raise BindingMismatch("access statement client or vault does not match its certificate")
     check_context(cert, statement.context)
+    check_paths(cert, [item.path for item in statement.items], delegation)
     _check_window(statement, now)
     assert isinstance(token, str)
     return VerifiedAccess(statement=statement, hash=jws.statement_hash(token), certificate=cert)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from sealbox.crypto import jws
 from sealbox.crypto.keys import SigningKey, VerifyKey
 from sealbox.errors import CertificateInvalid, SealboxError
-from sealbox.protocol import ids
+from sealbox.protocol import ids, scopes
 from sealbox.protocol.directory import Directory
 from sealbox.protocol.statements import (
     ClientCertificate,
@@ -30,10 +30,13 @@ from sealbox.protocol.statements import (
 __all__ = [
     "CLOCK_SKEW",
     "check_context",
+    "check_paths",
     "issue_certificate",
     "issue_enrollment",
     "issue_machine_certificate",
+    "limits_of",
     "verify_certificate",
+    "verify_chain",
     "verify_enrollment",
 ]
 
@@ -133,9 +136,17 @@ def verify_enrollment(token: object, directory: Directory, *, now: int) -> Enrol
 def verify_certificate(
     token: object, directory: Directory, *, now: int, enrollment: object | None = None
 ) -> ClientCertificate:
+    """Verify a client certificate: :func:`verify_chain` without the enrollment."""
+    return verify_chain(token, directory, now=now, enrollment=enrollment)[0]
+
+
+def verify_chain(
+    token: object, directory: Directory, *, now: int, enrollment: object | None = None
+) -> tuple[ClientCertificate, EnrollmentStatement | None]:
     """Verify a client certificate against the directory (and its enrollment, if delegated).
 
-    Raises :class:`CertificateInvalid` if the signer is not a current
+    Returns the certificate and, for a delegated one, the enrollment it was
+    verified under.  Raises :class:`CertificateInvalid` if the signer is not a current
     approver (or a valid enrollment), if anything does not verify, if the
     certificate is outside its validity window, or if a delegated
     certificate reaches beyond its enrollment's limits.
@@ -167,7 +178,7 @@ def verify_certificate(
         raise CertificateInvalid("certificate is not valid at this time")
     if delegation is not None:
         _check_within(cert, delegation)
-    return cert
+    return cert, delegation
 
 
 def _check_within(cert: ClientCertificate, enrollment: EnrollmentStatement) -> None:
@@ -198,3 +209,32 @@ def check_context(cert: ClientCertificate, context: RequestContext) -> None:
     host = context.host
     if host is None or not fnmatch.fnmatchcase(host.lower(), pattern.lower()):
         raise CertificateInvalid("the request's host is outside what its certificate allows")
+
+
+def limits_of(
+    cert: ClientCertificate, enrollment: EnrollmentStatement | None = None
+) -> tuple[tuple[str, ...], ...]:
+    """The item-path limits of a certificate's signed scopes and of its enrollment.
+
+    See :func:`sealbox.protocol.scopes.limits`; empty means no limit.
+    """
+    if enrollment is None:
+        return scopes.limits(cert.scopes)
+    return scopes.limits(
+        cert.scopes, projects=enrollment.constraints.projects, items=enrollment.constraints.items
+    )
+
+
+def check_paths(
+    cert: ClientCertificate, paths: Sequence[str], enrollment: EnrollmentStatement | None = None
+) -> None:
+    """Hold the item paths a store or access statement names to its certificate's limits.
+
+    This is stage isolation: a client certified (or enrolled) for
+    ``shop/dev/*`` is refused ``shop/prod/db`` by the relay and by every
+    approver, whatever grants the relay holds.
+    """
+    bounds = limits_of(cert, enrollment)
+    for path in paths:
+        if not scopes.within(path, bounds):
+            raise CertificateInvalid(f"{path} is outside the items its certificate allows")

@@ -27,6 +27,7 @@ __all__ = [
     "check_field_name",
     "check_id",
     "check_path",
+    "check_segment",
     "new_id",
     "parse_reference",
 ]
@@ -63,14 +64,15 @@ def check_id(value: object, kind: str, *, what: str = "id") -> str:
     return value
 
 
-def _check_segment(value: object, what: str) -> str:
+def check_segment(value: object, what: str) -> str:
+    """A path segment (a project, environment or item name, or a field name)."""
     if not isinstance(value, str) or _SEGMENT.fullmatch(value) is None:
         raise MalformedInput(f"{what}: letters, digits, '.', '_' and '-' only, 1 to 64 characters")
     return value
 
 
 def check_field_name(value: object) -> str:
-    return _check_segment(value, "field name")
+    return check_segment(value, "field name")
 
 
 def check_path(value: object) -> str:
@@ -81,7 +83,7 @@ def check_path(value: object) -> str:
     if len(parts) != 3:
         raise MalformedInput("item path: expected project/environment/item")
     for part in parts:
-        _check_segment(part, "item path segment")
+        check_segment(part, "item path segment")
     return value
 
 

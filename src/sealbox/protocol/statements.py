@@ -21,7 +21,7 @@ from sealbox.crypto import jws, labels
 from sealbox.crypto.encoding import b64u_encode, parse_digest
 from sealbox.crypto.keys import HpkePublicKey, SigningKey, VerifyKey
 from sealbox.errors import MalformedInput
-from sealbox.protocol import ids
+from sealbox.protocol import ids, scopes
 from sealbox.protocol._reader import MAX_LIST, Reader, check_display_text
 
 __all__ = [
@@ -110,6 +110,26 @@ def _unique(values: list[str], what: str) -> tuple[str, ...]:
 
 def _text_item(what: str, max_len: int = 256) -> Any:
     return lambda v: check_display_text(v, what, max_len=max_len)
+
+
+def _scope(value: object) -> str:
+    text = _text_item("scope", scopes.SCOPE_MAX)(value)
+    try:
+        return scopes.check_scope(text)
+    except ValueError as exc:
+        raise MalformedInput(f"client certificate.{exc}") from None
+
+
+def _project(value: object) -> str:
+    return ids.check_segment(value, "enrollment constraints.projects")
+
+
+def _item_glob(value: object) -> str:
+    text = _text_item("item glob", scopes.PATTERN_MAX)(value)
+    try:
+        return scopes.check_pattern(text)
+    except ValueError as exc:
+        raise MalformedInput(f"enrollment constraints.items: {exc}") from None
 
 
 def _hpke_pk(value: object) -> HpkePublicKey:
@@ -300,7 +320,7 @@ class ClientCertificate:
         out = cls(
             vault=ids.check_id(r.raw("vault"), ids.VAULT, what="vault"),
             client=r.parsed("client", ClientInfo.from_json),
-            scopes=_sorted_unique(r.items("scopes", _text_item("scope", 64)), "scopes"),
+            scopes=_sorted_unique(r.items("scopes", _scope), "scopes"),
             constraints=r.parsed("constraints", ClientConstraints.from_json),
             issuer=ids.check_id(issuer, issuer[:3], what="issuer"),
             at=r.integer("at"),
@@ -334,8 +354,8 @@ class EnrollmentConstraints:
     def from_json(cls, value: object) -> EnrollmentConstraints:
         r = Reader(value, "enrollment constraints")
         out = cls(
-            projects=_sorted_unique(r.items("projects", _text_item("project", 64)), "projects"),
-            items=_sorted_unique(r.items("items", _text_item("item glob", 256)), "items"),
+            projects=_sorted_unique(r.items("projects", _project), "projects"),
+            items=_sorted_unique(r.items("items", _item_glob), "items"),
             max_uses=r.integer("max_uses", low=1),
             not_after=r.integer("not_after"),
             cidrs=_sorted_unique(r.items("cidrs", _text_item("cidr", 64)), "cidrs"),

@@ -32,7 +32,7 @@ from sealbox.errors import (
 )
 from sealbox.protocol import ids
 from sealbox.protocol._reader import bytes_map, nested_bytes_map
-from sealbox.protocol.certificates import CLOCK_SKEW, check_context, verify_certificate
+from sealbox.protocol.certificates import CLOCK_SKEW, check_context, check_paths, verify_chain
 from sealbox.protocol.directory import Directory, DirectoryHead
 from sealbox.protocol.statements import (
     ClientCertificate,
@@ -350,7 +350,7 @@ def verify_store(
     ``prev_manifest`` is the manifest of the previous version, which the
     statement's ``prev`` must name (``None`` for a first version).
     """
-    cert = verify_certificate(certificate, directory, now=now, enrollment=enrollment)
+    cert, delegation = verify_chain(certificate, directory, now=now, enrollment=enrollment)
     header = jws.read_header(upload.statement)
     if header.kid != cert.client.id:
         raise NotAuthorized("store statement is not signed by the certified client")
@@ -360,6 +360,7 @@ def verify_store(
     if statement.client != cert.client.id or statement.vault != directory.vault:
         raise BindingMismatch("store statement client or vault does not match its certificate")
     check_context(cert, statement.context)
+    check_paths(cert, [statement.path], delegation)
     if statement.at > now + CLOCK_SKEW or now > statement.exp:
         raise Expired("store statement is not valid at this time")
     if statement.exp < statement.at or statement.exp - statement.at > MAX_STORE_TTL:

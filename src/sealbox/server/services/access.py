@@ -264,7 +264,7 @@ async def create_access(
         if s.client != principal.id:
             raise NotAuthorized("the access statement names another client than the caller")
         for asked in s.items:
-            require_grant(asked.path, caller.patterns)
+            require_grant(asked.path, caller.access)
         found = await item_store.items_with_latest(conn, vault, [a.item for a in s.items])
         wanted = []
         for asked in s.items:
@@ -504,12 +504,12 @@ async def take_envelope(
                                       client_id=principal.id)  # fmt: skip
         if row is None:
             raise NotFound("no_such_request", "you have no access request with this id")
-        patterns = await client_store.grant_patterns(conn, vault, principal.id)
+        access = await client_store.access(conn, vault, principal.id)
     pinned = row.access.items
     # The grant is checked again at delivery: removing it stops a request
     # that was asked (or even released) while it still stood.
     for entry in pinned:
-        require_grant(entry.path, patterns)
+        require_grant(entry.path, access)
     keys = {project: await project_key(relay, vault, path)
             for project, path in row.projects.items()}  # fmt: skip
     async with relay.tx() as tx:

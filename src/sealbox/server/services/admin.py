@@ -21,12 +21,13 @@ from sealbox.crypto import jws
 from sealbox.crypto.keys import VerifyKey
 from sealbox.errors import SealboxError
 from sealbox.protocol import ids
-from sealbox.protocol.certificates import verify_certificate
-from sealbox.protocol.statements import ClientInfo
+from sealbox.protocol.certificates import limits_of, verify_certificate
+from sealbox.protocol.statements import ClientCertificate, EnrollmentStatement
 from sealbox.server import policy
 from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import Conflict, Forbidden, Invalid, NotFound
 from sealbox.server.relay import Relay
+from sealbox.server.services.caller import require_grant
 from sealbox.server.store import audit
 from sealbox.server.store import clients as client_store
 from sealbox.server.store import tokens as token_store
@@ -160,12 +161,16 @@ def not_the_issuer() -> Forbidden:
 
 
 async def add_client(
-    conn: AsyncConnection, vault: str, info: ClientInfo, certificate: str, now: int
-) -> None:
-    """Store a certified client; a taken id is refused (ids are never reused)."""
+    conn: AsyncConnection, vault: str, cert: ClientCertificate, certificate: str, now: int, *,
+    enrollment: EnrollmentStatement | None = None, enrollment_token: str | None = None,
+) -> None:  # fmt: skip
+    """Store a client whose certificate (chain) verified; a taken id is refused (ids are
+    never reused).  Its item-path limits are kept beside it for every later decision."""
+    info = cert.client
     added = await client_store.insert(
         conn, vault=vault, client_id=info.id, kind=info.kind, name=info.name,
         sig_pk=info.sig_pk.to_text(), certificate=certificate, now=now,
+        enrollment=enrollment_token, limits=limits_of(cert, enrollment),
     )  # fmt: skip
     if not added:
         raise Conflict("client_exists", "a client with this id is already registered",
@@ -194,7 +199,7 @@ async def register_client(
                 "human_client", "people's clients are registered by logging in",
                 "Run `sealbox login` and approve its user code.",
             )  # fmt: skip
-        await add_client(tx.conn, vault, cert.client, certificate, now)
+        await add_client(tx.conn, vault, cert, certificate, now)
         await audit.append(
             tx.conn, vault=vault, at=now, actor=approver.id, action="client.registered",
             client_id=cert.client.id, source_ip=source_ip,
@@ -312,13 +317,8 @@ async def effective_policy(
     path = ids.check_path(path)
     async with relay.read() as conn:
         directory = await relay.directories.load(conn, vault)
-        if caller.role == "client" and not policy.granted(
-            path, await client_store.grant_patterns(conn, vault, caller.id)
-        ):
-            raise Forbidden(
-                "no_grant", f"this client has no grant for {path}",
-                "Ask an approver to grant this client access to the item's path.",
-            )  # fmt: skip
+        if caller.role == "client":
+            require_grant(path, await client_store.access(conn, vault, caller.id))
         rows = await client_store.policy_rows(conn, vault)
     return policy.policy_for(path, rows, directory)
 

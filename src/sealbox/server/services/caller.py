@@ -18,7 +18,7 @@ from sealbox.protocol.certificates import verify_certificate
 from sealbox.protocol.directory import Directory
 from sealbox.protocol.statements import ClientCertificate
 from sealbox.server.errors import Forbidden
-from sealbox.server.policy import granted
+from sealbox.server.policy import ClientAccess, granted
 from sealbox.server.relay import Relay
 from sealbox.server.store import clients as client_store
 from sealbox.server.store.clients import ClientRow
@@ -41,8 +41,8 @@ class Caller:
 
     row: ClientRow
     directory: Directory
-    patterns: tuple[str, ...]
-    """Its grants."""
+    access: ClientAccess
+    """Its grants, within its certificate's limits."""
     policies: Sequence[Mapping[str, Any]]
     """The vault's policy rows."""
 
@@ -55,21 +55,28 @@ async def load_caller(
     if row is None:
         # Authentication found the client a moment ago: it was deleted in between.
         raise Forbidden("client_required", "only a client of this vault may do this")
-    patterns = tuple(await client_store.grant_patterns(conn, vault, client_id))
+    access = await client_store.access(conn, vault, client_id)
     rows = await client_store.policy_rows(conn, vault) if policies else ()
-    return Caller(row, directory, patterns, rows)
+    return Caller(row, directory, access, rows)
 
 
-def no_grant(path: str) -> Forbidden:
+def no_grant(path: str, access: ClientAccess | None = None) -> Forbidden:
+    if access is not None and granted(path, access.grants):
+        # Granted, but outside the certificate's signed item scopes: no grant can help.
+        return Forbidden(
+            "outside_scope", f"{path} is outside the items this client's certificate allows",
+            "This identity was certified for other items; use one certified for this path.",
+        )  # fmt: skip
     return Forbidden(
         "no_grant", f"this client has no grant for {path}",
         "Ask an approver to grant this client access to the item's path.",
     )  # fmt: skip
 
 
-def require_grant(path: str, patterns: Sequence[str]) -> None:
-    if not granted(path, patterns):
-        raise no_grant(path)
+def require_grant(path: str, access: ClientAccess) -> None:
+    """The client may name ``path``: granted, and within its certificate's limits."""
+    if not access.allows(path):
+        raise no_grant(path, access)
 
 
 def check_source(cert: ClientCertificate, ip: str | None) -> None:

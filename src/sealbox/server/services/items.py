@@ -33,7 +33,7 @@ from sealbox.protocol.store import MAX_STORE_TTL, check_blobs, manifest_hash, ve
 from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import Conflict, Forbidden, Invalid, NotFound
 from sealbox.server.notify import approvers_channel
-from sealbox.server.policy import Policy, granted, policy_for
+from sealbox.server.policy import Policy, policy_for
 from sealbox.server.relay import Relay
 from sealbox.server.services.access import (
     check_answerable,
@@ -269,7 +269,7 @@ async def request_store(
     cert = certified(caller, now, source_ip)
     require_scope(cert, "write")
     statement = verify_store_statement(statement_token, cert, caller.directory, now)
-    require_grant(statement.path, caller.patterns)
+    require_grant(statement.path, caller.access)
     policy = policy_for(statement.path, caller.policies, caller.directory)
     check_threshold(policy, statement.keyset.threshold, statement.path)
     notify = store_approvers(policy, statement)
@@ -403,13 +403,9 @@ async def list_items(
             conn, vault, ids.check_path(path) if path is not None else None
         )
         if principal.role == "client":
-            patterns = await _patterns(conn, vault, principal.id)
-            rows = [r for r in rows if granted(r.path, patterns)]
+            access = await client_store.access(conn, vault, principal.id)
+            rows = [r for r in rows if access.allows(r.path)]
     return rows
-
-
-async def _patterns(conn: AsyncConnection, vault: str, client_id: str) -> list[str]:
-    return await client_store.grant_patterns(conn, vault, client_id)
 
 
 async def _visible_item(
@@ -419,7 +415,7 @@ async def _visible_item(
     if (
         row is not None
         and principal.role == "client"
-        and not granted(row.path, await _patterns(conn, vault, principal.id))
+        and not (await client_store.access(conn, vault, principal.id)).allows(row.path)
     ):
         # As if it did not exist: a grant-less client learns nothing about it.
         row = None

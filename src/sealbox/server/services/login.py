@@ -521,7 +521,7 @@ async def approve(
                 "the certificate is not for this login's client id and key, as a human client",
                 "Certify exactly the client id and key shown with this user code.",
             )  # fmt: skip
-        await add_client(conn, vault, cert.client, certificate, now)
+        await add_client(conn, vault, cert, certificate, now)
         state = await devices.advance(conn, row, DeviceEvent.CERTIFIED, certificate=certificate)
         if state is None:
             raise _answered_meanwhile()

@@ -10,10 +10,12 @@ from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from sealbox.server.policy import ClientAccess
 from sealbox.server.store.tables import clients, grants, policies
 
 __all__ = [
     "ClientRow",
+    "access",
     "add_grant",
     "delete_policy",
     "get",
@@ -39,6 +41,8 @@ class ClientRow:
     enrollment: str | None
     disabled: bool
     created_at: int
+    limits: tuple[tuple[str, ...], ...] = ()
+    """The item-path limits of its signed scopes and enrollment (empty: none)."""
 
 
 # Read on every request of a client: built once, with bound parameters.
@@ -58,8 +62,12 @@ _POLICIES = (
 def _client(row: Any) -> ClientRow:
     return ClientRow(
         row.vault_id, row.id, row.kind, row.name, row.sig_pk, row.certificate, row.enrollment,
-        bool(row.disabled), row.created_at,
+        bool(row.disabled), row.created_at, _limits(row.limits),
     )  # fmt: skip
+
+
+def _limits(value: Any) -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(str(p) for p in patterns) for patterns in value or ())
 
 
 def _insert_for(conn: AsyncConnection) -> Any:
@@ -83,6 +91,7 @@ async def list_all(conn: AsyncConnection, vault: str) -> list[ClientRow]:
 async def insert(
     conn: AsyncConnection, *, vault: str, client_id: str, kind: str, name: str, sig_pk: str,
     certificate: str, now: int, enrollment: str | None = None,
+    limits: Sequence[Sequence[str]] = (),
 ) -> bool:  # fmt: skip
     """Register a client; False (and nothing written) if the id is taken in this vault."""
     done = await conn.execute(
@@ -90,6 +99,7 @@ async def insert(
         .values(
             vault_id=vault, id=client_id, kind=kind, name=name, sig_pk=sig_pk,
             certificate=certificate, enrollment=enrollment, disabled=False, created_at=now,
+            limits=[list(patterns) for patterns in limits],
         )
         .on_conflict_do_nothing()
     )  # fmt: skip
@@ -117,6 +127,17 @@ async def grant_patterns(conn: AsyncConnection, vault: str, client_id: str) -> l
     """The item-path patterns a client may ask for, sorted."""
     rows = await conn.execute(_GRANTS, {"vault": vault, "client": client_id})
     return list(rows.scalars())
+
+
+async def access(conn: AsyncConnection, vault: str, client_id: str) -> ClientAccess:
+    """What item paths a client may name: its grants, within its certificate's limits.
+
+    Every decision about a client and an item path goes through this, so no
+    route can forget the signed limits (stage isolation) while checking grants.
+    """
+    row = await get(conn, vault, client_id)
+    patterns = await grant_patterns(conn, vault, client_id)
+    return ClientAccess(tuple(patterns), () if row is None else row.limits, row is not None)
 
 
 async def add_grant(

@@ -75,6 +75,10 @@ clients = Table(
     Column("enrollment", Text, nullable=True),
     Column("disabled", Boolean, nullable=False, default=False),
     Column("created_at", BigInteger, nullable=False),
+    Column("limits", JSON, nullable=False, server_default="[]"),
+    # The item-path limits of the certificate's signed scopes and its enrollment, as
+    # sealbox.protocol.scopes.limits gives them (a list of pattern lists; empty: none).
+    # Written only from a verified certificate chain, read on every item decision.
 )
 
 device_codes = Table(

@@ -15,7 +15,7 @@ import * as hpke from "./hpke.js";
 import { hpkeRelease, releasePlaintextFormat } from "./labels.js";
 import { peekHeader, statementHash } from "./jws.js";
 import { directoryApprover } from "./directory.js";
-import { CLOCK_SKEW, checkContext, verifyCertificate } from "./certificates.js";
+import { CLOCK_SKEW, checkContext, checkPaths, verifyChain } from "./certificates.js";
 import {
   DENY_UNVERIFIABLE,
   denyPayload,
@@ -62,7 +62,7 @@ function checkWindow(statement, now) {
 // Verify an access statement and the certificate of the client that signed it; return
 // {statement, hash, certificate}, every field of which is safe to show as verified.
 export async function verifyAccess(token, { directory, certificate, now, enrollment = null }) {
-  const cert = await verifyCertificate(certificate, directory, { now, enrollment });
+  const { cert, delegation } = await verifyChain(certificate, directory, { now, enrollment });
   const header = peekHeader(token);
   if (header.kid !== cert.client.id) {
     throw error("not_authorized", "access statement is not signed by the certified client");
@@ -80,6 +80,7 @@ export async function verifyAccess(token, { directory, certificate, now, enrollm
     );
   }
   checkContext(cert, statement.context);
+  checkPaths(cert, statement.items.map((i) => i.path), delegation);
   checkWindow(statement, now);
   return Object.freeze({ statement, hash: await statementHash(token), certificate: cert });
 }

@@ -56,7 +56,12 @@ export async function verifyEnrollment(token, directory, { now }) {
 
 // Verify a client certificate against a verified directory (and its enrollment, if the
 // certificate is delegated); return the certificate read strictly.
-export async function verifyCertificate(token, directory, { now, enrollment = null } = {}) {
+export async function verifyCertificate(token, directory, options = {}) {
+  return (await verifyChain(token, directory, options)).cert;
+}
+
+// verifyCertificate, returning the enrollment a delegated certificate verified under too.
+export async function verifyChain(token, directory, { now, enrollment = null } = {}) {
   let header;
   try {
     header = peekHeader(token);
@@ -92,7 +97,38 @@ export async function verifyCertificate(token, directory, { now, enrollment = nu
     throw invalid("certificate is not valid at this time");
   }
   if (delegation !== null) checkWithin(cert, delegation);
-  return cert;
+  return { cert, delegation };
+}
+
+// The item-path limits of a certificate's `items:` scopes and of its enrollment's projects
+// and items: a list of pattern lists, each of which a path must match one of (empty: none).
+export function limitsOf(cert, enrollment = null) {
+  const out = [];
+  const own = cert.scopes.filter((s) => s.startsWith("items:")).map((s) => s.slice(6));
+  if (own.length) out.push(own);
+  if (enrollment !== null) {
+    const { projects, items } = enrollment.constraints;
+    if (projects.length) out.push(projects.map((p) => `${p}/*/*`));
+    if (items.length) out.push([...items]);
+  }
+  return out;
+}
+
+// Whether item `path` matches `pattern` segment by segment, case-sensitively.
+export function pathMatches(path, pattern) {
+  const a = path.split("/");
+  const b = pattern.split("/");
+  return a.length === b.length && a.every((part, i) => fnmatchCase(part, b[i]));
+}
+
+// Stage isolation: every item path a statement names lies within its certificate's limits.
+export function checkPaths(cert, paths, enrollment = null) {
+  const bounds = limitsOf(cert, enrollment);
+  for (const path of paths) {
+    if (!bounds.every((patterns) => patterns.some((p) => pathMatches(path, p)))) {
+      throw invalid(`${path} is outside the items its certificate allows`);
+    }
+  }
 }
 
 function checkWithin(cert, enrollment) {

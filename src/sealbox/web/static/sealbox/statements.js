@@ -378,6 +378,45 @@ export function readClientInfo(value) {
   return freeze(out);
 }
 
+// Scopes (src/sealbox/protocol/scopes.py): read, write, items:PATTERN, role:PROJECT:ROLE.
+export const ROLES = Object.freeze(["machine-admin", "policy-admin", "viewer", "writer"]);
+export const PATTERN_MAX = 200;
+const PATTERN_SEGMENT = /^[A-Za-z0-9*?][A-Za-z0-9._*?-]{0,63}$/;
+
+export function checkPattern(pattern, what = "pattern") {
+  const parts = typeof pattern === "string" ? pattern.split("/") : [];
+  if (
+    typeof pattern !== "string" ||
+    pattern.length > PATTERN_MAX ||
+    parts.length !== 3 ||
+    !parts.every((part) => PATTERN_SEGMENT.test(part))
+  ) {
+    throw malformed(`${what}: expected project/environment/item of A-Z a-z 0-9 . _ - * ?`);
+  }
+  return pattern;
+}
+
+function readScope(value) {
+  const text = checkDisplayText(value, "scope", 256);
+  if (text === "read" || text === "write") return text;
+  if (text.startsWith("items:")) {
+    checkPattern(text.slice(6), "client certificate.scope");
+    return text;
+  }
+  if (text.startsWith("role:")) {
+    const rest = text.slice(5);
+    const at = rest.indexOf(":");
+    const project = at < 0 ? rest : rest.slice(0, at);
+    const role = at < 0 ? "" : rest.slice(at + 1);
+    if (SEGMENT.test(project) && ROLES.includes(role)) return text;
+  }
+  throw malformed("client certificate.scope: expected read, write, items:PATTERN or role:PROJECT:ROLE");
+}
+
+function readItemGlob(value) {
+  return checkPattern(checkDisplayText(value, "item glob", PATTERN_MAX), "enrollment constraints.items");
+}
+
 export function readClientConstraints(value) {
   const r = new Reader(value, "constraints");
   const out = {
@@ -398,7 +437,7 @@ export function readClientCertificate(value) {
   const out = {
     vault: checkId(r.raw("vault"), KIND.vault, "vault"),
     client: r.parsed("client", readClientInfo),
-    scopes: checkSortedUnique(r.items("scopes", textItem("scope", 64)), "scopes"),
+    scopes: checkSortedUnique(r.items("scopes", readScope), "scopes"),
     constraints: r.parsed("constraints", readClientConstraints),
     issuer: checkId(issuer, issuer.slice(0, 3), "issuer"),
     at: r.integer("at"),
@@ -426,8 +465,11 @@ export function clientCertificatePayload({ vault, client, scopes, constraints, i
 export function readEnrollmentConstraints(value) {
   const r = new Reader(value, "enrollment constraints");
   const out = {
-    projects: checkSortedUnique(r.items("projects", textItem("project", 64)), "projects"),
-    items: checkSortedUnique(r.items("items", textItem("item glob", 256)), "items"),
+    projects: checkSortedUnique(
+      r.items("projects", (v) => checkSegment(v, "enrollment constraints.projects")),
+      "projects",
+    ),
+    items: checkSortedUnique(r.items("items", readItemGlob), "items"),
     max_uses: r.integer("max_uses", { low: 1 }),
     not_after: r.integer("not_after"),
     cidrs: checkSortedUnique(r.items("cidrs", textItem("cidr", 64)), "cidrs"),

@@ -17,7 +17,7 @@ import * as shamir from "./shamir.js";
 import { hashFieldCiphertext, hashShareWrap, hpkeShareWrap } from "./labels.js";
 import { peekHeader, statementHash } from "./jws.js";
 import { directoryApprover } from "./directory.js";
-import { CLOCK_SKEW, checkContext, verifyCertificate } from "./certificates.js";
+import { CLOCK_SKEW, checkContext, checkPaths, verifyChain } from "./certificates.js";
 import {
   checkFieldName,
   itemManifestPayload,
@@ -218,7 +218,7 @@ export async function verifyStore(
   upload,
   { directory, approverId, hpkePrivate, certificate, now, prevManifest = null, enrollment = null },
 ) {
-  const cert = await verifyCertificate(certificate, directory, { now, enrollment });
+  const { cert, delegation } = await verifyChain(certificate, directory, { now, enrollment });
   const header = peekHeader(upload.statement);
   if (header.kid !== cert.client.id) {
     throw error("not_authorized", "store statement is not signed by the certified client");
@@ -236,6 +236,7 @@ export async function verifyStore(
     );
   }
   checkContext(cert, statement.context);
+  checkPaths(cert, [statement.path], delegation);
   if (statement.at > now + CLOCK_SKEW || now > statement.exp) {
     throw error("expired", "store statement is not valid at this time");
   }
