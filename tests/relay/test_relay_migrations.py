@@ -91,7 +91,7 @@ def _later(difference: Any) -> bool:
 
 
 #: Tables of revisions after 0004.
-_LATER_TABLES: frozenset[str] = frozenset()
+_LATER_TABLES: frozenset[str] = frozenset({"agents"})
 
 
 # The requests table as revision 0002 left it: what a relay of that version wrote.
@@ -149,7 +149,7 @@ async def test_the_console_revision_adds_its_tables_and_keeps_the_rows_there_are
     async with empty.connect() as conn:
         missing = await conn.run_sync(_differences)
     assert all(_console_table(d) or _later(d) for d in missing)
-    assert {d[1].name for d in missing if d[0] == "add_table"} == {
+    assert {d[1].name for d in missing if d[0] == "add_table"} - _LATER_TABLES == {
         "console_challenges", "console_credentials", "console_sessions",
     }  # fmt: skip
     vaults = sa.table("vaults", *(sa.column(n) for n in ("id", "created_at", "fingerprint")))

@@ -10,11 +10,13 @@ answers like every other sealbox endpoint.  The work is done by
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote_plus, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -23,10 +25,10 @@ from pydantic import BaseModel, Field
 from sealbox.errors import SealboxError
 from sealbox.protocol import ids
 from sealbox.protocol.statements import ClientInfo
-from sealbox.server.errors import Invalid, RelayError
+from sealbox.server.errors import Invalid, RelayError, Unauthenticated
 from sealbox.server.http.deps import Approver, relay_of, source_ip
 from sealbox.server.http.errors import status_of
-from sealbox.server.services import login
+from sealbox.server.services import agents, login
 from sealbox.server.services.admin import CERTIFICATE_MAX
 
 router = APIRouter()
@@ -59,10 +61,14 @@ def _ok(body: dict[str, Any]) -> JSONResponse:
 
 
 def _oauth_error(status: int, error: str, description: str, hint: str = "") -> JSONResponse:
+    headers = dict(_NO_STORE)
+    if status == 401:
+        # RFC 6749 §5.2: a 401 names the schemes a client may authenticate with.
+        headers["WWW-Authenticate"] = 'Basic realm="sealbox"'
     return JSONResponse(
         {"error": error, "error_description": description, "message": description, "hint": hint},
         status_code=status,
-        headers=_NO_STORE,
+        headers=headers,
     )
 
 
@@ -105,6 +111,11 @@ def _required(form: dict[str, str], name: str, max_len: int = TOKEN_MAX) -> str:
     if len(value) > max_len:
         raise Invalid("invalid_request", f"parameter {name!r} is too long")
     return value
+
+
+def token_endpoint(relay: Any) -> str:
+    """The token endpoint's URL: the ``aud`` a client assertion must name (RFC 7523 §3)."""
+    return f"{relay.settings.base_url}/oauth/token"
 
 
 def _tokens(issued: login.IssuedTokens) -> dict[str, Any]:
@@ -155,14 +166,75 @@ async def device_authorization(request: Request) -> JSONResponse:
 
 # --- RFC 8628 §3.4-3.5 and RFC 6749 §6: the token endpoint ----------------------------------
 
+CLIENT_CREDENTIALS = "client_credentials"
+_TOKEN_FIELDS = [
+    "device_code", "client_id", "refresh_token", "client_assertion_type", "client_assertion",
+    "client_secret", "scope",
+]  # fmt: skip
+
+
+def _basic(header: str) -> tuple[str, str]:
+    """RFC 6749 §2.3.1: ``Basic base64(urlencode(id) ":" urlencode(secret))``."""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise Invalid("invalid_request", "the token endpoint takes only Basic client "
+                      "authentication in the Authorization header")  # fmt: skip
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Invalid("invalid_request", "the Basic credentials do not decode") from None
+    client_id, colon, secret = decoded.partition(":")
+    if not colon:
+        raise Invalid("invalid_request", "the Basic credentials must be client_id:client_secret")
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+def _client_auth(request: Request, form: dict[str, str]) -> agents.ClientAuth:
+    """How the caller authenticates: exactly one method (RFC 6749 §2.3), strictly parsed."""
+    header = request.headers.get("authorization")
+    basic = _basic(header) if header is not None else None
+    assertion_type = form.get("client_assertion_type")
+    assertion = form.get("client_assertion")
+    secret = form.get("client_secret")
+    client_id = form.get("client_id")
+    used = [basic is not None, assertion is not None or assertion_type is not None,
+            secret is not None]  # fmt: skip
+    if sum(used) > 1:
+        raise Invalid(
+            "invalid_request", "use exactly one way of client authentication",
+            "Send a client assertion, or Basic credentials, or client_secret.",
+        )  # fmt: skip
+    if client_id is not None and len(client_id) > 64:
+        raise Invalid("invalid_request", "parameter 'client_id' is too long")
+    if basic is not None:
+        if client_id is not None and client_id != basic[0]:
+            raise Invalid("invalid_request", "client_id differs from the Basic credentials")
+        return agents.ClientAuth("client_secret_basic", basic[0], secret=basic[1])
+    if secret is not None:
+        return agents.ClientAuth("client_secret_post", _required(form, "client_id", 64),
+                                 secret=_required(form, "client_secret"))  # fmt: skip
+    if assertion is not None or assertion_type is not None:
+        if assertion_type != agents.ASSERTION_TYPE:
+            raise Invalid(
+                "invalid_request", f"client_assertion_type must be {agents.ASSERTION_TYPE}"
+            )
+        return agents.ClientAuth("private_key_jwt", client_id,
+                                 assertion=_required(form, "client_assertion", 4096))  # fmt: skip
+    raise Unauthenticated(
+        "invalid_client", "the client did not authenticate",
+        "Send a client assertion signed with the agent's key (private_key_jwt), or its "
+        "client secret.",
+    )  # fmt: skip
+
 
 @router.post(
     "/oauth/token",
     tags=["oauth"],
-    openapi_extra=_form_doc(["grant_type"], ["device_code", "client_id", "refresh_token"]),
+    openapi_extra=_form_doc(["grant_type"], _TOKEN_FIELDS),
 )
 async def token(request: Request) -> JSONResponse:
-    """Exchange an approved device code, or rotate a refresh token."""
+    """Exchange an approved device code, rotate a refresh token, or (an agent) authenticate
+    for an access token with ``client_credentials``."""
 
     async def work() -> JSONResponse:
         relay = relay_of(request)
@@ -189,7 +261,26 @@ async def token(request: Request) -> JSONResponse:
                 **_tokens(refreshed.tokens), "vault": refreshed.vault,
                 "client_id": refreshed.client_id,
             })  # fmt: skip
-        raise Invalid("unsupported_grant_type", "this relay supports device_code and refresh")
+        if grant_type == CLIENT_CREDENTIALS:
+            # RFC 6749 §4.4: an agent authenticates itself; there is no refresh token
+            # (§4.4.3), it simply authenticates again.
+            auth = _client_auth(request, form)
+            scope = form.get("scope")
+            if scope is not None and not _SCOPE.fullmatch(scope):
+                raise Invalid("invalid_scope", "scope must be space-separated scope tokens")
+            issued = await agents.client_credentials(
+                relay, relay.now(), auth=auth, audience=token_endpoint(relay), scope=scope,
+                source_ip=source_ip(request),
+            )  # fmt: skip
+            return _ok({
+                "access_token": issued.access_token, "token_type": "Bearer",
+                "expires_in": issued.expires_in, "scope": issued.scope, "vault": issued.vault,
+                "client_id": issued.client_id,
+            })  # fmt: skip
+        raise Invalid(
+            "unsupported_grant_type",
+            "this relay supports device_code, refresh_token and client_credentials",
+        )
 
     return await _answer_oauth(work)
 

@@ -38,8 +38,16 @@ async def oauth_metadata(request: Request) -> dict[str, Any]:
         "grant_types_supported": [
             "urn:ietf:params:oauth:grant-type:device_code",
             "refresh_token",
+            "client_credentials",
         ],
-        "token_endpoint_auth_methods_supported": ["none"],
+        # People's CLIs are public clients (none); agents authenticate (client_credentials).
+        "token_endpoint_auth_methods_supported": [
+            "none",
+            "private_key_jwt",
+            "client_secret_basic",
+            "client_secret_post",
+        ],
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
         "response_types_supported": ["none"],
     }
 

@@ -28,6 +28,7 @@ from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import Conflict, Forbidden, Invalid, NotFound
 from sealbox.server.relay import Relay
 from sealbox.server.services.caller import require_grant
+from sealbox.server.store import agents as agent_store
 from sealbox.server.store import audit
 from sealbox.server.store import clients as client_store
 from sealbox.server.store import tokens as token_store
@@ -226,6 +227,9 @@ async def set_disabled(
     client_id = _client_id(client_id)
     async with relay.tx() as tx:
         await _client(tx.conn, vault, client_id)
+        if not disabled and await agent_store.is_revoked(tx.conn, vault, client_id):
+            raise Conflict("agent_revoked", "this agent was revoked for good",
+                           "Create a new agent with `sealbox agent create`.")  # fmt: skip
         revoked = 0
         # Compare-and-set on the flag: of two approvers disabling at once, one
         # changes it and records it.

@@ -321,3 +321,30 @@ console_sessions = Table(
     Column("expires_at", BigInteger, nullable=False),
     Index("ix_console_sessions_approver", "vault_id", "approver_id"),
 )
+
+# --- agents: clients for automation that a person asks for and an approver certifies ----------
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("client_id", ID, primary_key=True),
+    # The agent's client id; it is its OAuth client_id too, so it is unique across vaults.
+    Column("name", String(128), nullable=False),
+    Column("sig_pk", String(80), nullable=False),
+    # The agent's public key, made on the person's machine; its private key never comes here.
+    Column("requested_by", ID, nullable=False),
+    # The person's client that asked for it.
+    Column("scopes", JSON, nullable=False),
+    # What was asked for (read, write, items:…); the certificate says what was granted.
+    Column("state", String(16), nullable=False),
+    # pending, approved, denied or revoked (for good).
+    Column("secret_hash", HASH, nullable=True),
+    # Labelled SHA-256 of the optional client secret (made by the person's machine); null: none.
+    Column("certificate", Text, nullable=True),
+    Column("answered_by", ID, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    # Until when a pending request may be approved.
+    UniqueConstraint("client_id", name="uq_agents_client_id"),
+)
