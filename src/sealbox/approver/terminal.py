@@ -41,7 +41,7 @@ from typing import Any
 import httpx
 
 from sealbox._relay.text import displayable
-from sealbox.approver import admin
+from sealbox.approver import admin, agents
 from sealbox.approver.answer import (
     Approve,
     Backoff,
@@ -149,7 +149,8 @@ class TerminalApprover:
                         if event == "request" and isinstance(data, dict):
                             self._note_state(data)
                             self.events.put((event, data))
-                        elif event in ("device-requests", "pairing", "directory"):
+                        elif event in ("device-requests", "pairing", "agent-requests",
+                                       "directory"):  # fmt: skip
                             self.events.put((event, data))
             except (httpx.HTTPError, SealboxError) as exc:
                 reason = describe(exc)
@@ -242,6 +243,7 @@ class TerminalApprover:
             self._connected_once = True
             self.show_logins()
             self.show_pairings()
+            self.show_agents()
             self._catch_up()
         elif event == "request" and isinstance(data, dict) and isinstance(data.get("id"), str):
             if data.get("state") == "pending":
@@ -254,6 +256,8 @@ class TerminalApprover:
             self.show_logins()
         elif event == "pairing":
             self.show_pairings()
+        elif event == "agent-requests":
+            self.show_agents()
         elif event == "directory":
             self.session.forget_directory()
         elif event == "lost":
@@ -474,6 +478,54 @@ class TerminalApprover:
                                          grant=None if grant == "none" else grant)  # fmt: skip
             self.say(f"Login {code} approved: {client} certified"
                      + ("" if grant == "none" else f", granted {grant}") + ".")  # fmt: skip
+
+    def show_agents(self) -> None:
+        """Agents a person asked for: who asked, what for, and the key's safety code."""
+        for entry in agents.pending_agents(self.session):
+            client_id = displayable(entry["client_id"], 40)
+            if "agent " + client_id in self._seen:
+                continue
+            self._seen.add("agent " + client_id)
+            # Everything here comes from the relay: the key's codes are computed here
+            # from the key itself, and every name is made safe to print.
+            key = VerifyKey.from_text(entry["sig_pk"])
+            asked = [displayable(s, 256) for s in entry["scopes"]]
+            items = [s[len("items:") :] for s in asked if s.startswith("items:")]
+            plain = [s for s in asked if not s.startswith("items:")]
+            self.say("")
+            self.say("=== NEW AGENT " + "=" * 30)
+            self.say(f"  agent:        {displayable(entry['name'], 128)} (agent, {client_id})")
+            self.say(f"  asked by:     {displayable(entry['requested_by_name'], 128)} "
+                     f"({displayable(entry['requested_by'], 40)})")  # fmt: skip
+            self.say(f"  scopes:       {', '.join(plain)}")
+            self.say(f"  items:        {', '.join(items) or 'any its grants allow'}")
+            self.say(f"  key:          {key.fingerprint()}")
+            self.say(f"  safety code:  {key.safety_code()}")
+            if entry.get("client_secret"):
+                self.say("  also has:     a client secret (only its hash is at the relay)")
+            self.say(f"  expires:      {when(entry['expires_at'])}")
+            self.say("Compare the key safety code with the terminal of the person who asked.")
+            choice = self.console.ask(
+                "Approve this agent? Type 'yes' to approve, 'no' to deny, Enter to skip: "
+            ).lower()
+            if choice == "no":
+                agents.deny_agent(self.session, entry["client_id"])
+                self.say(f"Agent {client_id} denied.")
+                continue
+            if choice != "yes":
+                self._seen.discard("agent " + client_id)
+                self.say("Skipped: it is offered again when something new arrives.")
+                continue
+            default = ",".join(items) or "*/*/*"
+            typed = self.console.ask(f"Items this agent may ask for [{default}, or 'none']: ")
+            grant = typed or default
+            if not self.console.verify():
+                self._seen.discard("agent " + client_id)
+                continue
+            grants = [] if grant == "none" else [g.strip() for g in grant.split(",") if g.strip()]
+            agents.approve_agent(self.session, entry, scopes=entry["scopes"], grants=grants)
+            self.say(f"Agent {client_id} approved"
+                     + (f", granted {', '.join(grants)}" if grants else "") + ".")  # fmt: skip
 
     def show_pairings(self) -> None:
         pairings = self.session.ok("GET", "/pairing-requests", "listing pairings")

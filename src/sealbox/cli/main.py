@@ -87,7 +87,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
         items.add_parsers(sub)
         return parser
-    from sealbox.cli import approvers, cache, items
+    from sealbox.cli import agents, approvers, cache, items
 
     up = sub.add_parser("up", help="run the relay (embedded SQLite unless --db says otherwise)")
     _server_options(up)
@@ -127,6 +127,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     approvers.add_parsers(sub)
     items.add_parsers(sub)
     cache.add_parsers(sub)
+    agents.add_parsers(sub)
 
     login = sub.add_parser("login", help="log in to a relay: this device gets a client key "
                            "that an approver certifies")  # fmt: skip
@@ -176,6 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sealbox.cli import items
 
         return items.run_command(args)
+    if args.command == "agent":
+        from sealbox.cli import agents
+
+        return agents.run(args)
     if args.command == "cache":
         from sealbox.cli import cache
 

@@ -31,6 +31,7 @@ from sealbox.protocol import ids
 from sealbox.protocol.directory import DirectoryHead
 
 __all__ = [
+    "AUTH_MODES",
     "DEFAULT_PROFILE",
     "FORMAT",
     "NotLoggedIn",
@@ -45,6 +46,8 @@ __all__ = [
 ]
 
 FORMAT = "sealbox.profile.v1"
+#: How a profile's requests are authenticated.
+AUTH_MODES = ("session", "signature", "agent")
 DEFAULT_PROFILE = "default"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -65,6 +68,17 @@ class Profile:
     refresh_token: str
     expires_at: int
     """When the access token expires (Unix time)."""
+    auth: str = "session"
+    """How requests are authenticated: ``session`` (a person's bearer token, refreshed),
+    ``signature`` (a machine: every request signed with :attr:`key`, no token at all) or
+    ``agent`` (a bearer token the profile gets by ``client_credentials`` with its key)."""
+    enrollment: str | None = None
+    """The enrollment statement a delegated (CI) certificate was made under."""
+    token_endpoint: str | None = None
+    """An agent's: where it gets access tokens by ``client_credentials`` (the ``aud`` of its
+    client assertions).  Its token is fetched when missing or stale; it has no refresh token."""
+    client_secret: str | None = None
+    """An agent's client secret, if one was made (for export; the profile signs assertions)."""
 
     def __repr__(self) -> str:
         # Never the key or the tokens, even in a traceback.
@@ -88,7 +102,15 @@ class Profile:
             "access_token": self.access_token,
             "refresh_token": self.refresh_token,
             "expires_at": self.expires_at,
+            "auth": self.auth,
+            "enrollment": self.enrollment,
+            **self._agent_json(),
         }
+
+    def _agent_json(self) -> dict[str, Any]:
+        if self.auth != "agent":
+            return {}
+        return {"token_endpoint": self.token_endpoint, "client_secret": self.client_secret}
 
     @classmethod
     def from_json(cls, document: Any) -> Profile:
@@ -109,7 +131,13 @@ class Profile:
                 access_token=_str(document["access_token"]),
                 refresh_token=_str(document["refresh_token"]),
                 expires_at=_int(document["expires_at"]),
+                auth=_auth(document.get("auth", "session")),
+                enrollment=_optional_str(document.get("enrollment")),
+                token_endpoint=_optional_str(document.get("token_endpoint")),
+                client_secret=_optional_str(document.get("client_secret")),
             )
+            if profile.auth == "agent" and not profile.token_endpoint:
+                raise TypeError
         except (KeyError, TypeError):
             raise MalformedInput("a sealbox profile is missing a field") from None
         return profile
@@ -119,6 +147,16 @@ def _str(value: object) -> str:
     if not isinstance(value, str):
         raise TypeError
     return value
+
+
+def _auth(value: object) -> str:
+    if value not in AUTH_MODES:
+        raise TypeError
+    return str(value)
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value is None else _str(value)
 
 
 def _int(value: object) -> int:

@@ -51,8 +51,8 @@ from sealbox._relay.files import write_private
 from sealbox.client import _flows as flows
 from sealbox.client import profile as profiles
 from sealbox.client._flows import ClientState, ItemInfo, OnWait, Read, Stored, VersionInfo, Wanted
+from sealbox.client.agents import renew_flow
 from sealbox.client.context import process_context
-from sealbox.client.login import refresh_flow
 from sealbox.client.profile import Profile
 from sealbox.errors import MalformedInput, NotLoggedIn, RelayRefused, SealboxError
 from sealbox.protocol import ids
@@ -338,7 +338,7 @@ class Client(_Base):
             current = self._session.reload_tokens()
             if current is not None:
                 plain = SyncDriver(self._http, self._session.server)
-                self._session.save_tokens(plain.drive(refresh_flow(current)))
+                self._session.save_tokens(plain.drive(renew_flow(current)))
 
     def _drive(self, flow: Flow) -> Any:
         try:
@@ -468,7 +468,7 @@ class AsyncClient(_Base):
                 current = await asyncio.to_thread(self._session.reload_tokens)
                 if current is not None:
                     plain = AsyncDriver(self._http, self._session.server)
-                    fresh = await plain.drive(refresh_flow(current))
+                    fresh = await plain.drive(renew_flow(current))
                     await asyncio.to_thread(self._session.save_tokens, fresh)
             finally:
                 await asyncio.to_thread(lock.__exit__, None, None, None)

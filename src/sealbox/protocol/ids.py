@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from typing import Final
 
@@ -30,6 +31,7 @@ __all__ = [
     "check_segment",
     "new_id",
     "parse_reference",
+    "slug",
 ]
 
 VAULT: Final = "vlt"
@@ -187,3 +189,9 @@ def parse_item_path(text: object) -> str:
         raise InvalidInput(f"{shown} does not start with {REFERENCE_SCHEME}; {ITEM_FORM}",
                            hint=f"Did you mean {REFERENCE_SCHEME}{rest}?")  # fmt: skip
     return rest
+
+
+def slug(name: str) -> str:
+    """A profile-style name from a display name: ``Deploy Bot`` -> ``deploy-bot`` ("" if none)."""
+    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", plain.lower()).strip("-")[:64].strip("-")

@@ -242,8 +242,9 @@ async def approvals_stream(vault: str, request: Request, principal: Approver) ->
 
     On connecting, one event per request already pending; then one per change.
     ``directory`` says the approver set changed (the stream ends if you left
-    it); ``device-requests`` and ``pairing`` say a login or a new device waits
-    (fetch ``/device-requests`` or ``/pairing-requests``).  A comment every
+    it); ``device-requests``, ``pairing`` and ``agent-requests`` say a login, a
+    new device or an agent waits (fetch ``/device-requests``,
+    ``/pairing-requests`` or ``/agent-requests``).  A comment every
     15 s keeps idle connections open.  Fetch ``/approvals`` for what an
     answer needs.
     """
@@ -263,7 +264,7 @@ async def approvals_stream(vault: str, request: Request, principal: Approver) ->
                     continue
                 if message is CLOSED:
                     return  # the relay is stopping: end the stream so the server can stop
-                if message in ("device-requests", "pairing"):
+                if message in ("device-requests", "pairing", "agent-requests"):
                     # A login or a new device waits (or was answered): list them again.
                     yield _event(message, {})
                     continue

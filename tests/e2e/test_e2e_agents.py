@@ -1,0 +1,191 @@
+"""An agent end to end, with real processes: a person creates it, an approver certifies it in
+`sealbox approve`, and it reads through approval with its own profile.
+
+The person runs `sealbox agent create --save`; the approver's terminal
+(`sealbox approve` in a pseudo-terminal) shows the agent's name, who asked,
+its scopes and items and its key's safety code, which must be the one the
+person's terminal printed.  The agent profile is then used only when named
+(`SEALBOX_PROFILE` / `--profile`): its read waits for an approver and gets the
+value.  Disabling the agent refuses its next call at once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from loop_support import APPROVE_ALL, PASSPHRASE, SEALBOX, Deployment, env_for
+from test_e2e_terminal import ANSWER, CONFIRM, Started
+
+SECRET = "agent-visible-db-password-41c7"
+AGENT_PROMPT = "Approve this agent? Type 'yes' to approve, 'no' to deny, Enter to skip: "
+
+
+@pytest.fixture
+def started() -> Iterator[Started]:
+    procs = Started()
+    try:
+        yield procs
+    finally:
+        procs.end()
+
+
+def _wait_for(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def _read_line(proc: subprocess.Popen[str], pattern: str, seen: list[str]) -> re.Match[str]:
+    """Read the process's stdout until ``pattern`` shows (lines kept in ``seen``)."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        found = re.search(pattern, line)
+        if found:
+            return found
+    raise AssertionError(f"never printed {pattern!r}:\n{''.join(seen)}")
+
+
+def test_an_agent_is_created_approved_and_reads_through_approval(
+    tmp_path: Path, started: Started
+) -> None:
+    d = Deployment(tmp_path)
+    try:
+        bot = d.serve(APPROVE_ALL)
+        try:
+            stored = d.store("shop/prod/db", {"password": SECRET})
+        finally:
+            bot.stop()
+        assert stored.returncode == 0, stored.stderr
+
+        # Refused before anything is asked: the name `default`, a bad scope.
+        default = d.cli("agent", "create", "--name", "x", "--profile", "default")
+        assert default.returncode == 2
+        assert "may not be called 'default'" in default.stderr
+        bad = d.cli("agent", "create", "--name", "x", "--scopes", "admin")
+        assert bad.returncode == 2
+
+        # The person asks; the approver sees who asked, what for, and the key's safety code.
+        person = started.person(d, "agent", "create", "--name", "Deploy Bot", "--items",
+                                "shop/prod/*", "--save")  # fmt: skip
+        shown: list[str] = []
+        client = _read_line(person, r"Client id:\s+(cli_\w+)", shown).group(1)
+        key_code = _read_line(person, r"Agent key safety code:\s+(\S.*\S)", shown).group(1)
+        term, _ = started.approve(d)
+        term.expect("=== NEW AGENT ")
+        term.expect(AGENT_PROMPT)
+        block = term.since("=== NEW AGENT ")
+        assert f"  agent:        Deploy Bot (agent, {client})\n" in block
+        assert f"  asked by:     bo@laptop ({d.client_id})\n" in block
+        assert "  scopes:       read\n" in block
+        assert "  items:        shop/prod/*\n" in block
+        assert f"  safety code:  {key_code}\n" in block
+        term.type("yes")
+        term.expect("Items this agent may ask for [shop/prod/*, or 'none']: ")
+        term.type("")
+        term.expect(CONFIRM)
+        term.type(PASSPHRASE)
+        term.expect(f"Agent {client} approved, granted shop/prod/*.")
+        rc, out, err = _wait_for(person)
+        assert rc == 0, "".join(shown) + out + err
+        assert "Saved as profile 'deploy-bot'" in out
+
+        path = d.client_config / "profiles" / "deploy-bot.json"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        saved = json.loads(path.read_text())
+        assert saved["auth"] == "agent"
+        assert saved["client"]["id"] == client
+        assert saved["client_sk"] not in "".join(shown) + out + err  # the key is never printed
+
+        # The person's own session is untouched: without a profile named, it is still them.
+        who = d.cli("whoami")
+        assert who.returncode == 0, who.stderr
+        assert d.client_id in who.stdout
+
+        # A second agent of the same name is refused before anything is asked.
+        again = d.cli("agent", "create", "--name", "Deploy Bot")
+        assert again.returncode == 2
+        assert "exists already" in again.stderr
+
+        # The agent reads with its own profile: it waits for an approver, then gets the value.
+        reader = subprocess.Popen(
+            [*SEALBOX, "read", "sealbox://shop/prod/db/password", "--purpose", "deploy"],
+            env=env_for(d.client_config, SEALBOX_PROFILE="deploy-bot"), text=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        started.procs.append(reader)
+        term.expect("=== ACCESS REQUEST ")
+        term.expect(ANSWER)
+        request = term.since("=== ACCESS REQUEST ")
+        assert f"  who:      Deploy Bot (agent, {client})\n" in request
+        assert "shop/prod/db v1: password" in request
+        term.type("yes")
+        term.expect(CONFIRM)
+        term.type(PASSPHRASE)
+        rc, out, err = _wait_for(reader)
+        assert rc == 0, out + err
+        assert out.strip() == SECRET
+
+        # Disabled by an approver: the agent's next call is refused at once.
+        off = d.approver_cli("agent", "disable", "deploy-bot")
+        assert off.returncode == 0, off.stderr
+        assert "token(s) revoked" in off.stdout
+        began = time.monotonic()
+        refused = d.run_as(d.client_config, "read", "sealbox://shop/prod/db/password",
+                           "--profile", "deploy-bot", timeout=60)  # fmt: skip
+        assert refused.returncode == 6, refused.stdout + refused.stderr
+        assert time.monotonic() - began < 20
+        listed = d.approver_cli("agent", "list")
+        assert re.search(rf"Deploy Bot\s+{client}\s+disabled", listed.stdout), listed.stdout
+        assert term.stop() == 0
+    finally:
+        d.close()
+
+
+def test_a_denied_agent_ends_the_create_and_json_prints_the_credentials(
+    tmp_path: Path, started: Started
+) -> None:
+    d = Deployment(tmp_path)
+    try:
+        denied = started.person(d, "agent", "create", "--name", "CI Bot", "--json")
+        shown: list[str] = []
+        term, _ = started.approve(d)
+        term.expect(AGENT_PROMPT)
+        term.type("no")
+        term.expect("denied.")
+        rc, out, err = _wait_for(denied)
+        assert rc == 1, out + err
+        assert "denied this agent" in err
+        assert out == ""  # nothing printed for a CI store
+        del shown
+
+        made = started.person(d, "agent", "create", "--name", "CI Bot", "--json",
+                              "--client-secret", "--scopes", "read,write")  # fmt: skip
+        term.expect(AGENT_PROMPT)
+        term.type("yes")
+        term.expect("Items this agent may ask for [*/*/*, or 'none']: ")
+        term.type("shop/ci/*")
+        term.expect(CONFIRM)
+        term.type(PASSPHRASE)
+        rc, out, err = _wait_for(made)
+        assert rc == 0, out + err
+        creds = json.loads(out)
+        assert creds["client_secret"].startswith("sbx_cs_")
+        assert creds["private_key"]
+        assert creds["token_endpoint"] == f"{d.url}/oauth/token"
+        assert creds["fingerprint"] == d.keys.fingerprint
+        assert creds["private_key"] not in err
+        assert not (d.client_config / "profiles" / "ci-bot.json").exists()
+        assert term.stop() == 0
+    finally:
+        d.close()
