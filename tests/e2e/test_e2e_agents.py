@@ -136,6 +136,12 @@ def test_an_agent_is_created_approved_and_reads_through_approval(
         assert rc == 0, out + err
         assert out.strip() == SECRET
 
+        # whoami with the agent profile checks its certificate as an agent's.
+        agent_who = d.cli("whoami", "--profile", "deploy-bot")
+        assert agent_who.returncode == 0, agent_who.stderr
+        assert re.search(r"kind:\s+agent", agent_who.stdout)
+        assert client in agent_who.stdout
+
         # Disabled by an approver: the agent's next call is refused at once.
         off = d.approver_cli("agent", "disable", "deploy-bot")
         assert off.returncode == 0, off.stderr

@@ -8,11 +8,8 @@ certified the key, and verifies the certificate against the directory the
 person's profile pinned: the relay cannot hand it a certificate the vault's
 approvers did not sign, or one for another key.
 
-An agent gets a bearer access token with the OAuth ``client_credentials``
-grant (:func:`token_flow`): a JWT signed with its key (RFC 7523 §2.2), ``iss``
-and ``sub`` its client id, ``aud`` the token endpoint, five minutes at most,
-and a fresh ``jti`` each time.  There is no refresh token; a new assertion
-simply gets a new token.
+A saved agent profile gets its tokens by ``client_credentials``
+(:mod:`sealbox.client.credentials`) when it has none or they are stale.
 """
 
 from __future__ import annotations
@@ -26,13 +23,12 @@ from typing import Any
 
 import httpx
 
-from sealbox._relay.calls import Call, Flow, expect_object, field, refused
+from sealbox._relay.calls import Call, Flow, expect_object, field
 from sealbox._relay.directory import DirectoryView, directory_flow
 from sealbox._relay.drive import SyncDriver
 from sealbox.client import profile as profiles
 from sealbox.client.login import refresh_flow
 from sealbox.client.profile import Profile
-from sealbox.crypto import jwt
 from sealbox.crypto import secrets as sx
 from sealbox.crypto.encoding import b64u_encode
 from sealbox.crypto.keys import SigningKey
@@ -43,23 +39,15 @@ from sealbox.protocol.certificates import verify_certificate
 from sealbox.protocol.statements import ClientCertificate, ClientInfo
 
 __all__ = [
-    "ASSERTION_SECONDS",
-    "ASSERTION_TYPE",
     "SECRET_PREFIX",
     "AgentCredentials",
     "AgentPrompt",
     "Waiting",
-    "assertion",
     "create",
-    "renew_flow",
     "save_profile",
     "slug",
-    "token_flow",
 ]
 
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-#: How long a client assertion lives (the relay takes at most five minutes).
-ASSERTION_SECONDS = 120
 SECRET_PREFIX = "sbx_cs_"  # noqa: S105 - what a client secret starts with, not a secret
 #: Seconds between polls while an approver decides.
 POLL_INTERVAL = 3
@@ -134,42 +122,6 @@ def slug(name: str) -> str:
         raise MalformedInput("the agent's name gives no profile name",
                              hint="Pass --profile NAME.")  # fmt: skip
     return made
-
-
-def assertion(
-    key: SigningKey, client_id: str, token_endpoint: str, *, now: int,
-    lifetime: int = ASSERTION_SECONDS,
-) -> str:  # fmt: skip
-    """A fresh ``private_key_jwt`` client assertion (RFC 7523 §3), single use."""
-    claims = {
-        "iss": client_id, "sub": client_id, "aud": token_endpoint, "iat": now,
-        "exp": now + lifetime, "jti": b64u_encode(secrets.token_bytes(16)),
-    }  # fmt: skip
-    return jwt.sign_jwt(key, claims)
-
-
-def token_flow(
-    key: SigningKey, client_id: str, token_endpoint: str, *, clock: Clock = time.time
-) -> Flow:
-    """Get an access token by ``client_credentials``; returns (token, expires_at)."""
-    now = int(clock())
-    reply = yield Call("POST", "/oauth/token", auth=False, form={
-        "grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE,
-        "client_assertion": assertion(key, client_id, token_endpoint, now=now),
-    })  # fmt: skip
-    if reply.status != 200:
-        failure = refused(reply, "getting the agent's access token")
-        if reply.status in (400, 401):
-            raise NotLoggedIn(
-                f"the relay refused the agent's credentials: {failure.message}",
-                hint=failure.hint or "Ask an approver whether the agent is disabled or revoked.",
-            )
-        raise failure
-    body = expect_object(reply, "getting the agent's access token")
-    what = "getting the agent's access token"
-    if body.get("client_id") != client_id:
-        raise MalformedInput("the relay's token is for another client")
-    return field(body, "access_token", str, what), now + field(body, "expires_in", int, what)
 
 
 def _endpoint_flow() -> Flow:
@@ -301,16 +253,3 @@ def save_profile(path: Path, made: AgentCredentials, *, overwrite: bool) -> Prof
     )  # fmt: skip
     profiles.save(path, saved, overwrite=overwrite)
     return saved
-
-
-def renew_flow(session: Profile, *, clock: Clock = time.time) -> Flow:
-    """Fresh tokens for a profile: a person's by refresh, an agent's by client_credentials."""
-    if session.auth != "agent":
-        fresh: Profile = yield from refresh_flow(session, clock=clock)
-        return fresh
-    if session.token_endpoint is None:
-        raise MalformedInput("the agent profile has no token endpoint")
-    access, expires_at = yield from token_flow(
-        session.key, session.client_id, session.token_endpoint, clock=clock
-    )
-    return session.with_tokens(access, "", expires_at)

@@ -30,6 +30,7 @@ from sealbox._relay.calls import Call, Flow, Reply, expect_object, field, refuse
 from sealbox._relay.directory import DirectoryView, directory_flow, pin_flow
 from sealbox._relay.drive import SyncDriver, reply_of, unreachable
 from sealbox.client import profile as profiles
+from sealbox.client.credentials import token_flow
 from sealbox.client.profile import NotLoggedIn, Profile, ProfileExists
 from sealbox.crypto.keys import SigningKey
 from sealbox.errors import (
@@ -56,6 +57,7 @@ __all__ = [
     "logout",
     "refresh",
     "refresh_flow",
+    "renew_flow",
     "whoami",
 ]
 
@@ -346,9 +348,22 @@ def refresh_flow(session: Profile, *, clock: Clock = time.time) -> Flow:
     return fresh
 
 
+def renew_flow(session: Profile, *, clock: Clock = time.time) -> Flow:
+    """Fresh tokens for a profile: a person's by refresh, an agent's by client_credentials."""
+    if session.auth != "agent":
+        fresh: Profile = yield from refresh_flow(session, clock=clock)
+        return fresh
+    if session.token_endpoint is None:
+        raise MalformedInput("the agent profile has no token endpoint")
+    access, expires_at = yield from token_flow(
+        session.key, session.client_id, session.token_endpoint, clock=clock
+    )
+    return session.with_tokens(access, "", expires_at)
+
+
 def refresh(http: httpx.Client, session: Profile, *, clock: Clock = time.time) -> Profile:
-    """Rotate the session's tokens (the old refresh token is spent by this call)."""
-    fresh: Profile = SyncDriver(http, session.server).drive(refresh_flow(session, clock=clock))
+    """Fresh tokens for the profile (a person's refresh token is spent by this call)."""
+    fresh: Profile = SyncDriver(http, session.server).drive(renew_flow(session, clock=clock))
     return fresh
 
 
@@ -399,8 +414,8 @@ def whoami(http: httpx.Client, path: Path, *, clock: Clock = time.time) -> WhoAm
         directory = driver.drive(directory_flow(view, fresh=True))
         cert = _check_certificate(
             session.certificate, directory,
-            ClientInfo(id=session.client_id, kind="human", name=session.client_name,
-                       sig_pk=session.key.verify_key()),
+            ClientInfo(id=session.client_id, kind="agent" if session.auth == "agent" else "human",
+                       name=session.client_name, sig_pk=session.key.verify_key()),
             now=int(clock()),
         )  # fmt: skip
         if directory.head != session.head:

@@ -51,8 +51,8 @@ from sealbox._relay.files import write_private
 from sealbox.client import _flows as flows
 from sealbox.client import profile as profiles
 from sealbox.client._flows import ClientState, ItemInfo, OnWait, Read, Stored, VersionInfo, Wanted
-from sealbox.client.agents import renew_flow
 from sealbox.client.context import process_context
+from sealbox.client.login import renew_flow
 from sealbox.client.profile import Profile
 from sealbox.errors import MalformedInput, NotLoggedIn, RelayRefused, SealboxError
 from sealbox.protocol import ids
