@@ -153,6 +153,16 @@ def test_an_agent_is_created_approved_and_reads_through_approval(
         assert time.monotonic() - began < 20
         listed = d.approver_cli("agent", "list")
         assert re.search(rf"Deploy Bot\s+{client}\s+disabled", listed.stdout), listed.stdout
+
+        # Revoked: for good, it cannot be enabled again.
+        gone = d.approver_cli("agent", "revoke", client)
+        assert gone.returncode == 0, gone.stderr
+        assert "revoked for good" in gone.stdout
+        back = d.approver_cli("agent", "enable", "Deploy Bot")
+        assert back.returncode == 1
+        assert "revoked for good" in back.stderr
+        listed = d.approver_cli("agent", "list")
+        assert re.search(rf"Deploy Bot\s+{client}\s+revoked\s+no", listed.stdout), listed.stdout
         assert term.stop() == 0
     finally:
         d.close()
