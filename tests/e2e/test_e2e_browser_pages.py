@@ -27,7 +27,9 @@ __all__ = ["browser"]  # the module-scoped Chromium fixture, shared by name
 
 pytestmark = pytest.mark.timeout(300)
 
-PAGES = ("approvals", "logins", "store", "items", "clients", "approvers", "policies", "audit")
+PAGES = (
+    "approvals", "logins", "store", "items", "clients", "agents", "approvers", "policies", "audit",
+)  # fmt: skip
 #: What each page shows once it has loaded what it shows.
 READY = {
     "approvals": "#empty, #requests article",
@@ -35,6 +37,7 @@ READY = {
     "store": "#field-name-1",
     "items": "#items tbody tr, #status:not(:empty)",
     "clients": "#clients article, #status:not(:empty)",
+    "agents": "#requests article, #agents article, #empty:not([hidden]), #status:not(:empty)",
     "approvers": "#approvers tbody tr",
     "policies": "#policies tbody tr, #status:not(:empty)",
     "audit": "#audit tbody tr",
@@ -249,6 +252,49 @@ def test_the_items_page_lists_items_and_verifies_each_version(world: World) -> N
     tab.page.route(versions_url, drop)
     [v2] = history_of(tab, "web/prod/db")
     assert v2.inner_text() == "v2: does not verify (it does not follow the version before)"
+    tab.check_clean()
+
+
+# --- 3. clients and agents ----------------------------------------------------------------------
+
+
+def test_the_agents_page_approves_an_agent_and_disables_it(world: World) -> None:
+    tab = world.tab
+    store_in_browser(tab, "web/prod/db", [("password", "pw")])
+    making = world.start("agent", "create", "--name", "Deploy Bot", "--items", "web/prod/*",
+                         "--json")  # fmt: skip
+    try:
+        page = open_page(tab, "agents")
+        card = page.locator("article[data-agent-request]").first
+        card.wait_for(timeout=60_000)
+        labels = [t.inner_text() for t in card.locator("dt").all()]
+        shown = dict(zip(labels, [d.inner_text() for d in card.locator("dd").all()], strict=True))
+        assert shown["Scopes"] == "read"
+        assert shown["Items"] == "web/prod/*"
+        assert shown["Asked by (as the relay reports)"].startswith("bo@laptop (cli_")
+        tab.screenshot("agents")
+        tab.screenshot("agents", phone=True)
+        client = shown["Client id"]
+        card.get_by_role("button", name=f"Approve agent Deploy Bot ({client})").click()
+        tab.wait_status("Agent Deploy Bot approved.")
+        out, err = making.communicate(timeout=60)
+    finally:
+        if making.poll() is None:
+            making.kill()
+            making.communicate(timeout=30)
+    assert making.returncode == 0, err
+    made = json.loads(out)
+    assert made["client_id"] == client
+    # The safety code the person compared is the one the page computed from the key.
+    assert f"Agent key safety code:  {shown['Key safety code']}" in err
+    assert relay_get(world, f"/clients/{client}/grants")["grants"] == ["web/prod/*"]
+
+    agent = page.locator(f"article[data-agent='{client}']")
+    agent.locator("dd", has_text="active").wait_for()
+    agent.get_by_role("button", name=f"Disable agent Deploy Bot ({client})").click()
+    tab.wait_status("Deploy Bot disabled.")
+    [listed] = relay_get(world, "/agents")["agents"]
+    assert listed["state"] == "disabled"
     tab.check_clean()
 
 
@@ -571,6 +617,7 @@ def test_every_page_fits_a_phone_and_names_every_control(world: World) -> None:
     waiting = [
         world.start("read", "sealbox://web/prod/db/password"),
         world.start("login", "--server", world.url, "--name", "cy@desk", config=world.tmp / "cy"),
+        world.start("agent", "create", "--name", "Deploy Bot", "--items", "web/prod/*", "--json"),
         world.start(
             "approver",
             "add",
@@ -584,6 +631,7 @@ def test_every_page_fits_a_phone_and_names_every_control(world: World) -> None:
     extra = {
         "approvals": "#requests article",
         "logins": "article[data-user-code]",
+        "agents": "article[data-agent-request]",
         "approvers": "article[data-pairing]",
     }
     problems: dict[str, Any] = {}

@@ -45,8 +45,8 @@ __all__ = [
 PACKAGE = Path(__file__).parent
 #: The console's pages, each at ``/console/<name>``.
 PAGES = (
-    "setup", "signin", "approvals", "logins", "items", "clients", "approvers", "policies",
-    "audit", "store", "join",
+    "setup", "signin", "approvals", "logins", "items", "clients", "agents", "approvers",
+    "policies", "audit", "store", "join",
 )  # fmt: skip
 #: The values a page may use, as ``{{name}}``; anything else in braces is an error.
 PLACEHOLDERS = frozenset({"vault", "relay_url", "csrf", "approver", "page"})

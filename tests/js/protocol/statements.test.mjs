@@ -13,6 +13,7 @@ import {
 } from "../../../src/sealbox/web/static/sealbox/keys.js";
 import { verifyDirectory } from "../../../src/sealbox/web/static/sealbox/directory.js";
 import {
+  certifyAgent,
   certifyLogin,
   checkContext,
   clientFromLogin,
@@ -386,6 +387,28 @@ test("a login is certified as the terminal approver does", async () => {
   await rejectsCode(
     "not_authorized",
     certifyLogin(d, login, { issuer: a3, signingKey: sig[a3], now: W.now }),
+  );
+});
+
+test("an agent is certified with the scopes it asked for, as kind agent", async () => {
+  const { d, sig } = await world();
+  const a1 = W.approvers[1].record.id;
+  const request = {
+    client_id: W.certificate.client.id,
+    name: "Deploy Bot",
+    sig_pk: W.certificate.client.sig_pk,
+    scopes: ["read", "items:shop/prod/*"],
+  };
+  const token = await certifyAgent(d, request, { issuer: a1, signingKey: sig[a1], now: W.now });
+  const cert = await verifyCertificate(token, d, { now: W.now });
+  assert.equal(cert.client.kind, "agent");
+  assert.equal(cert.client.name, "Deploy Bot");
+  assert.equal(cert.constraints.not_after, W.now + 90 * 86400);
+  assert.deepEqual([...cert.scopes], ["items:shop/prod/*", "read"]);
+  await assert.rejects(
+    certifyAgent(d, { ...request, scopes: ["read", "items:../x"] }, {
+      issuer: a1, signingKey: sig[a1], now: W.now,
+    }),
   );
 });
 

@@ -315,3 +315,38 @@ export async function certifyLogin(
     now,
   });
 }
+
+// How long an agent's certificate lasts (its access tokens never outlive it), as the terminal
+// approver signs it.
+export const AGENT_CERTIFICATE_DAYS = 90;
+
+// The agent a person asked for (as the relay lists it under /agent-requests), kind "agent".
+// Nothing here is trusted: the id and key are read strictly, and the person compares the
+// key's safety code with the one their `sealbox agent create` printed.
+export function clientFromAgentRequest(request) {
+  const name = [...String(request?.name)].slice(0, 128).join("");
+  return Object.freeze({
+    id: checkId(request?.client_id, KIND.client, "client id"),
+    kind: "agent",
+    name,
+    sig_pk: parseVerifyKey(request?.sig_pk),
+  });
+}
+
+// The certificate that approves an agent: the scopes it asked for (the relay refuses any it
+// did not ask for), no network or host constraint, valid for `days` days.
+export async function certifyAgent(
+  directory,
+  request,
+  { issuer, signingKey, now, days = AGENT_CERTIFICATE_DAYS },
+) {
+  const scopes = Array.isArray(request?.scopes) ? request.scopes.map(String) : [];
+  return issueCertificate(directory, {
+    issuer,
+    signingKey,
+    client: clientFromAgentRequest(request),
+    scopes,
+    constraints: { not_after: now + days * 86400, cidrs: [], hostname: null },
+    now,
+  });
+}
