@@ -112,6 +112,11 @@ def test_an_agent_is_created_approved_and_reads_through_approval(
         assert who.returncode == 0, who.stderr
         assert d.client_id in who.stdout
 
+        # An agent cannot make agents: its profile is not a person's login.
+        child = d.cli("agent", "create", "--name", "Child", "--as", "deploy-bot")
+        assert child.returncode == 6, child.stderr
+        assert "needs a person's login" in child.stderr
+
         # A second agent of the same name is refused before anything is asked.
         again = d.cli("agent", "create", "--name", "Deploy Bot")
         assert again.returncode == 2
@@ -150,6 +155,7 @@ def test_an_agent_is_created_approved_and_reads_through_approval(
         refused = d.run_as(d.client_config, "read", "sealbox://shop/prod/db/password",
                            "--profile", "deploy-bot", timeout=60)  # fmt: skip
         assert refused.returncode == 6, refused.stdout + refused.stderr
+        assert "disabled or revoked" in refused.stderr
         assert time.monotonic() - began < 20
         listed = d.approver_cli("agent", "list")
         assert re.search(rf"Deploy Bot\s+{client}\s+disabled", listed.stdout), listed.stdout

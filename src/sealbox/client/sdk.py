@@ -311,13 +311,14 @@ class _Base:
 _ENDED = frozenset({"invalid_token", "token_expired"})
 
 
-def _session_ended(exc: RelayRefused) -> SealboxError:
+def _session_ended(exc: RelayRefused, *, agent: bool = False) -> SealboxError:
     """A refusal of the session itself as :class:`NotLoggedIn` (exit 6); others unchanged."""
     if exc.status == 401 and exc.error in _ENDED:
         return NotLoggedIn(
             f"the relay no longer accepts this session: {exc.message}",
-            hint="Log in again with `sealbox login`.",
-        )
+            hint="Ask an approver whether this agent was disabled or revoked (`sealbox agent "
+            "list`)." if agent else "Log in again with `sealbox login`.",
+        )  # fmt: skip
     return exc
 
 
@@ -368,7 +369,7 @@ class Client(_Base):
         try:
             return self._driver.drive(flow)
         except RelayRefused as exc:
-            raise _session_ended(exc) from exc
+            raise _session_ended(exc, agent=self._session.profile.auth == "agent") from exc
         finally:
             if self._session.dirty():
                 self._session.persist()
@@ -503,7 +504,7 @@ class AsyncClient(_Base):
         try:
             return await self._driver.drive(flow)
         except RelayRefused as exc:
-            raise _session_ended(exc) from exc
+            raise _session_ended(exc, agent=self._session.profile.auth == "agent") from exc
         finally:
             if self._session.dirty():
                 await asyncio.to_thread(self._session.persist)
