@@ -29,6 +29,7 @@ from sqlalchemy import select
 
 from sealbox.crypto import secrets as sx
 from sealbox.server.http.oauth import token_endpoint
+from sealbox.server.ratelimit import RateLimiter
 from sealbox.server.relay import Relay
 from sealbox.server.services.agents import ASSERTION_TYPE
 from sealbox.server.store.tables import agents, clients, tokens
@@ -466,3 +467,25 @@ async def test_only_approvers_list_and_revoke(
     assert (await client.get(base, headers=bearer(person))).status_code == 403
     refused = await client.post(f"{base}/{agent.id}/revoke", headers=bearer(person))
     assert refused.status_code == 403
+
+
+async def test_an_agent_over_its_rate_limit_gets_429_and_keeps_its_assertion(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    agent, _ = await approved_agent(client, relay, vault)
+    relay.limiter = RateLimiter(rate=0.001, burst=2)
+    codes = [(await token_by_assertion(client, assertion(agent, relay))).status_code
+             for _ in range(2)]  # fmt: skip
+    kept = assertion(agent, relay)
+    before = await token_rows(relay)
+    limited = await token_by_assertion(client, kept)
+    assert codes == [200, 200]
+    assert limited.status_code == 429
+    assert oauth_error(limited) == "rate_limited"
+    assert int(limited.headers["retry-after"]) >= 1
+    assert await token_rows(relay) == before
+    [event] = await refusals(relay, vault.id)
+    assert event["detail"]["reason"] == "rate_limited"
+    # The limited assertion was not spent: it works once the budget allows.
+    relay.limiter = RateLimiter(rate=1000, burst=1000)
+    assert (await token_by_assertion(client, kept)).status_code == 200

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -60,8 +61,12 @@ def _ok(body: dict[str, Any]) -> JSONResponse:
     return JSONResponse(body, headers=_NO_STORE)
 
 
-def _oauth_error(status: int, error: str, description: str, hint: str = "") -> JSONResponse:
+def _oauth_error(
+    status: int, error: str, description: str, hint: str = "", retry_after: float | None = None
+) -> JSONResponse:
     headers = dict(_NO_STORE)
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     if status == 401:
         # RFC 6749 §5.2: a 401 names the schemes a client may authenticate with.
         headers["WWW-Authenticate"] = 'Basic realm="sealbox"'
@@ -77,7 +82,7 @@ async def _answer_oauth(work: Callable[[], Awaitable[JSONResponse]]) -> JSONResp
     try:
         return await work()
     except RelayError as exc:
-        return _oauth_error(status_of(exc), exc.code, exc.message, exc.hint)
+        return _oauth_error(status_of(exc), exc.code, exc.message, exc.hint, exc.retry_after)
     except SealboxError as exc:
         # A malformed id, key or name in the form: OAuth has one code for that.
         return _oauth_error(400, "invalid_request", exc.message, exc.hint)

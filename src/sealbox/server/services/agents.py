@@ -567,6 +567,16 @@ async def client_credentials(
     try:
         async with relay.read() as conn:
             row, spend = await _authenticate(conn, auth, audience=audience, now=now)
+        # The same per-caller budget as every authenticated request: a leaked key must not
+        # fill the tokens table.  Checked before the assertion is spent, so it can be retried.
+        assert relay.limiter is not None
+        wait = relay.limiter.allow(f"{row.vault} {row.client_id}")
+        if wait:
+            raise _Refused(
+                TooMany("rate_limited", "too many token requests from this agent",
+                        f"Retry after {wait:.1f} s.", retry_after=wait),
+                "rate_limited",
+            )  # fmt: skip
         if spend is not None:
             jti, exp = spend
             # The relay's replay guard, as for request nonces: persisted, so a copied
