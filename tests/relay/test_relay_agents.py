@@ -19,9 +19,10 @@ from login_support import (
     Human,
     audit_rows,
     certificate,
-    login,
     oauth_error,
+    poll,
     signed,
+    start_login,
     whoami,
 )
 from relay_support import Vault, error_of
@@ -51,6 +52,24 @@ class Agent(Human):
             self.secret = "sbx_cs_" + secrets.token_urlsafe(32)
             body["client_secret_hash"] = sx.token_hash(self.secret)
         return body
+
+
+async def login(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault,
+    scopes: tuple[str, ...] = ("read", "write"),
+) -> tuple[Human, dict[str, Any]]:  # fmt: skip
+    """A person logged in with a certificate of ``scopes``; the client and its tokens."""
+    human = Human()
+    started = await start_login(client, vault, human)
+    cert = certificate(vault, relay, human.info, scopes=scopes)
+    approved = await signed(
+        client, relay, "POST", f"/v1/vaults/{vault.id}/device-requests/{started['user_code']}"
+        "/approve", by=vault.approvers[0], json={"certificate": cert},
+    )  # fmt: skip
+    assert approved.status_code == 200, approved.text
+    tokens_ = await poll(client, started["device_code"], human)
+    assert tokens_.status_code == 200, tokens_.text
+    return human, dict(tokens_.json())
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -489,3 +508,26 @@ async def test_an_agent_over_its_rate_limit_gets_429_and_keeps_its_assertion(
     # The limited assertion was not spent: it works once the budget allows.
     relay.limiter = RateLimiter(rate=1000, burst=1000)
     assert (await token_by_assertion(client, kept)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("asked", "code"),
+    [(["read", "write", "items:shop/dev/*"], "beyond_the_person"),
+     (["read"], "outside_scope"),
+     (["read", "items:shop/prod/*"], "outside_scope"),
+     (["read", "items:shop/*/*"], "outside_scope"),
+     (["read", "items:shop/dev/api"], None),
+     (["read", "items:shop/dev/*"], None)],
+)  # fmt: skip
+async def test_an_agent_never_gets_more_than_its_person(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault, asked: list[str], code: str | None
+) -> None:
+    _, person = await login(client, relay, vault, scopes=("read", "items:shop/dev/*"))
+    answer = await ask(client, vault, person["access_token"], Agent(), asked)
+    if code is None:
+        assert answer.status_code == 201, answer.text
+        return
+    assert answer.status_code == 403
+    assert error_of(answer)["error"] == code
+    async with relay.read() as conn:
+        assert (await conn.execute(select(agents))).first() is None

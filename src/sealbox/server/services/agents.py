@@ -26,6 +26,7 @@ import ipaddress
 import json
 import secrets
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -58,6 +59,7 @@ from sealbox.server.store import clients as client_store
 from sealbox.server.store import directory as directory_store
 from sealbox.server.store import tokens as token_store
 from sealbox.server.store.agents import AgentRow
+from sealbox.server.store.clients import ClientRow
 
 __all__ = [
     "ASSERTION_TYPE",
@@ -205,6 +207,45 @@ def _person(principal: Principal) -> None:
         )  # fmt: skip
 
 
+def _pattern_within(pattern: str, allowed: tuple[str, ...]) -> bool:
+    """Whether every path ``pattern`` matches is matched by one of ``allowed`` (conservative).
+
+    Segment by segment: an allowed ``*``, the very same segment, or a plain
+    (glob-free) segment the allowed one matches.  A glob inside a narrower glob
+    is refused even when it would fit: an exact answer is not worth the risk.
+    """
+    mine = pattern.split("/")
+    for other in allowed:
+        theirs = other.split("/")
+        if all(
+            t == "*" or m == t or (not set(m) & set("*?") and fnmatchcase(m, t))
+            for m, t in zip(mine, theirs, strict=True)
+        ):
+            return True
+    return False
+
+
+def _within_the_person(wanted: tuple[str, ...], asker: ClientRow) -> None:
+    """An agent never gets more than the person who asks for it: their read and write, and
+    their item limits (stage isolation carries over to what they delegate)."""
+    held = set(_certificate_scopes(asker.certificate))
+    beyond = {s for s in wanted if s in (scopes.READ, scopes.WRITE)} - held
+    if beyond:
+        raise Forbidden(
+            "beyond_the_person", f"you may not give an agent {', '.join(sorted(beyond))}: "
+            "your own certificate does not grant it",
+            "Ask for the scopes you hold, or have someone who holds them create the agent.",
+        )  # fmt: skip
+    items = scopes.item_patterns(wanted)
+    for bound in asker.limits:
+        if not items or not all(_pattern_within(p, bound) for p in items):
+            raise Forbidden(
+                "outside_scope", "the agent's items must lie within the items you may name: "
+                + ", ".join(bound),
+                "Pass --items with patterns inside your own (e.g. " + bound[0] + ").",
+            )  # fmt: skip
+
+
 async def request_agent(
     relay: Relay, now: int, *, vault: str, person: Principal, client_id: str, name: str,
     sig_pk: str, requested: list[str], secret_hash: str | None, source_ip: str | None,
@@ -219,6 +260,9 @@ async def request_agent(
         raise Invalid("invalid_request", "client_secret_hash must be 64 lower-case hex digits")
     async with relay.tx() as tx:
         conn = tx.conn
+        asker = await client_store.get(conn, vault, person.id)
+        assert asker is not None  # it authenticated a moment ago
+        _within_the_person(wanted, asker)
         if await client_store.get(conn, vault, info.id) is not None or await agent_store.taken(
             conn, info.id
         ):
