@@ -169,6 +169,10 @@ def test_an_agent_is_created_approved_and_reads_through_approval(
         assert "revoked for good" in back.stderr
         listed = d.approver_cli("agent", "list")
         assert re.search(rf"Deploy Bot\s+{client}\s+revoked\s+no", listed.stdout), listed.stdout
+        # Its profile is deleted like a person's.
+        out_ = d.cli("logout", "--profile", "deploy-bot")
+        assert out_.returncode == 0, out_.stderr
+        assert not path.exists()
         assert term.stop() == 0
     finally:
         d.close()

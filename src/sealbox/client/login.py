@@ -437,7 +437,9 @@ def logout(http: httpx.Client, path: Path) -> bool:
     with profiles.locked(path):
         session = profiles.load(path)
         # The refresh token names the session's whole token family: revoking
-        # it ends the access token too (RFC 7009, RFC 9700 §4.14.2).
-        revoked = _revoke_quietly(SyncDriver(http, session.server), session.refresh_token)
+        # it ends the access token too (RFC 7009, RFC 9700 §4.14.2).  An agent's
+        # profile has no refresh token: its access token, if it holds one, is revoked.
+        token = session.refresh_token or session.access_token
+        revoked = _revoke_quietly(SyncDriver(http, session.server), token) if token else True
         profiles.delete(path)
     return revoked
