@@ -26,7 +26,7 @@ from login_support import (
     whoami,
 )
 from relay_support import Vault, error_of
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from sealbox.crypto import secrets as sx
 from sealbox.server.http.oauth import token_endpoint
@@ -531,3 +531,24 @@ async def test_an_agent_never_gets_more_than_its_person(
     assert error_of(answer)["error"] == code
     async with relay.read() as conn:
         assert (await conn.execute(select(agents))).first() is None
+
+
+async def test_a_waiting_agent_is_denied_not_revoked_but_an_expired_one_may_be(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    _, person = await login(client, relay, vault)
+    agent = Agent()
+    await ask(client, vault, person["access_token"], agent, secret=True)
+    url = f"/v1/vaults/{vault.id}/agents/{agent.id}/revoke"
+    waiting = await signed(client, relay, "POST", url, by=vault.approvers[0])
+    assert waiting.status_code == 409
+    assert error_of(waiting)["error"] == "agent_pending"
+    async with relay.tx() as tx:  # the request's 15 minutes pass
+        await tx.conn.execute(update(agents).values(expires_at=relay.now() - 1))
+    listed = await signed(client, relay, "GET", f"/v1/vaults/{vault.id}/agents",
+                          by=vault.approvers[0])  # fmt: skip
+    assert listed.json()["agents"][0]["state"] == "expired"
+    gone = await signed(client, relay, "POST", url, by=vault.approvers[0])
+    assert gone.status_code == 200, gone.text
+    assert gone.json()["state"] == "revoked"
+    assert gone.json()["client_secret"] is False

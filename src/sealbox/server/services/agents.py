@@ -473,7 +473,7 @@ async def revoke(
             raise _no_such_agent()
         if row.state == "revoked":
             return _view(row, now)  # already: nothing to change, nothing to record
-        if row.state == "pending":
+        if row.state == "pending" and row.expires_at > now:
             raise Conflict("agent_pending", "this agent is still waiting for an approver",
                            "Deny the request instead (`sealbox approve`).")  # fmt: skip
         tokens = 0
