@@ -531,6 +531,8 @@ async def test_an_agent_never_gets_more_than_its_person(
     assert error_of(answer)["error"] == code
     async with relay.read() as conn:
         assert (await conn.execute(select(agents))).first() is None
+    refused = [r for r in await audit_rows(relay, vault.id) if r["action"] == "request.refused"]
+    assert [r["detail"]["error"] for r in refused] == [code]
 
 
 async def test_a_waiting_agent_is_denied_not_revoked_but_an_expired_one_may_be(
