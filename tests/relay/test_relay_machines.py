@@ -110,7 +110,7 @@ async def test_a_machine_registers_with_a_token_and_is_approved(
     # Serving the script does not spend the token.
     script = await client.get(f"/v1/bootstrap/{token}")
     assert script.status_code == 200, script.text
-    assert f"SEALBOX_BOOTSTRAP_TOKEN='{token}'" in script.text
+    assert f"token='{token}'" in script.text
     assert "machine register" in script.text
 
     machine = Human("api-7f3", kind="machine")
@@ -350,7 +350,7 @@ async def test_the_three_scripts_quote_what_they_carry(
     k8s = (await client.get(f"/v1/bootstrap/{token}", params={"shell": "k8s"})).text
     ps = await client.get(f"/v1/bootstrap/{token}", params={"shell": "powershell"})
     assert ps.status_code == 200
-    assert f"$env:SEALBOX_BOOTSTRAP_TOKEN = '{token}'" in ps.text
+    assert f"$SealboxToken = '{token}'" in ps.text
     assert f"$SealboxServer = '{relay.settings.base_url}'" in ps.text
     assert "& $sealbox machine register --server $SealboxServer" in ps.text
     assert "SEALBOX_PIP_SPEC" in ps.text

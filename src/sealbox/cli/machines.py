@@ -75,7 +75,8 @@ def add_parsers(sub: Any) -> None:
     lst = msub.add_parser("list", help="the vault's machines (approver)")
     _key_options(lst)
     disable = msub.add_parser("disable", help="stop a machine at once (approver)")
-    disable.add_argument("client", metavar="CLI_ID")
+    disable.add_argument("client", metavar="CLI_ID",
+                         help="the machine's client id (`sealbox machine list`)")  # fmt: skip
     _key_options(disable)
 
 

@@ -5,7 +5,8 @@ already on ``PATH``, or install it with pip into a virtual environment of its
 own (``SEALBOX_PIP_SPEC`` overrides what is installed), then run ``sealbox
 machine register`` against this relay with the token, which makes the key on
 the machine and waits for an approver.  The token travels in the environment
-(``SEALBOX_BOOTSTRAP_TOKEN``), not on a command line other users can list.
+(``SEALBOX_BOOTSTRAP_TOKEN``), set only for that command (the installer never
+sees it), not on a command line other users can list.
 
 Whoever runs such a script trusts the relay that served it: a relay could
 serve anything.  ``sealbox machine register`` from an installed ``sealbox``
@@ -65,9 +66,11 @@ def _sh(server: str, token: str, name: str, *, k8s: bool) -> str:
         "# sealbox yourself and run: sealbox machine register --server URL --token TOKEN",
         "set -eu",
         f"SEALBOX_SERVER={sh_quote(server)}",
-        f"SEALBOX_BOOTSTRAP_TOKEN={sh_quote(token)}",
-        "export SEALBOX_BOOTSTRAP_TOKEN",
+        f"token={sh_quote(token)}",
         _SH_INSTALL % {"spec": DEFAULT_PIP_SPEC},
+        # Only now, and only for sealbox: the installer never sees the token.
+        "SEALBOX_BOOTSTRAP_TOKEN=$token",
+        "export SEALBOX_BOOTSTRAP_TOKEN",
     ]
     if not k8s:
         lines.append('exec "$SEALBOX" machine register --server "$SEALBOX_SERVER"')
@@ -92,7 +95,7 @@ def _powershell(server: str, token: str, name: str) -> str:
         "# sealbox yourself and run: sealbox machine register --server URL --token TOKEN",
         "$ErrorActionPreference = 'Stop'",
         f"$SealboxServer = {ps_quote(server)}",
-        f"$env:SEALBOX_BOOTSTRAP_TOKEN = {ps_quote(token)}",
+        f"$SealboxToken = {ps_quote(token)}",
         "$found = Get-Command sealbox -ErrorAction SilentlyContinue",
         "if ($found) {",
         "  $sealbox = $found.Source",
@@ -106,6 +109,7 @@ def _powershell(server: str, token: str, name: str) -> str:
         "  & (Join-Path $venv 'Scripts\\pip.exe') install --quiet $spec",
         "  $sealbox = Join-Path $venv 'Scripts\\sealbox.exe'",
         "}",
+        "$env:SEALBOX_BOOTSTRAP_TOKEN = $SealboxToken",
         "& $sealbox machine register --server $SealboxServer",
         "exit $LASTEXITCODE",
     ]) + "\n"  # fmt: skip
