@@ -361,3 +361,61 @@ async def test_the_three_scripts_quote_what_they_carry(
     assert "--from-file=client.key=" in k8s
     bad = await client.get(f"/v1/bootstrap/{token}", params={"shell": "zsh"})
     assert bad.status_code == 422
+
+
+async def test_two_machines_racing_for_one_token_register_one(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    import asyncio
+
+    made = await _make_token(client, relay, vault)
+    racers = [Human(kind="machine") for _ in range(4)]
+    answers = await asyncio.gather(
+        *(_register(client, relay, vault, made["token"], m) for m in racers)
+    )
+    assert sorted(a.status_code for a in answers) == [201, 410, 410, 410]
+    async with relay.read() as conn:
+        rows = (await conn.execute(select(machine_registrations))).all()
+        [spent] = (await conn.execute(select(bootstrap_tokens))).all()
+    winner = next(m for m, a in zip(racers, answers, strict=True) if a.status_code == 201)
+    assert [r.client_id for r in rows] == [winner.id]
+    assert spent.used_by == winner.id
+
+
+async def test_an_expired_registration_can_no_longer_be_approved(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    made = await _make_token(client, relay, vault)
+    machine = Human(kind="machine")
+    assert (await _register(client, relay, vault, made["token"], machine)).status_code == 201
+    async with relay.tx() as tx:
+        await tx.conn.execute(update(machine_registrations).values(expires_at=int(relay.now())))
+    assert await _pending(client, relay, vault) == []
+    assert (await _poll(client, relay, vault, machine)).json()["state"] == "expired"
+    late = await _approve(
+        client,
+        relay,
+        vault,
+        machine,
+        _machine_cert(vault, relay, machine, ("read", "items:shop/prod/*")),
+    )
+    assert late.status_code == 409
+    assert error_of(late)["error"] == "registration_expired"
+    unknown = await _poll(client, relay, vault, Human(kind="machine"))
+    assert unknown.status_code == 404
+    assert error_of(unknown)["error"] == "no_such_registration"
+
+
+async def test_anonymous_registrations_are_rate_limited_per_address(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    statuses = []
+    for _ in range(12):
+        response = await _register(client, relay, vault, "sbx_bt_" + "B" * 43,
+                                   Human(kind="machine"))  # fmt: skip
+        statuses.append(response.status_code)
+    assert statuses[:10] == [404] * 10
+    assert statuses[10:] == [429, 429]
+    # Refusals over the limit write nothing: ten audit events, not twelve.
+    refused = [r for r in await audit_rows(relay, vault.id) if r["action"] == "bootstrap.refused"]
+    assert len(refused) == 10
