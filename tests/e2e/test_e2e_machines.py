@@ -33,7 +33,9 @@ from e2e_support import SEALBOX
 from loop_support import PASSPHRASE, Deployment, env_for
 from test_e2e_terminal import Terminal
 
+from sealbox._relay.httpsig import sign_request
 from sealbox.approver import machines
+from sealbox.client.identity import load as identity_of
 
 SECRET = "dev-db-password-5be1"
 PROD_SECRET = "prod-db-password-77aa"
@@ -181,17 +183,27 @@ def test_register_approved_in_the_terminal_then_read_and_refused_outside_its_sco
     client_id = json.loads((identity / "identity.json").read_text())["client"]["id"]
 
     env = _machine_env(home, SEALBOX_IDENTITY=str(identity))
-    read = _read(env, "shop/dev/db#password")
+    read = _read(env, "sealbox://shop/dev/db/password")
     assert read.returncode == 0, read.stderr
     assert read.stdout.strip() == SECRET
 
     # Certified for shop/dev/* only: even a grant for prod does not let it ask.
     granted = d.approver_cli("approver", "grant", client_id, "shop/prod/*")
     assert granted.returncode == 0, granted.stderr
-    refused = _read(env, "shop/prod/db#password")
+    refused = _read(env, "sealbox://shop/prod/db/password")
     assert refused.returncode != 0
-    assert "outside" in refused.stderr
+    assert "shop/prod/db" in refused.stderr
     assert PROD_SECRET not in refused.stdout + refused.stderr
+    # What the relay answers the machine's own signed request naming shop/prod/db.
+    machine = identity_of(identity)
+    with httpx.Client(base_url=d.url) as http:
+        request = http.build_request("GET", f"/v1/vaults/{d.vault}/policy",
+                                     params={"path": "shop/prod/db"})  # fmt: skip
+        sign_request(request, key=machine.key, key_id=machine.client_id)
+        answer = http.send(request)
+    assert answer.status_code == 403
+    assert answer.json()["error"] == "outside_scope"
+    assert answer.json()["hint"]
 
     # The token is spent: a second registration is refused, and says what to do.
     again = subprocess.run([*SEALBOX, "machine", "register", "--server", d.url, "--token", token,
@@ -220,7 +232,9 @@ def test_the_sh_script_registers_a_machine_and_the_k8s_one_prints_kubectl(
     assert "installing" not in out  # sealbox was on PATH
     identity = home / ".config" / "sealbox" / "identity"
     _check_identity_dir(identity)
-    read = _read(_machine_env(home, SEALBOX_IDENTITY=str(identity)), "shop/dev/db#password")
+    read = _read(
+        _machine_env(home, SEALBOX_IDENTITY=str(identity)), "sealbox://shop/dev/db/password"
+    )
     assert read.returncode == 0, read.stderr
     assert read.stdout.strip() == SECRET
     assert httpx.get(f"{d.url}/v1/bootstrap/{token}").status_code == 410  # spent
@@ -293,10 +307,12 @@ def test_a_provisioned_bundle_reads_from_a_fresh_home(
         assert key.encode() not in seen
 
     home = tmp_path / "fresh-home"
-    read = _read(_machine_env(home, SEALBOX_IDENTITY=str(out)), "shop/dev/db#password")
+    read = _read(_machine_env(home, SEALBOX_IDENTITY=str(out)), "sealbox://shop/dev/db/password")
     assert read.returncode == 0, read.stderr
     assert read.stdout.strip() == SECRET
-    outside = _read(_machine_env(home, SEALBOX_IDENTITY=str(out)), "shop/prod/db#password")
+    outside = _read(
+        _machine_env(home, SEALBOX_IDENTITY=str(out)), "sealbox://shop/prod/db/password"
+    )
     assert outside.returncode != 0
     assert PROD_SECRET not in outside.stdout
     assert PASSPHRASE not in read.stdout + read.stderr

@@ -164,7 +164,7 @@ def _register(args: argparse.Namespace) -> int:
           f"{', '.join(cert.scopes)}.")  # fmt: skip
     print(f"Vault safety code: {done.vault_safety_code}")
     print(f"Identity saved in {out} (client.key 0600; the relay never saw it).")
-    print(f"Use it with: SEALBOX_IDENTITY={out} sealbox read PROJECT/ENV/ITEM")
+    print(f"Use it with: SEALBOX_IDENTITY={out} sealbox read sealbox://PROJECT/ENV/ITEM/FIELD")
     return exits.OK
 
 
@@ -269,7 +269,7 @@ def _provision(args: argparse.Namespace) -> int:
           "was registered.")  # fmt: skip
     print(f"Identity written to {where}.")
     print("Keep it like a password. On the machine: SEALBOX_IDENTITY=<dir or file> sealbox read "
-          "PROJECT/ENV/ITEM")  # fmt: skip
+          "sealbox://PROJECT/ENV/ITEM/FIELD")  # fmt: skip
     return exits.OK
 
 
