@@ -316,3 +316,51 @@ def test_a_provisioned_bundle_reads_from_a_fresh_home(
     assert outside.returncode != 0
     assert PROD_SECRET not in outside.stdout
     assert PASSPHRASE not in read.stdout + read.stderr
+
+    # `machine list` and `machine disable`: a disabled machine is refused at once.
+    client_id = json.loads((out / "identity.json").read_text())["client"]["id"]
+    listed = d.approver_cli("machine", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(rf"{client_id}\s+api\s+enabled", listed.stdout), listed.stdout
+    disabled = d.approver_cli("machine", "disable", client_id)
+    assert disabled.returncode == 0, disabled.stderr
+    assert re.search(rf"{client_id}\s+api\s+disabled", d.approver_cli("machine", "list").stdout)
+    gone = _read(_machine_env(home, SEALBOX_IDENTITY=str(out)), "sealbox://shop/dev/db/password")
+    assert gone.returncode != 0
+    assert SECRET not in gone.stdout
+
+
+def test_a_denied_machine_saves_nothing_and_an_identity_is_never_overwritten(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    d = deployment
+    out = tmp_path / "identity"
+    out.mkdir()
+    (out / "keep").write_text("mine")
+    token = _token(d, "--grant", "shop/dev/*")
+    env = _machine_env(tmp_path / "m", SEALBOX_BOOTSTRAP_TOKEN=token)
+    args = [*SEALBOX, "machine", "register", "--server", d.url, "--out", str(out)]
+    taken = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60,
+                           check=False, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert taken.returncode == 1
+    assert "--overwrite" in taken.stderr
+    assert (out / "keep").read_text() == "mine"
+    # Refused before the relay was asked: the token is still good.
+    assert httpx.get(f"{d.url}/v1/bootstrap/{token}").status_code == 200
+
+    run = Running([*args[:-1], str(tmp_path / "new")], env)
+    code = run.wait_for(r"Registration code:\s+([A-Z]{4}-[A-Z]{4})").group(1)
+    session = d.session()
+    try:
+        deadline = time.monotonic() + 30
+        while not (found := [e for e in machines.pending_machines(session)
+                             if e["user_code"] == code]):  # fmt: skip
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        machines.deny_machine(session, found[0]["client_id"])
+    finally:
+        session.close()
+    rc, output = run.finish()
+    assert rc == 3, output
+    assert "an approver denied this machine" in output
+    assert not (tmp_path / "new").exists()
