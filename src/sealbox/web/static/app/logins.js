@@ -154,6 +154,34 @@ async function refresh() {
   noMachines.hidden = waiting.length > 0;
 }
 
+// A bootstrap token, made by this approver's console session: shown once, with the two ways
+// to use it (the command trusts nothing; the served script trusts the relay).
+const tokenForm = document.getElementById("token-form");
+tokenForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const button = document.getElementById("make-token");
+  button.disabled = true;
+  try {
+    const grants = document.getElementById("machine-grants").value.split(/\s+/).filter(Boolean);
+    const scopes = document.getElementById("machine-write").checked ? ["read", "write"] : ["read"];
+    const made = await api.post("/bootstrap-tokens", {
+      name: document.getElementById("machine-name").value.trim(),
+      grants,
+      scopes,
+    });
+    document.getElementById("token-value").textContent = made.token;
+    document.getElementById("token-register").textContent =
+      `SEALBOX_BOOTSTRAP_TOKEN=${made.token} sealbox machine register --server ${made.server}`;
+    document.getElementById("token-script").textContent = `curl -sSL '${made.script_url}' | sh`;
+    document.getElementById("token-made").hidden = false;
+    status(`Token made for ${made.name}; it expires ${when(made.expires_at)}.`);
+  } catch (error) {
+    status(describe(error), { error: true });
+  } finally {
+    button.disabled = false;
+  }
+});
+
 async function main() {
   if (!(await shell())) return;
   await approver.me();
