@@ -416,6 +416,10 @@ async def test_anonymous_registrations_are_rate_limited_per_address(
         statuses.append(response.status_code)
     assert statuses[:10] == [404] * 10
     assert statuses[10:] == [429, 429]
+    # Over the budget nothing is checked at all, not even the signature (which stores a nonce).
+    forged = await _register(client, relay, vault, "sbx_bt_x", Human(kind="machine"),
+                             sign_as=Human(kind="machine"))  # fmt: skip
+    assert forged.status_code == 429
     # Refusals over the limit write nothing: ten audit events, not twelve.
     refused = [r for r in await audit_rows(relay, vault.id) if r["action"] == "bootstrap.refused"]
     assert len(refused) == 10

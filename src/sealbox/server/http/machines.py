@@ -153,6 +153,7 @@ async def register(vault: str, body: RegisterBody, request: Request) -> dict[str
         key = VerifyKey.from_text(body.sig_pk)
     except SealboxError as exc:
         raise Invalid("invalid_request", exc.message, "Send a fresh cli_ id and its key.") from None
+    machines.admit(relay, source_ip(request))
     await _signed_by(request, vault, client_id, key)
     done = await machines.register(
         relay, relay.now(), vault=vault, token=body.token, client_id=client_id, key=key,

@@ -62,6 +62,7 @@ __all__ = [
     "CreatedToken",
     "PendingMachine",
     "Registered",
+    "admit",
     "approve",
     "create_token",
     "deny",
@@ -263,18 +264,27 @@ async def _unused_user_code(conn: AsyncConnection, vault: str) -> str:
     raise RelayError("busy", "could not pick a fresh registration code; try again")
 
 
+def admit(relay: Relay, source_ip: str | None) -> None:
+    """Take one of the address's anonymous registrations (refused over the budget).
+
+    Called before anything else is done for the request, the signature check
+    included: each checked signature stores a nonce, and anyone may send these.
+    """
+    if relay.anonymous_limiter.allow(f"bootstrap {source_ip or 'unknown'}"):
+        raise TooMany("slow_down", "too many registrations from this address; wait a minute")
+
+
 async def register(
     relay: Relay, now: int, *, vault: str, token: str, client_id: str, key: VerifyKey,
     name: str | None, source_ip: str | None,
 ) -> Registered:  # fmt: skip
     """Spend ``token`` to register ``key`` as machine ``client_id`` waiting for an approver.
 
-    The caller has checked that the request is signed by ``key``.  The
+    The caller has taken the address's budget (:func:`admit`) and checked that
+    the request is signed by ``key``.  The
     machine's name is ``name`` if it gave one, else the token's.  Refusals
     (unknown, expired or spent token) are audited and change nothing else.
     """
-    if relay.anonymous_limiter.allow(f"bootstrap {source_ip or 'unknown'}"):
-        raise TooMany("slow_down", "too many registrations from this address; wait a minute")
     if name is not None:
         _check_name(name)
     refusal: RelayError | None = None
