@@ -334,6 +334,15 @@ def test_a_denied_machine_saves_nothing_and_an_identity_is_never_overwritten(
     deployment: Deployment, tmp_path: Path
 ) -> None:
     d = deployment
+    shown = d.approver_cli("machine", "token", "create", "--name", "api", "--grant", "shop/dev/*")
+    assert shown.returncode == 0, shown.stderr
+    [printed] = re.findall(r"sbx_bt_[A-Za-z0-9_-]{43}", shown.stdout.split("\n", 2)[1])
+    assert f"SEALBOX_BOOTSTRAP_TOKEN={printed} sealbox machine register --server {d.url}" in (
+        shown.stdout
+    )
+    assert f"curl -sSL '{d.url}/v1/bootstrap/{printed}' | sh" in shown.stdout
+    assert "trusts nothing" in shown.stdout
+    assert "this trusts the relay" in shown.stdout
     out = tmp_path / "identity"
     out.mkdir()
     (out / "keep").write_text("mine")
