@@ -423,3 +423,22 @@ async def test_anonymous_registrations_are_rate_limited_per_address(
     # Refusals over the limit write nothing: ten audit events, not twelve.
     refused = [r for r in await audit_rows(relay, vault.id) if r["action"] == "bootstrap.refused"]
     assert len(refused) == 10
+
+
+async def test_the_sweeper_forgets_tokens_and_registrations_an_hour_after_they_expire(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    from sealbox.server.services.housekeeping import sweep
+
+    spent = await _make_token(client, relay, vault)
+    machine = Human(kind="machine")
+    assert (await _register(client, relay, vault, spent["token"], machine)).status_code == 201
+    await _make_token(client, relay, vault)
+    now = int(relay.now())
+    await sweep(relay, now + 600 + 3600 - 1)
+    rows = await _rows(relay)
+    assert len(rows["bootstrap_tokens"]) == 2
+    assert len(rows["machine_registrations"]) == 1
+    await sweep(relay, now + 600 + 3600 + 1)
+    rows = await _rows(relay)
+    assert rows["bootstrap_tokens"] == rows["machine_registrations"] == []

@@ -228,17 +228,14 @@ async def advance(
     return new if done.rowcount == 1 else None
 
 
-async def purge(conn: AsyncConnection, vault: str, *, before: int) -> int:
-    """Forget the vault's tokens and registrations that expired before ``before``."""
-    tokens = await conn.execute(
-        delete(bootstrap_tokens).where(
-            bootstrap_tokens.c.vault_id == vault, bootstrap_tokens.c.expires_at < before
-        )
-    )
-    registrations = await conn.execute(
-        delete(machine_registrations).where(
-            machine_registrations.c.vault_id == vault,
-            machine_registrations.c.expires_at < before,
-        )
-    )
+async def purge(conn: AsyncConnection, vault: str | None, *, before: int) -> int:
+    """Forget the tokens and registrations that expired before ``before`` (of ``vault``, or of
+    every vault)."""
+    token_rows = bootstrap_tokens.c.expires_at < before
+    registration_rows = machine_registrations.c.expires_at < before
+    if vault is not None:
+        token_rows &= bootstrap_tokens.c.vault_id == vault
+        registration_rows &= machine_registrations.c.vault_id == vault
+    tokens = await conn.execute(delete(bootstrap_tokens).where(token_rows))
+    registrations = await conn.execute(delete(machine_registrations).where(registration_rows))
     return int(tokens.rowcount or 0) + int(registrations.rowcount or 0)
