@@ -51,8 +51,9 @@ __all__ = [
 SECRET_PREFIX = "sbx_cs_"  # noqa: S105 - what a client secret starts with, not a secret
 #: Seconds between polls while an approver decides.
 POLL_INTERVAL = 3
-#: Refresh a person's access token this long before it expires.
-REFRESH_MARGIN = 60
+#: Refresh a person's access token first unless it outlives this: the wait for an approver
+#: (the relay keeps an agent request 15 minutes) must not outlast it.
+REFRESH_MARGIN = 16 * 60
 
 Sleep = Callable[[float], None]
 Clock = Callable[[], float]

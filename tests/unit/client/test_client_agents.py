@@ -226,3 +226,29 @@ def test_a_machine_or_agent_profile_cannot_ask(person: tuple[ScriptedRelay, Path
     with pytest.raises(NotLoggedIn, match="person's login"):
         _create(relay, path)
     assert relay.asked == {}
+
+
+def test_a_person_token_that_would_lapse_during_the_wait_is_refreshed_first(
+    person: tuple[ScriptedRelay, Path],
+) -> None:
+    relay, path = person
+    saved = profiles.load(path)
+    profiles.save(path, dataclasses.replace(saved, expires_at=NOW + 600), overwrite=True)
+    refreshed: list[str] = []
+    handle = relay.handle
+
+    def with_refresh(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/token":
+            refreshed.append(request.content.decode())
+            return httpx.Response(200, json={
+                "access_token": "sbx_at_person", "refresh_token": "sbx_rt_next",
+                "token_type": "Bearer", "expires_in": 3600, "vault": relay.vault,
+                "client_id": saved.client_id,
+            })  # fmt: skip
+        return handle(request)
+
+    relay.handle = with_refresh  # type: ignore[method-assign]
+    _create(relay, path)
+    assert len(refreshed) == 1
+    assert "grant_type=refresh_token" in refreshed[0]
+    assert profiles.load(path).refresh_token == "sbx_rt_next"
