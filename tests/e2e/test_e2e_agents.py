@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import stat
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import jwt as pyjwt
 import pytest
 from loop_support import APPROVE_ALL, PASSPHRASE, SEALBOX, Deployment, env_for
 from test_e2e_terminal import ANSWER, CONFIRM, Started
@@ -212,6 +215,35 @@ def test_a_denied_agent_ends_the_create_and_json_prints_the_credentials(
         assert creds["fingerprint"] == d.keys.fingerprint
         assert creds["private_key"] not in err
         assert not (d.client_config / "profiles" / "ci-bot.json").exists()
+
+        # A CI job with only these credentials and a standard JOSE library gets tokens,
+        # by private_key_jwt and by the client secret; a copied assertion works once.
+        now = int(time.time())
+        signed = pyjwt.encode(
+            {"iss": creds["client_id"], "sub": creds["client_id"], "aud": creds["token_endpoint"],
+             "iat": now, "exp": now + 60, "jti": secrets.token_urlsafe(16)},
+            creds["private_key_pem"], algorithm="EdDSA",
+        )  # fmt: skip
+        form = {
+            "grant_type": "client_credentials",
+            "client_assertion": signed,
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        }
+        with httpx.Client(base_url=d.url) as http:
+            by_key = http.post("/oauth/token", data=form)
+            assert by_key.status_code == 200, by_key.text
+            assert "refresh_token" not in by_key.json()
+            again = http.post("/oauth/token", data=form)
+            assert again.status_code == 401
+            assert again.json()["error"] == "invalid_client"
+            by_secret = http.post("/oauth/token", data={"grant_type": "client_credentials"},
+                                  auth=(creds["client_id"], creds["client_secret"]))  # fmt: skip
+            assert by_secret.status_code == 200, by_secret.text
+            who = http.get(
+                f"/v1/vaults/{d.vault}/whoami",
+                headers={"authorization": f"Bearer {by_secret.json()['access_token']}"},
+            )
+            assert who.json()["client_kind"] == "agent"
         assert term.stop() == 0
     finally:
         d.close()

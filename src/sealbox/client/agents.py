@@ -108,7 +108,10 @@ class AgentCredentials:
             "format": "sealbox.agent.v1", "client_id": self.client_id, "name": self.name,
             "token_endpoint": self.token_endpoint, "server": self.server, "vault": self.vault,
             "fingerprint": self.fingerprint, "head": {"seq": self.head.seq, "hash": self.head.hash},
-            "private_key": self.key.to_text(), "certificate": self.certificate,
+            "private_key": self.key.to_text(),
+            # The same key as PKCS#8 PEM: what standard JOSE libraries sign assertions with.
+            "private_key_pem": self.key.to_pem().decode("ascii"),
+            "certificate": self.certificate,
             "scopes": list(self.cert.scopes),
         }  # fmt: skip
         if self.client_secret is not None:
