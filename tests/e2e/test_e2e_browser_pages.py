@@ -295,6 +295,18 @@ def test_the_agents_page_approves_an_agent_and_disables_it(world: World) -> None
     tab.wait_status("Deploy Bot disabled.")
     [listed] = relay_get(world, "/agents")["agents"]
     assert listed["state"] == "disabled"
+
+    # Revoking asks first; dismissed, nothing happens; accepted, the agent is gone for good.
+    agent = page.locator(f"article[data-agent='{client}']")
+    revoke = agent.get_by_role("button", name=f"Revoke agent Deploy Bot ({client}) for good")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    revoke.click()
+    assert relay_get(world, "/agents")["agents"][0]["state"] == "disabled"
+    page.once("dialog", lambda dialog: dialog.accept())
+    revoke.click()
+    tab.wait_status("Deploy Bot revoked.")
+    page.locator(f"article[data-agent='{client}'] dd", has_text="revoked").wait_for()
+    assert relay_get(world, "/agents")["agents"][0]["state"] == "revoked"
     tab.check_clean()
 
 
