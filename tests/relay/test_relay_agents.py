@@ -32,6 +32,7 @@ from sealbox.crypto import secrets as sx
 from sealbox.server.http.oauth import token_endpoint
 from sealbox.server.ratelimit import RateLimiter
 from sealbox.server.relay import Relay
+from sealbox.server.services import housekeeping
 from sealbox.server.services.agents import ASSERTION_TYPE
 from sealbox.server.store.tables import agents, clients, tokens
 
@@ -554,3 +555,23 @@ async def test_a_waiting_agent_is_denied_not_revoked_but_an_expired_one_may_be(
     assert gone.status_code == 200, gone.text
     assert gone.json()["state"] == "revoked"
     assert gone.json()["client_secret"] is False
+
+
+async def test_the_sweeper_forgets_unanswered_requests_but_never_a_revoked_agent(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    revoked, person = await approved_agent(client, relay, vault, secret=True)
+    url = f"/v1/vaults/{vault.id}/agents/{revoked.id}/revoke"
+    assert (await signed(client, relay, "POST", url, by=vault.approvers[0])).status_code == 200
+    waiting, denied = Agent("waiting"), Agent("denied")
+    await ask(client, vault, person, waiting, secret=True)
+    await ask(client, vault, person, denied)
+    deny = f"/v1/vaults/{vault.id}/agent-requests/{denied.id}/deny"
+    assert (await signed(client, relay, "POST", deny, by=vault.approvers[0])).status_code == 200
+    await housekeeping.sweep(relay, relay.now() + 900 + 3601)
+    async with relay.read() as conn:
+        kept = (await conn.execute(select(agents.c.client_id, agents.c.state))).all()
+    assert [tuple(r) for r in kept] == [(revoked.id, "revoked")]
+    enable = f"/v1/vaults/{vault.id}/clients/{revoked.id}/enable"
+    refused = await signed(client, relay, "POST", enable, by=vault.approvers[0])
+    assert refused.status_code == 409

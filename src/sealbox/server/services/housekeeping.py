@@ -18,6 +18,7 @@ from sealbox.protocol.state import Event, State, StoreEvent
 from sealbox.server.notify import approvers_channel
 from sealbox.server.relay import Relay
 from sealbox.server.services.access import waiter_since, wake_owner
+from sealbox.server.store import agents as agent_store
 from sealbox.server.store import audit, replay, tokens
 from sealbox.server.store import items as item_store
 from sealbox.server.store import machines as machine_store
@@ -104,4 +105,6 @@ async def sweep(relay: Relay, now: int) -> Swept:
         dropped = await tokens.purge_expired(tx.conn, now - TOKEN_GRACE_SECONDS)
         # Bootstrap tokens and machine registrations, an hour after they expired.
         await machine_store.purge(tx.conn, None, before=now - MACHINE_GRACE_SECONDS)
+        # Agent requests that expired waiting or were denied (with any secret hash), likewise.
+        await agent_store.purge_unanswered(tx.conn, before=now - MACHINE_GRACE_SECONDS)
     return Swept(total, purged, dropped)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sealbox.server.store.tables import agents, clients
@@ -20,6 +20,7 @@ __all__ = [
     "is_revoked",
     "list_all",
     "list_pending",
+    "purge_unanswered",
     "set_state",
     "taken",
 ]
@@ -148,3 +149,14 @@ async def is_revoked(conn: AsyncConnection, vault: str, client_id: str) -> bool:
     query = select(agents.c.state).where(agents.c.vault_id == vault,
                                          agents.c.client_id == client_id)  # fmt: skip
     return (await conn.execute(query)).scalar_one_or_none() == "revoked"
+
+
+async def purge_unanswered(conn: AsyncConnection, *, before: int) -> int:
+    """Forget agent requests that expired waiting, or were denied, before ``before``.
+
+    Approved and revoked agents are kept: a revoked agent's row is what keeps its client
+    from ever being enabled again.
+    """
+    unanswered = agents.c.state.in_(("pending", "denied")) & (agents.c.expires_at < before)
+    done = await conn.execute(delete(agents).where(unanswered))
+    return int(done.rowcount or 0)
