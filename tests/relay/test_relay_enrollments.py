@@ -19,7 +19,10 @@ from relay_support import Approver, Vault, error_of
 from sqlalchemy import select
 from test_relay_items import PASSWORD, Harness, Requester
 
+from sealbox.approver.keystore import ApproverKeys
+from sealbox.approver.review import review
 from sealbox.crypto.keys import SigningKey
+from sealbox.errors import CertificateInvalid
 from sealbox.protocol import ids
 from sealbox.protocol.certificates import issue_enrollment, issue_machine_certificate
 from sealbox.protocol.statements import (
@@ -403,6 +406,16 @@ async def test_a_leaked_token_registers_a_machine_that_still_cannot_read_alone(
     assert await h.state(request_id) == "pending"
     entry = await h.approval(h.vault.approvers[0], request_id)
     assert entry["enrollment"] == enrollment.statement
+    # The approver verifies the chain and names its end: enrolled by enr_… (approver …).
+    first = h.vault.approvers[0]
+    keys = ApproverKeys(server="http://relay.test", vault=h.vault.id,
+                        fingerprint=h.vault.fingerprint, record=first.record, hpke=first.hpke,
+                        sig=first.sig)  # fmt: skip
+    rev = review(entry, directory=h.directory(), keys=keys, now=h.relay.now())
+    assert (rev.issuer, rev.enrolled_by, rev.client_kind) == (enrollment.id, first.id, "machine")
+    with pytest.raises(CertificateInvalid):
+        review({**entry, "enrollment": None}, directory=h.directory(), keys=keys,
+               now=h.relay.now())  # fmt: skip
     released = await h.release_as(h.vault.approvers[0], request_id)
     assert released.status_code == 200, released.text
     assert await h.state(request_id) == "released"
