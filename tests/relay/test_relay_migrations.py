@@ -86,8 +86,9 @@ def _later(difference: Any) -> bool:
     if kind == "add_column":
         return str(difference[2]) != "requests"
     table = difference[1].name if kind == "add_table" else getattr(difference[1], "table", None)
-    name = str(getattr(table, "name", table))
-    return kind in ("add_table", "add_index") and name in _LATER_TABLES
+    return (
+        kind in ("add_table", "add_index") and str(getattr(table, "name", table)) in _LATER_TABLES
+    )
 
 
 #: Tables of revisions after 0004.
