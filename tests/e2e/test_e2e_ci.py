@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from loop_support import Deployment, ServeProcess, env_for, outputs
+from loop_support import SEALBOX, Deployment, ServeProcess, env_for, outputs
 
 from sealbox.client.enrollment import enrol
 from sealbox.errors import RelayRefused
@@ -266,3 +266,41 @@ def test_each_snippet_runs_as_its_ci_provider_would(
     assert SHA in output
     assert PASSWORD not in output
     assert token not in output
+
+
+# --- a person approving a CI machine in the terminal ----------------------------------------
+
+
+def test_the_terminal_approver_shows_who_enrolled_the_machine(
+    d: Deployment, bot: ServeProcess, tmp_path: Path
+) -> None:
+    """An item no rule covers waits for a person; `sealbox approve` shows the chain's end."""
+    from test_e2e_terminal import ANSWER, Started, request_block
+
+    stored = d.store("shop/manual/key", {"key": "manual-K3y/never-shown"})
+    assert stored.returncode == 0, outputs(stored)
+    created = _enrollment(d, "--items", "shop/manual/*")
+    runner = tmp_path / "runner"
+    assert _login(d, runner, created["token"]).returncode == 0
+    started = Started()
+    try:
+        reader = subprocess.Popen(
+            [*SEALBOX, "read", "sealbox://shop/manual/key/key"],
+            env=env_for(runner, SEALBOX_IDENTITY=str(runner / "identity")), text=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        started.procs.append(reader)
+        approve, _ = started.approve(d, ask=False)
+        approve.expect("=== ACCESS REQUEST ")
+        approve.expect(ANSWER)
+        _, verified, _ = request_block(approve, "ACCESS REQUEST")
+        assert (f"enrolled by {created['id']} (approver laptop, {d.keys.record.id}); "
+                "scopes items:shop/ci/*, items:shop/manual/*, read") in verified  # fmt: skip
+        assert "(machine, cli_" in verified
+        approve.type("yes")  # (the passphrase is in SEALBOX_PASSPHRASE here)
+        approve.expect("Released ")
+        out, err = reader.communicate(timeout=60)
+        assert reader.returncode == 0, err
+        assert out.rstrip("\n") == "manual-K3y/never-shown"
+    finally:
+        started.end()
