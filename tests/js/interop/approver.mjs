@@ -121,7 +121,13 @@ const OPS = {
         signingKey: key,
         now: req.now,
       });
-      return { release, purpose: review.purpose, paths: review.items.map((i) => i.path) };
+      return {
+        release,
+        purpose: review.purpose,
+        paths: review.items.map((i) => i.path),
+        issuer: review.issuer,
+        enrolled_by: review.enrolledBy,
+      };
     } catch (exc) {
       if (!isRefusable(exc)) throw exc;
       const deny = await refuseUnverifiable({

@@ -39,6 +39,7 @@ from sealbox.protocol.statements import (
     ApproverRecord,
     ClientConstraints,
     ClientInfo,
+    EnrollmentConstraints,
     RequestContext,
 )
 
@@ -264,6 +265,49 @@ def test_js_and_python_releases_combine_two_of_two(world: World) -> None:
 
 
 # --- JS refuses tampered requests ---------------------------------------------------------------
+
+
+def test_js_verifies_an_enrolled_machines_chain_and_names_its_approver(world: World) -> None:
+    """A CI machine's certificate is signed by an enrollment's delegation key: the browser
+    verifies the chain to the approver who signed the enrollment, and names that approver."""
+    w = world
+    db = client_store(w, "shop/ci/db", {"password": b"correct horse"}, 1)
+    delegation, enrollment_id = SigningKey.generate(), ids.new_id(ids.ENROLLMENT)
+    statement = certs.issue_enrollment(
+        w.directory, issuer=w.py.id, key=w.py.sig, enrollment_id=enrollment_id,
+        delegation_key=delegation.verify_key(),
+        constraints=EnrollmentConstraints(projects=("shop",), items=("shop/ci/*",), max_uses=5,
+                                          not_after=w.now + 3600),
+        now=w.now - 10,
+    )  # fmt: skip
+    enrollment = certs.verify_enrollment(statement, w.directory, now=w.now)
+    machine_key, machine = SigningKey.generate(), ids.new_id(ids.CLIENT)
+    certificate = certs.issue_machine_certificate(
+        enrollment, delegation_key=delegation,
+        client=ClientInfo(id=machine, kind="machine", name="ci run 7",
+                          sig_pk=machine_key.verify_key()),
+        scopes=["read"], constraints=ClientConstraints(not_after=w.now + 600), now=w.now - 5,
+    )  # fmt: skip
+    m = replace(w, client=machine, client_key=machine_key, certificate=certificate)
+    req = ask(m, [db])
+    listed = {**entry(m, req.token, [db], w.web.id), "enrollment": statement}
+    answer = js("review_release", **w.js_directory(), **w.web.secrets(), approver=w.web.id,
+                entry=listed, now=w.now)  # fmt: skip
+    assert "error" not in answer, answer
+    assert (answer["issuer"], answer["enrolled_by"]) == (enrollment_id, w.py.id)
+    assert open_values(m, req, [answer["release"]], [db]) == expected([db])
+    # Without its enrollment the chain does not verify: refused, nothing released.
+    answer = js("review_release", **w.js_directory(), **w.web.secrets(), approver=w.web.id,
+                entry={**listed, "enrollment": None}, now=w.now)  # fmt: skip
+    assert answer["error"] == "certificate_invalid"
+    assert "release" not in answer
+    # Nor beyond it: an item outside the enrollment's items.
+    other = client_store(w, "shop/prod/db", {"password": b"other"}, 1)
+    outside = ask(m, [other])
+    answer = js("review_release", **w.js_directory(), **w.web.secrets(), approver=w.web.id,
+                entry={**entry(m, outside.token, [other], w.web.id), "enrollment": statement},
+                now=w.now)  # fmt: skip
+    assert answer["error"] == "certificate_invalid"
 
 
 def _retoken(token: str, **changes: Any) -> str:
