@@ -419,3 +419,24 @@ async def test_a_leaked_token_registers_a_machine_that_still_cannot_read_alone(
     released = await h.release_as(h.vault.approvers[0], request_id)
     assert released.status_code == 200, released.text
     assert await h.state(request_id) == "released"
+
+
+async def test_runner_and_approver_endpoints_refuse_the_other_side(h: Harness) -> None:
+    enrollment = await made(h)
+    machine = await enrolled(h, enrollment)
+    before = await state(h.relay)
+    # A runner's key is no approver's and no client's; a machine is no runner.
+    for signer in (enrollment.runner, machine):
+        listed = await h.call("GET", "/enrollments", signer=signer)
+        assert listed.status_code in (401, 403), listed.text
+    as_machine = await h.call("GET", f"/enrollments/{enrollment.id}/statement", signer=machine)
+    assert (as_machine.status_code, error_of(as_machine)["error"]) == (401, "unknown_key")
+    unknown = Requester(ids.new_id(ids.ENROLLMENT), SigningKey.generate(), "")
+    fetched = await h.call("GET", f"/enrollments/{unknown.id}/statement", signer=unknown)
+    assert (fetched.status_code, error_of(fetched)["error"]) == (401, "unknown_key")
+    missing = await h.call("POST", f"/enrollments/{unknown.id}/revoke",
+                           signer=h.vault.approvers[0])  # fmt: skip
+    assert (missing.status_code, error_of(missing)["error"]) == (404, "no_such_enrollment")
+    malformed = await h.call("POST", "/enrollments/enr_nope/revoke", signer=h.vault.approvers[0])
+    assert (malformed.status_code, error_of(malformed)["error"]) == (404, "no_such_enrollment")
+    assert await state(h.relay) == before
