@@ -263,6 +263,12 @@ def test_each_snippet_runs_as_its_ci_provider_would(
         done = _sh(_script_steps(lines), _runner_env(config, token), tmp_path)
         assert done.returncode == 0, outputs(done)
         output = done.stdout
+        # A second run with the same token (max uses 1): the job fails at the login step,
+        # before the command runs.
+        again = _sh(_script_steps(lines), _runner_env(config, token), tmp_path)
+        assert again.returncode != 0
+        assert "all the 1 machines it may" in again.stderr
+        assert SHA not in again.stdout
     assert SHA in output
     assert PASSWORD not in output
     assert token not in output

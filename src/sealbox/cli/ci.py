@@ -319,7 +319,10 @@ def snippet(provider: str, env: list[str] | None = None, command: str = "./deplo
             f"          {run_line}",
             "",
         ])  # fmt: skip
-    script = [INSTALL, 'eval "$(sealbox ci login)"', run_line]
+    # Two steps, not `eval "$(sealbox ci login)"`: a shell ignores the status of a command
+    # substitution inside eval, so a refused login would go on to run the command.
+    script = [INSTALL, "sealbox ci login > sealbox-identity.env", ". ./sealbox-identity.env",
+              run_line]  # fmt: skip
     if provider == "gitlab":
         return "\n".join([
             "# .gitlab-ci.yml",
