@@ -325,6 +325,10 @@ async def test_an_enrolled_machine_is_held_to_its_networks_on_every_call(h: Harn
         machine = await enrolled(h, enrollment, http=inside)
         ok = await inside.send(h.build("GET", "/whoami", signer=machine))
         assert ok.status_code == 200, ok.text
+        async with from_address(h, "::ffff:127.0.0.2") as mapped:
+            # An IPv4 client of a dual-stack listener is the IPv4 address it is.
+            ok = await mapped.send(h.build("GET", "/whoami", signer=machine))
+        assert ok.status_code == 200, ok.text
         refused = await outside.send(h.build("GET", "/whoami", signer=machine))
     assert (refused.status_code, error_of(refused)["error"]) == (401, "source_not_allowed")
     [event] = await events(h.relay, "auth.refused")

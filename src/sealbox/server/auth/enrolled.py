@@ -7,12 +7,13 @@ Two things live here.
   delegation key, ``keyid`` = the ``enr_…`` id (:func:`enrollment_key`, used by
   :func:`sealbox.server.auth.require_enrollment`).
   The relay knows that key only from the approver-signed statement it stores.
-* A machine registered under an enrollment is checked on *every* call, after
-  its signature verified: its enrollment must not be revoked (revoking also
-  disables it; this holds even if an approver enabled it again), and the
-  request must come from a network its certificate names (only the relay sees
-  the address).  Its certificate's and enrollment's ``not_after`` are checked
-  with the certificate chain (:mod:`.certcheck`).
+* A machine registered under an enrollment is checked on *every* call, when
+  its key is looked up (as its certificate is, before the signature is
+  checked): its enrollment must not be revoked (revoking also disables it;
+  this holds even if an approver enabled it again), and the request must come
+  from a network its certificate names (only the relay sees the address).  Its
+  certificate's and enrollment's ``not_after`` are checked with the
+  certificate chain (:mod:`.certcheck`).
 
 Refusals are 401s, audited like every refused credential
 (:mod:`.refusals`).
@@ -57,6 +58,9 @@ def _delegation_key(statement: str) -> VerifyKey:
 def _inside(ip: str | None, cidrs: tuple[str, ...]) -> bool:
     try:
         address = ipaddress.ip_address(ip or "")
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            # An IPv4 client of a dual-stack listener: compared as the IPv4 address it is.
+            address = address.ipv4_mapped
         return any(address in ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
     except ValueError:
         return False

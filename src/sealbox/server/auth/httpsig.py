@@ -139,7 +139,7 @@ def _pem(key: VerifyKey) -> bytes:
     return key.to_pem()
 
 
-KeyFor = Callable[[Relay, str, str, "str | None"], Awaitable[tuple[VerifyKey, Principal]]]
+KeyFor = Callable[[Relay, str, str, str | None], Awaitable[tuple[VerifyKey, Principal]]]
 """Finds the key (and the caller) a ``keyid`` names, given the request's source address."""
 
 
