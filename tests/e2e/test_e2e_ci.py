@@ -310,3 +310,27 @@ def test_the_terminal_approver_shows_who_enrolled_the_machine(
         assert out.rstrip("\n") == "manual-K3y/never-shown"
     finally:
         started.end()
+
+
+def test_create_prints_only_the_token_on_stdout_and_list_shows_it(d: Deployment) -> None:
+    done = d.approver_cli("ci", "enrollment", "create", "--project", "shop", "--items",
+                          "shop/ci/*", "--expires", "12h", "--cidr", "10.1.0.0/16")  # fmt: skip
+    assert done.returncode == 0, outputs(done)
+    [line] = done.stdout.splitlines()
+    token = parse_token(line)
+    assert token.server == d.url
+    assert token.vault == d.vault
+    assert token.fingerprint == d.keys.fingerprint
+    assert "shown once" in done.stderr
+    assert "networks 10.1.0.0/16" in done.stderr
+    assert line not in done.stderr
+    listed = d.approver_cli("ci", "enrollment", "list")
+    assert listed.returncode == 0, outputs(listed)
+    [row] = [x for x in listed.stdout.splitlines() if x.startswith(token.enrollment)]
+    assert "active  uses 0/50  machines 0" in row
+    assert "does not verify" not in row
+    bad = d.approver_cli("ci", "enrollment", "create", "--project", "shop", "--items", "blog/x/*")
+    assert bad.returncode == 2
+    assert "outside the projects shop" in bad.stderr
+    revoke = d.approver_cli("ci", "enrollment", "revoke", "enr_nope")
+    assert revoke.returncode == 2, outputs(revoke)
