@@ -150,6 +150,12 @@ def test_a_runner_enrols_and_reads_through_the_rule_until_max_uses(
     [entry] = [e for e in json.loads(listed.stdout)["enrollments"] if e["id"] == created["id"]]
     assert (entry["uses"], entry["machines"], entry["verified"]) == (2, 2, True)
     assert entry["revoked_at"] is not None
+    # The token and its key reach neither the relay's output nor its audit log.
+    delegation = parse_token(token).key.to_text()
+    audit = json.dumps(_approver_get(d, "/audit?limit=1000", "events"))
+    for secret in (token, delegation, delegation.split(":", 1)[1]):
+        assert secret not in d.relay.output
+        assert secret not in audit
 
 
 def test_a_runner_outside_the_networks_or_host_names_is_refused(
