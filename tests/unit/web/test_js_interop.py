@@ -310,6 +310,39 @@ def test_js_verifies_an_enrolled_machines_chain_and_names_its_approver(world: Wo
     assert answer["error"] == "certificate_invalid"
 
 
+def test_an_enrollment_made_in_the_browser_verifies_in_python(world: World) -> None:
+    """The console's enrollment: Python verifies the statement and parses the token, whose
+    key is the statement's delegation key."""
+    from sealbox.protocol.enrollment_token import parse_token
+
+    w = world
+    limits = {
+        "projects": ["shop"],
+        "items": ["shop/ci/b", "shop/ci/a"],
+        "max_uses": 3,
+        "not_after": w.now + 3600,
+        "cidrs": ["10.0.0.0/8"],
+        "hostname": "runner-*",
+    }
+    made = js("enroll", **w.js_directory(), **w.web.secrets(), approver=w.web.id,
+              constraints=limits, server="https://relay.example.com/", now=w.now)  # fmt: skip
+    assert "error" not in made, made
+    enrollment = certs.verify_enrollment(made["statement"], w.directory, now=w.now)
+    token = parse_token(made["token"])
+    assert enrollment.issuer == w.web.id
+    assert enrollment.constraints.items == ("shop/ci/a", "shop/ci/b")
+    assert (enrollment.constraints.max_uses, enrollment.constraints.hostname) == (3, "runner-*")
+    assert (token.server, token.vault, token.fingerprint) == (
+        "https://relay.example.com", w.vault, w.directory.fingerprint)  # fmt: skip
+    assert token.enrollment == enrollment.id
+    assert token.key.verify_key() == enrollment.sig_pk
+    # The browser refuses to sign what a verifier would refuse.
+    bad = js("enroll", **w.js_directory(), **w.web.secrets(), approver=w.web.id,
+             constraints={**limits, "items": ["shop/ci"]}, server="https://r.example",
+             now=w.now)  # fmt: skip
+    assert bad["error"] == "malformed"
+
+
 def _retoken(token: str, **changes: Any) -> str:
     """The token with its payload changed and the client's signature kept (a relay's edit)."""
     header, payload, signature = token.split(".")
