@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sealbox._relay.text import displayable
 from sealbox.approver.session import ApproverSession
 from sealbox.crypto.keys import SigningKey
-from sealbox.errors import InvalidInput, SealboxError
+from sealbox.errors import InvalidInput, RelayRefused, SealboxError
 from sealbox.protocol import ids, scopes
 from sealbox.protocol.certificates import issue_enrollment, verify_enrollment
 from sealbox.protocol.enrollment_token import EnrollmentToken
@@ -120,27 +121,41 @@ def create_enrollment(
 
 
 def list_enrollments(session: ApproverSession) -> list[dict[str, Any]]:
-    """The vault's enrollments as the relay lists them, each statement verified here.
+    """The vault's enrollments, each statement verified here against the directory.
 
-    ``verified`` says whether the statement verifies now against the directory
-    this device verified (an expired one, or one whose approver was removed, does not).
+    The limits shown (projects, items, uses allowed, expiry, networks, host names, issuer)
+    come from the verified statement; only the counts (``uses``, ``machines``) and
+    ``revoked_at`` are the relay's word.  ``verified`` is False for a statement that does not
+    verify now (expired, or its approver removed): then only its id is shown, made safe to
+    print.
     """
     directory = session.directory(fresh=True)
     body = session.ok("GET", "/enrollments", "listing enrollments")
     found = body.get("enrollments") if isinstance(body, dict) else None
     if not isinstance(found, list):
-        raise InvalidInput("the relay's enrollment list is not a list")
+        raise RelayRefused("listing enrollments: the relay's answer has no list of enrollments")
     now = int(time.time())
     out = []
     for entry in found:
         if not isinstance(entry, dict):
             continue
+        reported = {
+            key: entry.get(key) if isinstance(entry.get(key), int) else None
+            for key in ("uses", "machines", "revoked_at", "created_at")
+        }
         try:
             enrollment = verify_enrollment(entry.get("statement"), directory, now=now)
-            verified = enrollment.id == entry.get("id")
         except SealboxError:
-            verified = False
-        out.append({**entry, "verified": verified})
+            out.append({"id": displayable(entry.get("id"), 40), "verified": False, **reported})
+            continue
+        limits = enrollment.constraints
+        out.append({
+            "id": enrollment.id, "verified": True, "issuer": enrollment.issuer,
+            "projects": list(limits.projects), "items": list(limits.items),
+            "max_uses": limits.max_uses, "not_after": limits.not_after,
+            "cidrs": list(limits.cidrs), "hostname": limits.hostname,
+            "key_fingerprint": enrollment.sig_pk.fingerprint(), **reported,
+        })  # fmt: skip
     return out
 
 

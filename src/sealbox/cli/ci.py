@@ -174,12 +174,17 @@ def _list(args: argparse.Namespace) -> int:
         print("No enrollments.")
     for entry in found:
         state = "revoked" if entry.get("revoked_at") else "active"
-        mark = "" if entry.get("verified") else "  (does not verify now)"
-        print(f"{entry.get('id')}  {state}  uses {entry.get('uses')}/{entry.get('max_uses')}  "
-              f"machines {entry.get('machines')}  until {_when(int(entry.get('not_after', 0)))}"
-              f"{mark}")  # fmt: skip
-        print(f"    by {entry.get('issuer')}; items {', '.join(entry.get('items') or []) or '-'}; "
-              f"projects {', '.join(entry.get('projects') or []) or '-'}")  # fmt: skip
+        if not entry.get("verified"):
+            print(f"{entry.get('id')}  {state}  machines {entry.get('machines')}  "
+                  "(does not verify now: expired, or its approver was removed)")  # fmt: skip
+            continue
+        print(f"{entry['id']}  {state}  uses {entry.get('uses')}/{entry['max_uses']}  "
+              f"machines {entry.get('machines')}  until {_when(entry['not_after'])}")  # fmt: skip
+        print(
+            f"    by {entry['issuer']}; projects {', '.join(entry['projects']) or '-'}; "
+            f"items {', '.join(entry['items']) or '-'}; networks "
+            f"{', '.join(entry['cidrs']) or 'any'}; host names {entry['hostname'] or 'any'}"
+        )
     return exits.OK
 
 
