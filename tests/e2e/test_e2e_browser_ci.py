@@ -61,7 +61,11 @@ def test_an_enrollment_made_in_the_console_enrols_a_run_approved_there(world: Wo
     assert parsed.server == world.url
     assert parsed.vault == world.vault
     card = page.locator(f'article[data-enrollment="{parsed.enrollment}"]')
-    assert "0 of 1" in card.inner_text()
+    shown = card.inner_text()
+    # The limits shown are the statement's, verified in this browser.
+    assert "0 of 1" in shown
+    assert "web/ci/*" in shown
+    assert re.search(r"apv_[a-z2-7]{26}", shown)
     tab.screenshot("enrollments")
 
     runner = world.tmp / "runner"

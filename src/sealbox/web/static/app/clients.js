@@ -7,7 +7,7 @@
 // a grant only lets a client ask: an approver still answers every request); they sign
 // nothing, so the session's CSRF-checked call is enough.
 
-import { issueEnrollment } from "../sealbox/certificates.js";
+import { issueEnrollment, verifyEnrollment } from "../sealbox/certificates.js";
 import { enrollmentToken } from "../sealbox/enrollment_token.js";
 import { generateSigningKey } from "../sealbox/keys.js";
 import { KIND, newId } from "../sealbox/statements.js";
@@ -135,9 +135,9 @@ async function makeEnrollment() {
   await refreshEnrollments();
 }
 
-// An enrollment as the relay lists it (`sealbox ci enrollment list` verifies each statement
-// on an approver device; revoking signs nothing: the relay enforces it).
-function enrollmentCard(enrollment) {
+// An enrollment: its limits from its statement, verified here against the directory; only
+// its counts and revocation are the relay's word. Revoking signs nothing: the relay enforces it.
+function enrollmentCard(enrollment, signed) {
   const active = !enrollment.revoked_at;
   const revoke = el("button", { type: "button", class: "danger", "aria-label": `Revoke enrollment ${enrollment.id}` }, "Revoke");
   action(revoke, async () => {
@@ -146,17 +146,23 @@ function enrollmentCard(enrollment) {
     await Promise.all([refresh(), refreshEnrollments()]);
   });
   const any = (values) => (values?.length ? values.join(", ") : "any");
+  const limits = signed?.constraints;
+  const rows = signed
+    ? [
+        ["Made by", el("code", {}, signed.issuer)],
+        ["Projects", any(limits.projects)],
+        ["Items", any(limits.items)],
+        ["Uses", `${enrollment.uses} of ${limits.max_uses}`],
+        ["Networks", any(limits.cidrs)],
+        ["Host names", limits.hostname ?? "any"],
+        ["Until", when(limits.not_after)],
+      ]
+    : [["Statement", el("span", { class: "state error" }, "does not verify now (expired, or its approver was removed)")]];
   return el("article", { class: "card", "data-enrollment": enrollment.id },
     el("h3", {}, el("code", {}, enrollment.id)),
     facts([
-      ["Made by", el("code", {}, enrollment.issuer)],
-      ["Projects", any(enrollment.projects)],
-      ["Items", any(enrollment.items)],
-      ["Uses", `${enrollment.uses} of ${enrollment.max_uses}`],
+      ...rows,
       ["Machines", String(enrollment.machines)],
-      ["Networks", any(enrollment.cidrs)],
-      ["Host names", enrollment.hostname ?? "any"],
-      ["Until", when(enrollment.not_after)],
       ["State", el("span", { class: active ? "state" : "state error" }, active ? "active" : "revoked")],
     ]),
     ...(active ? [revoke] : []));
@@ -164,7 +170,18 @@ function enrollmentCard(enrollment) {
 
 async function refreshEnrollments() {
   const enrollments = (await api.get("/enrollments")).enrollments ?? [];
-  document.getElementById("enrollments").replaceChildren(...enrollments.map(enrollmentCard));
+  const directory = enrollments.length ? await approver.directory() : null;
+  const cards = await Promise.all(enrollments.map(async (enrollment) => {
+    let signed = null;
+    try {
+      signed = await verifyEnrollment(enrollment.statement, directory, { now: approver.now() });
+      if (signed.id !== enrollment.id) signed = null;
+    } catch {
+      signed = null;
+    }
+    return enrollmentCard(enrollment, signed);
+  }));
+  document.getElementById("enrollments").replaceChildren(...cards);
   return enrollments;
 }
 
