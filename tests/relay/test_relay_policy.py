@@ -120,7 +120,7 @@ async def test_set_replace_list_and_delete_policies(
     assert put.status_code == 200, put.text
     assert put.json() == {"pattern": "app/prod/*", "approvers": sorted([first.id, second.id]),
                           "threshold": 2, "expiry_seconds": 300, "max_cache_seconds": 0,
-                          "store_needs_approval": True}  # fmt: skip
+                          "store_needs_approval": True, "cidrs": []}  # fmt: skip
     replaced = await signed(client, relay, "PUT", url, by=second, json={
         "pattern": "app/prod/*", "approvers": [first.id], "threshold": 1, "expiry_seconds": 60,
         "max_cache_seconds": 120, "store_needs_approval": False,

@@ -64,6 +64,8 @@ class Policy:
     """How long a client may keep a released value (0: not at all)."""
     store_needs_approval: bool
     """Whether storing a new version needs approval too."""
+    cidrs: tuple[str, ...] = ()
+    """Networks a client's access or store request must come from (empty: any)."""
 
 
 def _specificity(pattern: str) -> tuple[int, int, str]:
@@ -78,7 +80,7 @@ def policy_for(path: str, rows: Sequence[Mapping[str, Any]], directory: Director
     """The policy for item ``path``: the most specific matching row, else the default.
 
     ``rows`` are policy rows (``pattern``, ``approvers``, ``threshold``,
-    ``expiry_seconds``, ``max_cache_seconds``, ``store_needs_approval``).  The
+    ``expiry_seconds``, ``max_cache_seconds``, ``store_needs_approval``, ``cidrs``).  The
     default is every current approver, threshold 1.
 
     Approvers removed from the directory since the policy was written are dropped,
@@ -102,4 +104,5 @@ def policy_for(path: str, rows: Sequence[Mapping[str, Any]], directory: Director
         expiry_seconds=int(row["expiry_seconds"]),
         max_cache_seconds=int(row["max_cache_seconds"]),
         store_needs_approval=bool(row["store_needs_approval"]),
+        cidrs=tuple(str(c) for c in row.get("cidrs") or ()),
     )

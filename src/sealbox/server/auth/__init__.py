@@ -9,6 +9,8 @@ from fastapi import Depends, Request
 
 from sealbox.server.auth.bearer import bearer_token, verify_bearer
 from sealbox.server.auth.httpsig import verify_signed_request
+from sealbox.server.auth.network import NetworkRefused
+from sealbox.server.auth.peer import source_ip
 from sealbox.server.auth.principal import Principal
 from sealbox.server.auth.refusals import record_refusal
 from sealbox.server.auth.session import session_cookie, verify_session
@@ -47,11 +49,16 @@ async def authenticate(request: Request, vault: str) -> Principal:
                 "credential", "Send one credential: a signature, a bearer token or the cookie.",
             )  # fmt: skip
         if token is not None:
-            principal = await verify_bearer(token, relay, vault)
+            principal = await verify_bearer(token, relay, vault, source_ip(request))
         elif cookie is not None:
             principal = await verify_session(request, relay, vault, cookie)
         else:
             principal = await verify_signed_request(request, relay, vault)
+    except NetworkRefused as error:
+        # The caller is named only if its credential verified (a token); a signature's
+        # keyid is recorded as claimed, as for any refused signature.
+        await record_refusal(request, relay, vault, error, actor=error.client_id)
+        raise
     except Unauthenticated as error:
         # A request with no credentials at all (a browser, a misconfigured client)
         # tried nothing: only a credential that failed is worth an event.

@@ -31,6 +31,8 @@ from sealbox.crypto.keys import VerifyKey
 from sealbox.errors import SealboxError
 from sealbox.protocol import ids
 from sealbox.server.auth.certcheck import check_client_certificate
+from sealbox.server.auth.network import check_network
+from sealbox.server.auth.peer import source_ip
 from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import Invalid, Unauthenticated
 from sealbox.server.relay import Relay
@@ -136,7 +138,9 @@ def _pem(key: VerifyKey) -> bytes:
     return key.to_pem()
 
 
-async def _key_for(relay: Relay, vault: str, key_id: str) -> tuple[VerifyKey, Principal]:
+async def _key_for(
+    relay: Relay, vault: str, key_id: str, source: str | None
+) -> tuple[VerifyKey, Principal]:
     async with relay.read() as conn:
         if key_id.startswith("apv_"):
             directory = await relay.directories.load(conn, vault)
@@ -146,6 +150,8 @@ async def _key_for(relay: Relay, vault: str, key_id: str) -> tuple[VerifyKey, Pr
         elif key_id.startswith("cli_"):
             row = await client_store.get(conn, vault, key_id)
             if row is not None and not row.disabled:
+                # Before anything costly: the certificate check may verify a signature.
+                await check_network(relay, conn, vault, row.kind, source)
                 await check_client_certificate(
                     relay, conn, vault, row.certificate, row.enrollment, relay.now()
                 )
@@ -165,7 +171,9 @@ async def verify_signed_request(request: Request, relay: Relay, vault: str) -> P
     now = relay.now()
     if abs(now - created) > MAX_SKEW:
         raise _unauthorized("signature_expired", "the signature was created too long ago or ahead")
-    key, principal = await _key_for(relay, vault, key_id)
+    # The caller's row: a machine or agent outside the vault's allowlist is refused here,
+    # before its signature costs a verification.
+    key, principal = await _key_for(relay, vault, key_id, source_ip(request))
     try:
         body = await request.body()
     except ClientDisconnect:

@@ -1,4 +1,4 @@
-"""Audit events for refused requests: bad signatures, bad tokens, rate limits.
+"""Audit events for refused requests: bad signatures, bad tokens, rate limits, networks.
 
 (A request that presents no credentials at all is refused without an event.)
 
@@ -16,24 +16,15 @@ signature or anything else the caller sent.
 
 from __future__ import annotations
 
-import ipaddress
-import logging
-from typing import Any
-
 from fastapi import Request
 
 from sealbox.server.auth.httpsig import signed_key_id
 from sealbox.server.auth.peer import source_ip
-from sealbox.server.errors import RelayError, TooMany
+from sealbox.server.errors import RelayError
+from sealbox.server.refused import ACTION, audit_refusal
 from sealbox.server.relay import Relay
-from sealbox.server.store import audit
-from sealbox.server.store import directory as directory_store
 
-__all__ = ["ACTION", "record_refusal"]
-
-ACTION = "auth.refused"
-
-log = logging.getLogger("sealbox.relay")
+__all__ = ["ACTION", "audit_refusal", "record_refusal"]
 
 
 async def record_refusal(
@@ -41,53 +32,9 @@ async def record_refusal(
 ) -> None:
     """Append an ``auth.refused`` event for ``error``, unless throttled or the vault is unknown.
 
-    ``actor`` is the caller when it was authenticated (refused over the rate limit).
+    ``actor`` is the caller when it was authenticated (over the rate limit, or an access
+    token used from outside the vault's networks).
     """
-    try:
-        await _record(request, relay, vault, error, actor)
-    except Exception:
-        # The caller is refused either way; a failed record must not turn that into a 500.
-        log.exception("could not audit a refused request to vault %s", vault)
-
-
-def _sender(source: str | None) -> str:
-    """Who is throttled as one sender: the address, or its /64 for IPv6 (one host's share)."""
-    try:
-        address = ipaddress.ip_address(source or "")
-    except ValueError:
-        return source or ""
-    if address.version == 6:
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address)
-
-
-async def _record(
-    request: Request, relay: Relay, vault: str, error: RelayError, actor: str | None
-) -> None:
-    async with relay.read() as conn:
-        known = await directory_store.vault_exists(conn, vault)
-    if not known:
-        return
-    source = source_ip(request)
-    now = relay.now()
-    suppressed = relay.refusal_audit.admit((vault, _sender(source), error.code), now)
-    if suppressed is None:
-        return
-    if relay.refusal_budget.allow(vault):
-        # Past the vault's budget (many senders at once): no event, no write, so a
-        # flood from many addresses can neither fill the log nor hold its lock.
-        return
-    # The status the caller got: over the rate limit, or not authenticated.
-    status = 429 if isinstance(error, TooMany) else 401
-    detail: dict[str, Any] = {"error": error.code, "status": status}
     key_id = signed_key_id(request) if actor is None else None
-    if key_id is not None:
-        detail["key_id"] = key_id
-    if suppressed:
-        detail["suppressed"] = suppressed
-    client_id = actor if actor is not None and actor.startswith("cli_") else None
-    async with relay.tx() as tx:
-        await audit.append(
-            tx.conn, vault=vault, at=now, actor=actor or "anonymous", action=ACTION,
-            severity="warning", client_id=client_id, source_ip=source, detail=detail,
-        )  # fmt: skip
+    await audit_refusal(relay, vault, error, source=source_ip(request), actor=actor,
+                        key_id=key_id)  # fmt: skip

@@ -45,10 +45,14 @@ class PolicyBody(BaseModel):
         default=policy.DEFAULT_MAX_CACHE_SECONDS, ge=0, le=admin.MAX_CACHE_SECONDS
     )
     store_needs_approval: bool = True
+    cidrs: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list, max_length=admin.MAX_POLICY_NETWORKS,
+        description="networks a client's access or store request must come from (empty: any)",
+    )  # fmt: skip
 
 
 def _policy_json(found: admin.PolicyView) -> dict[str, Any]:
-    return {**asdict(found), "approvers": list(found.approvers)}
+    return {**asdict(found), "approvers": list(found.approvers), "cidrs": list(found.cidrs)}
 
 
 # --- clients -----------------------------------------------------------------------------------
@@ -184,7 +188,7 @@ async def effective_policy(
     return {
         "path": path, "approvers": list(found.approvers), "threshold": found.threshold,
         "expiry_seconds": found.expiry_seconds, "max_cache_seconds": found.max_cache_seconds,
-        "store_needs_approval": found.store_needs_approval,
+        "store_needs_approval": found.store_needs_approval, "cidrs": list(found.cidrs),
     }  # fmt: skip
 
 
@@ -198,7 +202,7 @@ async def put_policy(
         relay, relay.now(), vault=vault, pattern=body.pattern, approvers=body.approvers,
         threshold=body.threshold, expiry_seconds=body.expiry_seconds,
         max_cache_seconds=body.max_cache_seconds, store_needs_approval=body.store_needs_approval,
-        approver=principal, source_ip=source_ip(request),
+        approver=principal, source_ip=source_ip(request), cidrs=body.cidrs,
     )  # fmt: skip
     return _policy_json(stored)
 

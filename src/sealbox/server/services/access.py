@@ -42,6 +42,8 @@ from sealbox.server.notify import CLOSED, approvers_channel, request_channel
 from sealbox.server.policy import policy_for
 from sealbox.server.relay import Relay
 from sealbox.server.services.caller import (
+    audited_network_refusal,
+    check_policy_network,
     check_source,
     load_caller,
     project_key,
@@ -251,8 +253,12 @@ async def create_access(
     threshold is the largest any item needs (its policy's, or its key set's
     if that is higher: fewer shares could not open it); only approvers that
     every item's policy names and that hold a share of every item can answer.
+    An item whose policy names networks is asked for only from one of them.
     """
-    async with relay.read() as conn:
+    async with (
+        audited_network_refusal(relay, vault, principal.id, source_ip),
+        relay.read() as conn,
+    ):
         caller = await load_caller(relay, conn, vault, principal.id)
         directory = caller.directory
         verified = verify_access(statement_token, directory=directory,
@@ -265,6 +271,8 @@ async def create_access(
             raise NotAuthorized("the access statement names another client than the caller")
         for asked in s.items:
             require_grant(asked.path, caller.access)
+            check_policy_network(policy_for(asked.path, caller.policies, directory), asked.path,
+                                 source_ip)  # fmt: skip
         found = await item_store.items_with_latest(conn, vault, [a.item for a in s.items])
         wanted = []
         for asked in s.items:

@@ -173,12 +173,13 @@ async def policy_rows(conn: AsyncConnection, vault: str) -> list[Mapping[str, An
 async def put_policy(
     conn: AsyncConnection, vault: str, *, pattern: str, approvers: Sequence[str], threshold: int,
     expiry_seconds: int, max_cache_seconds: int, store_needs_approval: bool,
+    cidrs: Sequence[str] = (),
 ) -> None:  # fmt: skip
     """Create or replace the policy for ``pattern``."""
     values = {
         "pattern": pattern, "approvers": list(approvers), "threshold": threshold,
         "expiry_seconds": expiry_seconds, "max_cache_seconds": max_cache_seconds,
-        "store_needs_approval": store_needs_approval,
+        "store_needs_approval": store_needs_approval, "cidrs": list(cidrs),
     }  # fmt: skip
     await conn.execute(
         _insert_for(conn)(policies)

@@ -168,6 +168,9 @@ policies = Table(
     Column("expiry_seconds", Integer, nullable=False),
     Column("max_cache_seconds", Integer, nullable=False),
     Column("store_needs_approval", Boolean, nullable=False),
+    Column("cidrs", JSON, nullable=False, server_default="[]"),
+    # Networks (canonical CIDR text) an access or store request for a matching item must come
+    # from; empty: any.
 )
 
 requests = Table(
@@ -320,4 +323,19 @@ console_sessions = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("expires_at", BigInteger, nullable=False),
     Index("ix_console_sessions_approver", "vault_id", "approver_id"),
+)
+
+
+# --- network allowlists -------------------------------------------------------------------------
+
+network_allowlists = Table(
+    "network_allowlists",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("cidrs", JSON, nullable=False),
+    # The networks machines and agents may call from (canonical CIDR text, sorted).
+    Column("version", BigInteger, nullable=False),
+    # Raised by every change: relay replicas compare it to know their cached copy is current.
+    Column("updated_at", BigInteger, nullable=False),
 )
