@@ -87,7 +87,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
         items.add_parsers(sub)
         return parser
-    from sealbox.cli import approvers, cache, items
+    from sealbox.cli import approvers, cache, items, network
 
     up = sub.add_parser("up", help="run the relay (embedded SQLite unless --db says otherwise)")
     _server_options(up)
@@ -100,6 +100,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "--console-origin", action="append", metavar="ORIGIN",
         help="another origin the browser console may run on, e.g. http://localhost:8400 for "
         "`sealbox console` (repeatable; env SEALBOX_CONSOLE_ORIGINS, comma-separated)",
+    )  # fmt: skip
+    up.add_argument(
+        "--trusted-proxy", action="append", metavar="CIDR",
+        help="a proxy in front of the relay whose X-Forwarded-For and X-Forwarded-Proto are "
+        "believed (repeatable; env SEALBOX_TRUSTED_PROXIES, comma-separated; default: none)",
     )  # fmt: skip
 
     dbp = sub.add_parser("db", help="relay database: migrate or show the schema revision")
@@ -124,6 +129,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="keep what opens the key file in the OS keyring instead of a passphrase",
     )
     approvers.add_approver_actions(asub)
+    network.add_parsers(asub)
     approvers.add_parsers(sub)
     items.add_parsers(sub)
     cache.add_parsers(sub)
@@ -185,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.command == "approve":
             return approvers.run_approve(args)
+        if args.approver_command == "network":
+            from sealbox.cli import network
+
+            return network.run(args)
         if args.approver_command != "init":
             return approvers.run_approver(args)
         return _approver_init(args)
@@ -196,13 +206,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sealbox.server import runner
     from sealbox.server.config import Settings
 
-    settings = Settings.load(
-        data_dir=args.data_dir, db_url=args.db, db_schema=args.db_schema,
-        host=getattr(args, "host", None), port=getattr(args, "port", None),
-        public_url=getattr(args, "public_url", None),
-        console_origins=getattr(args, "console_origin", None),
-    )  # fmt: skip
     try:
+        # Inside: a bad option value (an origin, a proxy network) is one line, exit 1.
+        settings = Settings.load(
+            data_dir=args.data_dir, db_url=args.db, db_schema=args.db_schema,
+            host=getattr(args, "host", None), port=getattr(args, "port", None),
+            public_url=getattr(args, "public_url", None),
+            console_origins=getattr(args, "console_origin", None),
+            trusted_proxies=getattr(args, "trusted_proxy", None),
+        )  # fmt: skip
         if args.command == "up":
             runner.serve(settings)
         elif args.command == "db" and args.db_command == "migrate":
