@@ -27,7 +27,7 @@ def add_parsers(asub: Any) -> None:
     allow = nsub.add_parser("allow", help="add networks (CIDRs, IPv4 or IPv6, or addresses)")
     allow.add_argument("cidrs", nargs="+", metavar="CIDR", help="e.g. 10.1.0.0/16, 2001:db8::/32")
     remove = nsub.add_parser("remove", help="take a network out of the allowlist")
-    remove.add_argument("cidr", metavar="CIDR")
+    remove.add_argument("cidr", metavar="CIDR", help="as shown by `sealbox approver network show`")
     nsub.add_parser("show", help="the allowlist and whether it is enabled")
     nsub.add_parser("enable", help="hold machines and agents to the allowlist "
                     "(an empty one then refuses them all)")  # fmt: skip
