@@ -9,10 +9,10 @@ from fastapi import Depends, Request
 
 from sealbox.server.auth.bearer import bearer_token, verify_bearer
 from sealbox.server.auth.httpsig import verify_signed_request
-from sealbox.server.auth.network import NetworkRefused
+from sealbox.server.auth.network import NetworkRefused, check_network
 from sealbox.server.auth.peer import source_ip
 from sealbox.server.auth.principal import Principal
-from sealbox.server.auth.refusals import record_refusal
+from sealbox.server.auth.refusals import ACTION, record_refusal
 from sealbox.server.auth.session import session_cookie, verify_session
 from sealbox.server.errors import Forbidden, TooMany, Unauthenticated
 from sealbox.server.relay import Relay
@@ -26,6 +26,7 @@ __all__ = [
     "authenticate",
     "require_approver",
     "require_client",
+    "require_network",
     "require_session",
 ]
 
@@ -57,7 +58,8 @@ async def authenticate(request: Request, vault: str) -> Principal:
     except NetworkRefused as error:
         # The caller is named only if its credential verified (a token); a signature's
         # keyid is recorded as claimed, as for any refused signature.
-        await record_refusal(request, relay, vault, error, actor=error.client_id)
+        await record_refusal(request, relay, vault, error, actor=error.client_id, status=403,
+                             action=ACTION)  # fmt: skip
         raise
     except Unauthenticated as error:
         # A request with no credentials at all (a browser, a misconfigured client)
@@ -66,7 +68,23 @@ async def authenticate(request: Request, vault: str) -> Principal:
             await record_refusal(request, relay, vault, error)
         raise
     await _limit(request, relay, vault, principal)
+    # Who was refused, should a later check refuse the request (see http/errors.py).
+    request.state.principal = principal
     return principal
+
+
+async def require_network(request: Request, relay: Relay, vault: str, kind: str) -> None:
+    """Hold a caller that is not a client yet (a machine registering its key) to the vault's
+    network allowlist, before its signature is checked; a refusal is audited."""
+    async with relay.read() as conn:
+        try:
+            await check_network(relay, conn, vault, kind, source_ip(request))
+        except NetworkRefused as error:
+            refused = error
+        else:
+            return
+    await record_refusal(request, relay, vault, refused, status=403, action=ACTION)
+    raise refused
 
 
 async def require_session(request: Request, vault: str) -> Principal:
@@ -87,6 +105,8 @@ async def require_session(request: Request, vault: str) -> Principal:
         await record_refusal(request, relay, vault, error)
         raise
     await _limit(request, relay, vault, principal)
+    # Who was refused, should a later check refuse the request (see http/errors.py).
+    request.state.principal = principal
     return principal
 
 

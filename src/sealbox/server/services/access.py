@@ -42,7 +42,6 @@ from sealbox.server.notify import CLOSED, approvers_channel, request_channel
 from sealbox.server.policy import policy_for
 from sealbox.server.relay import Relay
 from sealbox.server.services.caller import (
-    audited_network_refusal,
     check_policy_network,
     check_source,
     load_caller,
@@ -255,10 +254,7 @@ async def create_access(
     every item's policy names and that hold a share of every item can answer.
     An item whose policy names networks is asked for only from one of them.
     """
-    async with (
-        audited_network_refusal(relay, vault, principal.id, source_ip),
-        relay.read() as conn,
-    ):
+    async with relay.read() as conn:
         caller = await load_caller(relay, conn, vault, principal.id)
         directory = caller.directory
         verified = verify_access(statement_token, directory=directory,

@@ -7,10 +7,9 @@ came from (only the relay sees it), its scopes, and the client's grants.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import ipaddress
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +21,6 @@ from sealbox.protocol.statements import ClientCertificate
 from sealbox.server.errors import Forbidden
 from sealbox.server.networks import Network, inside, parse_networks
 from sealbox.server.policy import ClientAccess, Policy, granted
-from sealbox.server.refused import audit_refusal
 from sealbox.server.relay import Relay
 from sealbox.server.store import clients as client_store
 from sealbox.server.store.clients import ClientRow
@@ -30,7 +28,6 @@ from sealbox.server.store.clients import ClientRow
 __all__ = [
     "Caller",
     "PolicyNetworkRefused",
-    "audited_network_refusal",
     "certified",
     "check_policy_network",
     "check_source",
@@ -132,19 +129,6 @@ def check_policy_network(policy: Policy, path: str, ip: str | None) -> None:
     """Hold an access or store request for ``path`` to its policy's networks, if it has any."""
     if policy.cidrs and not inside(ip, _networks(policy.cidrs)):
         raise PolicyNetworkRefused(path, ip)
-
-
-@contextlib.asynccontextmanager
-async def audited_network_refusal(
-    relay: Relay, vault: str, client_id: str, ip: str | None
-) -> AsyncIterator[None]:
-    """Audit a :class:`PolicyNetworkRefused` raised inside (throttled, as refused requests are)."""
-    try:
-        yield
-    except PolicyNetworkRefused as error:
-        await audit_refusal(relay, vault, error, source=ip, actor=client_id,
-                            detail={"path": error.path})  # fmt: skip
-        raise
 
 
 def require_scope(cert: ClientCertificate, scope: str) -> None:

@@ -44,7 +44,6 @@ from sealbox.server.services.access import (
     wake_owner,
 )
 from sealbox.server.services.caller import (
-    audited_network_refusal,
     certified,
     check_policy_network,
     load_caller,
@@ -273,8 +272,7 @@ async def request_store(
     statement = verify_store_statement(statement_token, cert, caller.directory, now)
     require_grant(statement.path, caller.access)
     policy = policy_for(statement.path, caller.policies, caller.directory)
-    async with audited_network_refusal(relay, vault, principal.id, source_ip):
-        check_policy_network(policy, statement.path, source_ip)
+    check_policy_network(policy, statement.path, source_ip)
     check_threshold(policy, statement.keyset.threshold, statement.path)
     notify = store_approvers(policy, statement)
     if not notify:
