@@ -575,3 +575,34 @@ async def test_a_change_through_one_replica_holds_on_another_within_the_freshnes
     while await whoami(a) != 200:
         assert time.monotonic() - changed_at < network_store.FRESH_SECONDS + 2
         await asyncio.sleep(0.05)
+
+
+# --- machines registering -----------------------------------------------------------------------
+
+
+async def test_a_machine_registers_only_from_an_allowed_network(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    from test_relay_machines import _make_token, _poll, _register
+
+    token = (await _make_token(client, relay, vault))["token"]
+    await allow_only(client, relay, vault, "10.1.0.0/16")
+    machine = Human("api", kind="machine")
+    async with source(client, OUTSIDE) as outside, source(client, INSIDE) as inside:
+        before = await snapshot(relay)
+        refused = await _register(outside, relay, vault, token, machine)
+        assert (refused.status_code, error_of(refused)["error"]) == (403, "network_not_allowed")
+        after = await snapshot(relay)
+        # Nothing but the refusal's event: the token is not spent.
+        assert {k: v for k, v in after.items() if k != "audit_events"} == {
+            k: v for k, v in before.items() if k != "audit_events"
+        }
+        registered = await _register(inside, relay, vault, token, machine)
+        assert registered.status_code == 201, registered.text
+        assert (await _poll(inside, relay, vault, machine)).status_code == 200
+        polled = await _poll(outside, relay, vault, machine)
+        assert (polled.status_code, error_of(polled)["error"]) == (403, "network_not_allowed")
+    [event] = [e for e in refusals(await audit_rows(relay, vault.id))
+               if e["detail"]["error"] == "network_not_allowed"]  # fmt: skip
+    assert event["source_ip"] == OUTSIDE
+    assert event["detail"]["status"] == 403
