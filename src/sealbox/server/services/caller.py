@@ -7,6 +7,7 @@ came from (only the relay sees it), its scopes, and the client's grants.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 from collections.abc import Mapping, Sequence
@@ -91,18 +92,23 @@ def check_source(cert: ClientCertificate, ip: str | None) -> None:
     """
     if not cert.constraints.cidrs:
         return
-    try:
-        address = ipaddress.ip_address(ip or "")
-        allowed = any(
-            address in ipaddress.ip_network(cidr, strict=False) for cidr in cert.constraints.cidrs
-        )
-    except ValueError:
-        allowed = False
-    if not allowed:
+    if not inside(ip, _certified_networks(cert.constraints.cidrs)):
         raise Forbidden(
             "source_not_allowed",
-            "this client's certificate does not allow requests from this address",
-        )
+            f"this client's certificate does not allow requests from {ip or 'an unknown address'}",
+            "Call from a network the certificate names, or get a certificate for this one.",
+        )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1024)
+def _certified_networks(cidrs: tuple[str, ...]) -> tuple[Network, ...]:
+    # Signed networks are read as the certificate module accepts them (host bits allowed),
+    # and matched as every other network is (an IPv4-mapped address counts as IPv4).
+    found: list[Network] = []
+    for cidr in cidrs:
+        with contextlib.suppress(ValueError):
+            found.append(ipaddress.ip_network(cidr, strict=False))
+    return tuple(found)
 
 
 class PolicyNetworkRefused(Forbidden):
