@@ -170,6 +170,14 @@ def test_allowlisted_and_refused_addresses_against_a_real_relay(
     bad = _cli(config, "approver", "network", "allow", "127.0.0.9/8")
     assert bad.returncode == 1
     assert "host bits" in bad.stderr
+    # A policy's networks, set from the CLI too.
+    policy = _cli(config, "approver", "policy", "shop/prod/*", "--approvers", approver.id,
+                  "--cidr", ALLOWED, "--cidr", "2001:db8::/32")  # fmt: skip
+    assert policy.returncode == 0, policy.stderr
+    assert f"only from: {ALLOWED}/32, 2001:db8::/32" in policy.stdout
+    with from_address(base, REFUSED) as http:
+        [stored] = _send(http, "GET", f"/v1/vaults/{vault}/policies", approver).json()["policies"]
+    assert stored["cidrs"] == [f"{ALLOWED}/32", "2001:db8::/32"]
 
     with from_address(base, ALLOWED) as inside, from_address(base, REFUSED) as outside:
         assert _send(inside, "GET", me, machine).status_code == 200

@@ -292,10 +292,10 @@ def _policy(args: argparse.Namespace) -> int:
     body = {"pattern": args.pattern, "approvers": approvers, "threshold": args.threshold,
             "expiry_seconds": args.expiry, "max_cache_seconds": args.max_cache,
             "store_needs_approval": True, "cidrs": args.cidr}  # fmt: skip
-    session.ok("PUT", "/policies", "setting the policy", json_body=body)
+    stored = session.ok("PUT", "/policies", "setting the policy", json_body=body)
     print(f"Policy for {args.pattern}: {args.threshold} of {len(approvers)} approver(s).")
-    if args.cidr:
-        print(f"  Asked for only from: {', '.join(args.cidr)}")
+    if stored.get("cidrs"):
+        print(f"  Asked for only from: {', '.join(stored['cidrs'])}")
     return exits.OK
 
 
