@@ -113,6 +113,7 @@ def test_allowlisted_and_refused_addresses_against_a_real_relay(
     relay: RelayProcess, tmp_path: Path
 ) -> None:
     base = f"http://127.0.0.1:{relay.port}"
+    assert f"trusted proxies {PROXY}/32" in relay.output
     config = tmp_path / "approver"
     init = _cli(config, "approver", "init", "--server", base,
                 "--setup-token", relay.setup_token() or "")  # fmt: skip

@@ -248,6 +248,9 @@ async def _serve(
             f"  data directory  {settings.data_dir}\n"
             f"  vault           {status.vault}\n"
         )
+        if settings.trusted_proxies:
+            # Said at start: a forgotten or mistyped proxy network changes every source address.
+            out.write(f"  trusted proxies {', '.join(settings.trusted_proxies)}\n")
         if status.setup_token:
             out.write(
                 "\n  This vault has no approver yet. Create the first one on a trusted device,\n"

@@ -174,7 +174,8 @@ def _checked_params(request: Request, relay: Relay) -> tuple[str, int, str]:
 
 
 async def verify_signed_request(request: Request, relay: Relay, vault: str) -> Principal:
-    """Authenticate a signed request to ``vault``; raise 401 on anything wrong."""
+    """Authenticate a signed request to ``vault``; raise 401 on anything wrong (403
+    ``network_not_allowed`` for a machine or agent outside the vault's allowlist)."""
     key_id, created, nonce = _checked_params(request, relay)
     # The caller's row: a machine or agent outside the vault's allowlist is refused here,
     # before its signature costs a verification.
