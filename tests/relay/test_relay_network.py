@@ -606,3 +606,23 @@ async def test_a_machine_registers_only_from_an_allowed_network(
                if e["detail"]["error"] == "network_not_allowed"]  # fmt: skip
     assert event["source_ip"] == OUTSIDE
     assert event["detail"]["status"] == 403
+
+
+async def test_per_address_limits_count_the_address_a_trusted_proxy_reports(
+    relay: Relay, vault: Vault
+) -> None:
+    async def start(http: httpx.AsyncClient, forwarded: str) -> int:
+        response = await http.post("/oauth/device_authorization", data=Human().form(vault.id),
+                                   headers={"x-forwarded-for": forwarded})  # fmt: skip
+        return response.status_code
+
+    async with behind_proxies(relay, "10.9.0.1", "10.9.0.0/16") as (_, http):
+        first = [await start(http, "198.51.100.1") for _ in range(11)]
+        assert first[:10] == [200] * 10
+        assert first[10] == 429  # that address's budget is spent ...
+        assert await start(http, "198.51.100.2") == 200  # ... not the proxy's
+    async with behind_proxies(relay, "10.9.0.1") as (_, http):
+        # Not trusted: every request counts against the proxy's own address.
+        statuses = [await start(http, f"198.51.100.{n}") for n in range(3, 14)]
+        assert statuses[:10] == [200] * 10
+        assert statuses[10] == 429
