@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import http_message_signatures as hms
@@ -31,6 +32,7 @@ from sealbox.crypto.keys import VerifyKey
 from sealbox.errors import SealboxError
 from sealbox.protocol import ids
 from sealbox.server.auth.certcheck import check_client_certificate
+from sealbox.server.auth.enrolled import check_enrolled
 from sealbox.server.auth.network import check_network
 from sealbox.server.auth.peer import source_ip
 from sealbox.server.auth.principal import Principal
@@ -125,7 +127,7 @@ def signed_key_id(request: Request) -> str | None:
         key_id = _params(request).get("keyid")
     except Unauthenticated:
         return None
-    for kind in (ids.APPROVER, ids.CLIENT):
+    for kind in (ids.APPROVER, ids.CLIENT, ids.ENROLLMENT):
         try:
             return ids.check_id(key_id, kind)
         except SealboxError:
@@ -137,6 +139,10 @@ def signed_key_id(request: Request) -> str | None:
 def _pem(key: VerifyKey) -> bytes:
     # Keys recur on every request of a caller; their PEM form does not change.
     return key.to_pem()
+
+
+KeyFor = Callable[[Relay, str, str, str | None], Awaitable[tuple[VerifyKey, Principal]]]
+"""Finds the key (and the caller) a ``keyid`` names, given the request's source address."""
 
 
 async def _key_for(
@@ -156,6 +162,7 @@ async def _key_for(
                 await check_client_certificate(
                     relay, conn, vault, row.certificate, row.enrollment, relay.now()
                 )
+                await check_enrolled(conn, vault, row, source)
                 principal = Principal(vault=vault, id=key_id, role="client", client_kind=row.kind)
                 return VerifyKey.from_text(row.sig_pk), principal
     raise _unauthorized("unknown_key", "the signing key is not a current approver or client")
@@ -173,13 +180,19 @@ def _checked_params(request: Request, relay: Relay) -> tuple[str, int, str]:
     return key_id, created, nonce
 
 
-async def verify_signed_request(request: Request, relay: Relay, vault: str) -> Principal:
+async def verify_signed_request(
+    request: Request, relay: Relay, vault: str, *, key_for: KeyFor = _key_for
+) -> Principal:
     """Authenticate a signed request to ``vault``; raise 401 on anything wrong (403
-    ``network_not_allowed`` for a machine or agent outside the vault's allowlist)."""
+    ``network_not_allowed`` for a machine or agent outside the vault's allowlist).
+
+    ``key_for``: where ``keyid`` is looked up (approvers and clients; a CI
+    runner's calls look up enrollments instead).
+    """
     key_id, created, nonce = _checked_params(request, relay)
-    # The caller's row: a machine or agent outside the vault's allowlist is refused here,
+    # The caller's row: a machine or agent outside the vault's allowlist is refused there,
     # before its signature costs a verification.
-    key, principal = await _key_for(relay, vault, key_id, source_ip(request))
+    key, principal = await key_for(relay, vault, key_id, source_ip(request))
     await _verify(request, relay, vault, key_id, key, created, nonce)
     return principal
 
