@@ -626,3 +626,25 @@ async def test_per_address_limits_count_the_address_a_trusted_proxy_reports(
         statuses = [await start(http, f"198.51.100.{n}") for n in range(3, 14)]
         assert statuses[:10] == [200] * 10
         assert statuses[10] == 429
+
+
+async def test_a_ci_runner_registers_only_from_an_allowed_network(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    from test_relay_enrollments import made, register
+
+    h = Harness(client, relay, vault)
+    enrollment = await made(h)
+    await allow_only(client, relay, vault, "10.1.0.0/16")
+    cert, _, _ = enrollment.certificate()
+    async with source(client, OUTSIDE) as outside, source(client, INSIDE) as inside:
+        before = await snapshot(relay)
+        refused = await register(h, enrollment, cert, http=outside)
+        assert (refused.status_code, error_of(refused)["error"]) == (403, "network_not_allowed")
+        after = await snapshot(relay)
+        assert {k: v for k, v in after.items() if k != "audit_events"} == {
+            k: v for k, v in before.items() if k != "audit_events"
+        }
+        registered = await register(h, enrollment, cert, http=inside)
+        assert registered.status_code == 201, registered.text
+        assert registered.json()["uses"] == 1  # the refused attempt used nothing
