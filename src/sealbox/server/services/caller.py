@@ -95,7 +95,8 @@ def check_source(cert: ClientCertificate, ip: str | None) -> None:
     if not inside(ip, _certified_networks(cert.constraints.cidrs)):
         raise Forbidden(
             "source_not_allowed",
-            f"this client's certificate does not allow requests from {ip or 'an unknown address'}",
+            "this client's certificate does not allow requests from this address "
+            f"({ip or 'unknown'})",
             "Call from a network the certificate names, or get a certificate for this one.",
         )  # fmt: skip
 
