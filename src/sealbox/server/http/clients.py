@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from sealbox.server import policy
 from sealbox.server.http.deps import Anyone, Approver, Principal, relay_of, source_ip
-from sealbox.server.services import admin
+from sealbox.server.services import admin, members
 
 router = APIRouter(prefix="/v1/vaults/{vault}", tags=["clients"])
 
@@ -190,10 +190,18 @@ async def effective_policy(
 
 @router.put("/policies", tags=["policies"])
 async def put_policy(
-    vault: str, body: PolicyBody, principal: Approver, request: Request
+    vault: str, body: PolicyBody, principal: Anyone, request: Request
 ) -> dict[str, Any]:
-    """Create or replace the policy for ``pattern``."""
+    """Create or replace the policy for ``pattern``.
+
+    An approver may set any policy; a member only one whose pattern lies in a
+    project it is policy admin of (the first segment is exactly the project).
+    """
     relay = relay_of(request)
+    await members.require_policy_admin(
+        relay, principal, body.pattern, now=relay.now(), source_ip=source_ip(request),
+        action="policy.set",
+    )  # fmt: skip
     stored = await admin.put_policy(
         relay, relay.now(), vault=vault, pattern=body.pattern, approvers=body.approvers,
         threshold=body.threshold, expiry_seconds=body.expiry_seconds,
@@ -205,11 +213,17 @@ async def put_policy(
 
 @router.delete("/policies", status_code=204, tags=["policies"])
 async def delete_policy(
-    vault: str, principal: Approver, request: Request,
+    vault: str, principal: Anyone, request: Request,
     pattern: Annotated[str, Query(max_length=policy.PATTERN_MAX)],
 ) -> Response:  # fmt: skip
-    """Remove the policy for ``pattern`` (``?pattern=…``); matching items fall back to others."""
+    """Remove the policy for ``pattern`` (``?pattern=…``); matching items fall back to others.
+
+    As for setting one, a member must be policy admin of the pattern's project.
+    """
     relay = relay_of(request)
+    await members.require_policy_admin(relay, principal, pattern, now=relay.now(),
+                                       source_ip=source_ip(request),
+                                       action="policy.removed")  # fmt: skip
     await admin.delete_policy(
         relay, relay.now(), vault=vault, pattern=pattern, approver=principal,
         source_ip=source_ip(request),
