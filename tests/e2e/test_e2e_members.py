@@ -268,3 +268,44 @@ def test_a_member_invited_with_each_role_is_held_to_it(tmp_path: Path) -> None:
         http.close()
     finally:
         relay.stop()
+
+
+def test_sealbox_approve_shows_the_invited_role_and_certifies_exactly_it(tmp_path: Path) -> None:
+    """The person's `sealbox login --invite` and the approver's `sealbox approve`, both typed."""
+    from loop_support import Deployment, env_for
+    from test_e2e_terminal import CONFIRM, Started
+
+    d = Deployment(tmp_path)
+    started = Started()
+    try:
+        invited = d.approver_cli("approver", "invite", "--project", "shop", "--role",
+                                 "policy-admin")  # fmt: skip
+        assert invited.returncode == 0, invited.stderr
+        code = re.search(r"--invite (sbx_inv_\S+)", invited.stdout)
+        assert code, invited.stdout
+        login = started.terminal(["login", "--server", d.url, "--name", "ana@desk", "--invite",
+                                  code.group(1)], env_for(tmp_path / "ana"))  # fmt: skip
+        user_code = login.match(r"User code:\s+([A-Z]{4}-[A-Z]{4})\r\n").group(1)
+        client = login.match(r"Client id:\s+(cli_\w+)\r\n").group(1)
+        login.expect("Invited as:             policy-admin of project shop")
+
+        approve, _ = started.approve(d)
+        approve.expect(f"=== LOGIN {user_code} ")
+        approve.expect("Type the user code to approve, 'no' to deny, Enter to skip: ")
+        shown = approve.since(f"=== LOGIN {user_code} ")
+        assert ("  invited as:   policy-admin of project shop (scopes items:shop/*/* "
+                "read role:shop:policy-admin)") in shown  # fmt: skip
+        approve.type(user_code)
+        # No grant is asked for: a member's project is its grant, held to its role.
+        approve.expect(CONFIRM)
+        assert "Items this person may ask for" not in approve.since(f"=== LOGIN {user_code} ")
+        approve.type(PASSPHRASE)
+        approve.expect(f"Login {user_code} approved: {client} certified as policy-admin of shop.")
+        assert login.finish() == 0
+        assert "role:shop:policy-admin" in login.since("Logged in as")
+        assert approve.stop() == 0
+        listed = d.approver_cli("member", "list")
+        assert re.search(rf"{client}  ana@desk  shop: policy-admin", listed.stdout), listed.stdout
+    finally:
+        started.end()
+        d.close()
