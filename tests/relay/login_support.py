@@ -146,13 +146,24 @@ async def add_approver(
 
 
 async def snapshot(relay: Relay) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of the tables these features write, to show a refused request changed nothing."""
+    """Every row of the tables these features write, to show a refused request changed nothing.
+
+    The refusals' own audit events (``auth.refused``, ``request.refused``) are left out: a
+    refusal is recorded, and that record is all it may write.
+    """
     out = {}
     async with relay.read() as conn:
         for table in (clients, device_codes, tokens, grants, policies, audit_events):
-            rows = (await conn.execute(select(table))).all()
+            query = select(table)
+            if table is audit_events:
+                query = query.where(audit_events.c.action.not_in(REFUSAL_ACTIONS))
+            rows = (await conn.execute(query)).all()
             out[table.name] = sorted((tuple(r) for r in rows), key=repr)
     return out
+
+
+#: The audit events of refused requests.
+REFUSAL_ACTIONS = ("auth.refused", "request.refused")
 
 
 async def audit_rows(relay: Relay, vault: str) -> list[dict[str, Any]]:

@@ -87,6 +87,8 @@ def _cached_read(args: list[str]) -> int | None:
         cache = os.environ.get("SEALBOX_CACHE_SECONDS") or None
     if cache is not None and not _seconds_ok(cache):
         return None
+    if options.get("--profile") is None and os.environ.get("SEALBOX_IDENTITY"):
+        return None  # a machine identity: its agent is named by its client id (client/sdk.py)
     profile = options.get("--profile") or os.environ.get("SEALBOX_PROFILE") or "default"
     if not _profile_ok(profile):
         return None

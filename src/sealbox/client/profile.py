@@ -31,6 +31,7 @@ from sealbox.protocol import ids
 from sealbox.protocol.directory import DirectoryHead
 
 __all__ = [
+    "AUTH_MODES",
     "DEFAULT_PROFILE",
     "FORMAT",
     "NotLoggedIn",
@@ -45,6 +46,8 @@ __all__ = [
 ]
 
 FORMAT = "sealbox.profile.v1"
+#: How a profile's requests are authenticated.
+AUTH_MODES = ("session", "signature")
 DEFAULT_PROFILE = "default"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -65,6 +68,11 @@ class Profile:
     refresh_token: str
     expires_at: int
     """When the access token expires (Unix time)."""
+    auth: str = "session"
+    """How requests are authenticated: ``session`` (a person's bearer token, refreshed) or
+    ``signature`` (a machine: every request signed with :attr:`key`, no token at all)."""
+    enrollment: str | None = None
+    """The enrollment statement a delegated (CI) certificate was made under."""
 
     def __repr__(self) -> str:
         # Never the key or the tokens, even in a traceback.
@@ -88,6 +96,8 @@ class Profile:
             "access_token": self.access_token,
             "refresh_token": self.refresh_token,
             "expires_at": self.expires_at,
+            "auth": self.auth,
+            "enrollment": self.enrollment,
         }
 
     @classmethod
@@ -109,6 +119,8 @@ class Profile:
                 access_token=_str(document["access_token"]),
                 refresh_token=_str(document["refresh_token"]),
                 expires_at=_int(document["expires_at"]),
+                auth=_auth(document.get("auth", "session")),
+                enrollment=_optional_str(document.get("enrollment")),
             )
         except (KeyError, TypeError):
             raise MalformedInput("a sealbox profile is missing a field") from None
@@ -119,6 +131,16 @@ def _str(value: object) -> str:
     if not isinstance(value, str):
         raise TypeError
     return value
+
+
+def _auth(value: object) -> str:
+    if value not in AUTH_MODES:
+        raise TypeError
+    return str(value)
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value is None else _str(value)
 
 
 def _int(value: object) -> int:

@@ -48,7 +48,9 @@ import httpx
 from sealbox._relay.calls import Call, Flow, expect_object
 from sealbox._relay.drive import AsyncDriver, SyncDriver, async_http_client, http_client
 from sealbox._relay.files import write_private
+from sealbox._relay.httpsig import signer
 from sealbox.client import _flows as flows
+from sealbox.client import identity as identities
 from sealbox.client import profile as profiles
 from sealbox.client._flows import ClientState, ItemInfo, OnWait, Read, Stored, VersionInfo, Wanted
 from sealbox.client.context import process_context
@@ -127,9 +129,17 @@ class _Session:
     """A profile's identity, credentials and verified state, shared by both clients."""
 
     def __init__(self, profile: str | None) -> None:
-        self.name = profiles.profile_name(profile)
-        self.path = profiles.profile_path(self.name)
-        self.profile = profiles.load(self.path, name=self.name)
+        # A machine identity (SEALBOX_IDENTITY) is used unless a profile is named explicitly.
+        self.identity = identities.from_environment() if profile is None else None
+        if self.identity is not None:
+            self.profile = identities.to_profile(identities.load(self.identity))
+            # Its cache agent and its record of versions seen are its own, by client id.
+            self.name = f"machine-{self.profile.client_id[4:16]}"
+            self.path = profiles.profile_path(self.name)
+        else:
+            self.name = profiles.profile_name(profile)
+            self.path = profiles.profile_path(self.name)
+            self.profile = profiles.load(self.path, name=self.name)
         p = self.profile
         self.seen_path = self.path.with_name(f"{self.name}.seen.json")
         self.state = ClientState(
@@ -143,10 +153,19 @@ class _Session:
         return self.profile.server
 
     def authorize(self, request: httpx.Request) -> None:
-        request.headers["authorization"] = f"Bearer {self.profile.access_token}"
+        if self.profile.auth == "signature":
+            signer(self.profile.key, self.profile.client_id)(request)
+        else:
+            request.headers["authorization"] = f"Bearer {self.profile.access_token}"
+
+    def refresher(self, refresh: T) -> T | None:
+        """``refresh`` for a session with tokens; ``None`` for a signing identity (no token)."""
+        return None if self.profile.auth == "signature" else refresh
 
     def stale(self) -> bool:
         """Whether the access token lapses soon enough to be refreshed before the next call."""
+        if self.profile.auth == "signature":
+            return False  # no token: every request is signed afresh
         return self.profile.expires_at <= time.time() + REFRESH_MARGIN
 
     def _load_seen(self) -> dict[str, int]:
@@ -168,7 +187,10 @@ class _Session:
     def persist(self) -> None:
         """Keep what only moves forward: the directory head, the versions seen."""
         head = self.state.directory_head
-        if head != self.profile.head:
+        if head != self.profile.head and self.identity is not None:
+            identities.remember_head(self.identity, head)
+            self.profile = replace(self.profile, head=head)
+        elif head != self.profile.head:
             with profiles.locked(self.path):
                 current = profiles.load(self.path, name=self.name)
                 if head.seq >= current.head.seq:
@@ -318,8 +340,10 @@ class Client(_Base):
         self._owns_http = http is None
         self._refresh_lock = threading.Lock()
         session = self._session
-        self._driver = SyncDriver(self._http, session.server, authorize=session.authorize,
-                                  refresh=self._refresh, stale=session.stale)  # fmt: skip
+        self._driver = SyncDriver(
+            self._http, session.server, authorize=session.authorize,
+            refresh=session.refresher(self._refresh), stale=session.stale,
+        )  # fmt: skip
 
     def __enter__(self) -> Client:
         return self
@@ -447,8 +471,10 @@ class AsyncClient(_Base):
         self._owns_http = http is None
         self._refresh_lock = asyncio.Lock()
         session = self._session
-        self._driver = AsyncDriver(self._http, session.server, authorize=session.authorize,
-                                   refresh=self._refresh, stale=session.stale)  # fmt: skip
+        self._driver = AsyncDriver(
+            self._http, session.server, authorize=session.authorize,
+            refresh=session.refresher(self._refresh), stale=session.stale,
+        )  # fmt: skip
 
     async def __aenter__(self) -> AsyncClient:
         return self

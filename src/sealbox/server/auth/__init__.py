@@ -59,6 +59,8 @@ async def authenticate(request: Request, vault: str) -> Principal:
             await record_refusal(request, relay, vault, error)
         raise
     await _limit(request, relay, vault, principal)
+    # Who was refused, should a later check refuse the request (see http/errors.py).
+    request.state.principal = principal
     return principal
 
 
@@ -80,6 +82,8 @@ async def require_session(request: Request, vault: str) -> Principal:
         await record_refusal(request, relay, vault, error)
         raise
     await _limit(request, relay, vault, principal)
+    # Who was refused, should a later check refuse the request (see http/errors.py).
+    request.state.principal = principal
     return principal
 
 

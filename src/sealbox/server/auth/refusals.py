@@ -22,6 +22,7 @@ from typing import Any
 
 from fastapi import Request
 
+from sealbox.errors import SealboxError
 from sealbox.server.auth.httpsig import signed_key_id
 from sealbox.server.auth.peer import source_ip
 from sealbox.server.errors import RelayError, TooMany
@@ -29,22 +30,26 @@ from sealbox.server.relay import Relay
 from sealbox.server.store import audit
 from sealbox.server.store import directory as directory_store
 
-__all__ = ["ACTION", "record_refusal"]
+__all__ = ["ACTION", "FORBIDDEN_ACTION", "record_refusal"]
 
 ACTION = "auth.refused"
+#: An authenticated caller refused what it asked (403): outside its grants, scopes or role.
+FORBIDDEN_ACTION = "request.refused"
 
 log = logging.getLogger("sealbox.relay")
 
 
 async def record_refusal(
-    request: Request, relay: Relay, vault: str, error: RelayError, *, actor: str | None = None
-) -> None:
+    request: Request, relay: Relay, vault: str, error: SealboxError | RelayError, *,
+    actor: str | None = None, status: int | None = None,
+) -> None:  # fmt: skip
     """Append an ``auth.refused`` event for ``error``, unless throttled or the vault is unknown.
 
-    ``actor`` is the caller when it was authenticated (refused over the rate limit).
+    ``actor`` is the caller when it was authenticated (refused over the rate limit, or
+    refused what it asked: ``status`` 403 records ``request.refused`` instead).
     """
     try:
-        await _record(request, relay, vault, error, actor)
+        await _record(request, relay, vault, error, actor, status)
     except Exception:
         # The caller is refused either way; a failed record must not turn that into a 500.
         log.exception("could not audit a refused request to vault %s", vault)
@@ -62,8 +67,9 @@ def _sender(source: str | None) -> str:
 
 
 async def _record(
-    request: Request, relay: Relay, vault: str, error: RelayError, actor: str | None
-) -> None:
+    request: Request, relay: Relay, vault: str, error: SealboxError | RelayError,
+    actor: str | None, status: int | None,
+) -> None:  # fmt: skip
     async with relay.read() as conn:
         known = await directory_store.vault_exists(conn, vault)
     if not known:
@@ -77,8 +83,9 @@ async def _record(
         # Past the vault's budget (many senders at once): no event, no write, so a
         # flood from many addresses can neither fill the log nor hold its lock.
         return
-    # The status the caller got: over the rate limit, or not authenticated.
-    status = 429 if isinstance(error, TooMany) else 401
+    # The status the caller got: over the rate limit, or not authenticated (unless given).
+    if status is None:
+        status = 429 if isinstance(error, TooMany) else 401
     detail: dict[str, Any] = {"error": error.code, "status": status}
     key_id = signed_key_id(request) if actor is None else None
     if key_id is not None:
@@ -88,6 +95,7 @@ async def _record(
     client_id = actor if actor is not None and actor.startswith("cli_") else None
     async with relay.tx() as tx:
         await audit.append(
-            tx.conn, vault=vault, at=now, actor=actor or "anonymous", action=ACTION,
+            tx.conn, vault=vault, at=now, actor=actor or "anonymous",
+            action=FORBIDDEN_ACTION if status == 403 else ACTION,
             severity="warning", client_id=client_id, source_ip=source, detail=detail,
         )  # fmt: skip

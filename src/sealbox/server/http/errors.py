@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sealbox.errors import SealboxError
 from sealbox.server import errors as domain
+from sealbox.server.auth.refusals import record_refusal
 
 __all__ = ["install_error_handlers", "status_of"]
 
@@ -62,20 +63,37 @@ def headers_of(exc: domain.RelayError) -> dict[str, str]:
     return headers
 
 
+async def _audit_forbidden(request: Request, exc: SealboxError | domain.RelayError) -> None:
+    """Record an authenticated caller refused what it asked (403) as ``request.refused``.
+
+    Refusals of credentials (401, 429) are recorded where they happen, in auth/; this
+    covers everything a service refuses later: no grant, outside the certificate's item
+    scopes, a missing scope or role, an address outside the certificate's networks.
+    Throttled like every refusal event.
+    """
+    principal = getattr(request.state, "principal", None)
+    if status_of(exc) != 403 or principal is None:
+        return
+    await record_refusal(request, request.app.state.relay, principal.vault, exc,
+                         actor=principal.id, status=403)  # fmt: skip
+
+
 def _body(error: str, message: str, hint: str) -> dict[str, str]:
     return {"error": error, "message": message, "hint": hint}
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(domain.RelayError)
-    async def _relay(_: Request, exc: domain.RelayError) -> JSONResponse:
+    async def _relay(request: Request, exc: domain.RelayError) -> JSONResponse:
+        await _audit_forbidden(request, exc)
         return JSONResponse(
             _body(exc.code, exc.message, exc.hint), status_code=status_of(exc),
             headers=headers_of(exc),
         )  # fmt: skip
 
     @app.exception_handler(SealboxError)
-    async def _protocol(_: Request, exc: SealboxError) -> JSONResponse:
+    async def _protocol(request: Request, exc: SealboxError) -> JSONResponse:
+        await _audit_forbidden(request, exc)
         return JSONResponse(_body(exc.code, exc.message, exc.hint), status_code=status_of(exc))
 
     @app.exception_handler(RequestValidationError)
