@@ -214,4 +214,4 @@ async def test_bad_policies_are_refused_and_change_nothing(
     assert {k: v for k, v in after.items() if k != "audit_events"} == {
         k: v for k, v in before.items() if k != "audit_events"
     }
-    assert (await audit_rows(relay, vault.id))[-1]["action"] == "role.refused"
+    assert (await audit_rows(relay, vault.id))[-1]["action"] == "request.refused"

@@ -198,10 +198,8 @@ async def put_policy(
     project it is policy admin of (the first segment is exactly the project).
     """
     relay = relay_of(request)
-    await members.require_policy_admin(
-        relay, principal, body.pattern, now=relay.now(), source_ip=source_ip(request),
-        action="policy.set",
-    )  # fmt: skip
+    await members.require_policy_admin(relay, principal, body.pattern, now=relay.now(),
+                                       source_ip=source_ip(request))  # fmt: skip
     stored = await admin.put_policy(
         relay, relay.now(), vault=vault, pattern=body.pattern, approvers=body.approvers,
         threshold=body.threshold, expiry_seconds=body.expiry_seconds,
@@ -222,8 +220,7 @@ async def delete_policy(
     """
     relay = relay_of(request)
     await members.require_policy_admin(relay, principal, pattern, now=relay.now(),
-                                       source_ip=source_ip(request),
-                                       action="policy.removed")  # fmt: skip
+                                       source_ip=source_ip(request))  # fmt: skip
     await admin.delete_policy(
         relay, relay.now(), vault=vault, pattern=pattern, approver=principal,
         source_ip=source_ip(request),

@@ -266,9 +266,8 @@ async def create_access(
     if s.client != principal.id:
         raise NotAuthorized("the access statement names another client than the caller")
     # A member asks only in projects where a role lets it (a viewer never does).
-    await members.require_ask(relay, principal, scopes.roles(verified.certificate.scopes),
-                              [asked.path for asked in s.items], "read", now=now,
-                              source_ip=source_ip)  # fmt: skip
+    members.require_ask(scopes.roles(verified.certificate.scopes),
+                        [asked.path for asked in s.items], "read")  # fmt: skip
     require_scope(verified.certificate, "read")
     async with relay.read() as conn:
         for asked in s.items:
@@ -519,8 +518,7 @@ async def take_envelope(
     # stops a request that was asked (or even released) while it still stood.
     for entry in pinned:
         require_grant(entry.path, access)
-    await members.require_ask(relay, principal, roles, [entry.path for entry in pinned], "read",
-                              now=now, source_ip=source_ip)  # fmt: skip
+    members.require_ask(roles, [entry.path for entry in pinned], "read")
     keys = {project: await project_key(relay, vault, path)
             for project, path in row.projects.items()}  # fmt: skip
     async with relay.tx() as tx:

@@ -270,8 +270,7 @@ async def request_store(
     cert = certified(caller, now, source_ip)
     statement = verify_store_statement(statement_token, cert, caller.directory, now)
     # A member stores only where it is a writer, whatever its scopes and grants say.
-    await members.require_ask(relay, principal, scopes.roles(cert.scopes), (statement.path,),
-                              "write", now=now, source_ip=source_ip)  # fmt: skip
+    members.require_ask(scopes.roles(cert.scopes), (statement.path,), "write")
     require_scope(cert, "write")
     require_grant(statement.path, caller.access)
     policy = policy_for(statement.path, caller.policies, caller.directory)

@@ -14,7 +14,8 @@ The relay keeps each client's roles beside its verified certificate
   enrollments and machines for it ``machine-admin`` (:func:`require_role`).
 
 No role reads a value: reading is an access request that approvers release.
-Every refusal is ``role_required`` (403), audited as ``role.refused``.
+Every refusal is ``role_required`` (403), audited as every 403 of an
+authenticated caller is (``request.refused``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from sealbox.protocol import scopes
 from sealbox.protocol.certificates import limits_of, verify_certificate
 from sealbox.protocol.statements import ClientCertificate
 from sealbox.server.auth.principal import Principal
-from sealbox.server.errors import Conflict, Forbidden, Invalid, NotFound, RelayError
+from sealbox.server.errors import Conflict, Forbidden, Invalid, NotFound
 from sealbox.server.relay import Relay
 from sealbox.server.services.admin import not_the_issuer
 from sealbox.server.services.caller import certified, load_caller
@@ -131,20 +132,6 @@ def _holds(held: frozenset[str], role: str) -> bool:
     return bool(held) if role == "viewer" else role in held
 
 
-async def _refused(
-    relay: Relay, *, vault: str, actor: str, error: RelayError, now: int,
-    source_ip: str | None, detail: Mapping[str, object],
-) -> RelayError:  # fmt: skip
-    """Record a refusal in a transaction of its own (the refused request changes nothing)."""
-    async with relay.tx() as tx:
-        await audit.append(
-            tx.conn, vault=vault, at=now, actor=actor, action="role.refused",
-            severity="warning", client_id=actor if actor.startswith("cli_") else None,
-            source_ip=source_ip, detail={"error": error.code, **detail},
-        )  # fmt: skip
-    return error
-
-
 async def _certificate_of(
     relay: Relay, principal: Principal, now: int, source_ip: str | None
 ) -> ClientCertificate:
@@ -155,13 +142,14 @@ async def _certificate_of(
 
 async def require_role(
     relay: Relay, principal: Principal, project: str, role: str, *, now: int,
-    source_ip: str | None, action: str,
+    source_ip: str | None,
 ) -> None:  # fmt: skip
     """Let ``principal`` act on ``project``'s management plane as ``role``, or refuse.
 
     Approvers may do everything.  A client must hold ``role`` in ``project`` in its
-    certificate, verified now (any role counts as ``viewer``).  ``action`` names
-    what was attempted, for the audit event of a refusal.
+    certificate, verified now (any role counts as ``viewer``).  The refusal is
+    audited by the HTTP layer, as every 403 of an authenticated caller is
+    (``request.refused``).
     """
     if role not in scopes.ROLES:
         raise ValueError(f"unknown role {role!r}")
@@ -170,17 +158,12 @@ async def require_role(
     cert = await _certificate_of(relay, principal, now, source_ip)
     if _holds(scopes.roles(cert.scopes).get(project, frozenset()), role):
         return
-    raise await _refused(
-        relay, vault=principal.vault, actor=principal.id, error=role_required(project, role),
-        now=now, source_ip=source_ip,
-        detail={"project": project, "role": role, "attempted": action},
-    )  # fmt: skip
+    raise role_required(project, role)
 
 
 async def require_policy_admin(
-    relay: Relay, principal: Principal, pattern: str, *, now: int, source_ip: str | None,
-    action: str,
-) -> None:  # fmt: skip
+    relay: Relay, principal: Principal, pattern: str, *, now: int, source_ip: str | None
+) -> None:
     """Let ``principal`` set or remove the policy for ``pattern``, or refuse.
 
     A client must be policy admin of the one project the pattern lies in: its
@@ -193,23 +176,14 @@ async def require_policy_admin(
     except ValueError as exc:
         raise Invalid("invalid_pattern", str(exc)) from None
     if project is None:
-        error = Forbidden(
+        raise Forbidden(
             "role_required", "a pattern whose project has a wildcard reaches several projects",
             "Start the pattern with your project's exact name, e.g. shop/*/*.",
         )  # fmt: skip
-        raise await _refused(
-            relay, vault=principal.vault, actor=principal.id, error=error, now=now,
-            source_ip=source_ip, detail={"pattern": pattern, "role": "policy-admin",
-                                         "attempted": action},
-        )  # fmt: skip
-    await require_role(relay, principal, project, "policy-admin", now=now, source_ip=source_ip,
-                       action=action)  # fmt: skip
+    await require_role(relay, principal, project, "policy-admin", now=now, source_ip=source_ip)
 
 
-async def require_ask(
-    relay: Relay, principal: Principal, held: Mapping[str, frozenset[str]],
-    paths: Sequence[str], scope: str, *, now: int, source_ip: str | None,
-) -> None:  # fmt: skip
+def require_ask(held: Mapping[str, frozenset[str]], paths: Sequence[str], scope: str) -> None:
     """Hold a member's access (``read``) or store (``write``) request to its roles.
 
     ``held`` is the client's roles (project -> roles): from its certificate
@@ -225,11 +199,7 @@ async def require_ask(
         if pm.may_ask(held.get(project, frozenset()), scope):
             continue
         wanted = "writer" if scope == scopes.WRITE else "writer, machine-admin or policy-admin"
-        raise await _refused(
-            relay, vault=principal.vault, actor=principal.id,
-            error=role_required(project, wanted), now=now, source_ip=source_ip,
-            detail={"project": project, "path": path, "scope": scope},
-        )  # fmt: skip
+        raise role_required(project, wanted)
 
 
 # --- invites -----------------------------------------------------------------------------------
