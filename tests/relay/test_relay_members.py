@@ -90,8 +90,11 @@ async def member(h: Harness, project: str, role: str) -> Requester:
 
 async def refusals(h: Harness) -> list[dict[str, Any]]:
     """The audit events of role refusals (throttled: one a minute per sender and code)."""
-    return [r for r in await audit_rows(h.relay, h.vault.id)
-            if r["action"] == "request.refused" and r["detail"]["error"] == "role_required"]
+    return [
+        r
+        for r in await audit_rows(h.relay, h.vault.id)
+        if r["action"] == "request.refused" and r["detail"]["error"] == "role_required"
+    ]
 
 
 # --- invites -----------------------------------------------------------------------------------
