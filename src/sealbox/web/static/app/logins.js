@@ -4,7 +4,7 @@
 // code, computed here from the key the relay lists (never taken from the relay as text). Only
 // when the typed user code matches does approving sign a client certificate for that key.
 
-import { certifyLogin } from "../sealbox/certificates.js";
+import { certifyLogin, loginScopes } from "../sealbox/certificates.js";
 import { parseVerifyKey } from "../sealbox/keys.js";
 import * as api from "./api.js";
 import * as approver from "./approver.js";
@@ -24,6 +24,9 @@ const fromLink = new URLSearchParams(location.search).get("user_code") ?? "";
 async function card(login) {
   const key = parseVerifyKey(login.sig_pk);
   const code = String(login.user_code);
+  // A login started with an invite is certified with exactly the invite's role (the relay
+  // refuses any other certificate for it); its project is its grant, so none is asked for.
+  const invited = login.role != null ? loginScopes(login) : null;
   const grantId = `grant-${normal(code)}`;
   const grant = el("input", { id: grantId, type: "text", value: "*/*/*", autocomplete: "off" });
   const approve = el("button", { type: "button", "aria-label": `Approve login ${code}` }, "Approve");
@@ -41,9 +44,15 @@ async function card(login) {
       ["Name (as the client gave it)", String(login.client_name ?? "")],
       ["Client id", String(login.client_id ?? "")],
       ["Expires", typeof login.expires_at === "number" ? when(login.expires_at) : "-"],
+      ...(invited
+        ? [
+            ["Invited as", el("strong", {}, `${login.role} of project ${login.project}`)],
+            ["Scopes it will get", invited.join(" ")],
+          ]
+        : []),
     ]),
-    el("label", { for: grantId }, "Items this person may ask for (a glob, or 'none')"),
-    grant,
+    invited ? null : el("label", { for: grantId }, "Items this person may ask for (a glob, or 'none')"),
+    invited ? null : grant,
     el("div", { class: "actions" }, approve, deny),
   );
   action(approve, async () => {
@@ -57,7 +66,7 @@ async function card(login) {
       certifyLogin(directory, login, { issuer: keys.id, signingKey: keys.sig, now: approver.now() }),
     );
     await api.post(`/device-requests/${encodeURIComponent(code)}/approve`, { certificate });
-    const pattern = grant.value.trim();
+    const pattern = invited ? "none" : grant.value.trim();
     if (pattern && pattern !== "none") {
       await api.post(`/clients/${encodeURIComponent(login.client_id)}/grants`, { pattern });
     }
