@@ -422,7 +422,16 @@ async def test_revoking_the_last_role_leaves_no_member_and_disabling_ends_it(
     person = _human(who)
     pending = await h.ask(who, h.access(who, [(item, "shop/prod/db", ["password"])]))
     assert pending.status_code == 201
+    earlier = await h.ask(who, h.access(who, [(item, "shop/prod/db", ["password"])], ttl=40))
+    assert earlier.status_code == 201
     assert isinstance(relay.clock, Clock)
+    relay.clock.now += 1
+    # Made a viewer: a release given after it is not delivered (a viewer reads nothing).
+    viewer = await recertify(h, who.id, member_certificate(h, person, {"shop": {"viewer"}}))
+    assert viewer.status_code == 200, viewer.text
+    assert (await h.release_as(first, earlier.json()["id"])).status_code == 200
+    held = await h.envelope(who, earlier.json()["id"])
+    assert (held.status_code, error_of(held)["error"]) == (403, "role_required")
     relay.clock.now += 1
     stripped = await recertify(h, who.id, member_certificate(h, person, {}))
     assert stripped.status_code == 200, stripped.text
