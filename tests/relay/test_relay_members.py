@@ -304,6 +304,22 @@ async def test_each_role_does_what_it_may_and_is_refused_outside_it(h: Harness, 
     assert (events[0]["severity"], events[0]["detail"]["status"]) == ("warning", 403)
 
 
+async def test_members_see_the_policies_of_their_projects_only(h: Harness) -> None:
+    first = h.vault.approvers[0]
+    for pattern in ("shop/*/*", "shop/prod/db", "blog/*/*", "*/prod/*", "sh?p/*/*"):
+        body = {"pattern": pattern, "approvers": [first.id], "threshold": 1}
+        assert (await h.call("PUT", "/policies", signer=first, body=body)).status_code == 200
+    everything = await h.call("GET", "/policies", signer=first)
+    assert len(everything.json()["policies"]) == 5
+    viewer = await member(h, "shop", "viewer")
+    seen = await h.call("GET", "/policies", signer=viewer)
+    assert seen.status_code == 200, seen.text
+    assert [p["pattern"] for p in seen.json()["policies"]] == ["shop/*/*", "shop/prod/db"]
+    stranger = await h.add_client(grants_for=("shop/*/*",))
+    none = await h.call("GET", "/policies", signer=stranger)
+    assert none.json()["policies"] == []
+
+
 async def test_a_policy_admin_cannot_read_without_a_release(h: Harness) -> None:
     first = h.vault.approvers[0]
     second = await h.add_approver("phone")

@@ -158,10 +158,17 @@ async def remove_grant(
 
 
 @router.get("/policies", tags=["policies"])
-async def list_policies(vault: str, principal: Approver, request: Request) -> dict[str, Any]:
-    """Every policy of the vault (an item without a matching one needs any one approver)."""
+async def list_policies(vault: str, principal: Anyone, request: Request) -> dict[str, Any]:
+    """Every policy of the vault (an item without a matching one needs any one approver).
+
+    A member sees the policies that lie in its projects (their first segment is exactly
+    the project); any other client sees none.
+    """
     relay = relay_of(request)
     found = await admin.list_policies(relay, relay.now(), vault=vault)
+    if principal.role != "approver":
+        projects = await members.projects_of(relay, principal)
+        found = [row for row in found if members.in_projects(row.pattern, projects)]
     return {"policies": [_policy_json(row) for row in found]}
 
 

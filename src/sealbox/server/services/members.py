@@ -52,8 +52,10 @@ __all__ = [
     "Invite",
     "Member",
     "create_invite",
+    "in_projects",
     "list_invites",
     "list_members",
+    "projects_of",
     "recertify",
     "remove_invite",
     "require_ask",
@@ -200,6 +202,22 @@ def require_ask(held: Mapping[str, frozenset[str]], paths: Sequence[str], scope:
             continue
         wanted = "writer" if scope == scopes.WRITE else "writer, machine-admin or policy-admin"
         raise role_required(project, wanted)
+
+
+async def projects_of(relay: Relay, principal: Principal) -> frozenset[str]:
+    """The projects a client is a member of (any role); empty for an approver or a non-member."""
+    if principal.role != "client":
+        return frozenset()
+    async with relay.read() as conn:
+        return frozenset(await member_store.roles(conn, principal.vault, principal.id))
+
+
+def in_projects(pattern: str, projects: frozenset[str]) -> bool:
+    """Whether a policy pattern lies in one of ``projects`` (see :func:`require_policy_admin`)."""
+    try:
+        return pm.policy_project(pattern) in projects
+    except ValueError:
+        return False
 
 
 # --- invites -----------------------------------------------------------------------------------
