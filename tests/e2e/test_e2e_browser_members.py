@@ -21,19 +21,6 @@ __all__ = ["browser"]  # the module-scoped Chromium fixture, shared by name
 pytestmark = pytest.mark.timeout(300)
 
 
-def relay_post(world: World, path: str, body: Any) -> Any:
-    """A POST on the vault as the signed-in browser, with the page's CSRF token."""
-    return world.tab.page.evaluate(
-        """async ([v, p, b]) => {
-             const csrf = document.querySelector('meta[name="sealbox-csrf"]').content;
-             const r = await fetch(`/v1/vaults/${v}${p}`, {method: 'POST', body: JSON.stringify(b),
-               headers: {'content-type': 'application/json', 'x-sealbox-csrf': csrf}});
-             return {status: r.status, body: await r.json()};
-           }""",
-        [world.vault, path, body],
-    )
-
-
 def test_an_invited_member_is_approved_and_its_role_changed_in_the_console(
     tmp_path: Path, browser: Any
 ) -> None:
@@ -41,10 +28,24 @@ def test_an_invited_member_is_approved_and_its_role_changed_in_the_console(
     try:
         set_up(world)
         tab = world.tab
-        open_page(tab, "clients")
-        made = relay_post(world, "/invites", {"project": "shop", "role": "writer"})
-        assert made["status"] == 201, made
-        login = Login(world.relay, world.client_config, "--invite", made["body"]["code"])  # type: ignore[arg-type]
+        # The logins page makes the invite; the code is shown there once, with the command.
+        page = open_page(tab, "logins")
+        page.get_by_label("Project", exact=True).fill("sh/op")
+        page.get_by_role("button", name="Make an invite").click()
+        tab.wait_status("A project is letters")
+        assert relay_get(world, "/invites")["invites"] == []
+        page.get_by_label("Project", exact=True).fill("shop")
+        page.get_by_label("Role", exact=True).select_option("writer")
+        page.get_by_role("button", name="Make an invite").click()
+        tab.wait_status("Invite to shop as writer made")
+        command = str(page.locator("#invite-code").text_content())
+        found = re.fullmatch(r"sealbox login --server (\S+) --invite (sbx_inv_\S+)", command)
+        assert found, command
+        assert found.group(1) == world.url
+        [listed] = relay_get(world, "/invites")["invites"]
+        assert (listed["project"], listed["role"], "code" in listed) == ("shop", "writer", False)
+        tab.screenshot("logins-invite")
+        login = Login(world.relay, world.client_config, "--invite", found.group(2))  # type: ignore[arg-type]
         url = login.wait_for(r"Approve at:\s+(\S+)").group(1)
         code = login.wait_for(r"User code:\s+([A-Z]{4}-[A-Z]{4})").group(1)
         login.wait_for(r"Invited as:\s+writer of project shop")

@@ -57,7 +57,8 @@ async def create_invite(
         relay, relay.now(), vault=vault, project=body.project, role=body.role,
         seconds=body.expires_seconds, approver=principal, source_ip=source_ip(request),
     )  # fmt: skip
-    return _invite_json(made)
+    # The relay's public URL: what the person's `sealbox login --server` needs.
+    return {**_invite_json(made), "server": relay.settings.base_url}
 
 
 @router.get("/invites")

@@ -87,9 +87,32 @@ async function refresh() {
   empty.hidden = logins.length > 0;
 }
 
+// An invite: the relay makes the one-time code and keeps only its hash; it is shown here once.
+function inviting() {
+  const section = document.getElementById("invite");
+  const shown = document.getElementById("invite-code");
+  section.hidden = false;
+  action(document.getElementById("invite-button"), async () => {
+    const project = document.getElementById("invite-project").value.trim();
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(project)) {
+      throw new Error("A project is letters, digits, '.', '_' or '-' (no '/').");
+    }
+    const role = document.getElementById("invite-role").value;
+    const hours = Number(document.getElementById("invite-hours").value);
+    if (!Number.isInteger(hours) || hours < 1 || hours > 168) {
+      throw new Error("An invite is valid for 1 to 168 hours.");
+    }
+    const made = await api.post("/invites", { project, role, expires_seconds: hours * 3600 });
+    shown.textContent = `sealbox login --server ${made.server} --invite ${made.code}`;
+    shown.hidden = false;
+    status(`Invite to ${made.project} as ${made.role} made, valid until ${when(made.expires_at)}: give it privately.`);
+  });
+}
+
 async function main() {
   if (!(await shell())) return;
   await approver.me();
+  inviting();
   await refresh();
   const stream = new EventSource(api.vaultPath("/approvals/stream"));
   stream.addEventListener("device-requests", () => refresh().catch((e) => status(describe(e), { error: true })));
