@@ -51,6 +51,7 @@ __all__ = [
     "INVITE_PREFIX",
     "Invite",
     "Member",
+    "check_invited",
     "create_invite",
     "in_projects",
     "list_invites",
