@@ -201,6 +201,21 @@ def test_a_member_invited_with_each_role_is_held_to_it(tmp_path: Path) -> None:
             blog = http.put(f"/v1/vaults/{vault}/policies", headers=auth,
                             json={**body, "pattern": "blog/prod/*"})  # fmt: skip
             assert (blog.status_code, blog.json()["error"]) == (403, "role_required")
+            # The same with `sealbox policy`, as the member's own login.
+            setting = _cli(people, "policy", "set", "shop/dev/*", "--approvers", keys.record.id,
+                           "--profile", role)  # fmt: skip
+            if role == "policy-admin":
+                assert setting.returncode == 0, setting.stderr
+                shown = _cli(people, "policy", "list", "--profile", role)
+                assert "shop/dev/*  1 of " in shown.stdout, shown.stdout
+                removed = _cli(people, "policy", "remove", "shop/dev/*", "--profile", role)
+                assert removed.returncode == 0, removed.stderr
+            else:
+                assert setting.returncode != 0
+                assert "policy-admin role in project shop" in setting.stderr
+            listed_policies = _cli(people, "policy", "list", "--profile", role)
+            assert listed_policies.returncode == 0, listed_policies.stderr
+            assert "blog/" not in listed_policies.stdout
 
             # Storing: a writer's store waits for an approver's manifest; others are refused.
             value = tmp_path / "value"

@@ -127,6 +127,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     team.add_approver_actions(asub)
     approvers.add_parsers(sub)
     team.add_parsers(sub)
+    team.add_policy_parsers(sub)
     items.add_parsers(sub)
     cache.add_parsers(sub)
 
@@ -198,10 +199,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _approver_init(args)
     if args.command in ("login", "whoami", "logout"):
         return _session_command(args)
-    if args.command == "member":
+    if args.command in ("member", "policy"):
         from sealbox.cli import team
 
-        return team.run(args)
+        return team.run(args) if args.command == "member" else team.run_policy(args)
     if args.command == "console":
         return _console(args)
     from sealbox.cli.exits import CANNOT_LISTEN

@@ -1,9 +1,11 @@
-"""``sealbox approver invite`` and ``sealbox member list|set-role|revoke``: a vault's team.
+"""``sealbox approver invite``, ``sealbox member list|set-role|revoke``, ``sealbox policy``.
 
 Argument parsing and printing only: the approver's acts are
 :mod:`sealbox.approver.members`.  Every command here runs on an approver's
 device and signs with its key (the key file's passphrase is asked, as for the
 other approver commands); a person joins with ``sealbox login --invite CODE``.
+``sealbox policy`` runs as a logged-in member instead (its profile's session):
+a policy admin sets its project's policies with it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from typing import Any
 from sealbox.cli import exits
 from sealbox.cli.approvers import _key_options, _session
 
-__all__ = ["add_approver_actions", "add_parsers", "run", "run_invite"]
+__all__ = [
+    "add_approver_actions", "add_parsers", "add_policy_parsers", "run", "run_invite",
+    "run_policy",
+]  # fmt: skip
 
 _ROLES = ("viewer", "writer", "machine-admin", "policy-admin")
 _ROLE_HELP = ("viewer: item metadata and history; writer: ask to read and to store; "
@@ -58,6 +63,57 @@ def add_parsers(sub: Any) -> None:
     revoke.add_argument("client", metavar="CLI_ID", help="the member's client id")
     revoke.add_argument("--project", help="only this project's roles (default: every role)")
     _key_options(revoke)
+
+
+def add_policy_parsers(sub: Any) -> None:
+    policy = sub.add_parser("policy", help="release policies of your projects, as a member "
+                            "(setting one needs the policy-admin role)")  # fmt: skip
+    psub = policy.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
+    lst = psub.add_parser("list", help="the policies of the projects you are a member of")
+    setp = psub.add_parser("set", help="set who must approve items matching a pattern")
+    setp.add_argument("pattern", help="PROJECT/ENV/ITEM; the project part is exactly yours")
+    setp.add_argument("--approvers", required=True, help="comma-separated apv_ ids")
+    setp.add_argument("--threshold", type=int, default=1, help="how many must approve (M)")
+    setp.add_argument("--expiry", type=int, default=300, help="seconds a request may wait")
+    setp.add_argument("--max-cache", type=int, default=0,
+                      help="seconds a client may keep released values (0: never)")  # fmt: skip
+    remove = psub.add_parser("remove", help="remove the policy for exactly this pattern")
+    remove.add_argument("pattern", help="PROJECT/ENV/ITEM, exactly as it was set")
+    for parser in (lst, setp, remove):
+        parser.add_argument(
+            "--profile",
+            metavar="NAME",
+            help="which login to use (env SEALBOX_PROFILE; default: default)",
+        )
+
+
+def run_policy(args: argparse.Namespace) -> int:
+    def go() -> int:
+        from sealbox.client.sdk import Client
+
+        with Client(args.profile) as client:
+            if args.policy_command == "list":
+                found = client.policies()
+                if not found:
+                    print("No policy you may see (a member sees its projects' policies).")
+                for entry in found:
+                    print(f"  {entry.pattern}  {entry.threshold} of "
+                          f"{', '.join(entry.approvers)}  wait {entry.expiry_seconds}s  "
+                          f"cache {entry.max_cache_seconds}s")  # fmt: skip
+            elif args.policy_command == "set":
+                approvers = [a.strip() for a in args.approvers.split(",") if a.strip()]
+                done = client.set_policy(
+                    args.pattern, approvers=approvers, threshold=args.threshold,
+                    expiry_seconds=args.expiry, max_cache_seconds=args.max_cache,
+                )  # fmt: skip
+                print(f"Policy for {done.pattern}: {done.threshold} of "
+                      f"{len(done.approvers)} approver(s).")  # fmt: skip
+            else:
+                client.remove_policy(args.pattern)
+                print(f"Policy for {args.pattern} removed.")
+        return exits.OK
+
+    return exits.guarded(go, f"policy {args.policy_command}")
 
 
 def _duration(text: str) -> int:
