@@ -92,7 +92,9 @@ def _later(difference: Any) -> bool:
 
 
 #: Tables of revisions after 0004.
-_LATER_TABLES: frozenset[str] = frozenset({"invites", "member_roles"})
+_LATER_TABLES: frozenset[str] = frozenset(
+    {"bootstrap_tokens", "machine_registrations", "invites", "member_roles"}
+)
 
 
 # The requests table as revision 0002 left it: what a relay of that version wrote.

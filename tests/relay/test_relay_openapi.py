@@ -28,6 +28,12 @@ ANONYMOUS = {
     ("post", "/v1/vaults/{vault}/console/signin/options"),
     ("post", "/v1/vaults/{vault}/console/signin"),
 }
+#: A machine registering, and polling its registration: signed by the key it registers
+#: (checked against that key, not a current client's), declared as a signature alone.
+OWN_KEY = {
+    ("post", "/v1/vaults/{vault}/machine-registrations"),
+    ("get", "/v1/vaults/{vault}/machine-registrations/{client_id}"),
+}
 EITHER = [{SIGNATURE: []}, {BEARER: []}, {SESSION: []}]
 SIGNED = [{SIGNATURE: []}, {SESSION: []}]  # an approver: signed, or its console session
 SESSION_ONLY = [{SESSION: []}]
@@ -46,6 +52,14 @@ def _operations(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any
         for path, item in document["paths"].items()
         for method, operation in item.items()
     }
+
+
+async def test_a_machine_signs_its_registration_with_the_key_it_registers(
+    client: httpx.AsyncClient,
+) -> None:
+    operations = _operations(await _document(client))
+    for key in sorted(OWN_KEY):
+        assert operations[key]["security"] == [{SIGNATURE: []}], key
 
 
 async def test_document_passes_an_independent_validator(client: httpx.AsyncClient) -> None:
@@ -70,7 +84,7 @@ async def test_every_vault_operation_but_the_anonymous_ones_declares_security(
     operations = _operations(await _document(client))
     vault_operations = {key for key in operations if key[1].startswith("/v1/vaults/{vault}/")}
     assert vault_operations >= ANONYMOUS
-    for key in sorted(vault_operations - ANONYMOUS):
+    for key in sorted(vault_operations - ANONYMOUS - OWN_KEY):
         assert operations[key].get("security") in (EITHER, SIGNED, SESSION_ONLY), key
     for key in sorted(ANONYMOUS):
         assert "security" not in operations[key], key

@@ -41,7 +41,7 @@ from typing import Any
 import httpx
 
 from sealbox._relay.text import displayable
-from sealbox.approver import admin, members
+from sealbox.approver import admin, machines, members
 from sealbox.approver.answer import (
     Approve,
     Backoff,
@@ -241,6 +241,7 @@ class TerminalApprover:
                 self.say("Watching for requests, logins and new devices (Ctrl-C to stop).")
             self._connected_once = True
             self.show_logins()
+            self.show_machines()
             self.show_pairings()
             self._catch_up()
         elif event == "request" and isinstance(data, dict) and isinstance(data.get("id"), str):
@@ -251,7 +252,9 @@ class TerminalApprover:
             else:
                 self._drop(data["id"])
         elif event == "device-requests":
+            # Logins and machine registrations both wake this event.
             self.show_logins()
+            self.show_machines()
         elif event == "pairing":
             self.show_pairings()
         elif event == "directory":
@@ -488,6 +491,60 @@ class TerminalApprover:
                      + ("" if invited is None else f" as {displayable(login['role'], 16)} of "
                         f"{displayable(login['project'], 64)}")
                      + ".")  # fmt: skip
+
+    def show_machines(self) -> None:
+        """Machines that spent a bootstrap token and wait for a certificate."""
+        for entry in machines.pending_machines(self.session):
+            code = displayable(entry["user_code"], 16)
+            if "machine " + code in self._seen:
+                continue
+            self._seen.add("machine " + code)
+            # As for logins: the key's codes are computed here from the key itself, and
+            # everything else the relay sent is made safe to print.
+            key = VerifyKey.from_text(entry["sig_pk"])
+            grants = ", ".join(displayable(g, 200) for g in entry["grants"])
+            scopes = ", ".join(displayable(s, 16) for s in entry["scopes"])
+            directory = self.session.directory()
+            maker = directory.approvers.get(entry["token_created_by"])
+            made_by = maker.name if maker else displayable(entry["token_created_by"], 40)
+            self.say("")
+            self.say(f"=== MACHINE {code} " + "=" * 30)
+            self.say(f"  machine:      {displayable(entry['name'], 128)} "
+                     f"(machine, {displayable(entry['client_id'], 40)})")  # fmt: skip
+            self.say(f"  token:        for {displayable(entry['token_name'], 128)}, "
+                     f"made by {made_by}")  # fmt: skip
+            self.say(f"  asks for:     {grants} ({scopes})")
+            self.say(f"  key:          {key.fingerprint()}")
+            self.say(f"  safety code:  {key.safety_code()}")
+            self.say(f"  expires:      {when(entry['expires_at'])}")
+            ip = displayable((entry.get("reported_by_server") or {}).get("source_ip") or "-", 64)
+            self.say(f"Reported by server (not verified): source IP {ip}")
+            self.say("Compare the registration code and the key safety code with the machine's "
+                     "output.")  # fmt: skip
+            for _ in range(CODE_TRIES):
+                typed = self.console.ask(
+                    "Type the registration code to approve, 'no' to deny, Enter to skip: "
+                )
+                if not typed or typed.lower() == "no":
+                    break
+                if typed.upper().replace(" ", "") == code.upper().replace(" ", ""):
+                    break
+                self.say("That is not this machine's registration code: nothing was approved.")
+            else:
+                typed = ""
+            if typed.lower() == "no":
+                machines.deny_machine(self.session, entry["client_id"])
+                self.say(f"Machine {code} denied.")
+                continue
+            if not typed:
+                self._seen.discard("machine " + code)
+                self.say("Skipped: it is offered again when something new arrives.")
+                continue
+            if not self.console.verify():
+                self._seen.discard("machine " + code)
+                continue
+            client = machines.approve_machine(self.session, entry)
+            self.say(f"Machine {code} approved: {client} certified for {grants}.")
 
     def show_pairings(self) -> None:
         pairings = self.session.ok("GET", "/pairing-requests", "listing pairings")

@@ -87,7 +87,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
         items.add_parsers(sub)
         return parser
-    from sealbox.cli import approvers, cache, items, team
+    from sealbox.cli import approvers, cache, items, machines, team
 
     up = sub.add_parser("up", help="run the relay (embedded SQLite unless --db says otherwise)")
     _server_options(up)
@@ -130,6 +130,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     team.add_policy_parsers(sub)
     items.add_parsers(sub)
     cache.add_parsers(sub)
+    machines.add_parsers(sub)
 
     login = sub.add_parser("login", help="log in to a relay: this device gets a client key "
                            "that an approver certifies")  # fmt: skip
@@ -197,6 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.approver_command != "init":
             return approvers.run_approver(args)
         return _approver_init(args)
+    if args.command == "machine":
+        from sealbox.cli import machines
+
+        return machines.run(args)
     if args.command in ("login", "whoami", "logout"):
         return _session_command(args)
     if args.command in ("member", "policy"):

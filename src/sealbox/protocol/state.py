@@ -31,7 +31,12 @@ Pairings (a new approver device)::
     pending --an approver adds it--> approved
     pending --deny-----------------> denied
 
-A pending login or pairing past its expiry is *expired* when read; it is never
+Machine registrations (a machine that spent a bootstrap token)::
+
+    pending --an approver certifies--> approved
+    pending --deny-------------------> denied
+
+A pending login, pairing or machine registration past its expiry is *expired* when read; it is never
 written as such (expiry is a property of time, and the rows are purged).
 """
 
@@ -46,6 +51,7 @@ from sealbox.errors import IllegalTransition
 
 __all__ = [
     "DEVICE",
+    "MACHINE_REGISTRATION",
     "PAIRING",
     "STORE",
     "TERMINAL",
@@ -54,6 +60,8 @@ __all__ = [
     "DeviceState",
     "Event",
     "Machine",
+    "MachineEvent",
+    "MachineState",
     "PairingEvent",
     "PairingState",
     "State",
@@ -228,5 +236,31 @@ PAIRING: Final = Machine(
     {
         (PairingState.PENDING, PairingEvent.ADDED): PairingState.APPROVED,
         (PairingState.PENDING, PairingEvent.DENIED): PairingState.DENIED,
+    },
+)
+
+
+# --- machine registrations --------------------------------------------------------------------
+
+
+class MachineState(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+
+
+class MachineEvent(enum.StrEnum):
+    CERTIFIED = "certified"
+    """An approver uploaded the machine certificate it signed (and the relay added the grants)."""
+    DENIED = "denied"
+
+
+MACHINE_REGISTRATION: Final = Machine(
+    "machine registration",
+    MachineState,
+    MachineEvent,
+    {
+        (MachineState.PENDING, MachineEvent.CERTIFIED): MachineState.APPROVED,
+        (MachineState.PENDING, MachineEvent.DENIED): MachineState.DENIED,
     },
 )

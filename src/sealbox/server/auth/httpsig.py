@@ -41,6 +41,7 @@ __all__ = [
     "REQUIRED_COMPONENTS",
     "signed_key_id",
     "target_uri",
+    "verify_signed_by",
     "verify_signed_request",
 ]
 
@@ -154,18 +155,38 @@ async def _key_for(relay: Relay, vault: str, key_id: str) -> tuple[VerifyKey, Pr
     raise _unauthorized("unknown_key", "the signing key is not a current approver or client")
 
 
-async def verify_signed_request(request: Request, relay: Relay, vault: str) -> Principal:
-    """Authenticate a signed request to ``vault``; raise 401 on anything wrong."""
+def _checked_params(request: Request, relay: Relay) -> tuple[str, int, str]:
     params = _params(request)
     key_id, created, nonce = params.get("keyid"), params.get("created"), params.get("nonce")
     if not isinstance(key_id, str) or not isinstance(created, int) or not isinstance(nonce, str):
         raise _unauthorized("signature_invalid", "keyid, created and nonce are all required")
     if not 8 <= len(nonce) <= 128:
         raise _unauthorized("signature_invalid", "the nonce must have 8 to 128 characters")
-    now = relay.now()
-    if abs(now - created) > MAX_SKEW:
+    if abs(relay.now() - created) > MAX_SKEW:
         raise _unauthorized("signature_expired", "the signature was created too long ago or ahead")
+    return key_id, created, nonce
+
+
+async def verify_signed_request(request: Request, relay: Relay, vault: str) -> Principal:
+    """Authenticate a signed request to ``vault``; raise 401 on anything wrong."""
+    key_id, created, nonce = _checked_params(request, relay)
     key, principal = await _key_for(relay, vault, key_id)
+    await _verify(request, relay, vault, key_id, key, created, nonce)
+    return principal
+
+
+async def verify_signed_by(request: Request, relay: Relay, vault: str, *, key_id: str,
+                           key: VerifyKey) -> None:  # fmt: skip
+    """Check that ``request`` is signed by ``key`` as ``key_id`` (a key not yet a client's:
+    a machine proving it holds the key it registers); raise 401 on anything wrong."""
+    signed_as, created, nonce = _checked_params(request, relay)
+    if signed_as != key_id:
+        raise _unauthorized("unknown_key", "the request is not signed by the key it is about")
+    await _verify(request, relay, vault, key_id, key, created, nonce)
+
+
+async def _verify(request: Request, relay: Relay, vault: str, key_id: str, key: VerifyKey,
+                  created: int, nonce: str) -> None:  # fmt: skip
     try:
         body = await request.body()
     except ClientDisconnect:
@@ -184,4 +205,3 @@ async def verify_signed_request(request: Request, relay: Relay, vault: str) -> P
     if not await relay.replay_guard.first_use(vault, "nonce", f"{key_id} {nonce}",
                                               created + 2 * MAX_SKEW):  # fmt: skip
         raise _unauthorized("signature_replayed", "this signature nonce was already used")
-    return principal

@@ -20,6 +20,7 @@ from sealbox.server.relay import Relay
 from sealbox.server.services.access import waiter_since, wake_owner
 from sealbox.server.store import audit, replay, tokens
 from sealbox.server.store import items as item_store
+from sealbox.server.store import machines as machine_store
 from sealbox.server.store import requests as request_store
 
 __all__ = ["BATCH", "Swept", "sweep"]
@@ -28,6 +29,9 @@ __all__ = ["BATCH", "Swept", "sweep"]
 BATCH = 200
 #: Expired tokens are kept this long, so a late refresh still reads as expired, then deleted.
 TOKEN_GRACE_SECONDS = 86400
+#: Spent and expired bootstrap tokens and machine registrations are kept this long (a late
+#: or second use still reads as what it is; the machine can still fetch its certificate).
+MACHINE_GRACE_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -98,4 +102,6 @@ async def sweep(relay: Relay, now: int) -> Swept:
         # A jti or nonce past its expiry is refused by its time window anyway.
         await replay.purge_spent(tx.conn, now)
         dropped = await tokens.purge_expired(tx.conn, now - TOKEN_GRACE_SECONDS)
+        # Bootstrap tokens and machine registrations, an hour after they expired.
+        await machine_store.purge(tx.conn, None, before=now - MACHINE_GRACE_SECONDS)
     return Swept(total, purged, dropped)

@@ -327,6 +327,50 @@ console_sessions = Table(
     Index("ix_console_sessions_approver", "vault_id", "approver_id"),
 )
 
+# --- machines: bootstrap tokens and the registrations they start --------------------------------
+
+bootstrap_tokens = Table(
+    "bootstrap_tokens",
+    metadata,
+    Column("hash", HASH, primary_key=True),
+    # The token's labelled SHA-256 hash; the token itself is shown once, to the approver.
+    Column("vault_id", ID, nullable=False),
+    Column("name", String(128), nullable=False),
+    # The machine's name, as the approver gave it.
+    Column("grants", JSON, nullable=False),
+    # The item patterns the machine will ask for (its certificate carries them as items: scopes).
+    Column("scopes", JSON, nullable=False),
+    # read and/or write.
+    Column("created_by", ID, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("used_at", BigInteger, nullable=True),
+    # Set, compare-and-set, by the one registration that spends the token; a spent token
+    # is kept (as its hash) only so a second use is told apart and audited, then purged.
+    Column("used_by", ID, nullable=True),
+)
+
+machine_registrations = Table(
+    "machine_registrations",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("client_id", ID, primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("token_name", String(128), nullable=False),
+    Column("sig_pk", String(80), nullable=False),
+    # The public key the machine made and sent; its private half never leaves the machine.
+    Column("user_code", String(16), nullable=False),
+    Column("grants", JSON, nullable=False),
+    Column("scopes", JSON, nullable=False),
+    Column("token_created_by", ID, nullable=False),
+    Column("state", String(16), nullable=False),
+    # pending, approved, denied (sealbox.protocol.state.MACHINE_REGISTRATION).
+    Column("certificate", Text, nullable=True),
+    Column("source_ip", String(64), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
+
 # --- teams: invites and members' roles ---------------------------------------------------------
 
 invites = Table(
