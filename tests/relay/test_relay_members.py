@@ -26,7 +26,7 @@ from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import Forbidden
 from sealbox.server.relay import Relay
 from sealbox.server.services import members
-from sealbox.server.store.tables import device_codes, invites, member_roles
+from sealbox.server.store.tables import bootstrap_tokens, device_codes, invites, member_roles
 
 pytestmark = pytest.mark.anyio
 
@@ -318,6 +318,36 @@ async def test_members_see_the_policies_of_their_projects_only(h: Harness) -> No
     stranger = await h.add_client(grants_for=("shop/*/*",))
     none = await h.call("GET", "/policies", signer=stranger)
     assert none.json()["policies"] == []
+
+
+@pytest.mark.parametrize("role", scopes.ROLES)
+async def test_machine_admins_make_bootstrap_tokens_for_their_project_only(
+    h: Harness, role: str
+) -> None:
+    who = await member(h, "shop", role)
+    token = {"name": "api", "grants": ["shop/prod/*"], "scopes": ["read"]}
+    made = await h.call("POST", "/bootstrap-tokens", signer=who, body=token)
+    if role == "machine-admin":
+        assert made.status_code == 201, made.text
+        assert made.json()["token"].startswith("sbx_bt_")
+    else:
+        assert (made.status_code, error_of(made)["error"]) == (403, "role_required")
+        assert "machine-admin role in project shop" in error_of(made)["message"]
+    before = await snapshot(h.relay)
+    for grants in (["blog/prod/*"], ["shop/prod/*", "blog/prod/*"], ["*/prod/*"], ["sh?p/*/*"]):
+        outside = await h.call("POST", "/bootstrap-tokens", signer=who,
+                               body={**token, "grants": grants})  # fmt: skip
+        assert (outside.status_code, error_of(outside)["error"]) == (403, "role_required"), grants
+    after = await snapshot(h.relay)
+    assert {k: v for k, v in after.items() if k != "audit_events"} == {
+        k: v for k, v in before.items() if k != "audit_events"
+    }
+    async with h.relay.read() as conn:
+        tokens_made = (await conn.execute(select(bootstrap_tokens))).all()
+    assert len(tokens_made) == (1 if role == "machine-admin" else 0)
+    # Approving the machine that uses a token stays an approver's: it signs the certificate.
+    pending = await h.call("GET", "/machine-registrations", signer=who)
+    assert (pending.status_code, error_of(pending)["error"]) == (403, "approver_required")
 
 
 async def test_a_policy_admin_cannot_read_without_a_release(h: Harness) -> None:

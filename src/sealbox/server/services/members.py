@@ -62,6 +62,7 @@ __all__ = [
     "require_ask",
     "require_policy_admin",
     "require_role",
+    "require_role_for",
     "role_required",
     "take_invite",
 ]
@@ -164,6 +165,37 @@ async def require_role(
     raise role_required(project, role)
 
 
+async def require_role_for(
+    relay: Relay, principal: Principal, patterns: Sequence[str], role: str, *, now: int,
+    source_ip: str | None,
+) -> None:  # fmt: skip
+    """Let ``principal`` act as ``role`` on what item ``patterns`` name, or refuse.
+
+    Approvers may do everything.  For a client, each pattern must lie in one
+    project (its first segment is exactly the project, no wildcard there) where
+    it holds ``role``: a policy for ``shop/*/*`` needs ``policy-admin`` of shop, a
+    bootstrap token for a machine that asks for ``shop/prod/*`` needs
+    ``machine-admin`` of shop, and ``*/prod/*`` needs an approver.
+    """
+    if principal.role == "approver":
+        return
+    projects = set()
+    for pattern in patterns:
+        try:
+            project = pm.policy_project(pattern)
+        except ValueError as exc:
+            raise Invalid("invalid_pattern", str(exc)) from None
+        if project is None:
+            raise Forbidden(
+                "role_required", f"{pattern} reaches several projects (a wildcard in its first "
+                "segment): only an approver may name it",
+                "Start the pattern with your project's exact name, e.g. shop/*/*.",
+            )  # fmt: skip
+        projects.add(project)
+    for project in sorted(projects):
+        await require_role(relay, principal, project, role, now=now, source_ip=source_ip)
+
+
 async def require_policy_admin(
     relay: Relay, principal: Principal, pattern: str, *, now: int, source_ip: str | None
 ) -> None:
@@ -172,18 +204,8 @@ async def require_policy_admin(
     A client must be policy admin of the one project the pattern lies in: its
     first segment is exactly the project, no wildcard there.
     """
-    if principal.role == "approver":
-        return
-    try:
-        project = pm.policy_project(pattern)
-    except ValueError as exc:
-        raise Invalid("invalid_pattern", str(exc)) from None
-    if project is None:
-        raise Forbidden(
-            "role_required", "a pattern whose project has a wildcard reaches several projects",
-            "Start the pattern with your project's exact name, e.g. shop/*/*.",
-        )  # fmt: skip
-    await require_role(relay, principal, project, "policy-admin", now=now, source_ip=source_ip)
+    await require_role_for(relay, principal, (pattern,), "policy-admin", now=now,
+                           source_ip=source_ip)  # fmt: skip
 
 
 def require_ask(held: Mapping[str, frozenset[str]], paths: Sequence[str], scope: str) -> None:
