@@ -217,6 +217,24 @@ def test_a_member_invited_with_each_role_is_held_to_it(tmp_path: Path) -> None:
             assert listed_policies.returncode == 0, listed_policies.stderr
             assert "blog/" not in listed_policies.stdout
 
+            # Machines: a machine admin makes bootstrap tokens for the project, with its login.
+            token = _cli(people, "machine", "token", "create", "--name", "api", "--grant",
+                         "shop/prod/*", "--profile", role)  # fmt: skip
+            if role == "machine-admin":
+                assert token.returncode == 0, token.stderr
+                assert re.search(
+                    r"SEALBOX_BOOTSTRAP_TOKEN=sbx_bt_\S+ sealbox machine register "
+                    rf"--server {relay.url}",
+                    token.stdout,
+                ), token.stdout
+            else:
+                assert token.returncode != 0
+                assert "machine-admin role in project shop" in token.stderr
+            other_project = _cli(people, "machine", "token", "create", "--name", "blog",
+                                 "--grant", "blog/prod/*", "--profile", role)  # fmt: skip
+            assert other_project.returncode != 0
+            assert "machine-admin role in project blog" in other_project.stderr
+
             # Storing: a writer's store waits for an approver's manifest; others are refused.
             value = tmp_path / "value"
             value.write_text("s3cret")

@@ -1,8 +1,10 @@
-"""A member's view of release policies: list, set and remove them in its projects.
+"""A member's management-plane calls: its projects' policies and machines' bootstrap tokens.
 
 A policy admin of a project (``role:<project>:policy-admin`` in its signed
 certificate) may set and remove the policies whose pattern lies in the project;
-every member lists its projects' policies.  The relay enforces this; nothing
+every member lists its projects' policies.  A machine admin makes bootstrap
+tokens for machines that ask only inside the project (an approver still
+certifies each machine).  The relay enforces this; nothing
 here widens what a member may do, and no policy lets anyone but an approver
 release a value.  Sans-IO flows, driven by :class:`sealbox.Client`.
 """
@@ -18,7 +20,7 @@ from sealbox._relay.calls import Call, Flow, expect_object
 from sealbox._relay.text import displayable
 from sealbox.protocol import scopes
 
-__all__ = ["PolicyInfo", "list_flow", "remove_flow", "set_flow"]
+__all__ = ["PolicyInfo", "bootstrap_token_flow", "list_flow", "remove_flow", "set_flow"]
 
 
 @dataclass(frozen=True)
@@ -69,3 +71,12 @@ def remove_flow(base: str, pattern: str) -> Flow:
     if reply.status != 204:
         expect_object(reply, "removing the policy", status=204)
     return None
+
+
+def bootstrap_token_flow(
+    base: str, *, name: str, grants: Sequence[str], scopes: Sequence[str]
+) -> Flow:
+    """Make a one-time bootstrap token (a machine admin of every project ``grants`` name)."""
+    body = {"name": name, "grants": list(grants), "scopes": list(scopes)}
+    reply = yield Call("POST", f"{base}/bootstrap-tokens", json=body)
+    return expect_object(reply, "making a bootstrap token", status=201)

@@ -473,6 +473,15 @@ class Client(_Base):
         """Remove the policy for exactly ``pattern``: needs the policy-admin role."""
         self._drive(policy_flows.remove_flow(self._session.state.base, pattern))
 
+    def create_bootstrap_token(
+        self, name: str, *, grants: Sequence[str], scopes: Sequence[str] = ("read",)
+    ) -> dict[str, Any]:
+        """A one-time token for one machine: needs machine-admin in every project it names."""
+        made: dict[str, Any] = self._drive(policy_flows.bootstrap_token_flow(
+            self._session.state.base, name=name, grants=grants, scopes=scopes,
+        ))  # fmt: skip
+        return made
+
     def report_cache_hits(self, hits: Sequence[Mapping[str, Any]]) -> None:
         """Tell the relay's audit which releases were reused from the local cache."""
         self._drive(_report_flow(self._session.state, hits))
@@ -634,6 +643,15 @@ class AsyncClient(_Base):
     async def remove_policy(self, pattern: str) -> None:
         """Remove the policy for exactly ``pattern``: needs the policy-admin role."""
         await self._drive(policy_flows.remove_flow(self._session.state.base, pattern))
+
+    async def create_bootstrap_token(
+        self, name: str, *, grants: Sequence[str], scopes: Sequence[str] = ("read",)
+    ) -> dict[str, Any]:
+        """A one-time token for one machine: needs machine-admin in every project it names."""
+        made: dict[str, Any] = await self._drive(policy_flows.bootstrap_token_flow(
+            self._session.state.base, name=name, grants=grants, scopes=scopes,
+        ))  # fmt: skip
+        return made
 
     async def report_cache_hits(self, hits: Sequence[Mapping[str, Any]]) -> None:
         """Tell the relay's audit which releases were reused from the local cache."""
