@@ -93,7 +93,7 @@ def _later(difference: Any) -> bool:
 
 #: Tables of revisions after 0004.
 _LATER_TABLES: frozenset[str] = frozenset(
-    {"bootstrap_tokens", "machine_registrations", "invites", "member_roles"}
+    {"bootstrap_tokens", "machine_registrations", "enrollments", "invites", "member_roles"}
 )
 
 

@@ -37,6 +37,11 @@ OWN_KEY = {
 EITHER = [{SIGNATURE: []}, {BEARER: []}, {SESSION: []}]
 SIGNED = [{SIGNATURE: []}, {SESSION: []}]  # an approver: signed, or its console session
 SESSION_ONLY = [{SESSION: []}]
+SIGNATURE_ONLY = [{SIGNATURE: []}]  # a CI runner: signed by an enrollment's delegation key
+ENROLLMENT_SIGNED = {
+    ("get", "/v1/vaults/{vault}/enrollments/{enrollment_id}/statement"),
+    ("post", "/v1/vaults/{vault}/enrollments/{enrollment_id}/machines"),
+}
 
 
 async def _document(client: httpx.AsyncClient) -> dict[str, Any]:
@@ -84,8 +89,10 @@ async def test_every_vault_operation_but_the_anonymous_ones_declares_security(
     operations = _operations(await _document(client))
     vault_operations = {key for key in operations if key[1].startswith("/v1/vaults/{vault}/")}
     assert vault_operations >= ANONYMOUS
-    for key in sorted(vault_operations - ANONYMOUS - OWN_KEY):
+    for key in sorted(vault_operations - ANONYMOUS - OWN_KEY - ENROLLMENT_SIGNED):
         assert operations[key].get("security") in (EITHER, SIGNED, SESSION_ONLY), key
+    for key in sorted(ENROLLMENT_SIGNED):
+        assert operations[key].get("security") == SIGNATURE_ONLY, key
     for key in sorted(ANONYMOUS):
         assert "security" not in operations[key], key
     # Outside vaults: discovery, health and the OAuth endpoints take no credentials here.

@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sealbox.approver.keystore import ApproverKeys
+from sealbox.crypto import jws
 from sealbox.crypto.encoding import b64u_decode
 from sealbox.errors import BindingMismatch, MalformedInput, ManifestMismatch, NotAuthorized
 from sealbox.protocol.access import ItemMaterial, VerifiedAccess, deny, release, verify_access
+from sealbox.protocol.certificates import verify_enrollment
 from sealbox.protocol.directory import Directory
 from sealbox.protocol.statements import DENY_UNVERIFIABLE, ItemManifest
 from sealbox.protocol.store import (
@@ -88,6 +90,9 @@ class Review:
     threshold: int
     approvals: int
     reported_by_server: Mapping[str, Any]
+    enrolled_by: str | None = None
+    """For a machine certified by an enrollment: the approver that signed the enrollment
+    (verified, with the whole chain, against the directory)."""
     access: VerifiedAccess | None = field(default=None, repr=False)
     materials: Mapping[str, ItemMaterial] = field(default_factory=dict, repr=False)
     store: VerifiedStore | None = field(default=None, repr=False)
@@ -143,11 +148,17 @@ def review(entry: Mapping[str, Any], *, directory: Directory, keys: ApproverKeys
     request_id = _text(entry, "id")
     certificate = _text(entry, "certificate")
     enrollment = entry.get("enrollment")
+    enrolled_by = None
+    if enrollment is not None and jws.read_header(certificate).kid.startswith("enr_"):
+        # A delegated certificate: the whole chain is verified with the statement below;
+        # this names the approver at its end.
+        enrolled_by = verify_enrollment(enrollment, directory, now=now).issuer
     common: dict[str, Any] = {
         "id": request_id, "kind": kind,
         "threshold": _count(entry, "threshold", 1) or 1,
         "approvals": _count(entry, "approvals", 0),
         "reported_by_server": _mapping(entry, "reported_by_server"),
+        "enrolled_by": enrolled_by,
     }  # fmt: skip
     if kind == "access":
         verified = verify_access(_text(entry, "statement"), directory=directory,

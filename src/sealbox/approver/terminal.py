@@ -403,9 +403,17 @@ class TerminalApprover:
         say(f"=== {title} {rev.id[:12]} " + "=" * 30)
         say("Verified (certificate checked against the directory; details signed by the client):")
         say(f"  who:      {rev.client_name} ({rev.client_kind}, {rev.client_id})")
-        issuer = self.session.directory().approvers.get(rev.issuer)
-        by = f"{issuer.name} ({rev.issuer})" if issuer else rev.issuer
-        say(f"            certified by {by}; scopes {', '.join(rev.scopes)}")
+        approvers = self.session.directory().approvers
+        if rev.enrolled_by is not None:
+            # A CI machine: its own certificate is the enrollment's; the chain ends at the
+            # approver who made the enrollment, verified against the directory too.
+            enroller = approvers.get(rev.enrolled_by)
+            name = f"approver {enroller.name}, {rev.enrolled_by}" if enroller else rev.enrolled_by
+            by = f"enrolled by {rev.issuer} ({name})"
+        else:
+            issuer = approvers.get(rev.issuer)
+            by = "certified by " + (f"{issuer.name} ({rev.issuer})" if issuer else rev.issuer)
+        say(f"            {by}; scopes {', '.join(rev.scopes)}")
         say(f"  host:     {c.host or '-'}")
         say(f"  user:     {c.user or '-'}" + (f" (uid {c.uid})" if c.uid is not None else ""))
         say(f"  process:  {c.exe or '-'} (pid {c.pid}, parent {c.ppid})")

@@ -87,7 +87,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
         items.add_parsers(sub)
         return parser
-    from sealbox.cli import approvers, cache, items, machines, team
+    from sealbox.cli import approvers, cache, ci, items, machines, team
 
     up = sub.add_parser("up", help="run the relay (embedded SQLite unless --db says otherwise)")
     _server_options(up)
@@ -131,6 +131,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     items.add_parsers(sub)
     cache.add_parsers(sub)
     machines.add_parsers(sub)
+    ci.add_parsers(sub)
 
     login = sub.add_parser("login", help="log in to a relay: this device gets a client key "
                            "that an approver certifies")  # fmt: skip
@@ -186,6 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sealbox.cli import cache
 
         return cache.run_cache(args)
+    if args.command == "ci":
+        from sealbox.cli import ci
+
+        return ci.run(args)
     if args.command in ("approver", "approve"):
         from sealbox.cli import approvers
 

@@ -7,9 +7,12 @@
 import { SealboxError } from "../../../src/sealbox/web/static/sealbox/errors.js";
 import { b64uDecode, b64uEncode } from "../../../src/sealbox/web/static/sealbox/encoding.js";
 import {
+  generateSigningKey,
   hpkeKeyFromRaw,
   signingKeyFromSeed,
 } from "../../../src/sealbox/web/static/sealbox/keys.js";
+import { enrollmentToken } from "../../../src/sealbox/web/static/sealbox/enrollment_token.js";
+import { KIND, newId } from "../../../src/sealbox/web/static/sealbox/statements.js";
 import {
   appendLink,
   genesisLink,
@@ -21,6 +24,7 @@ import {
 import {
   certifyLogin,
   fnmatchCase,
+  issueEnrollment,
   verifyCertificate,
 } from "../../../src/sealbox/web/static/sealbox/certificates.js";
 import {
@@ -90,6 +94,30 @@ const OPS = {
     return { link, head: { ...d.head } };
   },
 
+  // Make a CI enrollment as the console does: a fresh delegation key, the statement signed
+  // with this approver's key, and the token for the CI secret store.
+  async enroll(req) {
+    const d = await directoryOf(req);
+    const delegation = await generateSigningKey({ extractable: true });
+    const enrollment = newId(KIND.enrollment);
+    const statement = await issueEnrollment(d, {
+      issuer: req.approver,
+      signingKey: await signingKey(req.sig_sk),
+      enrollmentId: enrollment,
+      delegationKey: delegation.publicKey(),
+      constraints: req.constraints,
+      now: req.now,
+    });
+    const token = await enrollmentToken({
+      server: req.server,
+      vault: d.vault,
+      fingerprint: d.fingerprint,
+      enrollment,
+      signingKey: delegation,
+    });
+    return { statement, token };
+  },
+
   // Approve a login: certify the client key the relay listed.
   async certify(req) {
     const d = await directoryOf(req);
@@ -121,7 +149,13 @@ const OPS = {
         signingKey: key,
         now: req.now,
       });
-      return { release, purpose: review.purpose, paths: review.items.map((i) => i.path) };
+      return {
+        release,
+        purpose: review.purpose,
+        paths: review.items.map((i) => i.path),
+        issuer: review.issuer,
+        enrolled_by: review.enrolledBy,
+      };
     } catch (exc) {
       if (!isRefusable(exc)) throw exc;
       const deny = await refuseUnverifiable({

@@ -39,6 +39,7 @@ from sealbox.protocol.statements import (
     ApproverRecord,
     ClientConstraints,
     ClientInfo,
+    EnrollmentConstraints,
     RequestContext,
 )
 
@@ -264,6 +265,82 @@ def test_js_and_python_releases_combine_two_of_two(world: World) -> None:
 
 
 # --- JS refuses tampered requests ---------------------------------------------------------------
+
+
+def test_js_verifies_an_enrolled_machines_chain_and_names_its_approver(world: World) -> None:
+    """A CI machine's certificate is signed by an enrollment's delegation key: the browser
+    verifies the chain to the approver who signed the enrollment, and names that approver."""
+    w = world
+    db = client_store(w, "shop/ci/db", {"password": b"correct horse"}, 1)
+    delegation, enrollment_id = SigningKey.generate(), ids.new_id(ids.ENROLLMENT)
+    statement = certs.issue_enrollment(
+        w.directory, issuer=w.py.id, key=w.py.sig, enrollment_id=enrollment_id,
+        delegation_key=delegation.verify_key(),
+        constraints=EnrollmentConstraints(projects=("shop",), items=("shop/ci/*",), max_uses=5,
+                                          not_after=w.now + 3600),
+        now=w.now - 10,
+    )  # fmt: skip
+    enrollment = certs.verify_enrollment(statement, w.directory, now=w.now)
+    machine_key, machine = SigningKey.generate(), ids.new_id(ids.CLIENT)
+    certificate = certs.issue_machine_certificate(
+        enrollment, delegation_key=delegation,
+        client=ClientInfo(id=machine, kind="machine", name="ci run 7",
+                          sig_pk=machine_key.verify_key()),
+        scopes=["read"], constraints=ClientConstraints(not_after=w.now + 600), now=w.now - 5,
+    )  # fmt: skip
+    m = replace(w, client=machine, client_key=machine_key, certificate=certificate)
+    req = ask(m, [db])
+    listed = {**entry(m, req.token, [db], w.web.id), "enrollment": statement}
+    answer = js("review_release", **w.js_directory(), **w.web.secrets(), approver=w.web.id,
+                entry=listed, now=w.now)  # fmt: skip
+    assert "error" not in answer, answer
+    assert (answer["issuer"], answer["enrolled_by"]) == (enrollment_id, w.py.id)
+    assert open_values(m, req, [answer["release"]], [db]) == expected([db])
+    # Without its enrollment the chain does not verify: refused, nothing released.
+    answer = js("review_release", **w.js_directory(), **w.web.secrets(), approver=w.web.id,
+                entry={**listed, "enrollment": None}, now=w.now)  # fmt: skip
+    assert answer["error"] == "certificate_invalid"
+    assert "release" not in answer
+    # Nor beyond it: an item outside the enrollment's items.
+    other = client_store(w, "shop/prod/db", {"password": b"other"}, 1)
+    outside = ask(m, [other])
+    answer = js("review_release", **w.js_directory(), **w.web.secrets(), approver=w.web.id,
+                entry={**entry(m, outside.token, [other], w.web.id), "enrollment": statement},
+                now=w.now)  # fmt: skip
+    assert answer["error"] == "certificate_invalid"
+
+
+def test_an_enrollment_made_in_the_browser_verifies_in_python(world: World) -> None:
+    """The console's enrollment: Python verifies the statement and parses the token, whose
+    key is the statement's delegation key."""
+    from sealbox.protocol.enrollment_token import parse_token
+
+    w = world
+    limits = {
+        "projects": ["shop"],
+        "items": ["shop/ci/b", "shop/ci/a"],
+        "max_uses": 3,
+        "not_after": w.now + 3600,
+        "cidrs": ["10.0.0.0/8"],
+        "hostname": "runner-*",
+    }
+    made = js("enroll", **w.js_directory(), **w.web.secrets(), approver=w.web.id,
+              constraints=limits, server="https://relay.example.com/", now=w.now)  # fmt: skip
+    assert "error" not in made, made
+    enrollment = certs.verify_enrollment(made["statement"], w.directory, now=w.now)
+    token = parse_token(made["token"])
+    assert enrollment.issuer == w.web.id
+    assert enrollment.constraints.items == ("shop/ci/a", "shop/ci/b")
+    assert (enrollment.constraints.max_uses, enrollment.constraints.hostname) == (3, "runner-*")
+    assert (token.server, token.vault, token.fingerprint) == (
+        "https://relay.example.com", w.vault, w.directory.fingerprint)  # fmt: skip
+    assert token.enrollment == enrollment.id
+    assert token.key.verify_key() == enrollment.sig_pk
+    # The browser refuses to sign what a verifier would refuse.
+    bad = js("enroll", **w.js_directory(), **w.web.secrets(), approver=w.web.id,
+             constraints={**limits, "items": ["shop/ci"]}, server="https://r.example",
+             now=w.now)  # fmt: skip
+    assert bad["error"] == "malformed"
 
 
 def _retoken(token: str, **changes: Any) -> str:

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from sealbox.server.auth.bearer import bearer_token, verify_bearer
+from sealbox.server.auth.enrolled import enrollment_key
 from sealbox.server.auth.httpsig import verify_signed_request
 from sealbox.server.auth.principal import Principal
 from sealbox.server.auth.refusals import record_refusal
@@ -20,10 +21,12 @@ __all__ = [
     "Approver",
     "Client",
     "ConsoleSession",
+    "Enrollment",
     "Principal",
     "authenticate",
     "require_approver",
     "require_client",
+    "require_enrollment",
     "require_session",
 ]
 
@@ -113,8 +116,23 @@ async def require_client(request: Request, vault: str) -> Principal:
     return principal
 
 
+async def require_enrollment(request: Request, vault: str) -> Principal:
+    """A CI runner: a call signed (RFC 9421) by an enrollment's delegation key, ``keyid`` =
+    the ``enr_…`` id (see :mod:`sealbox.server.auth.enrolled`)."""
+    relay: Relay = request.app.state.relay
+    try:
+        principal = await verify_signed_request(request, relay, vault, key_for=enrollment_key)
+    except Unauthenticated as error:
+        if error.code != "signature_required":
+            await record_refusal(request, relay, vault, error)
+        raise
+    await _limit(request, relay, vault, principal)
+    return principal
+
+
 #: Route parameter types: the authenticated caller, of a given role.
 Approver = Annotated[Principal, Depends(require_approver)]
 Client = Annotated[Principal, Depends(require_client)]
 Anyone = Annotated[Principal, Depends(authenticate)]
 ConsoleSession = Annotated[Principal, Depends(require_session)]
+Enrollment = Annotated[Principal, Depends(require_enrollment)]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import http_message_signatures as hms
@@ -31,6 +32,8 @@ from sealbox.crypto.keys import VerifyKey
 from sealbox.errors import SealboxError
 from sealbox.protocol import ids
 from sealbox.server.auth.certcheck import check_client_certificate
+from sealbox.server.auth.enrolled import check_enrolled
+from sealbox.server.auth.peer import source_ip
 from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import Invalid, Unauthenticated
 from sealbox.server.relay import Relay
@@ -123,7 +126,7 @@ def signed_key_id(request: Request) -> str | None:
         key_id = _params(request).get("keyid")
     except Unauthenticated:
         return None
-    for kind in (ids.APPROVER, ids.CLIENT):
+    for kind in (ids.APPROVER, ids.CLIENT, ids.ENROLLMENT):
         try:
             return ids.check_id(key_id, kind)
         except SealboxError:
@@ -137,7 +140,13 @@ def _pem(key: VerifyKey) -> bytes:
     return key.to_pem()
 
 
-async def _key_for(relay: Relay, vault: str, key_id: str) -> tuple[VerifyKey, Principal]:
+KeyFor = Callable[[Relay, str, str, str | None], Awaitable[tuple[VerifyKey, Principal]]]
+"""Finds the key (and the caller) a ``keyid`` names, given the request's source address."""
+
+
+async def _key_for(
+    relay: Relay, vault: str, key_id: str, source: str | None
+) -> tuple[VerifyKey, Principal]:
     async with relay.read() as conn:
         if key_id.startswith("apv_"):
             directory = await relay.directories.load(conn, vault)
@@ -150,6 +159,7 @@ async def _key_for(relay: Relay, vault: str, key_id: str) -> tuple[VerifyKey, Pr
                 await check_client_certificate(
                     relay, conn, vault, row.certificate, row.enrollment, relay.now()
                 )
+                await check_enrolled(conn, vault, row, source)
                 principal = Principal(vault=vault, id=key_id, role="client", client_kind=row.kind)
                 return VerifyKey.from_text(row.sig_pk), principal
     raise _unauthorized("unknown_key", "the signing key is not a current approver or client")
@@ -167,10 +177,16 @@ def _checked_params(request: Request, relay: Relay) -> tuple[str, int, str]:
     return key_id, created, nonce
 
 
-async def verify_signed_request(request: Request, relay: Relay, vault: str) -> Principal:
-    """Authenticate a signed request to ``vault``; raise 401 on anything wrong."""
+async def verify_signed_request(
+    request: Request, relay: Relay, vault: str, *, key_for: KeyFor = _key_for
+) -> Principal:
+    """Authenticate a signed request to ``vault``; raise 401 on anything wrong.
+
+    ``key_for``: where ``keyid`` is looked up (approvers and clients; a CI
+    runner's calls look up enrollments instead).
+    """
     key_id, created, nonce = _checked_params(request, relay)
-    key, principal = await _key_for(relay, vault, key_id)
+    key, principal = await key_for(relay, vault, key_id, source_ip(request))
     await _verify(request, relay, vault, key_id, key, created, nonce)
     return principal
 

@@ -51,7 +51,8 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
         "description": (
             "An RFC 9421 HTTP Message Signature by an approver's or client's sealbox key: "
             "`Signature` and `Signature-Input` with one signature labelled `sealbox` "
-            '(`tag="sealbox"`, `alg="ed25519"`, `keyid` = the `apv_…` or `cli_…` id), covering '
+            '(`tag="sealbox"`, `alg="ed25519"`, `keyid` = the `apv_…` or `cli_…` id, or for a CI '
+            "runner's enrollment calls the `enr_…` id and its delegation key), covering "
             "`@method`, `@target-uri` (as sent) and, with a body, `content-digest`, with "
             "`created` and a fresh `nonce`. OpenAPI has no scheme type for message signatures; "
             "see docs/protocol.md §12 and src/sealbox/client/httpsig.py."
@@ -78,6 +79,7 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
 _ANY = (SIGNATURE, BEARER, SESSION)
 _APPROVER = (SIGNATURE, SESSION)
 _SESSION_ONLY = (SESSION,)
+_SIGNATURE_ONLY = (SIGNATURE,)
 
 
 def _requirements() -> dict[Callable[..., Any], tuple[str, ...]]:
@@ -85,6 +87,7 @@ def _requirements() -> dict[Callable[..., Any], tuple[str, ...]]:
         authenticate,
         require_approver,
         require_client,
+        require_enrollment,
         require_session,
     )
 
@@ -93,6 +96,7 @@ def _requirements() -> dict[Callable[..., Any], tuple[str, ...]]:
         require_client: _ANY,
         require_approver: _APPROVER,
         require_session: _SESSION_ONLY,
+        require_enrollment: _SIGNATURE_ONLY,
     }
 
 

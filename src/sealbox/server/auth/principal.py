@@ -12,8 +12,9 @@ __all__ = ["Principal"]
 class Principal:
     vault: str
     id: str
-    """An ``apv_…`` approver id or a ``cli_…`` client id."""
-    role: Literal["approver", "client"]
+    """An ``apv_…`` approver id, a ``cli_…`` client id, or an ``enr_…`` enrollment id (a CI
+    runner signing with the enrollment's delegation key, to register itself)."""
+    role: Literal["approver", "client", "enrollment"]
     client_kind: str | None = None
     """``human``, ``agent`` or ``machine`` for clients."""
     via: Literal["signature", "bearer", "session"] = "signature"

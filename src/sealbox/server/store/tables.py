@@ -371,6 +371,27 @@ machine_registrations = Table(
     Column("expires_at", BigInteger, nullable=False),
 )
 
+# --- CI enrollments ----------------------------------------------------------------------------
+
+enrollments = Table(
+    "enrollments",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("id", ID, primary_key=True),
+    # The enr_ id: the kid of every machine certificate its delegation key signs.
+    Column("statement", Text, nullable=False),
+    # The approver-signed sealbox.enrollment.v1, verbatim; the relay never sees the
+    # delegation private key, only the public key inside this statement.
+    Column("issuer", ID, nullable=False),
+    Column("max_uses", Integer, nullable=False),
+    Column("uses", Integer, nullable=False),
+    # Machines registered under it so far; raised by compare-and-set, never past max_uses.
+    Column("not_after", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+    Column("revoked_by", ID, nullable=True),
+)
+
 # --- teams: invites and members' roles ---------------------------------------------------------
 
 invites = Table(

@@ -69,7 +69,9 @@ function verifiedCard(entry, review) {
     el("p", {}, el("span", { class: "verified" }, "verified"), " signed by the client, certified by an approver"),
     facts([
       ["Client", `${review.clientName} (${review.clientKind}, ${review.clientId})`],
-      ["Certified by", approverName(review.issuer)],
+      review.enrolledBy
+        ? ["Enrolled by", `${review.issuer} (approver ${approverName(review.enrolledBy)})`]
+        : ["Certified by", approverName(review.issuer)],
       ["Scopes", review.scopes.join(", ")],
       ["Purpose", review.purpose],
       [reading ? "Items and fields" : "Item and fields", el("ul", {}, items.map((i) => el("li", {}, i)))],

@@ -1,11 +1,24 @@
 // The clients page: who holds a certificate, their grants; disable and enable, add and remove
 // grants; people's roles in projects (set and revoked by signing a new certificate here).
+// And the CI enrollments: make one (a delegation key made here, the statement signed
+// with this approver's key after the passkey verifies the person; the token shown once and
+// kept nowhere), list them with their uses, revoke one.
 //
 // Disabling and grants are the relay's to enforce (it refuses the client's calls at once, and
 // a grant only lets a client ask: an approver still answers every request); they sign
 // nothing, so the session's CSRF-checked call is enough.
 
-import { ROLE_SCOPES, issueCertificate, memberScopes, verifyCertificate } from "../sealbox/certificates.js";
+import {
+  ROLE_SCOPES,
+  issueCertificate,
+  issueEnrollment,
+  memberScopes,
+  verifyCertificate,
+  verifyEnrollment,
+} from "../sealbox/certificates.js";
+import { enrollmentToken } from "../sealbox/enrollment_token.js";
+import { generateSigningKey } from "../sealbox/keys.js";
+import { KIND, newId } from "../sealbox/statements.js";
 import * as api from "./api.js";
 import * as approver from "./approver.js";
 import { action, describe, el, facts, shell, status, when } from "./ui.js";
@@ -166,8 +179,117 @@ async function refresh() {
   return clients;
 }
 
+// --- CI enrollments ------------------------------------------------------------------------
+
+const list = (text) => text.split(",").map((s) => s.trim()).filter(Boolean);
+
+// The limits as typed, checked before anything is signed (as `sealbox ci enrollment create`).
+function limitsFromForm() {
+  const projects = list(document.getElementById("enroll-projects").value);
+  const items = list(document.getElementById("enroll-items").value).map(checkPattern);
+  if (!projects.length && !items.length) {
+    throw new Error("Name the projects or items the machines may ask for.");
+  }
+  for (const item of items) {
+    if (projects.length && !projects.includes(item.split("/")[0])) {
+      throw new Error(`${item} is outside the projects ${projects.join(", ")}.`);
+    }
+  }
+  const maxUses = Number(document.getElementById("enroll-max-uses").value);
+  const days = Number(document.getElementById("enroll-days").value);
+  if (!Number.isInteger(maxUses) || maxUses < 1) throw new Error("The number of runs is at least 1.");
+  if (!Number.isInteger(days) || days < 1 || days > 366) throw new Error("It lasts 1 to 366 days.");
+  const hostname = document.getElementById("enroll-hostname").value.trim();
+  return {
+    projects,
+    items,
+    max_uses: maxUses,
+    not_after: approver.now() + days * 86400,
+    cidrs: list(document.getElementById("enroll-cidrs").value),
+    hostname: hostname || null,
+  };
+}
+
+async function makeEnrollment() {
+  const constraints = limitsFromForm();
+  const directory = await approver.directory();
+  // The delegation key is made here and leaves this page only inside the token.
+  const delegation = await generateSigningKey({ extractable: true });
+  const enrollment = newId(KIND.enrollment);
+  const statement = await approver.withKeys((keys) =>
+    issueEnrollment(directory, {
+      issuer: keys.id, signingKey: keys.sig, enrollmentId: enrollment,
+      delegationKey: delegation.publicKey(), constraints, now: approver.now(),
+    }),
+  );
+  await api.post("/enrollments", { statement });
+  const token = await enrollmentToken({
+    server: document.getElementById("enroll-server").value.trim(),
+    vault: directory.vault, fingerprint: directory.fingerprint, enrollment,
+    signingKey: delegation,
+  });
+  document.getElementById("enroll-token-text").textContent = token;
+  document.getElementById("enroll-token").hidden = false;
+  status(`Enrollment ${enrollment} made: copy its token now.`);
+  await refreshEnrollments();
+}
+
+// An enrollment: its limits from its statement, verified here against the directory; only
+// its counts and revocation are the relay's word. Revoking signs nothing: the relay enforces it.
+function enrollmentCard(enrollment, signed) {
+  const active = !enrollment.revoked_at;
+  const revoke = el("button", { type: "button", class: "danger", "aria-label": `Revoke enrollment ${enrollment.id}` }, "Revoke");
+  action(revoke, async () => {
+    const done = await api.post(`/enrollments/${encodeURIComponent(enrollment.id)}/revoke`);
+    status(`Enrollment ${enrollment.id} revoked; ${done.machines_disabled ?? 0} machine(s) disabled.`);
+    await Promise.all([refresh(), refreshEnrollments()]);
+  });
+  const any = (values) => (values?.length ? values.join(", ") : "any");
+  const limits = signed?.constraints;
+  const rows = signed
+    ? [
+        ["Made by", el("code", {}, signed.issuer)],
+        ["Projects", any(limits.projects)],
+        ["Items", any(limits.items)],
+        ["Uses", `${enrollment.uses} of ${limits.max_uses}`],
+        ["Networks", any(limits.cidrs)],
+        ["Host names", limits.hostname ?? "any"],
+        ["Until", when(limits.not_after)],
+      ]
+    : [["Statement", el("span", { class: "state error" }, "does not verify now (expired, or its approver was removed)")]];
+  return el("article", { class: "card", "data-enrollment": enrollment.id },
+    el("h3", {}, el("code", {}, enrollment.id)),
+    facts([
+      ...rows,
+      ["Machines", String(enrollment.machines)],
+      ["State", el("span", { class: active ? "state" : "state error" }, active ? "active" : "revoked")],
+    ]),
+    ...(active ? [revoke] : []));
+}
+
+async function refreshEnrollments() {
+  const enrollments = (await api.get("/enrollments")).enrollments ?? [];
+  const directory = enrollments.length ? await approver.directory() : null;
+  const cards = await Promise.all(enrollments.map(async (enrollment) => {
+    let signed = null;
+    try {
+      signed = await verifyEnrollment(enrollment.statement, directory, { now: approver.now() });
+      if (signed.id !== enrollment.id) signed = null;
+    } catch {
+      signed = null;
+    }
+    return enrollmentCard(enrollment, signed);
+  }));
+  document.getElementById("enrollments").replaceChildren(...cards);
+  return enrollments;
+}
+
 async function main() {
   if (!(await shell())) return;
+  document.getElementById("enroll-server").value = location.origin;
+  document.getElementById("enroll-form").addEventListener("submit", (event) => event.preventDefault());
+  action(document.getElementById("enroll-button"), makeEnrollment);
+  await refreshEnrollments();
   const clients = await refresh();
   if (!clients.length) status("No client yet: `sealbox login` asks for one.");
 }

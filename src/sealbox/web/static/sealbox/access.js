@@ -15,7 +15,13 @@ import * as hpke from "./hpke.js";
 import { hpkeRelease, releasePlaintextFormat } from "./labels.js";
 import { peekHeader, statementHash } from "./jws.js";
 import { directoryApprover } from "./directory.js";
-import { CLOCK_SKEW, checkContext, checkPaths, verifyChain } from "./certificates.js";
+import {
+  CLOCK_SKEW,
+  checkContext,
+  checkPaths,
+  verifyChain,
+  verifyEnrollment,
+} from "./certificates.js";
 import {
   DENY_UNVERIFIABLE,
   denyPayload,
@@ -356,9 +362,16 @@ export async function reviewRequest(entry, { directory, approverId, hpkePrivate,
   const id = entryText(entry, "id");
   const certificate = entryText(entry, "certificate");
   const enrollment = entry.enrollment ?? null;
+  // A delegated certificate (a CI machine): the whole chain is verified with the statement
+  // below; this names the approver at its end, shown as "enrolled by enr_… (approver …)".
+  const enrolledBy =
+    enrollment !== null && peekHeader(certificate).kid.startsWith("enr_")
+      ? (await verifyEnrollment(enrollment, directory, { now })).issuer
+      : null;
   const common = {
     id,
     kind,
+    enrolledBy,
     threshold: entryCount(entry, "threshold", 1) || 1,
     approvals: entryCount(entry, "approvals", 0),
     // Only the relay says these (the source address): shown apart, as reported by server.

@@ -17,6 +17,7 @@ import {
   clientCertificatePayload,
   readClientCertificate,
   readEnrollment,
+  readEnrollmentConstraints,
   signTyped,
   sortedUnique,
   verifyTyped,
@@ -354,4 +355,32 @@ export async function certifyLogin(
     constraints: { not_after: now + days * 86400, cidrs: [], hostname: null },
     now,
   });
+}
+
+// An approver lets a delegation key certify ephemeral machines (CI runs) within
+// `constraints` ({projects, items, max_uses, not_after, cidrs = [], hostname = null}):
+// a port of issue_enrollment.  `delegationKey` is the delegation key's public half.
+export async function issueEnrollment(
+  directory,
+  { issuer, signingKey, enrollmentId, delegationKey, constraints, now },
+) {
+  checkIssuer(directory, issuer, signingKey);
+  const limits = {
+    projects: sortedUnique(constraints.projects ?? []),
+    items: sortedUnique(constraints.items ?? []),
+    max_uses: constraints.max_uses,
+    not_after: constraints.not_after,
+    cidrs: sortedUnique(constraints.cidrs ?? []),
+    hostname: constraints.hostname ?? null,
+  };
+  readEnrollmentConstraints(limits);
+  const payload = {
+    vault: directory.vault,
+    id: checkId(enrollmentId, KIND.enrollment, "enrollment id"),
+    sig_pk: typeof delegationKey === "string" ? delegationKey : delegationKey.text,
+    constraints: limits,
+    issuer,
+    at: now,
+  };
+  return signTyped(readEnrollment, payload, signingKey, issuer);
 }
