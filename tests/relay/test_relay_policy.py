@@ -202,10 +202,16 @@ async def test_bad_policies_are_refused_and_change_nothing(
     for body, status, error in cases:
         response = await signed(client, relay, "PUT", url, by=first, json=body)
         assert (response.status_code, error_of(response)["error"]) == (status, error), body
-    by_client = await signed(client, relay, "PUT", url, by=machine, json=good)
-    assert (by_client.status_code, error_of(by_client)["error"]) == (403, "approver_required")
     unsigned = await client.put(url, json=good)
     assert unsigned.status_code == 401
     bad_delete = await signed(client, relay, "DELETE", url, by=first, params={"pattern": "x"})
     assert (bad_delete.status_code, error_of(bad_delete)["error"]) == (400, "invalid_pattern")
     assert await snapshot(relay) == before
+    # A client that is no member of the project (no policy-admin role) is refused, audited.
+    by_client = await signed(client, relay, "PUT", url, by=machine, json=good)
+    assert (by_client.status_code, error_of(by_client)["error"]) == (403, "role_required")
+    after = await snapshot(relay)
+    assert {k: v for k, v in after.items() if k != "audit_events"} == {
+        k: v for k, v in before.items() if k != "audit_events"
+    }
+    assert (await audit_rows(relay, vault.id))[-1]["action"] == "request.refused"

@@ -87,7 +87,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
         items.add_parsers(sub)
         return parser
-    from sealbox.cli import approvers, cache, ci, items, machines, network
+    from sealbox.cli import approvers, cache, ci, items, machines, network, team
 
     up = sub.add_parser("up", help="run the relay (embedded SQLite unless --db says otherwise)")
     _server_options(up)
@@ -130,7 +130,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     approvers.add_approver_actions(asub)
     network.add_parsers(asub)
+    team.add_approver_actions(asub)
     approvers.add_parsers(sub)
+    team.add_parsers(sub)
+    team.add_policy_parsers(sub)
     items.add_parsers(sub)
     cache.add_parsers(sub)
     machines.add_parsers(sub)
@@ -148,6 +151,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     login.add_argument("--force", action="store_true",
                        help="replace the profile even if it is logged in")  # fmt: skip
+    login.add_argument("--invite", metavar="CODE", help="join a project with the role of this "
+                       "invite (`sealbox approver invite` made it)")  # fmt: skip
     _profile_option(login)
     whoami = sub.add_parser("whoami", help="show the session of a profile, checked with the relay")
     _profile_option(whoami)
@@ -201,6 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from sealbox.cli import network
 
             return network.run(args)
+        if args.approver_command == "invite":
+            from sealbox.cli import team
+
+            return team.run_invite(args)
         if args.approver_command != "init":
             return approvers.run_approver(args)
         return _approver_init(args)
@@ -210,6 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return machines.run(args)
     if args.command in ("login", "whoami", "logout"):
         return _session_command(args)
+    if args.command in ("member", "policy"):
+        from sealbox.cli import team
+
+        return team.run(args) if args.command == "member" else team.run_policy(args)
     if args.command == "console":
         return _console(args)
     from sealbox.cli.exits import CANNOT_LISTEN
@@ -489,6 +502,9 @@ def _login(http: httpx.Client, args: argparse.Namespace, name: str, path: Path) 
         _out(f"  Client id:              {prompt.client_id}")
         _out(f"  Client key fingerprint: {prompt.key_fingerprint}")
         _out(f"  Client key safety code: {prompt.key_safety_code}")
+        if prompt.invited_role is not None:
+            _out(f"  Invited as:             {prompt.invited_role} of project "
+                 f"{prompt.invited_project}")  # fmt: skip
         _out("Your approver must see this user code and this fingerprint before approving.")
         _out()
 
@@ -496,7 +512,7 @@ def _login(http: httpx.Client, args: argparse.Namespace, name: str, path: Path) 
     try:
         result = flow.login(
             http, server=args.server, name=args.name, path=path, force=args.force,
-            on_prompt=show, on_wait=wait.update, sleep=wait.sleep,
+            on_prompt=show, on_wait=wait.update, sleep=wait.sleep, invite=args.invite,
         )  # fmt: skip
     finally:
         wait.done()

@@ -44,10 +44,15 @@ class ClientAccess:
     limits: tuple[tuple[str, ...], ...]
     """The limits of the client's signed scopes and enrollment (empty: none)."""
     exists: bool = True
+    projects: frozenset[str] = frozenset()
+    """Projects the client is a member of (any signed role): each works as a grant of the
+    whole project."""
 
     def allows(self, path: str) -> bool:
-        """Granted, and within the signed limits: both, always."""
-        return self.exists and granted(path, self.grants) and within(path, self.limits)
+        """Granted (or a member of the path's project), and within the signed limits: both,
+        always."""
+        member = path.split("/", 1)[0] in self.projects
+        return self.exists and (member or granted(path, self.grants)) and within(path, self.limits)
 
 
 @dataclass(frozen=True)

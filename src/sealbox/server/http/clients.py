@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from sealbox.server import policy
 from sealbox.server.http.deps import Anyone, Approver, Principal, relay_of, source_ip
-from sealbox.server.services import admin
+from sealbox.server.services import admin, members
 
 router = APIRouter(prefix="/v1/vaults/{vault}", tags=["clients"])
 
@@ -162,10 +162,17 @@ async def remove_grant(
 
 
 @router.get("/policies", tags=["policies"])
-async def list_policies(vault: str, principal: Approver, request: Request) -> dict[str, Any]:
-    """Every policy of the vault (an item without a matching one needs any one approver)."""
+async def list_policies(vault: str, principal: Anyone, request: Request) -> dict[str, Any]:
+    """Every policy of the vault (an item without a matching one needs any one approver).
+
+    A member sees the policies that lie in its projects (their first segment is exactly
+    the project); any other client sees none.
+    """
     relay = relay_of(request)
     found = await admin.list_policies(relay, relay.now(), vault=vault)
+    if principal.role != "approver":
+        projects = await members.projects_of(relay, principal)
+        found = [row for row in found if members.in_projects(row.pattern, projects)]
     return {"policies": [_policy_json(row) for row in found]}
 
 
@@ -194,10 +201,16 @@ async def effective_policy(
 
 @router.put("/policies", tags=["policies"])
 async def put_policy(
-    vault: str, body: PolicyBody, principal: Approver, request: Request
+    vault: str, body: PolicyBody, principal: Anyone, request: Request
 ) -> dict[str, Any]:
-    """Create or replace the policy for ``pattern``."""
+    """Create or replace the policy for ``pattern``.
+
+    An approver may set any policy; a member only one whose pattern lies in a
+    project it is policy admin of (the first segment is exactly the project).
+    """
     relay = relay_of(request)
+    await members.require_policy_admin(relay, principal, body.pattern, now=relay.now(),
+                                       source_ip=source_ip(request))  # fmt: skip
     stored = await admin.put_policy(
         relay, relay.now(), vault=vault, pattern=body.pattern, approvers=body.approvers,
         threshold=body.threshold, expiry_seconds=body.expiry_seconds,
@@ -209,11 +222,16 @@ async def put_policy(
 
 @router.delete("/policies", status_code=204, tags=["policies"])
 async def delete_policy(
-    vault: str, principal: Approver, request: Request,
+    vault: str, principal: Anyone, request: Request,
     pattern: Annotated[str, Query(max_length=policy.PATTERN_MAX)],
 ) -> Response:  # fmt: skip
-    """Remove the policy for ``pattern`` (``?pattern=…``); matching items fall back to others."""
+    """Remove the policy for ``pattern`` (``?pattern=…``); matching items fall back to others.
+
+    As for setting one, a member must be policy admin of the pattern's project.
+    """
     relay = relay_of(request)
+    await members.require_policy_admin(relay, principal, pattern, now=relay.now(),
+                                       source_ip=source_ip(request))  # fmt: skip
     await admin.delete_policy(
         relay, relay.now(), vault=vault, pattern=pattern, approver=principal,
         source_ip=source_ip(request),

@@ -23,9 +23,9 @@ from sealbox.server.auth.httpsig import verify_signed_by
 from sealbox.server.auth.openapi import SIGNATURE
 from sealbox.server.auth.refusals import record_refusal
 from sealbox.server.errors import Invalid, RelayError, Unauthenticated
-from sealbox.server.http.deps import Approver, relay_of, source_ip
+from sealbox.server.http.deps import Anyone, Approver, relay_of, source_ip
 from sealbox.server.http.errors import status_of
-from sealbox.server.services import machines, scripts
+from sealbox.server.services import machines, members, scripts
 from sealbox.server.services.admin import CERTIFICATE_MAX
 from sealbox.server.store.machines import RegistrationRow
 
@@ -75,13 +75,17 @@ def _registration(row: RegistrationRow) -> dict[str, Any]:
 
 @router.post("/v1/vaults/{vault}/bootstrap-tokens", status_code=201)
 async def create_token(
-    vault: str, body: TokenBody, principal: Approver, request: Request
+    vault: str, body: TokenBody, principal: Anyone, request: Request
 ) -> dict[str, Any]:
     """A one-time token for one machine: ten minutes, spent by its registration.
 
     The answer is the only place the token ever appears; the relay keeps its hash.
+    An approver may make any; a member only as machine admin of every project the
+    machine's grants name (an approver still certifies the machine that uses it).
     """
     relay = relay_of(request)
+    await members.require_role_for(relay, principal, body.grants, "machine-admin",
+                                   now=relay.now(), source_ip=source_ip(request))  # fmt: skip
     made = await machines.create_token(
         relay, relay.now(), vault=vault, name=body.name, grants=body.grants, scopes=body.scopes,
         approver=principal, source_ip=source_ip(request),

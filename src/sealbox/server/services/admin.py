@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sealbox.crypto import jws
 from sealbox.crypto.keys import VerifyKey
 from sealbox.errors import SealboxError
-from sealbox.protocol import ids
+from sealbox.protocol import ids, scopes
 from sealbox.protocol.certificates import limits_of, verify_certificate
 from sealbox.protocol.statements import ClientCertificate, EnrollmentStatement
 from sealbox.server import policy
@@ -31,6 +31,7 @@ from sealbox.server.services.caller import require_grant
 from sealbox.server.services.network import check_networks
 from sealbox.server.store import audit
 from sealbox.server.store import clients as client_store
+from sealbox.server.store import members as member_store
 from sealbox.server.store import tokens as token_store
 from sealbox.server.store.clients import ClientRow
 
@@ -181,6 +182,7 @@ async def add_client(
     if not added:
         raise Conflict("client_exists", "a client with this id is already registered",
                        "Generate a fresh client id for a new client.")  # fmt: skip
+    await member_store.replace(conn, vault, info.id, scopes.roles(cert.scopes))
 
 
 async def list_clients(relay: Relay, now: int, *, vault: str) -> list[ClientView]:
