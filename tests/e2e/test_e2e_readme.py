@@ -41,6 +41,8 @@ import pexpect
 import pytest
 from e2e_support import free_port
 
+from sealbox.approver.rules import parse_rules
+
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 VENV_BIN = Path(sys.prefix) / "bin"
@@ -116,7 +118,7 @@ def test_readme_blocks_are_all_known_and_skips_say_why() -> None:
     blocks = readme_blocks()
     assert blocks
     for block in blocks:
-        assert block.language in ("sh", "python", "text"), f"README.md:{block.line}"
+        assert block.language in ("sh", "python", "text", "toml"), f"README.md:{block.line}"
         for command in block.skip_commands:
             assert command in map(_command_name, block.commands()), (block.line, command)
     # Every other HTML comment that mentions the test must be a well-formed marker.
@@ -370,6 +372,10 @@ def test_every_readme_block_runs_as_written(machine: Machine, tmp_path: Path) ->
     ran_python = 0
     for number, block in enumerate(readme_blocks()):
         if block.language == "text" or block.skip_reason:
+            continue
+        if block.language == "toml":
+            # A rules file for the automated approver: it must load as one, as written.
+            parse_rules(block.text, source=f"README.md:{block.line}")
             continue
         if block.language == "python":
             script = tmp_path / f"readme_block_{number}.py"

@@ -93,7 +93,15 @@ def _later(difference: Any) -> bool:
 
 #: Tables of revisions after 0004.
 _LATER_TABLES: frozenset[str] = frozenset(
-    {"agents", "bootstrap_tokens", "machine_registrations", "enrollments"}
+    {
+        "agents",
+        "bootstrap_tokens",
+        "machine_registrations",
+        "enrollments",
+        "network_allowlists",
+        "invites",
+        "member_roles",
+    }
 )
 
 
@@ -153,8 +161,10 @@ async def test_the_console_revision_adds_its_tables_and_keeps_the_rows_there_are
         missing = await conn.run_sync(_differences)
     assert all(_console_table(d) or _later(d) for d in missing)
     assert {d[1].name for d in missing if d[0] == "add_table"} - _LATER_TABLES == {
-        "console_challenges", "console_credentials", "console_sessions",
-    }  # fmt: skip
+        "console_challenges",
+        "console_credentials",
+        "console_sessions",
+    }
     vaults = sa.table("vaults", *(sa.column(n) for n in ("id", "created_at", "fingerprint")))
     async with empty.begin() as conn:
         await conn.execute(vaults.insert().values(id="vlt_a", created_at=1, fingerprint="f" * 64))
@@ -194,3 +204,24 @@ async def test_clients_registered_before_item_scopes_keep_no_limit(empty: AsyncE
     async with empty.connect() as conn:
         limits = (await conn.execute(sa.text("SELECT limits FROM clients"))).scalars().all()
     assert [json.loads(v) if isinstance(v, str) else v for v in limits] == [[]]
+
+
+async def test_policies_written_before_networks_allow_any_network(empty: AsyncEngine) -> None:
+    await db.upgrade(empty, "0005")
+    old_policies = sa.table("policies", *(sa.column(n) for n in (
+        "vault_id", "pattern", "approvers", "threshold", "expiry_seconds", "max_cache_seconds",
+        "store_needs_approval",
+    )))  # fmt: skip
+    async with empty.begin() as conn:
+        await conn.execute(old_policies.insert().values(
+            vault_id="vlt_a", pattern="shop/prod/*", approvers=json.dumps(["apv_a"]),
+            threshold=1, expiry_seconds=300, max_cache_seconds=0, store_needs_approval=True,
+        ))  # fmt: skip
+    await db.upgrade(empty)
+    async with empty.connect() as conn:
+        cidrs = (await conn.execute(sa.text("SELECT cidrs FROM policies"))).scalars().all()
+        allowlists = (await conn.execute(sa.text("SELECT * FROM network_allowlists"))).all()
+        differences = await conn.run_sync(_differences)
+    assert [json.loads(v) if isinstance(v, str) else v for v in cidrs] == [[]]
+    assert allowlists == []
+    assert differences == []

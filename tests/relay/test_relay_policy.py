@@ -120,7 +120,7 @@ async def test_set_replace_list_and_delete_policies(
     assert put.status_code == 200, put.text
     assert put.json() == {"pattern": "app/prod/*", "approvers": sorted([first.id, second.id]),
                           "threshold": 2, "expiry_seconds": 300, "max_cache_seconds": 0,
-                          "store_needs_approval": True}  # fmt: skip
+                          "store_needs_approval": True, "cidrs": []}  # fmt: skip
     replaced = await signed(client, relay, "PUT", url, by=second, json={
         "pattern": "app/prod/*", "approvers": [first.id], "threshold": 1, "expiry_seconds": 60,
         "max_cache_seconds": 120, "store_needs_approval": False,
@@ -202,10 +202,16 @@ async def test_bad_policies_are_refused_and_change_nothing(
     for body, status, error in cases:
         response = await signed(client, relay, "PUT", url, by=first, json=body)
         assert (response.status_code, error_of(response)["error"]) == (status, error), body
-    by_client = await signed(client, relay, "PUT", url, by=machine, json=good)
-    assert (by_client.status_code, error_of(by_client)["error"]) == (403, "approver_required")
     unsigned = await client.put(url, json=good)
     assert unsigned.status_code == 401
     bad_delete = await signed(client, relay, "DELETE", url, by=first, params={"pattern": "x"})
     assert (bad_delete.status_code, error_of(bad_delete)["error"]) == (400, "invalid_pattern")
     assert await snapshot(relay) == before
+    # A client that is no member of the project (no policy-admin role) is refused, audited.
+    by_client = await signed(client, relay, "PUT", url, by=machine, json=good)
+    assert (by_client.status_code, error_of(by_client)["error"]) == (403, "role_required")
+    after = await snapshot(relay)
+    assert {k: v for k, v in after.items() if k != "audit_events"} == {
+        k: v for k, v in before.items() if k != "audit_events"
+    }
+    assert (await audit_rows(relay, vault.id))[-1]["action"] == "request.refused"

@@ -41,7 +41,7 @@ from typing import Any
 import httpx
 
 from sealbox._relay.text import displayable
-from sealbox.approver import admin, agents, machines
+from sealbox.approver import admin, agents, machines, members
 from sealbox.approver.answer import (
     Approve,
     Backoff,
@@ -456,6 +456,12 @@ class TerminalApprover:
             key = VerifyKey.from_text(login["sig_pk"])
             name = displayable(login["client_name"], 128)
             self.say(f"  client:       {name} (human, {displayable(login['client_id'], 40)})")
+            invited = members.invite_scopes(login)
+            if invited is not None:
+                self.say(
+                    f"  invited as:   {displayable(login['role'], 16)} of project "
+                    f"{displayable(login['project'], 64)} (scopes {' '.join(invited)})"
+                )
             self.say(f"  key:          {key.fingerprint()}")
             self.say(f"  safety code:  {key.safety_code()}")
             self.say(f"  expires:      {when(login['expires_at'])}")
@@ -480,15 +486,23 @@ class TerminalApprover:
                 self._seen.discard("login " + code)
                 self.say("Skipped: it is offered again when something new arrives.")
                 continue
-            grant = self.console.ask("Items this person may ask for [*/*/*, or 'none']: ")
-            grant = grant or "*/*/*"
+            if invited is not None:
+                # A member's role is its grant: the whole project, held to the role.
+                grant = "none"
+            else:
+                grant = self.console.ask("Items this person may ask for [*/*/*, or 'none']: ")
+                grant = grant or "*/*/*"
             if not self.console.verify():
                 self._seen.discard("login " + code)
                 continue
-            client = admin.approve_login(self.session, login, scopes=["read", "write"],
+            client = admin.approve_login(self.session, login,
+                                         scopes=invited or ["read", "write"],
                                          grant=None if grant == "none" else grant)  # fmt: skip
             self.say(f"Login {code} approved: {client} certified"
-                     + ("" if grant == "none" else f", granted {grant}") + ".")  # fmt: skip
+                     + ("" if grant == "none" else f", granted {grant}")
+                     + ("" if invited is None else f" as {displayable(login['role'], 16)} of "
+                        f"{displayable(login['project'], 64)}")
+                     + ".")  # fmt: skip
 
     def show_agents(self) -> None:
         """Agents a person asked for: who asked, what for, and the key's safety code."""

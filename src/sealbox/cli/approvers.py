@@ -22,7 +22,10 @@ from typing import Any
 
 from sealbox.cli import exits
 
-__all__ = ["add_approver_actions", "add_parsers", "run_approve", "run_approver"]
+__all__ = [
+    "add_approver_actions", "add_parsers", "key_options", "open_session", "run_approve",
+    "run_approver",
+]  # fmt: skip
 
 
 def _key_options(parser: argparse.ArgumentParser) -> None:
@@ -83,6 +86,9 @@ def add_approver_actions(asub: Any) -> None:
     policy.add_argument("--expiry", type=int, default=300, help="seconds a request may wait")
     policy.add_argument("--max-cache", type=int, default=0,
                         help="seconds a client may keep released values (0: never)")  # fmt: skip
+    policy.add_argument("--cidr", action="append", default=[], metavar="CIDR",
+                        help="a network clients must ask from for these items (repeatable; "
+                        "default: any)")  # fmt: skip
     _key_options(policy)
 
 
@@ -138,6 +144,11 @@ def _session(args: argparse.Namespace) -> Any:
 
     path, keys = _unlock(args)
     return ApproverSession(keys, head_path=path.with_name(path.stem + ".head.json"))
+
+
+#: For the groups under ``sealbox approver`` that live in modules of their own (network).
+key_options = _key_options
+open_session = _session
 
 
 # --- sealbox approver serve -----------------------------------------------------------------
@@ -280,9 +291,11 @@ def _policy(args: argparse.Namespace) -> int:
     approvers = [a.strip() for a in args.approvers.split(",") if a.strip()]
     body = {"pattern": args.pattern, "approvers": approvers, "threshold": args.threshold,
             "expiry_seconds": args.expiry, "max_cache_seconds": args.max_cache,
-            "store_needs_approval": True}  # fmt: skip
-    session.ok("PUT", "/policies", "setting the policy", json_body=body)
+            "store_needs_approval": True, "cidrs": args.cidr}  # fmt: skip
+    stored = session.ok("PUT", "/policies", "setting the policy", json_body=body)
     print(f"Policy for {args.pattern}: {args.threshold} of {len(approvers)} approver(s).")
+    if stored.get("cidrs"):
+        print(f"  Asked for only from: {', '.join(stored['cidrs'])}")
     return exits.OK
 
 

@@ -47,6 +47,9 @@ def add_parsers(sub: Any) -> None:
     _grant_options(create)
     create.add_argument("--json", action="store_true", help="print the token and URLs as JSON")
     _key_options(create)
+    create.add_argument("--profile", metavar="NAME",
+                        help="make it with this member's login (a machine admin of the "
+                        "project) instead of an approver key")  # fmt: skip
 
     register = msub.add_parser("register", help="on the machine: make its key and register it "
                                "with a bootstrap token; wait for an approver")  # fmt: skip
@@ -96,13 +99,21 @@ def _scopes(args: argparse.Namespace) -> list[str]:
 def _token_create(args: argparse.Namespace) -> int:
     from sealbox.approver import machines
 
-    session = _session(args)
-    try:
-        made = machines.create_token(session, name=args.name, grants=args.grant,
-                                     scopes=_scopes(args))  # fmt: skip
-    finally:
-        session.close()
-    server = session.keys.server
+    if args.profile:
+        from sealbox.client.sdk import Client
+
+        with Client(args.profile) as member:
+            made = member.create_bootstrap_token(args.name, grants=args.grant,
+                                                 scopes=_scopes(args))  # fmt: skip
+        server = str(made["server"])
+    else:
+        session = _session(args)
+        try:
+            made = machines.create_token(session, name=args.name, grants=args.grant,
+                                         scopes=_scopes(args))  # fmt: skip
+        finally:
+            session.close()
+        server = session.keys.server
     token = made["token"]
     script = f"{server}/v1/bootstrap/{token}"
     if args.json:

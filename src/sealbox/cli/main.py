@@ -87,7 +87,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
         items.add_parsers(sub)
         return parser
-    from sealbox.cli import agents, approvers, cache, ci, items, machines
+    from sealbox.cli import agents, approvers, cache, ci, items, machines, network, team
 
     up = sub.add_parser("up", help="run the relay (embedded SQLite unless --db says otherwise)")
     _server_options(up)
@@ -100,6 +100,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "--console-origin", action="append", metavar="ORIGIN",
         help="another origin the browser console may run on, e.g. http://localhost:8400 for "
         "`sealbox console` (repeatable; env SEALBOX_CONSOLE_ORIGINS, comma-separated)",
+    )  # fmt: skip
+    up.add_argument(
+        "--trusted-proxy", action="append", metavar="CIDR",
+        help="a proxy in front of the relay whose X-Forwarded-For and X-Forwarded-Proto are "
+        "believed (repeatable; env SEALBOX_TRUSTED_PROXIES, comma-separated; default: none)",
     )  # fmt: skip
 
     dbp = sub.add_parser("db", help="relay database: migrate or show the schema revision")
@@ -124,7 +129,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="keep what opens the key file in the OS keyring instead of a passphrase",
     )
     approvers.add_approver_actions(asub)
+    network.add_parsers(asub)
+    team.add_approver_actions(asub)
     approvers.add_parsers(sub)
+    team.add_parsers(sub)
+    team.add_policy_parsers(sub)
     items.add_parsers(sub)
     cache.add_parsers(sub)
     agents.add_parsers(sub)
@@ -143,6 +152,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     login.add_argument("--force", action="store_true",
                        help="replace the profile even if it is logged in")  # fmt: skip
+    login.add_argument("--invite", metavar="CODE", help="join a project with the role of this "
+                       "invite (`sealbox approver invite` made it)")  # fmt: skip
     _profile_option(login)
     whoami = sub.add_parser("whoami", help="show the session of a profile, checked with the relay")
     _profile_option(whoami)
@@ -196,6 +207,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.command == "approve":
             return approvers.run_approve(args)
+        if args.approver_command == "network":
+            from sealbox.cli import network
+
+            return network.run(args)
+        if args.approver_command == "invite":
+            from sealbox.cli import team
+
+            return team.run_invite(args)
         if args.approver_command != "init":
             return approvers.run_approver(args)
         return _approver_init(args)
@@ -205,19 +224,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return machines.run(args)
     if args.command in ("login", "whoami", "logout"):
         return _session_command(args)
+    if args.command in ("member", "policy"):
+        from sealbox.cli import team
+
+        return team.run(args) if args.command == "member" else team.run_policy(args)
     if args.command == "console":
         return _console(args)
     from sealbox.cli.exits import CANNOT_LISTEN
     from sealbox.server import runner
     from sealbox.server.config import Settings
 
-    settings = Settings.load(
-        data_dir=args.data_dir, db_url=args.db, db_schema=args.db_schema,
-        host=getattr(args, "host", None), port=getattr(args, "port", None),
-        public_url=getattr(args, "public_url", None),
-        console_origins=getattr(args, "console_origin", None),
-    )  # fmt: skip
     try:
+        # Inside: a bad option value (an origin, a proxy network) is one line, exit 1.
+        settings = Settings.load(
+            data_dir=args.data_dir, db_url=args.db, db_schema=args.db_schema,
+            host=getattr(args, "host", None), port=getattr(args, "port", None),
+            public_url=getattr(args, "public_url", None),
+            console_origins=getattr(args, "console_origin", None),
+            trusted_proxies=getattr(args, "trusted_proxy", None),
+        )  # fmt: skip
         if args.command == "up":
             runner.serve(settings)
         elif args.command == "db" and args.db_command == "migrate":
@@ -482,6 +507,9 @@ def _login(http: httpx.Client, args: argparse.Namespace, name: str, path: Path) 
         _out(f"  Client id:              {prompt.client_id}")
         _out(f"  Client key fingerprint: {prompt.key_fingerprint}")
         _out(f"  Client key safety code: {prompt.key_safety_code}")
+        if prompt.invited_role is not None:
+            _out(f"  Invited as:             {prompt.invited_role} of project "
+                 f"{prompt.invited_project}")  # fmt: skip
         _out("Your approver must see this user code and this fingerprint before approving.")
         _out()
 
@@ -489,7 +517,7 @@ def _login(http: httpx.Client, args: argparse.Namespace, name: str, path: Path) 
     try:
         result = flow.login(
             http, server=args.server, name=args.name, path=path, force=args.force,
-            on_prompt=show, on_wait=wait.update, sleep=wait.sleep,
+            on_prompt=show, on_wait=wait.update, sleep=wait.sleep, invite=args.invite,
         )  # fmt: skip
     finally:
         wait.done()

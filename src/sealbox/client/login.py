@@ -29,6 +29,7 @@ import httpx
 from sealbox._relay.calls import Call, Flow, Reply, expect_object, field, refused
 from sealbox._relay.directory import DirectoryView, directory_flow, pin_flow
 from sealbox._relay.drive import SyncDriver, reply_of, unreachable
+from sealbox._relay.text import displayable
 from sealbox.client import profile as profiles
 from sealbox.client.credentials import token_flow
 from sealbox.client.profile import NotLoggedIn, Profile, ProfileExists
@@ -89,6 +90,10 @@ class DevicePrompt:
     interval: int
     key_fingerprint: str
     key_safety_code: str
+    invited_project: str | None = None
+    """With ``--invite``: the project and role the invite offers (as the relay says; the
+    certificate the approver signs is what counts)."""
+    invited_role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -176,13 +181,23 @@ def _revoke_quietly(driver: SyncDriver, token: str) -> bool:
     return reply.status == 200
 
 
-def _start_flow(vault: str, client: ClientInfo) -> Flow:
-    reply = yield Call(
-        "POST", "/oauth/device_authorization", auth=False,
-        form={"vault": vault, "client_id": client.id, "client_name": client.name,
-              "sig_pk": client.sig_pk.to_text()},
-    )  # fmt: skip
+def _start_flow(vault: str, client: ClientInfo, invite: str | None) -> Flow:
+    form = {"vault": vault, "client_id": client.id, "client_name": client.name,
+            "sig_pk": client.sig_pk.to_text()}  # fmt: skip
+    if invite is not None:
+        form["invite"] = invite
+    reply = yield Call("POST", "/oauth/device_authorization", auth=False, form=form)
     return expect_object(reply, "starting the login")
+
+
+def _invited(body: dict[str, Any]) -> tuple[str | None, str | None]:
+    offered = body.get("invite")
+    if not isinstance(offered, dict):
+        return None, None
+    project, role = offered.get("project"), offered.get("role")
+    if not isinstance(project, str) or not isinstance(role, str):
+        return None, None
+    return displayable(project, 64), displayable(role, 16)
 
 
 def login(
@@ -196,13 +211,17 @@ def login(
     on_wait: Callable[[Waiting], None],
     sleep: Sleep = time.sleep,
     clock: Clock = time.time,
+    invite: str | None = None,
 ) -> LoginResult:
     """Run the device flow to the end and save the new session to ``path``.
 
     Raises :class:`ProfileExists` (before contacting the relay) if ``path``
     exists and ``force`` is false; :class:`LoginFailed` if the login is
     denied or expires; a protocol error if the directory or the
-    certificate the relay returns does not verify.
+    certificate the relay returns does not verify.  With ``invite`` (a code an
+    approver made with ``sealbox approver invite``) the login asks to join the
+    invite's project with its role; the relay refuses an unknown, expired or
+    used code before anything waits for an approver.
     """
     server = _base(server)
     if path.exists() and not force:
@@ -212,8 +231,9 @@ def login(
     key = SigningKey.generate()
     client = ClientInfo(id=ids.new_id(ids.CLIENT), kind="human", name=name, sig_pk=key.verify_key())
     ClientInfo.from_json(client.to_json())  # a name the relay and approvers would refuse fails here
-    body = driver.drive(_start_flow(vault, client))
+    body = driver.drive(_start_flow(vault, client, invite))
     what = "starting the login"
+    invited_project, invited_role = _invited(body)
     device_code = field(body, "device_code", str, what)
     expires_in = field(body, "expires_in", int, what)
     interval = body.get("interval", DEFAULT_INTERVAL)
@@ -228,6 +248,7 @@ def login(
         ),
         expires_in=expires_in, interval=interval,
         key_fingerprint=client.sig_pk.fingerprint(), key_safety_code=client.sig_pk.safety_code(),
+        invited_project=invited_project, invited_role=invited_role,
     )  # fmt: skip
     on_prompt(prompt)
     granted = _poll(

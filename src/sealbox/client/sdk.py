@@ -51,10 +51,12 @@ from sealbox._relay.files import write_private
 from sealbox._relay.httpsig import signer
 from sealbox.client import _flows as flows
 from sealbox.client import identity as identities
+from sealbox.client import policies as policy_flows
 from sealbox.client import profile as profiles
 from sealbox.client._flows import ClientState, ItemInfo, OnWait, Read, Stored, VersionInfo, Wanted
 from sealbox.client.context import process_context
 from sealbox.client.login import renew_flow
+from sealbox.client.policies import PolicyInfo
 from sealbox.client.profile import Profile
 from sealbox.errors import MalformedInput, NotLoggedIn, RelayRefused, SealboxError
 from sealbox.protocol import ids
@@ -450,6 +452,37 @@ class Client(_Base):
         )
         return result
 
+    def policies(self) -> builtins.list[PolicyInfo]:
+        """The release policies this client may see (a member: those of its projects)."""
+        result: builtins.list[PolicyInfo] = self._drive(
+            policy_flows.list_flow(self._session.state.base)
+        )
+        return result
+
+    def set_policy(
+        self, pattern: str, *, approvers: Sequence[str], threshold: int = 1,
+        expiry_seconds: int = 300, max_cache_seconds: int = 0,
+    ) -> PolicyInfo:  # fmt: skip
+        """Set the policy for ``pattern``: needs the policy-admin role in its project."""
+        result: PolicyInfo = self._drive(policy_flows.set_flow(
+            self._session.state.base, pattern, approvers=approvers, threshold=threshold,
+            expiry_seconds=expiry_seconds, max_cache_seconds=max_cache_seconds,
+        ))  # fmt: skip
+        return result
+
+    def remove_policy(self, pattern: str) -> None:
+        """Remove the policy for exactly ``pattern``: needs the policy-admin role."""
+        self._drive(policy_flows.remove_flow(self._session.state.base, pattern))
+
+    def create_bootstrap_token(
+        self, name: str, *, grants: Sequence[str], scopes: Sequence[str] = ("read",)
+    ) -> dict[str, Any]:
+        """A one-time token for one machine: needs machine-admin in every project it names."""
+        made: dict[str, Any] = self._drive(policy_flows.bootstrap_token_flow(
+            self._session.state.base, name=name, grants=grants, scopes=scopes,
+        ))  # fmt: skip
+        return made
+
     def report_cache_hits(self, hits: Sequence[Mapping[str, Any]]) -> None:
         """Tell the relay's audit which releases were reused from the local cache."""
         self._drive(_report_flow(self._session.state, hits))
@@ -589,6 +622,37 @@ class AsyncClient(_Base):
             flows.history_flow(self._session.state, path)
         )
         return result
+
+    async def policies(self) -> builtins.list[PolicyInfo]:
+        """The release policies this client may see (a member: those of its projects)."""
+        result: builtins.list[PolicyInfo] = await self._drive(
+            policy_flows.list_flow(self._session.state.base)
+        )
+        return result
+
+    async def set_policy(
+        self, pattern: str, *, approvers: Sequence[str], threshold: int = 1,
+        expiry_seconds: int = 300, max_cache_seconds: int = 0,
+    ) -> PolicyInfo:  # fmt: skip
+        """Set the policy for ``pattern``: needs the policy-admin role in its project."""
+        result: PolicyInfo = await self._drive(policy_flows.set_flow(
+            self._session.state.base, pattern, approvers=approvers, threshold=threshold,
+            expiry_seconds=expiry_seconds, max_cache_seconds=max_cache_seconds,
+        ))  # fmt: skip
+        return result
+
+    async def remove_policy(self, pattern: str) -> None:
+        """Remove the policy for exactly ``pattern``: needs the policy-admin role."""
+        await self._drive(policy_flows.remove_flow(self._session.state.base, pattern))
+
+    async def create_bootstrap_token(
+        self, name: str, *, grants: Sequence[str], scopes: Sequence[str] = ("read",)
+    ) -> dict[str, Any]:
+        """A one-time token for one machine: needs machine-admin in every project it names."""
+        made: dict[str, Any] = await self._drive(policy_flows.bootstrap_token_flow(
+            self._session.state.base, name=name, grants=grants, scopes=scopes,
+        ))  # fmt: skip
+        return made
 
     async def report_cache_hits(self, hits: Sequence[Mapping[str, Any]]) -> None:
         """Tell the relay's audit which releases were reused from the local cache."""

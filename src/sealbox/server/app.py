@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from sealbox import __version__
 from sealbox.server import http, jobs
 from sealbox.server.auth.openapi import document_security
+from sealbox.server.auth.peer import Forwarded
 from sealbox.server.http.errors import install_error_handlers
 from sealbox.server.notify import PgListener
 from sealbox.server.relay import Relay
@@ -79,6 +80,8 @@ def create_app(relay: Relay, *, listen: bool = True, owns_engine: bool = False) 
     install_error_handlers(app)
 
     app.add_middleware(BodyLimit, limit=relay.settings.max_body_bytes)
+    # Outermost: every layer below sees the request's source as the relay believes it.
+    app.add_middleware(Forwarded, proxies=relay.settings.trusted_proxies)
 
     for router in http.all_routers():
         # The resource routers' routes join the app's own list, rather than each

@@ -10,7 +10,11 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "Settings", "origin_of", "parse_origins"]
+from sealbox.server.networks import parse_networks
+
+__all__ = [
+    "DEFAULT_HOST", "DEFAULT_PORT", "Settings", "origin_of", "parse_origins", "parse_proxies",
+]  # fmt: skip
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8300
@@ -53,6 +57,10 @@ class Settings:
     """Origins besides the relay's own public URL that may run the browser console against it
     (WebAuthn ceremonies and session calls): e.g. ``http://localhost:8400`` for ``sealbox
     console``.  Each is ``scheme://host[:port]``, no path."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Networks (CIDRs) of the proxies in front of the relay whose ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto`` it believes; empty (the default): it believes no forwarded header
+    and the source of a request is the address of its connection."""
 
     @property
     def base_url(self) -> str:
@@ -81,6 +89,7 @@ class Settings:
         port: int | None = None,
         public_url: str | None = None,
         console_origins: Sequence[str] | None = None,
+        trusted_proxies: Sequence[str] | None = None,
     ) -> Settings:
         env = os.environ
         root = Path(
@@ -96,6 +105,9 @@ class Settings:
             public_url=public_url or env.get("SEALBOX_PUBLIC_URL") or None,
             console_origins=parse_origins(
                 console_origins or (env.get("SEALBOX_CONSOLE_ORIGINS") or "").split(",")
+            ),
+            trusted_proxies=parse_proxies(
+                trusted_proxies or (env.get("SEALBOX_TRUSTED_PROXIES") or "").split(",")
             ),
         )
 
@@ -135,3 +147,10 @@ def parse_origins(values: Sequence[str]) -> tuple[str, ...]:
     """Console origins from options or ``SEALBOX_CONSOLE_ORIGINS`` (comma-separated)."""
     found = [origin_of(part) for value in values for part in value.split(",") if part.strip()]
     return tuple(dict.fromkeys(found))
+
+
+def parse_proxies(values: Sequence[str]) -> tuple[str, ...]:
+    """Trusted proxy networks from options or ``SEALBOX_TRUSTED_PROXIES`` (comma-separated),
+    in canonical form; raises :class:`ValueError` for anything that is not a network."""
+    parts = [part for value in values for part in value.split(",") if part.strip()]
+    return tuple(str(network) for network in parse_networks(parts))

@@ -44,10 +44,15 @@ class ClientAccess:
     limits: tuple[tuple[str, ...], ...]
     """The limits of the client's signed scopes and enrollment (empty: none)."""
     exists: bool = True
+    projects: frozenset[str] = frozenset()
+    """Projects the client is a member of (any signed role): each works as a grant of the
+    whole project."""
 
     def allows(self, path: str) -> bool:
-        """Granted, and within the signed limits: both, always."""
-        return self.exists and granted(path, self.grants) and within(path, self.limits)
+        """Granted (or a member of the path's project), and within the signed limits: both,
+        always."""
+        member = path.split("/", 1)[0] in self.projects
+        return self.exists and (member or granted(path, self.grants)) and within(path, self.limits)
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,8 @@ class Policy:
     """How long a client may keep a released value (0: not at all)."""
     store_needs_approval: bool
     """Whether storing a new version needs approval too."""
+    cidrs: tuple[str, ...] = ()
+    """Networks a client's access or store request must come from (empty: any)."""
 
 
 def _specificity(pattern: str) -> tuple[int, int, str]:
@@ -78,7 +85,7 @@ def policy_for(path: str, rows: Sequence[Mapping[str, Any]], directory: Director
     """The policy for item ``path``: the most specific matching row, else the default.
 
     ``rows`` are policy rows (``pattern``, ``approvers``, ``threshold``,
-    ``expiry_seconds``, ``max_cache_seconds``, ``store_needs_approval``).  The
+    ``expiry_seconds``, ``max_cache_seconds``, ``store_needs_approval``, ``cidrs``).  The
     default is every current approver, threshold 1.
 
     Approvers removed from the directory since the policy was written are dropped,
@@ -102,4 +109,5 @@ def policy_for(path: str, rows: Sequence[Mapping[str, Any]], directory: Director
         expiry_seconds=int(row["expiry_seconds"]),
         max_cache_seconds=int(row["max_cache_seconds"]),
         store_needs_approval=bool(row["store_needs_approval"]),
+        cidrs=tuple(str(c) for c in row.get("cidrs") or ()),
     )

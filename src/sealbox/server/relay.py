@@ -17,6 +17,7 @@ from sealbox.server.ratelimit import EventThrottle, RateLimiter
 from sealbox.server.store.audit import AUDITED, HEAD_CACHE, HEADS, Heads
 from sealbox.server.store.directory import Directories
 from sealbox.server.store.engine import writing
+from sealbox.server.store.network import Allowlists
 from sealbox.server.store.replay import ReplayGuard
 
 __all__ = ["Relay", "Tx"]
@@ -47,6 +48,8 @@ class Relay:
     """For unauthenticated endpoints that write (starting a login): per source address."""
     directories: Directories = field(init=False)
     """Verified directories by vault (every signed request needs the approver set)."""
+    allowlists: Allowlists = field(init=False)
+    """Network allowlists by vault (read before every machine's or agent's credential check)."""
     audit_heads: Heads = field(init=False)
     """The audit chains' heads, so appending reads nothing back."""
     certificate_verdicts: dict[tuple[str, str], int] = field(init=False)
@@ -64,6 +67,7 @@ class Relay:
         self.replay_guard = ReplayGuard(self.engine)
         self.anonymous_limiter = RateLimiter(rate=10 / 60, burst=10)
         self.directories = Directories()
+        self.allowlists = Allowlists()
         self.audit_heads = Heads()
         self.certificate_verdicts = {}
         self.manifests = VerifiedManifests()

@@ -228,6 +228,9 @@ async def _serve(
     config = uvicorn.Config(
         create_app(relay, owns_engine=True), log_level="warning", access_log=False,
         lifespan="on", timeout_graceful_shutdown=GRACE_SECONDS,
+        # Forwarded headers are believed only from --trusted-proxy networks, by the app
+        # (sealbox.server.auth.peer); uvicorn's own handling trusts 127.0.0.1 by default.
+        proxy_headers=False,
     )  # fmt: skip
     server = _Server(config, relay.hub, out)
     if handle_signals:
@@ -245,6 +248,9 @@ async def _serve(
             f"  data directory  {settings.data_dir}\n"
             f"  vault           {status.vault}\n"
         )
+        if settings.trusted_proxies:
+            # Said at start: a forgotten or mistyped proxy network changes every source address.
+            out.write(f"  trusted proxies {', '.join(settings.trusted_proxies)}\n")
         if status.setup_token:
             out.write(
                 "\n  This vault has no approver yet. Create the first one on a trusted device,\n"

@@ -526,6 +526,43 @@ def test_js_certificate_for_a_login_verifies_in_python(world: World) -> None:
     assert bad["error"] == "malformed"
 
 
+def test_js_certifies_an_invited_login_with_exactly_its_role(world: World) -> None:
+    from sealbox.protocol.members import member_scopes
+
+    w = world
+    login = {
+        "client_id": ids.new_id(ids.CLIENT),
+        "client_name": "bo@laptop",
+        "sig_pk": SigningKey.generate().verify_key().to_text(),
+        "user_code": "WXYZ-1234",
+    }
+    for role in ("viewer", "writer", "machine-admin", "policy-admin"):
+        out = js(
+            "certify",
+            **w.js_directory(),
+            sig_sk=w.web.sig.to_text(),
+            approver=w.web.id,
+            login={**login, "project": "shop", "role": role},
+            now=w.now,
+        )
+        cert = certs.verify_certificate(out["certificate"], w.directory, now=w.now)
+        assert cert.scopes == member_scopes({"shop": {role}}), role
+    for bad in (
+        {"project": "shop", "role": "owner"},
+        {"project": "sh/op", "role": "viewer"},
+        {"project": None, "role": "viewer"},
+    ):
+        refused = js(
+            "certify",
+            **w.js_directory(),
+            sig_sk=w.web.sig.to_text(),
+            approver=w.web.id,
+            login={**login, **bad},
+            now=w.now,
+        )
+        assert refused["error"] == "malformed", bad
+
+
 # --- the small rules agree ---------------------------------------------------------------
 
 

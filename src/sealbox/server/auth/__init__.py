@@ -10,8 +10,10 @@ from fastapi import Depends, Request
 from sealbox.server.auth.bearer import bearer_token, verify_bearer
 from sealbox.server.auth.enrolled import enrollment_key
 from sealbox.server.auth.httpsig import verify_signed_request
+from sealbox.server.auth.network import NetworkRefused, check_network
+from sealbox.server.auth.peer import source_ip
 from sealbox.server.auth.principal import Principal
-from sealbox.server.auth.refusals import record_refusal
+from sealbox.server.auth.refusals import ACTION, record_refusal
 from sealbox.server.auth.session import session_cookie, verify_session
 from sealbox.server.errors import Forbidden, TooMany, Unauthenticated
 from sealbox.server.relay import Relay
@@ -27,6 +29,7 @@ __all__ = [
     "require_approver",
     "require_client",
     "require_enrollment",
+    "require_network",
     "require_session",
 ]
 
@@ -50,11 +53,17 @@ async def authenticate(request: Request, vault: str) -> Principal:
                 "credential", "Send one credential: a signature, a bearer token or the cookie.",
             )  # fmt: skip
         if token is not None:
-            principal = await verify_bearer(token, relay, vault)
+            principal = await verify_bearer(token, relay, vault, source_ip(request))
         elif cookie is not None:
             principal = await verify_session(request, relay, vault, cookie)
         else:
             principal = await verify_signed_request(request, relay, vault)
+    except NetworkRefused as error:
+        # The caller is named only if its credential verified (a token); a signature's
+        # keyid is recorded as claimed, as for any refused signature.
+        await record_refusal(request, relay, vault, error, actor=error.client_id, status=403,
+                             action=ACTION)  # fmt: skip
+        raise
     except Unauthenticated as error:
         # A request with no credentials at all (a browser, a misconfigured client)
         # tried nothing: only a credential that failed is worth an event.
@@ -65,6 +74,20 @@ async def authenticate(request: Request, vault: str) -> Principal:
     # Who was refused, should a later check refuse the request (see http/errors.py).
     request.state.principal = principal
     return principal
+
+
+async def require_network(request: Request, relay: Relay, vault: str, kind: str) -> None:
+    """Hold a caller that is not a client yet (a machine registering its key) to the vault's
+    network allowlist, before its signature is checked; a refusal is audited."""
+    async with relay.read() as conn:
+        try:
+            await check_network(relay, conn, vault, kind, source_ip(request))
+        except NetworkRefused as error:
+            refused = error
+        else:
+            return
+    await record_refusal(request, relay, vault, refused, status=403, action=ACTION)
+    raise refused
 
 
 async def require_session(request: Request, vault: str) -> Principal:
@@ -120,6 +143,9 @@ async def require_enrollment(request: Request, vault: str) -> Principal:
     """A CI runner: a call signed (RFC 9421) by an enrollment's delegation key, ``keyid`` =
     the ``enr_…`` id (see :mod:`sealbox.server.auth.enrolled`)."""
     relay: Relay = request.app.state.relay
+    # A runner registers a machine: outside the vault's allowlist it could never call once
+    # registered, so it is refused before its signature costs a verification.
+    await require_network(request, relay, vault, "machine")
     try:
         principal = await verify_signed_request(request, relay, vault, key_for=enrollment_key)
     except Unauthenticated as error:

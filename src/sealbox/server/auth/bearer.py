@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import Request
 
 from sealbox.server.auth.certcheck import check_client_certificate
+from sealbox.server.auth.network import check_network
 from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import Unauthenticated
 from sealbox.server.relay import Relay
@@ -31,10 +32,14 @@ def bearer_token(request: Request) -> str | None:
     return value.strip()
 
 
-async def verify_bearer(token: str, relay: Relay, vault: str) -> Principal:
+async def verify_bearer(token: str, relay: Relay, vault: str, source: str | None) -> Principal:
+    """The client of an access token; an agent's is held to the vault's network allowlist
+    (``source``: the request's address) right after the lookup."""
     now = relay.now()
     async with relay.read() as conn:
         row = await token_store.access_session(conn, vault, token)
+        if row is not None and not row.revoked and not row.disabled:
+            await check_network(relay, conn, vault, row.kind, source, client_id=row.client_id)
         if row is not None and not row.revoked and not row.disabled and row.expires_at > now:
             await check_client_certificate(relay, conn, vault, row.certificate, row.enrollment, now)
     if row is None or row.revoked or row.disabled:

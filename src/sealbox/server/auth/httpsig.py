@@ -33,6 +33,7 @@ from sealbox.errors import SealboxError
 from sealbox.protocol import ids
 from sealbox.server.auth.certcheck import check_client_certificate
 from sealbox.server.auth.enrolled import check_enrolled
+from sealbox.server.auth.network import check_network
 from sealbox.server.auth.peer import source_ip
 from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import Invalid, Unauthenticated
@@ -156,6 +157,8 @@ async def _key_for(
         elif key_id.startswith("cli_"):
             row = await client_store.get(conn, vault, key_id)
             if row is not None and not row.disabled:
+                # Before anything costly: the certificate check may verify a signature.
+                await check_network(relay, conn, vault, row.kind, source)
                 await check_client_certificate(
                     relay, conn, vault, row.certificate, row.enrollment, relay.now()
                 )
@@ -180,12 +183,15 @@ def _checked_params(request: Request, relay: Relay) -> tuple[str, int, str]:
 async def verify_signed_request(
     request: Request, relay: Relay, vault: str, *, key_for: KeyFor = _key_for
 ) -> Principal:
-    """Authenticate a signed request to ``vault``; raise 401 on anything wrong.
+    """Authenticate a signed request to ``vault``; raise 401 on anything wrong (403
+    ``network_not_allowed`` for a machine or agent outside the vault's allowlist).
 
     ``key_for``: where ``keyid`` is looked up (approvers and clients; a CI
     runner's calls look up enrollments instead).
     """
     key_id, created, nonce = _checked_params(request, relay)
+    # The caller's row: a machine or agent outside the vault's allowlist is refused there,
+    # before its signature costs a verification.
     key, principal = await key_for(relay, vault, key_id, source_ip(request))
     await _verify(request, relay, vault, key_id, key, created, nonce)
     return principal

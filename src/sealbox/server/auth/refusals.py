@@ -41,15 +41,17 @@ log = logging.getLogger("sealbox.relay")
 
 async def record_refusal(
     request: Request, relay: Relay, vault: str, error: SealboxError | RelayError, *,
-    actor: str | None = None, status: int | None = None,
+    actor: str | None = None, status: int | None = None, action: str | None = None,
 ) -> None:  # fmt: skip
     """Append an ``auth.refused`` event for ``error``, unless throttled or the vault is unknown.
 
     ``actor`` is the caller when it was authenticated (refused over the rate limit, or
-    refused what it asked: ``status`` 403 records ``request.refused`` instead).
+    refused what it asked: ``status`` 403 records ``request.refused`` instead, unless
+    ``action`` says otherwise: a machine refused for its network before its credential
+    is checked is an ``auth.refused`` with status 403).
     """
     try:
-        await _record(request, relay, vault, error, actor, status)
+        await _record(request, relay, vault, error, actor, status, action)
     except Exception:
         # The caller is refused either way; a failed record must not turn that into a 500.
         log.exception("could not audit a refused request to vault %s", vault)
@@ -68,7 +70,7 @@ def _sender(source: str | None) -> str:
 
 async def _record(
     request: Request, relay: Relay, vault: str, error: SealboxError | RelayError,
-    actor: str | None, status: int | None,
+    actor: str | None, status: int | None, action: str | None,
 ) -> None:  # fmt: skip
     async with relay.read() as conn:
         known = await directory_store.vault_exists(conn, vault)
@@ -96,6 +98,6 @@ async def _record(
     async with relay.tx() as tx:
         await audit.append(
             tx.conn, vault=vault, at=now, actor=actor or "anonymous",
-            action=FORBIDDEN_ACTION if status == 403 else ACTION,
+            action=action or (FORBIDDEN_ACTION if status == 403 else ACTION),
             severity="warning", client_id=client_id, source_ip=source, detail=detail,
         )  # fmt: skip

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from sealbox.server import policy
 from sealbox.server.http.deps import Anyone, Approver, Principal, relay_of, source_ip
-from sealbox.server.services import admin
+from sealbox.server.services import admin, members
 
 router = APIRouter(prefix="/v1/vaults/{vault}", tags=["clients"])
 
@@ -45,10 +45,14 @@ class PolicyBody(BaseModel):
         default=policy.DEFAULT_MAX_CACHE_SECONDS, ge=0, le=admin.MAX_CACHE_SECONDS
     )
     store_needs_approval: bool = True
+    cidrs: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list, max_length=admin.MAX_POLICY_NETWORKS,
+        description="networks a client's access or store request must come from (empty: any)",
+    )  # fmt: skip
 
 
 def _policy_json(found: admin.PolicyView) -> dict[str, Any]:
-    return {**asdict(found), "approvers": list(found.approvers)}
+    return {**asdict(found), "approvers": list(found.approvers), "cidrs": list(found.cidrs)}
 
 
 # --- clients -----------------------------------------------------------------------------------
@@ -158,10 +162,17 @@ async def remove_grant(
 
 
 @router.get("/policies", tags=["policies"])
-async def list_policies(vault: str, principal: Approver, request: Request) -> dict[str, Any]:
-    """Every policy of the vault (an item without a matching one needs any one approver)."""
+async def list_policies(vault: str, principal: Anyone, request: Request) -> dict[str, Any]:
+    """Every policy of the vault (an item without a matching one needs any one approver).
+
+    A member sees the policies that lie in its projects (their first segment is exactly
+    the project); any other client sees none.
+    """
     relay = relay_of(request)
     found = await admin.list_policies(relay, relay.now(), vault=vault)
+    if principal.role != "approver":
+        projects = await members.projects_of(relay, principal)
+        found = [row for row in found if members.in_projects(row.pattern, projects)]
     return {"policies": [_policy_json(row) for row in found]}
 
 
@@ -184,32 +195,43 @@ async def effective_policy(
     return {
         "path": path, "approvers": list(found.approvers), "threshold": found.threshold,
         "expiry_seconds": found.expiry_seconds, "max_cache_seconds": found.max_cache_seconds,
-        "store_needs_approval": found.store_needs_approval,
+        "store_needs_approval": found.store_needs_approval, "cidrs": list(found.cidrs),
     }  # fmt: skip
 
 
 @router.put("/policies", tags=["policies"])
 async def put_policy(
-    vault: str, body: PolicyBody, principal: Approver, request: Request
+    vault: str, body: PolicyBody, principal: Anyone, request: Request
 ) -> dict[str, Any]:
-    """Create or replace the policy for ``pattern``."""
+    """Create or replace the policy for ``pattern``.
+
+    An approver may set any policy; a member only one whose pattern lies in a
+    project it is policy admin of (the first segment is exactly the project).
+    """
     relay = relay_of(request)
+    await members.require_policy_admin(relay, principal, body.pattern, now=relay.now(),
+                                       source_ip=source_ip(request))  # fmt: skip
     stored = await admin.put_policy(
         relay, relay.now(), vault=vault, pattern=body.pattern, approvers=body.approvers,
         threshold=body.threshold, expiry_seconds=body.expiry_seconds,
         max_cache_seconds=body.max_cache_seconds, store_needs_approval=body.store_needs_approval,
-        approver=principal, source_ip=source_ip(request),
+        approver=principal, source_ip=source_ip(request), cidrs=body.cidrs,
     )  # fmt: skip
     return _policy_json(stored)
 
 
 @router.delete("/policies", status_code=204, tags=["policies"])
 async def delete_policy(
-    vault: str, principal: Approver, request: Request,
+    vault: str, principal: Anyone, request: Request,
     pattern: Annotated[str, Query(max_length=policy.PATTERN_MAX)],
 ) -> Response:  # fmt: skip
-    """Remove the policy for ``pattern`` (``?pattern=…``); matching items fall back to others."""
+    """Remove the policy for ``pattern`` (``?pattern=…``); matching items fall back to others.
+
+    As for setting one, a member must be policy admin of the pattern's project.
+    """
     relay = relay_of(request)
+    await members.require_policy_admin(relay, principal, pattern, now=relay.now(),
+                                       source_ip=source_ip(request))  # fmt: skip
     await admin.delete_policy(
         relay, relay.now(), vault=vault, pattern=pattern, approver=principal,
         source_ip=source_ip(request),

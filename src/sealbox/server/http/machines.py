@@ -18,13 +18,14 @@ from pydantic import BaseModel, Field
 from sealbox.crypto.keys import VerifyKey
 from sealbox.errors import SealboxError
 from sealbox.protocol import ids
+from sealbox.server.auth import require_network
 from sealbox.server.auth.httpsig import verify_signed_by
 from sealbox.server.auth.openapi import SIGNATURE
 from sealbox.server.auth.refusals import record_refusal
 from sealbox.server.errors import Invalid, RelayError, Unauthenticated
-from sealbox.server.http.deps import Approver, relay_of, source_ip
+from sealbox.server.http.deps import Anyone, Approver, relay_of, source_ip
 from sealbox.server.http.errors import status_of
-from sealbox.server.services import machines, scripts
+from sealbox.server.services import machines, members, scripts
 from sealbox.server.services.admin import CERTIFICATE_MAX
 from sealbox.server.store.machines import RegistrationRow
 
@@ -74,13 +75,17 @@ def _registration(row: RegistrationRow) -> dict[str, Any]:
 
 @router.post("/v1/vaults/{vault}/bootstrap-tokens", status_code=201)
 async def create_token(
-    vault: str, body: TokenBody, principal: Approver, request: Request
+    vault: str, body: TokenBody, principal: Anyone, request: Request
 ) -> dict[str, Any]:
     """A one-time token for one machine: ten minutes, spent by its registration.
 
     The answer is the only place the token ever appears; the relay keeps its hash.
+    An approver may make any; a member only as machine admin of every project the
+    machine's grants name (an approver still certifies the machine that uses it).
     """
     relay = relay_of(request)
+    await members.require_role_for(relay, principal, body.grants, "machine-admin",
+                                   now=relay.now(), source_ip=source_ip(request))  # fmt: skip
     made = await machines.create_token(
         relay, relay.now(), vault=vault, name=body.name, grants=body.grants, scopes=body.scopes,
         approver=principal, source_ip=source_ip(request),
@@ -153,6 +158,9 @@ async def register(vault: str, body: RegisterBody, request: Request) -> dict[str
         key = VerifyKey.from_text(body.sig_pk)
     except SealboxError as exc:
         raise Invalid("invalid_request", exc.message, "Send a fresh cli_ id and its key.") from None
+    # A machine outside the vault's allowlist could never call once approved: refused now,
+    # before its signature costs a verification.
+    await require_network(request, relay, vault, "machine")
     machines.admit(relay, source_ip(request))
     await _signed_by(request, vault, client_id, key)
     done = await machines.register(
@@ -171,6 +179,7 @@ async def registration(vault: str, client_id: str, request: Request) -> dict[str
         ids.check_id(client_id, ids.CLIENT, what="client id")
     except SealboxError:
         raise Invalid("invalid_request", "not a client id") from None
+    await require_network(request, relay, vault, "machine")
     row = await machines.registration(relay, relay.now(), vault=vault, client_id=client_id)
     await _signed_by(request, vault, client_id, VerifyKey.from_text(row.sig_pk))
     body = _registration(row)

@@ -136,7 +136,7 @@ def _tokens(issued: login.IssuedTokens) -> dict[str, Any]:
 @router.post(
     "/oauth/device_authorization",
     tags=["oauth"],
-    openapi_extra=_form_doc(["vault", "client_id", "client_name", "sig_pk"], ["scope"]),
+    openapi_extra=_form_doc(["vault", "client_id", "client_name", "sig_pk"], ["scope", "invite"]),
 )
 async def device_authorization(request: Request) -> JSONResponse:
     """Start a CLI login: register the client key, get a device code and a user code."""
@@ -155,16 +155,24 @@ async def device_authorization(request: Request) -> JSONResponse:
             raise Invalid("invalid_scope", "scope must be space-separated RFC 6749 scope tokens")
         # The certificate an approver signs decides the scopes; the table has no
         # column for a requested scope, so it is checked for form and not kept.
+        invite = form.get("invite")
+        if invite is not None and not 0 < len(invite) <= TOKEN_MAX:
+            raise Invalid("invalid_invite", "the invite code is empty or too long")
         started = await login.start_login(
-            relay, relay.now(), vault=vault, client=info, source_ip=source_ip(request)
-        )
+            relay, relay.now(), vault=vault, client=info, source_ip=source_ip(request),
+            invite=invite,
+        )  # fmt: skip
         uri = f"{relay.settings.base_url}{VERIFICATION_PATH}"
-        return _ok({
+        answer: dict[str, Any] = {
             "device_code": started.device_code, "user_code": started.user_code,
             "verification_uri": uri,
             "verification_uri_complete": f"{uri}?{urlencode({'user_code': started.user_code})}",
             "expires_in": started.expires_in, "interval": started.interval,
-        })  # fmt: skip
+        }  # fmt: skip
+        if started.role is not None:
+            # What the invite offers; the certificate the approver signs is what counts.
+            answer["invite"] = {"project": started.project, "role": started.role}
+        return _ok(answer)
 
     return await _answer_oauth(work)
 

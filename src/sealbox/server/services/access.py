@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sealbox.crypto import jws
 from sealbox.errors import BindingMismatch, Expired, NotAuthorized, SealboxError
+from sealbox.protocol import scopes
 from sealbox.protocol.access import verify_access, verify_deny
 from sealbox.protocol.certificates import CLOCK_SKEW
 from sealbox.protocol.directory import Directory
@@ -41,7 +42,9 @@ from sealbox.server.errors import Conflict, Gone, Invalid, NotFound, TooMany
 from sealbox.server.notify import CLOSED, approvers_channel, request_channel
 from sealbox.server.policy import policy_for
 from sealbox.server.relay import Relay
+from sealbox.server.services import members
 from sealbox.server.services.caller import (
+    check_policy_network,
     check_source,
     load_caller,
     project_key,
@@ -51,6 +54,7 @@ from sealbox.server.services.caller import (
 from sealbox.server.store import audit, replay
 from sealbox.server.store import clients as client_store
 from sealbox.server.store import items as item_store
+from sealbox.server.store import members as member_store
 from sealbox.server.store import requests as request_store
 from sealbox.server.store.requests import AccessDetail, Kind, PinnedItem, RequestRow
 
@@ -251,6 +255,7 @@ async def create_access(
     threshold is the largest any item needs (its policy's, or its key set's
     if that is higher: fewer shares could not open it); only approvers that
     every item's policy names and that hold a share of every item can answer.
+    An item whose policy names networks is asked for only from one of them.
     """
     async with relay.read() as conn:
         caller = await load_caller(relay, conn, vault, principal.id)
@@ -258,13 +263,19 @@ async def create_access(
         verified = verify_access(statement_token, directory=directory,
                                  certificate=caller.row.certificate, now=now,
                                  enrollment=caller.row.enrollment)  # fmt: skip
-        check_source(verified.certificate, source_ip)
-        require_scope(verified.certificate, "read")
-        s = verified.statement
-        if s.client != principal.id:
-            raise NotAuthorized("the access statement names another client than the caller")
+    check_source(verified.certificate, source_ip)
+    s = verified.statement
+    if s.client != principal.id:
+        raise NotAuthorized("the access statement names another client than the caller")
+    # A member asks only in projects where a role lets it (a viewer never does).
+    members.require_ask(scopes.roles(verified.certificate.scopes),
+                        [asked.path for asked in s.items], "read")  # fmt: skip
+    require_scope(verified.certificate, "read")
+    async with relay.read() as conn:
         for asked in s.items:
             require_grant(asked.path, caller.access)
+            check_policy_network(policy_for(asked.path, caller.policies, directory), asked.path,
+                                 source_ip)  # fmt: skip
         found = await item_store.items_with_latest(conn, vault, [a.item for a in s.items])
         wanted = []
         for asked in s.items:
@@ -505,11 +516,13 @@ async def take_envelope(
         if row is None:
             raise NotFound("no_such_request", "you have no access request with this id")
         access = await client_store.access(conn, vault, principal.id)
+        roles = await member_store.roles(conn, vault, principal.id)
     pinned = row.access.items
-    # The grant is checked again at delivery: removing it stops a request
-    # that was asked (or even released) while it still stood.
+    # The grant (and a member's role) is checked again at delivery: removing it
+    # stops a request that was asked (or even released) while it still stood.
     for entry in pinned:
         require_grant(entry.path, access)
+    members.require_ask(roles, [entry.path for entry in pinned], "read")
     keys = {project: await project_key(relay, vault, path)
             for project, path in row.projects.items()}  # fmt: skip
     async with relay.tx() as tx:

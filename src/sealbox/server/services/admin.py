@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sealbox.crypto import jws
 from sealbox.crypto.keys import VerifyKey
 from sealbox.errors import SealboxError
-from sealbox.protocol import ids
+from sealbox.protocol import ids, scopes
 from sealbox.protocol.certificates import limits_of, verify_certificate
 from sealbox.protocol.statements import ClientCertificate, EnrollmentStatement
 from sealbox.server import policy
@@ -28,9 +28,11 @@ from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import Conflict, Forbidden, Invalid, NotFound
 from sealbox.server.relay import Relay
 from sealbox.server.services.caller import require_grant
+from sealbox.server.services.network import check_networks
 from sealbox.server.store import agents as agent_store
 from sealbox.server.store import audit
 from sealbox.server.store import clients as client_store
+from sealbox.server.store import members as member_store
 from sealbox.server.store import tokens as token_store
 from sealbox.server.store.clients import ClientRow
 
@@ -38,6 +40,7 @@ __all__ = [
     "CERTIFICATE_MAX",
     "MAX_CACHE_SECONDS",
     "MAX_POLICY_APPROVERS",
+    "MAX_POLICY_NETWORKS",
     "ClientDetail",
     "ClientView",
     "Grant",
@@ -61,6 +64,8 @@ __all__ = [
 CERTIFICATE_MAX = 16384
 MAX_CACHE_SECONDS = 30 * 86400
 MAX_POLICY_APPROVERS = 64
+#: Most networks on one policy.
+MAX_POLICY_NETWORKS = 64
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,8 @@ class PolicyView:
     expiry_seconds: int
     max_cache_seconds: int
     store_needs_approval: bool
+    cidrs: tuple[str, ...] = ()
+    """Networks access and store requests for its items must come from (empty: any)."""
 
 
 # --- clients -----------------------------------------------------------------------------------
@@ -176,6 +183,7 @@ async def add_client(
     if not added:
         raise Conflict("client_exists", "a client with this id is already registered",
                        "Generate a fresh client id for a new client.")  # fmt: skip
+    await member_store.replace(conn, vault, info.id, scopes.roles(cert.scopes))
 
 
 async def list_clients(relay: Relay, now: int, *, vault: str) -> list[ClientView]:
@@ -304,6 +312,7 @@ def _policy_view(row: Any) -> PolicyView:
         pattern=row["pattern"], approvers=tuple(row["approvers"]), threshold=row["threshold"],
         expiry_seconds=row["expiry_seconds"], max_cache_seconds=row["max_cache_seconds"],
         store_needs_approval=bool(row["store_needs_approval"]),
+        cidrs=tuple(row.get("cidrs") or ()),
     )  # fmt: skip
 
 
@@ -330,10 +339,15 @@ async def effective_policy(
 async def put_policy(
     relay: Relay, now: int, *, vault: str, pattern: str, approvers: Sequence[str],
     threshold: int, expiry_seconds: int, max_cache_seconds: int, store_needs_approval: bool,
-    approver: Principal, source_ip: str | None,
+    approver: Principal, source_ip: str | None, cidrs: Sequence[str] = (),
 ) -> PolicyView:  # fmt: skip
-    """Create or replace the policy for ``pattern``; its approvers must be current ones."""
+    """Create or replace the policy for ``pattern``; its approvers must be current ones.
+
+    With ``cidrs``, a client's access or store request for a matching item must come
+    from one of these networks.
+    """
     pattern = _pattern(pattern)
+    networks = check_networks(cidrs, limit=MAX_POLICY_NETWORKS)
     members = sorted(set(approvers))
     if len(members) != len(approvers):
         raise Invalid("invalid_policy", "an approver is listed twice")
@@ -354,18 +368,19 @@ async def put_policy(
         await client_store.put_policy(
             tx.conn, vault, pattern=pattern, approvers=members, threshold=threshold,
             expiry_seconds=expiry_seconds, max_cache_seconds=max_cache_seconds,
-            store_needs_approval=store_needs_approval,
+            store_needs_approval=store_needs_approval, cidrs=networks,
         )  # fmt: skip
         await audit.append(
             tx.conn, vault=vault, at=now, actor=approver.id, action="policy.set",
             source_ip=source_ip,
             detail={"pattern": pattern, "approvers": members, "threshold": threshold,
                     "expiry_seconds": expiry_seconds, "max_cache_seconds": max_cache_seconds,
-                    "store_needs_approval": store_needs_approval},
+                    "store_needs_approval": store_needs_approval,
+                    **({"cidrs": list(networks)} if networks else {})},
         )  # fmt: skip
     return PolicyView(
         pattern, tuple(members), threshold, expiry_seconds, max_cache_seconds,
-        store_needs_approval,
+        store_needs_approval, networks,
     )  # fmt: skip
 
 

@@ -7,6 +7,8 @@ came from (only the relay sees it), its scopes, and the client's grants.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,14 +20,17 @@ from sealbox.protocol.certificates import verify_certificate
 from sealbox.protocol.directory import Directory
 from sealbox.protocol.statements import ClientCertificate
 from sealbox.server.errors import Forbidden
-from sealbox.server.policy import ClientAccess, granted
+from sealbox.server.networks import Network, inside, parse_networks
+from sealbox.server.policy import ClientAccess, Policy, granted
 from sealbox.server.relay import Relay
 from sealbox.server.store import clients as client_store
 from sealbox.server.store.clients import ClientRow
 
 __all__ = [
     "Caller",
+    "PolicyNetworkRefused",
     "certified",
+    "check_policy_network",
     "check_source",
     "load_caller",
     "no_grant",
@@ -87,18 +92,50 @@ def check_source(cert: ClientCertificate, ip: str | None) -> None:
     """
     if not cert.constraints.cidrs:
         return
-    try:
-        address = ipaddress.ip_address(ip or "")
-        allowed = any(
-            address in ipaddress.ip_network(cidr, strict=False) for cidr in cert.constraints.cidrs
-        )
-    except ValueError:
-        allowed = False
-    if not allowed:
+    if not inside(ip, _certified_networks(cert.constraints.cidrs)):
         raise Forbidden(
             "source_not_allowed",
-            "this client's certificate does not allow requests from this address",
-        )
+            "this client's certificate does not allow requests from this address "
+            f"({ip or 'unknown'})",
+            "Call from a network the certificate names, or get a certificate for this one.",
+        )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1024)
+def _certified_networks(cidrs: tuple[str, ...]) -> tuple[Network, ...]:
+    # Signed networks are read as the certificate module accepts them (host bits allowed),
+    # and matched as every other network is (an IPv4-mapped address counts as IPv4).
+    found: list[Network] = []
+    for cidr in cidrs:
+        with contextlib.suppress(ValueError):
+            found.append(ipaddress.ip_network(cidr, strict=False))
+    return tuple(found)
+
+
+class PolicyNetworkRefused(Forbidden):
+    """A client asked for an item whose policy names networks, from outside all of them."""
+
+    def __init__(self, path: str, source: str | None) -> None:
+        super().__init__(
+            "policy_network_not_allowed",
+            f"the policy for {path} accepts requests only from its networks, and this one came "
+            f"from {source or 'an unknown address'}",
+            "Ask from one of the policy's networks (an approver can show them with `sealbox "
+            "approver policy`), or ask an approver to change the policy.",
+        )  # fmt: skip
+        self.path = path
+
+
+@functools.lru_cache(maxsize=1024)
+def _networks(cidrs: tuple[str, ...]) -> tuple[Network, ...]:
+    # Policies' networks were checked when written; the same few recur on every request.
+    return parse_networks(cidrs)
+
+
+def check_policy_network(policy: Policy, path: str, ip: str | None) -> None:
+    """Hold an access or store request for ``path`` to its policy's networks, if it has any."""
+    if policy.cidrs and not inside(ip, _networks(policy.cidrs)):
+        raise PolicyNetworkRefused(path, ip)
 
 
 def require_scope(cert: ClientCertificate, scope: str) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sealbox.crypto import jws
 from sealbox.crypto.encoding import b64u_decode
 from sealbox.errors import BindingMismatch, Expired, MalformedInput, NotAuthorized
-from sealbox.protocol import ids
+from sealbox.protocol import ids, scopes
 from sealbox.protocol.certificates import CLOCK_SKEW, check_context
 from sealbox.protocol.directory import Directory
 from sealbox.protocol.state import StoreEvent, StoreState
@@ -35,6 +35,7 @@ from sealbox.server.errors import Conflict, Forbidden, Invalid, NotFound
 from sealbox.server.notify import approvers_channel
 from sealbox.server.policy import Policy, policy_for
 from sealbox.server.relay import Relay
+from sealbox.server.services import members
 from sealbox.server.services.access import (
     check_answerable,
     deny_request,
@@ -45,6 +46,7 @@ from sealbox.server.services.access import (
 )
 from sealbox.server.services.caller import (
     certified,
+    check_policy_network,
     load_caller,
     project_key,
     require_grant,
@@ -267,10 +269,13 @@ async def request_store(
     async with relay.read() as conn:
         caller = await load_caller(relay, conn, vault, principal.id)
     cert = certified(caller, now, source_ip)
-    require_scope(cert, "write")
     statement = verify_store_statement(statement_token, cert, caller.directory, now)
+    # A member stores only where it is a writer, whatever its scopes and grants say.
+    members.require_ask(scopes.roles(cert.scopes), (statement.path,), "write")
+    require_scope(cert, "write")
     require_grant(statement.path, caller.access)
     policy = policy_for(statement.path, caller.policies, caller.directory)
+    check_policy_network(policy, statement.path, source_ip)
     check_threshold(policy, statement.keyset.threshold, statement.path)
     notify = store_approvers(policy, statement)
     if not notify:

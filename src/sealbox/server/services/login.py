@@ -38,6 +38,7 @@ from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import Conflict, Invalid, NotFound, RelayError, TooMany, Unavailable
 from sealbox.server.notify import approvers_channel
 from sealbox.server.relay import Relay
+from sealbox.server.services import members
 from sealbox.server.services.admin import add_client, not_the_issuer
 from sealbox.server.store import audit, devices
 from sealbox.server.store import clients as client_store
@@ -118,6 +119,9 @@ class DeviceLogin:
     expires_in: int
     interval: int
     """Seconds to wait between polls."""
+    project: str | None = None
+    """For a login started with an invite: the project and role it offers."""
+    role: str | None = None
 
     def __repr__(self) -> str:
         return f"DeviceLogin(user_code={self.user_code!r})"
@@ -153,6 +157,9 @@ class PendingLogin:
     key_safety_code: str
     created_at: int
     expires_at: int
+    project: str | None = None
+    """For a login started with an invite: the project and role it offers (teams)."""
+    role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -306,9 +313,17 @@ async def _rotate(
 
 
 async def start_login(
-    relay: Relay, now: int, *, vault: str, client: ClientInfo, source_ip: str | None
-) -> DeviceLogin:
-    """Register a would-be client's key as a pending login; return its device and user codes."""
+    relay: Relay, now: int, *, vault: str, client: ClientInfo, source_ip: str | None,
+    invite: str | None = None,
+) -> DeviceLogin:  # fmt: skip
+    """Register a would-be client's key as a pending login; return its device and user codes.
+
+    With an ``invite`` code, the login carries the invite's project and role to
+    the approver; the invite is used by this login (a second one is refused).
+    """
+    code = invite
+    invite_row = None
+    refused: Invalid | None = None
     # Anyone may start a login (valid requests count), so each source address gets a small budget
     # before the per-vault cap: one noisy address cannot block everyone's logins.
     if relay.anonymous_limiter.allow(f"device {source_ip or 'unknown'}"):
@@ -328,20 +343,39 @@ async def start_login(
                 "slow_down", "too many logins are waiting for approval in this vault",
                 "Ask an approver to approve or deny the waiting logins.",
             )  # fmt: skip
-        user_code = await _unused_user_code(conn)
-        await devices.insert(
-            conn, device_code=device_code, vault=vault, user_code=user_code, client_id=client.id,
-            client_name=client.name, sig_pk=client.sig_pk.to_text(), interval=POLL_INTERVAL,
-            expires_at=now + DEVICE_CODE_SECONDS,
-        )  # fmt: skip
-        await audit.append(
-            conn, vault=vault, at=now, actor="anonymous", action="device.requested",
-            client_id=client.id, source_ip=source_ip,
-            detail={"user_code": user_code, "client_name": client.name,
-                    "key_fingerprint": client.sig_pk.fingerprint()},
-        )  # fmt: skip
-        tx.wake(approvers_channel(vault), "device-requests")
-    return DeviceLogin(device_code, user_code, DEVICE_CODE_SECONDS, POLL_INTERVAL)
+        if code is not None:
+            # Decided here, raised after the commit: a refused invite keeps its audit event.
+            invite_row, refused = await members.take_invite(
+                conn, vault=vault, code=code, client_id=client.id, now=now, source_ip=source_ip
+            )
+        if refused is None:
+            user_code = await _unused_user_code(conn)
+            offered = None if invite_row is None else (
+                invite_row.id, invite_row.project, invite_row.role)  # fmt: skip
+            await devices.insert(
+                conn, device_code=device_code, vault=vault, user_code=user_code,
+                client_id=client.id, client_name=client.name, sig_pk=client.sig_pk.to_text(),
+                interval=POLL_INTERVAL, expires_at=now + DEVICE_CODE_SECONDS, invite=offered,
+            )  # fmt: skip
+            detail: dict[str, object] = {
+                "user_code": user_code, "client_name": client.name,
+                "key_fingerprint": client.sig_pk.fingerprint(),
+            }  # fmt: skip
+            if invite_row is not None:
+                detail.update(invite=invite_row.id, project=invite_row.project,
+                              role=invite_row.role)  # fmt: skip
+            await audit.append(
+                conn, vault=vault, at=now, actor="anonymous", action="device.requested",
+                client_id=client.id, source_ip=source_ip, detail=detail,
+            )  # fmt: skip
+            tx.wake(approvers_channel(vault), "device-requests")
+    if refused is not None:
+        raise refused
+    return DeviceLogin(
+        device_code, user_code, DEVICE_CODE_SECONDS, POLL_INTERVAL,
+        None if invite_row is None else invite_row.project,
+        None if invite_row is None else invite_row.role,
+    )  # fmt: skip
 
 
 # --- RFC 8628 §3.4-3.5 and RFC 6749 §6: the token endpoint -------------------------------------
@@ -476,7 +510,7 @@ async def pending_logins(relay: Relay, now: int, *, vault: str) -> list[PendingL
             user_code=row.user_code, client_id=row.client_id, client_name=row.client_name,
             kind="human", sig_pk=row.sig_pk, key_fingerprint=key.fingerprint(),
             key_safety_code=key.safety_code(), created_at=row.expires_at - DEVICE_CODE_SECONDS,
-            expires_at=row.expires_at,
+            expires_at=row.expires_at, project=row.invite_project, role=row.invite_role,
         ))  # fmt: skip
     return out
 
@@ -521,6 +555,8 @@ async def approve(
                 "the certificate is not for this login's client id and key, as a human client",
                 "Certify exactly the client id and key shown with this user code.",
             )  # fmt: skip
+        if row.invite_project is not None and row.invite_role is not None:
+            members.check_invited(cert, row.invite_project, row.invite_role)
         await add_client(conn, vault, cert, certificate, now)
         state = await devices.advance(conn, row, DeviceEvent.CERTIFIED, certificate=certificate)
         if state is None:
@@ -529,7 +565,8 @@ async def approve(
             conn, vault=vault, at=now, actor=approver.id, action="device.approved",
             client_id=row.client_id, source_ip=source_ip,
             detail={"user_code": code, "key_fingerprint": cert.client.sig_pk.fingerprint(),
-                    "scopes": list(cert.scopes), "not_after": cert.constraints.not_after},
+                    "scopes": list(cert.scopes), "not_after": cert.constraints.not_after,
+                    **({"invite": row.invite_id} if row.invite_id else {})},
         )  # fmt: skip
         tx.wake(approvers_channel(vault), "device-requests")
     return Answered(code, row.client_id, state)

@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sealbox.server.policy import ClientAccess
+from sealbox.server.store import members
 from sealbox.server.store.tables import clients, grants, policies
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "policy_rows",
     "put_policy",
     "remove_grant",
+    "replace_certificate",
     "set_disabled",
 ]
 
@@ -106,6 +108,27 @@ async def insert(
     return bool(done.rowcount == 1)
 
 
+async def replace_certificate(
+    conn: AsyncConnection, row: ClientRow, *, certificate: str,
+    limits: Sequence[Sequence[str]],
+) -> bool:  # fmt: skip
+    """Store a new certificate for the client as ``row`` saw it (same key), compare-and-set.
+
+    False (nothing written) if its certificate changed meanwhile.
+    """
+    done = await conn.execute(
+        update(clients)
+        .where(
+            clients.c.vault_id == row.vault,
+            clients.c.id == row.id,
+            clients.c.sig_pk == row.sig_pk,
+            clients.c.certificate == row.certificate,
+        )
+        .values(certificate=certificate, limits=[list(patterns) for patterns in limits])
+    )
+    return bool(done.rowcount == 1)
+
+
 async def set_disabled(conn: AsyncConnection, vault: str, client_id: str, disabled: bool) -> bool:
     """Change the client's flag; True if it changed."""
     done = await conn.execute(
@@ -137,7 +160,10 @@ async def access(conn: AsyncConnection, vault: str, client_id: str) -> ClientAcc
     """
     row = await get(conn, vault, client_id)
     patterns = await grant_patterns(conn, vault, client_id)
-    return ClientAccess(tuple(patterns), () if row is None else row.limits, row is not None)
+    projects = frozenset(await members.roles(conn, vault, client_id))
+    return ClientAccess(
+        tuple(patterns), () if row is None else row.limits, row is not None, projects
+    )
 
 
 async def add_grant(
@@ -173,12 +199,13 @@ async def policy_rows(conn: AsyncConnection, vault: str) -> list[Mapping[str, An
 async def put_policy(
     conn: AsyncConnection, vault: str, *, pattern: str, approvers: Sequence[str], threshold: int,
     expiry_seconds: int, max_cache_seconds: int, store_needs_approval: bool,
+    cidrs: Sequence[str] = (),
 ) -> None:  # fmt: skip
     """Create or replace the policy for ``pattern``."""
     values = {
         "pattern": pattern, "approvers": list(approvers), "threshold": threshold,
         "expiry_seconds": expiry_seconds, "max_cache_seconds": max_cache_seconds,
-        "store_needs_approval": store_needs_approval,
+        "store_needs_approval": store_needs_approval, "cidrs": list(cidrs),
     }  # fmt: skip
     await conn.execute(
         _insert_for(conn)(policies)

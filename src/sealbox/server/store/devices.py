@@ -51,6 +51,10 @@ class DeviceRow:
     last_poll: int
     """When the client last polled (0: never)."""
     expires_at: int
+    invite_id: str | None = None
+    """The invite the login was started with (teams), and the project and role it offers."""
+    invite_project: str | None = None
+    invite_role: str | None = None
 
     def expired(self, now: int) -> bool:
         return self.expires_at <= now
@@ -60,21 +64,27 @@ def _device(row: Any) -> DeviceRow:
     return DeviceRow(
         row.device_code_hash, row.vault_id, row.user_code, row.client_id, row.client_name,
         row.sig_pk, DeviceState(row.state), row.certificate, row.interval, row.last_poll,
-        row.expires_at,
+        row.expires_at, row.invite_id, row.invite_project, row.invite_role,
     )  # fmt: skip
 
 
 async def insert(
     conn: AsyncConnection, *, device_code: str, vault: str, user_code: str, client_id: str,
     client_name: str, sig_pk: str, interval: int, expires_at: int,
+    invite: tuple[str, str, str] | None = None,
 ) -> None:  # fmt: skip
-    """Store a new login, pending (the machine's one initial state)."""
+    """Store a new login, pending (the machine's one initial state).
+
+    ``invite`` is the (id, project, role) of the invite it was started with.
+    """
+    invite_id, project, role = invite or (None, None, None)
     await conn.execute(
         device_codes.insert().values(
             device_code_hash=sx.token_hash(device_code), vault_id=vault, user_code=user_code,
             client_id=client_id, client_name=client_name, sig_pk=sig_pk,
             state=DeviceState.PENDING.value, certificate=None, interval=interval, last_poll=0,
-            expires_at=expires_at,
+            expires_at=expires_at, invite_id=invite_id, invite_project=project,
+            invite_role=role,
         )
     )  # fmt: skip
 

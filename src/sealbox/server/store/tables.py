@@ -96,6 +96,11 @@ device_codes = Table(
     Column("interval", Integer, nullable=False),
     Column("last_poll", BigInteger, nullable=False),
     Column("expires_at", BigInteger, nullable=False),
+    # A login started with an invite (teams): the invite's id, and the project and role
+    # it offers, shown to the approver; the approved certificate must give exactly that role.
+    Column("invite_id", String(24), nullable=True),
+    Column("invite_project", String(64), nullable=True),
+    Column("invite_role", String(16), nullable=True),
 )
 
 tokens = Table(
@@ -168,6 +173,9 @@ policies = Table(
     Column("expiry_seconds", Integer, nullable=False),
     Column("max_cache_seconds", Integer, nullable=False),
     Column("store_needs_approval", Boolean, nullable=False),
+    Column("cidrs", JSON, nullable=False, server_default="[]"),
+    # Networks (canonical CIDR text) an access or store request for a matching item must come
+    # from; empty: any.
 )
 
 requests = Table(
@@ -385,6 +393,51 @@ enrollments = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("revoked_at", BigInteger, nullable=True),
     Column("revoked_by", ID, nullable=True),
+)
+
+# --- network allowlists -------------------------------------------------------------------------
+
+network_allowlists = Table(
+    "network_allowlists",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("cidrs", JSON, nullable=False),
+    # The networks machines and agents may call from (canonical CIDR text, sorted).
+    Column("version", BigInteger, nullable=False),
+    # Raised by every change: relay replicas compare it to know their cached copy is current.
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# --- teams: invites and members' roles ---------------------------------------------------------
+
+invites = Table(
+    "invites",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("id", String(24), primary_key=True),
+    Column("code_hash", HASH, nullable=False, unique=True),
+    # SHA-256 of the invite code; the code itself is shown once, to the approver who made it.
+    Column("project", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("issuer", ID, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("used_at", BigInteger, nullable=True),
+    # Set by the first login that presents the code (one use: a second one is refused).
+    Column("used_by", ID, nullable=True),
+)
+
+member_roles = Table(
+    "member_roles",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("client_id", ID, primary_key=True),
+    Column("project", String(64), primary_key=True),
+    Column("role", String(16), primary_key=True),
+    # The role scopes of the client's stored certificate, written only from a verified one
+    # (with it, in one transaction), read on every item decision about the client.
+    Index("ix_member_roles_project", "vault_id", "project"),
 )
 
 # --- agents: clients for automation that a person asks for and an approver certifies ----------

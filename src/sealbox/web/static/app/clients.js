@@ -1,5 +1,6 @@
 // The clients page: who holds a certificate, their grants; disable and enable, add and remove
-// grants. And the CI enrollments: make one (a delegation key made here, the statement signed
+// grants; people's roles in projects (set and revoked by signing a new certificate here).
+// And the CI enrollments: make one (a delegation key made here, the statement signed
 // with this approver's key after the passkey verifies the person; the token shown once and
 // kept nowhere), list them with their uses, revoke one.
 //
@@ -7,13 +8,23 @@
 // a grant only lets a client ask: an approver still answers every request); they sign
 // nothing, so the session's CSRF-checked call is enough.
 
-import { issueEnrollment, verifyEnrollment } from "../sealbox/certificates.js";
+import {
+  ROLE_SCOPES,
+  issueCertificate,
+  issueEnrollment,
+  memberScopes,
+  verifyCertificate,
+  verifyEnrollment,
+} from "../sealbox/certificates.js";
 import { enrollmentToken } from "../sealbox/enrollment_token.js";
 import { generateSigningKey } from "../sealbox/keys.js";
 import { KIND, newId } from "../sealbox/statements.js";
 import * as api from "./api.js";
 import * as approver from "./approver.js";
 import { action, describe, el, facts, shell, status, when } from "./ui.js";
+
+const ROLES = Object.keys(ROLE_SCOPES);
+const PROJECT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 // Three segments of letters, digits, '.', '_', '-', '*', '?' (as the relay's check_pattern).
 const SEGMENT = /^[A-Za-z0-9._\-*?]+$/;
@@ -39,8 +50,95 @@ function grantList(client, grants) {
   }));
 }
 
+// A person's roles (project -> roles), read from its certificate verified here against the
+// directory this browser verified: never from what the relay says about it.
+function rolesOf(cert) {
+  const out = {};
+  for (const scope of cert.scopes) {
+    if (!scope.startsWith("role:")) continue;
+    const [project, role] = scope.slice(5).split(":");
+    (out[project] ??= []).push(role);
+  }
+  return out;
+}
+
+// Sign the person's same key again with the scopes of `roles` (same expiry and constraints:
+// a role change neither lengthens nor widens its life), and have the relay replace it.
+async function recertify(cert, roles) {
+  const directory = await approver.directory();
+  const certificate = await approver.withKeys((keys) =>
+    issueCertificate(directory, {
+      issuer: keys.id,
+      signingKey: keys.sig,
+      client: cert.client,
+      scopes: memberScopes(roles),
+      constraints: cert.constraints,
+      now: Math.max(approver.now(), cert.at),
+    }),
+  );
+  await api.call("PUT", api.vaultPath(`/clients/${encodeURIComponent(cert.client.id)}/certificate`), { certificate });
+}
+
+async function roleControls(client) {
+  const served = await api.get(`/clients/${encodeURIComponent(client.id)}`);
+  const cert = await verifyCertificate(served.certificate, await approver.directory(), { now: approver.now() });
+  if (cert.client.id !== client.id) throw new Error("The relay served a certificate for another client.");
+  const roles = rolesOf(cert);
+  const label = `${client.name} (${client.id})`;
+  const held = Object.keys(roles).sort();
+  const list = held.length
+    ? el("ul", { class: "roles" }, held.map((project) => {
+        const revoke = el("button", { type: "button", class: "quiet", "aria-label": `Revoke ${label}'s roles in ${project}` }, "Revoke");
+        action(revoke, async () => {
+          const left = Object.fromEntries(Object.entries(roles).filter(([p]) => p !== project));
+          await recertify(cert, left);
+          if (Object.keys(left).length === 0 && !client.disabled) {
+            await api.post(`/clients/${encodeURIComponent(client.id)}/disable`);
+            status(`${client.name} holds no role any more and is disabled.`);
+          } else {
+            status(`${client.name} no longer holds a role in ${project}.`);
+          }
+          await refresh();
+        });
+        return el("li", {}, el("code", {}, project), `: ${roles[project].sort().join(", ")} `, revoke);
+      }))
+    : el("span", {}, "none");
+  const projectId = `role-project-${client.id}`;
+  const roleId = `role-name-${client.id}`;
+  const project = el("input", { id: projectId, autocomplete: "off", maxlength: "64", placeholder: "shop" });
+  const role = el("select", { id: roleId }, ROLES.map((name) => el("option", { value: name }, name)));
+  const set = el("button", { type: "button", class: "quiet", "aria-label": `Set ${label}'s role` }, "Set role");
+  action(set, async () => {
+    const name = project.value.trim();
+    if (!PROJECT.test(name)) throw new Error("A project is letters, digits, '.', '_' or '-' (no '/').");
+    await recertify(cert, { ...roles, [name]: [role.value] });
+    status(`${client.name} is now ${role.value} of ${name}.`);
+    await refresh();
+  });
+  return {
+    fact: ["Roles", list],
+    controls: [
+      el("label", { for: projectId }, `Project to give ${client.name} a role in`),
+      project,
+      el("label", { for: roleId }, "Role (no role reads a value: reading is always a release)"),
+      role,
+      set,
+    ],
+  };
+}
+
 async function card(client) {
   const grants = (await api.get(`/clients/${encodeURIComponent(client.id)}/grants`)).grants ?? [];
+  // People are members of projects with roles; machines and agents are not.
+  let members = null;
+  if (client.kind === "human") {
+    try {
+      members = await roleControls(client);
+    } catch (error) {
+      // A certificate that does not verify here gives no role, whatever the relay says.
+      members = { fact: ["Roles", el("span", { class: "error" }, `none (${describe(error)})`)], controls: [] };
+    }
+  }
   const enabled = !client.disabled;
   const label = `${client.name} (${client.id})`;
   const toggle = el("button", { type: "button", class: enabled ? "danger" : "", "aria-label": `${enabled ? "Disable" : "Enable"} ${label}` },
@@ -68,9 +166,10 @@ async function card(client) {
       ["Since", when(client.created_at)],
       ["State", el("span", { class: enabled ? "state" : "state error" }, enabled ? "enabled" : "disabled")],
       ["Grants", grantList(client, grants)],
+      ...(members ? [members.fact] : []),
     ]),
     el("label", { for: inputId }, `Let ${client.name} ask for (project/environment/item glob)`),
-    input, add, toggle);
+    input, add, ...(members ? members.controls : []), toggle);
 }
 
 async function refresh() {

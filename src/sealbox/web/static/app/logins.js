@@ -7,7 +7,7 @@
 // A machine's certificate says kind "machine" and carries the scopes its bootstrap token asked
 // for plus one items: scope per asked pattern, so the certificate itself limits what it may ask.
 
-import { certifyLogin, issueCertificate } from "../sealbox/certificates.js";
+import { certifyLogin, issueCertificate, loginScopes } from "../sealbox/certificates.js";
 import { parseVerifyKey } from "../sealbox/keys.js";
 import { KIND, checkId } from "../sealbox/statements.js";
 import * as api from "./api.js";
@@ -31,6 +31,9 @@ const fromLink = new URLSearchParams(location.search).get("user_code") ?? "";
 async function card(login) {
   const key = parseVerifyKey(login.sig_pk);
   const code = String(login.user_code);
+  // A login started with an invite is certified with exactly the invite's role (the relay
+  // refuses any other certificate for it); its project is its grant, so none is asked for.
+  const invited = login.role != null ? loginScopes(login) : null;
   const grantId = `grant-${normal(code)}`;
   const grant = el("input", { id: grantId, type: "text", value: "*/*/*", autocomplete: "off" });
   const approve = el("button", { type: "button", "aria-label": `Approve login ${code}` }, "Approve");
@@ -48,9 +51,15 @@ async function card(login) {
       ["Name (as the client gave it)", String(login.client_name ?? "")],
       ["Client id", String(login.client_id ?? "")],
       ["Expires", typeof login.expires_at === "number" ? when(login.expires_at) : "-"],
+      ...(invited
+        ? [
+            ["Invited as", el("strong", {}, `${login.role} of project ${login.project}`)],
+            ["Scopes it will get", invited.join(" ")],
+          ]
+        : []),
     ]),
-    el("label", { for: grantId }, "Items this person may ask for (a glob, or 'none')"),
-    grant,
+    invited ? null : el("label", { for: grantId }, "Items this person may ask for (a glob, or 'none')"),
+    invited ? null : grant,
     el("div", { class: "actions" }, approve, deny),
   );
   action(approve, async () => {
@@ -64,7 +73,7 @@ async function card(login) {
       certifyLogin(directory, login, { issuer: keys.id, signingKey: keys.sig, now: approver.now() }),
     );
     await api.post(`/device-requests/${encodeURIComponent(code)}/approve`, { certificate });
-    const pattern = grant.value.trim();
+    const pattern = invited ? "none" : grant.value.trim();
     if (pattern && pattern !== "none") {
       await api.post(`/clients/${encodeURIComponent(login.client_id)}/grants`, { pattern });
     }
@@ -154,6 +163,28 @@ async function refresh() {
   noMachines.hidden = waiting.length > 0;
 }
 
+// An invite: the relay makes the one-time code and keeps only its hash; it is shown here once.
+function inviting() {
+  const section = document.getElementById("invite");
+  const shown = document.getElementById("invite-code");
+  section.hidden = false;
+  action(document.getElementById("invite-button"), async () => {
+    const project = document.getElementById("invite-project").value.trim();
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(project)) {
+      throw new Error("A project is letters, digits, '.', '_' or '-' (no '/').");
+    }
+    const role = document.getElementById("invite-role").value;
+    const hours = Number(document.getElementById("invite-hours").value);
+    if (!Number.isInteger(hours) || hours < 1 || hours > 168) {
+      throw new Error("An invite is valid for 1 to 168 hours.");
+    }
+    const made = await api.post("/invites", { project, role, expires_seconds: hours * 3600 });
+    shown.textContent = `sealbox login --server ${made.server} --invite ${made.code}`;
+    shown.hidden = false;
+    status(`Invite to ${made.project} as ${made.role} made, valid until ${when(made.expires_at)}: give it privately.`);
+  });
+}
+
 // A bootstrap token, made by this approver's console session: shown once, with the two ways
 // to use it (the command trusts nothing; the served script trusts the relay).
 const tokenForm = document.getElementById("token-form");
@@ -185,6 +216,7 @@ tokenForm.addEventListener("submit", async (event) => {
 async function main() {
   if (!(await shell())) return;
   await approver.me();
+  inviting();
   await refresh();
   const stream = new EventSource(api.vaultPath("/approvals/stream"));
   stream.addEventListener("device-requests", () => refresh().catch((e) => status(describe(e), { error: true })));

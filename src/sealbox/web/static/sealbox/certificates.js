@@ -13,6 +13,7 @@ import { directoryApprover } from "./directory.js";
 import {
   KIND,
   checkId,
+  checkPattern,
   clientCertificatePayload,
   readClientCertificate,
   readEnrollment,
@@ -300,8 +301,47 @@ export function clientFromLogin(login) {
   });
 }
 
+// What each role brings into a member's certificate besides its role:<project>:<role> and
+// items:<project>/*/* scopes (src/sealbox/protocol/members.py ROLE_SCOPES).  No role reads
+// a value: reading is always a release.
+export const ROLE_SCOPES = Object.freeze({
+  viewer: Object.freeze([]),
+  writer: Object.freeze(["read", "write"]),
+  "machine-admin": Object.freeze(["read"]),
+  "policy-admin": Object.freeze(["read"]),
+});
+
+// A member's whole set of scopes from its roles ({project: [role, ...]}), sorted: what
+// sealbox.protocol.members.member_scopes gives.  An unknown role is refused here; a project
+// that is no path segment, when the certificate is read back before it is signed.
+export function memberScopes(roles) {
+  const out = new Set();
+  for (const [project, held] of Object.entries(roles)) {
+    for (const role of held) {
+      if (!Object.hasOwn(ROLE_SCOPES, role)) {
+        throw new SealboxError("malformed", `unknown role: ${String(role).slice(0, 32)}`);
+      }
+      out.add(`role:${project}:${role}`);
+      for (const scope of ROLE_SCOPES[role]) out.add(scope);
+    }
+    if (held.length > 0) out.add(`items:${checkPattern(`${project}/*/*`, "project")}`);
+  }
+  return [...out].sort();
+}
+
+// The scopes to certify a pending login with: for a login started with an invite, exactly
+// the invite's role (the relay refuses any other certificate for it); otherwise `scopes`.
+export function loginScopes(login, scopes = ["read", "write"]) {
+  if (login?.project == null && login?.role == null) return scopes;
+  if (typeof login.project !== "string" || typeof login.role !== "string") {
+    throw new SealboxError("malformed", "the relay listed an invite without its project and role");
+  }
+  return memberScopes({ [login.project]: [login.role] });
+}
+
 // The certificate that approves a login, as the terminal approver signs it: scopes
-// read and write, no network or host constraint, valid for `days` days.
+// read and write (an invited login: exactly its role's), no network or host constraint,
+// valid for `days` days.
 export async function certifyLogin(
   directory,
   login,
@@ -311,7 +351,7 @@ export async function certifyLogin(
     issuer,
     signingKey,
     client: clientFromLogin(login),
-    scopes,
+    scopes: loginScopes(login, scopes),
     constraints: { not_after: now + days * 86400, cidrs: [], hostname: null },
     now,
   });

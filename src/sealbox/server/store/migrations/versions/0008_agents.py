@@ -1,7 +1,7 @@
 """Agents: clients for automation that a person asks for and an approver certifies.
 
 Revision ID: 0008
-Revises: 0007
+Revises: 0010
 Create Date: 2026-12-01 14:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0007"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
