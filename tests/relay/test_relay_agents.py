@@ -27,6 +27,7 @@ from login_support import (
 )
 from relay_support import Vault, error_of
 from sqlalchemy import select, update
+from test_relay_network import INSIDE, OUTSIDE, allow_only, source
 
 from sealbox.crypto import secrets as sx
 from sealbox.server.http.oauth import token_endpoint
@@ -575,3 +576,31 @@ async def test_the_sweeper_forgets_unanswered_requests_but_never_a_revoked_agent
     enable = f"/v1/vaults/{vault.id}/clients/{revoked.id}/enable"
     refused = await signed(client, relay, "POST", enable, by=vault.approvers[0])
     assert refused.status_code == 409
+
+
+async def test_an_agent_outside_the_vaults_allowlist_gets_no_token(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    agent, _ = await approved_agent(client, relay, vault, secret=True)
+    await allow_only(client, relay, vault, "10.1.0.0/16")
+    before = await token_rows(relay)
+    async with source(client, OUTSIDE) as outside:
+        # Refused before the signature is looked at: even a garbage one gets this answer.
+        for jwt_text in (assertion(agent, relay), assertion(agent, relay, key=Agent().sig)):
+            refused = await outside.post("/oauth/token", data={
+                "grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": jwt_text,
+            })  # fmt: skip
+            assert refused.status_code == 403
+            assert refused.json()["error"] == "network_not_allowed"
+            assert refused.json()["error_description"]
+    assert await token_rows(relay) == before
+    [event] = await refusals(relay, vault.id)
+    assert event["detail"]["reason"] == "network_not_allowed"
+    assert event["source_ip"] == OUTSIDE
+    async with source(client, INSIDE) as inside:
+        by_secret = await inside.post("/oauth/token", data={
+            "grant_type": "client_credentials", "client_id": agent.id,
+            "client_secret": str(agent.secret),
+        })  # fmt: skip
+        assert by_secret.status_code == 200, by_secret.text

@@ -39,6 +39,7 @@ from sealbox.errors import SealboxError
 from sealbox.protocol import ids, scopes
 from sealbox.protocol.certificates import verify_certificate
 from sealbox.protocol.statements import ClientInfo
+from sealbox.server.auth.network import NetworkRefused, check_network
 from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import (
     Conflict,
@@ -567,8 +568,9 @@ def _assertion_client(assertion: str) -> str:
 
 
 async def _authenticate(
-    conn: AsyncConnection, auth: ClientAuth, *, audience: str, now: int
-) -> tuple[AgentRow, tuple[str, int] | None]:
+    relay: Relay, conn: AsyncConnection, auth: ClientAuth, *, audience: str, now: int,
+    source_ip: str | None,
+) -> tuple[AgentRow, tuple[str, int] | None]:  # fmt: skip
     """The agent ``auth`` proves to be, and the assertion's (jti, exp) still to be spent."""
     if auth.method == "private_key_jwt":
         assert auth.assertion is not None
@@ -581,6 +583,12 @@ async def _authenticate(
     row = await agent_store.find(conn, client_id)
     if row is None:
         raise _invalid_client("unknown client", "unknown_client")
+    try:
+        # The vault's network allowlist holds agents here too, before any signature or
+        # secret is checked: from outside it, nothing costly is done and nothing issued.
+        await check_network(relay, conn, row.vault, "agent", source_ip)
+    except NetworkRefused as refused:
+        raise _Refused(refused, "network_not_allowed") from None
     if auth.method == "private_key_jwt":
         assert auth.assertion is not None
         try:
@@ -610,7 +618,9 @@ async def client_credentials(
     """
     try:
         async with relay.read() as conn:
-            row, spend = await _authenticate(conn, auth, audience=audience, now=now)
+            row, spend = await _authenticate(
+                relay, conn, auth, audience=audience, now=now, source_ip=source_ip
+            )
         # The same per-caller budget as every authenticated request: a leaked key must not
         # fill the tokens table.  Checked before the assertion is spent, so it can be retried.
         assert relay.limiter is not None
