@@ -39,7 +39,6 @@ from sealbox.errors import SealboxError
 from sealbox.protocol import ids, scopes
 from sealbox.protocol.certificates import verify_certificate
 from sealbox.protocol.statements import ClientInfo
-from sealbox.server.auth.network import NetworkRefused, check_network
 from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import (
     Conflict,
@@ -583,12 +582,20 @@ async def _authenticate(
     row = await agent_store.find(conn, client_id)
     if row is None:
         raise _invalid_client("unknown client", "unknown_client")
-    try:
-        # The vault's network allowlist holds agents here too, before any signature or
-        # secret is checked: from outside it, nothing costly is done and nothing issued.
-        await check_network(relay, conn, row.vault, "agent", source_ip)
-    except NetworkRefused as refused:
-        raise _Refused(refused, "network_not_allowed") from None
+    # The vault's network allowlist holds agents here too, as on every request of theirs,
+    # before any signature or secret is checked: from outside it nothing costly is done.
+    allowlist = await relay.allowlists.get(conn, row.vault)
+    if not allowlist.allows(source_ip):
+        raise _Refused(
+            Forbidden(
+                "network_not_allowed",
+                "this vault accepts machines and agents only from its allowed networks, and "
+                f"this request came from {source_ip or 'an unknown address'}",
+                "Call from an allowed network, or ask an approver to run `sealbox approver "
+                "network allow CIDR` for this address.",
+            ),
+            "network_not_allowed",
+        )  # fmt: skip
     if auth.method == "private_key_jwt":
         assert auth.assertion is not None
         try:
