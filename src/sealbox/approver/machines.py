@@ -62,7 +62,18 @@ class Provisioned:
 
 def machine_scopes(grants: Sequence[str], scopes: Sequence[str]) -> list[str]:
     """The certificate scopes for a machine asking ``grants``: its access scopes and an
-    ``items:`` scope per pattern (checked as a certificate's scopes are)."""
+    ``items:`` scope per pattern (checked as a certificate's scopes are).
+
+    Only ``read`` and ``write`` are taken from ``scopes`` (what the relay lists for a
+    waiting machine): an ``items:`` scope slipped in there would widen the item limits the
+    approver was shown, and a ``role:`` scope is no machine's.
+    """
+    extra = [s for s in scopes if s not in (scope_rules.READ, scope_rules.WRITE)]
+    if extra:
+        raise MalformedInput(
+            "a machine's access scopes are read and write only",
+            hint="Deny this registration: its token did not ask for this.",
+        )  # fmt: skip
     out = sorted({*scopes, *(scope_rules.ITEMS + g for g in grants)})
     for scope in out:
         try:

@@ -563,7 +563,7 @@ class TerminalApprover:
             # everything else the relay sent is made safe to print.
             key = VerifyKey.from_text(entry["sig_pk"])
             grants = ", ".join(displayable(g, 200) for g in entry["grants"])
-            scopes = ", ".join(displayable(s, 16) for s in entry["scopes"])
+            scopes = ", ".join(displayable(s, 64) for s in entry["scopes"])
             directory = self.session.directory()
             maker = directory.approvers.get(entry["token_created_by"])
             made_by = maker.name if maker else displayable(entry["token_created_by"], 40)

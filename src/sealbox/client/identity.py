@@ -181,8 +181,12 @@ def save_dir(path: Path, identity: Identity) -> None:
 
 
 def save_file(path: Path, identity: Identity) -> None:
-    """Write a single-file identity (key included), 0600."""
-    private_dir(path.parent)
+    """Write a single-file identity (key included), 0600.
+
+    A missing parent is made 0700; an existing one is left as it is (the file may live in
+    /etc or a shared directory, whose mode is not the identity's to change)."""
+    if not path.parent.exists():
+        private_dir(path.parent)
     document = {**identity.public_json(), "client_sk": identity.key.to_text()}
     write_private(path, json.dumps(document, indent=2) + "\n")
 

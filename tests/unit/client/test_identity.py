@@ -111,3 +111,13 @@ def test_as_a_profile_it_signs_and_holds_no_token() -> None:
     assert profile.auth == "signature"
     assert (profile.access_token, profile.refresh_token) == ("", "")
     assert profile.key == made.key
+
+
+def test_a_single_file_identity_leaves_an_existing_directory_as_it_is(tmp_path: Path) -> None:
+    shared = tmp_path / "etc"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    identities.save_file(shared / "sealbox.json", _identity())
+    identities.remember_head(shared / "sealbox.json", DirectoryHead(seq=9, hash="h9"))
+    assert shared.stat().st_mode & 0o777 == 0o755
+    assert (shared / "sealbox.json").stat().st_mode & 0o777 == 0o600

@@ -9,6 +9,7 @@
 
 import { certifyLogin, issueCertificate, loginScopes } from "../sealbox/certificates.js";
 import { parseVerifyKey } from "../sealbox/keys.js";
+import { SealboxError } from "../sealbox/errors.js";
 import { KIND, checkId } from "../sealbox/statements.js";
 import * as api from "./api.js";
 import * as approver from "./approver.js";
@@ -98,7 +99,13 @@ function machineCertificate(directory, entry, { issuer, signingKey, now }) {
     name: [...String(entry?.name)].slice(0, 128).join(""),
     sig_pk: parseVerifyKey(entry?.sig_pk),
   });
-  const scopes = [...(entry?.scopes ?? []), ...(entry?.grants ?? []).map((g) => `items:${g}`)];
+  // Only read and write come from the relay's listing: an items: scope slipped in there would
+  // widen the item limits shown, and a role: scope is no machine's (approver/machines.py).
+  const access = entry?.scopes ?? [];
+  if (!access.every((s) => s === "read" || s === "write")) {
+    throw new SealboxError("malformed", "a machine's access scopes are read and write only");
+  }
+  const scopes = [...access, ...(entry?.grants ?? []).map((g) => `items:${g}`)];
   return issueCertificate(directory, {
     issuer,
     signingKey,
