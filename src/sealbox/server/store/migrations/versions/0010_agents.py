@@ -1,7 +1,7 @@
 """Agents: clients for automation that a person asks for and an approver certifies.
 
-Revision ID: 0008
-Revises: 0010
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-01 14:00:00
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0010"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
