@@ -9,12 +9,15 @@ network is written and matched one way everywhere.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 
 __all__ = [
     "Network",
     "address_of",
+    "certified_networks",
     "forwarded_source",
     "inside",
     "parse_network",
@@ -76,6 +79,17 @@ def address_of(text: str | None) -> Address | None:
         if address.ipv4_mapped is not None:
             return address.ipv4_mapped
     return address
+
+
+@functools.lru_cache(maxsize=1024)
+def certified_networks(cidrs: tuple[str, ...]) -> tuple[Network, ...]:
+    """A certificate's signed networks, read as the certificate parser accepts them (host bits
+    allowed) and matched as every other network is (an IPv4-mapped address counts as IPv4)."""
+    found: list[Network] = []
+    for cidr in cidrs:
+        with contextlib.suppress(ValueError):
+            found.append(ipaddress.ip_network(cidr, strict=False))
+    return tuple(found)
 
 
 def inside(source: str | None, networks: Sequence[Network]) -> bool:

@@ -87,9 +87,9 @@ def test_trusted_proxies_come_from_options_or_the_environment(
 
 
 def test_a_certificates_networks_hold_mapped_ipv4_and_skip_what_is_not_a_network() -> None:
-    from sealbox.server.services.caller import _certified_networks
+    from sealbox.server.networks import certified_networks
 
-    nets = _certified_networks(("10.0.0.1/8", "not-a-network", "2001:db8::/32"))
+    nets = certified_networks(("10.0.0.1/8", "not-a-network", "2001:db8::/32"))
     assert [str(n) for n in nets] == ["10.0.0.0/8", "2001:db8::/32"]
     assert inside("::ffff:10.1.1.1", nets)
-    assert not inside("192.0.2.1", _certified_networks(("junk",)))
+    assert not inside("192.0.2.1", certified_networks(("junk",)))

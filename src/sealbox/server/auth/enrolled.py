@@ -22,7 +22,6 @@ Refusals are 401s, audited like every refused credential
 from __future__ import annotations
 
 import functools
-import ipaddress
 from typing import Any
 
 from sealbox.crypto import jws
@@ -33,6 +32,7 @@ from sealbox.protocol import ids
 from sealbox.protocol.statements import ClientConstraints, EnrollmentStatement
 from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import Unauthenticated
+from sealbox.server.networks import certified_networks, inside
 from sealbox.server.relay import Relay
 from sealbox.server.store import enrollments as enrollment_store
 from sealbox.server.store.clients import ClientRow
@@ -55,17 +55,6 @@ def _delegation_key(statement: str) -> VerifyKey:
     return EnrollmentStatement.from_json(_payload(statement)).sig_pk
 
 
-def _inside(ip: str | None, cidrs: tuple[str, ...]) -> bool:
-    try:
-        address = ipaddress.ip_address(ip or "")
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            # An IPv4 client of a dual-stack listener: compared as the IPv4 address it is.
-            address = address.ipv4_mapped
-        return any(address in ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
-    except ValueError:
-        return False
-
-
 async def check_enrolled(conn: Any, vault: str, row: ClientRow, ip: str | None) -> None:
     """Refuse a call of a machine whose enrollment is revoked, or from outside its networks."""
     if row.enrollment is None:
@@ -78,7 +67,7 @@ async def check_enrolled(conn: Any, vault: str, row: ClientRow, ip: str | None) 
             "Ask an approver for a new enrollment token; this machine cannot be used again.",
         )  # fmt: skip
     cidrs = _cidrs(row.certificate)
-    if cidrs and not _inside(ip, cidrs):
+    if cidrs and not inside(ip, certified_networks(cidrs)):
         raise Unauthenticated(
             "source_not_allowed",
             "this machine's certificate does not allow requests from this address",

@@ -7,9 +7,7 @@ came from (only the relay sees it), its scopes, and the client's grants.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +18,7 @@ from sealbox.protocol.certificates import verify_certificate
 from sealbox.protocol.directory import Directory
 from sealbox.protocol.statements import ClientCertificate
 from sealbox.server.errors import Forbidden
-from sealbox.server.networks import Network, inside, parse_networks
+from sealbox.server.networks import Network, certified_networks, inside, parse_networks
 from sealbox.server.policy import ClientAccess, Policy, granted
 from sealbox.server.relay import Relay
 from sealbox.server.store import clients as client_store
@@ -92,24 +90,13 @@ def check_source(cert: ClientCertificate, ip: str | None) -> None:
     """
     if not cert.constraints.cidrs:
         return
-    if not inside(ip, _certified_networks(cert.constraints.cidrs)):
+    if not inside(ip, certified_networks(cert.constraints.cidrs)):
         raise Forbidden(
             "source_not_allowed",
             "this client's certificate does not allow requests from this address "
             f"({ip or 'unknown'})",
             "Call from a network the certificate names, or get a certificate for this one.",
         )  # fmt: skip
-
-
-@functools.lru_cache(maxsize=1024)
-def _certified_networks(cidrs: tuple[str, ...]) -> tuple[Network, ...]:
-    # Signed networks are read as the certificate module accepts them (host bits allowed),
-    # and matched as every other network is (an IPv4-mapped address counts as IPv4).
-    found: list[Network] = []
-    for cidr in cidrs:
-        with contextlib.suppress(ValueError):
-            found.append(ipaddress.ip_network(cidr, strict=False))
-    return tuple(found)
 
 
 class PolicyNetworkRefused(Forbidden):
