@@ -164,7 +164,7 @@ class ApproverTerminal:
         self._stop = threading.Event()
         self.child.expect(r"Passphrase for vlt_\w+\.json: ")
         self.child.sendline(PASSPHRASE)
-        self.child.expect_exact("Watching for requests, logins and new devices")
+        self.child.expect_exact("Watching for requests, logins, machines, agents and new devices")
         self._thread = threading.Thread(target=self._answer, daemon=True)
         self._thread.start()
 

@@ -132,7 +132,9 @@ class Started:
             term.expect(f"Passphrase for {d.key_file.name}: ")
             term.type(PASSPHRASE)
         safety = term.match(r"Vault safety code: ([0-9][0-9 ]*[0-9])\r\n").group(1)
-        term.expect("Watching for requests, logins and new devices (Ctrl-C to stop).")
+        term.expect(
+            "Watching for requests, logins, machines, agents and new devices (Ctrl-C to stop)."
+        )
         return term, safety
 
     def person(self, d: Deployment, *args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
@@ -437,7 +439,9 @@ def test_a_request_that_does_not_verify_is_refused_and_its_reader_told_at_once(
 
         proxy.tamper = _on("GET", APPROVAL, swap)
         approve = started.terminal(["approve"], env_for(config))
-        approve.expect("Watching for requests, logins and new devices (Ctrl-C to stop).")
+        approve.expect(
+            "Watching for requests, logins, machines, agents and new devices (Ctrl-C to stop)."
+        )
         began = time.monotonic()
         done = d.cli("read", "sealbox://shop/prod/db/password", "--purpose", "tampered",
                      timeout=60)  # fmt: skip

@@ -239,7 +239,8 @@ class TerminalApprover:
             if self._connected_once:
                 self.say("Back in touch with the relay.")
             else:
-                self.say("Watching for requests, logins and new devices (Ctrl-C to stop).")
+                self.say("Watching for requests, logins, machines, agents and new devices "
+                         "(Ctrl-C to stop).")  # fmt: skip
             self._connected_once = True
             self.show_logins()
             self.show_machines()
