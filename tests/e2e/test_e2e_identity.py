@@ -156,3 +156,26 @@ def test_an_explicit_profile_wins_over_the_identity(d: Deployment, tmp_path: Pat
     })  # fmt: skip
     assert done.returncode == 0, outputs(done)
     assert "shop/prod/db" in done.stdout  # the person's grant, not the machine's scope
+
+
+def test_whoami_checks_the_identity_with_the_relay_and_a_disabled_one_is_told(
+    d: Deployment, tmp_path: Path
+) -> None:
+    machine = _machine(d, SigningKey.generate(), items="shop/dev/*")
+    where = tmp_path / "identity"
+    identities.save_dir(where, machine)
+    rc, stdout, out = _as_machine(d, where, tmp_path / "home", "whoami")
+    assert rc == 0, out
+    assert f"client:       {machine.client_id} (api-dev)" in stdout
+    assert "kind:         machine" in stdout
+    assert "scopes:       items:shop/dev/*, read" in stdout
+    assert machine.key.to_text() not in out
+
+    session = d.session()
+    try:
+        session.ok("POST", f"/clients/{machine.client_id}/disable", "disabling")
+    finally:
+        session.close()
+    rc, _, out = _as_machine(d, where, tmp_path / "home", "whoami")
+    assert rc == 6, out
+    assert "the relay no longer accepts this machine" in out

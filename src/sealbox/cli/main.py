@@ -404,6 +404,9 @@ def _session_command(args: argparse.Namespace) -> int:
             if args.command == "login":
                 return _login(http, args, name, path)
             if args.command == "whoami":
+                machine = _identity_in_use(args)
+                if machine is not None:
+                    return _whoami_identity(http, machine)
                 return _whoami(http, name, path)
             return _logout(http, name, path)
     except KeyboardInterrupt:
@@ -542,6 +545,30 @@ def _whoami(http: httpx.Client, name: str, path: Path) -> int:
     _out(f"safety code:  {who.safety_code}")
     _out(f"client:       {who.client_id} ({who.client_name})")
     _out(f"role:         {who.role}")
+    _out(f"kind:         {who.client_kind}")
+    _out(f"scopes:       {', '.join(cert.scopes) or 'none'}")
+    _out(f"certificate:  issued by {cert.issuer}, valid until "
+         f"{_utc(cert.constraints.not_after)}")  # fmt: skip
+    return EXIT_OK
+
+
+def _identity_in_use(args: argparse.Namespace) -> Path | None:
+    """The machine identity ``SEALBOX_IDENTITY`` names, unless ``--profile`` picks a login."""
+    from sealbox.client import identity
+
+    return identity.from_environment() if args.profile is None else None
+
+
+def _whoami_identity(http: httpx.Client, where: Path) -> int:
+    from sealbox.client import login as flow
+
+    who = flow.whoami_identity(http, where)
+    cert = who.certificate
+    _out(f"identity:     {where}")
+    _out(f"server:       {who.server}")
+    _out(f"vault:        {who.vault}")
+    _out(f"safety code:  {who.safety_code}")
+    _out(f"client:       {who.client_id} ({who.client_name})")
     _out(f"kind:         {who.client_kind}")
     _out(f"scopes:       {', '.join(cert.scopes) or 'none'}")
     _out(f"certificate:  issued by {cert.issuer}, valid until "

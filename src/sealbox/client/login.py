@@ -29,7 +29,9 @@ import httpx
 from sealbox._relay.calls import Call, Flow, Reply, expect_object, field, refused
 from sealbox._relay.directory import DirectoryView, directory_flow, pin_flow
 from sealbox._relay.drive import SyncDriver, reply_of, unreachable
+from sealbox._relay.httpsig import signer
 from sealbox._relay.text import displayable
+from sealbox.client import identity as identities
 from sealbox.client import profile as profiles
 from sealbox.client.credentials import token_flow
 from sealbox.client.profile import NotLoggedIn, Profile, ProfileExists
@@ -160,9 +162,10 @@ def _vault_flow() -> Flow:
 
 
 def _check_certificate(
-    token: object, directory: dirs.Directory, client: ClientInfo, *, now: int
-) -> ClientCertificate:
-    cert = verify_certificate(token, directory, now=now)
+    token: object, directory: dirs.Directory, client: ClientInfo, *, now: int,
+    enrollment: str | None = None,
+) -> ClientCertificate:  # fmt: skip
+    cert = verify_certificate(token, directory, now=now, enrollment=enrollment)
     # The approver may name the client differently; the id, the key and the kind must match.
     mine = (client.id, client.sig_pk, client.kind)
     if (cert.client.id, cert.client.sig_pk, cert.client.kind) != mine:
@@ -444,6 +447,43 @@ def whoami(http: httpx.Client, path: Path, *, clock: Clock = time.time) -> WhoAm
     return WhoAmI(
         server=session.server, vault=session.vault, safety_code=directory.safety_code,
         client_id=session.client_id, client_name=session.client_name,
+        role=str(who.get("role")), client_kind=str(who.get("client_kind")),
+        via=str(who.get("via")), certificate=cert, directory_head=directory.head.seq,
+    )  # fmt: skip
+
+
+def whoami_identity(http: httpx.Client, where: Path, *, clock: Clock = time.time) -> WhoAmI:
+    """Ask the relay who a machine identity (``SEALBOX_IDENTITY``) is, signing with its key.
+
+    The directory is verified again from the identity's pinned link 0, and its certificate
+    (with its enrollment, for a CI runner's) against it; a newer head is kept where the
+    identity is writable.
+    """
+    found = identities.load(where)
+    session = identities.to_profile(found)
+    driver = SyncDriver(http, session.server, authorize=signer(found.key, found.client_id),
+                        clock=clock)  # fmt: skip
+    reply = driver.drive(_whoami_flow(session))
+    if reply.status == 401:
+        raise NotLoggedIn(
+            f"the relay no longer accepts this machine: {refused(reply, 'whoami').message}",
+            hint="Ask an approver whether it was disabled, or register or provision it again.",
+        )
+    who = expect_object(reply, "asking who this machine is")
+    if who.get("id") != found.client_id or who.get("vault") != found.vault:
+        raise RelayRefused("the relay answered for another client or vault")
+    view = DirectoryView(vault=found.vault, fingerprint=found.fingerprint, head=found.head)
+    directory = driver.drive(directory_flow(view, fresh=True))
+    cert = _check_certificate(
+        found.certificate, directory,
+        ClientInfo(id=found.client_id, kind=found.kind, name=found.client_name,
+                   sig_pk=found.key.verify_key()),
+        now=int(clock()), enrollment=found.enrollment,
+    )  # fmt: skip
+    identities.remember_head(where, directory.head)
+    return WhoAmI(
+        server=found.server, vault=found.vault, safety_code=directory.safety_code,
+        client_id=found.client_id, client_name=found.client_name,
         role=str(who.get("role")), client_kind=str(who.get("client_kind")),
         via=str(who.get("via")), certificate=cert, directory_head=directory.head.seq,
     )  # fmt: skip
