@@ -442,3 +442,45 @@ async def test_the_sweeper_forgets_tokens_and_registrations_an_hour_after_they_e
     await sweep(relay, now + 600 + 3600 + 1)
     rows = await _rows(relay)
     assert rows["bootstrap_tokens"] == rows["machine_registrations"] == []
+
+
+async def test_late_answers_and_a_taken_id_are_refused_audited_and_change_nothing(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    made = await _make_token(client, relay, vault)
+    machine = Human(kind="machine")
+    assert (await _register(client, relay, vault, made["token"], machine)).status_code == 201
+    deny_url = f"/v1/vaults/{vault.id}/machine-registrations/{machine.id}/deny"
+    assert (await signed(client, relay, "POST", deny_url, by=vault.approvers[0])).status_code == 200
+    before = await _rows(relay)
+    events = len(await audit_rows(relay, vault.id))
+
+    cert = _machine_cert(vault, relay, machine, ("read", "items:shop/prod/*"))
+    late = await _approve(client, relay, vault, machine, cert)
+    assert (late.status_code, error_of(late)["error"]) == (409, "registration_closed")
+    again = await signed(client, relay, "POST", deny_url, by=vault.approvers[0])
+    assert (again.status_code, error_of(again)["error"]) == (409, "registration_closed")
+    nobody = Human(kind="machine")
+    unknown = await signed(
+        client, relay, "POST", f"/v1/vaults/{vault.id}/machine-registrations/{nobody.id}/deny",
+        by=vault.approvers[0],
+    )  # fmt: skip
+    assert (unknown.status_code, error_of(unknown)["error"]) == (404, "no_such_registration")
+    # A second token cannot register an id that is taken: refused before it is spent.
+    second = await _make_token(client, relay, vault)
+    taken = await _register(client, relay, vault, second["token"], machine)
+    assert (taken.status_code, error_of(taken)["error"]) == (400, "client_exists")
+
+    after = await _rows(relay)
+    assert after["machine_registrations"] == before["machine_registrations"]
+    assert after["clients"] == before["clients"]
+    [unspent] = [r for r in after["bootstrap_tokens"] if r not in before["bootstrap_tokens"]]
+    assert None in unspent  # its used_at (and used_by) are still empty
+    rows = await audit_rows(relay, vault.id)
+    actions = [r["action"] for r in rows[events:]]
+    assert actions == ["machine.approval_refused", "machine.denial_refused",
+                       "machine.denial_refused", "bootstrap.token_created",
+                       "bootstrap.refused"]  # fmt: skip
+    assert [r["detail"]["error"] for r in rows[events:] if r["action"] != "bootstrap.token_created"
+            ] == ["registration_closed", "registration_closed", "no_such_registration",
+                  "client_exists"]  # fmt: skip

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sealbox.crypto import secrets as sx
 from sealbox.crypto.keys import SigningKey, VerifyKey
-from sealbox.errors import CertificateInvalid, SealboxError
+from sealbox.errors import SealboxError
 from sealbox.protocol import scopes as scope_rules
 from sealbox.protocol.certificates import verify_certificate
 from sealbox.protocol.state import MachineEvent, MachineState
@@ -37,7 +37,6 @@ from sealbox.protocol.statements import ClientInfo
 from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import (
     Conflict,
-    Forbidden,
     Gone,
     Invalid,
     NotFound,
@@ -300,16 +299,18 @@ async def register(
         if refusal is None:
             assert row is not None
             client = ClientInfo(id=client_id, kind="machine", name=name or row.name, sig_pk=key)
+            # These refusals come before anything is written, so the token stays unspent;
+            # like the token's own refusals, they are audited below.
             if (
                 await client_store.get(conn, vault, client.id) is not None
                 or await store.get_registration(conn, vault, client.id) is not None
             ):
-                raise Invalid("client_exists", "this client id is already registered",
-                              "Generate a fresh client id and key.")  # fmt: skip
-            if await store.count_pending(conn, vault, now) >= PENDING_CAP:
-                raise TooMany("slow_down", "too many machines are waiting for approval",
-                              "Ask an approver to answer the waiting machines.")  # fmt: skip
-            if not await store.spend_token(conn, row, client_id=client.id, now=now):
+                refusal = Invalid("client_exists", "this client id is already registered",
+                                  "Generate a fresh client id and key.")  # fmt: skip
+            elif await store.count_pending(conn, vault, now) >= PENDING_CAP:
+                refusal = TooMany("slow_down", "too many machines are waiting for approval",
+                                  "Ask an approver to answer the waiting machines.")  # fmt: skip
+            elif not await store.spend_token(conn, row, client_id=client.id, now=now):
                 # Raced: another registration spent it first.
                 refusal = _token_refusal(replace(row, used_at=now), now)
             else:
@@ -404,7 +405,9 @@ async def approve(
         return await _approve(relay, now, vault=vault, client_id=client_id,
                               certificate=certificate, approver=approver,
                               source_ip=source_ip)  # fmt: skip
-    except (Invalid, Forbidden, CertificateInvalid) as refused:
+    except (Invalid, NotFound, Conflict) as refused:
+        # A 403 (another issuer, a certificate that does not verify) is audited once, as
+        # every 403 of an authenticated caller is (request.refused); these are the rest.
         await _record_refusal(
             relay, vault, now, actor=approver.id, action="machine.approval_refused",
             detail={"error": refused.code}, source_ip=source_ip, client_id=None,
@@ -461,6 +464,21 @@ async def deny(
     source_ip: str | None,
 ) -> RegistrationRow:  # fmt: skip
     """Refuse a machine; its next poll says so."""
+    try:
+        return await _deny(relay, now, vault=vault, client_id=client_id, approver=approver,
+                           source_ip=source_ip)  # fmt: skip
+    except (NotFound, Conflict) as refused:
+        await _record_refusal(
+            relay, vault, now, actor=approver.id, action="machine.denial_refused",
+            detail={"error": refused.code}, source_ip=source_ip, client_id=None,
+        )  # fmt: skip
+        raise
+
+
+async def _deny(
+    relay: Relay, now: int, *, vault: str, client_id: str, approver: Principal,
+    source_ip: str | None,
+) -> RegistrationRow:  # fmt: skip
     async with relay.tx() as tx:
         conn = tx.conn
         row = await _pending(conn, vault, client_id, now)
