@@ -153,7 +153,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     login.add_argument("--force", action="store_true",
                        help="replace the profile even if it is logged in")  # fmt: skip
     login.add_argument("--invite", metavar="CODE", help="join a project with the role of this "
-                       "invite (`sealbox approver invite` made it)")  # fmt: skip
+                       "invite (`sealbox approver invite` made it); '-' reads it from standard "
+                       "input (hidden on a terminal), as does env SEALBOX_INVITE")  # fmt: skip
     _profile_option(login)
     whoami = sub.add_parser("whoami", help="show the session of a profile, checked with the relay")
     _profile_option(whoami)
@@ -494,6 +495,22 @@ class _WaitLine:
             sys.stdout.flush()
 
 
+def _invite_code(args: argparse.Namespace) -> str | None:
+    """The invite code: ``--invite CODE``, ``--invite -`` (standard input, hidden on a
+    terminal: a code on the command line is visible to other users of the machine), or
+    ``SEALBOX_INVITE``."""
+    import getpass
+
+    code = args.invite if args.invite is not None else os.environ.get("SEALBOX_INVITE")
+    if code == "-":
+        code = (
+            getpass.getpass("Invite code (input hidden): ")
+            if sys.stdin.isatty()
+            else sys.stdin.readline()
+        ).strip()
+    return code or None
+
+
 def _login(http: httpx.Client, args: argparse.Namespace, name: str, path: Path) -> int:
     from sealbox.client import login as flow
 
@@ -520,7 +537,7 @@ def _login(http: httpx.Client, args: argparse.Namespace, name: str, path: Path) 
     try:
         result = flow.login(
             http, server=args.server, name=args.name, path=path, force=args.force,
-            on_prompt=show, on_wait=wait.update, sleep=wait.sleep, invite=args.invite,
+            on_prompt=show, on_wait=wait.update, sleep=wait.sleep, invite=_invite_code(args),
         )  # fmt: skip
     finally:
         wait.done()
