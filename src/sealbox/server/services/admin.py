@@ -22,6 +22,7 @@ from sealbox.crypto.keys import VerifyKey
 from sealbox.errors import SealboxError
 from sealbox.protocol import ids, scopes
 from sealbox.protocol.certificates import limits_of, verify_certificate
+from sealbox.protocol.directory import Directory
 from sealbox.protocol.statements import ClientCertificate, EnrollmentStatement
 from sealbox.server import policy
 from sealbox.server.auth.principal import Principal
@@ -166,6 +167,27 @@ def _pattern(value: str) -> str:
 def not_the_issuer() -> Forbidden:
     return Forbidden("not_the_issuer", "the certificate is signed by another approver",
                      "Sign the certificate with your own key.")  # fmt: skip
+
+
+def certified_as_asked(
+    certificate: str, directory: Directory, *, now: int, approver: Principal, client_id: str,
+    kind: str, sig_pk: str, what: str, hint: str,
+) -> ClientCertificate:  # fmt: skip
+    """An approver's answer to a waiting login, machine or agent: the certificate verifies, the
+    caller signed it, and it certifies exactly the waiting id and key as ``kind``.
+
+    ``what`` and ``hint`` say, in the refusal, what was waiting and what to certify.
+    """
+    cert = verify_certificate(certificate, directory, now=now)
+    if cert.issuer != approver.id:
+        raise not_the_issuer()
+    if (cert.client.id, cert.client.kind, cert.client.sig_pk.to_text()) != (
+        client_id,
+        kind,
+        sig_pk,
+    ):
+        raise Invalid("certificate_mismatch", f"the certificate is not for {what}", hint)
+    return cert
 
 
 async def add_client(

@@ -37,7 +37,6 @@ from sealbox.crypto.encoding import b64u_decode
 from sealbox.crypto.keys import VerifyKey
 from sealbox.errors import SealboxError
 from sealbox.protocol import ids, scopes
-from sealbox.protocol.certificates import verify_certificate
 from sealbox.protocol.statements import ClientInfo
 from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import (
@@ -51,7 +50,7 @@ from sealbox.server.errors import (
 )
 from sealbox.server.notify import approvers_channel
 from sealbox.server.relay import Relay
-from sealbox.server.services.admin import add_client, not_the_issuer
+from sealbox.server.services.admin import add_client, certified_as_asked
 from sealbox.server.services.login import ACCESS_SECONDS, client_not_after
 from sealbox.server.store import agents as agent_store
 from sealbox.server.store import audit
@@ -366,19 +365,12 @@ async def approve(
         conn = tx.conn
         directory = await relay.directories.load(conn, vault)
         row = await _pending(conn, vault, client_id, now)
-        cert = verify_certificate(certificate, directory, now=now)
-        if cert.issuer != approver.id:
-            raise not_the_issuer()
-        if (
-            cert.client.id != row.client_id
-            or cert.client.kind != "agent"
-            or cert.client.sig_pk.to_text() != row.sig_pk
-        ):
-            raise Invalid(
-                "certificate_mismatch",
-                "the certificate is not for this agent's client id and key, as an agent",
-                "Certify exactly the client id and key shown with this agent request.",
-            )  # fmt: skip
+        cert = certified_as_asked(
+            certificate, directory, now=now, approver=approver, client_id=row.client_id,
+            kind="agent", sig_pk=row.sig_pk,
+            what="this agent's client id and key, as an agent",
+            hint="Certify exactly the client id and key shown with this agent request.",
+        )  # fmt: skip
         widened = set(cert.scopes) - set(row.scopes)
         if widened:
             raise Invalid(

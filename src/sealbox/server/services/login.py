@@ -39,7 +39,7 @@ from sealbox.server.errors import Conflict, Invalid, NotFound, RelayError, TooMa
 from sealbox.server.notify import approvers_channel
 from sealbox.server.relay import Relay
 from sealbox.server.services import members
-from sealbox.server.services.admin import add_client, not_the_issuer
+from sealbox.server.services.admin import add_client, certified_as_asked
 from sealbox.server.store import audit, devices
 from sealbox.server.store import clients as client_store
 from sealbox.server.store import tokens as token_store
@@ -542,19 +542,12 @@ async def approve(
         conn = tx.conn
         directory = await relay.directories.load(conn, vault)
         row = await _pending(conn, vault, code, now)
-        cert = verify_certificate(certificate, directory, now=now)
-        if cert.issuer != approver.id:
-            raise not_the_issuer()
-        if (
-            cert.client.id != row.client_id
-            or cert.client.kind != "human"
-            or cert.client.sig_pk.to_text() != row.sig_pk
-        ):
-            raise Invalid(
-                "certificate_mismatch",
-                "the certificate is not for this login's client id and key, as a human client",
-                "Certify exactly the client id and key shown with this user code.",
-            )  # fmt: skip
+        cert = certified_as_asked(
+            certificate, directory, now=now, approver=approver, client_id=row.client_id,
+            kind="human", sig_pk=row.sig_pk,
+            what="this login's client id and key, as a human client",
+            hint="Certify exactly the client id and key shown with this user code.",
+        )  # fmt: skip
         if row.invite_project is not None and row.invite_role is not None:
             members.check_invited(cert, row.invite_project, row.invite_role)
         await add_client(conn, vault, cert, certificate, now)

@@ -31,7 +31,6 @@ from sealbox.crypto import secrets as sx
 from sealbox.crypto.keys import SigningKey, VerifyKey
 from sealbox.errors import SealboxError
 from sealbox.protocol import scopes as scope_rules
-from sealbox.protocol.certificates import verify_certificate
 from sealbox.protocol.state import MachineEvent, MachineState
 from sealbox.protocol.statements import ClientInfo
 from sealbox.server.auth.principal import Principal
@@ -45,7 +44,7 @@ from sealbox.server.errors import (
 )
 from sealbox.server.notify import approvers_channel
 from sealbox.server.relay import Relay
-from sealbox.server.services.admin import add_client, not_the_issuer
+from sealbox.server.services.admin import add_client, certified_as_asked
 from sealbox.server.services.login import new_user_code
 from sealbox.server.store import audit
 from sealbox.server.store import clients as client_store
@@ -423,19 +422,12 @@ async def _approve(
         conn = tx.conn
         directory = await relay.directories.load(conn, vault)
         row = await _pending(conn, vault, client_id, now)
-        cert = verify_certificate(certificate, directory, now=now)
-        if cert.issuer != approver.id:
-            raise not_the_issuer()
-        if (
-            cert.client.id != row.client_id
-            or cert.client.kind != "machine"
-            or cert.client.sig_pk.to_text() != row.sig_pk
-        ):
-            raise Invalid(
-                "certificate_mismatch",
-                "the certificate is not for this registration's client id and key, as a machine",
-                "Certify exactly the client id and key shown for this machine.",
-            )  # fmt: skip
+        cert = certified_as_asked(
+            certificate, directory, now=now, approver=approver, client_id=row.client_id,
+            kind="machine", sig_pk=row.sig_pk,
+            what="this registration's client id and key, as a machine",
+            hint="Certify exactly the client id and key shown for this machine.",
+        )  # fmt: skip
         if frozenset(cert.scopes) != _scopes_for(row):
             raise Invalid(
                 "certificate_mismatch",
