@@ -87,7 +87,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
         items.add_parsers(sub)
         return parser
-    from sealbox.cli import agents, approvers, cache, ci, items, machines, network, team
+    from sealbox.cli import agents, approvers, cache, ci, items, machines, network, skill, team
 
     up = sub.add_parser("up", help="run the relay (embedded SQLite unless --db says otherwise)")
     _server_options(up)
@@ -139,6 +139,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     agents.add_parsers(sub)
     machines.add_parsers(sub)
     ci.add_parsers(sub)
+    skill.add_parsers(sub)
 
     login = sub.add_parser("login", help="log in to a relay: this device gets a client key "
                            "that an approver certifies")  # fmt: skip
@@ -219,6 +220,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.approver_command != "init":
             return approvers.run_approver(args)
         return _approver_init(args)
+    if args.command == "skill":
+        from sealbox.cli import skill
+
+        return skill.run(args)
     if args.command == "machine":
         from sealbox.cli import machines
 
