@@ -78,7 +78,8 @@ def test_install_writes_updates_and_keeps_an_edited_copy(tmp_path: Path) -> None
     target.write_text(older)
     (target.parent / ".installed").write_text(hashlib.sha256(older.encode()).hexdigest() + "\n")
     done = _cli(tmp_path, "install")
-    assert done.returncode == 0 and done.stdout.startswith("updated"), done.stderr
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("updated")
     assert target.read_text() == skill.skill_text()
 
     # An edited copy is kept: exit 1, a clear reason, the file untouched.
