@@ -87,7 +87,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
         items.add_parsers(sub)
         return parser
-    from sealbox.cli import agents, approvers, cache, ci, items, machines, network, team
+    from sealbox.cli import agents, approvers, cache, ci, items, machines, mcp, network, team
 
     up = sub.add_parser("up", help="run the relay (embedded SQLite unless --db says otherwise)")
     _server_options(up)
@@ -138,6 +138,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     cache.add_parsers(sub)
     agents.add_parsers(sub)
     machines.add_parsers(sub)
+    mcp.add_parsers(sub)
     ci.add_parsers(sub)
 
     login = sub.add_parser("login", help="log in to a relay: this device gets a client key "
@@ -223,6 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sealbox.cli import machines
 
         return machines.run(args)
+    if args.command == "mcp":
+        from sealbox.cli import mcp
+
+        return mcp.run(args)
     if args.command in ("login", "whoami", "logout"):
         return _session_command(args)
     if args.command in ("member", "policy"):
