@@ -102,10 +102,12 @@ async def mcp_session(
     seen: Seen | None = None,
 ) -> AsyncIterator[Mcp]:  # fmt: skip
     """`sealbox mcp ARGS` as a subprocess, an initialised client session on it."""
-    params = StdioServerParameters(command=sys.executable,
-                                   args=["-m", "sealbox.cli.main", "mcp", *args], env=env)  # fmt: skip
+    argv = ["-m", "sealbox.cli.main", "mcp", *args]
+    params = StdioServerParameters(command=sys.executable, args=argv, env=env)
     with stderr.open("a") as errlog:
-        async with stdio_client(params, errlog=errlog) as (read, write):
-            async with ClientSession(read, write, elicitation_callback=elicit) as session:
-                await session.initialize()
-                yield Mcp(session, seen if seen is not None else Seen())
+        async with (
+            stdio_client(params, errlog=errlog) as (read, write),
+            ClientSession(read, write, elicitation_callback=elicit) as session,
+        ):
+            await session.initialize()
+            yield Mcp(session, seen if seen is not None else Seen())

@@ -165,16 +165,19 @@ def test_every_tool_and_failure_returns_no_value_in_any_form(
             bad_path = await mcp.call("describe_item", path="../etc/passwd")
             assert bad_path.error
             missing = await mcp.call("describe_item", path="shop/prod/nothing")
-            assert missing.error and "no item at shop/prod/nothing" in missing.text
+            assert missing.error
+            assert "no item at shop/prod/nothing" in missing.text
 
             # Every form, printed on purpose: all masked; the rest of the output is kept.
             ran = _ok(await mcp.call(
                 "run_with_secrets", command=[sys.executable, "-c", PRINT_FORMS],
                 env=[f"S={REF}"], purpose="auto: check masking", cache_seconds=0,
             ))  # fmt: skip
-            assert ran["exit_status"] == 0 and ran["timed_out"] is False
+            assert ran["exit_status"] == 0
+            assert ran["timed_out"] is False
             assert ran["stdout"].count(CONCEALED) >= 14, ran["stdout"]
-            assert "done" in ran["stdout"] and CONCEALED in ran["stderr"]
+            assert "done" in ran["stdout"]
+            assert CONCEALED in ran["stderr"]
 
             # base64 wraps at 76: the value split across lines is concealed too.
             wrapped = _ok(await mcp.call(
@@ -194,20 +197,25 @@ def test_every_tool_and_failure_returns_no_value_in_any_form(
             ))  # fmt: skip
             assert big["stdout_omitted_bytes"] > 150_000
             assert len(big["stdout"].encode()) <= 64 * 1024
-            assert big["stdout"].rstrip().endswith(CONCEALED) and "cut" in big["note"]
+            assert big["stdout"].rstrip().endswith(CONCEALED)
+            assert "cut" in big["note"]
 
             # A command that outlives its time is stopped, its output still masked.
             slow = _ok(await mcp.call(
-                "run_with_secrets", command=["sh", "-c", 'echo "$S"; sleep 60 & wait'],
+                "run_with_secrets", command=["sh", "-c", 'printf "%s\\n" "$S"; sleep 60 & wait'],
                 env=[f"S={REF}"], purpose="auto: too slow", timeout_seconds=2, cache_seconds=0,
             ))  # fmt: skip
-            assert slow["timed_out"] is True and slow["exit_status"] == 128 + 15
-            assert slow["stdout"].strip() == CONCEALED and "stopped" in slow["note"]
+            assert slow["timed_out"] is True
+            assert slow["exit_status"] == 128 + 15
+            assert slow["stdout"].strip() == CONCEALED
+            assert "stopped" in slow["note"]
 
             # Refusals: each one says why, and nothing is asked where nothing could be run.
             denied = await mcp.call("run_with_secrets", command=["env"], env=[f"S={REF}"],
                                     purpose="please deny this", cache_seconds=0)  # fmt: skip
-            assert denied.error and "denied" in denied.text and "not for this task" in denied.text
+            assert denied.error
+            assert "denied" in denied.text
+            assert "not for this task" in denied.text
             for bad_env in (["S=sealbox://nope"], ["S=not-a-reference"], ["1S=" + REF],
                             [f"S={REF}", f"S={REF}"], ["S=sealbox://shop/prod/none/x"]):
                 bad = await mcp.call("run_with_secrets", command=["env"], env=bad_env,
@@ -215,37 +223,46 @@ def test_every_tool_and_failure_returns_no_value_in_any_form(
                 assert bad.error, bad_env
             nowhere = await mcp.call("run_with_secrets", command=["no-such-command-8c1f"],
                                      env=[f"S={REF}"], purpose="auto: nothing")  # fmt: skip
-            assert nowhere.error and "not found on PATH" in nowhere.text
+            assert nowhere.error
+            assert "not found on PATH" in nowhere.text
             no_dir = await mcp.call("run_with_secrets", command=["env"], env=[f"S={REF}"],
                                     purpose="auto: x", working_directory=str(tmp_path / "no"))
-            assert no_dir.error and "does not exist" in no_dir.text
+            assert no_dir.error
+            assert "does not exist" in no_dir.text
             no_purpose = await mcp.call("run_with_secrets", command=["env"], env=[f"S={REF}"],
                                         purpose="  ")  # fmt: skip
-            assert no_purpose.error and "purpose" in no_purpose.text
+            assert no_purpose.error
+            assert "purpose" in no_purpose.text
             for unknown in ("x" * 43, "../../etc", ""):
                 status = await mcp.call("request_status", request_id=unknown)
-                assert status.error and "no request with that id" in status.text
+                assert status.error
+                assert "no request with that id" in status.text
                 cancel = await mcp.call("cancel_request", request_id=unknown)
-                assert cancel.error and "no request with that id" in cancel.text
+                assert cancel.error
+                assert "no request with that id" in cancel.text
 
             # Storing: from a file, and from the one-time page (never through the conversation).
             from_file = _ok(await mcp.call("store_secret", path="shop/prod/filed", field="token",
                                            purpose="store a token", from_file=str(filed)))
-            assert from_file["version"] == 1 and from_file["reference"].endswith("filed/token")
+            assert from_file["version"] == 1
+            assert from_file["reference"].endswith("filed/token")
             missing_file = await mcp.call("store_secret", path="shop/prod/filed", field="token",
                                           purpose="x", from_file=str(tmp_path / "none"))
-            assert missing_file.error and "is not a file" in missing_file.text
+            assert missing_file.error
+            assert "is not a file" in missing_file.text
             bad_field = await mcp.call("store_secret", path="shop/prod/filed", field="a b",
                                        purpose="x", from_file=str(filed))  # fmt: skip
             assert bad_field.error
             typed = _ok(await mcp.call("store_secret", path="shop/prod/typed", field="value",
                                        purpose="store what the person types"))  # fmt: skip
-            assert typed["version"] == 1 and len(pages) == 1
+            assert typed["version"] == 1
+            assert len(pages) == 1
             async with httpx.AsyncClient() as browser:  # the page is gone once used
                 with pytest.raises(httpx.ConnectError):
                     await browser.get(pages[0])
             both = _ok(await mcp.call(
-                "run_with_secrets", command=["sh", "-c", 'echo "$A $B"; echo "$A$B" | base64'],
+                "run_with_secrets",
+                command=["sh", "-c", 'printf "%s %s\\n" "$A" "$B"; printf %s "$A$B" | base64'],
                 env=["A=sealbox://shop/prod/filed/token", "B=sealbox://shop/prod/typed/value"],
                 purpose="auto: both stored values", cache_seconds=0,
             ))  # fmt: skip
@@ -275,7 +292,8 @@ def test_a_client_without_url_elicitation_is_told_to_use_a_file(
     async def session() -> None:
         async with mcp_session(env_for(d.client_config), stderr) as mcp:
             refused = await mcp.call("store_secret", path="shop/prod/x", field="v", purpose="p")
-            assert refused.error and "give from_file" in refused.text
+            assert refused.error
+            assert "give from_file" in refused.text
 
     asyncio.run(session())
 
@@ -330,9 +348,15 @@ async def _approve_in(term: Any, answer: str = "yes") -> str:
     await asyncio.to_thread(term.expect, ANSWER, 60)
     shown = str(term.since("=== ACCESS REQUEST "))
     term.type(answer)
-    if answer == "yes":
-        await asyncio.to_thread(term.expect, CONFIRM, 60)
-        term.type(PASSPHRASE)
+    if answer == "no":
+        await asyncio.to_thread(term.expect, "Reason (shown to the requester): ", 30)
+        term.type("another session")
+        found = await asyncio.to_thread(term.match, r"Denied |Passphrase to confirm: ", 30)
+        if found.group(0).startswith("Passphrase"):
+            term.type(PASSPHRASE)
+        return shown
+    await asyncio.to_thread(term.expect, CONFIRM, 60)
+    term.type(PASSPHRASE)
     return shown
 
 
@@ -344,7 +368,7 @@ def test_an_agent_session_reuses_its_release_and_no_other_session_does(
     seen = Seen()
     stderr = tmp_path / "mcp.stderr"
     whole = "sealbox://shop/prod/db"  # the item's one field, by another reference
-    show = ["sh", "-c", 'echo "got $S"']
+    show = ["sh", "-c", 'printf "got %s\\n" "$S"']
 
     async def run(mcp: Mcp, ref: str, cache: int, purpose: str = "check the deploy") -> Any:
         return await mcp.call("run_with_secrets", command=show, env=[f"S={ref}"],
@@ -359,7 +383,8 @@ def test_an_agent_session_reuses_its_release_and_no_other_session_does(
             assert "cache:    300 s (agent-session)" in shown
             got = await task
             assert _ok(got)["stdout"] == f"got {CONCEALED}\n"
-            assert got.progress and "Waiting" in got.progress[0]
+            assert got.progress
+            assert "Waiting" in got.progress[0]
             request = re.search(r"request ([A-Za-z0-9_-]{43})", got.progress[0])
             assert request is not None
             status = _ok(await first.call("request_status", request_id=request.group(1)))
@@ -367,7 +392,8 @@ def test_an_agent_session_reuses_its_release_and_no_other_session_does(
 
             # Within the window, the same session: no new approval, no waiting.
             again = await run(first, REF, 300)
-            assert _ok(again)["stdout"] == f"got {CONCEALED}\n" and again.progress == []
+            assert _ok(again)["stdout"] == f"got {CONCEALED}\n"
+            assert again.progress == []
             events = _ok(await first.call("recent_audit"))["events"]
             assert "access.cache_hit" in {e["action"] for e in events}
 
@@ -375,10 +401,9 @@ def test_an_agent_session_reuses_its_release_and_no_other_session_does(
             async with mcp_session(env, stderr, "--profile", "mcp-bot", seen=seen) as other:
                 task = asyncio.ensure_future(run(other, REF, 300))
                 await _approve_in(term, "no")
-                await asyncio.to_thread(term.expect, "Reason", 30)
-                term.type("another session")
                 refused = await task
-                assert refused.error and "denied" in refused.text
+                assert refused.error
+                assert "denied" in refused.text
 
             # A short window: once it has passed, the first session must ask again.
             task = asyncio.ensure_future(run(first, whole, 2))
@@ -399,7 +424,8 @@ def test_an_agent_session_reuses_its_release_and_no_other_session_does(
             assert _ok(await first.call("cancel_request", request_id=waiting))["state"] == (
                 "cancelled")
             withdrawn = await task
-            assert withdrawn.error and "cancelled" in withdrawn.text
+            assert withdrawn.error
+            assert "cancelled" in withdrawn.text
 
     asyncio.run(sessions())
     assert_no_leak([SECRET], [*seen.all(stderr), term.screen])
