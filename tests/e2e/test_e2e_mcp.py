@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
@@ -210,6 +211,17 @@ def test_every_tool_and_failure_returns_no_value_in_any_form(
             assert slow["stdout"].strip() == CONCEALED
             assert "stopped" in slow["note"]
 
+            # A command given as a path is the working directory's.
+            work = tmp_path / "work"
+            work.mkdir()
+            script = work / "show.sh"
+            script.write_text('#!/bin/sh\nprintf "cwd=%s value=%s\\n" "$PWD" "$S"\n')
+            script.chmod(0o755)
+            local = _ok(await mcp.call("run_with_secrets", command=["./show.sh"],
+                                       env=[f"S={REF}"], purpose="auto: a local script",
+                                       working_directory=str(work), cache_seconds=0))
+            assert local["stdout"] == f"cwd={work} value={CONCEALED}\n"
+
             # Refusals: each one says why, and nothing is asked where nothing could be run.
             denied = await mcp.call("run_with_secrets", command=["env"], env=[f"S={REF}"],
                                     purpose="please deny this", cache_seconds=0)  # fmt: skip
@@ -324,6 +336,16 @@ def test_request_consent_returns_a_verifiable_token(d: Deployment, tmp_path: Pat
     asyncio.run(session())
 
 
+def test_the_leak_search_finds_a_value_in_every_form_and_split() -> None:
+    # The search itself is tested: a search that found nothing would prove nothing.
+    for form in leak_forms(SECRET).values():
+        with pytest.raises(AssertionError):
+            assert_no_leak([SECRET], ["before " + form + " after"])
+        with pytest.raises(AssertionError):
+            assert_no_leak([SECRET], [form[:9] + "\r\n" + form[9:]])
+    assert_no_leak([SECRET], [CONCEALED, "unrelated"])
+
+
 def _create_agent(d: Deployment, started: Started) -> tuple[Any, str]:
     """An agent `mcp-bot` for shop/prod/*, certified in the terminal; (terminal, client id)."""
     person = started.person(d, "agent", "create", "--name", "MCP Bot", "--items", "shop/prod/*",
@@ -381,6 +403,9 @@ def test_an_agent_session_reuses_its_release_and_no_other_session_does(
             shown = await _approve_in(term)
             assert f"(agent, {client})" in shown
             assert "cache:    300 s (agent-session)" in shown
+            # The approver sees the command the values are for, and where it runs.
+            assert "  command:  sealbox mcp run_with_secrets -- sh -c " in shown
+            assert f"  cwd:      {os.getcwd()}\n" in shown
             got = await task
             assert _ok(got)["stdout"] == f"got {CONCEALED}\n"
             assert got.progress

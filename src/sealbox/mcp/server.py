@@ -34,6 +34,7 @@ from sealbox._relay.text import safe_text
 from sealbox.client import child
 from sealbox.client._flows import WaitState
 from sealbox.client.context import process_context
+from sealbox.client.masking import notice
 from sealbox.client.sdk import parse_references
 from sealbox.errors import SealboxError
 from sealbox.mcp import runner
@@ -269,9 +270,9 @@ def build_server(profile: str | None) -> MCPServer[SessionState]:
             raise ToolError(f"working directory {cwd!r} does not exist")
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("SEALBOX_")}
         # Before anything is asked: an approval for a command that cannot start is wasted.
-        executable = child.resolve(command[0], child_env)
-        if executable is None and "/" in command[0]:
-            executable = child.resolve(os.path.join(cwd, command[0]), child_env)
+        # A path (with a slash) is the working directory's; a name is looked up on PATH.
+        target = os.path.join(cwd, command[0]) if "/" in command[0] else command[0]
+        executable = child.resolve(target, child_env)
         if executable is None:
             where = "no executable file there" if "/" in command[0] else "not found on PATH"
             raise ToolError(f"cannot run {command[0][:200]!r}: {where}; nothing was asked")
@@ -296,10 +297,12 @@ def build_server(profile: str | None) -> MCPServer[SessionState]:
             except UnicodeDecodeError:
                 raise ToolError(f"{ref} is not UTF-8 text and cannot go in an environment "
                                 "variable") from None  # fmt: skip
+        masked = list(values.values())
+        note = notice(masked)  # says how many values are too short to mask fully; names none
         try:
             ran = await runner.run(
                 command, executable=executable, env=child_env, cwd=cwd, timeout=timeout_seconds,
-                values=list(values.values()),
+                values=masked,
             )  # fmt: skip
         except OSError as exc:
             raise ToolError(f"cannot run {command[0][:200]!r}: {exc.strerror or 'not started'}") \
@@ -307,7 +310,11 @@ def build_server(profile: str | None) -> MCPServer[SessionState]:
         finally:
             child_env.clear()
             values.clear()
-        return _summary(ran, command)
+        masked.clear()
+        summary = _summary(ran, command)
+        if note:
+            summary["masking"] = note
+        return summary
 
     @server.tool()
     @_tool
@@ -381,6 +388,8 @@ def build_server(profile: str | None) -> MCPServer[SessionState]:
         """
         state = _state(ctx)
         why = _purpose(purpose)
+        if not 30 <= ttl_seconds <= 3600:
+            raise ToolError("ttl_seconds must be 30..3600")
         context = _context(state, ["request_consent", action])
         async with await _client(state, context) as client:
             ask = getattr(client, "request_consent", None)
