@@ -2,10 +2,10 @@
 
 An MCP client (Claude Code, Claude Desktop, an IDE) starts it as a
 subprocess and speaks MCP on its standard input and output; sealbox's own
-messages go to standard error.  It runs as the profile's identity: an agent
-profile (``sealbox agent create``) is the intended one, a person's login
-works too.  The tools are in :mod:`sealbox.mcp.server`; no tool returns a
-secret value.
+messages go to standard error.  It runs as the profile's identity, as the SDK
+picks it: an agent profile (``sealbox agent create``) is the intended one; a
+person's login, or a machine identity (``SEALBOX_IDENTITY``), works too.
+The tools are in :mod:`sealbox.mcp.server`; no tool returns a secret value.
 
 Exit codes: 0 when the MCP client closes the connection; 6 if the profile is
 not logged in (checked before serving, so the MCP client shows why); 2 for
@@ -37,12 +37,18 @@ def add_parsers(sub: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from sealbox.client import identity as identities
     from sealbox.client import profile as profiles
     from sealbox.mcp.server import build_server
 
-    # Fail before serving: an MCP client shows a server that exits with its message.
-    profiles.load(profiles.profile_path(profiles.profile_name(args.profile)),
-                  name=profiles.profile_name(args.profile))  # fmt: skip
+    # Fail before serving: an MCP client shows a server that exits with its message.  The
+    # identity is the SDK's: a machine's (SEALBOX_IDENTITY) unless a profile is named.
+    machine = identities.from_environment() if args.profile is None else None
+    if machine is not None:
+        identities.load(machine)
+    else:
+        name = profiles.profile_name(args.profile)
+        profiles.load(profiles.profile_path(name), name=name)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="sealbox mcp: %(message)s")  # fmt: skip
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -6,7 +6,18 @@ is what the SDK verifies.  No tool returns a value: ``run_with_secrets``
 puts values in a command's environment and returns the command's output
 masked (:mod:`sealbox.mcp.runner`); ``store_secret`` takes a value from a
 file or a one-time local page (:mod:`sealbox.mcp.prompt`), never from the
-conversation.  Failures come back as tool errors whose text is built here
+conversation.  **Why a value to store comes from a file or a one-time page.**  A value typed into
+the MCP conversation (a tool argument, or a form elicitation, whose answer the MCP
+client relays) passes through the client and usually the model's context and
+transcript: exactly where it must never be.  So ``store_secret`` takes a value from
+a file the agent names (it is read here and sealed at once; a secret the agent's
+own tooling generated never needs to be seen), or, when the MCP client supports
+URL-mode elicitation (MCP 2025-11-25; the SDK does), sends the person to a
+one-time page on 127.0.0.1 served by this process (:mod:`sealbox.mcp.prompt`),
+so the value goes from the person's browser to sealbox and nowhere else.  A
+client without URL elicitation is told to use a file or ``sealbox store``.
+
+Failures come back as tool errors whose text is built here
 from sealbox's own messages (ids, paths, field names, reasons), never from
 an unexpected exception's text, which could quote anything.
 """
