@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +81,7 @@ class Mcp:
         async def on_progress(done: float, total: float | None, message: str | None) -> None:
             progress.append(message or "")
             self.seen.progress.append(json.dumps([done, total, message]))
+            self.seen.progress.append(message or "")
 
         result = await self.session.call_tool(name, arguments, read_timeout_seconds=timeout,
                                               progress_callback=on_progress)  # fmt: skip
@@ -88,9 +89,25 @@ class Mcp:
         self.seen.texts.append(result.model_dump_json())
         text = "".join(c.text for c in result.content if isinstance(c, types.TextContent))
         data = result.structured_content or {}
+        # The texts as the model reads them too (not only JSON-escaped inside the message).
+        self.seen.texts.append(text)
+        self.seen.texts.extend(_strings(data))
         if "result" in data and len(data) == 1 and isinstance(data["result"], dict):
             data = data["result"]
         return Outcome(bool(result.is_error), data, text, progress)
+
+
+def _strings(data: Any) -> Iterator[str]:
+    """Every string in a JSON value (keys and values)."""
+    if isinstance(data, str):
+        yield data
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            yield key
+            yield from _strings(value)
+    elif isinstance(data, list):
+        for value in data:
+            yield from _strings(value)
 
 
 Elicit = Callable[[Any, types.ElicitRequestParams], Awaitable[types.ElicitResult | types.ErrorData]]
