@@ -143,3 +143,42 @@ def test_the_one_time_page_takes_one_value_once_from_its_own_origin_only() -> No
         await waiting.close()
 
     asyncio.run(scenario())
+
+
+def test_a_tool_failure_quotes_sealbox_messages_only() -> None:
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from sealbox.errors import Denied
+    from sealbox.mcp.server import _tool
+
+    async def crash() -> None:
+        raise RuntimeError("leaked " + VALUE.decode())
+
+    async def undecodable() -> None:
+        (b"\xff" + VALUE).decode()
+
+    async def denied() -> None:
+        raise Denied("an approver denied the request: 'no'")
+
+    for fn in (crash, undecodable):
+        with pytest.raises(ToolError) as raised:
+            asyncio.run(_tool(fn)())
+        assert VALUE.decode() not in str(raised.value)
+        assert "failed unexpectedly" in str(raised.value)
+    with pytest.raises(ToolError, match=r"an approver denied the request: 'no'.*\[Denied\]"):
+        asyncio.run(_tool(denied)())
+
+
+def test_only_the_sessions_own_request_ids_are_known() -> None:
+    from sealbox.errors import InvalidInput
+    from sealbox.mcp.session import SessionState
+
+    state = SessionState(None)
+    assert state.agent_session.startswith("mcp-")
+    assert len(state.agent_session) == 4 + 24
+    assert SessionState(None).agent_session != state.agent_session
+    state.requests["a" * 43] = "access"
+    assert state.kind_of("a" * 43) == "access"
+    for unknown in ("b" * 43, "a" * 42, "../" + "a" * 40, ""):
+        with pytest.raises(InvalidInput):
+            state.kind_of(unknown)
