@@ -116,9 +116,7 @@ def _ok(outcome: Any) -> dict[str, Any]:
     return dict(outcome.data)
 
 
-def test_every_tool_and_failure_returns_no_value_in_any_form(
-    d: Deployment, tmp_path: Path
-) -> None:
+def test_every_tool_and_failure_returns_no_value_in_any_form(d: Deployment, tmp_path: Path) -> None:
     env = env_for(d.client_config)
     stderr = tmp_path / "mcp.stderr"
     seen = Seen()
@@ -217,9 +215,16 @@ def test_every_tool_and_failure_returns_no_value_in_any_form(
             script = work / "show.sh"
             script.write_text('#!/bin/sh\nprintf "cwd=%s value=%s\\n" "$PWD" "$S"\n')
             script.chmod(0o755)
-            local = _ok(await mcp.call("run_with_secrets", command=["./show.sh"],
-                                       env=[f"S={REF}"], purpose="auto: a local script",
-                                       working_directory=str(work), cache_seconds=0))
+            local = _ok(
+                await mcp.call(
+                    "run_with_secrets",
+                    command=["./show.sh"],
+                    env=[f"S={REF}"],
+                    purpose="auto: a local script",
+                    working_directory=str(work),
+                    cache_seconds=0,
+                )
+            )
             assert local["stdout"] == f"cwd={work} value={CONCEALED}\n"
 
             # Refusals: each one says why, and nothing is asked where nothing could be run.
@@ -228,8 +233,13 @@ def test_every_tool_and_failure_returns_no_value_in_any_form(
             assert denied.error
             assert "denied" in denied.text
             assert "not for this task" in denied.text
-            for bad_env in (["S=sealbox://nope"], ["S=not-a-reference"], ["1S=" + REF],
-                            [f"S={REF}", f"S={REF}"], ["S=sealbox://shop/prod/none/x"]):
+            for bad_env in (
+                ["S=sealbox://nope"],
+                ["S=not-a-reference"],
+                ["1S=" + REF],
+                [f"S={REF}", f"S={REF}"],
+                ["S=sealbox://shop/prod/none/x"],
+            ):
                 bad = await mcp.call("run_with_secrets", command=["env"], env=bad_env,
                                      purpose="auto: bad refs")  # fmt: skip
                 assert bad.error, bad_env
@@ -237,8 +247,13 @@ def test_every_tool_and_failure_returns_no_value_in_any_form(
                                      env=[f"S={REF}"], purpose="auto: nothing")  # fmt: skip
             assert nowhere.error
             assert "not found on PATH" in nowhere.text
-            no_dir = await mcp.call("run_with_secrets", command=["env"], env=[f"S={REF}"],
-                                    purpose="auto: x", working_directory=str(tmp_path / "no"))
+            no_dir = await mcp.call(
+                "run_with_secrets",
+                command=["env"],
+                env=[f"S={REF}"],
+                purpose="auto: x",
+                working_directory=str(tmp_path / "no"),
+            )
             assert no_dir.error
             assert "does not exist" in no_dir.text
             no_purpose = await mcp.call("run_with_secrets", command=["env"], env=[f"S={REF}"],
@@ -254,12 +269,24 @@ def test_every_tool_and_failure_returns_no_value_in_any_form(
                 assert "no request with that id" in cancel.text
 
             # Storing: from a file, and from the one-time page (never through the conversation).
-            from_file = _ok(await mcp.call("store_secret", path="shop/prod/filed", field="token",
-                                           purpose="store a token", from_file=str(filed)))
+            from_file = _ok(
+                await mcp.call(
+                    "store_secret",
+                    path="shop/prod/filed",
+                    field="token",
+                    purpose="store a token",
+                    from_file=str(filed),
+                )
+            )
             assert from_file["version"] == 1
             assert from_file["reference"].endswith("filed/token")
-            missing_file = await mcp.call("store_secret", path="shop/prod/filed", field="token",
-                                          purpose="x", from_file=str(tmp_path / "none"))
+            missing_file = await mcp.call(
+                "store_secret",
+                path="shop/prod/filed",
+                field="token",
+                purpose="x",
+                from_file=str(tmp_path / "none"),
+            )
             assert missing_file.error
             assert "is not a file" in missing_file.text
             bad_field = await mcp.call("store_secret", path="shop/prod/filed", field="a b",
@@ -286,8 +313,12 @@ def test_every_tool_and_failure_returns_no_value_in_any_form(
             assert {e["client_id"] for e in events} == {d.client_id}
             assert (await mcp.call("recent_audit", limit=0)).error
 
-            consent = await mcp.call("request_consent", action="deploy",
-                                     details={"service": "shop"}, purpose="deploy shop")
+            consent = await mcp.call(
+                "request_consent",
+                action="deploy",
+                details={"service": "shop"},
+                purpose="deploy shop",
+            )
             if not hasattr(AsyncClient, "request_consent"):
                 assert consent.error
                 assert "consent requests are not available" in consent.text
@@ -328,8 +359,12 @@ def test_sealbox_mcp_without_a_login_exits_6_before_serving(tmp_path: Path) -> N
 def test_request_consent_returns_a_verifiable_token(d: Deployment, tmp_path: Path) -> None:
     async def session() -> None:
         async with mcp_session(env_for(d.client_config), tmp_path / "err") as mcp:
-            got = await mcp.call("request_consent", action="deploy",
-                                 details={"service": "shop"}, purpose="auto: deploy shop")
+            got = await mcp.call(
+                "request_consent",
+                action="deploy",
+                details={"service": "shop"},
+                purpose="auto: deploy shop",
+            )
             assert not got.error, got.text
             assert got.data["token"].count(".") == 2
 
@@ -447,7 +482,8 @@ def test_an_agent_session_reuses_its_release_and_no_other_session_does(
             waiting = pending[-1]
             assert _ok(await first.call("request_status", request_id=waiting))["state"] == "pending"
             assert _ok(await first.call("cancel_request", request_id=waiting))["state"] == (
-                "cancelled")
+                "cancelled"
+            )
             withdrawn = await task
             assert withdrawn.error
             assert "cancelled" in withdrawn.text

@@ -91,7 +91,8 @@ class OneTimePrompt:
         with contextlib.suppress(ConnectionError):
             writer.write(
                 f"HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\n{_HEADERS}"
-                f"Content-Length: {len(page)}\r\nConnection: close\r\n\r\n".encode() + page
+                f"Content-Length: {len(page)}\r\nConnection: close\r\n\r\n".encode()
+                + page
             )
             await writer.drain()
         writer.close()
@@ -133,8 +134,9 @@ class OneTimePrompt:
         if self._spent():
             return "404 Not Found", "This page has expired or never existed."
         self._got.set_result(values[0].encode())
-        return "200 OK", ("<p>Received. sealbox now asks an approver to store it; you can close "
-                          "this page.</p>")
+        return "200 OK", (
+            "<p>Received. sealbox now asks an approver to store it; you can close this page.</p>"
+        )
 
     def _spent(self) -> bool:
         return self._got is None or self._got.done()

@@ -173,7 +173,9 @@ def _env_refs(env: list[str]) -> dict[str, str]:
     for spec in env:
         name, sep, ref = spec.partition("=")
         if not sep or not _ENV_NAME.fullmatch(name) or not ref.startswith("sealbox://"):
-            raise ToolError(f"env entry {spec[:80]!r}: expected VAR=sealbox://project/env/item/field")
+            raise ToolError(
+                f"env entry {spec[:80]!r}: expected VAR=sealbox://project/env/item/field"
+            )
         if name in refs:
             raise ToolError(f"env variable {name} is given twice")
         refs[name] = ref
@@ -189,13 +191,14 @@ def _summary(ran: runner.Ran, argv: list[str]) -> dict[str, Any]:
         "stderr": ran.stderr,
     }
     if ran.timed_out:
-        out["note"] = (f"{argv[0]} outlived its timeout and was stopped (its whole process group)")
+        out["note"] = f"{argv[0]} outlived its timeout and was stopped (its whole process group)"
     for name, omitted in (("stdout", ran.stdout_omitted), ("stderr", ran.stderr_omitted)):
         if omitted:
             out[f"{name}_omitted_bytes"] = omitted
             out.setdefault("note", "")
             out["note"] = (out["note"] + "; " if out["note"] else "") + (
-                f"{name} was cut: only its last {runner.OUTPUT_LIMIT // 1024} KiB are shown")
+                f"{name} was cut: only its last {runner.OUTPUT_LIMIT // 1024} KiB are shown"
+            )
     return out
 
 
@@ -269,7 +272,7 @@ def build_server(profile: str | None) -> MCPServer[SessionState]:
         """
         state = _state(ctx)
         if not command or not all(isinstance(a, str) and a for a in command):
-            raise ToolError("give the command as a list of arguments, e.g. [\"env\"]")
+            raise ToolError('give the command as a list of arguments, e.g. ["env"]')
         if not 1 <= timeout_seconds <= MAX_TIMEOUT:
             raise ToolError(f"timeout_seconds must be 1..{MAX_TIMEOUT}")
         if not 0 <= cache_seconds <= 86400:
@@ -316,8 +319,9 @@ def build_server(profile: str | None) -> MCPServer[SessionState]:
                 values=masked,
             )  # fmt: skip
         except OSError as exc:
-            raise ToolError(f"cannot run {command[0][:200]!r}: {exc.strerror or 'not started'}") \
-                from None
+            raise ToolError(
+                f"cannot run {command[0][:200]!r}: {exc.strerror or 'not started'}"
+            ) from None
         finally:
             child_env.clear()
             values.clear()
@@ -464,4 +468,3 @@ async def _prompted(ctx: Context, what: str) -> bytes:
         return value
     finally:
         await prompt.close()
-

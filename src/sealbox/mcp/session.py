@@ -184,13 +184,15 @@ class SessionClient(AsyncClient):
         return CacheRequest(seconds=int(cache_seconds), scope=SCOPE)
 
     async def request_status(self, kind: str, request_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._drive(_status_flow(_request_url(self, kind,
-                                                                             request_id)))
+        result: dict[str, Any] = await self._drive(
+            _status_flow(_request_url(self, kind, request_id))
+        )
         return result
 
     async def cancel_request(self, kind: str, request_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._drive(_cancel_flow(_request_url(self, kind,
-                                                                             request_id)))
+        result: dict[str, Any] = await self._drive(
+            _cancel_flow(_request_url(self, kind, request_id))
+        )
         return result
 
     async def my_events(self, limit: int) -> list[dict[str, Any]]:
