@@ -492,3 +492,28 @@ def test_an_agent_session_reuses_its_release_and_no_other_session_does(
     assert_no_leak([SECRET], [*seen.all(stderr), term.screen])
     assert leak_forms(SECRET)["raw"] == SECRET
     assert term.stop() == 0
+
+
+def test_a_call_the_mcp_client_abandons_withdraws_its_request(
+    d: Deployment, tmp_path: Path
+) -> None:
+    # No rule answers this purpose and no person is watching: the request waits until the MCP
+    # client gives up on the call, which cancels it in the server, which withdraws the request.
+    stderr = tmp_path / "mcp.stderr"
+    seen = Seen()
+
+    async def session() -> None:
+        async with mcp_session(env_for(d.client_config), stderr, seen=seen) as mcp:
+            with pytest.raises(Exception, match=r"(?i)tim"):
+                await mcp.call("run_with_secrets", timeout=4, command=["env"],
+                               env=[f"S={REF}"], purpose="left for a person")  # fmt: skip
+            for _ in range(100):
+                events = _ok(await mcp.call("recent_audit", limit=20))["events"]
+                if events[-1]["action"] == "access.cancelled":
+                    break
+                await asyncio.sleep(0.1)
+            assert [e["action"] for e in events][-2:] == ["access.requested", "access.cancelled"]
+            assert events[-1]["detail"]["request"] == events[-2]["detail"]["request"]
+
+    asyncio.run(session())
+    assert_no_leak([SECRET], seen.all(stderr))

@@ -38,6 +38,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
@@ -103,6 +104,29 @@ def _tool(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
                             "see the sealbox mcp log") from None  # fmt: skip
 
     return guarded
+
+
+#: Seconds a call the MCP client abandoned may take to withdraw its request.
+WITHDRAW_SECONDS = 15.0
+
+
+async def _withdrawable(call: Awaitable[T]) -> T:
+    """Await an SDK call that waits for approval; if the MCP client abandons the tool call,
+    let the SDK withdraw the request before giving up.
+
+    The SDK withdraws a request when its wait is cancelled, with one more call to the
+    relay.  The MCP server cancels an abandoned tool call through an anyio cancel scope,
+    which cancels every later await in it too, that call included; so the SDK call runs
+    in a task of its own, which is cancelled once, and is given time to withdraw.
+    """
+    task = asyncio.ensure_future(call)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.cancel()
+        with anyio.CancelScope(shield=True):
+            await asyncio.wait({task}, timeout=WITHDRAW_SECONDS)
+        raise
 
 
 def _state(ctx: Context) -> SessionState:
@@ -296,10 +320,10 @@ def build_server(profile: str | None) -> MCPServer[SessionState]:
             progress = _Progress(ctx, state, f"{len(set(refs.values()))} secret(s) for `{shown}`")
             context = _context(state, ["run_with_secrets", "--", *command], cwd)
             async with progress.running(), await _client(state, context) as client:
-                values = await client.read_many_bytes(
+                values = await _withdrawable(client.read_many_bytes(
                     sorted(set(refs.values())), purpose=why, cache_seconds=cache_seconds,
                     on_wait=progress.on_wait,
-                )  # fmt: skip
+                ))  # fmt: skip
                 hits = state.cache.take_hits()
                 if hits:
                     # Reuse is audited as the cache agent's is: which release, how often, when.
@@ -355,8 +379,9 @@ def build_server(profile: str | None) -> MCPServer[SessionState]:
         context = _context(state, ["store_secret", path, field])
         try:
             async with progress.running(), await _client(state, context) as client:
-                stored = await client.store(path, {field: value}, purpose=why,
-                                            on_wait=progress.on_wait)  # fmt: skip
+                stored = await _withdrawable(client.store(
+                    path, {field: value}, purpose=why, on_wait=progress.on_wait,
+                ))  # fmt: skip
         finally:
             del value
         state.requests[stored.request] = "store"
@@ -412,8 +437,9 @@ def build_server(profile: str | None) -> MCPServer[SessionState]:
                 raise ToolError("consent requests are not available in this sealbox version")
             progress = _Progress(ctx, state, f"consent to {action[:60]}")
             async with progress.running():
-                grant = await ask(action, details, purpose=why, ttl=ttl_seconds,
-                                  on_wait=progress.on_wait)  # fmt: skip
+                grant = await _withdrawable(ask(
+                    action, details, purpose=why, ttl=ttl_seconds, on_wait=progress.on_wait,
+                ))  # fmt: skip
         out = {"token": grant.token}
         for name in ("action", "details_hash", "expires_at", "request"):
             if hasattr(grant, name):
