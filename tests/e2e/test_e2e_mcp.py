@@ -24,6 +24,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -517,3 +518,31 @@ def test_a_call_the_mcp_client_abandons_withdraws_its_request(
 
     asyncio.run(session())
     assert_no_leak([SECRET], seen.all(stderr))
+
+
+def test_a_command_whose_call_is_abandoned_is_stopped(d: Deployment, tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+
+    async def session() -> None:
+        async with mcp_session(env_for(d.client_config), tmp_path / "mcp.stderr") as mcp:
+            with pytest.raises(Exception, match=r"(?i)tim"):
+                await mcp.call(
+                    "run_with_secrets",
+                    timeout=3,
+                    env=[],
+                    purpose="x",
+                    command=["sh", "-c", f"echo $$ > {pidfile}; sleep 60 & wait"],
+                )
+            await asyncio.sleep(1)
+            # The session goes on serving.
+            assert not (await mcp.call("recent_audit", limit=1)).error
+
+    asyncio.run(session())
+    pid = int(pidfile.read_text())
+    for _ in range(50):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    pytest.fail("the command outlived its abandoned call")

@@ -32,6 +32,8 @@ import signal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+import anyio
+
 from sealbox.client import masking
 
 __all__ = ["OUTPUT_LIMIT", "Ran", "conceal_split", "run"]
@@ -185,14 +187,17 @@ async def run(
     finally:
         # Nothing the command started outlives the call with the values in its environment.
         _signal_group(proc.pid, signal.SIGKILL)
-        if proc.returncode is None:  # cancelled while it ran
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-        _, pending = await asyncio.wait(pumps, timeout=DRAIN_SECONDS)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pumps, return_exceptions=True)
+        # Shielded: a call the MCP client abandoned is cancelled by a cancel scope that would
+        # cancel these awaits too, leaving the command unreaped and its pipes open.
+        with anyio.CancelScope(shield=True):
+            if proc.returncode is None:  # cancelled while it ran
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+            _, pending = await asyncio.wait(pumps, timeout=DRAIN_SECONDS)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
     stdout, stdout_omitted = out.result(values)
     stderr, stderr_omitted = err.result(values)
     return Ran(exit_status=_status(code), timed_out=timed_out, stdout=stdout, stderr=stderr,
