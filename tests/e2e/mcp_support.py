@@ -116,11 +116,13 @@ Elicit = Callable[[Any, types.ElicitRequestParams], Awaitable[types.ElicitResult
 @asynccontextmanager
 async def mcp_session(
     env: dict[str, str], stderr: Path, *args: str, elicit: Elicit | None = None,
-    seen: Seen | None = None,
+    seen: Seen | None = None, config: dict[str, Any] | None = None,
 ) -> AsyncIterator[Mcp]:  # fmt: skip
-    """`sealbox mcp ARGS` as a subprocess, an initialised client session on it."""
-    argv = ["-m", "sealbox.cli.main", "mcp", *args]
-    params = StdioServerParameters(command=sys.executable, args=argv, env=env)
+    """`sealbox mcp ARGS` as a subprocess, an initialised client session on it; ``config``: an
+    ``mcpServers`` entry (``command``, ``args``) to start instead, as an MCP client would."""
+    if config is None:
+        config = {"command": sys.executable, "args": ["-m", "sealbox.cli.main", "mcp", *args]}
+    params = StdioServerParameters(command=config["command"], args=config["args"], env=env)
     with stderr.open("a") as errlog:
         async with (
             stdio_client(params, errlog=errlog) as (read, write),

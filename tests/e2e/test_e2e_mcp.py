@@ -332,9 +332,14 @@ def test_a_client_without_url_elicitation_is_told_to_use_a_file(
     d: Deployment, tmp_path: Path
 ) -> None:
     stderr = tmp_path / "mcp.stderr"
+    # Started as the README's MCP client configuration starts it: `sealbox` from PATH.
+    config = json.loads('{"command": "sealbox", "args": ["mcp"]}')
+    env = env_for(d.client_config, PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin")
 
     async def session() -> None:
-        async with mcp_session(env_for(d.client_config), stderr) as mcp:
+        async with mcp_session(env, stderr, config=config) as mcp:
+            listed = await mcp.call("list_items")
+            assert not listed.error, listed.text
             refused = await mcp.call("store_secret", path="shop/prod/x", field="v", purpose="p")
             assert refused.error
             assert "give from_file" in refused.text
