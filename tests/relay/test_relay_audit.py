@@ -484,3 +484,47 @@ async def test_no_secret_in_any_audit_output(client: httpx.AsyncClient, relay: R
     for output in outputs:
         for secret in secrets:
             assert secret not in output
+
+
+async def test_a_client_reads_its_own_latest_events_and_nobody_elses(h: Harness) -> None:
+    me, other = await h.add_client(), await h.add_client()
+    a = h.vault.approvers[0].id
+    mine_before = [
+        {"at": T0, "actor": me.id, "action": "access.requested", "client_id": me.id,
+         "item_id": I1, "source_ip": "10.0.0.7", "detail": {"request": "r1"}},
+        {"at": T0 + 1, "actor": a, "action": "access.release", "severity": "notice",
+         "client_id": me.id, "source_ip": "192.0.2.9", "detail": {"request": "r1"}},
+    ]  # fmt: skip
+    for event in mine_before:
+        await _append(h.relay, h.vault.id, **event)
+    await _append(h.relay, h.vault.id, at=T0 + 2, actor=other.id, action="access.requested",
+                  client_id=other.id, source_ip="10.0.0.8", detail={"request": "r2"})  # fmt: skip
+    await _append(h.relay, h.vault.id, at=T0 + 3, actor=a, action="accessXlog")
+    head = await _head(h.relay, h.vault.id)
+
+    response = await h.call("GET", "/audit/mine", signer=me)
+    assert response.status_code == 200, response.text
+    events = response.json()["events"]
+    assert {e["client_id"] for e in events} == {me.id}
+    assert [e["action"] for e in events][-2:] == ["access.requested", "access.release"]
+    own, released = events[-2:]
+    assert own["source_ip"] == "10.0.0.7"  # the client's own address
+    assert released["actor"] == a
+    assert released["source_ip"] is None
+    assert set(own) == {"seq", "at", "actor", "action", "severity", "client_id", "item_id",
+                        "source_ip", "detail"}  # fmt: skip
+
+    # The latest N, oldest of them first.
+    one = await h.call("GET", "/audit/mine?limit=1", signer=me)
+    assert [e["action"] for e in one.json()["events"]] == ["access.release"]
+    theirs = await h.call("GET", "/audit/mine", signer=other)
+    assert {e["client_id"] for e in theirs.json()["events"]} == {other.id}
+    assert await _head(h.relay, h.vault.id) == head  # looking leaves no trace
+
+    # Only clients; bad or unknown parameters are refused, not ignored.
+    approver = await h.call("GET", "/audit/mine", signer=h.vault.approvers[0])
+    assert (approver.status_code, error_of(approver)["error"]) == (403, "client_required")
+    for query in ("?limit=0", "?limit=201", "?client_id=" + other.id, "?limit=x"):
+        bad = await h.call("GET", "/audit/mine" + query, signer=me)
+        assert (bad.status_code, error_of(bad)["error"]) == (422, "invalid_request"), query
+    assert (await h.http.get(h.base + "/audit/mine")).status_code == 401

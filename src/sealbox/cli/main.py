@@ -87,7 +87,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
         items.add_parsers(sub)
         return parser
-    from sealbox.cli import agents, approvers, cache, ci, items, machines, network, skill, team
+    from sealbox.cli import (
+        agents,
+        approvers,
+        cache,
+        ci,
+        items,
+        machines,
+        mcp,
+        network,
+        skill,
+        team,
+    )
 
     up = sub.add_parser("up", help="run the relay (embedded SQLite unless --db says otherwise)")
     _server_options(up)
@@ -97,15 +108,19 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "--public-url", help="URL clients use to reach the relay (env SEALBOX_PUBLIC_URL)"
     )
     up.add_argument(
-        "--console-origin", action="append", metavar="ORIGIN",
+        "--console-origin",
+        action="append",
+        metavar="ORIGIN",
         help="another origin the browser console may run on, e.g. http://localhost:8400 for "
         "`sealbox console` (repeatable; env SEALBOX_CONSOLE_ORIGINS, comma-separated)",
-    )  # fmt: skip
+    )
     up.add_argument(
-        "--trusted-proxy", action="append", metavar="CIDR",
+        "--trusted-proxy",
+        action="append",
+        metavar="CIDR",
         help="a proxy in front of the relay whose X-Forwarded-For and X-Forwarded-Proto are "
         "believed (repeatable; env SEALBOX_TRUSTED_PROXIES, comma-separated; default: none)",
-    )  # fmt: skip
+    )
 
     dbp = sub.add_parser("db", help="relay database: migrate or show the schema revision")
     dbsub = dbp.add_subparsers(dest="db_command", metavar="ACTION", required=True)
@@ -138,6 +153,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     cache.add_parsers(sub)
     agents.add_parsers(sub)
     machines.add_parsers(sub)
+    mcp.add_parsers(sub)
     ci.add_parsers(sub)
     skill.add_parsers(sub)
 
@@ -228,6 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sealbox.cli import machines
 
         return machines.run(args)
+    if args.command == "mcp":
+        from sealbox.cli import mcp
+
+        return mcp.run(args)
     if args.command in ("login", "whoami", "logout"):
         return _session_command(args)
     if args.command in ("member", "policy"):

@@ -1,4 +1,5 @@
-"""The audit log, for approvers: list, follow live, export, and verify its hash chain.
+"""The audit log, for approvers: list, follow live, export, and verify its hash chain; and
+for a client, its own latest events (``/mine``).
 
 Every endpoint takes the same filters; unknown or repeated query parameters
 are refused rather than ignored, so a misspelt filter never widens a search
@@ -25,7 +26,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sealbox.crypto.encoding import canonical_json
-from sealbox.server.auth import require_approver
+from sealbox.server.auth import Client, require_approver
 from sealbox.server.errors import Invalid
 from sealbox.server.http.deps import Principal, relay_of
 from sealbox.server.services import audit as service
@@ -81,6 +82,12 @@ class ExportQuery(Filters):
     format: Literal["jsonl", "csv"] = "jsonl"
 
 
+class MineQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(50, ge=1, le=200, description="Most events to return (the latest).")
+
+
 class VerifyQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -121,6 +128,23 @@ async def list_events(
         relay_of(request), vault=vault, filters=q.selection(), after=q.after_seq, limit=q.limit
     )
     return {"events": [_event(e) for e in found.events], "next_after_seq": found.next_after}
+
+
+#: What a client sees of its own events: no hash chain (only approvers can check it whole).
+MINE_FIELDS = ("seq", "at", "actor", "action", "severity", "client_id", "item_id", "source_ip",
+               "detail")  # fmt: skip
+
+
+@router.get("/mine")
+async def my_events(
+    vault: str, request: Request, principal: Client, q: Annotated[MineQuery, Query()]
+) -> dict[str, Any]:
+    """The calling client's own latest events (oldest of them first): its requests, their
+    releases, denials, expiries and cache hits.  Nobody else's; an approver's source
+    address is left out of the events an approver caused."""
+    found = await service.mine(relay_of(request), vault=vault, client_id=principal.id,
+                               limit=q.limit)  # fmt: skip
+    return {"events": [{name: getattr(e, name) for name in MINE_FIELDS} for e in found]}
 
 
 def _sse(event: Mapping[str, Any]) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ __all__ = [
     "Revoked",
     "export",
     "follow",
+    "mine",
     "page",
     "verify",
 ]
@@ -102,6 +104,18 @@ async def _still_approver(relay: Relay, vault: str, approver_id: str) -> bool:
             relay.directories.forget(vault)
             directory = await relay.directories.load(conn, vault)
     return approver_id in directory.approvers
+
+
+async def mine(relay: Relay, *, vault: str, client_id: str, limit: int) -> list[Event]:
+    """A client's own recent events (its ``client_id``), oldest of them first.
+
+    What others did about the client's requests (an approver's release or
+    denial) is the client's to know; where they did it from is not, so a
+    source address is kept only on the client's own actions.
+    """
+    async with relay.read() as conn:
+        found = await audit.latest(conn, vault, Filter(client_id=client_id), limit=limit)
+    return [e if e.actor == client_id else dataclasses.replace(e, source_ip=None) for e in found]
 
 
 @contextlib.asynccontextmanager

@@ -38,6 +38,7 @@ __all__ = [
     "events",
     "head",
     "last",
+    "latest",
     "one_snapshot",
     "verify_chain",
 ]
@@ -268,6 +269,13 @@ async def events(
     query = _where(select(audit_events), vault, f, after, upto)
     rows = await conn.execute(query.order_by(audit_events.c.seq).limit(limit))
     return [_event(row) for row in rows]
+
+
+async def latest(conn: AsyncConnection, vault: str, f: Filter, *, limit: int) -> list[Event]:
+    """The last ``limit`` events matching ``f``, oldest of them first."""
+    query = _where(select(audit_events), vault, f, 0, 2**63 - 1)
+    rows = await conn.execute(query.order_by(audit_events.c.seq.desc()).limit(limit))
+    return [_event(row) for row in rows][::-1]
 
 
 def _event(row: Any) -> Event:
