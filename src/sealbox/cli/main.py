@@ -108,19 +108,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "--public-url", help="URL clients use to reach the relay (env SEALBOX_PUBLIC_URL)"
     )
     up.add_argument(
-        "--console-origin",
-        action="append",
-        metavar="ORIGIN",
+        "--console-origin", action="append", metavar="ORIGIN",
         help="another origin the browser console may run on, e.g. http://localhost:8400 for "
         "`sealbox console` (repeatable; env SEALBOX_CONSOLE_ORIGINS, comma-separated)",
-    )
+    )  # fmt: skip
     up.add_argument(
-        "--trusted-proxy",
-        action="append",
-        metavar="CIDR",
+        "--trusted-proxy", action="append", metavar="CIDR",
         help="a proxy in front of the relay whose X-Forwarded-For and X-Forwarded-Proto are "
         "believed (repeatable; env SEALBOX_TRUSTED_PROXIES, comma-separated; default: none)",
-    )
+    )  # fmt: skip
 
     dbp = sub.add_parser("db", help="relay database: migrate or show the schema revision")
     dbsub = dbp.add_subparsers(dest="db_command", metavar="ACTION", required=True)
