@@ -40,6 +40,7 @@ export const TYP = Object.freeze({
   deny: "sealbox.deny.v1",
   checkpoint: "sealbox.checkpoint.v1",
   consent: "sealbox.consent.v1",
+  consentRequest: "sealbox.consent-request.v1",
 });
 
 export const APPROVER_KINDS = Object.freeze(["browser", "terminal", "automated"]);
