@@ -87,7 +87,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
         items.add_parsers(sub)
         return parser
-    from sealbox.cli import agents, approvers, cache, ci, items, machines, network, team
+    from sealbox.cli import agents, approvers, cache, ci, consent, items, machines, network, team
 
     up = sub.add_parser("up", help="run the relay (embedded SQLite unless --db says otherwise)")
     _server_options(up)
@@ -137,6 +137,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     items.add_parsers(sub)
     cache.add_parsers(sub)
     agents.add_parsers(sub)
+    consent.add_parsers(sub)
     machines.add_parsers(sub)
     ci.add_parsers(sub)
 
@@ -195,6 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sealbox.cli import agents
 
         return agents.run(args)
+    if args.command == "consent":
+        from sealbox.cli import consent
+
+        return consent.run(args)
     if args.command == "cache":
         from sealbox.cli import cache
 
