@@ -56,7 +56,7 @@ def add_parsers(sub: Any) -> None:
     verify.add_argument("--client", required=True, metavar="ID", help="the client the consent "
                         "must have been asked by (cli_…)")  # fmt: skip
     verify.add_argument("--vault", required=True, metavar="sha256:…", help="the vault's pinned "
-                        "fingerprint (`sealbox whoami` shows it)")  # fmt: skip
+                        "fingerprint (`sealbox approver init` printed it)")  # fmt: skip
 
 
 def _read(text: str, what: str) -> str:
