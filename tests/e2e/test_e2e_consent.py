@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from loop_support import PASSPHRASE, Deployment
+from loop_support import PASSPHRASE, Deployment, env_for
 from test_e2e_terminal import CONFIRM, Started, request_block
 
 from sealbox.crypto.encoding import b64u_encode
@@ -218,3 +219,48 @@ def test_bad_details_are_refused_before_anything_is_asked(
     huge = _plan(tmp_path, {"blob": "x" * 9000}, "huge.json")
     done = d.cli("consent", "request", "--action", "deploy", "--details", f"@{huge}")
     assert done.returncode == 2, done.stderr
+
+
+SDK_SCRIPT = """
+import asyncio, json, sys
+import sealbox
+from sealbox.client.consent import verify_grant
+from sealbox.errors import BindingMismatch
+
+plan = json.loads(sys.argv[1])
+
+async def main():
+    async with sealbox.AsyncClient() as vault:
+        grant = await vault.request_consent("deploy", plan, purpose="sdk", ttl=60)
+    consent = verify_grant(grant.bundle_json(), fingerprint=grant.fingerprint, action="deploy",
+                           details=plan, client=grant.client)
+    try:
+        verify_grant(grant, fingerprint=grant.fingerprint, action="deploy",
+                     details={**plan, "replicas": 9}, client=grant.client)
+    except BindingMismatch:
+        other = "refused"
+    with sealbox.Client() as vault:
+        again = vault.request_consent("deploy", plan, ttl=30)
+    print(json.dumps({"approver": consent.approver, "ttl": consent.exp - consent.at,
+                      "other": other, "again": again.expires_at - again.at,
+                      "request": grant.request}))
+
+asyncio.run(main())
+"""
+
+
+def test_the_sdk_asks_and_verifies_both_blocking_and_async(shared: Deployment) -> None:
+    d = shared
+    bot = d.serve(CONSENT_RULES)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", SDK_SCRIPT, json.dumps({"service": "api", "replicas": 3})],
+            capture_output=True, text=True, timeout=120, check=False,
+            env=env_for(d.client_config), stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    finally:
+        bot.stop()
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got == {"approver": d.keys.record.id, "ttl": 60, "other": "refused", "again": 30,
+                   "request": got["request"]}  # fmt: skip
