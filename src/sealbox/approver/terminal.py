@@ -564,7 +564,13 @@ class TerminalApprover:
             if key in self._seen:
                 continue
             self._seen.add(key)
-            examined = consents.examine(self.session, entry, now=int(self.clock()))
+            try:
+                examined = consents.examine(self.session, entry, now=int(self.clock()))
+            except (Expired, DirectoryBroken) as exc:
+                # Not the request's doing: not shown, not answered, and the others still are.
+                self.say(f"!! Consent request {key[8:20]} is not shown: {exc.message} "
+                         f"({exc.code}).")  # fmt: skip
+                continue
             if isinstance(examined, Unverifiable):
                 self._refuse_consent(examined)
                 continue
