@@ -165,6 +165,9 @@ async def test_audit_holds_the_action_but_not_the_details(h: Harness) -> None:
             )
         ).one()
     assert row.detail["action"] == "deploy"
+    assert row.detail["details"] == consent_details_hash(
+        {"account": "DE89 3704 0044 0532 0130 00", "amount": 12}
+    )
     assert "DE89" not in repr(tuple(row))
 
 

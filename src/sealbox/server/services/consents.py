@@ -26,6 +26,7 @@ from sealbox.errors import NotAuthorized
 from sealbox.protocol.access import verify_deny
 from sealbox.protocol.consent import (
     check_consent_answers,
+    consent_details_hash,
     read_filed_request,
     verify_consent_request,
 )
@@ -147,7 +148,8 @@ async def create(
             tx.conn, vault=vault, at=now, actor=principal.id, action="consent.requested",
             client_id=principal.id, source_ip=source_ip,
             # The action and the details' hash: the details themselves stay in the statement.
-            detail={"request": request_id, "action": s.action, "ttl": s.ttl},
+            detail={"request": request_id, "action": s.action, "ttl": s.ttl,
+                    "details": consent_details_hash(s.details)},
         )  # fmt: skip
         _wake(tx, row, row.state)
     return _status(row, now)
