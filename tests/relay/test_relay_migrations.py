@@ -96,6 +96,7 @@ _LATER_TABLES: frozenset[str] = frozenset(
     {
         "agents",
         "bootstrap_tokens",
+        "consent_requests",
         "machine_registrations",
         "enrollments",
         "network_allowlists",

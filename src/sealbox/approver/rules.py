@@ -21,6 +21,22 @@ rule; a key that is absent matches anything::
     cache_seconds = 300             # let the client keep the values this long
     reason = "outside the backup window"   # shown to the client on deny
 
+Consent requests (``sealbox consent request``) are decided by rules of
+``kind = "consent"`` only, and a consent is never given unless a rule
+explicitly allows that action for that client: a consent rule must name its
+``actions`` (exact action names) and its ``clients``, and may narrow further
+with ``client_kinds``, ``purpose``, ``hours``, ``weekdays`` and ``rate``
+(``items``, ``fields``, ``hosts`` and ``cache_seconds`` are for access and
+store requests and are refused here).  No matching rule: left for a person::
+
+    [[rule]]
+    name = "the release bot may deploy"
+    decision = "approve"
+    kind = "consent"
+    actions = ["deploy"]
+    clients = ["release-bot"]
+    rate = "20/hour"
+
 Matching uses only a request's verified facts (:class:`~sealbox.approver.review.Review`):
 the certified client, and what it signed.  Rules are strict: an unknown key or
 a malformed value is an error when the file is loaded, never a rule that
@@ -41,6 +57,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from sealbox.approver.consents import ConsentReview
 from sealbox.approver.review import Review
 from sealbox.errors import InvalidInput
 
@@ -48,8 +65,10 @@ __all__ = ["Decision", "Rule", "RuleSet", "load_rules", "parse_rules"]
 
 _KEYS = {
     "name", "decision", "kind", "clients", "client_kinds", "items", "fields", "purpose",
-    "hosts", "hours", "weekdays", "rate", "cache_seconds", "reason",
+    "hosts", "hours", "weekdays", "rate", "cache_seconds", "reason", "actions",
 }  # fmt: skip
+#: Keys that say nothing about a consent request: refused in a consent rule.
+_NOT_FOR_CONSENT = {"items", "fields", "hosts", "cache_seconds"}
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _HOURS = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)")
@@ -81,7 +100,35 @@ class Rule:
     """(count, seconds)."""
     cache_seconds: int | None = None
     reason: str = ""
+    actions: frozenset[str] | None = None
+    """Consent rules: the action names this rule decides (always set for them)."""
     _used: deque[float] = field(default_factory=deque, repr=False)
+
+    def matches_consent(self, rev: ConsentReview, moment: datetime.datetime) -> bool:
+        """Whether this consent rule decides ``rev`` (only verified facts are used)."""
+        if self.kind != "consent" or self.actions is None or self.clients is None:
+            return False
+        if rev.action not in self.actions:
+            return False
+        if not any(fnmatchcase(rev.client_name, g) or fnmatchcase(rev.client_id, g)
+                   for g in self.clients):  # fmt: skip
+            return False
+        if self.client_kinds is not None and rev.client_kind not in self.client_kinds:
+            return False
+        if self.purpose is not None and not self.purpose.search(rev.purpose):
+            return False
+        return self._in_time(moment)
+
+    def _in_time(self, moment: datetime.datetime) -> bool:
+        if self.weekdays is not None and moment.weekday() not in self.weekdays:
+            return False
+        if self.hours is not None:
+            minute = moment.hour * 60 + moment.minute
+            start, end = self.hours
+            inside = start <= minute < end if start <= end else minute >= start or minute < end
+            if not inside:
+                return False
+        return True
 
     def matches(self, rev: Review, moment: datetime.datetime) -> bool:
         if rev.kind != self.kind:
@@ -130,6 +177,21 @@ class Rule:
 class RuleSet:
     rules: list[Rule]
     clock: Callable[[], float] = time.time
+
+    def decide_consent(self, rev: ConsentReview) -> Decision | None:
+        """The first matching consent rule's decision; ``None``: leave it for a person."""
+        now = self.clock()
+        moment = datetime.datetime.fromtimestamp(now).astimezone()
+        for rule in self.rules:
+            if not rule.matches_consent(rev, moment):
+                continue
+            if rule.approve:
+                if not rule.within_rate(now):
+                    continue
+                rule.count(now)
+            return Decision(rule=rule.name, approve=rule.approve, cache_seconds=None,
+                            reason=rule.reason or f"refused by rule {rule.name!r}")  # fmt: skip
+        return None
 
     def decide(self, rev: Review) -> Decision | None:
         """The first matching rule's decision; ``None``: leave it for a person.
@@ -242,9 +304,24 @@ def _rule(table: Mapping[str, Any], index: int, source: _Source) -> Rule:
         raise fail("decision", 'decision must be "approve" or "deny"')
     rule = Rule(name=name, approve=decision == "approve")
     kind = table.get("kind", "access")
-    if kind not in ("access", "store"):
-        raise fail("kind", 'kind must be "access" or "store"')
+    if kind not in ("access", "store", "consent"):
+        raise fail("kind", 'kind must be "access", "store" or "consent"')
     rule.kind = kind
+    if kind == "consent":
+        misplaced = sorted(_NOT_FOR_CONSENT & set(table))
+        if misplaced:
+            raise fail(misplaced[0], f"{misplaced[0]} does not apply to consent rules",
+                       "A consent rule decides by actions, clients, client_kinds, purpose, "
+                       "hours, weekdays and rate. " + _FORMAT)  # fmt: skip
+        for needed in ("actions", "clients"):
+            if needed not in table:
+                raise fail("kind", f"a consent rule must name its {needed}",
+                           "A consent is given only where a rule names the action and the "
+                           "client explicitly. " + _FORMAT)  # fmt: skip
+    elif "actions" in table:
+        raise fail("actions", 'actions are for rules of kind = "consent"')
+    if "actions" in table:
+        rule.actions = frozenset(_strings(table["actions"], "actions", fail))
     if "clients" in table:
         rule.clients = _strings(table["clients"], "clients", fail)
     if "client_kinds" in table:

@@ -30,6 +30,7 @@ from typing import Any, TextIO
 
 import httpx
 
+from sealbox.approver import consents
 from sealbox.approver.answer import (
     Approve,
     Backoff,
@@ -246,6 +247,58 @@ class AutomatedApprover:
         for entry in pending(self.session):
             if not entry.get("answered"):
                 self._submit(entry["id"], entry)
+        self._consents()
+
+    # --- consent requests: a rule must name the action and the client, else a person decides ---
+
+    def _consents(self) -> None:
+        """Hand every consent request waiting and not yet handled to a worker."""
+        for entry in consents.pending(self.session):
+            key = "consent " + entry["id"]
+            if self._claim(key):
+                try:
+                    self._pool.submit(self._run_consent, key, entry)
+                except RuntimeError:  # closing: the workers take nothing new
+                    self._unclaim(key)
+
+    def _run_consent(self, key: str, entry: Mapping[str, Any]) -> None:
+        try:
+            self.handle_consent(entry)
+        except (httpx.HTTPError, SealboxError) as exc:
+            code = exc.code if isinstance(exc, SealboxError) else "relay_error"
+            self._record(request=entry.get("id"), kind="consent", outcome="error", error=code,
+                         message=describe(exc))  # fmt: skip
+            if transient(exc):
+                self._unclaim(key)  # handled again on the next listing
+
+    def handle_consent(self, entry: Mapping[str, Any]) -> str:
+        """Decide one pending consent request by the rules; return the outcome logged."""
+        now = int(self.clock())
+        try:
+            examined = consents.examine(self.session, entry, now=now)
+        except (Expired, DirectoryBroken) as exc:
+            self._record(request=entry.get("id"), kind="consent", outcome="not answered",
+                         error=exc.code, message=exc.message)  # fmt: skip
+            return "not answered"
+        if isinstance(examined, Unverifiable):
+            done = consents.answer(self.session, examined, Refuse(), now=now)
+            self._record(request=examined.id, kind="consent", outcome="unverifiable",
+                         severity="alert", error=examined.code, message=examined.message,
+                         answer=done.answer)  # fmt: skip
+            return "unverifiable"
+        facts = {"request": examined.id, "kind": "consent", "client": examined.client_id,
+                 "client_name": examined.client_name, "action": examined.action,
+                 "details": examined.details_hash, "purpose": examined.purpose}  # fmt: skip
+        with self._lock:
+            rule = self.rules.decide_consent(examined)
+        if rule is None:
+            self._record(**facts, outcome="left for a person")
+            return "left"
+        decision: Decision = Approve() if rule.approve else Deny(reason=rule.reason)
+        done = consents.answer(self.session, examined, decision, now=now)
+        outcome = {"consented": "approved", "denied": "denied"}.get(done.answer, "gone")
+        self._record(**facts, rule=rule.rule, outcome=outcome)
+        return outcome
 
     # --- the stream ---
 
@@ -275,6 +328,8 @@ class AutomatedApprover:
                             return
                         if event == "directory":
                             self.session.forget_directory()
+                        elif event == "consent-requests":
+                            self._consents()
                         elif (
                             event == "request"
                             and isinstance(data, dict)

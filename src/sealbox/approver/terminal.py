@@ -41,7 +41,7 @@ from typing import Any
 import httpx
 
 from sealbox._relay.text import displayable
-from sealbox.approver import admin, agents, machines, members
+from sealbox.approver import admin, agents, consents, machines, members
 from sealbox.approver.answer import (
     Approve,
     Backoff,
@@ -64,9 +64,10 @@ from sealbox.errors import DirectoryBroken, Expired, SealboxError
 from sealbox.protocol import directory as dirs
 from sealbox.protocol.statements import ApproverRecord
 
-__all__ = ["ANSWER_PROMPT", "SKIP_AGAIN", "Console", "TerminalApprover"]
+__all__ = ["ANSWER_PROMPT", "CONSENT_PROMPT", "SKIP_AGAIN", "Console", "TerminalApprover"]
 
 ANSWER_PROMPT = "Approve? Type 'yes' to approve, 'no' to deny, Enter to skip: "
+CONSENT_PROMPT = "Consent? Type 'yes' to consent, 'no' to refuse, Enter to skip: "
 #: Seconds after which a skipped request is offered again even if nothing else happened.
 SKIP_AGAIN = 60.0
 #: Most request states remembered from the stream (old ones are long finished).
@@ -150,7 +151,7 @@ class TerminalApprover:
                             self._note_state(data)
                             self.events.put((event, data))
                         elif event in ("device-requests", "pairing", "agent-requests",
-                                       "directory"):  # fmt: skip
+                                       "consent-requests", "directory"):  # fmt: skip
                             self.events.put((event, data))
             except (httpx.HTTPError, SealboxError) as exc:
                 reason = describe(exc)
@@ -246,6 +247,7 @@ class TerminalApprover:
             self.show_machines()
             self.show_pairings()
             self.show_agents()
+            self.show_consents()
             self._catch_up()
         elif event == "request" and isinstance(data, dict) and isinstance(data.get("id"), str):
             if data.get("state") == "pending":
@@ -262,6 +264,8 @@ class TerminalApprover:
             self.show_pairings()
         elif event == "agent-requests":
             self.show_agents()
+        elif event == "consent-requests":
+            self.show_consents()
         elif event == "directory":
             self.session.forget_directory()
         elif event == "lost":
@@ -552,6 +556,87 @@ class TerminalApprover:
             agents.approve_agent(self.session, entry, scopes=entry["scopes"], grants=grants)
             self.say(f"Agent {client_id} approved"
                      + (f", granted {', '.join(grants)}" if grants else "") + ".")  # fmt: skip
+
+    def show_consents(self) -> None:
+        """Consent requests: the action and its details as the client signed them, verified."""
+        for entry in consents.pending(self.session):
+            key = "consent " + str(entry["id"])
+            if key in self._seen:
+                continue
+            self._seen.add(key)
+            try:
+                examined = consents.examine(self.session, entry, now=int(self.clock()))
+            except (Expired, DirectoryBroken) as exc:
+                # Not the request's doing: not shown, not answered, and the others still are.
+                self.say(f"!! Consent request {key[8:20]} is not shown: {exc.message} "
+                         f"({exc.code}).")  # fmt: skip
+                continue
+            if isinstance(examined, Unverifiable):
+                self._refuse_consent(examined)
+                continue
+            self.show_consent(examined)
+            choice = self.console.ask(CONSENT_PROMPT).lower()
+            decision: Decision
+            if choice == "yes":
+                decision = Approve()
+            elif choice == "no":
+                reason = self.console.ask("Reason (shown to the requester): ")
+                decision = Deny(reason or "refused by an approver")
+            else:
+                self._seen.discard(key)
+                self.say("Skipped: it is offered again when something new arrives.")
+                continue
+            if not self.console.verify():
+                self._seen.discard(key)
+                continue
+            done = consents.answer(self.session, examined, decision, now=int(self.clock()))
+            short = examined.id[:12]
+            if done.answer == "ended":
+                self.say(f"Consent request {short} is no longer waiting (answered by another "
+                         "approver, withdrawn or expired); nothing was sent.")  # fmt: skip
+            elif done.answer == "consented":
+                self.say(f"Consented to {examined.action} for {examined.client_name} "
+                         f"({short}).")  # fmt: skip
+            else:
+                self.say(f"Refused consent request {short}.")
+
+    def _refuse_consent(self, request: Unverifiable) -> None:
+        short = request.id[:12] or "?"
+        self.say(f"!! Consent request {short} does NOT verify ({request.code}: "
+                 f"{request.message}). It is not shown.")  # fmt: skip
+        done = consents.answer(self.session, request, Refuse(), now=int(self.clock()))
+        if done.answer != "ended":
+            self.say("Refused with a signed refusal: its requester is told at once. "
+                     "Tell your team: the relay may be tampering.")  # fmt: skip
+
+    def show_consent(self, rev: consents.ConsentReview) -> None:
+        say = self.say
+        now = int(self.clock())
+        say("")
+        say(f"=== CONSENT REQUEST {rev.id[:12]} " + "=" * 30)
+        say("Verified (certificate checked against the directory; details signed by the client):")
+        say(f"  who:      {rev.client_name} ({rev.client_kind}, {rev.client_id})")
+        approvers = self.session.directory().approvers
+        issuer = approvers.get(rev.issuer)
+        if rev.enrolled_by is not None:
+            enroller = approvers.get(rev.enrolled_by)
+            name = f"approver {enroller.name}, {rev.enrolled_by}" if enroller else rev.enrolled_by
+            say(f"            enrolled by {rev.issuer} ({name})")
+        else:
+            say("            certified by "
+                + (f"{issuer.name} ({rev.issuer})" if issuer else rev.issuer))  # fmt: skip
+        say(f"  action:   {rev.action}")
+        say(f"  purpose:  {rev.purpose}")
+        say(f"  details:  ({rev.details_hash})")
+        for line in consents.details_lines(rev.details):
+            say("    " + line)
+        left = max(0, rev.expires_at - now)
+        say(f"  consent:  valid for {rev.ttl} s once given, for this action and these details "
+            "only")  # fmt: skip
+        say(f"  time:     asked {when(rev.at)}; expires {when(rev.expires_at)} "
+            f"(in {left // 60}:{left % 60:02d})")  # fmt: skip
+        say("Reported by server (not verified):")
+        say(f"  source IP: {displayable(rev.reported_by_server.get('source_ip') or '-', 64)}")
 
     def show_machines(self) -> None:
         """Machines that spent a bootstrap token and wait for a certificate."""

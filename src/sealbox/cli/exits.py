@@ -5,7 +5,7 @@
 | 0 | success |
 | 1 | the operation failed (relay refused, unreachable, bad file, …) |
 | 2 | usage error (bad arguments or input) |
-| 3 | an approver denied the request |
+| 3 | an approver denied the request (or refused consent) |
 | 4 | no answer: the request expired or was cancelled |
 | 5 | verification failed: something the relay served does not verify (tampering?) |
 | 6 | not logged in, or the session has ended |
@@ -13,6 +13,8 @@
 | 130 | interrupted (Ctrl-C); a pending request is withdrawn |
 
 ``sealbox run`` exits with the command's own status once the command has started.
+``sealbox consent verify`` exits 5 when the consent is not valid for the action, details,
+client and vault given (expired, tampered, another vault's, another action's...).
 """
 
 from __future__ import annotations

@@ -92,6 +92,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         approvers,
         cache,
         ci,
+        consent,
         items,
         machines,
         mcp,
@@ -148,6 +149,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     items.add_parsers(sub)
     cache.add_parsers(sub)
     agents.add_parsers(sub)
+    consent.add_parsers(sub)
     machines.add_parsers(sub)
     mcp.add_parsers(sub)
     ci.add_parsers(sub)
@@ -208,6 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sealbox.cli import agents
 
         return agents.run(args)
+    if args.command == "consent":
+        from sealbox.cli import consent
+
+        return consent.run(args)
     if args.command == "cache":
         from sealbox.cli import cache
 

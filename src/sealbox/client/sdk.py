@@ -50,10 +50,12 @@ from sealbox._relay.drive import AsyncDriver, SyncDriver, async_http_client, htt
 from sealbox._relay.files import write_private
 from sealbox._relay.httpsig import signer
 from sealbox.client import _flows as flows
+from sealbox.client import consent as consent_flows
 from sealbox.client import identity as identities
 from sealbox.client import policies as policy_flows
 from sealbox.client import profile as profiles
 from sealbox.client._flows import ClientState, ItemInfo, OnWait, Read, Stored, VersionInfo, Wanted
+from sealbox.client.consent import ConsentGrant
 from sealbox.client.context import process_context
 from sealbox.client.login import renew_flow
 from sealbox.client.policies import PolicyInfo
@@ -487,6 +489,23 @@ class Client(_Base):
         """Tell the relay's audit which releases were reused from the local cache."""
         self._drive(_report_flow(self._session.state, hits))
 
+    def request_consent(
+        self, action: str, details: Mapping[str, Any], *, purpose: str | None = None,
+        ttl: int = 300, on_wait: OnWait | None = None,
+    ) -> ConsentGrant:  # fmt: skip
+        """Ask an approver to consent to ``action`` with ``details``; wait; verify the consent.
+
+        The grant carries the consent (a compact JWS) and what a third party needs to
+        verify it offline (:func:`sealbox.client.consent.verify_grant`).  Raises
+        ``Denied``, ``RequestExpired`` or a verification error; never returns an
+        unverified consent.
+        """
+        result: ConsentGrant = self._drive(consent_flows.consent_flow(
+            self._session.state, action, details, purpose=_purpose(purpose, self._purpose),
+            ttl=ttl, on_wait=on_wait,
+        ))  # fmt: skip
+        return result
+
 
 class AsyncClient(_Base):
     """The asyncio twin of :class:`Client`: the same calls, awaited.
@@ -657,3 +676,14 @@ class AsyncClient(_Base):
     async def report_cache_hits(self, hits: Sequence[Mapping[str, Any]]) -> None:
         """Tell the relay's audit which releases were reused from the local cache."""
         await self._drive(_report_flow(self._session.state, hits))
+
+    async def request_consent(
+        self, action: str, details: Mapping[str, Any], *, purpose: str | None = None,
+        ttl: int = 300, on_wait: OnWait | None = None,
+    ) -> ConsentGrant:  # fmt: skip
+        """Ask an approver to consent to ``action`` with ``details``; wait; verify the consent."""
+        result: ConsentGrant = await self._drive(consent_flows.consent_flow(
+            self._session.state, action, details, purpose=_purpose(purpose, self._purpose),
+            ttl=ttl, on_wait=on_wait,
+        ))  # fmt: skip
+        return result

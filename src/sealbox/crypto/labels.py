@@ -79,6 +79,7 @@ TYP_RELEASE: Final = "sealbox.release.v1"
 TYP_DENY: Final = "sealbox.deny.v1"
 TYP_CHECKPOINT: Final = "sealbox.checkpoint.v1"
 TYP_CONSENT: Final = "sealbox.consent.v1"
+TYP_CONSENT_REQUEST: Final = "sealbox.consent-request.v1"
 
 ALL_STATEMENT_TYPES: Final = frozenset(
     {
@@ -92,6 +93,7 @@ ALL_STATEMENT_TYPES: Final = frozenset(
         TYP_DENY,
         TYP_CHECKPOINT,
         TYP_CONSENT,
+        TYP_CONSENT_REQUEST,
     }
 )
 

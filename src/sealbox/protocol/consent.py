@@ -1,5 +1,12 @@
 """Per-action consent: an approver's signed yes to one action, checkable by a third party.
 
+A client asks with a signed consent request (:func:`build_consent_request`)
+carrying the action and its full details; an approver verifies it
+(:func:`verify_consent_request`) and answers with :func:`answer_consent` (or a
+signed deny of the request's hash).  The consent names the request it answers
+in its ``scope`` (``consent-request sha256:…``), so the relay, the client and
+anyone else can tell exactly which request it consents to.
+
 A deploy tool or an MCP server that must not act without a person's approval
 asks for a consent (CIBA-like), then checks it with :func:`verify_consent`
 against the vault directory it pinned, the parameters it is about to act on,
@@ -10,21 +17,53 @@ parameters, so it reveals nothing the checker does not already know.
 from __future__ import annotations
 
 import hmac
+import json
+import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sealbox.crypto import jws, labels
-from sealbox.crypto.encoding import canonical_json, digest
+from sealbox.crypto.encoding import b64u_decode, canonical_json, digest, parse_canonical_json
 from sealbox.crypto.keys import SigningKey
-from sealbox.errors import BindingMismatch, Expired, MalformedInput
-from sealbox.protocol.certificates import CLOCK_SKEW
-from sealbox.protocol.directory import Directory
-from sealbox.protocol.statements import ConsentStatement, sign_statement, verify_statement
+from sealbox.errors import BindingMismatch, Expired, MalformedInput, NotAuthorized
+from sealbox.protocol import ids
+from sealbox.protocol._reader import Reader
+from sealbox.protocol.certificates import CLOCK_SKEW, verify_chain
+from sealbox.protocol.directory import MAX_LINKS, Directory, verify_directory
+from sealbox.protocol.statements import (
+    MAX_CONSENT_TTL,
+    ClientCertificate,
+    ConsentRequestStatement,
+    ConsentStatement,
+    sign_statement,
+    verify_statement,
+)
 
-__all__ = ["MAX_CONSENT_TTL", "consent_details_hash", "issue_consent", "verify_consent"]
+__all__ = [
+    "BUNDLE_FORMAT",
+    "MAX_CONSENT_TTL",
+    "MAX_CONSENT_WAIT",
+    "ConsentAsk",
+    "VerifiedConsentRequest",
+    "answer_consent",
+    "build_consent_request",
+    "check_consent_answers",
+    "consent_bundle",
+    "consent_details_hash",
+    "consent_scope",
+    "issue_consent",
+    "parse_bundle",
+    "read_filed_request",
+    "verify_consent",
+    "verify_consent_bundle",
+    "verify_consent_request",
+]
 
-#: Longest a consent may stay valid (seconds): it approves one action, soon.
-MAX_CONSENT_TTL = 3600
+#: Longest a consent request may wait for an answer (seconds).
+MAX_CONSENT_WAIT = 3600
+#: The ``format`` of the offline bundle: a consent and the directory that verifies it.
+BUNDLE_FORMAT = "sealbox.consent-bundle.v1"
 
 
 def consent_details_hash(details: Mapping[str, Any]) -> str:
@@ -90,3 +129,173 @@ def verify_consent(
     if consent.at > now + CLOCK_SKEW or now > consent.exp:
         raise Expired("consent is not valid at this time")
     return consent
+
+
+def consent_scope(request_hash: str) -> str:
+    """The ``scope`` of a consent given in answer to the consent request ``request_hash``."""
+    return f"consent-request {request_hash}"
+
+
+# --- client: ask ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConsentAsk:
+    """A signed consent request: its token, its statement hash (the request's name), and it."""
+
+    token: str
+    hash: str
+    statement: ConsentRequestStatement
+
+
+def build_consent_request(
+    *,
+    client: str,
+    key: SigningKey,
+    vault: str,
+    action: str,
+    details: Mapping[str, Any],
+    purpose: str,
+    now: int,
+    ttl: int = 300,
+    wait: int = 300,
+) -> ConsentAsk:
+    """Sign a request for consent to ``action`` with ``details``, valid ``ttl`` s once given."""
+    if not 0 < wait <= MAX_CONSENT_WAIT:
+        raise ValueError("wait out of range")
+    statement = ConsentRequestStatement(
+        jti=ids.new_id(ids.JTI, secrets.token_bytes), vault=vault, client=client, action=action,
+        details=dict(details), purpose=purpose, ttl=ttl, at=now, exp=now + wait,
+    )  # fmt: skip
+    # Never sign what a verifier would refuse (details too big, a control character...).
+    ConsentRequestStatement.from_json(json.loads(json.dumps(statement.to_json())))
+    token = sign_statement(statement, key, client)
+    return ConsentAsk(token=token, hash=jws.statement_hash(token), statement=statement)
+
+
+# --- approver (and relay): check the request, answer it ---------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifiedConsentRequest:
+    """A consent request verified against the directory: every field is safe to show as such."""
+
+    statement: ConsentRequestStatement
+    hash: str
+    certificate: ClientCertificate
+
+
+def verify_consent_request(
+    token: object,
+    *,
+    directory: Directory,
+    certificate: str,
+    now: int,
+    enrollment: str | None = None,
+) -> VerifiedConsentRequest:
+    """Verify a consent request and the certificate of the client that signed it."""
+    cert, _ = verify_chain(certificate, directory, now=now, enrollment=enrollment)
+    header = jws.read_header(token)
+    if header.kid != cert.client.id:
+        raise NotAuthorized("consent request is not signed by the certified client")
+    statement = verify_statement(token, ConsentRequestStatement, cert.client.sig_pk, cert.client.id)
+    if statement.client != cert.client.id or statement.vault != directory.vault:
+        raise BindingMismatch("consent request client or vault does not match its certificate")
+    if statement.exp - statement.at > MAX_CONSENT_WAIT or statement.exp <= statement.at:
+        raise MalformedInput("consent request: validity window out of range")
+    if statement.at > now + CLOCK_SKEW or now > statement.exp:
+        raise Expired("consent request is not valid at this time")
+    assert isinstance(token, str)
+    return VerifiedConsentRequest(statement, jws.statement_hash(token), cert)
+
+
+def read_filed_request(token: str) -> ConsentRequestStatement:
+    """The statement of a consent request that verified when it was filed, read strictly again
+    (its signature is not checked again: only for the relay's own stored copy)."""
+    payload = parse_canonical_json(b64u_decode(token.split(".")[1]), what="consent request")
+    return ConsentRequestStatement.from_json(payload)
+
+
+def answer_consent(
+    verified: VerifiedConsentRequest,
+    *,
+    directory: Directory,
+    approver: str,
+    key: SigningKey,
+    now: int,
+    ttl: int | None = None,
+) -> str:
+    """Consent to a verified request: for its action, details and client, for at most its ttl."""
+    s = verified.statement
+    if now > s.exp:
+        raise Expired("consent request expired before it was answered")
+    return issue_consent(
+        directory, approver=approver, key=key, action=s.action, details=s.details,
+        client=s.client, scope=consent_scope(verified.hash), now=now,
+        ttl=min(ttl or s.ttl, s.ttl),
+    )  # fmt: skip
+
+
+def check_consent_answers(
+    token: object,
+    *,
+    directory: Directory,
+    request: ConsentRequestStatement,
+    request_hash: str,
+    now: int,
+) -> ConsentStatement:
+    """Verify that ``token`` consents to exactly this request, no longer than it asked."""
+    consent = verify_consent(
+        token, directory=directory, action=request.action, details=request.details,
+        client=request.client, now=now,
+    )  # fmt: skip
+    if consent.scope != consent_scope(request_hash):
+        raise BindingMismatch("consent answers another consent request")
+    if consent.exp - consent.at > request.ttl:
+        raise BindingMismatch("consent lasts longer than was asked for")
+    return consent
+
+
+# --- third party: verify offline --------------------------------------------------------
+
+
+def consent_bundle(token: str, directory: Directory) -> dict[str, Any]:
+    """What a third party needs to verify ``token`` offline from the vault's fingerprint."""
+    return {"format": BUNDLE_FORMAT, "consent": token, "directory": list(directory.tokens)}
+
+
+def _link(value: object) -> str:
+    if not isinstance(value, str) or not value.isascii() or len(value) > 1 << 16:
+        raise MalformedInput("consent bundle.directory: expected compact JWS links")
+    return value
+
+
+def parse_bundle(value: object) -> tuple[str, tuple[str, ...]]:
+    """(consent token, directory links) of a bundle, read strictly (nothing verified yet)."""
+    r = Reader(value, "consent bundle")
+    if r.raw("format") != BUNDLE_FORMAT:
+        raise MalformedInput(f"consent bundle: format is not {BUNDLE_FORMAT}")
+    token = r.raw("consent")
+    if not isinstance(token, str) or not token.isascii() or len(token) > 1 << 16:
+        raise MalformedInput("consent bundle.consent: expected a compact JWS")
+    links = tuple(r.items("directory", _link, max_len=MAX_LINKS))
+    r.done()
+    return token, links
+
+
+def verify_consent_bundle(
+    bundle: object,
+    *,
+    fingerprint: str,
+    action: str,
+    details: Mapping[str, Any],
+    client: str,
+    now: int,
+) -> ConsentStatement:
+    """Verify a bundle offline: its directory from the pinned ``fingerprint``, then the consent
+    against that directory, this action, these details and this client, at ``now``."""
+    token, links = parse_bundle(bundle)
+    directory = verify_directory(links, pinned=fingerprint)
+    return verify_consent(
+        token, directory=directory, action=action, details=details, client=client, now=now
+    )

@@ -36,6 +36,13 @@ Machine registrations (a machine that spent a bootstrap token)::
     pending --an approver certifies--> approved
     pending --deny-------------------> denied
 
+Consent requests (a client asking an approver to consent to one action)::
+
+    pending --an approver's consent--> consented --its client takes it--> delivered
+    pending --deny--------------------> denied
+    pending --exp passes--------------> expired
+    pending --its client cancels------> cancelled
+
 A pending login, pairing or machine registration past its expiry is *expired* when read; it is never
 written as such (expiry is a property of time, and the rows are purged).
 """
@@ -50,12 +57,15 @@ from typing import Final, Generic, TypeVar
 from sealbox.errors import IllegalTransition
 
 __all__ = [
+    "CONSENT",
     "DEVICE",
     "MACHINE_REGISTRATION",
     "PAIRING",
     "STORE",
     "TERMINAL",
     "TRANSITIONS",
+    "ConsentEvent",
+    "ConsentState",
     "DeviceEvent",
     "DeviceState",
     "Event",
@@ -262,5 +272,43 @@ MACHINE_REGISTRATION: Final = Machine(
     {
         (MachineState.PENDING, MachineEvent.CERTIFIED): MachineState.APPROVED,
         (MachineState.PENDING, MachineEvent.DENIED): MachineState.DENIED,
+    },
+)
+
+
+# --- consent requests -------------------------------------------------------------------------
+
+
+class ConsentState(enum.StrEnum):
+    PENDING = "pending"
+    CONSENTED = "consented"
+    DELIVERED = "delivered"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+class ConsentEvent(enum.StrEnum):
+    CONSENTED = "consented"
+    """An approver uploaded the consent it signed for exactly this request."""
+    FETCHED = "fetched"
+    """The requesting client has taken the consent."""
+    DENIED = "denied"
+    EXPIRED = "expired"
+    """The request's ``exp`` passed unanswered."""
+    CANCELLED = "cancelled"
+    """The requesting client withdrew it."""
+
+
+CONSENT: Final = Machine(
+    "consent request",
+    ConsentState,
+    ConsentEvent,
+    {
+        (ConsentState.PENDING, ConsentEvent.CONSENTED): ConsentState.CONSENTED,
+        (ConsentState.PENDING, ConsentEvent.DENIED): ConsentState.DENIED,
+        (ConsentState.PENDING, ConsentEvent.EXPIRED): ConsentState.EXPIRED,
+        (ConsentState.PENDING, ConsentEvent.CANCELLED): ConsentState.CANCELLED,
+        (ConsentState.CONSENTED, ConsentEvent.FETCHED): ConsentState.DELIVERED,
     },
 )

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from sealbox.crypto import jws, labels
-from sealbox.crypto.encoding import b64u_encode, parse_digest
+from sealbox.crypto.encoding import b64u_encode, canonical_json, parse_digest
 from sealbox.crypto.keys import HpkePublicKey, SigningKey, VerifyKey
 from sealbox.errors import MalformedInput
 from sealbox.protocol import ids, scopes
@@ -35,6 +35,7 @@ __all__ = [
     "ClientCertificate",
     "ClientConstraints",
     "ClientInfo",
+    "ConsentRequestStatement",
     "ConsentStatement",
     "DenyStatement",
     "DirectoryLink",
@@ -63,6 +64,11 @@ MAX_APPROVERS = 255
 MAX_VERSION = 2**31 - 1
 #: Most fields one access statement may ask for, over all its items.
 MAX_ACCESS_FIELDS = 256
+#: Longest a consent may stay valid (seconds): it approves one action, soon.
+MAX_CONSENT_TTL = 3600
+#: Largest canonical JSON of the details a consent request carries: what an approver reads
+#: and a third party hashes again, so a plan or a payment, not a file.
+MAX_CONSENT_DETAILS = 8192
 
 
 class Statement(Protocol):
@@ -976,6 +982,77 @@ class ConsentStatement:
             details=r.digest("details"),
             client=ids.check_id(r.raw("client"), ids.CLIENT, what="client"),
             scope=r.text("scope", max_len=256),
+            at=r.integer("at"),
+            exp=r.integer("exp"),
+        )
+        r.done()
+        return out
+
+
+def _consent_details(value: object) -> dict[str, Any]:
+    """An action's parameters: a JSON object in the canonical subset, at most 8 KiB of it."""
+    if not isinstance(value, dict):
+        raise MalformedInput("consent request.details: expected a JSON object")
+    try:
+        size = len(canonical_json(value))
+    except (TypeError, ValueError):
+        raise MalformedInput(
+            "consent request.details: not representable as canonical JSON"
+        ) from None
+    if size > MAX_CONSENT_DETAILS:
+        raise MalformedInput(
+            f"consent request.details: more than {MAX_CONSENT_DETAILS} bytes of canonical JSON"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class ConsentRequestStatement:
+    """A client's signed request for an approver's consent to one action
+    (``sealbox.consent-request.v1``).
+
+    It carries the action's full ``details``, so the approver is shown what the client
+    signed, not what the relay says; the consent then carries only their hash.
+    """
+
+    TYP: ClassVar[str] = labels.TYP_CONSENT_REQUEST
+    jti: str
+    vault: str
+    client: str
+    action: str
+    details: Mapping[str, Any] = field(hash=False)
+    """The action's parameters (a JSON object, canonical, at most 8 KiB)."""
+    purpose: str
+    ttl: int
+    """How long the consent asked for should stay valid (seconds); an approver may shorten it."""
+    at: int
+    exp: int
+    """Until when the request waits for an answer."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "jti": self.jti,
+            "vault": self.vault,
+            "client": self.client,
+            "action": self.action,
+            "details": self.details,
+            "purpose": self.purpose,
+            "ttl": self.ttl,
+            "at": self.at,
+            "exp": self.exp,
+        }
+
+    @classmethod
+    def from_json(cls, value: object) -> ConsentRequestStatement:
+        r = Reader(value, "consent request")
+        out = cls(
+            jti=ids.check_id(r.raw("jti"), ids.JTI, what="jti"),
+            vault=ids.check_id(r.raw("vault"), ids.VAULT, what="vault"),
+            client=ids.check_id(r.raw("client"), ids.CLIENT, what="client"),
+            action=r.text("action", max_len=128),
+            details=r.parsed("details", _consent_details),
+            purpose=r.text("purpose", max_len=1024),
+            ttl=r.integer("ttl", low=1, high=MAX_CONSENT_TTL),
             at=r.integer("at"),
             exp=r.integer("exp"),
         )

@@ -38,6 +38,11 @@ import {
   releaseReviewed,
   reviewRequest,
 } from "../../../src/sealbox/web/static/sealbox/access.js";
+import {
+  answerConsent,
+  consentDetailsHash,
+  verifyConsentRequest,
+} from "../../../src/sealbox/web/static/sealbox/consent.js";
 import * as statements from "../../../src/sealbox/web/static/sealbox/statements.js";
 
 const { checkDisplayText } = statements;
@@ -67,6 +72,30 @@ async function directoryOf(req) {
 }
 
 const OPS = {
+  // Verify a consent request as the console does, then consent to it (or report why not).
+  async consent(req) {
+    const d = await directoryOf(req);
+    const verified = await verifyConsentRequest(req.statement, {
+      directory: d,
+      certificate: req.certificate,
+      now: req.now,
+    });
+    const consent = await answerConsent(verified, {
+      directory: d,
+      approverId: req.approver,
+      signingKey: await signingKey(req.sig_sk),
+      now: req.now,
+      ttl: req.ttl ?? null,
+    });
+    return {
+      consent,
+      hash: verified.hash,
+      action: verified.statement.action,
+      details: verified.statement.details,
+      details_hash: await consentDetailsHash(verified.statement.details),
+    };
+  },
+
   // Sign link 0 for a record, and report the codes a person would compare.
   async genesis(req) {
     const link = await genesisLink(req.vault, req.record, await signingKey(req.sig_sk), {

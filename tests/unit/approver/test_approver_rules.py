@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from sealbox.approver.consents import ConsentReview
 from sealbox.approver.review import ItemView, Review
 from sealbox.approver.rules import parse_rules
 from sealbox.errors import MalformedInput
@@ -122,3 +123,87 @@ def test_hours_and_weekdays(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_malformed_rules_are_refused(text: str, message: str) -> None:
     with pytest.raises(MalformedInput, match=message):
         parse_rules(text)
+
+
+# --- consent rules: a consent only where a rule names the action and the client -----------------
+
+
+def _consent_review(**changes: object) -> ConsentReview:
+    base = ConsentReview(
+        id="c" * 43, client_id="cli_" + "d" * 26, client_name="release-bot", client_kind="agent",
+        issuer="apv_" + "b" * 26, action="deploy", details={"image": "api:1.4.2"},
+        details_hash="sha256:" + "A" * 43, purpose="release 1.4.2", ttl=300, at=0,
+        expires_at=300,
+    )  # fmt: skip
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+CONSENT_RULES = """
+[[rule]]
+name = "release bot deploys"
+decision = "approve"
+kind = "consent"
+actions = ["deploy"]
+clients = ["release-bot"]
+rate = "1/hour"
+
+[[rule]]
+name = "nobody pays"
+decision = "deny"
+kind = "consent"
+actions = ["payment"]
+clients = ["*"]
+reason = "payments need a person"
+
+[[rule]]
+name = "every access"
+decision = "approve"
+"""
+
+
+def test_consent_only_where_a_rule_names_action_and_client() -> None:
+    rules = parse_rules(CONSENT_RULES)
+    decided = rules.decide_consent(_consent_review())
+    assert decided is not None
+    assert (decided.rule, decided.approve) == ("release bot deploys", True)
+    # Another action, another client: left for a person (the access rule never applies).
+    assert rules.decide_consent(_consent_review(action="rollback")) is None
+    assert rules.decide_consent(_consent_review(client_name="other-bot")) is None
+    # The rate is spent: left for a person, never consented.
+    assert rules.decide_consent(_consent_review()) is None
+    refused = rules.decide_consent(_consent_review(action="payment"))
+    assert refused is not None
+    assert (refused.approve, refused.reason) == (False, "payments need a person")
+    # A consent rule never decides an access request.
+    assert rules.decide(_review()) is not None
+    assert rules.decide(_review()).rule == "every access"  # type: ignore[union-attr]
+
+
+def test_no_rules_means_no_consent() -> None:
+    assert parse_rules("").decide_consent(_consent_review()) is None
+    assert (
+        parse_rules('[[rule]]\nname = "all"\ndecision = "approve"\n').decide_consent(
+            _consent_review()
+        )
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ('kind = "consent"\nclients = ["x"]', "must name its actions"),
+        ('kind = "consent"\nactions = ["deploy"]', "must name its clients"),
+        (
+            'kind = "consent"\nactions = ["d"]\nclients = ["x"]\nitems = ["a/b/c"]',
+            "items does not apply",
+        ),
+        ('actions = ["deploy"]', "actions are for rules of kind"),
+    ],
+    ids=["no-actions", "no-clients", "items", "actions-on-access"],
+)
+def test_consent_rules_are_strict(body: str, problem: str) -> None:
+    from sealbox.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match=problem):
+        parse_rules(f'[[rule]]\nname = "r"\ndecision = "approve"\n{body}\n')

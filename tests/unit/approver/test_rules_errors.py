@@ -26,7 +26,8 @@ itmes = ["shop/prod/db"]
 cache_seconds = 60
 """
 KEYS = (
-    "cache_seconds, client_kinds, clients, decision, fields, hosts, hours, items, kind, name, "
+    "actions, cache_seconds, client_kinds, clients, decision, fields, hosts, hours, items, kind, "
+    "name, "
     "purpose, rate, reason, weekdays"
 )
 

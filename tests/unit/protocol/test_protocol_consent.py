@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import pytest
 
 from sealbox.crypto import jws
+from sealbox.crypto.encoding import b64u_encode
 from sealbox.crypto.keys import SigningKey
 from sealbox.errors import (
     BindingMismatch,
+    DirectoryBroken,
     Expired,
     MalformedInput,
     NotAuthorized,
@@ -118,3 +121,153 @@ def test_issue_refuses_wrong_key_and_bad_ttl(world: Any) -> None:
             _issue(world, ttl=ttl)
     with pytest.raises(MalformedInput):
         _issue(world, action="deploy\x1b[2K")
+
+
+# --- consent requests, answers and the offline bundle ------------------------------------
+
+
+def _request(world: Any, **kw: Any) -> cs.ConsentAsk:
+    args: dict[str, Any] = {
+        "client": world.client.id, "key": world.client.key, "vault": world.vault,
+        "action": "deploy", "details": DETAILS, "purpose": "release 1.4.2", "now": NOW,
+        "ttl": 120,
+    }  # fmt: skip
+    args.update(kw)
+    return cs.build_consent_request(**args)
+
+
+def _answered(world: Any, ask: cs.ConsentAsk, *, by: int = 0, **kw: Any) -> str:
+    verified = cs.verify_consent_request(ask.token, directory=world.directory,
+                                         certificate=world.cert, now=NOW)  # fmt: skip
+    a = world.approvers[by]
+    return cs.answer_consent(verified, directory=world.directory, approver=a.id, key=a.sig,
+                             now=NOW, **kw)  # fmt: skip
+
+
+def test_request_answer_and_binding(world: Any) -> None:
+    ask = _request(world)
+    verified = cs.verify_consent_request(ask.token, directory=world.directory,
+                                         certificate=world.cert, now=NOW)  # fmt: skip
+    assert verified.statement.details == DETAILS
+    assert verified.hash == ask.hash
+    assert verified.certificate.client.id == world.client.id
+    token = _answered(world, ask)
+    consent = cs.check_consent_answers(token, directory=world.directory, request=ask.statement,
+                                       request_hash=ask.hash, now=NOW)  # fmt: skip
+    assert consent.scope == f"consent-request {ask.hash}"
+    assert consent.exp - consent.at == 120
+    # An approver may shorten the validity asked for, never lengthen it.
+    assert cs.verify_consent(_answered(world, ask, ttl=30), directory=world.directory,
+                             action="deploy", details=DETAILS, client=world.client.id,
+                             now=NOW).exp == NOW + 30  # fmt: skip
+    assert cs.verify_consent(_answered(world, ask, ttl=999), directory=world.directory,
+                             action="deploy", details=DETAILS, client=world.client.id,
+                             now=NOW).exp == NOW + 120  # fmt: skip
+    other = _request(world)
+    with pytest.raises(BindingMismatch, match="another consent request"):
+        cs.check_consent_answers(token, directory=world.directory, request=other.statement,
+                                 request_hash=other.hash, now=NOW)  # fmt: skip
+
+
+def test_request_signed_by_another_key_or_for_another_vault(world: Any) -> None:
+    ask = _request(world)
+    forged = sign_statement(ask.statement, SigningKey.generate(), world.client.id)
+    with pytest.raises(SignatureInvalid):
+        cs.verify_consent_request(forged, directory=world.directory, certificate=world.cert,
+                                  now=NOW)  # fmt: skip
+    elsewhere = _request(world, vault=ids.new_id(ids.VAULT))
+    with pytest.raises(BindingMismatch):
+        cs.verify_consent_request(elsewhere.token, directory=world.directory,
+                                  certificate=world.cert, now=NOW)  # fmt: skip
+    with pytest.raises(Expired):
+        cs.verify_consent_request(ask.token, directory=world.directory, certificate=world.cert,
+                                  now=NOW + 301)  # fmt: skip
+    with pytest.raises(ValueError, match="wait"):
+        _request(world, wait=cs.MAX_CONSENT_WAIT + 1)
+    with pytest.raises(MalformedInput):
+        _request(world, details={"blob": "x" * 9000})
+
+
+def _bundle(world: Any, by: int = 0) -> dict[str, Any]:
+    return cs.consent_bundle(_answered(world, _request(world), by=by), world.directory)
+
+
+def _check_bundle(world: Any, bundle: object, **kw: Any) -> ConsentStatement:
+    args: dict[str, Any] = {
+        "fingerprint": world.fingerprint, "action": "deploy", "details": DETAILS,
+        "client": world.client.id, "now": NOW,
+    }  # fmt: skip
+    args.update(kw)
+    return cs.verify_consent_bundle(bundle, **args)
+
+
+def test_bundle_verifies_offline(world: Any) -> None:
+    bundle = _bundle(world)
+    assert set(bundle) == {"format", "consent", "directory"}
+    assert _check_bundle(world, bundle).action == "deploy"
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"action": "rollback"}, BindingMismatch),
+        ({"details": {**DETAILS, "replicas": 30}}, BindingMismatch),
+        ({"client": ids.new_id(ids.CLIENT)}, BindingMismatch),
+        ({"now": NOW + 121}, Expired),
+        ({"fingerprint": "sha256:" + "A" * 43}, DirectoryBroken),
+    ],
+    ids=["other-action", "other-details", "other-client", "expired", "other-vault"],
+)
+def test_bundle_replay_fails(world: Any, change: dict[str, Any], error: type) -> None:
+    with pytest.raises(error):
+        _check_bundle(world, _bundle(world), **change)
+
+
+def test_tampered_bundles_fail(world: Any, fresh_world: Any) -> None:
+    good = _bundle(world)
+    token = good["consent"]
+    head, payload, sig = token.split(".")
+    flipped = sig[:-2] + ("AA" if sig[-2:] != "AA" else "BB")
+    cases: list[tuple[object, type]] = [
+        ({**good, "consent": f"{head}.{payload}.{flipped}"}, SignatureInvalid),
+        # The signer's link cut off the chain: it is not an approver of what remains.
+        ({**(late := _bundle(world, by=2)), "directory": late["directory"][:2]}, NotAuthorized),
+        ({**good, "directory": list(reversed(good["directory"]))}, DirectoryBroken),
+        # Another vault's directory (its link 0 does not match the pinned fingerprint).
+        ({**good, "directory": list(fresh_world.links)}, DirectoryBroken),
+        ({**good, "format": "sealbox.consent-bundle.v2"}, MalformedInput),
+        ({**good, "extra": 1}, MalformedInput),
+        ({"format": cs.BUNDLE_FORMAT, "consent": token}, MalformedInput),
+        ([token], MalformedInput),
+    ]
+    for bundle, error in cases:
+        with pytest.raises(error):
+            _check_bundle(world, bundle)
+
+
+def _jwk(world: Any, approver_id: str) -> dict[str, str]:
+    """The approver's public key as a JWK (OKP, Ed25519), from the verified directory."""
+    raw = world.directory.approver(approver_id).sig_pk.raw
+    return {"kty": "OKP", "crv": "Ed25519", "x": b64u_encode(raw)}
+
+
+# joserfc flags "EdDSA" as deprecated by RFC 9864; sealbox uses the RFC 8037 name.
+@pytest.mark.filterwarnings("ignore::joserfc.errors.SecurityWarning")
+def test_independent_jose_libraries_verify_the_consent(world: Any) -> None:
+    import jwt as pyjwt
+    from joserfc import jws as jose_jws
+    from joserfc.jwk import OKPKey
+
+    token = _bundle(world)["consent"]
+    jwk = _jwk(world, world.approvers[0].id)
+    compact = jose_jws.deserialize_compact(token, OKPKey.import_key(jwk), algorithms=["EdDSA"])
+    assert compact.headers()["typ"] == "sealbox.consent.v1"
+    assert compact.headers()["alg"] == "EdDSA"
+    assert json.loads(compact.payload)["client"] == world.client.id
+    key = pyjwt.PyJWK(jwk).key
+    claims = pyjwt.decode(token, key, algorithms=["EdDSA"],
+                          options={"verify_exp": False, "verify_iat": False})  # fmt: skip
+    assert claims["details"] == cs.consent_details_hash(DETAILS)
+    other = _jwk(world, world.approvers[1].id)
+    with pytest.raises(Exception, match=r"(?i)signature"):
+        jose_jws.deserialize_compact(token, OKPKey.import_key(other), algorithms=["EdDSA"])

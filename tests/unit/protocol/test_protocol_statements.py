@@ -26,6 +26,7 @@ from sealbox.protocol.statements import (
     ClientCertificate,
     ClientConstraints,
     ClientInfo,
+    ConsentRequestStatement,
     ConsentStatement,
     DenyStatement,
     DirectoryLink,
@@ -204,6 +205,17 @@ CONSENT = ConsentStatement(
     at=NOW,
     exp=NOW + 60,
 )
+CONSENT_REQUEST = ConsentRequestStatement(
+    jti=ids.new_id(ids.JTI),
+    vault=VAULT,
+    client=CLI,
+    action="deploy",
+    details={"service": "api", "replicas": 3, "canary": True, "notes": None, "zones": ["a"]},
+    purpose="release 1.4.2",
+    ttl=300,
+    at=NOW,
+    exp=NOW + 300,
+)
 
 SIGNED = [
     LINK0,
@@ -221,6 +233,7 @@ SIGNED = [
     DENY,
     CHECKPOINT,
     CONSENT,
+    CONSENT_REQUEST,
 ]
 PARTS = [
     APPROVER,
@@ -385,6 +398,8 @@ def test_every_top_level_key_with_a_wrong_type_is_refused(
         for bad in wrong:
             if bad in VALID_ALTERNATIVES.get(key, []):
                 continue
+            if cls is ConsentRequestStatement and key == "details" and isinstance(bad, dict):
+                continue  # the action's parameters: any JSON object
             with pytest.raises(MalformedInput):
                 cls.from_json(_changed(value, (key,), bad))
 
@@ -732,3 +747,24 @@ def test_versions_stop_at_the_32_bit_limit() -> None:
     assert AccessItem.from_json(ok).version == MAX_VERSION
     with pytest.raises(MalformedInput, match="version"):
         AccessItem.from_json({**ok, "version": MAX_VERSION + 1})
+
+
+@pytest.mark.parametrize(
+    ("details", "why"),
+    [
+        (["a list"], "JSON object"),
+        ({"ratio": 0.5}, "canonical JSON"),
+        ({"blob": "x" * 9000}, "8192 bytes"),
+    ],
+    ids=["not-an-object", "float", "too-big"],
+)
+def test_consent_request_details_are_bounded(details: Any, why: str) -> None:
+    bad = dict(CONSENT_REQUEST.to_json(), details=details)
+    with pytest.raises(MalformedInput, match=why):
+        ConsentRequestStatement.from_json(bad)
+
+
+def test_consent_request_ttl_is_bounded() -> None:
+    for ttl in (0, 3601):
+        with pytest.raises(MalformedInput, match="ttl"):
+            ConsentRequestStatement.from_json(dict(CONSENT_REQUEST.to_json(), ttl=ttl))

@@ -824,3 +824,56 @@ def test_flow_replays_in_chromium(tmp_path: Path) -> None:
     found = re.search(r'<pre id="out">([^<]*)</pre>', done.stdout.decode(errors="replace"))
     assert found is not None, done.stderr.decode(errors="replace")[-2000:]
     assert found.group(1).startswith("PASS 10 "), found.group(1)
+
+
+# --- per-action consent ---------------------------------------------------------------------
+
+
+def _consent_request(w: World, details: dict[str, Any], **kw: Any) -> Any:
+    from sealbox.protocol.consent import build_consent_request
+
+    return build_consent_request(
+        client=w.client, key=w.client_key, vault=w.vault, action="deploy", details=details,
+        purpose="release 1.4.2", now=w.now, ttl=kw.pop("ttl", 120), **kw,
+    )  # fmt: skip
+
+
+def test_js_consent_verifies_in_python_and_binds_to_the_request(world: World) -> None:
+    from sealbox.protocol import consent as cs
+
+    details = {"service": "api", "replicas": 3, "note": "é ✓ \u202e", "flags": [True, None]}
+    ask = _consent_request(world, details)
+    got = js("consent", **world.js_directory(), **world.web.secrets(), approver=world.web.id,
+             statement=ask.token, certificate=world.certificate, now=world.now)  # fmt: skip
+    assert "error" not in got, got
+    assert got["hash"] == ask.hash
+    assert got["details"] == details
+    assert got["details_hash"] == cs.consent_details_hash(details)
+    consent = cs.check_consent_answers(got["consent"], directory=world.directory,
+                                       request=ask.statement, request_hash=ask.hash,
+                                       now=world.now)  # fmt: skip
+    assert (consent.approver, consent.exp - consent.at) == (world.web.id, 120)
+    # The browser shortens the validity when asked, never lengthens it.
+    for ttl, lasts in ((30, 30), (999, 120)):
+        got = js(
+            "consent", **world.js_directory(), **world.web.secrets(), approver=world.web.id,
+            statement=ask.token, certificate=world.certificate, now=world.now, ttl=ttl,
+        )  # fmt: skip
+        consent = cs.verify_consent(
+            got["consent"], directory=world.directory, action="deploy", details=details,
+            client=world.client, now=world.now,
+        )  # fmt: skip
+        assert consent.exp - consent.at == lasts
+
+
+def test_js_refuses_a_consent_request_that_does_not_verify(world: World) -> None:
+    from sealbox.protocol.statements import sign_statement
+
+    ask = _consent_request(world, {"service": "api"})
+    forged = sign_statement(ask.statement, SigningKey.generate(), world.client)
+    got = js("consent", **world.js_directory(), **world.web.secrets(), approver=world.web.id,
+             statement=forged, certificate=world.certificate, now=world.now)  # fmt: skip
+    assert got["error"] == "signature_invalid"
+    late = js("consent", **world.js_directory(), **world.web.secrets(), approver=world.web.id,
+              statement=ask.token, certificate=world.certificate, now=world.now + 301)  # fmt: skip
+    assert late["error"] == "expired"

@@ -244,7 +244,8 @@ async def approvals_stream(vault: str, request: Request, principal: Approver) ->
     ``directory`` says the approver set changed (the stream ends if you left
     it); ``device-requests``, ``pairing`` and ``agent-requests`` say a login, a
     new device or an agent waits (fetch ``/device-requests``,
-    ``/pairing-requests`` or ``/agent-requests``).  A comment every
+    ``/pairing-requests`` or ``/agent-requests``); ``consent-requests`` that a
+    consent request waits or was answered (fetch ``/consent-approvals``).  A comment every
     15 s keeps idle connections open.  Fetch ``/approvals`` for what an
     answer needs.
     """
@@ -264,7 +265,7 @@ async def approvals_stream(vault: str, request: Request, principal: Approver) ->
                     continue
                 if message is CLOSED:
                     return  # the relay is stopping: end the stream so the server can stop
-                if message in ("device-requests", "pairing", "agent-requests"):
+                if message in ("device-requests", "pairing", "agent-requests", "consent-requests"):
                     # A login or a new device waits (or was answered): list them again.
                     yield _event(message, {})
                     continue

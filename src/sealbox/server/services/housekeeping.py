@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from sealbox.protocol.state import Event, State, StoreEvent
 from sealbox.server.notify import approvers_channel
 from sealbox.server.relay import Relay
+from sealbox.server.services import consents
 from sealbox.server.services.access import waiter_since, wake_owner
 from sealbox.server.store import agents as agent_store
 from sealbox.server.store import audit, replay, tokens
+from sealbox.server.store import consents as consent_store
 from sealbox.server.store import items as item_store
 from sealbox.server.store import machines as machine_store
 from sealbox.server.store import requests as request_store
@@ -89,6 +91,13 @@ async def sweep(relay: Relay, now: int) -> Swept:
         total += expired
         # SQLite answers inline (store.engine): give waiting requests a turn.
         await asyncio.sleep(0)
+    # Consent requests past their expiry, in the same batches.
+    more = True
+    while more:
+        expired = await consents.expire_due(relay, now, BATCH)
+        total += expired
+        more = expired == BATCH
+        await asyncio.sleep(0)
     purged = 0
     more = True
     while more:
@@ -107,4 +116,7 @@ async def sweep(relay: Relay, now: int) -> Swept:
         await machine_store.purge(tx.conn, None, before=now - MACHINE_GRACE_SECONDS)
         # Agent requests that expired waiting or were denied (with any secret hash), likewise.
         await agent_store.purge_unanswered(tx.conn, before=now - MACHINE_GRACE_SECONDS)
+        # Finished consent requests, as finished access requests (their consents live on
+        # with their holders; the audit log keeps the record).
+        await consent_store.purge_finished(tx.conn, now - relay.settings.retention_seconds)
     return Swept(total, purged, dropped)

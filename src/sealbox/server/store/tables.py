@@ -466,3 +466,23 @@ agents = Table(
     # Until when a pending request may be approved.
     UniqueConstraint("client_id", name="uq_agents_client_id"),
 )
+
+consent_requests = Table(
+    "consent_requests",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("id", HASH, primary_key=True),
+    # The consent request statement's hash without "sha256:".
+    Column("client_id", ID, nullable=False),
+    Column("statement", Text, nullable=False),
+    Column("action", String(128), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("answer", Text, nullable=True),
+    # The approver's signed consent or deny, once answered.
+    Column("answered_by", ID, nullable=True),
+    Column("source_ip", String(64), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_consent_requests_pending", "vault_id", "state", "expires_at"),
+)

@@ -6,6 +6,10 @@
 // manifest and wrap against its signed hash). Only verified facts are shown as such; what only
 // the relay says (source address, when it arrived) is shown apart, as reported by server. A
 // request that does not verify is shown as unverifiable, with no approve button.
+//
+// Consent requests (a client asking for consent to one action) are listed here too: the
+// action and its details exactly as the client signed them, verified here, answered with a
+// consent (or a deny) signed here.
 
 import {
   denyRequest,
@@ -14,7 +18,9 @@ import {
   releaseReviewed,
   reviewRequest,
 } from "../sealbox/access.js";
+import { answerConsent, consentDetailsHash, verifyConsentRequest } from "../sealbox/consent.js";
 import { signManifest } from "../sealbox/store.js";
+import { SealboxError } from "../sealbox/errors.js";
 import * as api from "./api.js";
 import * as approver from "./approver.js";
 import { action, describe, el, facts, shell, status, when } from "./ui.js";
@@ -117,6 +123,101 @@ function verifiedCard(entry, review) {
   return card;
 }
 
+// Characters that could make a text read other than it is (bidi overrides, zero-width,
+// controls): shown as U+FFFD, as the terminal approver does.
+// (JSON.stringify escapes every control character inside strings; the line breaks it adds
+// between members are its own and are kept.)
+const UNSAFE = /(?!\n)[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\p{Co}]/gu;
+
+function detailsText(details) {
+  return JSON.stringify(details, null, 2).replace(UNSAFE, "\uFFFD");
+}
+
+function consentCard(entry, review) {
+  const s = review.statement;
+  const cert = review.certificate;
+  const client = cert.client;
+  const card = el(
+    "article",
+    { class: "card consent", "data-request": review.id, "aria-labelledby": `title-${review.id}` },
+    el("h2", { id: `title-${review.id}` }, `Consent to ${s.action} for ${client.name}`),
+    el("p", {}, el("span", { class: "verified" }, "verified"), " signed by the client, certified by an approver"),
+    facts([
+      ["Client", `${client.name} (${client.kind}, ${client.id})`],
+      ["Certified by", approverName(cert.issuer)],
+      ["Action", s.action],
+      ["Purpose", s.purpose],
+      ["Details", el("pre", { class: "details", dir: "ltr" }, detailsText(s.details))],
+      ["Details hash", review.detailsHash],
+      ["Consent lasts", `${s.ttl} s once given, for this action and these details only`],
+      ["Asked at", when(s.at)],
+      ["Expires", when(s.exp)],
+    ]),
+    el(
+      "div",
+      { class: "reported-box" },
+      el("p", { class: "reported" }, "reported by server (not verified)"),
+      facts([
+        ["Source address", String(entry.reported_by_server?.source_ip ?? "-")],
+        ["Received", typeof entry.created_at === "number" ? when(entry.created_at) : "-"],
+      ]),
+    ),
+  );
+  const consent = el(
+    "button",
+    { type: "button", "aria-label": `Consent: ${s.action} for ${client.name}` },
+    "Consent",
+  );
+  const reasonId = `reason-${review.id}`;
+  const reason = el("input", { id: reasonId, type: "text", maxlength: "500", autocomplete: "off" });
+  const deny = el(
+    "button",
+    { type: "button", class: "danger", "aria-label": `Refuse consent: ${s.action} for ${client.name}` },
+    "Refuse",
+  );
+  card.append(
+    el("div", { class: "actions" },
+      consent,
+      el("label", { for: reasonId }, "Reason for a refusal (shown to the requester)"),
+      reason,
+      deny,
+    ),
+  );
+  action(consent, () => answer(review.id, "consent"));
+  action(deny, () => answer(review.id, "deny", reason.value.trim() || "refused in the console"));
+  return card;
+}
+
+async function examineConsent(entry) {
+  const verify = async (dir) => {
+    const verified = await verifyConsentRequest(entry.statement, {
+      directory: dir, certificate: entry.certificate, enrollment: entry.enrollment ?? null,
+      now: approver.now(),
+    });
+    if (verified.hash !== `sha256:${entry.id}`) {
+      throw new SealboxError("binding_mismatch", "the relay listed the consent request under another id");
+    }
+    return {
+      ...verified,
+      id: entry.id,
+      kind: "consent",
+      detailsHash: await consentDetailsHash(verified.statement.details),
+    };
+  };
+  try {
+    return { review: await verify(directory) };
+  } catch (error) {
+    if (!isRefusable(error)) throw error;
+    directory = await approver.directory();
+    try {
+      return { review: await verify(directory) };
+    } catch (again) {
+      if (!isRefusable(again)) throw again;
+      return { unverifiable: again };
+    }
+  }
+}
+
 function unverifiableCard(entry, error) {
   const id = typeof entry.id === "string" ? entry.id : "";
   const card = el(
@@ -173,6 +274,14 @@ async function answer(id, what, detail) {
     } else if (what === "deny") {
       const deny = await denyRequest({ requestId: id, reason: detail, ...common });
       sent = await api.post(`/${current.review.kind}-requests/${id}/deny`, { deny });
+    } else if (what === "consent") {
+      // Checked again against the directory of this moment, then signed for exactly it.
+      const verified = await verifyConsentRequest(current.entry.statement, {
+        directory: fresh, certificate: current.entry.certificate,
+        enrollment: current.entry.enrollment ?? null, now: common.now,
+      });
+      const consent = await answerConsent(verified, common);
+      sent = await api.post(`/consent-requests/${id}/consent`, { consent });
     } else if (current.review.kind === "access") {
       // Checked again against the directory of this moment: the card may have been drawn
       // before an approver (perhaps the client's certifier) left.
@@ -191,7 +300,7 @@ async function answer(id, what, detail) {
       sent = await api.post(`/store-requests/${id}/manifest`, { manifest });
     }
   });
-  const words = { approve: "Approved", deny: "Denied", refuse: "Refused" }[what];
+  const words = { approve: "Approved", deny: "Denied", refuse: "Refused", consent: "Consented" }[what];
   status(`${words}: request ${id}${sent?.state ? ` is now ${sent.state}` : ""}.`);
   await refresh();
 }
@@ -205,7 +314,7 @@ function announce(entry) {
   // Names only: a notification never carries a value, and the relay's listing is not trusted
   // beyond "something waits".
   new Notification("sealbox: a request waits for you", {
-    body: `${entry.kind === "store" ? "Store" : "Read"} request; open the console to check it.`,
+    body: `${{ store: "Store", consent: "Consent" }[entry.kind] ?? "Read"} request; open the console to check it.`,
     tag: `sealbox-${entry.id}`,
   });
 }
@@ -216,21 +325,27 @@ async function refresh() {
   if (refreshing) return refreshing;
   refreshing = (async () => {
     const listed = (await api.get("/approvals")).requests ?? [];
+    const consents = ((await api.get("/consent-approvals")).consent_requests ?? [])
+      .filter((entry) => typeof entry?.id === "string")
+      .map((entry) => ({ ...entry, kind: "consent" }));
     const ids = new Set();
-    for (const entry of listed) {
+    for (const entry of [...listed, ...consents]) {
       if (typeof entry?.id !== "string") continue;
       ids.add(entry.id);
       const known = shown.get(entry.id);
       if (known && known.answered === Boolean(entry.answered) && known.approvals === entry.approvals) continue;
       let card;
       let examined;
+      const consent = entry.kind === "consent";
       try {
-        examined = await examine(entry);
+        examined = consent ? await examineConsent(entry) : await examine(entry);
       } catch (error) {
         if (error?.code === "expired") continue;
         throw error;
       }
-      card = examined.review ? verifiedCard(entry, examined.review) : unverifiableCard(entry, examined.unverifiable);
+      if (!examined.review) card = unverifiableCard(entry, examined.unverifiable);
+      else if (consent) card = consentCard(entry, examined.review);
+      else card = verifiedCard(entry, examined.review);
       if (known) known.card.replaceWith(card);
       else list.append(card);
       shown.set(entry.id, {
@@ -258,6 +373,7 @@ function listen() {
   const stream = new EventSource(api.vaultPath("/approvals/stream"));
   const again = () => refresh().catch((error) => status(describe(error), { error: true }));
   stream.addEventListener("request", again);
+  stream.addEventListener("consent-requests", again);
   stream.addEventListener("directory", async () => {
     // Every card is verified again under the new directory (a removal may void a certificate).
     directory = await approver.directory();

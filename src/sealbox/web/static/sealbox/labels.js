@@ -74,6 +74,7 @@ export const typRelease = "sealbox.release.v1";
 export const typDeny = "sealbox.deny.v1";
 export const typCheckpoint = "sealbox.checkpoint.v1";
 export const typConsent = "sealbox.consent.v1";
+export const typConsentRequest = "sealbox.consent-request.v1";
 
 /** Every statement type (a frozen array: a frozen Set could still be added to). */
 export const allStatementTypes = Object.freeze([
@@ -87,6 +88,7 @@ export const allStatementTypes = Object.freeze([
   typDeny,
   typCheckpoint,
   typConsent,
+  typConsentRequest,
 ]);
 
 // --- Plaintext formats inside HPKE ---

@@ -12,7 +12,12 @@
 // `*Payload` builders turn such objects back into the exact payload an approver signs.
 
 import { SealboxError } from "./errors.js";
-import { b64uDecode, b64uEncode, parseDigest as parseDigestText } from "./encoding.js";
+import {
+  b64uDecode,
+  b64uEncode,
+  canonicalBytes,
+  parseDigest as parseDigestText,
+} from "./encoding.js";
 import { parseHpkePublic, parseVerifyKey } from "./keys.js";
 import { signStatement, verifyStatement } from "./jws.js";
 
@@ -28,6 +33,10 @@ export const MAX_APPROVERS = 255;
 export const MAX_VERSION = 2 ** 31 - 1;
 // Bounds the release an approver must seal (one share per field).
 export const MAX_ACCESS_FIELDS = 256;
+// Longest a consent may stay valid (seconds): it approves one action, soon.
+export const MAX_CONSENT_TTL = 3600;
+// Largest canonical JSON (bytes) of the details a consent request carries.
+export const MAX_CONSENT_DETAILS = 8192;
 
 export const TYP = Object.freeze({
   directory: "sealbox.directory.v1",
@@ -40,6 +49,7 @@ export const TYP = Object.freeze({
   deny: "sealbox.deny.v1",
   checkpoint: "sealbox.checkpoint.v1",
   consent: "sealbox.consent.v1",
+  consentRequest: "sealbox.consent-request.v1",
 });
 
 export const APPROVER_KINDS = Object.freeze(["browser", "terminal", "automated"]);
@@ -804,6 +814,41 @@ export function readConsent(value) {
   return Object.freeze(out);
 }
 readConsent.typ = TYP.consent;
+
+// An action's parameters: a JSON object in the canonical subset, at most 8 KiB of it.
+function consentDetails(value) {
+  if (!isObject(value)) throw malformed("consent request.details: expected a JSON object");
+  let size;
+  try {
+    size = canonicalBytes(value).length;
+  } catch {
+    throw malformed("consent request.details: not representable as canonical JSON");
+  }
+  if (size > MAX_CONSENT_DETAILS) {
+    throw malformed(
+      `consent request.details: more than ${MAX_CONSENT_DETAILS} bytes of canonical JSON`,
+    );
+  }
+  return freeze(structuredClone(value));
+}
+
+export function readConsentRequest(value) {
+  const r = new Reader(value, "consent request");
+  const out = {
+    jti: checkId(r.raw("jti"), KIND.jti, "jti"),
+    vault: checkId(r.raw("vault"), KIND.vault, "vault"),
+    client: checkId(r.raw("client"), KIND.client, "client"),
+    action: r.text("action", { maxLen: 128 }),
+    details: r.parsed("details", consentDetails),
+    purpose: r.text("purpose", { maxLen: 1024 }),
+    ttl: r.integer("ttl", { low: 1, high: MAX_CONSENT_TTL }),
+    at: r.integer("at"),
+    exp: r.integer("exp"),
+  };
+  r.done();
+  return Object.freeze(out);
+}
+readConsentRequest.typ = TYP.consentRequest;
 
 // --- signing and verifying under a statement's own typ ------------------------------------------
 
