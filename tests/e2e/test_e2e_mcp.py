@@ -38,7 +38,6 @@ from test_e2e_agents import AGENT_PROMPT, _read_line, _wait_for
 from test_e2e_terminal import ANSWER, CONFIRM, Started
 
 from sealbox.client.masking import MASK
-from sealbox.client.sdk import AsyncClient
 
 # Long enough for `base64` to wrap it across lines; characters that URL-encoding and JSON
 # escaping change.
@@ -65,6 +64,14 @@ name = "automatic reads"
 decision = "approve"
 purpose = "^auto:"
 cache_seconds = 300
+
+[[rule]]
+name = "deploys asked with auto:"
+kind = "consent"
+decision = "approve"
+actions = ["deploy"]
+clients = ["*"]
+purpose = "^auto:"
 """
 
 #: Prints the value in every form a careless or hostile command might.
@@ -314,15 +321,16 @@ def test_every_tool_and_failure_returns_no_value_in_any_form(d: Deployment, tmp_
             assert {e["client_id"] for e in events} == {d.client_id}
             assert (await mcp.call("recent_audit", limit=0)).error
 
-            consent = await mcp.call(
-                "request_consent",
-                action="deploy",
-                details={"service": "shop"},
-                purpose="deploy shop",
-            )
-            if not hasattr(AsyncClient, "request_consent"):
-                assert consent.error
-                assert "consent requests are not available" in consent.text
+            consent = _ok(await mcp.call(
+                "request_consent", action="deploy", details={"service": "shop"},
+                purpose="auto: deploy shop",
+            ))  # fmt: skip
+            assert consent["token"].count(".") == 2
+            assert _ok(await mcp.call("request_status", request_id=consent["request"]))
+            refused = await mcp.call("request_consent", action="payment", details={"eur": 5},
+                                     purpose="auto: pay", ttl_seconds=5)  # fmt: skip
+            assert refused.error
+            assert "ttl_seconds must be 30..3600" in refused.text
 
     asyncio.run(session())
     assert_no_leak([SECRET, FILED, TYPED], seen.all(stderr))
@@ -357,24 +365,34 @@ def test_sealbox_mcp_without_a_login_exits_6_before_serving(tmp_path: Path) -> N
     assert "sealbox mcp:" in done.stderr
 
 
-@pytest.mark.skipif(
-    not hasattr(AsyncClient, "request_consent"),
-    reason="TODO(consent): complete once Client.request_consent exists (merge of the consent "
-    "work): request_consent through MCP returns a token `sealbox consent verify` accepts",
-)
-def test_request_consent_returns_a_verifiable_token(d: Deployment, tmp_path: Path) -> None:
+def test_request_consent_returns_a_grant_sealbox_consent_verify_accepts(
+    d: Deployment, tmp_path: Path
+) -> None:
+    plan = {"service": "shop", "image": "shop:2.4.1", "replicas": 3}
+    got: dict[str, Any] = {}
+
     async def session() -> None:
         async with mcp_session(env_for(d.client_config), tmp_path / "err") as mcp:
-            got = await mcp.call(
-                "request_consent",
-                action="deploy",
-                details={"service": "shop"},
-                purpose="auto: deploy shop",
-            )
-            assert not got.error, got.text
-            assert got.data["token"].count(".") == 2
+            got.update(_ok(await mcp.call("request_consent", action="deploy", details=plan,
+                                          purpose="auto: release 2.4.1")))  # fmt: skip
+            bad = await mcp.call("request_consent", action="deploy", details=plan,
+                                 purpose="auto: x", ttl_seconds=7200)  # fmt: skip
+            assert bad.error
+            assert "ttl_seconds" in bad.text
 
     asyncio.run(session())
+    assert got["client"] == d.client_id
+    grant = tmp_path / "grant.json"
+    grant.write_text(json.dumps(got["bundle"]))
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    verify = ["consent", "verify", str(grant), "--action", "deploy", "--client", d.client_id,
+              "--vault", got["vault_fingerprint"]]  # fmt: skip
+    ok = d.cli(*verify, "--details", f"@{tmp_path / 'plan.json'}")
+    assert ok.returncode == 0, outputs(ok)
+    (tmp_path / "other.json").write_text(json.dumps({**plan, "replicas": 30}))
+    other = d.cli(*verify, "--details", f"@{tmp_path / 'other.json'}")
+    assert other.returncode == 5, outputs(other)
+    assert "INVALID" in outputs(other)
 
 
 def test_the_leak_search_finds_a_value_in_every_form_and_split() -> None:

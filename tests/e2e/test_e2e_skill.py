@@ -9,6 +9,7 @@ the test sees that `sealbox run` masks them.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -22,6 +23,15 @@ from sealbox.cli.skill import skill_text
 USER = "shop-migrator-7e1f"
 PASSWORD = "skill-example-db-password-5b2c"
 TOKEN = "skill-example-api-token-93d0"
+
+CONSENT_TO_DEPLOYS = """
+[[rule]]
+name = "deploys"
+kind = "consent"
+decision = "approve"
+actions = ["deploy"]
+clients = ["*"]
+"""
 
 SCRIPT = """#!/bin/sh
 set -eu
@@ -45,7 +55,7 @@ def _commands(text: str) -> list[str]:
 def test_every_example_in_the_skill_runs_and_reveals_nothing(tmp_path: Path) -> None:
     d = Deployment(tmp_path)
     try:
-        bot = d.serve(APPROVE_ALL)
+        bot = d.serve(APPROVE_ALL + CONSENT_TO_DEPLOYS)
         stored = d.store("shop/prod/db", {"user": USER, "password": PASSWORD})
         assert stored.returncode == 0, stored.stderr
 
@@ -56,6 +66,7 @@ def test_every_example_in_the_skill_runs_and_reveals_nothing(tmp_path: Path) -> 
             (work / name).chmod(0o755)
         (work / "deploy.env").write_text("API_TOKEN=sealbox://shop/prod/db/password\n")
         (work / "token.txt").write_text(TOKEN)
+        (work / "plan.json").write_text('{"service": "api", "image": "api:2.4.1"}')
 
         env = env_for(d.client_config)
         # `sealbox` as the examples write it: the one installed beside this interpreter.
@@ -76,6 +87,9 @@ def test_every_example_in_the_skill_runs_and_reveals_nothing(tmp_path: Path) -> 
         assert "deploying with <concealed by sealbox>" in everything
         assert "shop/prod/db" in seen[0]  # `sealbox ls shop/`
         assert "fields: password, user" in seen[1]  # `sealbox history …`
+
+        grant = json.loads((work / "grant.json").read_text())
+        assert grant["format"] == "sealbox.consent-bundle.v1"
 
         # The stored token is there, as version 1 of a new item, for whoever is approved.
         assert "shop/prod/api" in d.cli("ls").stdout

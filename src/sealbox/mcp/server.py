@@ -424,7 +424,8 @@ def build_server(profile: str | None) -> MCPServer[SessionState]:
         """Ask an approver to consent to one action (a deploy, a payment) with these details.
 
         Returns a signed consent token (sealbox.consent.v1) that a deploy tool or CI gate
-        verifies offline; it is bound to this action and these details. Not a secret.
+        verifies offline (``sealbox consent verify`` with the bundle and the vault's
+        fingerprint); it is bound to this action, these details and this client. Not a secret.
         """
         state = _state(ctx)
         why = _purpose(purpose)
@@ -432,21 +433,18 @@ def build_server(profile: str | None) -> MCPServer[SessionState]:
             raise ToolError("ttl_seconds must be 30..3600")
         context = _context(state, ["request_consent", action])
         async with await _client(state, context) as client:
-            ask = getattr(client, "request_consent", None)
-            if ask is None:
-                raise ToolError("consent requests are not available in this sealbox version")
             progress = _Progress(ctx, state, f"consent to {action[:60]}")
             async with progress.running():
-                grant = await _withdrawable(ask(
+                grant = await _withdrawable(client.request_consent(
                     action, details, purpose=why, ttl=ttl_seconds, on_wait=progress.on_wait,
                 ))  # fmt: skip
-        out = {"token": grant.token}
-        for name in ("action", "details_hash", "expires_at", "request"):
-            if hasattr(grant, name):
-                out[name] = getattr(grant, name)
-        if isinstance(out.get("request"), str):
-            state.requests[out["request"]] = "consent"
-        return out
+        state.requests[grant.request] = "consent"
+        return {
+            "token": grant.token, "bundle": grant.bundle(), "request": grant.request,
+            "action": grant.action, "details_hash": grant.details_hash, "client": grant.client,
+            "approver": grant.approver, "vault_fingerprint": grant.fingerprint,
+            "expires_at": grant.expires_at,
+        }  # fmt: skip
 
     return server
 
