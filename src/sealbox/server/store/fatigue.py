@@ -156,9 +156,7 @@ async def _upsert(
     statement = (
         _insert_for(conn)(requester_guards)
         .values(vault_id=vault, client_id=client_id, updated_at=now, **values)
-        .on_conflict_do_update(
-            index_elements=[_G.vault_id, _G.client_id], set_=values, where=where
-        )
+        .on_conflict_do_update(index_elements=[_G.vault_id, _G.client_id], set_=values, where=where)
     )
     return bool((await conn.execute(statement)).rowcount == 1)
 
