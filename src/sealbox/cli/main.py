@@ -110,7 +110,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
         items.add_parsers(sub)
         return parser
-    from sealbox.cli import agents, approvers, cache, ci, items, machines, network, team
+    from sealbox.cli import agents, approvers, cache, ci, fatigue, items, machines, network, team
 
     up = sub.add_parser("up", help="run the relay (embedded SQLite unless --db says otherwise)")
     _server_options(up)
@@ -155,6 +155,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     approvers.add_approver_actions(asub)
     network.add_parsers(asub)
+    fatigue.add_parsers(asub)
     team.add_approver_actions(asub)
     approvers.add_parsers(sub)
     team.add_parsers(sub)
@@ -237,6 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from sealbox.cli import network
 
             return network.run(args)
+        if args.approver_command == "requesters":
+            from sealbox.cli import fatigue
+
+            return fatigue.run(args)
         if args.approver_command == "invite":
             from sealbox.cli import team
 
