@@ -70,14 +70,14 @@ def describe(entry: dict[str, Any]) -> list[str]:
     kind = displayable(entry.get("kind") or "?", 16)
     held, recent = entry["limits"], entry["recent"]
     state = "LOCKED OUT" if entry.get("locked_at") is not None else "may ask"
-    hours = int(recent["window_seconds"]) // 3600
+    window = int(recent["window_seconds"])
+    period = "hour" if window == 3600 else f"{window} seconds"
     return [
         f"{displayable(entry['client'], 40)}  {name} ({kind}): {state}",
         f"  limits: {_limit(held, 'per_minute')} new requests a minute, "
         f"{_limit(held, 'pending_cap')} waiting",
-        f"  denials in a row: {int(entry['denials_in_a_row'])}; in the last "
-        f"{hours} hour{'s' if hours != 1 else ''}: {int(recent['requests'])} requests, "
-        f"{int(recent['denials'])} denied",
+        f"  denials in a row: {int(entry['denials_in_a_row'])}; in the last {period}: "
+        f"{int(recent['requests'])} requests, {int(recent['denials'])} denied",
     ]
 
 
