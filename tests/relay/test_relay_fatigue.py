@@ -9,6 +9,7 @@ counts served to approvers apart from what is signed.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
@@ -246,6 +247,29 @@ async def test_lockout_after_denials_in_a_row_until_an_approver_unlocks(
     assert again.json()["changed"] is False
     assert len(await events(h, "client.unlocked")) == 1
     assert len(await events(h, "client.locked")) == 1
+
+
+async def test_concurrent_denials_all_count_and_lock_once(h: Harness, item: str) -> None:
+    settle(h, lockout_denials=3)
+    a = h.vault.approvers[0]
+    client = await h.add_client()
+    waiting = [await asked(h, client, item) for _ in range(4)]
+    # Four denials and two new requests at once: every denial counts, the lock is written
+    # once, and nothing deadlocks (denials take the client's lock before the audit chain's).
+    tokens = [deny("sha256:" + r, directory=h.directory(), approver=a.id, key=a.sig,
+                   reason="no", now=h.relay.now()) for r in waiting]  # fmt: skip
+    answers = await asyncio.gather(
+        *(h.call("POST", f"/access-requests/{r}/deny", signer=a, body={"deny": t})
+          for r, t in zip(waiting, tokens, strict=True)),
+        ask(h, client, item), ask(h, client, item),
+    )  # fmt: skip
+    assert [r.status_code for r in answers[:4]] == [200] * 4
+    assert {r.status_code for r in answers[4:]} <= {201, 403}
+    locked = await events(h, "client.locked")
+    assert len(locked) == 1
+    listed = (await h.call("GET", "/requesters", signer=a)).json()["requesters"]
+    assert [(r["client"], r["denials_in_a_row"]) for r in listed] == [(client.id, 4)]
+    assert error_of(await ask(h, client, item))["error"] == "locked_out"
 
 
 async def test_a_release_resets_the_denials_in_a_row(h: Harness, item: str) -> None:

@@ -821,6 +821,17 @@ async def deny_request(
         )  # fmt: skip
         if denied is None:
             raise await refusal(relay, tx.conn, vault, request_id, now)
+        # A refusal of a request that did not verify is a tampering alarm: what the
+        # approver was shown is not what the client signed.
+        refused = statement.grounds is not None
+        # Denials in a row lock the requester out (against asking until someone says yes);
+        # a refusal of a request that did not verify is not its requester's doing.  Counted
+        # before any audit event: it takes the client's creation lock, and every writer
+        # takes the audit chain's lock last.
+        lockout = None
+        if not refused:
+            lockout = await fatigue.record_denial(relay, tx.conn, vault=vault,
+                                                  client_id=row.client_id, now=now)  # fmt: skip
         # One answer per approver: a deny replaces this approver's earlier release.
         await request_store.drop_releases(tx.conn, vault, request_id)
         await request_store.add_answer(tx.conn, vault, request_id, principal.id, "deny", token,
@@ -828,20 +839,15 @@ async def deny_request(
         if kind == "store":
             detail = row.store
             await item_store.delete_unstored_blobs(tx.conn, vault, detail.item, detail.version)
-        # A refusal of a request that did not verify is a tampering alarm: what the
-        # approver was shown is not what the client signed.
-        refused = statement.grounds is not None
         await audit.append(
             tx.conn, vault=vault, at=now, actor=principal.id, action=f"{kind}.denied",
             severity="alert" if refused else "notice", client_id=row.client_id,
             source_ip=source_ip,
             detail={"request": request_id, **({"grounds": statement.grounds} if refused else {})},
         )  # fmt: skip
-        # Denials in a row lock the requester out (against asking until someone says yes).
-        # A refusal of a request that did not verify is not its requester's doing.
-        if not refused:
-            await fatigue.record_denial(
-                relay, tx.conn, vault=vault, client_id=row.client_id, now=now,
+        if lockout is not None:
+            await fatigue.audit_lockout(
+                tx.conn, lockout, vault=vault, client_id=row.client_id, now=now,
                 actor=principal.id, source_ip=source_ip,
             )  # fmt: skip
         wake_owner(tx, row, denied, deny=token)

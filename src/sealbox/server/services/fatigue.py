@@ -20,7 +20,8 @@ until someone says yes.  So the relay holds each requester to:
 
 :func:`admit_prompt` runs inside the transaction that creates a prompt, under
 the client's creation lock (:func:`sealbox.server.store.requests.lock_client`);
-:func:`record_denial` inside the transaction that denies one.  Neither touches
+:func:`record_denial` inside the transaction that denies one (and
+:func:`audit_lockout` when that locked the client).  Neither touches
 the release path.  What approvers see of this (:func:`recent`) is the relay's
 own count, served apart from everything signed.
 """
@@ -50,9 +51,11 @@ __all__ = [
     "RECENT_SECONDS",
     "WINDOW",
     "Limits",
+    "Lockout",
     "PromptKind",
     "RequesterView",
     "admit_prompt",
+    "audit_lockout",
     "audit_refused_prompt",
     "auditing_refusals",
     "limits",
@@ -161,6 +164,9 @@ async def admit_prompt(
             detail={"prompts": raised, "window_seconds": WINDOW, "threshold": storm,
                     "kind": kind},
         )  # fmt: skip
+        # (This event is appended before the caller inserts the prompt: the only rows
+        # written after it are new ones keyed by this prompt's own statement hash and jti,
+        # which no other transaction holds while this one has the client's creation lock.)
         # ALERT: once alerts exist (issue 13), send the requests.storm alert from here:
         # one per requester and window, as this event is, with these counts only.
 
@@ -209,20 +215,31 @@ async def audit_refused_prompt(
 # --- an approver says no -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Lockout:
+    """A denial that locked its requester out (:func:`audit_lockout` records it)."""
+
+    denials: int
+    threshold: int
+    window_seconds: int
+
+
 async def record_denial(
-    relay: Relay, conn: AsyncConnection, *, vault: str, client_id: str, now: int,
-    actor: str, source_ip: str | None,
-) -> bool:  # fmt: skip
+    relay: Relay, conn: AsyncConnection, *, vault: str, client_id: str, now: int
+) -> Lockout | None:
     """Count a denial of one of ``client_id``'s prompts; lock it out at the limit.
 
-    Call it in the transaction that records the denial.  Denials count as in a
-    row while no prompt of the client was approved since the one before and
-    each comes within the lockout window of the one before.  Returns whether
-    this denial locked the client (``client.locked`` is then audited, once).
+    Call it in the transaction that records the denial, before that
+    transaction appends to the audit log (it takes the client's creation lock,
+    and every writer takes the audit chain's lock last); then, if it returns a
+    :class:`Lockout`, :func:`audit_lockout` after the denial's own event.
+    Denials count as in a row while no prompt of the client was approved since
+    the one before and each comes within the lockout window of the one before.
+    A client already locked out is not locked (nor audited) again.
     """
     settings = relay.settings
     if settings.lockout_denials == 0:
-        return False
+        return None
     # Two denials of one client's prompts at once (two replicas) must both count.
     await request_store.lock_client(conn, vault, client_id)
     guard = await store.get(conn, vault, client_id)
@@ -237,14 +254,22 @@ async def record_denial(
         denials = guard.denials + 1
     lock = denials >= settings.lockout_denials and (guard is None or guard.locked_at is None)
     await store.record_denials(conn, vault, client_id, now, denials, lock=lock)
-    if lock:
-        await audit.append(
-            conn, vault=vault, at=now, actor=actor, action="client.locked", severity="alert",
-            client_id=client_id, source_ip=source_ip,
-            detail={"denials": denials, "threshold": settings.lockout_denials,
-                    "window_seconds": settings.lockout_window_seconds},
-        )  # fmt: skip
-    return lock
+    if not lock:
+        return None
+    return Lockout(denials, settings.lockout_denials, settings.lockout_window_seconds)
+
+
+async def audit_lockout(
+    conn: AsyncConnection, lockout: Lockout, *, vault: str, client_id: str, now: int,
+    actor: str, source_ip: str | None,
+) -> None:  # fmt: skip
+    """Record ``client.locked`` (severity alert), once: when the denial locked the client."""
+    await audit.append(
+        conn, vault=vault, at=now, actor=actor, action="client.locked", severity="alert",
+        client_id=client_id, source_ip=source_ip,
+        detail={"denials": lockout.denials, "threshold": lockout.threshold,
+                "window_seconds": lockout.window_seconds},
+    )  # fmt: skip
 
 
 # --- what approvers see and do -----------------------------------------------------------------
