@@ -107,8 +107,11 @@ _RECENT = select(
     select(_G.locked_at).where(_PK).scalar_subquery().label("locked_at"),
 )  # fmt: skip
 _OLDEST = select(func.min(_R.created_at)).where(*_MINE, _R.created_at >= bindparam("since"))
+# Strictly after: times are whole seconds, and an approval in the very second of a denial
+# (an automated approver answers within milliseconds) cannot be told to come after it; it
+# does not break the row (the lockout errs towards locking; an approver can unlock).
 _ANSWERED = select(literal(1)).where(
-    *_MINE, _R.state.in_(_APPROVED), _R.updated_at >= bindparam("since")
+    *_MINE, _R.state.in_(_APPROVED), _R.updated_at > bindparam("since")
 ).limit(1)  # fmt: skip
 
 
@@ -143,7 +146,8 @@ async def recent(
 
 
 async def answered_since(conn: AsyncConnection, vault: str, client_id: str, since: int) -> bool:
-    """Whether an approver released (or stored) one of the client's requests since ``since``."""
+    """Whether one of the client's requests was released (or stored) in a second after
+    ``since``."""
     params = {"vault": vault, "client": client_id, "since": since}
     return (await conn.execute(_ANSWERED, params)).first() is not None
 
