@@ -41,7 +41,7 @@ from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import Conflict, Gone, Invalid, NotFound
 from sealbox.server.notify import CLOSED, approvers_channel, request_channel
 from sealbox.server.policy import policy_for
-from sealbox.server.relay import Relay, Tx
+from sealbox.server.relay import Relay
 from sealbox.server.services import fatigue, members
 from sealbox.server.services.caller import (
     check_policy_network,
@@ -338,22 +338,16 @@ async def create_access(
         relay.tx() as tx,
     ):  # fmt: skip
         await insert_request(relay, tx.conn, request, s.jti, now)
-        await _audit_requested(tx, request, pinned, source_ip)
+        await audit.append(
+            tx.conn, vault=vault, at=now, actor=principal.id, action="access.requested",
+            client_id=principal.id, item_id=pinned[0].item if len(pinned) == 1 else None,
+            source_ip=source_ip,
+            detail={"request": request_id, "threshold": threshold,
+                    "items": [{"item": p.item, "path": p.path, "version": p.version,
+                               "fields": list(p.fields)} for p in pinned]},
+        )  # fmt: skip
+        tx.wake(approvers_channel(vault), request_id)
     return Created(request_id, State.PENDING.value, s.exp, threshold)
-
-
-async def _audit_requested(tx: Tx, request: RequestRow, pinned: list[PinnedItem],
-                           source_ip: str | None) -> None:  # fmt: skip
-    """Record the new request and wake the approvers (once it commits)."""
-    await audit.append(
-        tx.conn, vault=request.vault, at=request.created_at, actor=request.client_id,
-        action="access.requested", client_id=request.client_id,
-        item_id=pinned[0].item if len(pinned) == 1 else None, source_ip=source_ip,
-        detail={"request": request.id, "threshold": request.threshold,
-                "items": [{"item": p.item, "path": p.path, "version": p.version,
-                           "fields": list(p.fields)} for p in pinned]},
-    )  # fmt: skip
-    tx.wake(approvers_channel(request.vault), request.id)
 
 
 def relay_verified_manifest(
