@@ -54,8 +54,10 @@ SEALBOX = [sys.executable, "-m", "sealbox.cli.main"]
 PASSPHRASE = "bench passphrase, not a secret"
 BANNER_END = "Press Ctrl-C to stop."
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-#: Per-caller rate limit of the relay with ``limits="raised"`` (it still runs; it never refuses).
-RAISED = {"rate_per_second": 1e9, "rate_burst": 10**9}
+#: Per-caller rate limit and per-requester prompt limits of the relay with ``limits="raised"``
+#: (they still run; they never refuse, and no prompt storm is reported).
+RAISED = {"rate_per_second": 1e9, "rate_burst": 10**9, "prompts_per_minute": 10**6,
+          "storm_prompts": 10**6}  # fmt: skip
 
 #: The automated approver's rules: approve every store and every read.
 APPROVE_ALL = """

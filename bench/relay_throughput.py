@@ -170,9 +170,11 @@ def _uvicorn_config(app: Any, port: int) -> Any:
     )  # fmt: skip
 
 
-#: The per-caller rate limit (50/s, burst 200 by default) would refuse most of the load:
-#: it is raised out of reach.  The limiter still runs on every request; it never refuses.
-UNLIMITED: dict[str, Any] = {"rate_per_second": 1e9, "rate_burst": 10**9}
+#: The per-caller rate limit (50/s, burst 200 by default) and the per-requester prompt limit
+#: (60 a minute) would refuse most of the load: they are raised out of reach.  They still run
+#: on every request; they never refuse, and no prompt storm is reported.
+UNLIMITED: dict[str, Any] = {"rate_per_second": 1e9, "rate_burst": 10**9,
+                             "prompts_per_minute": 10**6, "storm_prompts": 10**6}  # fmt: skip
 
 
 def _relay_app(data_dir: Path, db_url: str, schema: str | None) -> Any:

@@ -200,6 +200,47 @@ def test_a_denial_reaches_the_cli_with_its_reason(world: World) -> None:
     world.tab.check_clean()
 
 
+def test_the_card_shows_the_relays_count_of_the_requesters_recent_requests_apart(
+    world: World,
+) -> None:
+    """How often this requester asked lately: the relay's count, in the reported-by-server box."""
+    set_up(world)
+    log_in(world)
+    store_in_cli(world, "app/prod/api", "token", "tok")
+    denied = world.start("read", "sealbox://app/prod/api/token", "--purpose", "first try")
+    card = world.wait_card("Read request")
+    card.get_by_label("Reason for a denial (shown to the requester)").fill("no")
+    card.get_by_role("button", name=re.compile("^Deny")).click()
+    world.tab.wait_status("Denied")
+    denied.communicate(timeout=60)
+    assert denied.returncode == 3
+
+    reading = world.start("read", "sealbox://app/prod/api/token", "--purpose", "second try")
+    card = world.wait_card("Read request")
+    (entry,) = world.pending()
+    # The person's client asked three times (the store, the denied read, this read).
+    assert entry["reported_by_server"]["recent"] == {
+        "window_seconds": 3600, "requests": 3, "denials": 1, "locked": False,
+        "counted_up_to": 1000,
+    }  # fmt: skip
+    reported = card.locator(".reported-box")
+    assert "reported by server (not verified)" in str(reported.text_content())
+    row = reported.locator("dt", has_text="This requester")
+    assert row.count() == 1
+    assert "3 requests in the last hour, 1 denied" in str(reported.text_content())
+    # Nowhere else on the card: only the relay says it.
+    everything = str(card.text_content())
+    assert everything.count("requests in the last hour") == 1
+    world.tab.screenshot("approvals-recent")
+    world.tab.screenshot("approvals-recent", phone=True)
+    card.get_by_role("button", name=re.compile("^Approve")).click()
+    world.tab.wait_status("Approved")
+    out, err = reading.communicate(timeout=60)
+    assert reading.returncode == 0, err
+    assert out.strip() == "tok"
+    world.tab.check_clean()
+
+
 def store_in_cli(world: World, path: str, field: str, value: str) -> None:
     """`sealbox store`, approved in the browser."""
     value_file = world.tmp / f"value-{field}"

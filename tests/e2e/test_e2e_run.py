@@ -108,6 +108,27 @@ def test_a_command_that_cannot_run_asks_for_nothing(
     assert len(bot.decisions()) == decided
 
 
+def test_one_run_with_references_to_several_items_is_one_prompt(
+    d: Deployment, bot: ServeProcess
+) -> None:
+    """A bundle: every reference a task needs (here two items, four fields) in one approval."""
+    other = d.store("shop/prod/api", {"key": "api-key-2f9c-never-shown"})
+    assert other.returncode == 0, outputs(other)
+    before = _access_requests(d)
+    decided = len(bot.decisions())
+    done = d.cli("run", *_secret_env(), "--env", "API_KEY=sealbox://shop/prod/api/key", "--",
+                 "sh", "-c", 'test -n "$DB_PASSWORD$DB_USER$TOKEN$API_KEY" && echo ok')  # fmt: skip
+    assert done.returncode == 0, outputs(done)
+    assert done.stdout == "ok\n"
+    asked = _access_requests(d)[len(before) :]
+    assert len(asked) == 1, asked  # one request, so one prompt for the approvers
+    items = asked[0]["detail"]["items"]
+    assert sorted((i["path"], tuple(i["fields"])) for i in items) == [
+        ("shop/prod/api", ("key",)), (ITEM, ("password", "token", "user")),
+    ]  # fmt: skip
+    assert len(bot.decisions()) == decided + 1
+
+
 def test_the_command_is_looked_up_on_the_path_it_will_get(
     d: Deployment, bot: ServeProcess, tmp_path: Path
 ) -> None:

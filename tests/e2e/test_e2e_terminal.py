@@ -293,6 +293,43 @@ def test_approve_no_denies_with_a_reason_the_reader_sees(
     assert SECRET not in approve.screen
 
 
+def test_approve_shows_the_relays_count_of_the_requesters_recent_requests_apart(
+    shared: Deployment, started: Started
+) -> None:
+    """How often this requester asked lately: the relay's count, shown as not verified."""
+    d = shared
+    approve, _ = started.approve(d, "--unlock-for", "10m")
+    first = started.person(d, "read", "sealbox://shop/prod/db/password", "--purpose", "again?")
+    approve.expect("=== ACCESS REQUEST ")
+    approve.expect(ANSWER)
+    approve.type("no")
+    approve.expect("Reason (shown to the requester): ")
+    approve.type("asked too often")
+    approve.expect("Denied ")
+    first.communicate(timeout=60)
+    reader = started.person(d, "read", "sealbox://shop/prod/db/password", "--purpose", "once more")
+    approve.expect("=== ACCESS REQUEST ")
+    approve.expect(ANSWER)
+    rid, verified, reported = request_block(approve, "ACCESS REQUEST")
+    recent = next(r for r in pending(d) if r["id"].startswith(rid))["reported_by_server"]["recent"]
+    assert recent["requests"] >= 2
+    assert recent["denials"] >= 1
+    assert recent["locked"] is False
+    line = (f"  this requester: {recent['requests']} requests in the last hour, "
+            f"{recent['denials']} denied\n")  # fmt: skip
+    # Under what only the relay says, never among the verified facts.
+    assert line in reported
+    assert "this requester" not in verified
+    assert re.search(r"Reported by server \(not verified\):\n  source IP: 127\.0\.0\.1\n"
+                     r"  this requester: ", reported)  # fmt: skip
+    approve.type("yes")
+    approve.expect(f"Released {rid}.")
+    out, err = reader.communicate(timeout=60)
+    assert reader.returncode == 0, err
+    assert out == SECRET + "\n"
+    assert approve.stop() == 0
+
+
 def test_a_wrong_passphrase_answers_nothing_and_the_request_is_offered_again(
     shared: Deployment, started: Started
 ) -> None:

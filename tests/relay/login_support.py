@@ -163,7 +163,7 @@ async def snapshot(relay: Relay) -> dict[str, list[tuple[Any, ...]]]:
 
 
 #: The audit events of refused requests.
-REFUSAL_ACTIONS = ("auth.refused", "request.refused")
+REFUSAL_ACTIONS = ("auth.refused", "request.refused", "requests.throttled")
 
 
 async def audit_rows(relay: Relay, vault: str) -> list[dict[str, Any]]:

@@ -153,7 +153,7 @@ async def test_pairing_a_new_device(h: Harness) -> None:
 
     listed = (await h.call("GET", "/pairing-requests", signer=a)).json()["pairing_requests"]
     assert [p["approver"] for p in listed] == [new.record.to_json()]
-    assert listed[0]["reported_by_server"] == {"source_ip": "127.0.0.1"}
+    assert listed[0]["reported_by_server"]["source_ip"] == "127.0.0.1"
     # Anyone may ask, only approvers may list.
     assert (await h.http.get(f"{h.base}/pairing-requests")).status_code == 401
 

@@ -539,7 +539,7 @@ async def test_client_store_request_approved_then_read_back(h: Harness) -> None:
     entry = await h.approval(a, request_id)
     assert entry["kind"] == "store"
     assert entry["prev_manifest"] is None
-    assert entry["reported_by_server"] == {"source_ip": "127.0.0.1"}
+    assert entry["reported_by_server"]["source_ip"] == "127.0.0.1"
 
     approved = await h.approve_store(a, request_id)
     assert approved.status_code == 200, approved.text

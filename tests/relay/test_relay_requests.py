@@ -56,7 +56,7 @@ async def test_access_any_of_n_end_to_end(h: Harness) -> None:
         entry = await h.approval(approver, request_id)
         assert entry["statement"] == access.token
         assert entry["certificate"] == client.certificate
-        assert entry["reported_by_server"] == {"source_ip": "127.0.0.1"}
+        assert entry["reported_by_server"]["source_ip"] == "127.0.0.1"
         assert set(entry["items"][item]["wraps"]) == {"password"}
         assert entry["answered"] is False
 

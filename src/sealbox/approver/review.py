@@ -41,11 +41,13 @@ from sealbox.protocol.store import verify_store as verify_store_upload
 
 __all__ = [
     "ItemView",
+    "ReportedActivity",
     "Review",
     "deny_token",
     "manifest_token",
     "refusal_token",
     "release_token",
+    "reported_activity",
     "review",
 ]
 
@@ -100,6 +102,47 @@ class Review:
     @property
     def paths(self) -> tuple[str, ...]:
         return tuple(i.path for i in self.items)
+
+
+@dataclass(frozen=True)
+class ReportedActivity:
+    """What the relay says of a requester's requests lately: its own count, signed by nobody.
+
+    A relay could make it up (or leave it out); it is shown apart from the verified review,
+    as the source address is, to help an approver notice a requester that asks too often.
+    """
+
+    window_seconds: int
+    requests: int
+    """Requests the client made within the window (this one included)."""
+    denials: int
+    """Of its requests, those denied within the window."""
+    locked: bool
+    """Whether the relay has locked the client out after denials in a row."""
+    counted_up_to: int
+    """Each count stops here: this many means this many or more."""
+
+
+def reported_activity(reported: Mapping[str, Any]) -> ReportedActivity | None:
+    """The relay's ``recent`` count from ``reported_by_server``, or None if it sent none.
+
+    One that is malformed is None too: it is no fact to verify, so a bad one is
+    shown as absent and never stops an approver from seeing the request.
+    """
+    recent = reported.get("recent")
+    if not isinstance(recent, dict):
+        return None
+    counts: list[int] = []
+    for key in ("window_seconds", "requests", "denials", "counted_up_to"):
+        value = recent.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+            return None
+        counts.append(value)
+    locked = recent.get("locked")
+    if not isinstance(locked, bool) or counts[0] == 0:
+        return None
+    window, asked, denied, most = counts
+    return ReportedActivity(window, asked, denied, locked, most)
 
 
 def _text(entry: Mapping[str, Any], key: str) -> str:

@@ -57,7 +57,7 @@ from sealbox.approver.answer import (
     pending,
     transient,
 )
-from sealbox.approver.review import Review
+from sealbox.approver.review import ReportedActivity, Review, reported_activity
 from sealbox.approver.session import ApproverSession
 from sealbox.crypto.keys import VerifyKey
 from sealbox.errors import DirectoryBroken, Expired, SealboxError
@@ -94,6 +94,18 @@ class Console:
     verify: Callable[[], bool]
     """User verification right before an answer is signed: the key file's passphrase
     (unless unlocked for a while).  ``False``: nothing is answered; it says why itself."""
+
+
+def recent_text(activity: ReportedActivity | None) -> str:
+    """The relay's count of a requester's requests lately, in words (it is the relay's only)."""
+    if activity is None:
+        return "no count of its recent requests"
+    span = activity.window_seconds
+    period = "hour" if span == 3600 else f"{span} seconds"
+    more = "+" if activity.requests >= activity.counted_up_to else ""
+    text = (f"{activity.requests}{more} request{'' if activity.requests == 1 else 's'} in the "
+            f"last {period}, {activity.denials} denied")  # fmt: skip
+    return text + ("; LOCKED OUT by the relay after denials in a row" if activity.locked else "")
 
 
 def when(ts: int) -> str:
@@ -444,6 +456,7 @@ class TerminalApprover:
             say(f"  cache:    {cache}; approvals so far {rev.approvals}/{rev.threshold}")
         say("Reported by server (not verified):")
         say(f"  source IP: {displayable(rev.reported_by_server.get('source_ip') or '-', 64)}")
+        say(f"  this requester: {recent_text(reported_activity(rev.reported_by_server))}")
 
     # --- logins and new devices -------------------------------------------------------------
 

@@ -42,6 +42,29 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", metavar="DIR", help="data directory (env SEALBOX_DATA_DIR)")
 
 
+def _fatigue_options(parser: argparse.ArgumentParser) -> None:
+    """The relay's limits on each requester (against approval fatigue)."""
+    group = parser.add_argument_group(
+        "limits per requester (an approver may set others for one client: "
+        "`sealbox approver requesters limits`)"
+    )
+    for option, env, text in (
+        ("--prompts-per-minute", "SEALBOX_PROMPTS_PER_MINUTE",
+         "new requests one client may make in any 60 seconds (default 60)"),
+        ("--pending-cap", "SEALBOX_PENDING_CAP",
+         "requests one client may have waiting at once (default 20)"),
+        ("--storm-prompts", "SEALBOX_STORM_PROMPTS",
+         "more requests than this from one client in a minute is audited as a prompt storm "
+         "(default 20)"),
+        ("--lockout-denials", "SEALBOX_LOCKOUT_DENIALS",
+         "denials in a row after which a client is locked out until an approver unlocks it "
+         "(default 5; 0: never)"),
+        ("--lockout-window", "SEALBOX_LOCKOUT_WINDOW",
+         "seconds within which denials count as in a row (default 3600)"),
+    ):  # fmt: skip
+        group.add_argument(option, type=int, metavar="N", help=f"{text} (env {env})")
+
+
 def _profile_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile",
@@ -93,6 +116,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         cache,
         ci,
         consent,
+        fatigue,
         items,
         machines,
         mcp,
@@ -119,6 +143,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "believed (repeatable; env SEALBOX_TRUSTED_PROXIES, comma-separated; default: none)",
     )  # fmt: skip
 
+    _fatigue_options(up)
+
     dbp = sub.add_parser("db", help="relay database: migrate or show the schema revision")
     dbsub = dbp.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     for name, text in (("migrate", "bring the schema to the newest revision"),
@@ -142,6 +168,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     approvers.add_approver_actions(asub)
     network.add_parsers(asub)
+    fatigue.add_parsers(asub)
     team.add_approver_actions(asub)
     approvers.add_parsers(sub)
     team.add_parsers(sub)
@@ -231,6 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from sealbox.cli import network
 
             return network.run(args)
+        if args.approver_command == "requesters":
+            from sealbox.cli import fatigue
+
+            return fatigue.run(args)
         if args.approver_command == "invite":
             from sealbox.cli import team
 
@@ -270,6 +301,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             public_url=getattr(args, "public_url", None),
             console_origins=getattr(args, "console_origin", None),
             trusted_proxies=getattr(args, "trusted_proxy", None),
+            pending_cap=getattr(args, "pending_cap", None),
+            prompts_per_minute=getattr(args, "prompts_per_minute", None),
+            storm_prompts=getattr(args, "storm_prompts", None),
+            lockout_denials=getattr(args, "lockout_denials", None),
+            lockout_window_seconds=getattr(args, "lockout_window", None),
         )  # fmt: skip
         if args.command == "up":
             runner.serve(settings)

@@ -36,7 +36,21 @@ class Settings:
     max_body_bytes: int = 1 << 20
     """Largest request body accepted; larger bodies get 413 before they are read."""
     pending_cap: int = 20
-    """Most pending access requests one client may have at once."""
+    """Most pending requests (access and store) one client may have at once; an approver may
+    set another for one client (``sealbox approver requesters limits``)."""
+    prompts_per_minute: int = 60
+    """Most new requests (prompts to approvers) one client may make in any 60 seconds,
+    counted in the database (so across replicas); an approver may set another for one
+    client.  Past it: 429 ``too_many_prompts`` with ``Retry-After``, nothing created."""
+    storm_prompts: int = 20
+    """More prompts than this from one client within 60 seconds is a prompt storm: one
+    ``requests.storm`` audit event (severity alert) per client and minute."""
+    lockout_denials: int = 5
+    """After this many denials in a row (no approval between them, each within
+    ``lockout_window_seconds`` of the one before) a client is locked out: its new requests
+    are refused (403 ``locked_out``) until an approver unlocks it.  0: never."""
+    lockout_window_seconds: int = 3600
+    """Denials further apart than this do not count as in a row."""
     delivery_seconds: int = 300
     """How long a released request waits for its client to fetch it before it expires."""
     waiter_grace_seconds: int = 60
@@ -90,6 +104,11 @@ class Settings:
         public_url: str | None = None,
         console_origins: Sequence[str] | None = None,
         trusted_proxies: Sequence[str] | None = None,
+        pending_cap: int | None = None,
+        prompts_per_minute: int | None = None,
+        storm_prompts: int | None = None,
+        lockout_denials: int | None = None,
+        lockout_window_seconds: int | None = None,
     ) -> Settings:
         env = os.environ
         root = Path(
@@ -109,7 +128,34 @@ class Settings:
             trusted_proxies=parse_proxies(
                 trusted_proxies or (env.get("SEALBOX_TRUSTED_PROXIES") or "").split(",")
             ),
-        )
+            pending_cap=_count(pending_cap, "SEALBOX_PENDING_CAP", cls.pending_cap, least=1),
+            prompts_per_minute=_count(prompts_per_minute, "SEALBOX_PROMPTS_PER_MINUTE",
+                                      cls.prompts_per_minute, least=1),
+            storm_prompts=_count(storm_prompts, "SEALBOX_STORM_PROMPTS", cls.storm_prompts,
+                                 least=1),
+            lockout_denials=_count(lockout_denials, "SEALBOX_LOCKOUT_DENIALS",
+                                   cls.lockout_denials, least=0),
+            lockout_window_seconds=_count(lockout_window_seconds, "SEALBOX_LOCKOUT_WINDOW",
+                                          cls.lockout_window_seconds, least=1),
+        )  # fmt: skip
+
+
+def _count(given: int | None, env: str, default: int, *, least: int) -> int:
+    """A whole-number setting from its option, else ``env``, else ``default``; at least ``least``.
+
+    Raises :class:`ValueError` (one line for the operator) for anything else.
+    """
+    if given is None:
+        text = os.environ.get(env, "").strip()
+        if not text:
+            return default
+        try:
+            given = int(text)
+        except ValueError:
+            raise ValueError(f"{env} must be a whole number, not {text!r}") from None
+    if given < least:
+        raise ValueError(f"{env} (or its option) must be at least {least}, not {given}")
+    return given
 
 
 def normalise_db_url(url: str) -> str:

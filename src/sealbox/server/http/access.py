@@ -18,8 +18,9 @@ from pydantic import BaseModel, Field
 from sealbox.crypto.encoding import b64u_encode
 from sealbox.server.http.deps import Approver, Client, relay_of, source_ip
 from sealbox.server.notify import CLOSED, approvers_channel
-from sealbox.server.services import access
+from sealbox.server.services import access, fatigue
 from sealbox.server.services.access import MAX_WAIT, Approval, Status
+from sealbox.server.store.fatigue import Recent
 from sealbox.server.store.requests import RequestRow
 
 router = APIRouter(prefix="/v1/vaults/{vault}", tags=["requests"])
@@ -194,6 +195,12 @@ async def report_cache_hits(
 # --- approvers see and answer --------------------------------------------------------------------
 
 
+def recent_json(recent: Recent) -> dict[str, Any]:
+    return {"window_seconds": fatigue.RECENT_SECONDS, "requests": recent.requests,
+            "denials": recent.denials, "locked": recent.locked,
+            "counted_up_to": fatigue.RECENT_MOST}  # fmt: skip
+
+
 def approval_json(approval: Approval) -> dict[str, Any]:
     row = approval.row
     out: dict[str, Any] = {
@@ -205,6 +212,9 @@ def approval_json(approval: Approval) -> dict[str, Any]:
         # Seen by the relay, not signed by anyone: show it as reported by the server.
         "reported_by_server": {"source_ip": row.source_ip},
     }  # fmt: skip
+    if approval.recent is not None:
+        # The relay's own count of this requester's prompts (it could lie): unsigned too.
+        out["reported_by_server"]["recent"] = recent_json(approval.recent)
     if row.kind == "access":
         out["items"] = {
             item: {"manifest": manifest, "wraps": encode_blobs(approval.wraps.get(item, {}))}

@@ -38,11 +38,11 @@ from sealbox.protocol.directory import Directory
 from sealbox.protocol.state import Event, State, StoreEvent, StoreState
 from sealbox.protocol.statements import ReleaseStatement, verify_statement
 from sealbox.server.auth.principal import Principal
-from sealbox.server.errors import Conflict, Gone, Invalid, NotFound, TooMany
+from sealbox.server.errors import Conflict, Gone, Invalid, NotFound
 from sealbox.server.notify import CLOSED, approvers_channel, request_channel
 from sealbox.server.policy import policy_for
 from sealbox.server.relay import Relay
-from sealbox.server.services import members
+from sealbox.server.services import fatigue, members
 from sealbox.server.services.caller import (
     check_policy_network,
     check_source,
@@ -56,6 +56,7 @@ from sealbox.server.store import clients as client_store
 from sealbox.server.store import items as item_store
 from sealbox.server.store import members as member_store
 from sealbox.server.store import requests as request_store
+from sealbox.server.store.fatigue import Recent
 from sealbox.server.store.requests import AccessDetail, Kind, PinnedItem, RequestRow
 
 __all__ = [
@@ -191,6 +192,8 @@ class Approval:
     """Store: the uploaded field ciphertexts."""
     prev_manifest: str | None = None
     """Store: the manifest of the version before."""
+    recent: Recent | None = None
+    """The requester's requests and denials lately, as the relay counts them (unsigned)."""
 
 
 def not_pending(state: str) -> Conflict:
@@ -230,16 +233,16 @@ async def refusal(relay: Relay, conn: AsyncConnection, vault: str, request_id: s
 async def insert_request(
     relay: Relay, conn: AsyncConnection, row: RequestRow, jti: str, now: int
 ) -> None:
-    """Insert a new request under its client's pending cap, its statement's jti used once."""
+    """Insert a new request within its client's limits, its statement's jti used once.
+
+    The limits (lockout, prompt rate, pending cap: :func:`fatigue.admit_prompt`) are
+    checked under the client's creation lock, so they hold across replicas.
+    """
     await request_store.lock_client(conn, row.vault, row.client_id)
+    await fatigue.admit_prompt(relay, conn, vault=row.vault, client_id=row.client_id, now=now,
+                               kind=row.kind)  # fmt: skip
     await replay.insert_jti(conn, row.vault, jti, row.expires_at)
     await request_store.insert(conn, row)
-    cap = relay.settings.pending_cap
-    if await request_store.count_pending(conn, row.vault, row.client_id, now) > cap:
-        raise TooMany(
-            "too_many_pending", f"this client already has {cap} requests waiting",
-            "Wait for an answer, or cancel requests you no longer need.",
-        )  # fmt: skip
 
 
 # --- a client asks -------------------------------------------------------------------------------
@@ -329,7 +332,11 @@ async def create_access(
         threshold=threshold, source_ip=source_ip, created_at=now, expires_at=s.exp,
         updated_at=now, waiter_until=now,
     )  # fmt: skip
-    async with relay.tx() as tx:
+    async with (
+        fatigue.auditing_refusals(relay, vault=vault, client_id=principal.id, now=now,
+                                  kind="access", source_ip=source_ip),
+        relay.tx() as tx,
+    ):  # fmt: skip
         await insert_request(relay, tx.conn, request, s.jti, now)
         await audit.append(
             tx.conn, vault=vault, at=now, actor=principal.id, action="access.requested",
@@ -606,7 +613,7 @@ async def record_cache_hits(
 
 async def _approval(
     relay: Relay, conn: AsyncConnection, row: RequestRow, approver: str,
-    keys: Mapping[str, bytes],
+    keys: Mapping[str, bytes], recent: dict[str, Recent], now: int,
 ) -> Approval:  # fmt: skip
     """Access: the statement, the client's certificate (and enrollment), each pinned manifest
     and this approver's wrapped shares of exactly the requested fields.  Store: the statement,
@@ -616,11 +623,14 @@ async def _approval(
     # Clients are disabled, never deleted; absent, there is nothing to verify with.
     holder = await client_store.get(conn, vault, row.client_id)
     answers = await request_store.answer_kinds(conn, vault, row.id)
+    if row.client_id not in recent:  # once per requester in a listing
+        recent[row.client_id] = await fatigue.recent(relay, conn, vault=vault,
+                                                     client_id=row.client_id, now=now)  # fmt: skip
     approval = Approval(
         row=row, certificate=holder.certificate if holder else None,
         enrollment=holder.enrollment if holder else None,
         approvals=sum(1 for _, kind in answers if kind == "release"),
-        answered=any(who == approver for who, _ in answers),
+        answered=any(who == approver for who, _ in answers), recent=recent[row.client_id],
     )  # fmt: skip
     if row.kind == "access":
         pinned = row.access.items
@@ -660,8 +670,10 @@ async def list_approvals(
         rows = await request_store.pending_for(conn, vault, now, principal.id, APPROVALS_MAX,
                                                waiter_since(relay, now))  # fmt: skip
     keys = await _keys(relay, vault, rows)
+    recent: dict[str, Recent] = {}
     async with relay.read() as conn:
-        return [await _approval(relay, conn, row, principal.id, keys) for row in rows]
+        return [await _approval(relay, conn, row, principal.id, keys, recent, now)
+                for row in rows]  # fmt: skip
 
 
 async def get_approval(
@@ -679,7 +691,7 @@ async def get_approval(
         raise NotFound("no_such_approval", "no pending request with this id awaits you")
     keys = await _keys(relay, vault, [row])
     async with relay.read() as conn:
-        return await _approval(relay, conn, row, principal.id, keys)
+        return await _approval(relay, conn, row, principal.id, keys, {}, now)
 
 
 async def pending_summaries(
@@ -803,6 +815,17 @@ async def deny_request(
         )  # fmt: skip
         if denied is None:
             raise await refusal(relay, tx.conn, vault, request_id, now)
+        # A refusal of a request that did not verify is a tampering alarm: what the
+        # approver was shown is not what the client signed.
+        refused = statement.grounds is not None
+        # Denials in a row lock the requester out (against asking until someone says yes);
+        # a refusal of a request that did not verify is not its requester's doing.  Counted
+        # before any audit event: it takes the client's creation lock, and every writer
+        # takes the audit chain's lock last.
+        lockout = None
+        if not refused:
+            lockout = await fatigue.record_denial(relay, tx.conn, vault=vault,
+                                                  client_id=row.client_id, now=now)  # fmt: skip
         # One answer per approver: a deny replaces this approver's earlier release.
         await request_store.drop_releases(tx.conn, vault, request_id)
         await request_store.add_answer(tx.conn, vault, request_id, principal.id, "deny", token,
@@ -810,15 +833,17 @@ async def deny_request(
         if kind == "store":
             detail = row.store
             await item_store.delete_unstored_blobs(tx.conn, vault, detail.item, detail.version)
-        # A refusal of a request that did not verify is a tampering alarm: what the
-        # approver was shown is not what the client signed.
-        refused = statement.grounds is not None
         await audit.append(
             tx.conn, vault=vault, at=now, actor=principal.id, action=f"{kind}.denied",
             severity="alert" if refused else "notice", client_id=row.client_id,
             source_ip=source_ip,
             detail={"request": request_id, **({"grounds": statement.grounds} if refused else {})},
         )  # fmt: skip
+        if lockout is not None:
+            await fatigue.audit_lockout(
+                tx.conn, lockout, vault=vault, client_id=row.client_id, now=now,
+                actor=principal.id, source_ip=source_ip,
+            )  # fmt: skip
         wake_owner(tx, row, denied, deny=token)
         tx.wake(approvers_channel(vault), request_id)
     return request_id, denied

@@ -32,9 +32,10 @@ from sealbox.protocol.consent import (
 )
 from sealbox.protocol.state import ConsentEvent, ConsentState
 from sealbox.server.auth.principal import Principal
-from sealbox.server.errors import Conflict, NotFound, TooMany
+from sealbox.server.errors import Conflict, NotFound
 from sealbox.server.notify import CLOSED, approvers_channel, request_channel
 from sealbox.server.relay import Relay, Tx
+from sealbox.server.services import fatigue
 from sealbox.server.services.caller import check_source, load_caller
 from sealbox.server.store import audit, replay
 from sealbox.server.store import clients as client_store
@@ -133,16 +134,17 @@ async def create(
         action=s.action, state=ConsentState.PENDING.value, answer=None, answered_by=None,
         source_ip=source_ip, created_at=now, expires_at=s.exp, updated_at=now,
     )  # fmt: skip
-    async with relay.tx() as tx:
-        # fatigue: admit this prompt
+    async with (
+        fatigue.auditing_refusals(relay, vault=vault, client_id=principal.id, now=now,
+                                  kind="consent", source_ip=source_ip),
+        relay.tx() as tx,
+    ):  # fmt: skip
+        # A consent request is a prompt like an access request: the same lockout, rate and
+        # pending cap (counted over both kinds), checked under the client's creation lock.
         await request_store.lock_client(tx.conn, vault, principal.id)
+        await fatigue.admit_prompt(relay, tx.conn, vault=vault, client_id=principal.id,
+                                   now=now, kind="consent")  # fmt: skip
         await replay.insert_jti(tx.conn, vault, s.jti, s.exp)
-        cap = relay.settings.pending_cap
-        if await consent_store.count_pending(tx.conn, vault, principal.id, now) >= cap:
-            raise TooMany(
-                "too_many_pending", f"this client already has {cap} consent requests waiting",
-                "Wait for an answer, or cancel consent requests you no longer need.",
-            )  # fmt: skip
         await consent_store.insert(tx.conn, row)
         await audit.append(
             tx.conn, vault=vault, at=now, actor=principal.id, action="consent.requested",
@@ -318,14 +320,20 @@ async def deny(
     # The reason is the approver's free text for the requester: it stays in the signed
     # statement (kept as the answer) and out of the audit log.
     statement = verify_deny(token, directory=directory, request_hash="sha256:" + request_id)
+    refused = statement.grounds is not None
     async with relay.tx() as tx:
+        # A denial counts toward its requester's lockout (a refusal of what did not verify
+        # does not: the requester may not be at fault), before any audit event: it takes
+        # the client's creation lock, and every writer takes the audit chain's lock last.
+        lockout = None if refused else await fatigue.record_denial(
+            relay, tx.conn, vault=vault, client_id=row.client_id, now=now,
+        )  # fmt: skip
         done = await consent_store.transition(
             tx.conn, vault, request_id, ConsentState.PENDING, ConsentEvent.DENIED, now,
             answer=token, answered_by=principal.id,
         )  # fmt: skip
         if done is None:
             raise await _refused(relay, vault, request_id, now)
-        refused = statement.grounds is not None
         await audit.append(
             tx.conn, vault=vault, at=now, actor=principal.id, action="consent.denied",
             severity="alert" if refused else "notice", client_id=row.client_id,
@@ -333,6 +341,11 @@ async def deny(
             detail={"request": request_id, "action": row.action,
                     **({"grounds": statement.grounds} if refused else {})},
         )  # fmt: skip
+        if lockout is not None:
+            await fatigue.audit_lockout(
+                tx.conn, lockout, vault=vault, client_id=row.client_id, now=now,
+                actor=principal.id, source_ip=source_ip,
+            )  # fmt: skip
         _wake(tx, row, done)
     return done
 

@@ -35,7 +35,7 @@ from sealbox.server.errors import Conflict, Forbidden, Invalid, NotFound
 from sealbox.server.notify import approvers_channel
 from sealbox.server.policy import Policy, policy_for
 from sealbox.server.relay import Relay
-from sealbox.server.services import members
+from sealbox.server.services import fatigue, members
 from sealbox.server.services.access import (
     check_answerable,
     deny_request,
@@ -295,7 +295,11 @@ async def request_store(
         state=StoreState.PENDING.value, threshold=1, source_ip=source_ip, created_at=now,
         expires_at=statement.exp, updated_at=now, waiter_until=now,
     )  # fmt: skip
-    async with relay.tx() as tx:
+    async with (
+        fatigue.auditing_refusals(relay, vault=vault, client_id=principal.id, now=now,
+                                  kind="store", source_ip=source_ip),
+        relay.tx() as tx,
+    ):  # fmt: skip
         await insert_request(relay, tx.conn, row, statement.jti, now)
         await item_store.write_blobs(
             tx.conn, relay.master_key.sealer(dek), vault=vault, item=statement.item,

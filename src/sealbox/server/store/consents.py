@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sealbox.protocol.state import CONSENT, ConsentEvent, ConsentState
@@ -20,7 +20,6 @@ from sealbox.server.store.tables import consent_requests
 __all__ = [
     "FINISHED",
     "ConsentRow",
-    "count_pending",
     "expire_due",
     "get",
     "insert",
@@ -102,14 +101,6 @@ async def pending(conn: AsyncConnection, vault: str, now: int, limit: int) -> li
         .limit(limit)
     )
     return [_row(row) for row in rows]
-
-
-async def count_pending(conn: AsyncConnection, vault: str, client_id: str, now: int) -> int:
-    query = select(func.count()).where(
-        _T.vault_id == vault, _T.client_id == client_id,
-        _T.state == ConsentState.PENDING.value, _T.expires_at >= now,
-    )  # fmt: skip
-    return int((await conn.execute(query)).scalar_one())
 
 
 async def transition(

@@ -32,7 +32,6 @@ __all__ = [
     "StoreDetail",
     "add_answer",
     "answer_kinds",
-    "count_pending",
     "delivered_ids",
     "deny_token",
     "drop_releases",
@@ -276,16 +275,6 @@ _RECORD_WAITER = (
     )
     .values(waiter_until=bindparam("until"))
 )
-_COUNT_PENDING = (
-    select(func.count())
-    .select_from(requests)
-    .where(
-        requests.c.vault_id == _V,
-        requests.c.client_id == bindparam("client"),
-        requests.c.state == State.PENDING.value,
-        requests.c.expires_at >= bindparam("now"),
-    )
-)
 _ANSWERS = answers.c
 _RELEASES = and_(_ANSWERS.vault_id == _V, _ANSWERS.request_id == _ID, _ANSWERS.kind == "release")
 _RELEASE_COUNT = select(func.count()).select_from(answers).where(_RELEASES)
@@ -418,11 +407,6 @@ async def lock_client(conn: AsyncConnection, vault: str, client_id: str) -> None
             text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
             {"k": f"pending {vault} {client_id}"},
         )
-
-
-async def count_pending(conn: AsyncConnection, vault: str, client_id: str, now: int) -> int:
-    params = {"vault": vault, "client": client_id, "now": now}
-    return int((await conn.execute(_COUNT_PENDING, params)).scalar_one())
 
 
 async def pending_for(

@@ -202,6 +202,8 @@ requests = Table(
     # been seen for longer than the waiter grace is abandoned (services/access.py).
     Index("ix_requests_state", "vault_id", "state"),
     Index("ix_requests_client", "vault_id", "client_id", "state"),
+    Index("ix_requests_client_created", "vault_id", "client_id", "created_at"),
+    # How many prompts one client raised lately (services/fatigue.py): a range of this index.
 )
 
 answers = Table(
@@ -485,4 +487,32 @@ consent_requests = Table(
     Column("expires_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     Index("ix_consent_requests_pending", "vault_id", "state", "expires_at"),
+    # Counting a client's prompts lately (against approval fatigue).
+    Index("ix_consent_requests_client_created", "vault_id", "client_id", "created_at"),
+)
+
+
+# --- against approval fatigue: per-requester limits, lockout, storm reports ------------------
+
+requester_guards = Table(
+    "requester_guards",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("client_id", ID, primary_key=True),
+    Column("per_minute", Integer, nullable=True),
+    # An approver's override of the relay's prompts-per-minute limit for this client; null: none.
+    Column("pending_cap", Integer, nullable=True),
+    # An approver's override of the relay's pending cap for this client; null: none.
+    Column("denials", Integer, nullable=False, server_default="0"),
+    # Denials in a row (no release or store between them), each within the lockout window
+    # of the one before.
+    Column("last_denial_at", BigInteger, nullable=True),
+    Column("locked_at", BigInteger, nullable=True),
+    # Set when the denials in a row reached the lockout count; null: not locked.  Only an
+    # approver clears it.
+    Column("storm_at", BigInteger, nullable=True),
+    # When the latest requests.storm event for this client was written (one per minute).
+    Column("updated_at", BigInteger, nullable=False),
+    Column("updated_by", ID, nullable=True),
+    # The approver that last set an override or cleared a lockout.
 )

@@ -4,8 +4,9 @@
 // Each request the relay lists is verified in this browser exactly as the terminal approver
 // verifies it (certificate against the pinned directory, the client-signed statement, every
 // manifest and wrap against its signed hash). Only verified facts are shown as such; what only
-// the relay says (source address, when it arrived) is shown apart, as reported by server. A
-// request that does not verify is shown as unverifiable, with no approve button.
+// the relay says (source address, how often this requester asked lately, when it arrived) is
+// shown apart, as reported by server. A request that does not verify is shown as unverifiable,
+// with no approve button.
 //
 // Consent requests (a client asking for consent to one action) are listed here too: the
 // action and its details exactly as the client signed them, verified here, answered with a
@@ -23,6 +24,7 @@ import { signManifest } from "../sealbox/store.js";
 import { SealboxError } from "../sealbox/errors.js";
 import * as api from "./api.js";
 import * as approver from "./approver.js";
+import { recentText } from "./recent.js";
 import { action, describe, el, facts, shell, status, when } from "./ui.js";
 
 const list = document.getElementById("requests");
@@ -93,6 +95,7 @@ function verifiedCard(entry, review) {
       progress(review),
       facts([
         ["Source address", String(review.reportedByServer?.source_ip ?? "-")],
+        ["This requester", recentText(review.reportedByServer?.recent)],
         ["Received", typeof entry.created_at === "number" ? when(entry.created_at) : "-"],
       ]),
     ),
