@@ -52,7 +52,8 @@ class World:
         args: dict[str, Any] = {
             "approver": self.record.id, "key": self.sig, "action": statement.action,
             "details": statement.details, "client": statement.client,
-            "scope": consent_scope(request_hash), "now": NOW, "ttl": statement.ttl,
+            # Signed now, not at import: the flow checks the consent at the real clock.
+            "scope": consent_scope(request_hash), "now": int(time.time()), "ttl": statement.ttl,
         }  # fmt: skip
         args.update(kw)
         return issue_consent(self.directory, **args)
@@ -90,7 +91,8 @@ def test_a_consent_that_binds_is_returned_and_verifies_offline() -> None:
         "deploy", w.record.id, 60,
     )  # fmt: skip
     consent = verify_grant(grant.bundle_json(), fingerprint=w.directory.fingerprint,
-                           action="deploy", details=PLAN, client=w.client, now=NOW)  # fmt: skip
+                           action="deploy", details=PLAN, client=w.client,
+                           now=int(time.time()))  # fmt: skip
     assert consent.approver == w.record.id
 
 
@@ -128,7 +130,7 @@ def test_a_signed_refusal_is_reported_with_its_reason() -> None:
 
     def refused(s: Any, h: str) -> dict[str, Any]:
         token = deny(h, directory=w.directory, approver=w.record.id, key=w.sig,
-                     reason="not on Friday", now=NOW)  # fmt: skip
+                     reason="not on Friday", now=int(time.time()))  # fmt: skip
         return {"state": "denied", "deny": token}
 
     with pytest.raises(Denied, match="not on Friday"):
