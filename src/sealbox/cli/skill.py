@@ -16,9 +16,12 @@ nobody changed; a SKILL.md someone edited (or wrote) is replaced only with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import hmac
+import os
 import sys
+import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -60,8 +63,9 @@ def _install(args: argparse.Namespace) -> int:
     text = skill_text()
     folder = args.dir.expanduser() / SKILL_NAME
     target, record = folder / "SKILL.md", folder / ".installed"
-    if target.is_symlink() or (target.exists() and not target.is_file()):
-        raise exits.Failed(f"{target} is not a regular file; not touching it")
+    for path in (target, record):
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            raise exits.Failed(f"{path} is not a regular file; not touching it")
     verb = "wrote"
     if target.exists():
         there = target.read_bytes()
@@ -76,12 +80,26 @@ def _install(args: argparse.Namespace) -> int:
             )
         verb = "updated"
     folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / ".SKILL.md.partial"
-    partial.write_text(text)
-    partial.replace(target)
-    record.write_text(_hash(text.encode()) + "\n")
+    # Both files are written to fresh temporary names and renamed into place, so a symlink
+    # planted in a checkout (at SKILL.md, .installed or a temporary name) is replaced, never
+    # followed to a file elsewhere.
+    _replace(folder, target, text)
+    _replace(folder, record, _hash(text.encode()) + "\n")
     print(f"{verb} {target}")
     return exits.OK
+
+
+def _replace(folder: Path, target: Path, text: str) -> None:
+    handle, name = tempfile.mkstemp(dir=folder, prefix=".sealbox-skill-")
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.chmod(name, 0o644)
+        os.replace(name, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,8 +18,10 @@ starts at a line's start.
 
 The command runs in a process group of its own.  When it outlives its timeout
 the whole group is stopped (SIGTERM, then SIGKILL after a grace period); and
-when it ends, whatever it left running in its group is killed as well, so no
-background child keeps the values in its environment after the call.
+when it ends, whatever it left running in its group is killed as well, so a
+background child of the usual kind does not keep the values in its environment
+after the call.  A child that leaves the group on purpose (``setsid``, a daemon)
+is out of reach: only the approval bounds what a command does with a value.
 """
 
 from __future__ import annotations

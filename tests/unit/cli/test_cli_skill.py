@@ -116,5 +116,24 @@ def test_install_refuses_a_symlink_and_changes_nothing(tmp_path: Path) -> None:
     assert elsewhere.read_text() == "not yours"
 
 
+def test_install_never_writes_through_a_planted_symlink(tmp_path: Path) -> None:
+    folder = tmp_path / ".agents" / "skills" / "sealbox"
+    folder.mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    (folder / ".SKILL.md.partial").symlink_to(victim)
+    done = _cli(tmp_path, "install")
+    assert done.returncode == 0, done.stderr
+    assert victim.read_text() == "keep me"
+    assert not (folder / "SKILL.md").is_symlink()
+    (folder / "SKILL.md").unlink()
+    (folder / ".installed").unlink()
+    (folder / ".installed").symlink_to(victim)
+    done = _cli(tmp_path, "install", "--force")
+    assert done.returncode == exits.FAILED
+    assert "not a regular file" in done.stderr
+    assert victim.read_text() == "keep me"
+
+
 def test_a_missing_action_is_a_usage_error(tmp_path: Path) -> None:
     assert _cli(tmp_path).returncode == exits.USAGE
