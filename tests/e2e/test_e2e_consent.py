@@ -175,7 +175,7 @@ name = "bo deploys"
 decision = "approve"
 kind = "consent"
 actions = ["deploy"]
-clients = ["bo@laptop"]
+clients = ["{client}"]
 """
 
 
@@ -184,7 +184,7 @@ def test_automated_approver_consents_only_where_a_rule_says(
 ) -> None:
     d = shared
     plan = _plan(tmp_path)
-    bot = d.serve(CONSENT_RULES)
+    bot = d.serve(CONSENT_RULES.format(client=d.client_id))
     try:
         done = d.cli("consent", "request", "--action", "deploy", "--details", f"@{plan}")
         assert done.returncode == 0, done.stderr
@@ -251,7 +251,7 @@ asyncio.run(main())
 
 def test_the_sdk_asks_and_verifies_both_blocking_and_async(shared: Deployment) -> None:
     d = shared
-    bot = d.serve(CONSENT_RULES)
+    bot = d.serve(CONSENT_RULES.format(client=d.client_id))
     try:
         done = subprocess.run(
             [sys.executable, "-c", SDK_SCRIPT, json.dumps({"service": "api", "replicas": 3})],
