@@ -276,7 +276,8 @@ def check_grant(
     token, links = parse_bundle(value)
     current = None
     if relay is not None:
-        carried = dirs.verify_directory(links, pinned=fingerprint)
+        # The bundle's own chain, verified offline, names the vault whose directory to fetch.
+        carried = bundle_directory(links, fingerprint=fingerprint)
         current = fetch_directory(relay, vault=carried.vault, fingerprint=fingerprint, head=known)
     directory = bundle_directory(links, fingerprint=fingerprint, current=current, head=known)
     consent = verify_consent(
