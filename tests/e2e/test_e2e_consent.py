@@ -15,12 +15,14 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from loop_support import PASSPHRASE, Deployment, env_for
 from test_e2e_terminal import CONFIRM, Started, request_block
 
 from sealbox.crypto.encoding import b64u_encode
 from sealbox.protocol import directory as dirs
+from sealbox.protocol.consent import format_head
 
 CONSENT = "Consent? Type 'yes' to consent, 'no' to refuse, Enter to skip: "
 PLAN = {"service": "api", "image": "api:1.4.2", "replicas": 3, "note": "evil\x1b[2Jnote"}
@@ -51,12 +53,14 @@ def _plan(tmp: Path, plan: dict[str, object] = PLAN, name: str = "plan.json") ->
 
 
 def _verify(
-    d: Deployment, grant: Path | str, plan: Path, **kw: str
+    d: Deployment, grant: Path | str, plan: Path, *more: str, **kw: str
 ) -> subprocess.CompletedProcess[str]:
-    args = {"action": "deploy", "client": d.client_id, "vault": d.keys.fingerprint, **kw}
+    args = {"action": "deploy", "client": d.client_id, "vault": d.keys.fingerprint,
+            "details": f"@{plan}", **kw}  # fmt: skip
     return d.run_as(
         d.tmp / "third-party", "consent", "verify", str(grant), "--action", args["action"],
-        "--details", f"@{plan}", "--client", args["client"], "--vault", args["vault"],
+        "--details", args["details"], "--client", args["client"], "--vault", args["vault"],
+        *more,
     )  # fmt: skip
 
 
@@ -175,7 +179,7 @@ name = "bo deploys"
 decision = "approve"
 kind = "consent"
 actions = ["deploy"]
-clients = ["bo@laptop"]
+clients = ["{client}"]
 """
 
 
@@ -184,7 +188,7 @@ def test_automated_approver_consents_only_where_a_rule_says(
 ) -> None:
     d = shared
     plan = _plan(tmp_path)
-    bot = d.serve(CONSENT_RULES)
+    bot = d.serve(CONSENT_RULES.format(client=d.client_id))
     try:
         done = d.cli("consent", "request", "--action", "deploy", "--details", f"@{plan}")
         assert done.returncode == 0, done.stderr
@@ -219,6 +223,18 @@ def test_bad_details_are_refused_before_anything_is_asked(
     huge = _plan(tmp_path, {"blob": "x" * 9000}, "huge.json")
     done = d.cli("consent", "request", "--action", "deploy", "--details", f"@{huge}")
     assert done.returncode == 2, done.stderr
+    # What two JSON readers could read differently is refused, by `request` and by `verify`:
+    # a key given twice, NaN and Infinity.
+    grant = tmp_path / "no-grant.json"
+    grant.write_text("{}")
+    for details, why in (('{"replicas": 3, "replicas": 30}', "'replicas' twice"),
+                         ('{"ratio": NaN}', "NaN"), ('{"n": Infinity}', "Infinity"),
+                         ('{"a": {"b": 1, "b": 2}}', "'b' twice")):  # fmt: skip
+        asked = d.cli("consent", "request", "--action", "deploy", "--details", details)
+        checked = _verify(d, grant, _plan(tmp_path, {}, "unused.json"), details=details)
+        for done in (asked, checked):
+            assert done.returncode == 2, done.stderr
+            assert why in done.stderr
 
 
 SDK_SCRIPT = """
@@ -251,7 +267,7 @@ asyncio.run(main())
 
 def test_the_sdk_asks_and_verifies_both_blocking_and_async(shared: Deployment) -> None:
     d = shared
-    bot = d.serve(CONSENT_RULES)
+    bot = d.serve(CONSENT_RULES.format(client=d.client_id))
     try:
         done = subprocess.run(
             [sys.executable, "-c", SDK_SCRIPT, json.dumps({"service": "api", "replicas": 3})],
@@ -264,3 +280,71 @@ def test_the_sdk_asks_and_verifies_both_blocking_and_async(shared: Deployment) -
     got = json.loads(done.stdout)
     assert got == {"approver": d.keys.record.id, "ttl": 60, "other": "refused", "again": 30,
                    "request": got["request"]}  # fmt: skip
+
+
+def _head_printed(done: subprocess.CompletedProcess[str]) -> str:
+    [line] = [x for x in done.stdout.splitlines() if x.startswith("directory head: ")]
+    return line.split()[2]
+
+
+def test_a_removed_approvers_consent_fails_against_the_relay_or_a_known_head(
+    tmp_path: Path,
+) -> None:
+    # Its own deployment: an approver is added, consents, and is removed (its key stolen, say).
+    from sealbox.approver import admin
+
+    d = Deployment(tmp_path / "deployment")
+    try:
+        config, keys = d.add_approver("ci-bot")
+        plan = _plan(tmp_path)
+        bot = d.serve(CONSENT_RULES.format(client=d.client_id), config=config)
+        try:
+            done = d.cli("consent", "request", "--action", "deploy", "--details", f"@{plan}")
+        finally:
+            bot.stop()
+        assert done.returncode == 0, done.stderr
+        grant = tmp_path / "grant.json"
+        grant.write_text(done.stdout)
+        assert json.loads(done.stdout)["consent"]
+        offline = _verify(d, grant, plan)
+        assert offline.returncode == 0, offline.stderr
+        assert f"consented by approver {keys.record.id}" in offline.stdout
+        assert "(the bundle's directory)" in offline.stdout
+        known = _head_printed(offline)
+        online = _verify(d, grant, plan, "--relay", d.url)
+        assert online.returncode == 0, online.stderr
+        assert "(the relay's current directory)" in online.stdout
+        assert _head_printed(online) == known
+
+        session = d.session()
+        try:
+            admin.remove_approver(session, admin.plan_removal(session, keys.record.id))
+        finally:
+            session.close()
+        links = httpx.get(f"{d.url}/v1/vaults/{d.vault}/directory").json()["links"]
+        newest = format_head(dirs.verify_directory(links, pinned=d.keys.fingerprint).head)
+
+        # Offline, the bundle alone cannot show the removal (the documented limit)...
+        assert _verify(d, grant, plan).returncode == 0
+        assert _verify(d, grant, plan, "--head", known).returncode == 0
+        # ...the vault's current directory does, and so does a newer head known already.
+        for more, why in (
+            (("--relay", d.url), "not a current approver"),
+            (("--head", newest), "directory_rollback"),
+            (("--relay", d.url, "--head", newest), "not a current approver"),
+        ):
+            refused = _verify(d, grant, plan, *more)
+            assert refused.returncode == 5, (more, refused.stdout, refused.stderr)
+            assert "INVALID" in refused.stderr
+            assert why in refused.stderr
+        # A head with another link at its place: a forked chain.
+        forked = f"{known.split(':', 1)[0]}:" + newest.split(":", 1)[1]
+        refused = _verify(d, grant, plan, "--head", forked)
+        assert refused.returncode == 5, refused.stderr
+        assert "directory_fork" in refused.stderr
+        # Bad input: a malformed head is a usage error; a relay that cannot be reached, 1.
+        assert _verify(d, grant, plan, "--head", "latest").returncode == 2
+        gone = _verify(d, grant, plan, "--relay", "http://127.0.0.1:9")
+        assert gone.returncode == 1, gone.stderr
+    finally:
+        d.close()

@@ -189,7 +189,10 @@ def details_lines(details: Mapping[str, Any]) -> list[str]:
     """
     text = json.dumps(details, indent=2, sort_keys=True, ensure_ascii=False)
     lines = []
-    for line in text.splitlines():
+    # Split only where json.dumps broke the line: it leaves U+0085, U+2028 and U+2029 in
+    # strings as they are, and str.splitlines() would break on them (and on \x0b, \x0c,
+    # \x1c-\x1e), letting the details draw a line of their own on the approver's screen.
+    for line in text.split("\n"):
         safe = displayable(line, len(line))
         lines += [safe[i : i + WRAP] for i in range(0, len(safe), WRAP)] or [""]
     return lines

@@ -27,14 +27,21 @@ explicitly allows that action for that client: a consent rule must name its
 ``actions`` (exact action names) and its ``clients``, and may narrow further
 with ``client_kinds``, ``purpose``, ``hours``, ``weekdays`` and ``rate``
 (``items``, ``fields``, ``hosts`` and ``cache_seconds`` are for access and
-store requests and are refused here).  No matching rule: left for a person::
+store requests and are refused here).  No matching rule: left for a person.
+
+A consent rule's ``clients`` are matched against client *ids* (``cli_…``, as
+``sealbox whoami`` and the approver's screen show them), never names: a name
+is chosen by whoever enrolls the client (a CI machine names itself) and two
+clients may share one, while for consent the rule is the only gate.  A glob
+that could never match an id (``"release-bot"``) is refused when the file is
+loaded; ``"*"`` (any client) stays allowed, and says so::
 
     [[rule]]
     name = "the release bot may deploy"
     decision = "approve"
     kind = "consent"
     actions = ["deploy"]
-    clients = ["release-bot"]
+    clients = ["cli_7mzq4k2vd3hxw6rj5tbn2ycfpe"]    # the release bot's client id
     rate = "20/hour"
 
 Matching uses only a request's verified facts (:class:`~sealbox.approver.review.Review`):
@@ -60,6 +67,7 @@ from typing import Any
 from sealbox.approver.consents import ConsentReview
 from sealbox.approver.review import Review
 from sealbox.errors import InvalidInput
+from sealbox.protocol import ids
 
 __all__ = ["Decision", "Rule", "RuleSet", "load_rules", "parse_rules"]
 
@@ -71,6 +79,7 @@ _KEYS = {
 _NOT_FOR_CONSENT = {"items", "fields", "hosts", "cache_seconds"}
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_CLIENT_ID_PREFIX = f"{ids.CLIENT}_"
 _HOURS = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)")
 
 
@@ -110,8 +119,8 @@ class Rule:
             return False
         if rev.action not in self.actions:
             return False
-        if not any(fnmatchcase(rev.client_name, g) or fnmatchcase(rev.client_id, g)
-                   for g in self.clients):  # fmt: skip
+        # Ids only: a client's name is not unique, and here the rule is the only gate.
+        if not any(fnmatchcase(rev.client_id, g) for g in self.clients):
             return False
         if self.client_kinds is not None and rev.client_kind not in self.client_kinds:
             return False
@@ -275,6 +284,12 @@ def _strings(value: Any, key: str, fail: Callable[[str, str], InvalidInput]) -> 
     return tuple(value)
 
 
+def _can_match_an_id(glob: str) -> bool:
+    """Whether ``glob`` could match some client id (``cli_`` then the id's characters)."""
+    literal = re.split(r"[*?\[]", glob, maxsplit=1)[0]
+    return _CLIENT_ID_PREFIX.startswith(literal) or literal.startswith(_CLIENT_ID_PREFIX)
+
+
 def _rule(table: Mapping[str, Any], index: int, source: _Source) -> Rule:
     if not isinstance(table, dict):
         raise InvalidInput(f"{source.where(None)}rule {index + 1}: expected a table",
@@ -324,6 +339,13 @@ def _rule(table: Mapping[str, Any], index: int, source: _Source) -> Rule:
         rule.actions = frozenset(_strings(table["actions"], "actions", fail))
     if "clients" in table:
         rule.clients = _strings(table["clients"], "clients", fail)
+        if kind == "consent":
+            for glob in rule.clients:
+                if not _can_match_an_id(glob):
+                    raise fail("clients", f"consent rules match client ids (cli_…), not "
+                               f"names: {glob!r} can never match one",
+                               "Write the client's id as `sealbox whoami` or the approver "
+                               "shows it, e.g. clients = [\"cli_…\"]. " + _FORMAT)  # fmt: skip
     if "client_kinds" in table:
         rule.client_kinds = _strings(table["client_kinds"], "client_kinds", fail)
         if set(rule.client_kinds) - {"human", "agent", "machine"}:

@@ -9,11 +9,19 @@ refused, 4 no answer in time (expired or cancelled), 5 the consent served
 does not verify, 6 not logged in, 2 bad input (the details are not a JSON
 object, or too big), 1 anything else.
 
-``verify`` checks a bundle offline, without contacting the relay: the
-directory from the vault's pinned fingerprint, then the consent against it,
-the action, the details and the client given on the command line (never those
-the bundle claims).  Exit 0: valid (the consent's facts are printed); 5:
-not valid, with the reason; 2: bad input.
+``verify`` checks a bundle: the directory from the vault's pinned
+fingerprint, then the consent against it, the action, the details and the
+client given on the command line (never those the bundle claims).  Alone it
+contacts nothing and uses the bundle's own directory links, which end where
+whoever built the bundle chose: an approver's later removal is not seen.
+``--relay URL`` fetches the vault's current directory instead (verified from
+the same fingerprint; the bundle's links must be a prefix of it), so a removed
+approver's consent fails; ``--head SEQ:sha256:…`` requires the directory to
+reach a head the verifier already knows (printed by an earlier ``verify``),
+refusing an older or forked chain.  Exit 0: valid (the consent's facts and the
+directory head are printed); 5: not valid, with the reason; 1: the relay
+cannot be reached or refuses; 2: bad input (details that are not one JSON
+object, with a key twice, NaN or Infinity; a malformed ``--head``).
 """
 
 from __future__ import annotations
@@ -57,6 +65,12 @@ def add_parsers(sub: Any) -> None:
                         "must have been asked by (cli_…)")  # fmt: skip
     verify.add_argument("--vault", required=True, metavar="sha256:…", help="the vault's pinned "
                         "fingerprint (`sealbox approver init` printed it)")  # fmt: skip
+    verify.add_argument("--relay", metavar="URL", help="check against the vault's current "
+                        "directory fetched from this relay, so that a removed approver's "
+                        "consent fails (default: the bundle's own directory, offline)")  # fmt: skip
+    verify.add_argument("--head", metavar="SEQ:sha256:…", help="a directory head known "
+                        "already (an earlier verify printed it): refuse a bundle whose "
+                        "directory is older or forked")  # fmt: skip
 
 
 def _read(text: str, what: str) -> str:
@@ -72,9 +86,25 @@ def _read(text: str, what: str) -> str:
         raise exits.UsageError(f"cannot read {what} from {name}: {exc.strerror}") from None
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for key, item in pairs:
+        if key in value:
+            raise exits.UsageError(f"the details have the key {key!r} twice")
+        value[key] = item
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise exits.UsageError(f"the details hold {name}, which is not JSON")
+
+
 def _details(text: str) -> dict[str, Any]:
+    """The details, read strictly: one JSON object, no key twice, no NaN or Infinity (what
+    another JSON reader would take differently is refused, not guessed)."""
     try:
-        value = json.loads(_read(text, "the details"))
+        value = json.loads(_read(text, "the details"), object_pairs_hook=_unique_keys,
+                           parse_constant=_no_constant)  # fmt: skip
     except ValueError as exc:
         raise exits.UsageError(f"the details are not JSON: {exc}") from None
     if not isinstance(value, dict):
@@ -111,21 +141,30 @@ def _request(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from sealbox.client.consent import load_bundle, verify_grant
+    from sealbox.client.consent import check_grant, load_bundle
     from sealbox.errors import MalformedInput, VerificationError
+    from sealbox.protocol.consent import format_head, parse_head
 
     details = _details(args.details)
+    try:
+        head = None if args.head is None else parse_head(args.head)
+    except MalformedInput as exc:
+        raise exits.UsageError(f"--head: {exc.message}") from None
     source = "@-" if args.bundle == "-" else "@" + args.bundle
     try:
         bundle = load_bundle(_read(source, "the grant"))
-        consent = verify_grant(bundle, fingerprint=args.vault, action=args.action,
-                               details=details, client=args.client)  # fmt: skip
+        checked = check_grant(bundle, fingerprint=args.vault, action=args.action,
+                              details=details, client=args.client, relay=args.relay,
+                              head=head)  # fmt: skip
     except (VerificationError, MalformedInput) as exc:
         print(f"sealbox consent verify: INVALID: {exc.message} [{exc.code}]", file=sys.stderr)
         return exits.VERIFICATION
+    consent = checked.consent
     left = consent.exp - int(time.time())
     print(f"valid: {consent.action} for {consent.client}, consented by approver "
           f"{consent.approver}; {left} s left")  # fmt: skip
+    where = "the relay's current directory" if args.relay else "the bundle's directory"
+    print(f"directory head: {format_head(checked.head)} ({where})")
     return exits.OK
 
 

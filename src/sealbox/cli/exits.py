@@ -14,7 +14,9 @@
 
 ``sealbox run`` exits with the command's own status once the command has started.
 ``sealbox consent verify`` exits 5 when the consent is not valid for the action, details,
-client and vault given (expired, tampered, another vault's, another action's...).
+client and vault given (expired, tampered, another vault's, another action's...; with
+``--relay`` or ``--head``, also when its approver has been removed or the bundle's directory
+is older than, or forked from, the one known).
 """
 
 from __future__ import annotations

@@ -6,12 +6,17 @@ approvers to consent to one action with :func:`consent_flow` (driven by
 and its full details, waits, and verifies the consent it gets against its
 pinned directory before returning a :class:`ConsentGrant`.
 
-A third party (a deploy tool, an MCP server, a CI gate) checks a grant offline
-with :func:`verify_grant`: given the vault's pinned fingerprint and the action,
+A third party (a deploy tool, an MCP server, a CI gate) checks a grant with
+:func:`verify_grant`: given the vault's pinned fingerprint and the action,
 details and client it is about to act for, it verifies the directory chain in
-the bundle from that fingerprint and the consent against it.  Nothing is asked
-of the relay.  The consent itself is a standard compact JWS (EdDSA, Ed25519),
-so any JOSE library verifies its signature with the approver's key.
+the bundle from that fingerprint and the consent against it.  Offline, the
+bundle's directory ends where whoever built the bundle chose, so an approver's
+later removal is not seen; a verifier that must see removals passes
+``relay=`` (the vault's current directory is fetched and verified from the
+same fingerprint, and the consent checked against it) or ``head=`` (a
+directory head it already knows, which the bundle's chain must reach).  The
+consent itself is a standard compact JWS (EdDSA, Ed25519), so any JOSE library
+verifies its signature with the approver's key.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from typing import Any
 from sealbox._relay.calls import Call, Flow
 from sealbox._relay.calls import expect_object as _object
 from sealbox._relay.calls import field as _get
+from sealbox._relay.directory import DirectoryView
+from sealbox._relay.directory import directory_flow as _current_directory_flow
+from sealbox._relay.drive import SyncDriver, http_client
 from sealbox.client._flows import (
     EXPIRY_SLACK,
     POLL_SECONDS,
@@ -39,6 +47,7 @@ from sealbox.errors import (
     Cancelled,
     Denied,
     MalformedInput,
+    RefusedByApprover,
     RelayRefused,
     RequestExpired,
     VerificationError,
@@ -49,13 +58,25 @@ from sealbox.protocol.consent import (
     BUNDLE_FORMAT,
     ConsentAsk,
     build_consent_request,
+    bundle_directory,
     check_consent_answers,
     consent_details_hash,
-    verify_consent_bundle,
+    parse_bundle,
+    parse_head,
+    verify_consent,
 )
-from sealbox.protocol.statements import ConsentStatement
+from sealbox.protocol.statements import DENY_UNVERIFIABLE, ConsentStatement
 
-__all__ = ["BUNDLE_FORMAT", "ConsentGrant", "consent_flow", "load_bundle", "verify_grant"]
+__all__ = [
+    "BUNDLE_FORMAT",
+    "ConsentGrant",
+    "GrantCheck",
+    "check_grant",
+    "consent_flow",
+    "fetch_directory",
+    "load_bundle",
+    "verify_grant",
+]
 
 #: How long a consent request waits for an approver (the statement's validity).
 CONSENT_WAIT = 300
@@ -138,6 +159,14 @@ def consent_flow(
         reason = "no reason given"
         if isinstance(token, str):
             deny = verify_deny(token, directory=directory, request_hash=ask.hash)
+            if deny.grounds == DENY_UNVERIFIABLE:
+                # Signed by the approver, so the relay cannot fake it: what the approver was
+                # shown is not what this client signed (as for access requests).
+                raise RefusedByApprover(
+                    f"approver {deny.approver} refused the consent request because what it "
+                    f"was shown does not verify ({deny.reason!r}): the relay, or something "
+                    "between this client and the relay, may be tampering with requests"
+                )
             reason = f"{deny.reason!r} (signed by approver {deny.approver})"
         raise Denied(f"an approver refused consent: {reason}")
     if name == "expired":
@@ -202,6 +231,62 @@ def load_bundle(text: str | bytes) -> dict[str, Any]:
     return value
 
 
+@dataclass(frozen=True)
+class GrantCheck:
+    """A consent that verified, and the head of the directory it was verified against."""
+
+    consent: ConsentStatement
+    head: dirs.DirectoryHead
+    """Keep it (``SEQ:sha256:…``) to refuse, later, bundles whose directory is older."""
+
+
+def fetch_directory(
+    relay: str, *, vault: str, fingerprint: str, head: dirs.DirectoryHead | None = None
+) -> dirs.Directory:
+    """The vault's current directory from ``relay``, verified from the pinned ``fingerprint``
+    (and, given ``head``, refused if shorter than it or forked from it).  A relay can still
+    withhold links newer than anything the caller knows (see docs/threat-model.md)."""
+    view = DirectoryView(vault=vault, fingerprint=fingerprint, head=head)
+    with http_client(relay) as http:
+        directory: dirs.Directory = SyncDriver(http, relay).drive(
+            _current_directory_flow(view, fresh=True)
+        )
+    return directory
+
+
+def check_grant(
+    bundle: str | bytes | Mapping[str, Any] | ConsentGrant,
+    *,
+    fingerprint: str,
+    action: str,
+    details: Mapping[str, Any],
+    client: str,
+    now: int | None = None,
+    relay: str | None = None,
+    head: dirs.DirectoryHead | str | None = None,
+) -> GrantCheck:
+    """:func:`verify_grant`, also returning the directory head it verified against."""
+    if isinstance(bundle, ConsentGrant):
+        value: object = bundle.bundle()
+    elif isinstance(bundle, str | bytes):
+        value = load_bundle(bundle)
+    else:
+        value = dict(bundle)
+    known = parse_head(head) if isinstance(head, str) else head
+    token, links = parse_bundle(value)
+    current = None
+    if relay is not None:
+        # The bundle's own chain, verified offline, names the vault whose directory to fetch.
+        carried = bundle_directory(links, fingerprint=fingerprint)
+        current = fetch_directory(relay, vault=carried.vault, fingerprint=fingerprint, head=known)
+    directory = bundle_directory(links, fingerprint=fingerprint, current=current, head=known)
+    consent = verify_consent(
+        token, directory=directory, action=action, details=details, client=client,
+        now=int(time.time()) if now is None else now,
+    )  # fmt: skip
+    return GrantCheck(consent, directory.head)
+
+
 def verify_grant(
     bundle: str | bytes | Mapping[str, Any] | ConsentGrant,
     *,
@@ -210,24 +295,34 @@ def verify_grant(
     details: Mapping[str, Any],
     client: str,
     now: int | None = None,
+    relay: str | None = None,
+    head: dirs.DirectoryHead | str | None = None,
 ) -> ConsentStatement:
-    """Verify a consent offline; return it, or raise a :class:`~sealbox.errors.SealboxError`.
+    """Verify a consent; return it, or raise a :class:`~sealbox.errors.SealboxError`.
 
     ``fingerprint`` is the vault's pinned fingerprint (``sha256:…``, as
     ``sealbox whoami`` shows it); ``action``, ``details`` and ``client`` are
-    what the caller is about to act on, not what the bundle says.  Raises
-    :class:`~sealbox.errors.VerificationError` (``BindingMismatch`` for other
-    action, details or client; ``Expired``; ``DirectoryBroken`` for another
-    vault or a tampered directory; ``SignatureInvalid``) or
-    :class:`~sealbox.errors.MalformedInput`.
+    what the caller is about to act on, not what the bundle says.
+
+    Offline (neither ``relay`` nor ``head``) the directory is the bundle's own:
+    a consent signed by an approver removed after the bundle's last link still
+    verifies until its ``exp``, and a bundle built with its links cut short
+    hides the removal for good.  ``relay`` (a relay URL): the vault's current
+    directory is fetched, verified from ``fingerprint``, and the consent is
+    checked against it; the bundle's links must be a prefix of it.  ``head``
+    (``SEQ:sha256:…`` or a :class:`~sealbox.protocol.directory.DirectoryHead`,
+    e.g. :attr:`GrantCheck.head` of an earlier check): the directory must
+    reach that link and hold exactly it.
+
+    Raises :class:`~sealbox.errors.VerificationError` (``BindingMismatch`` for
+    other action, details or client; ``Expired``; ``NotAuthorized`` for an
+    approver not in the directory; ``DirectoryBroken`` for another vault or a
+    tampered directory, ``DirectoryRollback`` / ``DirectoryFork`` for one older
+    than or forked from what is known; ``SignatureInvalid``),
+    :class:`~sealbox.errors.MalformedInput`, or, with ``relay``,
+    :class:`~sealbox.errors.RelayUnreachable` and the relay's refusals.
     """
-    if isinstance(bundle, ConsentGrant):
-        value: object = bundle.bundle()
-    elif isinstance(bundle, str | bytes):
-        value = load_bundle(bundle)
-    else:
-        value = dict(bundle)
-    return verify_consent_bundle(
-        value, fingerprint=fingerprint, action=action, details=details, client=client,
-        now=int(time.time()) if now is None else now,
-    )  # fmt: skip
+    return check_grant(
+        bundle, fingerprint=fingerprint, action=action, details=details, client=client,
+        now=now, relay=relay, head=head,
+    ).consent  # fmt: skip

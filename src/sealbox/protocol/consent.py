@@ -24,13 +24,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from sealbox.crypto import jws, labels
-from sealbox.crypto.encoding import b64u_decode, canonical_json, digest, parse_canonical_json
+from sealbox.crypto.encoding import (
+    b64u_decode,
+    canonical_json,
+    digest,
+    parse_canonical_json,
+    parse_digest,
+)
 from sealbox.crypto.keys import SigningKey
-from sealbox.errors import BindingMismatch, Expired, MalformedInput, NotAuthorized
+from sealbox.errors import (
+    BindingMismatch,
+    DirectoryBroken,
+    DirectoryFork,
+    DirectoryRollback,
+    Expired,
+    MalformedInput,
+    NotAuthorized,
+)
 from sealbox.protocol import ids
 from sealbox.protocol._reader import Reader
 from sealbox.protocol.certificates import CLOCK_SKEW, verify_chain
-from sealbox.protocol.directory import MAX_LINKS, Directory, verify_directory
+from sealbox.protocol.directory import MAX_LINKS, Directory, DirectoryHead, verify_directory
 from sealbox.protocol.statements import (
     MAX_CONSENT_TTL,
     ClientCertificate,
@@ -48,12 +62,15 @@ __all__ = [
     "VerifiedConsentRequest",
     "answer_consent",
     "build_consent_request",
+    "bundle_directory",
     "check_consent_answers",
     "consent_bundle",
     "consent_details_hash",
     "consent_scope",
+    "format_head",
     "issue_consent",
     "parse_bundle",
+    "parse_head",
     "read_filed_request",
     "verify_consent",
     "verify_consent_bundle",
@@ -283,6 +300,66 @@ def parse_bundle(value: object) -> tuple[str, tuple[str, ...]]:
     return token, links
 
 
+def format_head(head: DirectoryHead) -> str:
+    """A directory head as a verifier writes it down: ``SEQ:sha256:…``."""
+    return f"{head.seq}:{head.hash}"
+
+
+def parse_head(text: object) -> DirectoryHead:
+    """A known directory head, ``SEQ:sha256:…`` (the statement hash of link ``SEQ``)."""
+    seq, _, hash_ = text.partition(":") if isinstance(text, str) else ("", "", "")
+    if not (seq.isascii() and seq.isdigit() and len(seq) <= 5 and int(seq) < MAX_LINKS):
+        raise MalformedInput("directory head: expected SEQ:sha256:… (a link number, its hash)")
+    if seq != str(int(seq)):
+        raise MalformedInput("directory head: the link number has leading zeros")
+    return DirectoryHead(seq=int(seq), hash=parse_digest(hash_, what="directory head"))
+
+
+def _holds_head(tokens: tuple[str, ...], head: DirectoryHead) -> None:
+    """Refuse a chain that ends before ``head`` or has another link at its place."""
+    if head.seq >= len(tokens):
+        raise DirectoryRollback(
+            f"the directory has {len(tokens)} link(s); a newer one (link {head.seq}) is known"
+        )
+    if not hmac.compare_digest(jws.statement_hash(tokens[head.seq]), head.hash):
+        raise DirectoryFork(f"link {head.seq} differs from the known directory head")
+
+
+def bundle_directory(
+    links: tuple[str, ...],
+    *,
+    fingerprint: str,
+    current: Directory | None = None,
+    head: DirectoryHead | None = None,
+) -> Directory:
+    """The directory a bundle's consent is checked against.
+
+    Alone, the bundle's own ``links``, verified from ``fingerprint``: whoever built
+    the bundle chose where they end, so a removal after that end is not seen.
+    With ``head`` (a head the verifier already knows, e.g. from an earlier
+    bundle or from the relay), the chain must reach it and hold that exact link
+    there (:class:`DirectoryRollback` / :class:`DirectoryFork`).  With
+    ``current`` (the directory the verifier fetched and verified itself), the
+    consent is checked against that one, and the bundle's links must be a prefix
+    of it.
+    """
+    if current is None:
+        return verify_directory(links, pinned=fingerprint, cached_head=head)
+    if not hmac.compare_digest(current.fingerprint, fingerprint):
+        raise DirectoryBroken("the directory fetched is not the pinned vault's")
+    if head is not None:
+        _holds_head(current.tokens, head)
+    if len(links) > len(current.tokens):
+        raise DirectoryRollback(
+            f"the bundle carries {len(links)} directory link(s), the directory fetched only "
+            f"{len(current.tokens)}: the relay is serving an older directory"
+        )
+    for seq, (carried, fetched) in enumerate(zip(links, current.tokens, strict=False)):
+        if carried != fetched:
+            raise DirectoryFork(f"the bundle's directory link {seq} differs from the vault's")
+    return current
+
+
 def verify_consent_bundle(
     bundle: object,
     *,
@@ -291,11 +368,14 @@ def verify_consent_bundle(
     details: Mapping[str, Any],
     client: str,
     now: int,
+    current: Directory | None = None,
+    head: DirectoryHead | None = None,
 ) -> ConsentStatement:
-    """Verify a bundle offline: its directory from the pinned ``fingerprint``, then the consent
-    against that directory, this action, these details and this client, at ``now``."""
+    """Verify a bundle: the directory (:func:`bundle_directory`: the bundle's own links from
+    the pinned ``fingerprint``, or ``current``, and reaching ``head`` if given), then the
+    consent against that directory, this action, these details and this client, at ``now``."""
     token, links = parse_bundle(bundle)
-    directory = verify_directory(links, pinned=fingerprint)
+    directory = bundle_directory(links, fingerprint=fingerprint, current=current, head=head)
     return verify_consent(
         token, directory=directory, action=action, details=details, client=client, now=now
     )

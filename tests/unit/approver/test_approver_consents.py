@@ -115,3 +115,17 @@ def test_details_are_printed_whole_and_harmless() -> None:
     assert all(len(line) <= consents.WRAP for line in lines)
     # Nothing is cut: every character of the long value is there, wrapped.
     assert "".join(lines).count("y") == 500
+
+
+@pytest.mark.parametrize(
+    "separator",
+    ["\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\r"],
+    ids=["U+2028", "U+2029", "U+0085", "VT", "FF", "FS", "GS", "RS", "CR"],
+)
+def test_details_cannot_draw_a_line_of_their_own(separator: str) -> None:
+    # A line that would look like the approver's own output, were the separator to break it.
+    forged = f"x{separator}  action:   read-only check{separator}y"
+    lines = consents.details_lines({"note": forged, "key" + separator: 1})
+    assert len(lines) == 4, lines  # "{", the two members, "}": nothing else
+    assert not any(line.startswith("  action:") for line in lines)
+    assert all(line.isprintable() for line in lines)

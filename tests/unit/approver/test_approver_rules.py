@@ -144,7 +144,7 @@ name = "release bot deploys"
 decision = "approve"
 kind = "consent"
 actions = ["deploy"]
-clients = ["release-bot"]
+clients = ["cli_dddd*"]
 rate = "1/hour"
 
 [[rule]]
@@ -168,7 +168,7 @@ def test_consent_only_where_a_rule_names_action_and_client() -> None:
     assert (decided.rule, decided.approve) == ("release bot deploys", True)
     # Another action, another client: left for a person (the access rule never applies).
     assert rules.decide_consent(_consent_review(action="rollback")) is None
-    assert rules.decide_consent(_consent_review(client_name="other-bot")) is None
+    assert rules.decide_consent(_consent_review(client_id="cli_" + "e" * 26)) is None
     # The rate is spent: left for a person, never consented.
     assert rules.decide_consent(_consent_review()) is None
     refused = rules.decide_consent(_consent_review(action="payment"))
@@ -192,10 +192,10 @@ def test_no_rules_means_no_consent() -> None:
 @pytest.mark.parametrize(
     ("body", "problem"),
     [
-        ('kind = "consent"\nclients = ["x"]', "must name its actions"),
+        ('kind = "consent"\nclients = ["cli_*"]', "must name its actions"),
         ('kind = "consent"\nactions = ["deploy"]', "must name its clients"),
         (
-            'kind = "consent"\nactions = ["d"]\nclients = ["x"]\nitems = ["a/b/c"]',
+            'kind = "consent"\nactions = ["d"]\nclients = ["*"]\nitems = ["a/b/c"]',
             "items does not apply",
         ),
         ('actions = ["deploy"]', "actions are for rules of kind"),
@@ -207,3 +207,26 @@ def test_consent_rules_are_strict(body: str, problem: str) -> None:
 
     with pytest.raises(InvalidInput, match=problem):
         parse_rules(f'[[rule]]\nname = "r"\ndecision = "approve"\n{body}\n')
+
+
+def test_consent_rules_match_client_ids_never_names() -> None:
+    # Names are not unique (a CI machine names itself): a rule naming one would let any
+    # client of that name obtain consents.  It is refused when the rules are loaded.
+    from sealbox.errors import InvalidInput
+
+    for names in ('["release-bot"]', '["cli_x", "release-*"]', '["CLI_*"]'):
+        with pytest.raises(InvalidInput, match="consent rules match client ids"):
+            parse_rules(f'[[rule]]\nname = "r"\ndecision = "approve"\nkind = "consent"\n'
+                        f'actions = ["deploy"]\nclients = {names}\n')  # fmt: skip
+    rules = parse_rules('[[rule]]\nname = "r"\ndecision = "approve"\nkind = "consent"\n'
+                        'actions = ["deploy"]\nclients = ["cli_dddd*", "c?i_zz"]\n')  # fmt: skip
+    assert rules.decide_consent(_consent_review()) is not None
+    # A client that took the same name, with another id, gets nothing.
+    impostor = _consent_review(client_id="cli_" + "e" * 26, client_name="release-bot")
+    assert rules.decide_consent(impostor) is None
+    # A glob over names that happens to match every name still matches ids only.
+    anyone = parse_rules('[[rule]]\nname = "r"\ndecision = "approve"\nkind = "consent"\n'
+                         'actions = ["deploy"]\nclients = ["c*"]\n')  # fmt: skip
+    assert anyone.decide_consent(_consent_review(client_name="x")) is not None
+    # Access rules keep matching names or ids, as documented.
+    assert parse_rules('[[rule]]\nname = "r"\ndecision = "approve"\nclients = ["release-bot"]\n')

@@ -10,15 +10,22 @@ from typing import Any
 import pytest
 
 from sealbox._relay.calls import Call, Reply
+from sealbox.cli import exits
 from sealbox.client._flows import ClientState
-from sealbox.client.consent import ConsentGrant, consent_flow, verify_grant
+from sealbox.client.consent import ConsentGrant, check_grant, consent_flow, verify_grant
 from sealbox.crypto.keys import HpkePrivateKey, SigningKey
-from sealbox.errors import BindingMismatch, Denied, SignatureInvalid
+from sealbox.errors import (
+    BindingMismatch,
+    Denied,
+    DirectoryRollback,
+    RefusedByApprover,
+    SignatureInvalid,
+)
 from sealbox.protocol import directory as dirs
 from sealbox.protocol import ids
 from sealbox.protocol.access import deny
-from sealbox.protocol.consent import consent_scope, issue_consent, read_filed_request
-from sealbox.protocol.statements import ApproverRecord
+from sealbox.protocol.consent import consent_scope, format_head, issue_consent, read_filed_request
+from sealbox.protocol.statements import DENY_UNVERIFIABLE, ApproverRecord
 
 NOW = int(time.time())
 PLAN = {"service": "api", "replicas": 3}
@@ -135,3 +142,33 @@ def test_a_signed_refusal_is_reported_with_its_reason() -> None:
 
     with pytest.raises(Denied, match="not on Friday"):
         drive(w, refused)
+
+
+def test_a_signed_refusal_of_what_did_not_verify_says_so_and_is_not_a_denial() -> None:
+    # As for access requests: the approver was shown something this client did not sign.
+    w = World()
+
+    def unverifiable(s: Any, h: str) -> dict[str, Any]:
+        token = deny(h, directory=w.directory, approver=w.record.id, key=w.sig,
+                     reason="signature_invalid", now=int(time.time()),
+                     grounds=DENY_UNVERIFIABLE)  # fmt: skip
+        return {"state": "denied", "deny": token}
+
+    with pytest.raises(RefusedByApprover, match="tampering") as raised:
+        drive(w, unverifiable)
+    assert not isinstance(raised.value, Denied)
+    # `sealbox consent request` maps it to exit 5 (verification), not 3 (an approver refused).
+    assert exits.guarded(lambda: drive(w, unverifiable), "consent request") == exits.VERIFICATION
+
+
+def test_verify_grant_takes_a_known_head() -> None:
+    w = World()
+    grant = drive(w, lambda s, h: {"state": "delivered", "consent": w.consent(s, h)})
+    args: dict[str, Any] = {"fingerprint": w.directory.fingerprint, "action": "deploy",
+                            "details": PLAN, "client": w.client}  # fmt: skip
+    checked = check_grant(grant, **args, head=format_head(w.directory.head))
+    assert checked.head == w.directory.head
+    assert verify_grant(grant, **args, head=w.directory.head).approver == w.record.id
+    newer = dirs.DirectoryHead(seq=1, hash=w.directory.head.hash)
+    with pytest.raises(DirectoryRollback):
+        verify_grant(grant, **args, head=newer)

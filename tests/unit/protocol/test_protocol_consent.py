@@ -14,12 +14,15 @@ from sealbox.crypto.keys import SigningKey
 from sealbox.errors import (
     BindingMismatch,
     DirectoryBroken,
+    DirectoryFork,
+    DirectoryRollback,
     Expired,
     MalformedInput,
     NotAuthorized,
     SignatureInvalid,
 )
 from sealbox.protocol import consent as cs
+from sealbox.protocol import directory as dirs
 from sealbox.protocol import ids
 from sealbox.protocol.certificates import CLOCK_SKEW
 from sealbox.protocol.statements import ConsentStatement, sign_statement
@@ -271,3 +274,78 @@ def test_independent_jose_libraries_verify_the_consent(world: Any) -> None:
     other = _jwk(world, world.approvers[1].id)
     with pytest.raises(Exception, match=r"(?i)signature"):
         jose_jws.deserialize_compact(token, OKPKey.import_key(other), algorithms=["EdDSA"])
+
+
+# --- seeing an approver's removal: the current directory, or a known head ------------------
+
+
+def _removed(world: Any, who: int = 2) -> tuple[dict[str, Any], Any]:
+    """A consent signed by approver ``who``, bundled with the directory of that moment, and the
+    directory after ``who`` was removed (its key stolen, say)."""
+    bundle = cs.consent_bundle(_answered(world, _request(world), by=who), world.directory)
+    gone = world.approvers[who]
+    first = world.approvers[0]
+    link = dirs.append_link(world.directory, "remove", gone.record, signer=first.id,
+                            key=first.sig, now=NOW)  # fmt: skip
+    after = dirs.verify_directory([*world.links, link], pinned=world.fingerprint)
+    return bundle, after
+
+
+def test_a_removed_approver_is_seen_with_the_current_directory_or_a_known_head(
+    fresh_world: Any,
+) -> None:
+    bundle, after = _removed(fresh_world)
+    # Offline, from the bundle alone, the removal cannot be seen (the documented limit).
+    assert _check_bundle(fresh_world, bundle).approver == fresh_world.approvers[2].id
+    # Against the directory the verifier fetched itself: not an approver any more.
+    with pytest.raises(NotAuthorized):
+        _check_bundle(fresh_world, bundle, current=after)
+    # Against a head the verifier already knows: the bundle's chain stops before it.
+    with pytest.raises(DirectoryRollback):
+        _check_bundle(fresh_world, bundle, head=after.head)
+    head_text = cs.format_head(after.head)
+    assert cs.parse_head(head_text) == after.head
+    # A consent from an approver still in the directory verifies against both.
+    kept = cs.consent_bundle(_answered(fresh_world, _request(fresh_world), by=1), after)
+    assert _check_bundle(fresh_world, kept, current=after).approver == fresh_world.approvers[1].id
+    assert _check_bundle(fresh_world, kept, head=after.head).approver
+    # An older bundle still verifies against the current directory when its signer stayed.
+    older = cs.consent_bundle(_answered(fresh_world, _request(fresh_world), by=1),
+                              fresh_world.directory)  # fmt: skip
+    assert _check_bundle(fresh_world, older, current=after).approver
+
+
+def test_the_bundles_links_must_agree_with_the_directory_fetched(
+    fresh_world: Any, world: Any
+) -> None:
+    w = fresh_world
+    bundle, after = _removed(w)
+    first = w.approvers[0]
+    # Another link 3 than the vault's (a fork): the bundle is not a prefix of the directory.
+    fork = dirs.append_link(w.directory, "remove", w.approvers[1].record, signer=first.id,
+                            key=first.sig, now=NOW + 1)  # fmt: skip
+    forked = {**bundle, "directory": [*w.links, fork]}
+    with pytest.raises(DirectoryFork):
+        _check_bundle(w, forked, current=after)
+    # The relay serves fewer links than the bundle carries: an older directory.
+    longer = {**bundle, "directory": list(after.tokens)}
+    with pytest.raises(DirectoryRollback):
+        _check_bundle(w, longer, current=w.directory)
+    # A directory of another vault, or a known head with another link at its place.
+    with pytest.raises(DirectoryBroken):
+        _check_bundle(w, bundle, current=world.directory)
+    other_head = dirs.DirectoryHead(seq=1, hash=w.directory.head.hash)  # link 2's hash
+    with pytest.raises(DirectoryFork):
+        _check_bundle(w, bundle, head=other_head)
+    with pytest.raises(DirectoryFork):
+        _check_bundle(w, bundle, current=after, head=other_head)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "3", "3:", "-1:sha256:" + "A" * 43, "03:sha256:" + "A" * 43, "x:sha256:" + "A" * 43,
+     "3:sha256:" + "A" * 42, "3:md5:" + "A" * 43, "99999999:sha256:" + "A" * 43, None],
+)  # fmt: skip
+def test_malformed_heads_are_refused(text: object) -> None:
+    with pytest.raises(MalformedInput):
+        cs.parse_head(text)

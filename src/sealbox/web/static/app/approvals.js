@@ -24,6 +24,7 @@ import { signManifest } from "../sealbox/store.js";
 import { SealboxError } from "../sealbox/errors.js";
 import * as api from "./api.js";
 import * as approver from "./approver.js";
+import { detailsText } from "./details.js";
 import { recentText } from "./recent.js";
 import { action, describe, el, facts, shell, status, when } from "./ui.js";
 
@@ -126,15 +127,6 @@ function verifiedCard(entry, review) {
   return card;
 }
 
-// Characters that could make a text read other than it is (bidi overrides, zero-width,
-// controls): shown as U+FFFD, as the terminal approver does.
-// (JSON.stringify escapes every control character inside strings; the line breaks it adds
-// between members are its own and are kept.)
-const UNSAFE = /(?!\n)[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\p{Co}]/gu;
-
-function detailsText(details) {
-  return JSON.stringify(details, null, 2).replace(UNSAFE, "\uFFFD");
-}
 
 function consentCard(entry, review) {
   const s = review.statement;
