@@ -21,6 +21,7 @@ from relay_support import Vault, error_of
 from sqlalchemy import update
 from test_relay_items import PASSWORD, Harness, Requester
 
+from sealbox.protocol import ids
 from sealbox.protocol.access import deny
 from sealbox.protocol.statements import DENY_UNVERIFIABLE
 from sealbox.server.app import create_app
@@ -189,14 +190,24 @@ async def test_bad_overrides_and_non_approvers_change_nothing(h: Harness, item: 
     client = await h.add_client()
     before = await h.counts()
     for body in ({"per_minute": 0, "pending_cap": None}, {"per_minute": 10_001, "pending_cap": 1},
-                 {"per_minute": 1}, {"per_minute": "many", "pending_cap": 1}):  # fmt: skip
+                 {"per_minute": 1}, {"per_minute": "many", "pending_cap": 1},
+                 {"per_minute": True, "pending_cap": 1}, {"per_minute": "7", "pending_cap": 1},
+                 {"per_minute": 5.0, "pending_cap": 1},
+                 {"per_minute": 5, "pending_cap": 1, "locked": False}):  # fmt: skip
         refused = await limits(h, client, body)
         assert refused.status_code == 422, body
     not_approver = await limits(h, client, {"per_minute": 1000, "pending_cap": 100}, client)
     assert not_approver.status_code == 403
-    unknown = await h.call("POST", "/requesters/cli_nobody/limits", signer=h.vault.approvers[0],
+    nobody = ids.new_id(ids.CLIENT)
+    unknown = await h.call("POST", f"/requesters/{nobody}/limits", signer=h.vault.approvers[0],
                            body={"per_minute": 5, "pending_cap": 5})  # fmt: skip
     assert (unknown.status_code, error_of(unknown)["error"]) == (404, "no_such_client")
+    # Not a client id at all (a NUL byte, another form): refused before any query.
+    for bad in ("%00", "cli_nobody", "apv_" + "a" * 26):
+        for action, body in (("limits", {"per_minute": 5, "pending_cap": 5}), ("unlock", None)):
+            refused = await h.call("POST", f"/requesters/{bad}/{action}",
+                                   signer=h.vault.approvers[0], body=body)  # fmt: skip
+            assert refused.status_code == 422, (bad, action, refused.text)
     assert (await h.call("GET", "/requesters", signer=client)).status_code == 403
     assert await h.counts() == before
     assert await events(h, "client.limits") == []
@@ -287,6 +298,29 @@ async def test_a_release_resets_the_denials_in_a_row(h: Harness, item: str) -> N
         later(h, 1)
     await asked(h, client, item)  # 2 in a row since the release: not locked
     assert await events(h, "client.locked") == []
+
+
+async def test_a_client_cannot_clear_its_own_denials_by_fetching_a_kept_release(
+    h: Harness, item: str
+) -> None:
+    # Only an approver's yes breaks the row: a release the client kept back and fetches
+    # between denials (its row moves to delivered) must not, nor may a consent it reads.
+    settle(h, lockout_denials=3)
+    a = h.vault.approvers[0]
+    client = await h.add_client()
+    kept = await asked(h, client, item)
+    assert (await h.release_as(a, kept)).status_code == 200
+    later(h, 1)
+    for _ in range(2):
+        await h.deny_as(a, await asked(h, client, item))
+        later(h, 1)
+    assert (await h.envelope(client, kept)).status_code == 200
+    later(h, 1)
+    await h.deny_as(a, await asked(h, client, item))
+    assert len(await events(h, "client.locked")) == 1
+    refused = await ask(h, client, item)
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "locked_out"
 
 
 async def test_denials_further_apart_than_the_window_are_not_in_a_row(

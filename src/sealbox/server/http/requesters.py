@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from sealbox.server.http.access import recent_json
 from sealbox.server.http.deps import Approver, relay_of, source_ip
@@ -18,10 +18,14 @@ from sealbox.server.services.fatigue import RequesterView
 
 router = APIRouter(prefix="/v1/vaults/{vault}/requesters", tags=["requesters"])
 
-ClientId = Annotated[str, Path(max_length=40)]
+# A client id in its one form: anything else (a NUL byte, say) is refused before any query.
+ClientId = Annotated[str, Path(max_length=40, pattern=r"^cli_[a-z2-7]{26}$")]
 
 
 class LimitsBody(BaseModel):
+    # Strict: `true`, "7" or 5.0 are not limits.
+    model_config = ConfigDict(strict=True, extra="forbid")
+
     per_minute: int | None = Field(
         ge=1, le=fatigue.MAX_PER_MINUTE,
         description="new requests this client may make in any 60 seconds (null: the relay's)",

@@ -239,10 +239,11 @@ async def insert_request(
     checked under the client's creation lock, so they hold across replicas.
     """
     await request_store.lock_client(conn, row.vault, row.client_id)
-    await fatigue.admit_prompt(relay, conn, vault=row.vault, client_id=row.client_id, now=now,
-                               kind=row.kind)  # fmt: skip
+    storm = await fatigue.admit_prompt(relay, conn, vault=row.vault, client_id=row.client_id,
+                                       now=now, kind=row.kind)  # fmt: skip
     await replay.insert_jti(conn, row.vault, jti, row.expires_at)
     await request_store.insert(conn, row)
+    await fatigue.report_storm(conn, storm, vault=row.vault, now=now)
 
 
 # --- a client asks -------------------------------------------------------------------------------
@@ -764,6 +765,7 @@ async def release(
             raise await refusal(relay, tx.conn, vault, request_id, now)
         await request_store.add_answer(tx.conn, vault, request_id, principal.id, "release",
                                        token, now)  # fmt: skip
+        await fatigue.record_approval(tx.conn, vault=vault, client_id=row.client_id)
         approvals = await request_store.release_count(tx.conn, vault, request_id)
         state: str = State.PENDING
         if approvals >= row.threshold:

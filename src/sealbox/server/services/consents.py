@@ -142,10 +142,11 @@ async def create(
         # A consent request is a prompt like an access request: the same lockout, rate and
         # pending cap (counted over both kinds), checked under the client's creation lock.
         await request_store.lock_client(tx.conn, vault, principal.id)
-        await fatigue.admit_prompt(relay, tx.conn, vault=vault, client_id=principal.id,
-                                   now=now, kind="consent")  # fmt: skip
+        storm = await fatigue.admit_prompt(relay, tx.conn, vault=vault, client_id=principal.id,
+                                           now=now, kind="consent")  # fmt: skip
         await replay.insert_jti(tx.conn, vault, s.jti, s.exp)
         await consent_store.insert(tx.conn, row)
+        await fatigue.report_storm(tx.conn, storm, vault=vault, now=now)
         await audit.append(
             tx.conn, vault=vault, at=now, actor=principal.id, action="consent.requested",
             client_id=principal.id, source_ip=source_ip,
@@ -298,6 +299,7 @@ async def consent(
         )  # fmt: skip
         if done is None:
             raise await _refused(relay, vault, request_id, now)
+        await fatigue.record_approval(tx.conn, vault=vault, client_id=row.client_id)
         await audit.append(
             tx.conn, vault=vault, at=now, actor=principal.id, action="consent.consented",
             client_id=row.client_id, source_ip=source_ip,

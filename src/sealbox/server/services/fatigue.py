@@ -114,10 +114,20 @@ def locked_out() -> Forbidden:
 # --- a prompt is raised ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Storm:
+    """A storm this prompt made: reported with :func:`report_storm` once the prompt is in."""
+
+    client_id: str
+    prompts: int
+    threshold: int
+    kind: PromptKind
+
+
 async def admit_prompt(
     relay: Relay, conn: AsyncConnection, *, vault: str, client_id: str, now: int,
     kind: PromptKind,
-) -> None:  # fmt: skip
+) -> Storm | None:  # fmt: skip
     """Let one new prompt of ``client_id`` through, or raise why not; report a storm once.
 
     Call it in the transaction that creates the prompt, after
@@ -158,17 +168,29 @@ async def admit_prompt(
     reported = guard is not None and guard.storm_at is not None and guard.storm_at > now - WINDOW
     if raised > storm and not reported and await store.claim_storm(conn, vault, client_id, now,
                                                                    WINDOW):  # fmt: skip
-        await audit.append(
-            conn, vault=vault, at=now, actor="relay", action="requests.storm",
-            severity="alert", client_id=client_id,
-            detail={"prompts": raised, "window_seconds": WINDOW, "threshold": storm,
-                    "kind": kind},
-        )  # fmt: skip
-        # (This event is appended before the caller inserts the prompt: the only rows
-        # written after it are new ones keyed by this prompt's own statement hash and jti,
-        # which no other transaction holds while this one has the client's creation lock.)
-        # ALERT: once alerts exist (issue 13), send the requests.storm alert from here:
-        # one per requester and window, as this event is, with these counts only.
+        return Storm(client_id, raised, storm, kind)
+    return None
+
+
+async def report_storm(conn: AsyncConnection, storm: Storm | None, *, vault: str,
+                       now: int) -> None:  # fmt: skip
+    """Record the ``requests.storm`` event :func:`admit_prompt` claimed, if any.
+
+    Call it after the prompt's own rows (its jti, the request) are written: the
+    audit chain's lock is taken last by every writer, and a jti is a key any
+    client may choose, so taking the audit lock before inserting it could wait
+    in a cycle with another client's creation.
+    """
+    if storm is None:
+        return
+    await audit.append(
+        conn, vault=vault, at=now, actor="relay", action="requests.storm", severity="alert",
+        client_id=storm.client_id,
+        detail={"prompts": storm.prompts, "window_seconds": WINDOW, "threshold": storm.threshold,
+                "kind": storm.kind},
+    )  # fmt: skip
+    # ALERT: once alerts exist (issue 13), send the requests.storm alert from here: one per
+    # requester and window, as this event is, with these counts only.
 
 
 @contextlib.asynccontextmanager
@@ -234,7 +256,8 @@ async def record_denial(
     and every writer takes the audit chain's lock last); then, if it returns a
     :class:`Lockout`, :func:`audit_lockout` after the denial's own event.
     Denials count as in a row while no prompt of the client was approved since
-    the one before and each comes within the lockout window of the one before.
+    the one before (:func:`record_approval` clears the count) and each comes
+    within the lockout window of the one before.
     A client already locked out is not locked (nor audited) again.
     """
     settings = relay.settings
@@ -249,7 +272,6 @@ async def record_denial(
         and guard.denials > 0
         and guard.last_denial_at is not None
         and guard.last_denial_at >= now - settings.lockout_window_seconds
-        and not await store.answered_since(conn, vault, client_id, guard.last_denial_at)
     ):
         denials = guard.denials + 1
     lock = denials >= settings.lockout_denials and (guard is None or guard.locked_at is None)
@@ -257,6 +279,17 @@ async def record_denial(
     if not lock:
         return None
     return Lockout(denials, settings.lockout_denials, settings.lockout_window_seconds)
+
+
+async def record_approval(conn: AsyncConnection, *, vault: str, client_id: str) -> None:
+    """An approver said yes to one of ``client_id``'s prompts: its denials are no longer in a row.
+
+    Called where an approver's answer is accepted (a release, a store's manifest, a
+    consent), never where the client itself moves its request on (taking a release or
+    a consent): a client must not be able to clear its own count by fetching an answer
+    it kept back.  A lockout stays until an approver clears it.
+    """
+    await store.clear_denials(conn, vault, client_id)
 
 
 async def audit_lockout(
@@ -355,6 +388,8 @@ async def unlock(
     locked: unlocking a client that is not locked changes and audits nothing)."""
     async with relay.tx() as tx:
         await _require_client(tx.conn, vault, client_id)
+        # As a denial does: an unlock between a denial's read and its write would be undone.
+        await request_store.lock_client(tx.conn, vault, client_id)
         changed = await store.unlock(tx.conn, vault, client_id, now, approver.id)
         if changed:
             await audit.append(

@@ -375,6 +375,7 @@ async def complete_store(
             raise await refusal(relay, tx.conn, vault, request_id, now)
         await request_rows.add_answer(tx.conn, vault, request_id, principal.id, "manifest",
                                        manifest_token, now)  # fmt: skip
+        await fatigue.record_approval(tx.conn, vault=vault, client_id=row.client_id)
         await item_store.insert_version(
             tx.conn, vault, item=manifest.item, path=manifest.path, type=manifest.type,
             version=manifest.version, manifest=manifest_token, manifest_hash=digest, now=now,

@@ -19,14 +19,14 @@ from sqlalchemy import and_, bindparam, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sealbox.protocol.state import ConsentState, State, StoreState
+from sealbox.protocol.state import ConsentState, State
 from sealbox.server.store.tables import consent_requests, requester_guards, requests
 
 __all__ = [
     "Guard",
     "Recent",
-    "answered_since",
     "claim_storm",
+    "clear_denials",
     "get",
     "listing",
     "oldest_since",
@@ -43,9 +43,6 @@ _Q = consent_requests.c
 _V: Any = bindparam("vault")
 _C: Any = bindparam("client")
 _PK = and_(_G.vault_id == _V, _G.client_id == _C)
-#: States a request reaches only when an approver said yes.
-_APPROVED = (State.RELEASED.value, State.DELIVERED.value, StoreState.STORED.value)
-_CONSENTED = (ConsentState.CONSENTED.value, ConsentState.DELIVERED.value)
 
 
 @dataclass(frozen=True)
@@ -124,15 +121,6 @@ _RECENT = select(
 )  # fmt: skip
 _OLDEST = select(func.min(_R.created_at)).where(*_MINE, _R.created_at >= _SINCE)
 _OLDEST_Q = select(func.min(_Q.created_at)).where(*_MINE_Q, _Q.created_at >= _SINCE)
-# Strictly after: times are whole seconds, and an approval in the very second of a denial
-# (an automated approver answers within milliseconds) cannot be told to come after it; it
-# does not break the row (the lockout errs towards locking; an approver can unlock).
-_ANSWERED = select(literal(1)).where(
-    *_MINE, _R.state.in_(_APPROVED), _R.updated_at > _SINCE
-).limit(1)  # fmt: skip
-_ANSWERED_Q = select(literal(1)).where(
-    *_MINE_Q, _Q.state.in_(_CONSENTED), _Q.updated_at > _SINCE
-).limit(1)  # fmt: skip
 
 
 async def get(conn: AsyncConnection, vault: str, client_id: str) -> Guard | None:
@@ -167,14 +155,12 @@ async def recent(
     return Recent(int(row.asked), int(row.denied), row.locked_at is not None)
 
 
-async def answered_since(conn: AsyncConnection, vault: str, client_id: str, since: int) -> bool:
-    """Whether one of the client's requests was released (or stored) in a second after
-    ``since``."""
-    params = {"vault": vault, "client": client_id, "since": since}
-    for query in (_ANSWERED, _ANSWERED_Q):
-        if (await conn.execute(query, params)).first() is not None:
-            return True
-    return False
+async def clear_denials(conn: AsyncConnection, vault: str, client_id: str) -> None:
+    """The client's denials in a row start again (its lockout, if any, stays)."""
+    await conn.execute(
+        update(requester_guards).where(_PK, _G.denials > 0).values(denials=0),
+        {"vault": vault, "client": client_id},
+    )
 
 
 async def _upsert(
