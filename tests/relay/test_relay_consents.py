@@ -130,7 +130,11 @@ async def test_consent_end_to_end(h: Harness) -> None:
         assert entry["statement"] == ask.token
         assert entry["certificate"] == client.certificate
         assert entry["client"] == client.id
-        assert entry["reported_by_server"] == {"source_ip": "127.0.0.1"}
+        assert entry["reported_by_server"] == {
+            "source_ip": "127.0.0.1",
+            "recent": {"window_seconds": 3600, "requests": 1, "denials": 0, "locked": False,
+                       "counted_up_to": 1000},
+        }  # fmt: skip
 
     token = _consent(h, ask, by=1)
     done = await _answer(h, request_id, token, by=1)
