@@ -68,6 +68,21 @@ def test_a_consent_given_in_the_browser_verifies_offline(world: World, tmp_path:
     assert "ab\ufffdcd" in text
     assert "120 s once given" in text
     assert "reported by server" in text
+    # How often this requester asked lately: the relay's count, in the reported-by-server box
+    # only, as on access request cards.
+    listed = world.tab.page.evaluate(
+        "async (v) => (await fetch(`/v1/vaults/${v}/consent-approvals`)).json()", world.vault
+    )
+    (entry,) = listed["consent_requests"]
+    assert entry["reported_by_server"]["recent"] == {
+        "window_seconds": 3600, "requests": 1, "denials": 0, "locked": False,
+        "counted_up_to": 1000,
+    }  # fmt: skip
+    reported = card.locator(".reported-box")
+    assert "reported by server (not verified)" in str(reported.text_content())
+    assert reported.locator("dt", has_text="This requester").count() == 1
+    assert "1 request in the last hour, 0 denied" in str(reported.text_content())
+    assert text.count("in the last hour") == 1
     world.tab.screenshot("consent-approval")
     world.tab.screenshot("consent-approval", phone=True)
     card.get_by_role("button", name=re.compile("^Consent: deploy for")).click()

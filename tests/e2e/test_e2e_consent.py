@@ -9,11 +9,13 @@ sequences made harmless) and who asked; what only the relay says is shown apart.
 from __future__ import annotations
 
 import json
+import re
 import stat
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -170,6 +172,58 @@ def test_terminal_no_refuses_and_the_asker_exits_3(
     assert asker.returncode == 3, err
     assert out == ""
     assert "no deploys on Friday" in err
+    assert approve.stop() == 0
+
+
+def _pending_consents(d: Deployment) -> list[dict[str, Any]]:
+    session = d.session()
+    try:
+        return list(session.ok("GET", "/consent-approvals",
+                               "listing")["consent_requests"])  # fmt: skip
+    finally:
+        session.close()
+
+
+def test_terminal_shows_the_relays_count_of_the_requesters_recent_requests_apart(
+    shared: Deployment, started: Started, tmp_path: Path
+) -> None:
+    """How often this requester asked lately: the relay's count, shown as not verified."""
+    d = shared
+    plan = _plan(tmp_path)
+    approve, _ = started.approve(d, "--unlock-for", "10m")
+    first = started.person(d, "consent", "request", "--action", "deploy", "--details",
+                           f"@{plan}")  # fmt: skip
+    approve.expect("=== CONSENT REQUEST ")
+    approve.expect(CONSENT)
+    approve.type("no")
+    approve.expect("Reason (shown to the requester): ")
+    approve.type("asked too often")
+    approve.expect("Refused consent request ")
+    first.communicate(timeout=60)
+    asker = started.person(d, "consent", "request", "--action", "deploy", "--details",
+                           f"@{plan}", "--purpose", "once more")  # fmt: skip
+    approve.expect("=== CONSENT REQUEST ")
+    approve.expect(CONSENT)
+    rid, verified, reported = request_block(approve, "CONSENT REQUEST")
+    listed = [e for e in _pending_consents(d) if e["id"].startswith(rid)]
+    assert len(listed) == 1
+    recent = listed[0]["reported_by_server"]["recent"]
+    assert recent["requests"] >= 2
+    assert recent["denials"] >= 1
+    assert recent["locked"] is False
+    line = (f"  this requester: {recent['requests']} requests in the last hour, "
+            f"{recent['denials']} denied\n")  # fmt: skip
+    # Under what only the relay says, never among the verified facts.
+    assert line in reported
+    assert "this requester" not in verified
+    assert re.search(r"Reported by server \(not verified\):\n  source IP: 127\.0\.0\.1\n"
+                     r"  this requester: ", reported)  # fmt: skip
+    approve.type("no")
+    approve.expect("Reason (shown to the requester): ")
+    approve.type("still no")
+    approve.expect("Refused consent request ")
+    _, err = asker.communicate(timeout=60)
+    assert asker.returncode == 3, err
     assert approve.stop() == 0
 
 

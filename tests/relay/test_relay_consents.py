@@ -15,7 +15,7 @@ import httpx
 import pytest
 from relay_support import SseStream, Vault, error_of
 from sqlalchemy import select
-from test_relay_items import Harness, Requester
+from test_relay_items import PASSWORD, Harness, Requester
 
 from sealbox.crypto import jws
 from sealbox.crypto.keys import SigningKey
@@ -130,7 +130,11 @@ async def test_consent_end_to_end(h: Harness) -> None:
         assert entry["statement"] == ask.token
         assert entry["certificate"] == client.certificate
         assert entry["client"] == client.id
-        assert entry["reported_by_server"] == {"source_ip": "127.0.0.1"}
+        assert entry["reported_by_server"] == {
+            "source_ip": "127.0.0.1",
+            "recent": {"window_seconds": 3600, "requests": 1, "denials": 0, "locked": False,
+                       "counted_up_to": 1000},
+        }  # fmt: skip
 
     token = _consent(h, ask, by=1)
     done = await _answer(h, request_id, token, by=1)
@@ -153,6 +157,34 @@ async def test_consent_end_to_end(h: Harness) -> None:
     assert await _actions(h.relay, h.vault.id) == [
         "consent.requested", "consent.consented", "consent.delivered",
     ]  # fmt: skip
+
+
+async def test_the_relays_recent_count_is_served_apart_as_for_access_requests(
+    h: Harness,
+) -> None:
+    """Each listed consent request carries the relay's count of its requester's prompts (access
+    and consent requests alike), under what only the relay reports, as access requests do."""
+    client, other = await h.add_client(), await h.add_client()
+    _, first = await _asked(h, client)
+    denied = await _deny(h, first)
+    assert denied.status_code == 200, denied.text
+    await _asked(h, other)
+    stored, _ = await h.store_direct(h.vault.approvers[0], "app/prod/db", PASSWORD)
+    asked = await h.ask(client, h.access(client, [(stored, "app/prod/db", ["user"])]))
+    assert asked.status_code == 201, asked.text
+    _, waiting = await _asked(h, client, purpose="once more")
+    expected = {"window_seconds": 3600, "requests": 3, "denials": 1, "locked": False,
+                "counted_up_to": 1000}  # fmt: skip
+    listed = {entry["id"]: entry for entry in await _listed(h)}
+    entry = listed[waiting]
+    assert entry["reported_by_server"] == {"source_ip": "127.0.0.1", "recent": expected}
+    # Only under what the relay reports, never beside what is signed.
+    assert "recent" not in entry
+    # Another requester's entry has its own count; the access listing agrees on this one's.
+    (theirs,) = [e for e in listed.values() if e["client"] == other.id]
+    assert theirs["reported_by_server"]["recent"] == {**expected, "requests": 1, "denials": 0}
+    access = await h.approval(h.vault.approvers[0], asked.json()["id"])
+    assert access["reported_by_server"]["recent"] == expected
 
 
 async def test_audit_holds_the_action_but_not_the_details(h: Harness) -> None:

@@ -650,6 +650,7 @@ class TerminalApprover:
             f"(in {left // 60}:{left % 60:02d})")  # fmt: skip
         say("Reported by server (not verified):")
         say(f"  source IP: {displayable(rev.reported_by_server.get('source_ip') or '-', 64)}")
+        say(f"  this requester: {recent_text(reported_activity(rev.reported_by_server))}")
 
     def show_machines(self) -> None:
         """Machines that spent a bootstrap token and wait for a certificate."""

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
+from sealbox.server.http.access import recent_json
 from sealbox.server.http.deps import Approver, Client, relay_of, source_ip
 from sealbox.server.services import consents
 from sealbox.server.services.consents import MAX_WAIT, ConsentApproval, ConsentStatus
@@ -48,13 +49,17 @@ def status_json(status: ConsentStatus) -> dict[str, Any]:
 
 def approval_json(found: ConsentApproval) -> dict[str, Any]:
     row = found.row
-    return {
+    out: dict[str, Any] = {
         "id": row.id, "state": row.state, "client": row.client_id, "statement": row.statement,
         "certificate": found.certificate, "enrollment": found.enrollment,
         "created_at": row.created_at, "expires_at": row.expires_at,
         # Seen by the relay, not signed by anyone: show it as reported by the server.
         "reported_by_server": {"source_ip": row.source_ip},
     }  # fmt: skip
+    if found.recent is not None:
+        # The relay's own count of this requester's prompts (it could lie): unsigned too.
+        out["reported_by_server"]["recent"] = recent_json(found.recent)
+    return out
 
 
 @router.post("/consent-requests", status_code=201)

@@ -42,6 +42,7 @@ from sealbox.server.store import clients as client_store
 from sealbox.server.store import consents as consent_store
 from sealbox.server.store import requests as request_store
 from sealbox.server.store.consents import ConsentRow
+from sealbox.server.store.fatigue import Recent
 
 __all__ = [
     "APPROVALS_MAX",
@@ -85,6 +86,8 @@ class ConsentApproval:
     row: ConsentRow
     certificate: str | None
     enrollment: str | None
+    recent: Recent | None = None
+    """The requester's requests and denials lately, as the relay counts them (unsigned)."""
 
 
 def _status(row: ConsentRow, now: int) -> ConsentStatus:
@@ -240,15 +243,21 @@ async def cancel(
 
 
 async def list_pending(relay: Relay, *, vault: str, now: int) -> list[ConsentApproval]:
-    """Pending consent requests, oldest first, each with its client's certificate."""
+    """Pending consent requests, oldest first, each with its client's certificate and the
+    relay's count of that client's recent prompts (as access requests carry it)."""
     async with relay.read() as conn:
         rows = await consent_store.pending(conn, vault, now, APPROVALS_MAX)
+        recent: dict[str, Recent] = {}
         out = []
         for row in rows:
             # Clients are disabled, never deleted; absent, there is nothing to verify with.
             holder = await client_store.get(conn, vault, row.client_id)
+            if row.client_id not in recent:  # once per requester in a listing
+                recent[row.client_id] = await fatigue.recent(
+                    relay, conn, vault=vault, client_id=row.client_id, now=now)  # fmt: skip
             out.append(ConsentApproval(row, holder.certificate if holder else None,
-                                       holder.enrollment if holder else None))  # fmt: skip
+                                       holder.enrollment if holder else None,
+                                       recent=recent[row.client_id]))  # fmt: skip
     return out
 
 

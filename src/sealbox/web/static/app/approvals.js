@@ -154,6 +154,7 @@ function consentCard(entry, review) {
       el("p", { class: "reported" }, "reported by server (not verified)"),
       facts([
         ["Source address", String(entry.reported_by_server?.source_ip ?? "-")],
+        ["This requester", recentText(entry.reported_by_server?.recent)],
         ["Received", typeof entry.created_at === "number" ? when(entry.created_at) : "-"],
       ]),
     ),
