@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from loop_support import APPROVE_ALL, Deployment, outputs
 
+from sealbox.protocol import ids
+
 SECRET = "fatigue-test-value-3c9e"
 REF = "sealbox://shop/prod/db/password"
 RULES = APPROVE_ALL.replace(
@@ -93,5 +95,9 @@ def test_bad_usage_exits_2_and_asks_nothing(d: Deployment) -> None:
         rc, out, err = requesters(d, *args)
         assert rc == 2, out + err
     rc, _, err = requesters(d, "unlock", "cli_nobody")
+    assert rc == 2
+    assert "CLIENT is a client's id" in err
+    nobody = ids.new_id(ids.CLIENT)
+    rc, _, err = requesters(d, "unlock", nobody)
     assert rc == 1
-    assert "no client cli_nobody" in err
+    assert f"no client {nobody}" in err

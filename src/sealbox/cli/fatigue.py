@@ -83,9 +83,19 @@ def describe(entry: dict[str, Any]) -> list[str]:
 
 def _run(args: argparse.Namespace) -> int:
     from sealbox.cli.approvers import open_session
+    from sealbox.errors import MalformedInput
+    from sealbox.protocol import ids
 
     action = args.requesters_command
     body = None
+    if action != "list":
+        try:
+            ids.check_id(args.client, ids.CLIENT, what="CLIENT")
+        except MalformedInput:
+            raise exits.UsageError(
+                "CLIENT is a client's id (cli_ and 26 letters and digits), as "
+                "`sealbox approver requesters list` shows it"
+            ) from None
     if action == "limits":
         if args.default and (args.per_minute is not None or args.pending is not None):
             raise exits.UsageError("--default drops the client's own limits: give no others")
