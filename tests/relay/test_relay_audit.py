@@ -179,7 +179,7 @@ async def test_paging_with_after_seq(h: Harness) -> None:
         ("?limit=ten", 422, "invalid_request"),
         ("?after_seq=-1", 422, "invalid_request"),
         (f"?after_seq={2**63}", 422, "invalid_request"),
-        ("?severity=critical", 422, "invalid_request"),
+        ("?severity=fatal", 422, "invalid_request"),
         ("?severity=", 422, "invalid_request"),
         ("?action=", 422, "invalid_request"),
         ("?action=acc*ess", 422, "invalid_request"),

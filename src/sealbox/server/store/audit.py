@@ -79,7 +79,7 @@ class Heads:
             self._heads.pop(vault, None)
 
 
-SEVERITIES = frozenset({"info", "notice", "warning", "alert"})
+SEVERITIES = frozenset({"info", "notice", "warning", "alert", "critical"})
 
 
 def event_hash(prev_hash: str, row: Mapping[str, Any]) -> str:
@@ -202,7 +202,7 @@ async def head(conn: AsyncConnection, vault: str) -> int:
 # --- reading the log ---------------------------------------------------------------------------
 
 #: Severities, least to most severe; a minimum keeps its level and those above.
-SEVERITY_ORDER = ("info", "notice", "warning", "alert")
+SEVERITY_ORDER = ("info", "notice", "warning", "alert", "critical")
 
 
 @dataclass(frozen=True)
