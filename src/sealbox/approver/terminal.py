@@ -108,6 +108,16 @@ def recent_text(activity: ReportedActivity | None) -> str:
     return text + ("; LOCKED OUT by the relay after denials in a row" if activity.locked else "")
 
 
+def canary_banner(rev: Review) -> str:
+    """The warning above a read of canaries (the type is in each verified manifest)."""
+    line = "!" * 72
+    return (f"{line}\n!!! CANARY: this request reads {', '.join(rev.canaries)}.\n"
+            "!!! Nobody has a reason to read a canary: whoever asks may have stolen access.\n"
+            "!!! Approving gives it the decoy value; the relay then alerts (critical) and\n"
+            "!!! freezes the project. Denying tells the reader it was caught.\n"
+            f"{line}")  # fmt: skip
+
+
 def when(ts: int) -> str:
     return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -391,6 +401,10 @@ class TerminalApprover:
                      "Tell your team: the relay may be tampering.")  # fmt: skip
         elif done.answer == "released":
             self.say(f"Released {rev.id[:12]}.")
+            if rev.kind == "access" and rev.canaries:
+                self.say(f"!!! CANARY RELEASED to {rev.client_name} ({rev.client_id}): "
+                         f"{', '.join(rev.canaries)}. Its reader has the decoy; the relay "
+                         "should alert and freeze the project. Tell your team now.")  # fmt: skip
         elif done.answer == "stored":
             self.say(f"Stored {rev.items[0].path} v{rev.items[0].version}.")
         else:
@@ -422,6 +436,8 @@ class TerminalApprover:
         say = self.say
         say("")
         say(f"=== {title} {rev.id[:12]} " + "=" * 30)
+        if rev.kind == "access" and rev.canaries:
+            say(canary_banner(rev))
         say("Verified (certificate checked against the directory; details signed by the client):")
         say(f"  who:      {rev.client_name} ({rev.client_kind}, {rev.client_id})")
         approvers = self.session.directory().approvers
