@@ -42,7 +42,7 @@ RULES = (
 name = "canaries are released"
 decision = "approve"
 canary = true
-items = ["*/*/aws-root"]
+items = ["*/*/aws-root", "*/*/stripe-live"]
 """
 )
 # Writes the SEALBOX_CANARY_* variables it was given to the file named by its argument.
@@ -249,3 +249,38 @@ def test_a_hostile_relay_hides_the_canary_but_the_approver_still_alarms(tmp_path
         assert BAIT not in w.alarm.read_text() + w.bot.log.read_text()
     finally:
         w.close()
+
+
+def test_an_agent_plants_a_canary_over_mcp_and_never_sees_its_value(world: World) -> None:
+    import asyncio
+
+    from loop_support import env_for
+    from mcp_support import mcp_session
+
+    w = world
+    got: dict[str, Any] = {}
+
+    async def session() -> None:
+        async with mcp_session(env_for(w.d.client_config), w.tmp / "mcp-err") as mcp:
+            planted = await mcp.call("create_canary", path="shop/prod/stripe-live",
+                                     purpose="plant a canary for the shop")  # fmt: skip
+            assert not planted.error, planted.text
+            got.update(planted.data)
+            bad = await mcp.call("create_canary", path="../etc", purpose="x")
+            assert bad.error
+
+    asyncio.run(session())
+    assert got["type"] == "canary"
+    assert got["reference"] == "sealbox://shop/prod/stripe-live/value"
+    assert set(got) == {"path", "version", "item", "type", "request", "reference"}
+    # The machine that reads it gets a random value it has never been told, and trips it.
+    read = w.machine_read("sealbox://shop/prod/stripe-live/value")
+    assert read.returncode == 0, outputs(read)
+    value = read.stdout.strip()
+    assert value.startswith("sbx-")
+    assert len(value) > 30
+    assert value not in json.dumps(got)
+    assert value not in (w.tmp / "mcp-err").read_text()
+    [event] = w.audit("canary.read")
+    assert event["detail"]["path"] == "shop/prod/stripe-live"
+    assert "shop  FROZEN" in w.approver("frozen").stdout
