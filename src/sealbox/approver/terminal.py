@@ -271,6 +271,7 @@ class TerminalApprover:
             self.show_agents()
             self.show_consents()
             self._catch_up()
+            self.show_frozen()
         elif event == "request" and isinstance(data, dict) and isinstance(data.get("id"), str):
             if data.get("state") == "pending":
                 self._enqueue(data["id"])
@@ -473,6 +474,19 @@ class TerminalApprover:
         say("Reported by server (not verified):")
         say(f"  source IP: {displayable(rev.reported_by_server.get('source_ip') or '-', 64)}")
         say(f"  this requester: {recent_text(reported_activity(rev.reported_by_server))}")
+
+    def show_frozen(self) -> None:
+        """Frozen projects, each said once per session (nothing in them is released)."""
+        found = self.session.ok("GET", "/projects/frozen", "listing frozen projects")["frozen"]
+        for entry in found:
+            project = displayable(entry.get("project") or "?", 64)
+            if "frozen " + project in self._seen:
+                continue
+            self._seen.add("frozen " + project)
+            why = ("a canary was released" if entry.get("cause") == "canary"
+                   else f"frozen by {displayable(entry.get('frozen_by') or '?', 64)}")  # fmt: skip
+            self.say(f"!! Project {project} is FROZEN ({why}): nothing in it is released until "
+                     f"`sealbox approver unfreeze {project}`.")  # fmt: skip
 
     # --- logins and new devices -------------------------------------------------------------
 

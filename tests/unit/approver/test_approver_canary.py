@@ -221,3 +221,20 @@ def test_the_terminal_shows_no_banner_for_plain_items() -> None:
     terminal.show_request(_review(SECRET))
     terminal._done(_review(SECRET), Outcome("released", "released"))
     assert "CANARY" not in "\n".join(said)
+
+
+def test_the_terminal_says_once_which_projects_are_frozen() -> None:
+    said: list[str] = []
+    frozen = [{"project": "shop", "cause": "canary", "frozen_by": "relay"},
+              {"project": "ops", "cause": "approver", "frozen_by": "apv_x"}]  # fmt: skip
+    session = SimpleNamespace(ok=lambda method, path, what: {"frozen": frozen})
+    console = Console(say=said.append, ask=lambda _: "", verify=lambda: True)
+    terminal = TerminalApprover(session, console)  # type: ignore[arg-type]
+    terminal.show_frozen()
+    terminal.show_frozen()
+    assert said == [
+        "!! Project shop is FROZEN (a canary was released): nothing in it is released until "
+        "`sealbox approver unfreeze shop`.",
+        "!! Project ops is FROZEN (frozen by apv_x): nothing in it is released until "
+        "`sealbox approver unfreeze ops`.",
+    ]
