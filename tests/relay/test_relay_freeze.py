@@ -350,3 +350,29 @@ async def test_a_bundle_with_a_canary_releases_all_and_freezes_its_project(h: Ha
     assert [f["project"] for f in await frozen(h)] == ["ops"]
     [read] = await events(h, "canary.read")
     assert read["item_id"] == canary
+
+
+async def test_a_canary_release_that_cannot_freeze_releases_nothing(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The release, the canary event and the freeze are one transaction: all or nothing."""
+    from sealbox.server.store import freeze as freeze_store
+
+    canary = await store_canary(h)
+    client = await h.add_client()
+    _, asked = await ask(h, client, canary, CANARY_PATH, ["key"])
+    request_id = asked.json()["id"]
+    token = await h.sign_release(h.vault.approvers[0], request_id)
+
+    async def broken(*_: Any, **__: Any) -> bool:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(freeze_store, "insert", broken)
+    with pytest.raises(RuntimeError):
+        await h.post_release(h.vault.approvers[0], request_id, token)
+    assert await h.state(request_id) == "pending"
+    assert await events(h, "canary.read", "project.frozen", "access.release") == []
+    monkeypatch.undo()
+    response = await h.post_release(h.vault.approvers[0], request_id, token)
+    assert response.status_code == 200, response.text
+    assert len(await events(h, "canary.read")) == 1
