@@ -90,6 +90,12 @@ def canary_environment(facts: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+def _without_sealbox(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment minus sealbox's own settings: SEALBOX_PASSPHRASE opens this approver's
+    key file, and an alarm command has no business with it."""
+    return {k: v for k, v in env.items() if not k.startswith("SEALBOX_")}
+
+
 class AutomatedApprover:
     def __init__(
         self,
@@ -107,6 +113,7 @@ class AutomatedApprover:
         self.clock = clock
         self.on_canary = list(on_canary) if on_canary else None
         """The command (argv) run after this approver released a canary."""
+        self._alarms: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._claimed: set[str] = set()
         """Requests being handled, answered, or left for a person: not handled again."""
@@ -250,8 +257,11 @@ class AutomatedApprover:
                      "should alert and freeze the project")  # fmt: skip
         if self.on_canary is None:
             return
-        threading.Thread(target=self._run_canary_command, args=(facts,),
-                         name="sealbox-on-canary", daemon=True).start()  # fmt: skip
+        alarm = threading.Thread(target=self._run_canary_command, args=(facts,),
+                                 name="sealbox-on-canary", daemon=True)  # fmt: skip
+        with self._lock:
+            self._alarms = [t for t in self._alarms if t.is_alive()] + [alarm]
+        alarm.start()
 
     def _run_canary_command(self, facts: dict[str, Any]) -> None:
         assert self.on_canary is not None
@@ -260,7 +270,7 @@ class AutomatedApprover:
             # The operator's own command line, given to `serve`; the request's facts go
             # only into its environment, never into its arguments.
             done = subprocess.run(  # noqa: S603
-                self.on_canary, env={**os.environ, **canary_environment(facts)},
+                self.on_canary, env={**_without_sealbox(os.environ), **canary_environment(facts)},
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 timeout=CANARY_COMMAND_SECONDS, check=False,
             )  # fmt: skip
@@ -425,6 +435,12 @@ class AutomatedApprover:
         self.stopping.set()
         self._retries.close()
         self._pool.shutdown(wait=True, cancel_futures=False)
+        # A canary alarm under way is let finish (bounded by its own timeout): stopping
+        # right after releasing a canary must not swallow the alarm.
+        with self._lock:
+            alarms = list(self._alarms)
+        for alarm in alarms:
+            alarm.join(CANARY_COMMAND_SECONDS + 5)
 
 
 class _Retries:

@@ -121,10 +121,15 @@ def _lines(log: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.getvalue().splitlines()]
 
 
-def test_releasing_a_canary_logs_critical_and_runs_the_command(tmp_path: Path) -> None:
+def test_releasing_a_canary_logs_critical_and_runs_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The approver's own settings (its key file's passphrase) never reach the command.
+    monkeypatch.setenv("SEALBOX_PASSPHRASE", "correct horse battery")
+    monkeypatch.setenv("SEALBOX_CONFIG_DIR", str(tmp_path))
     out = tmp_path / "alarm.json"
     script = ("import json, os, sys; json.dump({k: v for k, v in os.environ.items() "
-              "if k.startswith('SEALBOX_CANARY_')}, open(sys.argv[1], 'w'))")  # fmt: skip
+              "if k.startswith('SEALBOX_')}, open(sys.argv[1], 'w'))")  # fmt: skip
     log = io.StringIO()
     bot = AutomatedApprover(SimpleNamespace(), parse_rules(""), log=log,  # type: ignore[arg-type]
                             on_canary=[sys.executable, "-c", script, str(out)])  # fmt: skip
