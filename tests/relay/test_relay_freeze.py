@@ -376,3 +376,24 @@ async def test_a_canary_release_that_cannot_freeze_releases_nothing(
     response = await h.post_release(h.vault.approvers[0], request_id, token)
     assert response.status_code == 200, response.text
     assert len(await events(h, "canary.read")) == 1
+
+
+async def test_released_before_the_freeze_is_still_delivered(h: Harness) -> None:
+    item, _ = await h.store_direct(h.vault.approvers[0], PATH, PASSWORD)
+    client = await h.add_client()
+    access, asked = await ask(h, client, item, PATH, ["user"])
+    request_id = asked.json()["id"]
+    assert (await h.release_as(h.vault.approvers[0], request_id)).status_code == 200
+    assert (await freeze(h, "app")).status_code == 200
+    delivered = await h.envelope(client, request_id)
+    assert delivered.status_code == 200, delivered.text
+    assert h.open(access, delivered.json()).values[item]["user"] == b"app"
+
+
+async def test_a_denied_canary_neither_alerts_nor_freezes(h: Harness) -> None:
+    canary = await store_canary(h)
+    client = await h.add_client()
+    _, asked = await ask(h, client, canary, CANARY_PATH, ["key"])
+    assert (await h.deny_as(h.vault.approvers[0], asked.json()["id"])).status_code == 200
+    assert await events(h, "canary.read", "project.frozen") == []
+    assert await frozen(h) == []
