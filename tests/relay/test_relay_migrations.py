@@ -102,6 +102,7 @@ _LATER_TABLES: frozenset[str] = frozenset(
         "machine_registrations",
         "enrollments",
         "network_allowlists",
+        "project_freezes",
         "invites",
         "member_roles",
         "requester_guards",

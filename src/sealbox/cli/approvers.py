@@ -48,6 +48,11 @@ def add_approver_actions(asub: Any) -> None:
     serve = asub.add_parser("serve", help="the automated approver: answer requests by rules")
     serve.add_argument("--rules", required=True, help="the rules file (TOML)")
     serve.add_argument("--log", help="append decisions here as JSON lines (default: stdout)")
+    serve.add_argument("--on-canary", metavar="CMD",
+                       help="run CMD (split as a shell would, no shell) each time this approver "
+                       "releases a canary, with SEALBOX_CANARY_PATHS, _REQUEST, _CLIENT, "
+                       "_CLIENT_NAME, _PURPOSE, _SOURCE_IP and _RULE in its environment (never "
+                       "a value)")  # fmt: skip
     _key_options(serve)
 
     add = asub.add_parser("add", help="pair THIS device as another approver of a vault")
@@ -159,11 +164,21 @@ def _serve(args: argparse.Namespace) -> int:
     from sealbox.approver.serve import AutomatedApprover
 
     rules = load_rules(Path(args.rules))
+    on_canary = None
+    if args.on_canary is not None:
+        import shlex
+
+        try:
+            on_canary = shlex.split(args.on_canary)
+        except ValueError as exc:
+            raise exits.UsageError(f"--on-canary: {exc}") from None
+        if not on_canary:
+            raise exits.UsageError("--on-canary needs a command")
     session = _session(args)
     log = open(args.log, "a") if args.log else sys.stdout  # noqa: SIM115 - kept open while serving
     if args.log:
         os.chmod(args.log, 0o600)
-    bot = AutomatedApprover(session, rules, log=log)
+    bot = AutomatedApprover(session, rules, log=log, on_canary=on_canary)
 
     def stop(*_: Any) -> None:
         bot.stopping.set()

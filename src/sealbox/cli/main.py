@@ -117,6 +117,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         ci,
         consent,
         fatigue,
+        freeze,
         items,
         machines,
         mcp,
@@ -169,6 +170,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     approvers.add_approver_actions(asub)
     network.add_parsers(asub)
     fatigue.add_parsers(asub)
+    freeze.add_parsers(asub)
     team.add_approver_actions(asub)
     approvers.add_parsers(sub)
     team.add_parsers(sub)
@@ -262,6 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from sealbox.cli import fatigue
 
             return fatigue.run(args)
+        if args.approver_command in ("freeze", "unfreeze", "frozen"):
+            from sealbox.cli import freeze
+
+            return freeze.run(args)
         if args.approver_command == "invite":
             from sealbox.cli import team
 

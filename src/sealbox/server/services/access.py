@@ -42,7 +42,7 @@ from sealbox.server.errors import Conflict, Gone, Invalid, NotFound
 from sealbox.server.notify import CLOSED, approvers_channel, request_channel
 from sealbox.server.policy import policy_for
 from sealbox.server.relay import Relay
-from sealbox.server.services import fatigue, members
+from sealbox.server.services import fatigue, freeze, members
 from sealbox.server.services.caller import (
     check_policy_network,
     check_source,
@@ -280,6 +280,8 @@ async def create_access(
             require_grant(asked.path, caller.access)
             check_policy_network(policy_for(asked.path, caller.policies, directory), asked.path,
                                  source_ip)  # fmt: skip
+        # A frozen project answers nothing: refused before any approver is asked.
+        await freeze.refuse_frozen(conn, vault, [asked.path for asked in s.items])
         found = await item_store.items_with_latest(conn, vault, [a.item for a in s.items])
         wanted = []
         for asked in s.items:
@@ -775,6 +777,9 @@ async def release(
             if released is None:  # pragma: no cover - the row is held above
                 raise not_pending(str(await request_store.state_of(tx.conn, vault, request_id)))
             state = released
+        # Nothing is released in a frozen project; a canary's release freezes its own.
+        await freeze.hold_release(tx.conn, vault=vault, row=row, approver=principal.id,
+                                  released=state == State.RELEASED, now=now)  # fmt: skip
         await audit.append(
             tx.conn, vault=vault, at=now, actor=principal.id, action="access.release",
             client_id=row.client_id, source_ip=source_ip,

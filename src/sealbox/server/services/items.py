@@ -35,7 +35,7 @@ from sealbox.server.errors import Conflict, Forbidden, Invalid, NotFound
 from sealbox.server.notify import approvers_channel
 from sealbox.server.policy import Policy, policy_for
 from sealbox.server.relay import Relay
-from sealbox.server.services import fatigue, members
+from sealbox.server.services import fatigue, freeze, members
 from sealbox.server.services.access import (
     check_answerable,
     deny_request,
@@ -283,6 +283,7 @@ async def request_store(
                       "Seal the shares to the policy's approvers.")  # fmt: skip
     check_blobs(statement.fields, statement.keyset, blobs.ciphertexts, blobs.wraps)
     async with relay.read() as conn:
+        await freeze.refuse_frozen(conn, vault, [statement.path])
         await check_follows(conn, vault, item=statement.item, path=statement.path,
                             version=statement.version, prev=statement.prev)  # fmt: skip
     request_id = jws.statement_hash(statement_token).removeprefix("sha256:")
@@ -373,6 +374,7 @@ async def complete_store(
         )  # fmt: skip
         if stored is None:
             raise await refusal(relay, tx.conn, vault, request_id, now)
+        await freeze.refuse_frozen(tx.conn, vault, [manifest.path])
         await request_rows.add_answer(tx.conn, vault, request_id, principal.id, "manifest",
                                        manifest_token, now)  # fmt: skip
         await fatigue.record_approval(tx.conn, vault=vault, client_id=row.client_id)

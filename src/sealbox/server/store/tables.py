@@ -516,3 +516,23 @@ requester_guards = Table(
     Column("updated_by", ID, nullable=True),
     # The approver that last set an override or cleared a lockout.
 )
+
+
+# --- frozen projects (an approver's freeze, or a canary's release) ---------------------------
+
+project_freezes = Table(
+    "project_freezes",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("project", String(64), primary_key=True),
+    # The first segment of an item path.  A row here: the project is frozen; unfreezing
+    # deletes it (the audit log keeps the history).
+    Column("frozen_at", BigInteger, nullable=False),
+    Column("frozen_by", String(64), nullable=False),
+    # The approver that froze it, or "relay" when a canary's release did.
+    Column("cause", String(16), nullable=False),
+    # approver or canary.
+    Column("reason", String(500), nullable=True),
+    Column("request_id", HASH, nullable=True),
+    # For a canary: the access request whose release froze it.
+)
