@@ -34,7 +34,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from e2e_support import RelayProcess, free_port
+from e2e_support import PG_URL, RelayProcess, free_port, pg_schema
 from loop_support import APPROVE_ALL, Deployment, outputs
 
 from sealbox.alerts import verify_webhook
@@ -191,8 +191,18 @@ def added(out: str) -> tuple[str, str | None]:
 # --- the test ----------------------------------------------------------------------------------
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest) -> Iterator[tuple[str, ...]]:
+    if request.param == "sqlite":
+        yield ()
+        return
+    with pg_schema("sbx_e2e_alerts") as schema:
+        assert PG_URL  # pg_schema has skipped (or failed, in CI) without it
+        yield ("--db", PG_URL, "--db-schema", schema)
+
+
 def test_webhooks_and_email_retried_disabled_restarted_and_never_carrying_a_secret(
-    tmp_path: Path,
+    tmp_path: Path, database: tuple[str, ...]
 ) -> None:
     # The flaky receiver fails its first 3 calls, then accepts; while `down` is set it fails.
     down = threading.Event()
@@ -205,7 +215,7 @@ def test_webhooks_and_email_retried_disabled_restarted_and_never_carrying_a_secr
         relay_args = (
             "--smtp-host", "127.0.0.1", "--smtp-port", str(smtp_port),
             "--smtp-from", "sealbox@relay.test", "--smtp-ca-file", str(cert),
-            "--alert-retry-base", "0.4", "--alert-retry-cap", "1",
+            "--alert-retry-base", "0.4", "--alert-retry-cap", "1", *database,
         )  # fmt: skip
         d = Deployment(tmp_path, *relay_args)
         stack.callback(d.close)

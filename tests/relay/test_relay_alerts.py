@@ -491,3 +491,28 @@ async def test_two_processes_delivering_at_once_send_each_delivery_once_in_order
         for actions in by_target.values():
             assert actions == sorted(actions)
     assert await outbox(relay) == []
+
+
+# --- the events others write for alerts ----------------------------------------------------------
+
+
+async def test_a_prompt_storm_goes_out_to_a_target_with_the_default_selection(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    from test_relay_fatigue import PATH, asked, settle
+    from test_relay_items import PASSWORD, Harness
+
+    h = Harness(client, relay, vault)
+    item, _ = await h.store_direct(vault.approvers[0], PATH, PASSWORD)
+    target = await add_webhook(client, relay, vault)  # alert and up, any action
+    settle(h, storm_prompts=2, prompts_per_minute=100)
+    requester = await h.add_client()
+    for _ in range(4):
+        await asked(h, requester, item)
+    sender = Recorder()
+    await deliver_once(relay, owner="a", sender=sender)
+    assert [(t.id, d.event["action"], d.event["client_id"], d.event["detail"])
+            for t, d in sender.sent] == [
+        (target["id"], "requests.storm", requester.id,
+         {"prompts": 3, "window_seconds": 60, "threshold": 2, "kind": "access"}),
+    ]  # fmt: skip
