@@ -516,3 +516,41 @@ async def test_a_prompt_storm_goes_out_to_a_target_with_the_default_selection(
         (target["id"], "requests.storm", requester.id,
          {"prompts": 3, "window_seconds": 60, "threshold": 2, "kind": "access"}),
     ]  # fmt: skip
+
+
+async def test_a_process_whose_lease_ran_out_stops_and_the_new_holder_goes_on(
+    client: httpx.AsyncClient, relay: Relay, second: Relay, vault: Vault
+) -> None:
+    target = await add_webhook(client, relay, vault, events=["canary.*"])
+    for n in range(3):
+        await append(relay, vault, f"canary.n{n}", "alert")
+    taken: list[list[tuple[str, str]]] = []
+
+    async def slow(relay_: Relay, target_: Target, delivery: Delivery) -> Outcome:
+        # This send outlasts the lease, and another process claims the target meanwhile.
+        later(relay, relay.settings.alert_lease_seconds + 1)
+        async with second.tx() as tx:
+            taken.append(await alert_store.claim(tx.conn, owner="b", now_ms=int(relay.clock()
+                                                 * 1000), lease_ms=60_000, limit=10))  # fmt: skip
+        return Outcome(True)
+
+    assert await deliver_once(relay, owner="a", sender=slow) == 1
+    assert taken == [[(vault.id, target["id"])]]
+    # "a" sent one and stopped; its release did not touch "b"'s lease.
+    assert [r["event"]["action"] for r in await outbox(relay)] == ["canary.n1", "canary.n2"]
+    async with relay.read() as conn:
+        row = (await conn.execute(select(alert_targets))).mappings().one()
+    assert row["lease_owner"] == "b"
+
+
+async def test_a_disabled_target_cannot_be_tested(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    target = await add_webhook(client, relay, vault)
+    async with relay.tx() as tx:
+        await alert_store.failed(tx.conn, vault=vault.id, target=target["id"], row=0, error="x",
+                                 failures=10, retry_at_ms=0, disable_at=relay.now())  # fmt: skip
+    before = await snapshot(relay)
+    refused = await call(client, relay, vault, "POST", f"/{target['id']}/test")
+    assert (refused.status_code, error_of(refused)["error"]) == (409, "alert_target_disabled")
+    assert await snapshot(relay) == before

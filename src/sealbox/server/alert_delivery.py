@@ -166,6 +166,10 @@ def _ms(relay: Relay) -> int:
     return int(relay.clock() * 1000)
 
 
+def _lease_ms(relay: Relay) -> int:
+    return int(relay.settings.alert_lease_seconds * 1000)
+
+
 async def _drain(
     relay: Relay, owner: str, vault: str, target_id: str, sender: Sender,
     jitter: Callable[[], float],
@@ -178,6 +182,13 @@ async def _drain(
                 delivery = await store.next_delivery(conn, vault, target_id) if target else None
             if target is None or delivery is None or not target.enabled:
                 break
+            # Each send starts under a lease good for a whole send (the timeout is well below
+            # it): a claim that ran out while earlier sends were slow is not used twice.
+            async with relay.tx() as tx:
+                held = await store.renew(tx.conn, owner=owner, vault=vault, target=target_id,
+                                         now_ms=_ms(relay), lease_ms=_lease_ms(relay))  # fmt: skip
+            if not held:
+                return sent
             outcome = await sender(relay, target, delivery)
             if not outcome.ok:
                 log.warning("alert delivery %s to %s failed: %s", delivery.delivery_id,
@@ -203,10 +214,9 @@ async def deliver_once(
     async with relay.read() as conn:
         if not await store.any_due(conn):
             return 0
-    lease_ms = int(relay.settings.alert_lease_seconds * 1000)
     async with relay.tx() as tx:
-        claimed = await store.claim(tx.conn, owner=owner, now_ms=_ms(relay), lease_ms=lease_ms,
-                                    limit=CLAIMS)  # fmt: skip
+        claimed = await store.claim(tx.conn, owner=owner, now_ms=_ms(relay),
+                                    lease_ms=_lease_ms(relay), limit=CLAIMS)  # fmt: skip
     if not claimed:
         return 0
     done = await asyncio.gather(

@@ -45,6 +45,7 @@ __all__ = [
     "next_delivery",
     "pending",
     "release",
+    "renew",
     "set_enabled",
 ]
 
@@ -287,6 +288,19 @@ async def release(conn: AsyncConnection, *, owner: str, vault: str | None = None
     where = _held(vault, target, owner) if vault and target else t.lease_owner == owner
     await conn.execute(update(alert_targets).where(where).values(lease_until_ms=None,
                                                                   lease_owner=None))  # fmt: skip
+
+
+async def renew(
+    conn: AsyncConnection, *, owner: str, vault: str, target: str, now_ms: int, lease_ms: int
+) -> bool:
+    """Extend ``owner``'s lease on a target before another send; ``False``: it was lost (it ran
+    out and another process claimed the target), so this one must stop sending to it."""
+    done = await conn.execute(
+        update(alert_targets)
+        .where(_held(vault, target, owner), alert_targets.c.lease_until_ms >= now_ms)
+        .values(lease_until_ms=now_ms + lease_ms)
+    )
+    return done.rowcount == 1
 
 
 async def next_delivery(conn: AsyncConnection, vault: str, target: str) -> Delivery | None:
