@@ -554,3 +554,33 @@ async def test_a_disabled_target_cannot_be_tested(
     refused = await call(client, relay, vault, "POST", f"/{target['id']}/test")
     assert (refused.status_code, error_of(refused)["error"]) == (409, "alert_target_disabled")
     assert await snapshot(relay) == before
+
+
+async def test_a_stopping_relay_gives_its_leases_back_and_keeps_the_delivery(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    import asyncio
+
+    from sealbox.server.alert_delivery import deliverer
+
+    await add_webhook(client, relay, vault, events=["canary.*"])
+    await append(relay, vault, "canary.read", "critical")
+    sending = asyncio.Event()
+
+    async def hangs(relay_: Relay, target: Target, delivery: Delivery) -> Outcome:
+        sending.set()
+        await asyncio.Event().wait()  # a receiver that never answers, until the relay stops
+        raise AssertionError("unreachable")
+
+    task = asyncio.create_task(deliverer(relay, sender=hangs, every=0.01))
+    await asyncio.wait_for(sending.wait(), 10)
+    async with relay.read() as conn:
+        held = (await conn.execute(select(alert_targets))).mappings().one()
+    assert held["lease_owner"] is not None
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with relay.read() as conn:
+        row = (await conn.execute(select(alert_targets))).mappings().one()
+    assert (row["lease_owner"], row["lease_until_ms"]) == (None, None)
+    assert [r["event"]["action"] for r in await outbox(relay)] == ["canary.read"]
