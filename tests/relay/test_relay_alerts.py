@@ -584,3 +584,19 @@ async def test_a_stopping_relay_gives_its_leases_back_and_keeps_the_delivery(
         row = (await conn.execute(select(alert_targets))).mappings().one()
     assert (row["lease_owner"], row["lease_until_ms"]) == (None, None)
     assert [r["event"]["action"] for r in await outbox(relay)] == ["canary.read"]
+
+
+async def test_a_sender_that_breaks_counts_as_a_failed_try(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    target = await add_webhook(client, relay, vault, events=["canary.*"])
+    await append(relay, vault, "canary.read", "critical")
+
+    async def breaks(relay_: Relay, target_: Target, delivery: Delivery) -> Outcome:
+        raise LookupError("no such thing")
+
+    assert await deliver_once(relay, owner="a", sender=breaks) == 0
+    async with relay.read() as conn:
+        state = await alert_store.get(conn, vault.id, target["id"])
+    assert state is not None
+    assert (state.failures, state.pending, state.last_error) == (1, 1, "LookupError")

@@ -189,7 +189,13 @@ async def _drain(
                                          now_ms=_ms(relay), lease_ms=_lease_ms(relay))  # fmt: skip
             if not held:
                 return sent
-            outcome = await sender(relay, target, delivery)
+            try:
+                outcome = await sender(relay, target, delivery)
+            except Exception as exc:
+                # Whatever went wrong here (a secret that no longer opens, say) is a failed
+                # try like any other: counted, retried with backoff, disabling at 10.
+                log.exception("alert delivery %s to %s broke", delivery.delivery_id, target.id)
+                outcome = Outcome(False, type(exc).__name__)
             if not outcome.ok:
                 log.warning("alert delivery %s to %s failed: %s", delivery.delivery_id,
                             target.id, outcome.error)  # fmt: skip
