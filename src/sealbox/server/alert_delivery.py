@@ -120,7 +120,7 @@ def email_message(settings: Settings, target: Target, delivery: Delivery) -> Ema
         json.dumps({**event, "target": target.id, "delivery": delivery.delivery_id},
                    indent=2, sort_keys=True),
         "",
-        "Check it against the audit log: sealbox audit tail (or the console's audit page).",
+        "This email is not signed: check the event against the vault's audit log.",
     ]  # fmt: skip
     message.set_content("\n".join(lines) + "\n")
     return message
