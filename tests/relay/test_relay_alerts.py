@@ -600,3 +600,27 @@ async def test_a_sender_that_breaks_counts_as_a_failed_try(
         state = await alert_store.get(conn, vault.id, target["id"])
     assert state is not None
     assert (state.failures, state.pending, state.last_error) == (1, 1, "LookupError")
+
+
+async def test_a_quiet_round_only_reads(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    target = await add_webhook(client, relay, vault, events=["canary.*"])
+    now_ms = int(relay.clock() * 1000)
+    async with relay.read() as conn:
+        assert not await alert_store.any_due(conn, now_ms)  # nothing queued
+    await append(relay, vault, "canary.read", "critical")
+    async with relay.read() as conn:
+        assert await alert_store.any_due(conn, now_ms)
+    async with relay.tx() as tx:
+        await alert_store.failed(tx.conn, vault=vault.id, target=target["id"], row=0, error="x",
+                                 failures=1, retry_at_ms=now_ms + 5_000,
+                                 disable_at=None)  # fmt: skip
+    async with relay.read() as conn:
+        assert not await alert_store.any_due(conn, now_ms)  # backing off
+        assert await alert_store.any_due(conn, now_ms + 5_000)
+    async with relay.tx() as tx:
+        await alert_store.failed(tx.conn, vault=vault.id, target=target["id"], row=0, error="x",
+                                 failures=10, retry_at_ms=0, disable_at=relay.now())  # fmt: skip
+    async with relay.read() as conn:
+        assert not await alert_store.any_due(conn, now_ms)  # disabled: its row waits

@@ -218,7 +218,7 @@ async def deliver_once(
 ) -> int:  # fmt: skip
     """One round: claim targets with due deliveries, send them; return how many were accepted."""
     async with relay.read() as conn:
-        if not await store.any_due(conn):
+        if not await store.any_due(conn, _ms(relay)):
             return 0
     async with relay.tx() as tx:
         claimed = await store.claim(tx.conn, owner=owner, now_ms=_ms(relay),

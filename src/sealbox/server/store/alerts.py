@@ -254,8 +254,7 @@ async def claim(
         .where(alert_outbox.c.vault_id == t.vault_id, alert_outbox.c.target_id == t.id)
         .exists()
     )
-    free = or_(t.lease_until_ms.is_(None), t.lease_until_ms < now_ms)
-    due = or_(t.retry_at_ms.is_(None), t.retry_at_ms <= now_ms)
+    free, due = _free(now_ms), _due(now_ms)
     candidates = (
         await conn.execute(
             select(t.vault_id, t.id)
@@ -351,6 +350,28 @@ async def failed(
     )
 
 
-async def any_due(conn: AsyncConnection) -> bool:
-    """Whether any outbox row exists at all (a cheap read before claiming, which writes)."""
-    return (await conn.execute(select(alert_outbox.c.id).limit(1))).first() is not None
+async def any_due(conn: AsyncConnection, now_ms: int) -> bool:
+    """Whether a claim could find work now: a read, before the claim (which writes).
+
+    Rows waiting for a disabled target, or one still backing off or leased,
+    do not count, so a quiet relay's rounds write nothing.
+    """
+    t = alert_targets.c
+    query = (
+        select(alert_outbox.c.id)
+        .join(alert_targets, and_(t.vault_id == alert_outbox.c.vault_id,
+                                  t.id == alert_outbox.c.target_id))
+        .where(t.enabled.is_(True), _free(now_ms), _due(now_ms))
+        .limit(1)
+    )  # fmt: skip
+    return (await conn.execute(query)).first() is not None
+
+
+def _free(now_ms: int) -> Any:
+    t = alert_targets.c
+    return or_(t.lease_until_ms.is_(None), t.lease_until_ms < now_ms)
+
+
+def _due(now_ms: int) -> Any:
+    t = alert_targets.c
+    return or_(t.retry_at_ms.is_(None), t.retry_at_ms <= now_ms)
