@@ -97,6 +97,8 @@ def _later(difference: Any) -> bool:
 _LATER_TABLES: frozenset[str] = frozenset(
     {
         "agents",
+        "alert_outbox",
+        "alert_targets",
         "bootstrap_tokens",
         "consent_requests",
         "machine_registrations",

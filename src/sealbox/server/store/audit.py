@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sealbox.crypto import labels
 from sealbox.crypto.encoding import canonical_json, length_prefixed
+from sealbox.server.store import alerts
 from sealbox.server.store.tables import audit_events
 
 __all__ = [
@@ -156,6 +157,8 @@ async def append(
     else:  # pragma: no cover - the head was read under the chain's lock
         raise RuntimeError("the audit chain's head moved under its lock")
     written[vault] = (row["seq"], row["hash"])
+    # The event's alerts, queued in its own transaction: committed together or not at all.
+    await alerts.enqueue(conn, row)
     # Relay.tx() wakes the vault's live audit stream once this commits.
     conn.info.setdefault(AUDITED, set()).add(vault)
     return int(row["seq"])
