@@ -97,6 +97,7 @@ def _later(difference: Any) -> bool:
 _LATER_TABLES: frozenset[str] = frozenset(
     {
         "agents",
+        "audit_checkpoints",
         "bootstrap_tokens",
         "consent_requests",
         "machine_registrations",

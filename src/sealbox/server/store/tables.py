@@ -516,3 +516,22 @@ requester_guards = Table(
     Column("updated_by", ID, nullable=True),
     # The approver that last set an override or cleared a lockout.
 )
+
+
+# --- audit checkpoints: approvers' signatures over the audit chain's head ---------------------
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    # The audit event the checkpoint names; its hash equalled ``head`` when stored.
+    Column("approver_id", ID, primary_key=True),
+    Column("head", String(64), nullable=False),
+    # The checkpoint's head, as signed (``sha256:`` and base64url of the event's hash).
+    Column("statement", Text, nullable=False),
+    # The compact JWS, verbatim.
+    Column("at", BigInteger, nullable=False),
+    # When the approver signed it (its claim).
+    Column("created_at", BigInteger, nullable=False),
+)
