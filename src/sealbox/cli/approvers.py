@@ -48,6 +48,9 @@ def add_approver_actions(asub: Any) -> None:
     serve = asub.add_parser("serve", help="the automated approver: answer requests by rules")
     serve.add_argument("--rules", required=True, help="the rules file (TOML)")
     serve.add_argument("--log", help="append decisions here as JSON lines (default: stdout)")
+    serve.add_argument("--checkpoint-every", type=float, default=3600, metavar="SECONDS",
+                       help="verify the audit log and sign a checkpoint of its head this "
+                       "often (default: 3600; 0: never)")  # fmt: skip
     _key_options(serve)
 
     add = asub.add_parser("add", help="pair THIS device as another approver of a vault")
@@ -182,12 +185,33 @@ def _serve(args: argparse.Namespace) -> int:
 
     runner = threading.Thread(target=bot.run, kwargs={"on_ready": ready}, daemon=True)
     runner.start()
+    checkpointer = _checkpointer(args, session, log)
     while not bot.stopping.wait(0.5):
         pass
+    if checkpointer is not None:
+        checkpointer.close()
     bot.close()
     session.close()
     print("Stopped.", file=sys.stderr)
     return exits.OK
+
+
+def _checkpointer(args: argparse.Namespace, session: Any, log: Any) -> Any:
+    """Sign audit checkpoints on a schedule, with a session of its own (its own connection)."""
+    from sealbox.approver.checkpoints import Checkpointer, state_path
+    from sealbox.approver.session import ApproverSession
+    from sealbox.client.audit import SeenHeads
+
+    if args.checkpoint_every < 0:
+        raise exits.UsageError("--checkpoint-every must be 0 (never) or more seconds")
+    if not args.checkpoint_every:
+        return None
+    path = _key_path(args)
+    own = ApproverSession(session.keys, head_path=session.head_path)
+    checkpointer = Checkpointer(own, every=args.checkpoint_every, log=log,
+                                seen=SeenHeads(state_path(path)))  # fmt: skip
+    checkpointer.start()
+    return checkpointer
 
 
 # --- sealbox approver add / remove / list / grant / policy -------------------------------------

@@ -44,6 +44,7 @@ __all__ = [
     "AuditEvent",
     "AuditExport",
     "AuditHead",
+    "CheckpointSignerUnknown",
     "LogCheck",
     "compare_logs",
     "event_hash",
@@ -79,6 +80,12 @@ class AuditBroken(VerificationError):
     def __init__(self, message: str, *, seq: int, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.seq = seq
+
+
+class CheckpointSignerUnknown(AuditBroken):
+    """A checkpoint's signer is not an approver of the directory it is checked against."""
+
+    code = "checkpoint_signer_unknown"
 
 
 def event_hash(prev_hash: str, row: Mapping[str, Any]) -> str:
@@ -204,6 +211,12 @@ def verify_checkpoint(token: object, directory: Directory) -> CheckpointStatemen
     """
     try:
         kid = jws.read_header(token).kid
+    except SealboxError as exc:
+        raise AuditBroken(f"a checkpoint does not verify: {exc.message}", seq=0) from None
+    if kid not in directory.approvers:
+        raise CheckpointSignerUnknown(f"a checkpoint is signed by {kid}, not a current "
+                                      "approver", seq=0)  # fmt: skip
+    try:
         record = directory.approver(str(kid))
         statement = verify_statement(token, CheckpointStatement, record.sig_pk, record.id)
     except SealboxError as exc:
