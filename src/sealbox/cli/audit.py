@@ -63,7 +63,10 @@ def add_parsers(sub: Any) -> None:
     tail.add_argument("--after-seq", type=int, metavar="SEQ", help="start after this event "
                       "(default: from now on; with --since: from the start)")  # fmt: skip
     export = asub.add_parser("export", help="write the log out (jsonl: verifiable; csv)")
-    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl",
+                        help="jsonl (default): a header line with the directory and the "
+                        "checkpoints, then one event a line, what `verify` reads; csv: the "
+                        "relay's CSV (header row; detail as JSON text)")  # fmt: skip
     export.add_argument("--out", metavar="FILE", help="write here (mode 0600) instead of "
                         "standard output")  # fmt: skip
     for parser in (tail, export):
