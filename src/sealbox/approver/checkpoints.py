@@ -152,6 +152,10 @@ class Checkpointer:
         except SealboxError as exc:
             self._write({"event": "checkpoint", "outcome": "failed", "reason": exc.message})
             return
+        except Exception as exc:  # the schedule outlives one bad round (a dropped connection)
+            self._write({"event": "checkpoint", "outcome": "failed",
+                         "reason": type(exc).__name__})  # fmt: skip
+            return
         if signed is None:
             self._write({"event": "checkpoint", "outcome": "nothing new"})
             return

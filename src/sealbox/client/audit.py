@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from sealbox._relay.files import config_dir, locked, private_dir, write_private
-from sealbox.errors import MalformedInput
+from sealbox.errors import MalformedInput, SealboxError
 from sealbox.protocol import directory as dirs
 from sealbox.protocol.audit import (
     AuditBroken,
@@ -135,10 +135,9 @@ def verify_export(
     if links:
         try:
             verified_dir = dirs.verify_directory(links, pinned=fingerprint)
-        except Exception as exc:
-            message = getattr(exc, "message", str(exc))
+        except SealboxError as exc:
             raise AuditBroken(f"the directory does not verify from the pinned vault "
-                              f"fingerprint: {message}", seq=0) from None  # fmt: skip
+                              f"fingerprint: {exc.message}", seq=0) from None  # fmt: skip
         if export.vault is not None and export.vault != verified_dir.vault:
             raise AuditBroken("the export is another vault's than its directory's", seq=0)
         checkpoints, skipped = _checkpoints(export.checkpoints, verified_dir)
