@@ -139,3 +139,27 @@ async def test_clients_may_not_file_or_list(h: Harness) -> None:
     response = await h.call("GET", "/audit/checkpoints", signer=requester)
     assert response.status_code == 403
     assert await _stored(h) == 0
+
+
+async def test_pages_hold_whole_seqs(h: Harness) -> None:
+    first = h.vault.approvers[0]
+    second = await h.add_approver("second")
+    seq, hash_ = await _last(h)
+    for who in (first, second):
+        token = _sign(h, who, seq=seq, head=head_digest(hash_))
+        assert (await _post(h, token, who)).status_code == 201
+    later, later_hash = await _last(h)
+    assert (
+        await _post(h, _sign(h, first, seq=later, head=head_digest(later_hash)))
+    ).status_code == 201
+    got: list[tuple[int, str]] = []
+    after = 0
+    while True:
+        page = await h.call("GET", f"/audit/checkpoints?after_seq={after}&limit=2", signer=first)
+        body = page.json()
+        got += [(c["seq"], c["approver"]) for c in body["checkpoints"]]
+        if body["next_after_seq"] is None:
+            break
+        after = body["next_after_seq"]
+    assert sorted(got) == sorted([(seq, first.id), (seq, second.id), (later, first.id)])
+    assert len(got) == 3

@@ -63,9 +63,17 @@ async def list_checkpoints(
 ) -> dict[str, Any]:
     """Checkpoints after ``after_seq``, by seq; pass ``next_after_seq`` back for more.
 
+    A full page holds only whole seqs (every approver's checkpoint of each seq on it), so
+    it may hold fewer than ``limit``; ``next_after_seq`` is null on the last page.
+
     Verify each yourself: the relay checked them when it stored them, but a
     verifier trusts only the approvers' signatures and its own events.
     """
     found = await service.listed(relay_of(request), vault=vault, after=q.after_seq, limit=q.limit)
-    next_after = found[-1].seq if len(found) == q.limit else None
+    next_after = None
+    if len(found) == q.limit:
+        # A full page ends on whole seqs: the next page starts after the last seq kept, so
+        # no approver's checkpoint of a seq split across two pages is skipped.
+        whole = [r for r in found if r.seq < found[-1].seq] or found
+        found, next_after = whole, whole[-1].seq
     return {"checkpoints": [checkpoint_json(r) for r in found], "next_after_seq": next_after}
