@@ -244,15 +244,15 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _checkpoint(args: argparse.Namespace) -> int:
-    from sealbox.approver.checkpoints import sign_checkpoint, state_path
-    from sealbox.cli.approvers import _key_path, open_session
-    from sealbox.client.audit import SeenHeads
+    from sealbox.approver.checkpoints import sign_checkpoint
+    from sealbox.cli.approvers import open_session
     from sealbox.protocol.audit import AuditBroken
 
     session = open_session(args)
     try:
         try:
-            signed = sign_checkpoint(session, seen=SeenHeads(state_path(_key_path(args))))
+            # The same memory as `audit verify`: a head either checked is one both hold to.
+            signed = sign_checkpoint(session, seen=_seen())
         except AuditBroken as exc:
             print(f"sealbox audit checkpoint: INVALID: {exc.message} [{exc.code}]; nothing "
                   "was signed", file=sys.stderr)  # fmt: skip
