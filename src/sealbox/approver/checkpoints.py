@@ -10,7 +10,7 @@ reports it instead.  A relay that serves fewer events than the approver has
 checked before (truncation) is refused the same way.
 
 Filing a checkpoint appends an ``audit.checkpoint`` event; a schedule that
-finds nothing new since its own last checkpoint but that event signs nothing.
+finds nothing new since its own last checkpoint but such events signs nothing.
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def sign_checkpoint(
 ) -> Signed | None:  # fmt: skip
     """Verify the log from this approver's last checked head, sign its end, file it.
 
-    ``None`` when ``only_if_new`` and nothing but this approver's own filing
-    events came since its last checkpoint.  Raises :class:`AuditBroken` (nothing
+    ``None`` when ``only_if_new`` and nothing but filed checkpoints (``audit.checkpoint``
+    events) came since this approver's last checkpoint.  Raises :class:`AuditBroken` (nothing
     signed) when the log does not verify.
     """
     vault = session.keys.vault
@@ -101,11 +101,9 @@ def sign_checkpoint(
                        known=[known] if known is not None else [])  # fmt: skip
     if check.head is None:
         return None  # an empty log: nothing to checkpoint
-    if (
-        only_if_new
-        and start is not None
-        and all(e.action == FILED and e.actor == session.id for e in events)
-    ):
+    if only_if_new and start is not None and all(e.action == FILED for e in events):
+        # Only checkpoints filed since (ours or another approver's): signing over them would
+        # have two automated approvers checkpoint each other's checkpoints forever.
         return None
     statement = CheckpointStatement(vault=vault, approver=session.id, seq=check.head.seq,
                                     head=head_digest(check.head.hash), at=int(now()))  # fmt: skip
@@ -136,6 +134,7 @@ class Checkpointer:
     def close(self) -> None:
         self.stopping.set()
         self._thread.join(timeout=5)
+        self.session.close()
 
     def _write(self, entry: dict[str, Any]) -> None:
         with self._lock:

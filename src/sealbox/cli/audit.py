@@ -137,7 +137,11 @@ def _fingerprint(args: argparse.Namespace) -> tuple[str, Path | None]:
 
 
 def _invalid(exc: Any) -> int:
-    print(f"sealbox audit verify: INVALID: {exc.message} [{exc.code}]", file=sys.stderr)
+    from sealbox._relay.text import displayable
+
+    # The message may quote what was served (an id from a token's header): made safe to print.
+    print(f"sealbox audit verify: INVALID: {displayable(exc.message, 1000)} [{exc.code}]",
+          file=sys.stderr)  # fmt: skip
     if exc.hint:
         print(f"  {exc.hint}", file=sys.stderr)
     return exits.VERIFICATION
