@@ -4,7 +4,7 @@ The relay holds the log, so it can serve any events it likes.  Each test plays
 one thing a relay could do to the log it serves (truncate it, delete, edit,
 reorder or insert an event, rewrite it with every hash recomputed, show two
 histories, forge or drop checkpoints) and hands the result to the verifier
-every device runs (``sealbox.client.audit.verify_export``: the directory from
+every device runs (``sealbox._relay.audit.verify_export``: the directory from
 the pinned fingerprint, each checkpoint's signature, each event's seq, link and
 hash, and the head this device verified before).  Each is refused with
 ``AuditBroken`` naming the first seq that fails.
@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from sealbox.client.audit import SeenHeads, verify_export, verify_fork
+from sealbox._relay.audit import SeenHeads, verify_export, verify_fork
 from sealbox.protocol import audit as au
 from sealbox.protocol.statements import CheckpointStatement, sign_statement
 

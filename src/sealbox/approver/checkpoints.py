@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from sealbox._relay.audit import SeenHeads, fetch_checkpoints, fetch_events
 from sealbox.approver.session import ApproverSession
-from sealbox.client.audit import SeenHeads, fetch_checkpoints, fetch_events
 from sealbox.errors import SealboxError
 from sealbox.protocol.audit import (
     AuditBroken,

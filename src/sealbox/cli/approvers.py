@@ -198,9 +198,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _checkpointer(args: argparse.Namespace, session: Any, log: Any) -> Any:
     """Sign audit checkpoints on a schedule, with a session of its own (its own connection)."""
+    from sealbox._relay.audit import SeenHeads
     from sealbox.approver.checkpoints import Checkpointer, state_path
     from sealbox.approver.session import ApproverSession
-    from sealbox.client.audit import SeenHeads
 
     if args.checkpoint_every < 0:
         raise exits.UsageError("--checkpoint-every must be 0 (never) or more seconds")

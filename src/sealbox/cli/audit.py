@@ -148,7 +148,7 @@ def _invalid(exc: Any) -> int:
 
 
 def _seen() -> Any:
-    from sealbox.client.audit import SeenHeads
+    from sealbox._relay.audit import SeenHeads
 
     return SeenHeads()
 
@@ -179,7 +179,7 @@ def _describe(verified: Any, source: str) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from sealbox.client.audit import fetch_export, verify_export, verify_fork
+    from sealbox._relay.audit import fetch_export, verify_export, verify_fork
     from sealbox.errors import MalformedInput, VerificationError
     from sealbox.protocol.audit import parse_head
 
@@ -351,9 +351,9 @@ def _tail(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from sealbox._relay.audit import fetch_checkpoints, header_line
     from sealbox._relay.files import write_private
     from sealbox.cli.approvers import open_session
-    from sealbox.client.audit import fetch_checkpoints, header_line
     from sealbox.protocol.audit import AuditExport
 
     filters = _filters(args)
