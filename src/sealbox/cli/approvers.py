@@ -183,9 +183,9 @@ def _serve(args: argparse.Namespace) -> int:
     def ready() -> None:
         print("Listening for requests.", file=sys.stderr, flush=True)
 
+    checkpointer = _checkpointer(args, session, log)
     runner = threading.Thread(target=bot.run, kwargs={"on_ready": ready}, daemon=True)
     runner.start()
-    checkpointer = _checkpointer(args, session, log)
     while not bot.stopping.wait(0.5):
         pass
     if checkpointer is not None:
@@ -202,8 +202,9 @@ def _checkpointer(args: argparse.Namespace, session: Any, log: Any) -> Any:
     from sealbox.approver.checkpoints import Checkpointer, state_path
     from sealbox.approver.session import ApproverSession
 
-    if args.checkpoint_every < 0:
-        raise exits.UsageError("--checkpoint-every must be 0 (never) or more seconds")
+    every = args.checkpoint_every
+    if not (every == 0 or 0.1 <= every <= 366 * 86400):  # NaN and infinities fail too
+        raise exits.UsageError("--checkpoint-every must be 0 (never) or 0.1 seconds to a year")
     if not args.checkpoint_every:
         return None
     path = _key_path(args)

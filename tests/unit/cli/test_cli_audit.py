@@ -64,3 +64,17 @@ def test_a_tail_line_is_one_safe_line_with_the_severity() -> None:
     assert "\x1b" not in shown
     assert "\u202e" not in shown
     assert '{"note":"line break"}' in shown or '"note"' in shown
+
+
+@pytest.mark.parametrize("every", ["-1", "nan", "inf", "0.01"])
+def test_checkpoint_every_is_checked_before_anything_starts(every: str, tmp_path: Path) -> None:
+    from sealbox.cli import approvers, exits
+    from sealbox.cli.main import build_parser
+
+    rules = tmp_path / "rules.toml"
+    parsed = build_parser().parse_args(
+        ["approver", "serve", "--rules", str(rules), "--checkpoint-every", every]
+    )
+    # Refused before a session or thread is made (the session passed is never touched).
+    with pytest.raises(exits.UsageError, match="checkpoint-every"):
+        approvers._checkpointer(parsed, None, None)
