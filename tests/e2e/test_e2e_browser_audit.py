@@ -10,7 +10,6 @@ recomputed, is caught in the browser naming the event.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,5 +95,12 @@ def test_a_checkpoint_signed_in_the_browser_holds_the_log(world: World) -> None:
     open_page(tab, "audit")
     said = chain_says(tab)
     assert "differs from the checkpoint signed by approver" in said, said
-    assert json.dumps(said)
+    # Asked to sign that log, the page verifies first and signs nothing.
+    page = tab.page
+    page.locator("#chain").evaluate("(e) => { e.textContent = ''; }")
+    page.get_by_role("button", name="Sign a checkpoint").click()
+    page.wait_for_function("() => document.querySelector('#chain').textContent !== ''")
+    assert str(page.locator("#chain").text_content()).startswith("Not valid: event")
+    assert len(relay_get(world, "/audit/checkpoints")["checkpoints"]) == 1
+    assert "Signed" not in tab.status()
     tab.check_clean()
