@@ -163,3 +163,13 @@ def test_checkpoints_the_relay_makes_are_worthless(world: Any) -> None:
     # Its directory: a link 0 of its own does not match the pinned fingerprint.
     export = dataclasses.replace(_export(world, events, []), directory=(world.links[1],))
     _refused(world, export, 0, "pinned vault fingerprint")
+
+
+def test_a_damaged_memory_of_heads_is_no_head(world: Any, tmp_path: Path) -> None:
+    seen = SeenHeads(tmp_path)
+    (tmp_path / f"{world.vault}.json").write_text('{"seq": 3, "hash": "not hex"}')
+    assert seen.get(world.vault) is None
+    events = _chain(world)
+    seen.advance(world.vault, au.AuditHead(5, events[4].hash))
+    seen.advance(world.vault, au.AuditHead(4, events[3].hash))  # never moves back
+    assert seen.get(world.vault) == au.AuditHead(5, events[4].hash)

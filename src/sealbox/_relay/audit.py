@@ -34,6 +34,7 @@ from sealbox.protocol.audit import (
     LogCheck,
     compare_logs,
     export_header,
+    parse_head,
     verify_checkpoint,
     verify_log,
 )
@@ -83,8 +84,9 @@ class SeenHeads:
     def get(self, vault: str) -> AuditHead | None:
         try:
             document = json.loads(self._path(vault).read_text())
-            return AuditHead(int(document["seq"]), str(document["hash"]))
-        except (OSError, ValueError, KeyError, TypeError):
+            # Parsed as strictly as a head typed on the command line.
+            return parse_head(f"{document['seq']}:{document['hash']}")
+        except (OSError, ValueError, KeyError, TypeError, MalformedInput):
             return None
 
     def advance(self, vault: str, head: AuditHead | None) -> None:
