@@ -113,6 +113,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     from sealbox.cli import (
         agents,
         approvers,
+        audit,
         cache,
         ci,
         consent,
@@ -177,7 +178,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     cache.add_parsers(sub)
     agents.add_parsers(sub)
     consent.add_parsers(sub)
-    __import__("sealbox.cli.audit", fromlist=["add_parsers"]).add_parsers(sub)
+    audit.add_parsers(sub)
     machines.add_parsers(sub)
     mcp.add_parsers(sub)
     ci.add_parsers(sub)
