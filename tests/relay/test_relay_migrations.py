@@ -99,6 +99,7 @@ _LATER_TABLES: frozenset[str] = frozenset(
         "agents",
         "alert_outbox",
         "alert_targets",
+        "audit_checkpoints",
         "bootstrap_tokens",
         "consent_requests",
         "machine_registrations",

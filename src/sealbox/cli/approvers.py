@@ -53,6 +53,9 @@ def add_approver_actions(asub: Any) -> None:
                        "releases a canary, with SEALBOX_CANARY_PATHS, _REQUEST, _CLIENT, "
                        "_CLIENT_NAME, _PURPOSE, _SOURCE_IP and _RULE in its environment (never "
                        "a value)")  # fmt: skip
+    serve.add_argument("--checkpoint-every", type=float, default=3600, metavar="SECONDS",
+                       help="verify the audit log and sign a checkpoint of its head this "
+                       "often (default: 3600; 0: never)")  # fmt: skip
     _key_options(serve)
 
     add = asub.add_parser("add", help="pair THIS device as another approver of a vault")
@@ -195,14 +198,36 @@ def _serve(args: argparse.Namespace) -> int:
     def ready() -> None:
         print("Listening for requests.", file=sys.stderr, flush=True)
 
+    checkpointer = _checkpointer(args, session, log)
     runner = threading.Thread(target=bot.run, kwargs={"on_ready": ready}, daemon=True)
     runner.start()
     while not bot.stopping.wait(0.5):
         pass
+    if checkpointer is not None:
+        checkpointer.close()
     bot.close()
     session.close()
     print("Stopped.", file=sys.stderr)
     return exits.OK
+
+
+def _checkpointer(args: argparse.Namespace, session: Any, log: Any) -> Any:
+    """Sign audit checkpoints on a schedule, with a session of its own (its own connection)."""
+    from sealbox._relay.audit import SeenHeads
+    from sealbox.approver.checkpoints import Checkpointer, state_path
+    from sealbox.approver.session import ApproverSession
+
+    every = args.checkpoint_every
+    if not (every == 0 or 0.1 <= every <= 366 * 86400):  # NaN and infinities fail too
+        raise exits.UsageError("--checkpoint-every must be 0 (never) or 0.1 seconds to a year")
+    if not args.checkpoint_every:
+        return None
+    path = _key_path(args)
+    own = ApproverSession(session.keys, head_path=session.head_path)
+    checkpointer = Checkpointer(own, every=args.checkpoint_every, log=log,
+                                seen=SeenHeads(state_path(path)))  # fmt: skip
+    checkpointer.start()
+    return checkpointer
 
 
 # --- sealbox approver add / remove / list / grant / policy -------------------------------------

@@ -143,6 +143,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         agents,
         alerts,
         approvers,
+        audit,
         cache,
         ci,
         consent,
@@ -211,6 +212,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     cache.add_parsers(sub)
     agents.add_parsers(sub)
     consent.add_parsers(sub)
+    audit.add_parsers(sub)
     machines.add_parsers(sub)
     mcp.add_parsers(sub)
     ci.add_parsers(sub)
@@ -275,6 +277,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sealbox.cli import consent
 
         return consent.run(args)
+    if args.command == "audit":
+        from sealbox.cli import audit
+
+        return audit.run(args)
     if args.command == "cache":
         from sealbox.cli import cache
 

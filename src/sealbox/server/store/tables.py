@@ -590,3 +590,22 @@ alert_outbox = Table(
     Column("created_at", BigInteger, nullable=False),
     Index("ix_alert_outbox_target", "vault_id", "target_id", "id"),
 )  # fmt: skip
+
+
+# --- audit checkpoints: approvers' signatures over the audit chain's head ---------------------
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    # The audit event the checkpoint names; its hash equalled ``head`` when stored.
+    Column("approver_id", ID, primary_key=True),
+    Column("head", String(64), nullable=False),
+    # The checkpoint's head, as signed (``sha256:`` and base64url of the event's hash).
+    Column("statement", Text, nullable=False),
+    # The compact JWS, verbatim.
+    Column("at", BigInteger, nullable=False),
+    # When the approver signed it (its claim).
+    Column("created_at", BigInteger, nullable=False),
+)
