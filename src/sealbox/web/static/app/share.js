@@ -7,7 +7,7 @@
 // Calls omit cookies: a share is opened by whoever holds the link, not by a session.
 
 import { fromUtf8, b64uEncode } from "../sealbox/encoding.js";
-import { openShare, parseShareLocation } from "../sealbox/share.js";
+import { openShare, parseShareLocation, shareIdOf } from "../sealbox/share.js";
 
 const byId = (id) => document.getElementById(id);
 const statusLine = byId("status");
@@ -71,19 +71,27 @@ function show(bytes) {
 }
 
 async function main() {
-  let link;
+  let shareId;
   try {
-    link = parseShareLocation(location.pathname, location.hash);
+    shareId = shareIdOf(location.pathname);
   } catch (error) {
-    say(`${error.message}. Copy the whole link, including the part after '#'.`, { error: true });
+    say(`${error.message}.`, { error: true });
     return;
   }
-  const path = `/v1/shares/${link.shareId}`;
+  // First whether the share is there at all (a spent link says so, with or without its key).
+  const path = `/v1/shares/${shareId}`;
   let info;
   try {
     info = await call("GET", path);
   } catch (error) {
     fail(error);
+    return;
+  }
+  let link;
+  try {
+    link = parseShareLocation(location.pathname, location.hash);
+  } catch (error) {
+    say(`${error.message}. Copy the whole link, including the part after '#'.`, { error: true });
     return;
   }
   byId("ask").hidden = !info.passphrase;

@@ -27,16 +27,22 @@ export function shareAad(shareId) {
  * `/s/shr_…`, the fragment is exactly one 32-byte key in unpadded base64url.
  */
 export function parseShareLocation(pathname, hash) {
-  const found = /\/s\/([^/]+)$/.exec(pathname);
-  if (!found || !SHARE_ID.test(found[1])) {
-    throw new SealboxError(codes.malformed, "this is not a share link");
-  }
+  const shareId = shareIdOf(pathname);
   const fragment = hash.startsWith("#") ? hash.slice(1) : hash;
   if (fragment.length !== 43) {
     throw new SealboxError(codes.malformed, "the link's key (the part after '#') is missing or cut");
   }
   const key = b64uDecode(fragment, { length: SHARE_KEY_BYTES, what: "share link key" });
-  return { shareId: found[1], key };
+  return { shareId, key };
+}
+
+/** The share id of a share page's path (`…/s/shr_…`), strictly. */
+export function shareIdOf(pathname) {
+  const found = /\/s\/([^/]+)$/.exec(pathname);
+  if (!found || !SHARE_ID.test(found[1])) {
+    throw new SealboxError(codes.malformed, "this is not a share link");
+  }
+  return found[1];
 }
 
 /**
