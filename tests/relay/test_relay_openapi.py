@@ -99,7 +99,8 @@ async def test_every_vault_operation_but_the_anonymous_ones_declares_security(
     for key in [("get", "/v1/vault"), ("get", "/healthz"), ("post", "/oauth/token"),
                 ("get", "/.well-known/oauth-authorization-server"),
                 # A share link is its own credential (a machine's is refused, not asked for).
-                ("get", "/v1/shares/{share_id}"), ("post", "/v1/shares/{share_id}/open")]:  # fmt: skip
+                ("get", "/v1/shares/{share_id}"),
+                ("post", "/v1/shares/{share_id}/open")]:  # fmt: skip
         assert "security" not in operations[key], key
     assert "security" not in await _document(client)  # no blanket requirement
 
