@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import httpx
@@ -416,3 +417,36 @@ async def test_the_openapi_document_lists_the_share_routes(h: Harness) -> None:
     assert "get" in paths["/v1/shares/{share_id}"]
     assert "post" in paths["/v1/shares/{share_id}/open"]
     assert "/s/{share_id}" not in paths
+
+
+async def test_the_compare_and_set_holds_across_connections(h: Harness) -> None:
+    """Two transactions spend one share at once: the second waits for the first (PostgreSQL's
+    row lock; SQLite's single writer) and then finds it no longer live."""
+    from sealbox.protocol.shares import ShareState
+    from sealbox.server.store import shares as store
+    from sealbox.server.store.engine import writing
+
+    alice = await _client(h, "human")
+    sealed = await _made(h, alice)
+    now = h.relay.now()
+    outcomes: dict[str, bool] = {}
+
+    async def first() -> None:
+        async with writing(h.relay.engine) as conn:
+            outcomes["first"] = await store.spend(conn, h.vault.id, sealed.id,
+                                                  ShareState.OPENED, now)  # fmt: skip
+            # Held open while the second tries: it must not get the share too.
+            await asyncio.sleep(0.3)
+
+    async def second() -> None:
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        async with writing(h.relay.engine) as conn:
+            outcomes["second"] = await store.spend(conn, h.vault.id, sealed.id,
+                                                   ShareState.DESTROYED, now)  # fmt: skip
+        # It waited for the first transaction (about 0.2 s more), not raced past it.
+        outcomes["second_waited"] = time.monotonic() - started > 0.15
+
+    await asyncio.gather(first(), second())
+    assert outcomes == {"first": True, "second": False, "second_waited": True}
+    assert (await _rows(h.relay))[0]["state"] == "opened"
