@@ -22,7 +22,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from e2e_support import free_port
-from loop_support import Deployment, outputs
+from loop_support import Deployment, env_for, outputs
 
 from sealbox.cli.exits import FAILED, OK, USAGE
 from sealbox.crypto.encoding import b64u_decode
@@ -259,3 +259,29 @@ def _copy_profile(source: Path, target: Path, server: str) -> None:
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(document, f)
+
+
+#: The README's share block (docs text for README.md, "Share links"), line for line.
+README_BLOCK = """\
+printf 'wifi: correct-horse' | .venv/bin/sealbox share create --ttl 1h > share-link.txt
+.venv/bin/sealbox share open "$(cat share-link.txt)"
+printf 'db: s3cr3t' | SEALBOX_SHARE_PASSPHRASE='blue canary tuesday' .venv/bin/sealbox share create --passphrase --ttl 15m > guarded-link.txt
+SEALBOX_SHARE_PASSPHRASE='blue canary tuesday' .venv/bin/sealbox share open "$(cat guarded-link.txt)"
+"""  # noqa: E501
+
+
+def test_the_readme_block_runs_as_written(d: Deployment, tmp_path: Path) -> None:
+    import sys
+
+    venv_bin = str(Path(sys.executable).parent) + "/"
+    printed = []
+    for line in README_BLOCK.splitlines():
+        done = subprocess.run(
+            ["sh", "-c", line.replace(".venv/bin/", venv_bin)], cwd=tmp_path,
+            env=env_for(d.client_config), capture_output=True, text=True, timeout=120,
+            stdin=subprocess.DEVNULL, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{line}\n{done.stdout}{done.stderr}"
+        printed.append(done.stdout)
+    assert printed[1] == "wifi: correct-horse\n"
+    assert printed[3] == "db: s3cr3t\n"
