@@ -228,6 +228,10 @@ def test_the_relay_never_receives_the_key(d: Deployment) -> None:
         share_id = parse_link(link).share_id
         assert f"POST /v1/shares/{share_id}/open".encode() in proxy.received()
         assert b"/shares HTTP/1.1" in proxy.received()
+        # Nor does the relay's own output (its log) hold the key, the value or the passphrase.
+        log = d.relay.output
+        for secret in (link.split("#", 1)[1], VALUE, PASSPHRASE):
+            assert secret not in log
     finally:
         proxy.close()
 
