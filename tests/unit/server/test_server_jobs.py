@@ -1,4 +1,4 @@
-"""The background sweeper stops when cancelled, even when the cancellation comes back as an error."""
+"""The background sweeper stops when cancelled, even if the cancellation comes back as an error."""
 
 from __future__ import annotations
 
