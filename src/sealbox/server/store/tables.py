@@ -608,6 +608,7 @@ audit_checkpoints = Table(
     Column("at", BigInteger, nullable=False),
     # When the approver signed it (its claim).
     Column("created_at", BigInteger, nullable=False),
+)
 
 
 # --- share links: one value for someone outside the vault, opened once ---------------------
