@@ -31,6 +31,7 @@ function whose check raises.
 | read a secret | `read-wrap-with-relay-key` | open an approver's wrapped field key with a relay-generated HPKE key | HPKE open: `hpke.open_sealed` | `DecryptionFailed` |
 | read a secret | `read-release-with-relay-key` | open a release blob (sealed to the requester's one-time key) with a relay key | HPKE open: `hpke.open_sealed` | `DecryptionFailed` |
 | read a secret | `read-field-with-guessed-key` | decrypt a stored field ciphertext under a key of the relay's choosing | AES-GCM open: `aead.decrypt_field` | `DecryptionFailed` |
+| read a secret | `read-share-with-relay-key` | open a share link's stored ciphertext under a key of its own (the link's key is only in the URL fragment, never sent to it) | recipient: `sharelink.open_share` | `DecryptionFailed` |
 | swap the requester's ephemeral key for its own | `epk-swapped-signature-kept` | put the relay's HPKE key as epk in the access payload, keep the client signature | approver: `access.verify_access` | `SignatureInvalid` |
 | swap the requester's ephemeral key for its own | `epk-swapped-resigned-as-client` | swap epk and re-sign with the relay's key under the client's kid | approver: `access.verify_access` | `SignatureInvalid` |
 | swap the requester's ephemeral key for its own | `epk-swapped-resigned-as-relay` | swap epk and re-sign as itself (its own cli_ id and key) next to the client's certificate | approver: `access.verify_access` | `NotAuthorized` |
@@ -108,6 +109,7 @@ function whose check raises.
 | move a ciphertext to another item / field / version / vault | `store-ciphertexts-swapped` | swap the 'user' and 'password' ciphertexts of an upload | approver: `store.verify_store` | `ManifestMismatch` |
 | move a ciphertext to another item / field / version / vault | `store-wraps-swapped-between-approvers` | swap a0's and a1's wraps in an upload | approver: `store.verify_store` | `ManifestMismatch` |
 | move a ciphertext to another item / field / version / vault | `store-wraps-swapped-between-fields` | swap a0's wraps of 'user' and 'password' in an upload | approver: `store.verify_store` | `ManifestMismatch` |
+| move a ciphertext to another item / field / version / vault | `share-served-under-other-id` | answer the open of one share link with another share's ciphertext | recipient: `sharelink.open_share` | `DecryptionFailed` |
 | replay an old release or serve an old version | `release-replayed-to-other-request` | deliver a0's release of request 1 to request 2 (same client, same item) | requester: `access.open_release` | `BindingMismatch` |
 | replay an old release or serve an old version | `release-blob-with-other-ephemeral-key` | request 1's release blob opened with request 2's one-time key and info | HPKE open: `hpke.open_sealed` | `DecryptionFailed` |
 | replay an old release or serve an old version | `release-blob-with-other-request-info` | request 1's release blob opened with request 1's key but request 2's info | HPKE open: `hpke.open_sealed` | `DecryptionFailed` |
@@ -186,7 +188,7 @@ from typing import Any
 
 import pytest
 
-from sealbox.crypto import aead, hpke, jws, labels
+from sealbox.crypto import aead, hpke, jws, labels, sharelink
 from sealbox.crypto.encoding import b64u_decode, b64u_encode, canonical_json, parse_canonical_json
 from sealbox.crypto.keys import HpkePrivateKey, SigningKey
 from sealbox.errors import (
@@ -208,7 +210,7 @@ from sealbox.errors import (
 from sealbox.protocol import access as ac
 from sealbox.protocol import certificates as certs
 from sealbox.protocol import directory as dirs
-from sealbox.protocol import ids
+from sealbox.protocol import ids, shares
 from sealbox.protocol import store as st
 from sealbox.protocol.directory import Directory
 from sealbox.protocol.statements import (
@@ -578,6 +580,37 @@ def _(w: World) -> Thunk:
     return lambda: aead.decrypt_field(
         secrets.token_bytes(32), nonce, ct, vault=w.vault, item=w.item1, version=2, field="password"
     )
+
+
+def _share(value: bytes) -> tuple[str, bytes, bytes, bytes]:
+    """An honest sender's share: (id, key kept in the link, nonce, ciphertext the relay holds)."""
+    share_id = shares.new_share_id()
+    key = sharelink.new_share_key()
+    return share_id, key, *sharelink.seal_share(key, value, share_id=share_id)
+
+
+@attack(
+    "read-share-with-relay-key",
+    case=1, threat=READ, raises=DecryptionFailed, by="sharelink.open_share",
+)  # fmt: skip
+def _(w: World) -> Thunk:
+    """open a share link's stored ciphertext under a key of its own (the link's key is only in the URL fragment, never sent to it)"""
+    share_id, _key, nonce, ct = _share(w.all_plaintexts()[0])
+    return lambda: sharelink.open_share(secrets.token_bytes(32), nonce, ct, share_id=share_id)
+
+
+@attack(
+    "share-served-under-other-id",
+    case=7, threat=MOVE, raises=DecryptionFailed, by="sharelink.open_share",
+)  # fmt: skip
+def _(w: World) -> Thunk:
+    """answer the open of one share link with another share's ciphertext"""
+    asked, key, _nonce, _ct = _share(w.all_plaintexts()[0])
+    # The relay holds its own share of the same sender, made with the same key by a buggy or
+    # coerced client: even then the aad's share id keeps the ciphertext to its own link.
+    other = shares.new_share_id()
+    nonce, ct = sharelink.seal_share(key, b"another value", share_id=other)
+    return lambda: sharelink.open_share(key, nonce, ct, share_id=asked)
 
 
 # =====================================================================================

@@ -109,6 +109,7 @@ _LATER_TABLES: frozenset[str] = frozenset(
         "invites",
         "member_roles",
         "requester_guards",
+        "shares",
     }
 )
 #: Indexes of the requests table that revisions after 0004 add.

@@ -97,7 +97,10 @@ async def test_every_vault_operation_but_the_anonymous_ones_declares_security(
         assert "security" not in operations[key], key
     # Outside vaults: discovery, health and the OAuth endpoints take no credentials here.
     for key in [("get", "/v1/vault"), ("get", "/healthz"), ("post", "/oauth/token"),
-                ("get", "/.well-known/oauth-authorization-server")]:  # fmt: skip
+                ("get", "/.well-known/oauth-authorization-server"),
+                # A share link is its own credential (a machine's is refused, not asked for).
+                ("get", "/v1/shares/{share_id}"),
+                ("post", "/v1/shares/{share_id}/open")]:  # fmt: skip
         assert "security" not in operations[key], key
     assert "security" not in await _document(client)  # no blanket requirement
 
@@ -110,6 +113,7 @@ async def test_every_vault_operation_but_the_anonymous_ones_declares_security(
         ("get", "/v1/vaults/{vault}/items", EITHER),
         # Clients: machine clients sign, people's CLIs use a session.
         ("post", "/v1/vaults/{vault}/access-requests", EITHER),
+        ("post", "/v1/vaults/{vault}/shares", EITHER),
         # Approvers sign, or use a console session; the audit routes wrap the approver check.
         ("post", "/v1/vaults/{vault}/access-requests/{request_id}/release", SIGNED),
         ("get", "/v1/vaults/{vault}/clients", SIGNED),

@@ -153,6 +153,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         machines,
         mcp,
         network,
+        share,
         skill,
         team,
     )
@@ -217,6 +218,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     mcp.add_parsers(sub)
     ci.add_parsers(sub)
     skill.add_parsers(sub)
+    share.add_parsers(sub)
 
     login = sub.add_parser("login", help="log in to a relay: this device gets a client key "
                            "that an approver certifies")  # fmt: skip
@@ -317,6 +319,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.approver_command != "init":
             return approvers.run_approver(args)
         return _approver_init(args)
+    if args.command == "share":
+        from sealbox.cli import share
+
+        return share.run(args)
     if args.command == "skill":
         from sealbox.cli import skill
 

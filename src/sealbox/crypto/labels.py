@@ -26,6 +26,8 @@ AEAD_FIELD: Final = b"sealbox/v1/aead/field"
 AEAD_KEY_FILE: Final = b"sealbox/v1/aead/key-file"
 #: The relay's at-rest layer: blobs and data keys, bound to their row.
 AEAD_AT_REST: Final = b"sealbox/v1/aead/at-rest"
+#: A share link's value under the key in the link's fragment, bound to the share id.
+AEAD_SHARE: Final = b"sealbox/v1/aead/share"
 
 # --- Hashes ------------------------------------------------------------------
 #: Hash of a compact JWS statement (request hash, link hash, manifest hash...).

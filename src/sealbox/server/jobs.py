@@ -28,6 +28,12 @@ async def sweeper(relay: Relay, every: float | None = None) -> None:
             if expired:
                 log.info("expired %d request(s)", expired)
         except Exception:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # Cancelled mid-sweep, and the database driver turned the cancellation into
+                # an error of its own on the way out: stop as asked, or the server's shutdown
+                # (which awaits this task) would wait for ever.
+                raise asyncio.CancelledError from None
             # A failed sweep (database restarting, say) is retried next round;
             # the relay keeps serving meanwhile.
             log.exception("request sweep failed; retrying in %s s", every)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "OUTSIDE_PAGES",
     "PAGES",
     "PLACEHOLDERS",
     "SERVICE_WORKER",
@@ -48,6 +49,8 @@ PAGES = (
     "setup", "signin", "approvals", "logins", "items", "clients", "agents", "approvers",
     "policies", "audit", "store", "join",
 )  # fmt: skip
+#: Pages served outside the console: a share link's page, at ``/s/<id>`` (never at /console/).
+OUTSIDE_PAGES = ("share",)
 #: The values a page may use, as ``{{name}}``; anything else in braces is an error.
 PLACEHOLDERS = frozenset({"vault", "relay_url", "csrf", "approver", "page"})
 STATIC_PREFIX = "/console/static/"
@@ -152,13 +155,15 @@ class Assets:
     def paths(self) -> list[str]:
         return sorted(self._static)
 
-    def render(self, page: str, values: Mapping[str, str]) -> Page:
+    def render(self, page: str, values: Mapping[str, str], *, outside: bool = False) -> Page:
         """The page ``page`` with ``values`` filled in; :exc:`LookupError` if it does not exist.
+
+        ``outside`` renders one of :data:`OUTSIDE_PAGES` instead of a console page.
 
         Raises :exc:`ValueError` for a template with an unknown placeholder or no
         ``</head>`` (a mistake in the package, not in the request).
         """
-        if page not in PAGES:
+        if page not in (OUTSIDE_PAGES if outside else PAGES):
             raise LookupError(page)
         path = self.pages_dir / f"{page}.html"
         if not path.is_file():

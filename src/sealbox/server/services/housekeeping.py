@@ -18,6 +18,7 @@ from sealbox.protocol.state import Event, State, StoreEvent
 from sealbox.server.notify import approvers_channel
 from sealbox.server.relay import Relay
 from sealbox.server.services import consents
+from sealbox.server.services import shares as share_links
 from sealbox.server.services.access import waiter_since, wake_owner
 from sealbox.server.store import agents as agent_store
 from sealbox.server.store import audit, replay, tokens
@@ -98,6 +99,8 @@ async def sweep(relay: Relay, now: int) -> Swept:
         total += expired
         more = expired == BATCH
         await asyncio.sleep(0)
+    # Share links past their TTL lose their ciphertext; long-spent ones are forgotten.
+    await share_links.sweep(relay, now, BATCH)
     purged = 0
     more = True
     while more:

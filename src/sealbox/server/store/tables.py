@@ -609,3 +609,27 @@ audit_checkpoints = Table(
     # When the approver signed it (its claim).
     Column("created_at", BigInteger, nullable=False),
 )
+
+
+# --- share links: one value for someone outside the vault, opened once ---------------------
+
+shares = Table(
+    "shares",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("id", ID, primary_key=True),
+    # "shr_…", made by the sender's client (it is bound into the ciphertext's aad).
+    Column("created_by", ID, nullable=False),
+    Column("state", String(16), nullable=False),
+    # live, opened, destroyed or expired (protocol/shares.py); only live has a ciphertext.
+    Column("nonce", LargeBinary, nullable=True),
+    Column("ciphertext", LargeBinary, nullable=True),
+    # Sealed by the sender under a key the relay never receives; deleted when it leaves live.
+    Column("passphrase_hash", String(128), nullable=True),
+    # Argon2id of the optional passphrase; null without one, and once the share is spent.
+    Column("size", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_shares_state_expires", "state", "expires_at"),
+)

@@ -23,6 +23,8 @@ export const aeadField = "sealbox/v1/aead/field";
 export const aeadKeyFile = "sealbox/v1/aead/key-file";
 /** The relay's at-rest layer: blobs and data keys, bound to their row. */
 export const aeadAtRest = "sealbox/v1/aead/at-rest";
+/** A share link's value under the key in the link's fragment, bound to the share id. */
+export const aeadShare = "sealbox/v1/aead/share";
 
 // --- Hashes ---
 /** Hash of a compact JWS statement (request hash, link hash, manifest hash...). */
