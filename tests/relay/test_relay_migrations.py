@@ -105,6 +105,9 @@ _LATER_TABLES: frozenset[str] = frozenset(
         "invites",
         "member_roles",
         "requester_guards",
+        "item_reads",
+        "item_releases",
+        "destroyed_items",
     }
 )
 #: Indexes of the requests table that revisions after 0004 add.
