@@ -57,7 +57,9 @@ class Filters(BaseModel):
     actor: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9_.:@\-]+$")
     client_id: str | None = Field(None, max_length=40, pattern=r"^[A-Za-z0-9_\-]+$")
     item_id: str | None = Field(None, max_length=40, pattern=r"^[A-Za-z0-9_\-]+$")
-    severity: Severity | None = Field(None, description="Minimum: info < notice < warning < alert < critical.")
+    severity: Severity | None = Field(
+        None, description="Minimum: info < notice < warning < alert < critical."
+    )
     since: int | None = Field(None, ge=0, le=INT_MAX, description="Events at or after (unix s).")
     until: int | None = Field(None, ge=0, le=INT_MAX, description="Events before (unix s).")
 
