@@ -78,7 +78,7 @@ def add_policy_parsers(sub: Any) -> None:
     setp.add_argument("--max-cache", type=int, default=0,
                       help="seconds a client may keep released values (0: never)")  # fmt: skip
     setp.add_argument("--cidr", action="append", default=[], metavar="CIDR",
-                      help="a network clients must ask from for these items (repeatable)")  # fmt: skip
+                      help="a network clients must ask from (repeatable)")  # fmt: skip
     policy_axes.add_axis_options(setp)
     remove = psub.add_parser("remove", help="remove the policy for exactly this pattern")
     remove.add_argument("pattern", help="PROJECT/ENV/ITEM, exactly as it was set")
