@@ -250,7 +250,7 @@ SIGNED = [
         destroy_at=None,
         rotate_after=None,
         cidrs=(),
-    ),  # fmt: skip
+    ),
 ]
 PARTS = [
     APPROVER,
