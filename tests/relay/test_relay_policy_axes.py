@@ -3,6 +3,7 @@ date, rotate-after-N (and networks, per item), enforced before any approver is a
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,8 +16,14 @@ from sqlalchemy import func, select
 from test_relay_items import PASSWORD, Harness
 from test_relay_network import source
 
+from sealbox.approver.answer import Unverifiable, examine
+from sealbox.approver.keystore import ApproverKeys
+from sealbox.approver.review import review
 from sealbox.crypto.jws import statement_hash
+from sealbox.errors import BindingMismatch
+from sealbox.protocol.policies import PolicyBreached, sign_policy
 from sealbox.protocol.policy_rules import DAYS, parse_window
+from sealbox.protocol.statements import PolicyStatement
 from sealbox.server.relay import Relay
 from sealbox.server.services import housekeeping
 from sealbox.server.store.tables import (
@@ -338,3 +345,100 @@ async def test_per_item_networks_sit_beside_the_other_axes(
         asked = await home.ask(requester, h.access(requester, [(item, "app/prod/db",
                                                                  ["password"])]))  # fmt: skip
         assert asked.status_code == 201, asked.text
+
+
+# --- the signed policy and approvers' own checks -------------------------------------------------
+
+
+def signed_policy(h: Harness, by: Approver, approvers: list[Approver], **axes: Any) -> str:
+    statement = PolicyStatement(
+        vault=h.vault.id, approver=by.id, pattern="app/prod/*",
+        approvers=tuple(sorted(a.id for a in approvers)), threshold=1, expiry_seconds=300,
+        max_cache_seconds=0, store_needs_approval=True, cidrs=(), hours=(), max_reads=None,
+        cosigner=None, destroy_at=None, rotate_after=None, at=int(h.relay.now()),
+    )  # fmt: skip
+    return sign_policy(dataclasses.replace(statement, **axes), by.sig)
+
+
+def keys_of(h: Harness, approver: Approver) -> ApproverKeys:
+    return ApproverKeys(server="http://relay.test", vault=h.vault.id,
+                        fingerprint=h.vault.fingerprint, record=approver.record,
+                        hpke=approver.hpke, sig=approver.sig)  # fmt: skip
+
+
+async def test_a_signed_policy_is_verified_stored_and_served_with_requests(h: Harness) -> None:
+    a = h.vault.approvers[0]
+    b = await h.add_approver("b")
+    item, _ = await h.store_direct(a, "app/prod/db", PASSWORD)
+    client = await h.add_client()
+    open_ = f"{today(h.relay)} 00:00-24:00 UTC"
+    token = signed_policy(h, a, [a, b], hours=(open_,), rotate_after=3)
+    before = await h.counts()
+    # What it signs must be exactly what is set; only its signer uploads it.
+    mismatch = await put_policy(h, [a, b], hours=[open_], rotate_after=4, statement=token)
+    assert (mismatch.status_code, error_of(mismatch)["error"]) == (
+        400, "policy_statement_mismatch",
+    )  # fmt: skip
+    by_b = await h.call("PUT", "/policies", signer=b, body={
+        "pattern": "app/prod/*", "approvers": [a.id, b.id], "threshold": 1, "hours": [open_],
+        "rotate_after": 3, "statement": token})  # fmt: skip
+    assert error_of(by_b)["error"] == "invalid_policy"
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    bad = await put_policy(h, [a, b], hours=[open_], rotate_after=3, statement=forged)
+    assert error_of(bad)["error"] == "invalid_policy_statement"
+    async with h.relay.read() as conn:
+        assert (await conn.execute(select(func.count()).select_from(policies))).scalar_one() == 0
+    assert await h.counts() == before
+
+    ok = await put_policy(h, [a, b], hours=[open_], rotate_after=3, statement=token)
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["signed"] is True
+    made = await h.ask(client, h.access(client, [(item, "app/prod/db", ["password"])]))
+    assert made.status_code == 201, made.text
+    entry = await h.approval(b, made.json()["id"])
+    served = entry["policies"]["app/prod/db"]
+    assert (served["pattern"], served["statement"], served["rotate_after"]) == (
+        "app/prod/*", token, 3,
+    )  # fmt: skip
+    rev = review(entry, directory=h.directory(), keys=keys_of(h, b), now=int(h.relay.now()))
+    [shown] = rev.policies
+    assert (shown.pattern, shown.signed_by) == ("app/prod/*", a.id)
+    assert f"hours {parse_window(open_).text()}" in shown.axes
+
+    # Had the relay let it through outside the signed hours (or past the signed destroy
+    # date), the approver refuses it by its own clock, naming the axis.
+    closed_hours = parse_window(f"{not_today(h.relay)} 00:00-24:00 UTC").text()
+    closed = signed_policy(h, a, [a, b], hours=(closed_hours,))
+    hostile = {**entry, "policies": {"app/prod/db": {**served, "statement": closed}}}
+    with pytest.raises(PolicyBreached) as outside:
+        review(hostile, directory=h.directory(), keys=keys_of(h, b), now=int(h.relay.now()))
+    assert outside.value.code == "policy_outside_hours"
+    examined = examine_entry(h, b, hostile)
+    assert isinstance(examined, Unverifiable)
+    assert examined.code == "policy_outside_hours"
+    past = signed_policy(h, a, [a, b], destroy_at=int(h.relay.now()) - 1)
+    hostile = {**entry, "policies": {"app/prod/db": {**served, "statement": past}}}
+    with pytest.raises(PolicyBreached) as destroyed:
+        review(hostile, directory=h.directory(), keys=keys_of(h, b), now=int(h.relay.now()))
+    assert destroyed.value.code == "item_destroyed"
+    # A statement for another pattern, or one tampered with, does not verify either.
+    other = signed_policy(h, a, [a, b], pattern="web/*/*")
+    with pytest.raises(BindingMismatch):
+        review({**entry, "policies": {"app/prod/db": {**served, "statement": other}}},
+               directory=h.directory(), keys=keys_of(h, b), now=int(h.relay.now()))  # fmt: skip
+
+    # Without a statement the policy is only reported: shown, never trusted for a check.
+    unsigned = {**entry, "policies": {"app/prod/db": {**served, "statement": None}}}
+    rev = review(unsigned, directory=h.directory(), keys=keys_of(h, b), now=int(h.relay.now()))
+    assert rev.policies[0].signed_by is None
+    assert "rotate after 3" in rev.policies[0].axes
+
+
+def examine_entry(h: Harness, approver: Approver, entry: dict[str, Any]) -> Any:
+    class Session:
+        keys = keys_of(h, approver)
+
+        def directory(self, *, fresh: bool = False) -> Any:
+            return h.directory()
+
+    return examine(Session(), entry, now=int(h.relay.now()))  # type: ignore[arg-type]

@@ -294,8 +294,11 @@ def _policy(args: argparse.Namespace) -> int:
     body = {"pattern": args.pattern, "approvers": approvers, "threshold": args.threshold,
             "expiry_seconds": args.expiry, "max_cache_seconds": args.max_cache,
             "store_needs_approval": True, "cidrs": args.cidr, **axes}  # fmt: skip
+    # Signed, so that every approver can verify it and check its windows and destroy date.
+    body["statement"] = policy_axes.sign(session, body)
     stored = session.ok("PUT", "/policies", "setting the policy", json_body=body)
-    print(f"Policy for {args.pattern}: {args.threshold} of {len(approvers)} approver(s).")
+    print(f"Policy for {args.pattern}: {args.threshold} of {len(approvers)} approver(s), "
+          "signed by this approver.")  # fmt: skip
     for line in policy_axes.describe(stored):
         print(f"  {line}")
     return exits.OK

@@ -14,9 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from sealbox.cli import exits
+from sealbox.errors import MalformedInput
 from sealbox.protocol import policy_rules
 
-__all__ = ["EPILOG", "add_axis_options", "axis_body", "describe", "parse_destroy_at"]
+__all__ = ["EPILOG", "add_axis_options", "axis_body", "describe", "parse_destroy_at", "sign"]
 
 EPILOG = """\
 Time windows (--hours, repeatable; a request must fall in one of them):
@@ -107,3 +108,27 @@ def describe(policy: Mapping[str, Any]) -> list[str]:
     if policy.get("rotate_after"):
         lines.append(f"Due for rotation after {policy['rotate_after']} release(s)")
     return lines
+
+
+def sign(session: Any, body: Mapping[str, Any]) -> str:
+    """The ``sealbox.policy.v1`` this approver signs over exactly the policy ``body`` sets."""
+    from sealbox.protocol.policies import sign_policy
+    from sealbox.protocol.statements import PolicyStatement
+
+    keys = session.keys
+    try:
+        statement = PolicyStatement(
+            vault=session.directory().vault, approver=keys.record.id, pattern=body["pattern"],
+            approvers=tuple(sorted(set(body["approvers"]))), threshold=body["threshold"],
+            expiry_seconds=body["expiry_seconds"], max_cache_seconds=body["max_cache_seconds"],
+            store_needs_approval=body["store_needs_approval"],
+            cidrs=tuple(sorted(set(body["cidrs"]))), hours=tuple(body["hours"]),
+            max_reads=body["max_reads"], cosigner=body["cosigner"],
+            destroy_at=body["destroy_at"], rotate_after=body["rotate_after"],
+            at=int(time.time()),
+        )  # fmt: skip
+        # Read back as every approver will: a policy that would not read is not sent.
+        PolicyStatement.from_json(statement.to_json())
+    except MalformedInput as exc:
+        raise exits.UsageError(str(exc)) from None
+    return sign_policy(statement, keys.sig)

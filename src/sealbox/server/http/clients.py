@@ -65,6 +65,11 @@ class PolicyBody(BaseModel):
     destroy_at: int | None = Field(
         default=None, ge=0, le=2**53, description="Unix time after which the items are destroyed"
     )
+    statement: str | None = Field(
+        default=None, max_length=16384,
+        description="the sealbox.policy.v1 you signed over exactly this policy (approvers "
+        "then verify it themselves); without it the policy is the relay's word",
+    )  # fmt: skip
     rotate_after: int | None = Field(
         default=None, description="releases of an item's latest version after which it needs "
         "rotation",
@@ -246,6 +251,7 @@ async def put_policy(
         axes=policy_axes.check_axes(
             hours=body.hours, max_reads=body.max_reads, cosigner=body.cosigner,
             destroy_at=body.destroy_at, rotate_after=body.rotate_after, now=relay.now(),
+            statement=body.statement,
         ),
     )  # fmt: skip
     return _policy_json(stored)

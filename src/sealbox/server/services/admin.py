@@ -390,6 +390,12 @@ async def put_policy(
                 "not current approvers of this vault: " + ", ".join(strangers[:5]),
                 "Name approvers by their apv_ ids, as listed in the directory.",
             )  # fmt: skip
+        policy_axes.check_statement(
+            axes, directory, caller=approver, pattern=pattern, approvers=members,
+            threshold=threshold, expiry_seconds=expiry_seconds,
+            max_cache_seconds=max_cache_seconds, store_needs_approval=store_needs_approval,
+            cidrs=networks, now=now,
+        )  # fmt: skip
         # An upsert in one statement: two approvers writing one pattern at once
         # must leave one of their policies, not a primary-key error.
         await client_store.put_policy(

@@ -32,9 +32,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sealbox.protocol import policy_rules
+from sealbox.crypto import jws
+from sealbox.errors import SealboxError
+from sealbox.protocol import policies, policy_rules
+from sealbox.protocol.certificates import CLOCK_SKEW
+from sealbox.protocol.directory import Directory
 from sealbox.protocol.state import Event, State
+from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import Forbidden, Gone, Invalid, TooMany
+from sealbox.server.networks import parse_networks
 from sealbox.server.notify import approvers_channel
 from sealbox.server.policy import Policy, policy_for
 from sealbox.server.relay import Relay
@@ -43,16 +49,19 @@ from sealbox.server.store import clients as client_store
 from sealbox.server.store import items as item_store
 from sealbox.server.store import policy_axes as store
 from sealbox.server.store import requests as request_store
-from sealbox.server.store.tables import policies, requests
+from sealbox.server.store.tables import policies as policy_table
+from sealbox.server.store.tables import requests
 
 __all__ = [
     "NO_AXES",
     "READS_KEPT_SECONDS",
     "Axes",
     "AxisRefusal",
+    "applying",
     "check_axes",
     "check_cosigner",
     "check_request",
+    "check_statement",
     "destroy_due",
     "on_released",
     "refuse_destroyed",
@@ -186,7 +195,7 @@ async def destroy_due(relay: Relay, now: int) -> int:
     """Destroy every item whose policy's destroy date has passed; the number destroyed."""
     async with relay.read() as conn:
         vaults = sorted(set((await conn.execute(
-            select(policies.c.vault_id).where(policies.c.destroy_at <= now)
+            select(policy_table.c.vault_id).where(policy_table.c.destroy_at <= now)
         )).scalars()))  # fmt: skip
     done = 0
     for vault in vaults:
@@ -345,3 +354,74 @@ def check_cosigner(axes: Axes, approvers: Sequence[str], threshold: int) -> None
             f"{threshold} other approver(s) besides it",
             "Add approvers or lower the threshold.",
         )  # fmt: skip
+
+
+def check_statement(
+    axes: Axes, directory: Directory, *, caller: Principal, pattern: str,
+    approvers: Sequence[str], threshold: int, expiry_seconds: int, max_cache_seconds: int,
+    store_needs_approval: bool, cidrs: Sequence[str], now: int,
+) -> None:  # fmt: skip
+    """A signed policy (if given) is the calling approver's, for this vault, and says exactly
+    what the request sets (networks compared in canonical form); refused (400) if not."""
+    if axes.statement is None:
+        return
+    if caller.role != "approver" or jws.read_header(axes.statement).kid != caller.id:
+        raise _invalid("a signed policy is uploaded by the approver that signed it")
+    try:
+        signed = policies.verify_policy(axes.statement, directory)
+    except SealboxError as exc:
+        raise Invalid("invalid_policy_statement", f"the signed policy does not verify: "
+                      f"{exc.message}") from None  # fmt: skip
+    if abs(signed.at - now) > CLOCK_SKEW:
+        raise Invalid("invalid_policy_statement", "the signed policy is not fresh",
+                      "Sign it again (check this device's clock).")  # fmt: skip
+    try:
+        networks = tuple(sorted(str(n) for n in parse_networks(signed.cidrs)))
+    except ValueError:
+        networks = ()  # then it cannot equal the (valid) networks set
+    said = (signed.pattern, signed.approvers, signed.threshold, signed.expiry_seconds,
+            signed.max_cache_seconds, signed.store_needs_approval, networks, signed.hours,
+            signed.max_reads, signed.cosigner, signed.destroy_at, signed.rotate_after)  # fmt: skip
+    asked = (pattern, tuple(approvers), threshold, expiry_seconds, max_cache_seconds,
+             store_needs_approval, tuple(sorted(cidrs)), axes.hours, axes.max_reads, axes.cosigner,
+             axes.destroy_at, axes.rotate_after)  # fmt: skip
+    if said != asked:
+        raise Invalid(
+            "policy_statement_mismatch", "the signed policy says something else than the "
+            "policy being set", "Sign exactly the policy you set.",
+        )  # fmt: skip
+
+
+def applying(
+    rows: Sequence[Mapping[str, Any]], directory: Directory, paths: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    """path -> the policy that applies to it, as approvers are shown it next to a request.
+
+    ``statement`` is the approver-signed policy if it was set with one (approvers verify it
+    and check its windows and destroy date themselves); everything else is the relay's word.
+    """
+    out = {}
+    for path in sorted(set(paths)):
+        p = policy_for(path, rows, directory)
+        out[path] = {
+            "pattern": p.pattern, "approvers": list(p.approvers), "threshold": p.threshold,
+            "expiry_seconds": p.expiry_seconds, "max_cache_seconds": p.max_cache_seconds,
+            "store_needs_approval": p.store_needs_approval, "cidrs": list(p.cidrs),
+            **Axes.from_policy(p).to_json(),
+        }  # fmt: skip
+    return out
+
+
+async def applying_to(relay: Relay, vault: str, rows: Sequence[Any]) -> dict[str, dict[str, Any]]:
+    """:func:`applying` for the items of these request rows."""
+    paths = [
+        p for row in rows
+        for p in ([e.path for e in row.access.items] if row.kind == "access"
+                  else [row.store.path])
+    ]  # fmt: skip
+    if not paths:
+        return {}
+    async with relay.read() as conn:
+        directory = await relay.directories.load(conn, vault)
+        found = await client_store.policy_rows(conn, vault)
+    return applying(found, directory, paths)
