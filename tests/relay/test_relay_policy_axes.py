@@ -274,6 +274,12 @@ async def test_destruction_deletes_blobs_and_refuses_later_requests(h: Harness) 
     assert (refused.status_code, error_of(refused)["error"]) == (410, "item_destroyed")
     listed = await h.call("GET", "/items", signer=a)
     assert [i["id"] for i in listed.json()["items"]] == [kept]
+    # Looked up by its path, it is gone as destroyed (to those who may name the path).
+    lookup = await h.call("GET", "/items?path=app/prod/db", signer=client)
+    assert (lookup.status_code, error_of(lookup)["error"]) == (410, "item_destroyed")
+    stranger = await h.add_client(grants_for=("web/*/*",))
+    hidden = await h.call("GET", "/items?path=app/prod/db", signer=stranger)
+    assert (hidden.status_code, hidden.json()["items"]) == (200, [])
     assert len(refusals(await audit_rows(h.relay, h.vault.id), "item_destroyed")) >= 1
 
 

@@ -139,6 +139,9 @@ async def list_items(
     Clients see only items their grants cover; approvers see all.
     """
     rows = await items.list_items(relay_of(request), vault=vault, principal=principal, path=path)
+    if path is not None and not rows:
+        # An item destroyed under its policy is refused as such (410), not "no such item".
+        await policy_axes.refuse_destroyed_path(relay_of(request), vault, path, principal)
     # An item whose latest version was released more often than its policy's rotate-after-N.
     due = await policy_axes.rotation_due(relay_of(request), vault, rows)
     return {"items": [{**_item_json(r), **due.get(r.id, {})} for r in rows]}

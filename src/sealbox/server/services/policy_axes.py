@@ -65,6 +65,7 @@ __all__ = [
     "destroy_due",
     "on_released",
     "refuse_destroyed",
+    "refuse_destroyed_path",
     "rotation_due",
     "take_reads",
 ]
@@ -425,3 +426,18 @@ async def applying_to(relay: Relay, vault: str, rows: Sequence[Any]) -> dict[str
         directory = await relay.directories.load(conn, vault)
         found = await client_store.policy_rows(conn, vault)
     return applying(found, directory, paths)
+
+
+async def refuse_destroyed_path(relay: Relay, vault: str, path: str, principal: Principal) -> None:
+    """A lookup of a path whose item was destroyed is refused (410), not answered "none".
+
+    Said only to a caller that may name the path (an approver, or a client granted it).
+    """
+    async with relay.read() as conn:
+        if principal.role == "client":
+            allowed = await client_store.access(conn, vault, principal.id)
+            if not allowed.allows(path):
+                return
+        found = await store.destroyed_at(conn, vault, path)
+    if found is not None:
+        raise destroyed_error(path, found)

@@ -23,6 +23,7 @@ __all__ = [
     "count_release",
     "destroy",
     "destroyed",
+    "destroyed_at",
     "lock_items",
     "mark_rotation_due",
     "purge_reads",
@@ -160,3 +161,15 @@ async def destroy(
     for table in (item_reads, item_releases):
         await conn.execute(delete(table).where(table.c.vault_id == vault, table.c.item_id == item))
     return True
+
+
+async def destroyed_at(conn: AsyncConnection, vault: str, path: str) -> int | None:
+    """When the latest item destroyed at ``path`` was destroyed, if one was."""
+    found = await conn.execute(
+        select(destroyed_items.c.destroyed_at)
+        .where(destroyed_items.c.vault_id == vault, destroyed_items.c.path == path)
+        .order_by(destroyed_items.c.destroyed_at.desc())
+        .limit(1)
+    )
+    value = found.scalar()
+    return None if value is None else int(value)
