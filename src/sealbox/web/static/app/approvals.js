@@ -62,6 +62,23 @@ function progress(review) {
   return el("p", { class: "progress" }, review.threshold > 1 ? `M-of-N: ${text}` : text);
 }
 
+/** The policy of each item as the relay reports it. This browser does not verify a signed
+ *  policy (the terminal and automated approvers do), so all of it is shown as reported. */
+function policyRows(entry) {
+  const served = entry.policies && typeof entry.policies === "object" ? entry.policies : {};
+  return Object.entries(served).map(([path, p]) => {
+    const parts = [`${p.threshold} of ${(p.approvers ?? []).length}`];
+    if (p.cosigner) parts.push(`co-signer ${approverName(String(p.cosigner))}`);
+    if (Array.isArray(p.hours) && p.hours.length) parts.push(`hours ${p.hours.join("; ")}`);
+    if (Array.isArray(p.cidrs) && p.cidrs.length) parts.push(`networks ${p.cidrs.join(", ")}`);
+    if (p.max_reads) parts.push(`at most ${p.max_reads}`);
+    if (typeof p.destroy_at === "number") parts.push(`destroyed ${when(p.destroy_at)}`);
+    if (p.rotate_after) parts.push(`rotate after ${p.rotate_after}`);
+    parts.push(p.statement ? "signed (not checked in this browser)" : "not signed");
+    return el("li", {}, `${path}: ${p.pattern ?? "default policy"}: ${parts.join(", ")}`);
+  });
+}
+
 function verifiedCard(entry, review) {
   const reading = review.kind === "access";
   const title = reading ? "Read request" : "Store request";
@@ -98,6 +115,7 @@ function verifiedCard(entry, review) {
         ["Source address", String(review.reportedByServer?.source_ip ?? "-")],
         ["This requester", recentText(review.reportedByServer?.recent)],
         ["Received", typeof entry.created_at === "number" ? when(entry.created_at) : "-"],
+        ["Policy", el("ul", { class: "policies" }, policyRows(entry))],
       ]),
     ),
   );
