@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from loop_support import APPROVE_ALL, SEALBOX, Deployment, env_for, outputs
+from loop_support import APPROVE_ALL, PASSPHRASE, SEALBOX, Deployment, env_for, outputs
+from test_e2e_terminal import ANSWER, CONFIRM, Started, request_block, started
+
+__all__ = ["started"]  # the fixture, shared by name
 
 from sealbox.protocol.policy_rules import DAYS
 
@@ -235,3 +238,28 @@ def test_every_policy_axis_against_real_processes(d: Deployment) -> None:
     errors = {e["detail"]["error"] for e in audit(d, "request.refused")}
     assert {"policy_outside_hours", "policy_rate_exceeded", "policy_network_not_allowed",
             "item_destroyed"} <= errors  # fmt: skip
+
+
+def test_sealbox_approve_shows_the_signed_policy_as_verified(
+    d: Deployment, started: Started
+) -> None:
+    bot = d.serve(APPROVE_ALL)
+    stored = d.store("shop/prod/db", {"password": "value-of-shop/prod/db"})
+    assert stored.returncode == 0, outputs(stored)
+    bot.stop()
+    window = f"{DAYS[datetime.now(UTC).weekday()]} 00:00-24:00 UTC"
+    policy(d, "shop/prod/*", "--hours", window, "--rotate-after", "7")
+    reader = started.person(d, "read", "sealbox://shop/prod/db/password", "--purpose", "look")
+    approve, _ = started.approve(d)
+    approve.expect(ANSWER)
+    _, verified, reported = request_block(approve, "ACCESS REQUEST")
+    me = d.keys.record.id
+    assert (f"  policy:   shop/prod/db: shop/prod/* (signed by {me}): 1 of 1, hours {window}, "
+            "rotate after 7\n") in verified, verified  # fmt: skip
+    assert "policy" not in reported
+    approve.type("yes")
+    approve.expect(CONFIRM)
+    approve.type(PASSPHRASE)
+    out, err = reader.communicate(timeout=60)
+    assert reader.returncode == 0, err
+    assert out.strip() == "value-of-shop/prod/db"
