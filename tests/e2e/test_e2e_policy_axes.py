@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import subprocess
 import threading
@@ -22,11 +23,14 @@ from typing import Any
 
 import pytest
 from loop_support import APPROVE_ALL, PASSPHRASE, SEALBOX, Deployment, env_for, outputs
+from test_e2e_hostile_proxy import APPROVAL, HostileProxy, _point_at
 from test_e2e_terminal import ANSWER, CONFIRM, Started, request_block, started
 
 __all__ = ["started"]  # the fixture, shared by name
 
-from sealbox.protocol.policy_rules import DAYS
+from sealbox.protocol.policies import sign_policy
+from sealbox.protocol.policy_rules import DAYS, parse_window
+from sealbox.protocol.statements import PolicyStatement
 
 ALLOWED, REFUSED = "127.0.0.2", "127.0.0.3"
 
@@ -263,3 +267,53 @@ def test_sealbox_approve_shows_the_signed_policy_as_verified(
     out, err = reader.communicate(timeout=60)
     assert reader.returncode == 0, err
     assert out.strip() == "value-of-shop/prod/db"
+
+
+def test_the_automated_approver_refuses_what_a_hostile_relay_let_through(d: Deployment) -> None:
+    bot = d.serve(APPROVE_ALL)
+    stored = d.store("shop/prod/db", {"password": "value-of-shop/prod/db"})
+    assert stored.returncode == 0, outputs(stored)
+    bot.stop()
+    today = datetime.now(UTC).weekday()
+    policy(d, "shop/prod/*", "--hours", f"{DAYS[today]} 00:00-24:00 UTC")
+    # The relay (through this proxy) serves another policy the approver did sign, one whose
+    # hours exclude now: as if it had let through a request its policy forbids.
+    others = parse_window(
+        ",".join(day for i, day in enumerate(DAYS) if i != today) + " 00:00-24:00 UTC"
+    ).text()
+    closed = sign_policy(PolicyStatement(
+        vault=d.vault, approver=d.keys.record.id, pattern="shop/prod/*",
+        approvers=(d.keys.record.id,), threshold=1, expiry_seconds=300, max_cache_seconds=0,
+        store_needs_approval=True, cidrs=(), hours=(others,), max_reads=None, cosigner=None,
+        destroy_at=None, rotate_after=None, at=int(time.time()),
+    ), d.keys.sig)  # fmt: skip
+
+    def swap(entry: dict[str, Any]) -> dict[str, Any]:
+        served = entry.get("policies") or {}
+        return {**entry, "policies": {p: {**v, "statement": closed} for p, v in served.items()}}
+
+    def tamper(method: str, path: str, status: int, body: Any) -> Any:
+        if method != "GET" or status != 200 or not isinstance(body, dict):
+            return body
+        if re.fullmatch(r"/v1/vaults/[^/]+/approvals", path):
+            return {**body, "requests": [swap(e) for e in body.get("requests", [])]}
+        if re.fullmatch(APPROVAL, path):
+            return swap(body)
+        return body
+
+    proxy = HostileProxy(d.url)
+    try:
+        proxy.tamper = tamper
+        _point_at(d.key_file, proxy.url)
+        hostile = d.serve(APPROVE_ALL)
+        done = read(d, "sealbox://shop/prod/db/password")
+        [entry] = hostile.wait_for("unverifiable")
+        assert entry["error"] == "policy_outside_hours", entry
+        assert entry["answer"] == "refused"
+        assert done.returncode != 0, outputs(done)
+        assert "policy_outside_hours" in done.stderr, outputs(done)
+        assert "value-of-" not in outputs(done)
+        hostile.stop()
+    finally:
+        _point_at(d.key_file, d.url)
+        proxy.close()
