@@ -351,11 +351,12 @@ async def create_access(
                                   kind="access", source_ip=source_ip),
         relay.tx() as tx,
     ):  # fmt: skip
-        await insert_request(relay, tx.conn, request, s.jti, now)
         # Counted against the items' read-rate caps under the same transaction: over a cap,
-        # it rolls back and nobody is asked.
+        # it rolls back and nobody is asked.  First: its item row locks come before the
+        # client's lock and the audit chain's (which insert_request may take).
         capped = [(p.item, pol) for p, pol in zip(pinned, applied, strict=True)]
         await policy_axes.take_reads(tx.conn, vault, request_id, capped, now)
+        await insert_request(relay, tx.conn, request, s.jti, now)
         await audit.append(
             tx.conn, vault=vault, at=now, actor=principal.id, action="access.requested",
             client_id=principal.id, item_id=pinned[0].item if len(pinned) == 1 else None,
