@@ -45,12 +45,13 @@ def env_for(config: Path, **extra: str) -> dict[str, str]:
 class ServeProcess:
     """`sealbox approver serve` in a subprocess; its decision log is a file."""
 
-    def __init__(self, config: Path, rules: str, log: Path) -> None:
+    def __init__(self, config: Path, rules: str, log: Path, args: Sequence[str] = ()) -> None:
         self.rules = config / "rules.toml"
         self.rules.write_text(rules)
         self.log = log
         self.proc = subprocess.Popen(
-            [*SEALBOX, "approver", "serve", "--rules", str(self.rules), "--log", str(log)],
+            [*SEALBOX, "approver", "serve", "--rules", str(self.rules), "--log", str(log),
+             *args],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env_for(config),
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
@@ -178,9 +179,10 @@ class Deployment:
         """The logged-in person's CLI."""
         return self.run_as(self.client_config, *args, **kw)
 
-    def serve(self, rules: str, *, config: Path | None = None) -> ServeProcess:
+    def serve(self, rules: str, *, config: Path | None = None,
+              args: Sequence[str] = ()) -> ServeProcess:  # fmt: skip
         config = config or self.approver_config
-        proc = ServeProcess(config, rules, config / f"decisions-{len(self.serves)}.jsonl")
+        proc = ServeProcess(config, rules, config / f"decisions-{len(self.serves)}.jsonl", args)
         self.serves.append(proc)
         return proc
 

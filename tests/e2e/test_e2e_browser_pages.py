@@ -566,10 +566,10 @@ def test_a_tampered_audit_log_does_not_verify_in_the_browser(world: World, tampe
     page = open_page(tab, "audit")
     said = chain_says(tab)
     if tampering == "edited detail":
-        assert said == f"Event {victim['seq']} does not match its hash: it was changed."
+        assert said.startswith(f"Not valid: event {victim['seq']} was changed after it was "
+                               "written"), said  # fmt: skip
     else:
-        nxt = victim["seq"] + 1
-        assert said == f"The chain breaks before event {nxt}: an event is missing or was changed."
+        assert said.startswith(f"Not valid: event {victim['seq']} is missing"), said
     assert page.locator("#chain").get_attribute("class") == "error"
     tab.screenshot(f"audit-{tampering.replace(' ', '-')}")
     tab.check_clean()

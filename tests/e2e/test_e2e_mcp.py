@@ -160,6 +160,7 @@ def test_every_tool_and_failure_returns_no_value_in_any_form(d: Deployment, tmp_
             assert {t.name for t in tools.tools} == {
                 "list_items", "describe_item", "run_with_secrets", "store_secret",
                 "request_status", "cancel_request", "recent_audit", "request_consent",
+                "create_canary",
             }  # fmt: skip
 
             listed = _ok(await mcp.call("list_items"))

@@ -97,11 +97,15 @@ def _later(difference: Any) -> bool:
 _LATER_TABLES: frozenset[str] = frozenset(
     {
         "agents",
+        "alert_outbox",
+        "alert_targets",
+        "audit_checkpoints",
         "bootstrap_tokens",
         "consent_requests",
         "machine_registrations",
         "enrollments",
         "network_allowlists",
+        "project_freezes",
         "invites",
         "member_roles",
         "requester_guards",

@@ -1416,6 +1416,89 @@ def gen_flow() -> dict[str, Any]:
 # --- main ---------------------------------------------------------------------------------
 
 
+# --- audit.json ---------------------------------------------------------------------------
+
+
+def gen_audit() -> dict[str, Any]:
+    """Audit event hashes (a chain), checkpoint heads, and tampered logs a verifier refuses."""
+    from sealbox.protocol import audit as au
+
+    rows: list[dict[str, Any]] = [
+        {"at": NOW, "actor": "relay", "action": "vault.created", "severity": "info",
+         "client_id": None, "item_id": None, "source_ip": None, "detail": {}},
+        {"at": NOW + 1, "actor": "apv_aaaaaaaaaaaaaaaaaaaaaaaaaa", "action": "access.release",
+         "severity": "notice", "client_id": "cli_bbbbbbbbbbbbbbbbbbbbbbbbbb",
+         "item_id": "itm_cccccccccccccccccccccccccc", "source_ip": "2001:db8::1",
+         "detail": {"request": "r1", "items": [{"path": "app/prod/db"}], "approvals": 1}},
+        {"at": NOW + 2, "actor": "anonymous", "action": "auth.refused", "severity": "warning",
+         "client_id": None, "item_id": None, "source_ip": "10.0.0.7",
+         "detail": {"error": "signature_invalid", "note": "ünïcödé ☃ \" , \n"}},
+        {"at": NOW + 3, "actor": "relay", "action": "canary.read", "severity": "critical",
+         "client_id": "cli_bbbbbbbbbbbbbbbbbbbbbbbbbb", "item_id": None, "source_ip": "",
+         "detail": {"nested": {"b": [1, -2, 9007199254740991], "a": None, "t": True}}},
+        {"at": 0, "actor": "", "action": "x", "severity": "alert", "client_id": None,
+         "item_id": None, "source_ip": None, "detail": {"z": "last"}},
+    ]  # fmt: skip
+    events: list[dict[str, Any]] = []
+    prev = au.GENESIS
+    for seq, row in enumerate(rows, start=1):
+        event = {"seq": seq, **row, "prev_hash": prev}
+        event["hash"] = prev = au.event_hash(prev, event)
+        events.append({name: event[name] for name in au.FIELDS})
+    chain = [
+        {"event": e, "hash": e["hash"], "head": au.head_digest(e["hash"]),
+         "hashed": length_prefixed(
+             labels.HASH_AUDIT, e["prev_hash"], e["seq"], e["at"], e["actor"], e["action"],
+             e["severity"], e["client_id"] or "", e["item_id"] or "", e["source_ip"] or "",
+             canonical_json(e["detail"])).hex()}
+        for e in events
+    ]  # fmt: skip
+
+    def tampered(name: str, log: list[dict[str, Any]], seq: int, **kw: Any) -> dict[str, Any]:
+        parsed = [au.AuditEvent.from_json(e) for e in log]
+        known = [au.AuditHead(k, events[k - 1]["hash"]) for k in kw.get("known", [])]
+        code = _expect("audit_broken", lambda: au.verify_log(parsed, known=known))
+        try:
+            au.verify_log(parsed, known=known)
+        except au.AuditBroken as exc:
+            if exc.seq != seq:
+                raise AssertionError(f"{name}: expected seq {seq}, got {exc.seq}") from exc
+        return {"name": name, "events": log, "known": kw.get("known", []), "expect": code,
+                "seq": seq}  # fmt: skip
+
+    edited = dict(events[2], actor="relay")
+    tampers = [
+        tampered("deleted", events[:2] + events[3:], 3),
+        tampered("changed", [events[0], events[1], edited, *events[3:]], 3),
+        tampered("reordered", [events[0], events[2], events[1], *events[3:]], 2),
+        tampered("repeated", [*events[:3], events[2], *events[3:]], 4),
+        tampered("first_missing", events[1:], 1),
+        tampered("truncated_behind_known_head", events[:3], 5, known=[5]),
+        tampered("relinked", [events[0], dict(events[1], prev_hash="ab" * 32), *events[2:]], 2),
+    ]
+    malformed = []
+    for name, event in (
+        ("extra_field", dict(events[0], extra=1)),
+        ("missing_hash", {k: v for k, v in events[0].items() if k != "hash"}),
+        ("seq_zero", dict(events[0], seq=0)),
+        ("bool_seq", dict(events[0], seq=True)),
+        ("unknown_severity", dict(events[0], severity="loud")),
+        ("detail_not_object", dict(events[0], detail=[1])),
+        ("uppercase_hash", dict(events[0], hash=events[0]["hash"].upper())),
+        ("null_actor", dict(events[0], actor=None)),
+    ):
+        code = _expect("malformed", lambda e=event: au.AuditEvent.from_json(e))  # type: ignore[misc]
+        malformed.append({"name": name, "event": event, "expect": code})
+    return _doc(
+        "Audit log: each event's hash is SHA-256 of lp(label, prev_hash, seq, at, actor, "
+        "action, severity, client_id or '', item_id or '', source_ip or '', "
+        "canonical_json(detail)) (integers as 8-byte big-endian); the first event links to "
+        "64 zeros; a checkpoint's head is sha256: and base64url of the hash bytes.",
+        label=labels.HASH_AUDIT.decode("ascii"), genesis=au.GENESIS, chain=chain,
+        tampered=tampers, malformed=malformed,
+    )  # fmt: skip
+
+
 GENERATORS: dict[str, Callable[[], dict[str, Any]]] = {
     "hpke.json": gen_hpke,
     "field_aead.json": gen_field_aead,
@@ -1423,6 +1506,7 @@ GENERATORS: dict[str, Callable[[], dict[str, Any]]] = {
     "jws.json": gen_jws,
     "encoding.json": gen_encoding,
     "flow.json": gen_flow,
+    "audit.json": gen_audit,
 }
 
 

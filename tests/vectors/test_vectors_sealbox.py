@@ -67,7 +67,8 @@ from sealbox.protocol.statements import (
 HERE = Path(__file__).resolve().parent
 VECTORS = HERE / "sealbox"
 GENERATE = HERE / "generate.py"
-FILES = ("encoding.json", "field_aead.json", "flow.json", "hpke.json", "jws.json", "shamir.json")
+FILES = ("audit.json", "encoding.json", "field_aead.json", "flow.json", "hpke.json", "jws.json",
+         "shamir.json")  # fmt: skip
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -80,6 +81,7 @@ SHAMIR = _load("shamir.json")
 JWS = _load("jws.json")
 ENCODING = _load("encoding.json")
 FLOW = _load("flow.json")
+AUDIT = _load("audit.json")
 WORLD = FLOW["world"]
 
 
@@ -980,3 +982,48 @@ def test_flow_release_opens_independently(name: str) -> None:
         opened.setdefault(item, {})[field] = pt.hex()
     assert opened == r["opened"]["values"]
     assert {i: m["version"] for i, m in manifests.items()} == r["opened"]["versions"]
+
+
+# --- audit.json ---------------------------------------------------------------------------
+
+
+def test_audit_chain() -> None:
+    from sealbox.protocol import audit as au
+
+    prev = AUDIT["genesis"]
+    assert prev == "0" * 64
+    label = AUDIT["label"].encode("ascii")
+    for case in AUDIT["chain"]:
+        e = case["event"]
+        assert e["prev_hash"] == prev
+        assert au.event_hash(prev, e) == case["hash"]
+        by_hand = lp_by_hand(label, prev, e["seq"], e["at"], e["actor"], e["action"],
+                             e["severity"], e["client_id"] or "", e["item_id"] or "",
+                             e["source_ip"] or "", jcs_by_hand(e["detail"]))  # fmt: skip
+        assert by_hand.hex() == case["hashed"]
+        assert hashlib.sha256(by_hand).hexdigest() == case["hash"]
+        assert case["head"] == "sha256:" + b64u_by_hand(bytes.fromhex(case["hash"]))
+        assert au.head_digest(case["hash"]) == case["head"]
+        prev = case["hash"]
+    events = [au.AuditEvent.from_json(c["event"]) for c in AUDIT["chain"]]
+    assert au.verify_log(events).head == au.AuditHead(len(events), prev)
+
+
+@pytest.mark.parametrize("case", AUDIT["tampered"], ids=_ids(AUDIT["tampered"]))
+def test_audit_tampered(case: dict[str, Any]) -> None:
+    from sealbox.protocol import audit as au
+
+    hashes = {c["event"]["seq"]: c["hash"] for c in AUDIT["chain"]}
+    events = [au.AuditEvent.from_json(e) for e in case["events"]]
+    known = [au.AuditHead(k, hashes[k]) for k in case["known"]]
+    with pytest.raises(au.AuditBroken) as info:
+        au.verify_log(events, known=known)
+    assert info.value.code == case["expect"]
+    assert info.value.seq == case["seq"]
+
+
+@pytest.mark.parametrize("case", AUDIT["malformed"], ids=_ids(AUDIT["malformed"]))
+def test_audit_malformed(case: dict[str, Any]) -> None:
+    from sealbox.protocol import audit as au
+
+    _raises(case["expect"], au.AuditEvent.from_json, case["event"])

@@ -123,6 +123,12 @@ class Review:
     def paths(self) -> tuple[str, ...]:
         return tuple(i.path for i in self.items)
 
+    @property
+    def canaries(self) -> tuple[str, ...]:
+        """Paths of the canaries among the items, by their verified manifests (or the signed
+        store statement): a relay cannot hide that a request reads one."""
+        return tuple(i.path for i in self.items if i.type == "canary")
+
 
 @dataclass(frozen=True)
 class ReportedActivity:

@@ -20,6 +20,20 @@ rule; a key that is absent matches anything::
     rate = "10/hour"                # at most this many approvals by this rule
     cache_seconds = 300             # let the client keep the values this long
     reason = "outside the backup window"   # shown to the client on deny
+    canary = true                   # this rule may also decide reads of canaries
+
+A read that asks for a canary (an item whose approver-signed manifest says
+``type = "canary"``) is matched only by access rules that say ``canary =
+true``; every other rule passes over it, so without such a rule a person
+decides.  Releasing a canary is what makes it useful (its reader keeps going
+while the relay alerts and freezes the project), so a canary rule is
+normally an approve rule::
+
+    [[rule]]
+    name = "canaries are released, and alert"
+    decision = "approve"
+    canary = true
+    items = ["*/*/aws-root-*"]
 
 Consent requests (``sealbox consent request``) are decided by rules of
 ``kind = "consent"`` only, and a consent is never given unless a rule
@@ -73,7 +87,7 @@ __all__ = ["Decision", "Rule", "RuleSet", "load_rules", "parse_rules"]
 
 _KEYS = {
     "name", "decision", "kind", "clients", "client_kinds", "items", "fields", "purpose",
-    "hosts", "hours", "weekdays", "rate", "cache_seconds", "reason", "actions",
+    "hosts", "hours", "weekdays", "rate", "cache_seconds", "reason", "actions", "canary",
 }  # fmt: skip
 #: Keys that say nothing about a consent request: refused in a consent rule.
 _NOT_FOR_CONSENT = {"items", "fields", "hosts", "cache_seconds"}
@@ -111,6 +125,8 @@ class Rule:
     reason: str = ""
     actions: frozenset[str] | None = None
     """Consent rules: the action names this rule decides (always set for them)."""
+    canary: bool = False
+    """Access rules: whether this rule may decide a read that asks for a canary."""
     _used: deque[float] = field(default_factory=deque, repr=False)
 
     def matches_consent(self, rev: ConsentReview, moment: datetime.datetime) -> bool:
@@ -142,6 +158,8 @@ class Rule:
     def matches(self, rev: Review, moment: datetime.datetime) -> bool:
         if rev.kind != self.kind:
             return False
+        if rev.kind == "access" and rev.canaries and not self.canary:
+            return False  # only a rule that says canary = true decides a canary's read
         if self.clients is not None and not any(
             fnmatchcase(rev.client_name, g) or fnmatchcase(rev.client_id, g) for g in self.clients
         ):
@@ -337,6 +355,12 @@ def _rule(table: Mapping[str, Any], index: int, source: _Source) -> Rule:
         raise fail("actions", 'actions are for rules of kind = "consent"')
     if "actions" in table:
         rule.actions = frozenset(_strings(table["actions"], "actions", fail))
+    if "canary" in table:
+        if kind != "access":
+            raise fail("canary", "canary is for access rules (reads of canaries)")
+        if type(table["canary"]) is not bool:
+            raise fail("canary", "canary must be true or false")
+        rule.canary = table["canary"]
     if "clients" in table:
         rule.clients = _strings(table["clients"], "clients", fail)
         if kind == "consent":

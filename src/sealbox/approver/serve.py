@@ -16,6 +16,12 @@ handles what it has not answered.
 Every decision is written to a local JSON-lines log (ids, paths, field
 names, rule, outcome; never a value) and is in the relay's audit through the
 signed answer itself.
+
+A read of a canary (its approver-signed manifest says so) is decided only
+by a rule that says ``canary = true``.  Once this approver released one, it
+raises its own alarm, whatever the relay does with its own: a ``critical``
+line in the log and, with ``--on-canary CMD``, CMD run with the facts in its
+environment (:func:`canary_environment`; never a value).
 """
 
 from __future__ import annotations
@@ -23,9 +29,11 @@ from __future__ import annotations
 import concurrent.futures
 import heapq
 import json
+import os
+import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 import httpx
@@ -51,12 +59,41 @@ from sealbox.approver.session import ApproverSession
 from sealbox.errors import DirectoryBroken, Expired, SealboxError
 from sealbox.protocol.store import VerifiedManifests
 
-__all__ = ["AutomatedApprover"]
+__all__ = ["AutomatedApprover", "canary_environment"]
 
 #: Most requests answered at once (each is a few signatures and HPKE operations).
 WORKERS = 4
 #: Most request ids remembered as claimed (answered, left for a person, or being handled).
 CLAIMS_MAX = 100_000
+#: Longest an ``--on-canary`` command may run before it is killed (seconds).
+CANARY_COMMAND_SECONDS = 60.0
+
+
+def canary_environment(facts: Mapping[str, Any]) -> dict[str, str]:
+    """What an ``--on-canary`` command is told, as ``SEALBOX_CANARY_*`` variables.
+
+    Ids, paths and names from the verified request; the source address only as the
+    relay reported it.  Never a value: this approver does not even keep one.
+    """
+
+    def text(value: object) -> str:
+        return str(value or "").replace("\0", "")[:1000]
+
+    return {
+        "SEALBOX_CANARY_PATHS": " ".join(text(p) for p in facts.get("canary") or ()),
+        "SEALBOX_CANARY_REQUEST": text(facts.get("request")),
+        "SEALBOX_CANARY_CLIENT": text(facts.get("client")),
+        "SEALBOX_CANARY_CLIENT_NAME": text(facts.get("client_name")),
+        "SEALBOX_CANARY_PURPOSE": text(facts.get("purpose")),
+        "SEALBOX_CANARY_SOURCE_IP": text(facts.get("source_ip")),
+        "SEALBOX_CANARY_RULE": text(facts.get("rule")),
+    }
+
+
+def _without_sealbox(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment minus sealbox's own settings: SEALBOX_PASSPHRASE opens this approver's
+    key file, and an alarm command has no business with it."""
+    return {k: v for k, v in env.items() if not k.startswith("SEALBOX_")}
 
 
 class AutomatedApprover:
@@ -68,11 +105,15 @@ class AutomatedApprover:
         log: TextIO,
         clock: Callable[[], float] = time.time,
         workers: int = WORKERS,
+        on_canary: Sequence[str] | None = None,
     ) -> None:
         self.session = session
         self.rules = rules
         self.log = log
         self.clock = clock
+        self.on_canary = list(on_canary) if on_canary else None
+        """The command (argv) run after this approver released a canary."""
+        self._alarms: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._claimed: set[str] = set()
         """Requests being handled, answered, or left for a person: not handled again."""
@@ -155,7 +196,7 @@ class AutomatedApprover:
             self._record(**alert, answer=done.answer)
             return "unverifiable"
         rev = examined
-        facts = {
+        facts: dict[str, Any] = {
             "request": rev.id, "kind": rev.kind, "client": rev.client_id,
             "client_name": rev.client_name,
             "items": [{"path": i.path, "version": i.version, "fields": list(i.fields)}
@@ -166,6 +207,9 @@ class AutomatedApprover:
             "policies": [{"path": p.path, "pattern": p.pattern, "signed_by": p.signed_by,
                           "axes": list(p.axes)} for p in rev.policies],
         }  # fmt: skip
+        if rev.kind == "access" and rev.canaries:
+            facts["canary"] = list(rev.canaries)
+            facts["source_ip"] = rev.reported_by_server.get("source_ip")
         with self._lock:
             decided = self._decided.get(rev.id)
             if decided is None:
@@ -205,7 +249,47 @@ class AutomatedApprover:
             return "gone"
         outcome = "denied" if done.answer == "denied" else "approved"
         self._record(**facts, rule=rule, outcome=outcome)
+        if outcome == "approved" and facts.get("canary"):
+            self._canary_released({**facts, "rule": rule})
         return outcome
+
+    # --- canaries: this approver's own alarm, whatever the relay does with its own ---
+
+    def _canary_released(self, facts: dict[str, Any]) -> None:
+        self._record(**facts, outcome="canary released", severity="critical",
+                     message="released a canary: its reader has the decoy value; the relay "
+                     "should alert and freeze the project")  # fmt: skip
+        if self.on_canary is None:
+            return
+        alarm = threading.Thread(target=self._run_canary_command, args=(facts,),
+                                 name="sealbox-on-canary", daemon=True)  # fmt: skip
+        with self._lock:
+            self._alarms = [t for t in self._alarms if t.is_alive()] + [alarm]
+        alarm.start()
+
+    def _run_canary_command(self, facts: dict[str, Any]) -> None:
+        assert self.on_canary is not None
+        entry = {"request": facts.get("request"), "outcome": "canary command"}
+        try:
+            # The operator's own command line, given to `serve`; the request's facts go
+            # only into its environment, never into its arguments.
+            done = subprocess.run(  # noqa: S603
+                self.on_canary, env={**_without_sealbox(os.environ), **canary_environment(facts)},
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                timeout=CANARY_COMMAND_SECONDS, check=False,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            self._record(**entry, severity="alert", error="timeout",
+                         message=f"the --on-canary command ran over {CANARY_COMMAND_SECONDS:g} s "
+                         "and was killed")  # fmt: skip
+            return
+        except OSError as exc:
+            self._record(**entry, severity="alert", error="not_started",
+                         message=f"the --on-canary command could not be started: "
+                         f"{exc.strerror or exc}")  # fmt: skip
+            return
+        self._record(**entry, exit=done.returncode,
+                     **({"severity": "alert"} if done.returncode else {}))  # fmt: skip
 
     def _run(self, request_id: str, entry: Mapping[str, Any] | None) -> None:
         """Handle one claimed request on a worker; on a transient failure, try again later."""
@@ -355,6 +439,12 @@ class AutomatedApprover:
         self.stopping.set()
         self._retries.close()
         self._pool.shutdown(wait=True, cancel_futures=False)
+        # A canary alarm under way is let finish (bounded by its own timeout): stopping
+        # right after releasing a canary must not swallow the alarm.
+        with self._lock:
+            alarms = list(self._alarms)
+        for alarm in alarms:
+            alarm.join(CANARY_COMMAND_SECONDS + 5)
 
 
 class _Retries:

@@ -108,6 +108,16 @@ def recent_text(activity: ReportedActivity | None) -> str:
     return text + ("; LOCKED OUT by the relay after denials in a row" if activity.locked else "")
 
 
+def canary_banner(rev: Review) -> str:
+    """The warning above a read of canaries (the type is in each verified manifest)."""
+    line = "!" * 72
+    return (f"{line}\n!!! CANARY: this request reads {', '.join(rev.canaries)}.\n"
+            "!!! Nobody has a reason to read a canary: whoever asks may have stolen access.\n"
+            "!!! Approving gives it the decoy value; the relay then alerts (critical) and\n"
+            "!!! freezes the project. Denying tells the reader it was caught.\n"
+            f"{line}")  # fmt: skip
+
+
 def when(ts: int) -> str:
     return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -261,6 +271,7 @@ class TerminalApprover:
             self.show_agents()
             self.show_consents()
             self._catch_up()
+            self.show_frozen()
         elif event == "request" and isinstance(data, dict) and isinstance(data.get("id"), str):
             if data.get("state") == "pending":
                 self._enqueue(data["id"])
@@ -391,6 +402,10 @@ class TerminalApprover:
                      "Tell your team: the relay may be tampering.")  # fmt: skip
         elif done.answer == "released":
             self.say(f"Released {rev.id[:12]}.")
+            if rev.kind == "access" and rev.canaries:
+                self.say(f"!!! CANARY RELEASED to {rev.client_name} ({rev.client_id}): "
+                         f"{', '.join(rev.canaries)}. Its reader has the decoy; the relay "
+                         "should alert and freeze the project. Tell your team now.")  # fmt: skip
         elif done.answer == "stored":
             self.say(f"Stored {rev.items[0].path} v{rev.items[0].version}.")
         else:
@@ -422,6 +437,8 @@ class TerminalApprover:
         say = self.say
         say("")
         say(f"=== {title} {rev.id[:12]} " + "=" * 30)
+        if rev.kind == "access" and rev.canaries:
+            say(canary_banner(rev))
         say("Verified (certificate checked against the directory; details signed by the client):")
         say(f"  who:      {rev.client_name} ({rev.client_kind}, {rev.client_id})")
         approvers = self.session.directory().approvers
@@ -465,6 +482,19 @@ class TerminalApprover:
             if shown.signed_by is None:
                 say(f"  policy: {shown.path}: {shown.pattern or '(default)'}: "
                     + ", ".join(shown.axes))  # fmt: skip
+
+    def show_frozen(self) -> None:
+        """Frozen projects, each said once per session (nothing in them is released)."""
+        found = self.session.ok("GET", "/projects/frozen", "listing frozen projects")["frozen"]
+        for entry in found:
+            project = displayable(entry.get("project") or "?", 64)
+            if "frozen " + project in self._seen:
+                continue
+            self._seen.add("frozen " + project)
+            why = ("a canary was released" if entry.get("cause") == "canary"
+                   else f"frozen by {displayable(entry.get('frozen_by') or '?', 64)}")  # fmt: skip
+            self.say(f"!! Project {project} is FROZEN ({why}): nothing in it is released until "
+                     f"`sealbox approver unfreeze {project}`.")  # fmt: skip
 
     # --- logins and new devices -------------------------------------------------------------
 

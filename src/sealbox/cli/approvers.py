@@ -48,6 +48,14 @@ def add_approver_actions(asub: Any) -> None:
     serve = asub.add_parser("serve", help="the automated approver: answer requests by rules")
     serve.add_argument("--rules", required=True, help="the rules file (TOML)")
     serve.add_argument("--log", help="append decisions here as JSON lines (default: stdout)")
+    serve.add_argument("--on-canary", metavar="CMD",
+                       help="run CMD (split as a shell would, no shell) each time this approver "
+                       "releases a canary, with SEALBOX_CANARY_PATHS, _REQUEST, _CLIENT, "
+                       "_CLIENT_NAME, _PURPOSE, _SOURCE_IP and _RULE in its environment (never "
+                       "a value)")  # fmt: skip
+    serve.add_argument("--checkpoint-every", type=float, default=3600, metavar="SECONDS",
+                       help="verify the audit log and sign a checkpoint of its head this "
+                       "often (default: 3600; 0: never)")  # fmt: skip
     _key_options(serve)
 
     add = asub.add_parser("add", help="pair THIS device as another approver of a vault")
@@ -160,11 +168,21 @@ def _serve(args: argparse.Namespace) -> int:
     from sealbox.approver.serve import AutomatedApprover
 
     rules = load_rules(Path(args.rules))
+    on_canary = None
+    if args.on_canary is not None:
+        import shlex
+
+        try:
+            on_canary = shlex.split(args.on_canary)
+        except ValueError as exc:
+            raise exits.UsageError(f"--on-canary: {exc}") from None
+        if not on_canary:
+            raise exits.UsageError("--on-canary needs a command")
     session = _session(args)
     log = open(args.log, "a") if args.log else sys.stdout  # noqa: SIM115 - kept open while serving
     if args.log:
         os.chmod(args.log, 0o600)
-    bot = AutomatedApprover(session, rules, log=log)
+    bot = AutomatedApprover(session, rules, log=log, on_canary=on_canary)
 
     def stop(*_: Any) -> None:
         bot.stopping.set()
@@ -181,14 +199,36 @@ def _serve(args: argparse.Namespace) -> int:
     def ready() -> None:
         print("Listening for requests.", file=sys.stderr, flush=True)
 
+    checkpointer = _checkpointer(args, session, log)
     runner = threading.Thread(target=bot.run, kwargs={"on_ready": ready}, daemon=True)
     runner.start()
     while not bot.stopping.wait(0.5):
         pass
+    if checkpointer is not None:
+        checkpointer.close()
     bot.close()
     session.close()
     print("Stopped.", file=sys.stderr)
     return exits.OK
+
+
+def _checkpointer(args: argparse.Namespace, session: Any, log: Any) -> Any:
+    """Sign audit checkpoints on a schedule, with a session of its own (its own connection)."""
+    from sealbox._relay.audit import SeenHeads
+    from sealbox.approver.checkpoints import Checkpointer, state_path
+    from sealbox.approver.session import ApproverSession
+
+    every = args.checkpoint_every
+    if not (every == 0 or 0.1 <= every <= 366 * 86400):  # NaN and infinities fail too
+        raise exits.UsageError("--checkpoint-every must be 0 (never) or 0.1 seconds to a year")
+    if not args.checkpoint_every:
+        return None
+    path = _key_path(args)
+    own = ApproverSession(session.keys, head_path=session.head_path)
+    checkpointer = Checkpointer(own, every=args.checkpoint_every, log=log,
+                                seen=SeenHeads(state_path(path)))  # fmt: skip
+    checkpointer.start()
+    return checkpointer
 
 
 # --- sealbox approver add / remove / list / grant / policy -------------------------------------

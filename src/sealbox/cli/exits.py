@@ -17,6 +17,9 @@
 client and vault given (expired, tampered, another vault's, another action's...; with
 ``--relay`` or ``--head``, also when its approver has been removed or the bundle's directory
 is older than, or forked from, the one known).
+``sealbox audit verify`` exits 5 (``INVALID:`` and the seq) when the audit log does not verify:
+an event deleted, changed, reordered or inserted, the log truncated behind a checkpoint or a
+head verified before, or two exports that fork.
 """
 
 from __future__ import annotations

@@ -82,6 +82,10 @@ def add_parsers(sub: Any) -> None:
     store.add_argument("--field", action="append", default=[], metavar="NAME=@FILE|NAME=-|NAME",
                        help="a field: from a file (@FILE), standard input (-), or a hidden "
                        "prompt (NAME alone); repeat for several fields")  # fmt: skip
+    store.add_argument("--type", choices=("secret", "canary"), default="secret",
+                       help="canary: a tripwire; its release alerts (critical) and freezes "
+                       "its project, and the reader still gets the value "
+                       "(default: secret)")  # fmt: skip
     _common(store)
 
     read = sub.add_parser("read", help="print one value: sealbox://PROJECT/ENV/ITEM[/FIELD]")
@@ -270,10 +274,11 @@ def _store(args: argparse.Namespace) -> int:
     try:
         with _client(args) as client:
             stored = client.store(path, values, purpose=_purpose(args, f"store {path}"),
-                                  on_wait=wait)  # fmt: skip
+                                  on_wait=wait, item_type=args.type)  # fmt: skip
     finally:
         wait.done()
-    print(f"Stored {stored.path} version {stored.version} "
+    kind = "canary " if args.type == "canary" else ""
+    print(f"Stored {kind}{stored.path} version {stored.version} "
           f"({', '.join(sorted(values))}); an approver signed its manifest.")  # fmt: skip
     return exits.OK
 

@@ -65,6 +65,35 @@ def _fatigue_options(parser: argparse.ArgumentParser) -> None:
         group.add_argument(option, type=int, metavar="N", help=f"{text} (env {env})")
 
 
+def _alert_options(parser: argparse.ArgumentParser) -> None:
+    """Where email alerts go out, and how fast failed deliveries are retried."""
+    group = parser.add_argument_group(
+        "alerts (targets: `sealbox approver alerts`; the SMTP password only from env "
+        "SEALBOX_SMTP_PASSWORD)"
+    )
+    group.add_argument("--smtp-host", metavar="HOST", help="SMTP server for email alerts "
+                       "(env SEALBOX_SMTP_HOST; STARTTLS whenever it offers it)")  # fmt: skip
+    group.add_argument("--smtp-port", type=int, metavar="N",
+                       help="its port (env SEALBOX_SMTP_PORT; default 25)")  # fmt: skip
+    group.add_argument("--smtp-from", metavar="ADDRESS",
+                       help="the From address (env SEALBOX_SMTP_FROM)")  # fmt: skip
+    group.add_argument("--smtp-user", metavar="NAME", help="SMTP login, sent only over TLS "
+                       "(env SEALBOX_SMTP_USER)")  # fmt: skip
+    group.add_argument("--smtp-ca-file", metavar="PEM", help="CA certificates to trust for "
+                       "the SMTP server's TLS instead of the system's "
+                       "(env SEALBOX_SMTP_CA_FILE)")  # fmt: skip
+    for option, env, text in (
+        ("--alert-retry-base", "SEALBOX_ALERT_RETRY_BASE",
+         "seconds before the first retry of a failed delivery, doubled per failure with "
+         "full jitter (default 10)"),
+        ("--alert-retry-cap", "SEALBOX_ALERT_RETRY_CAP", "longest wait between retries "
+         "(default 3600)"),
+        ("--alert-timeout", "SEALBOX_ALERT_TIMEOUT", "seconds a webhook call or SMTP session "
+         "may take (default 10)"),
+    ):  # fmt: skip
+        group.add_argument(option, type=float, metavar="SECONDS", help=f"{text} (env {env})")
+
+
 def _profile_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile",
@@ -112,11 +141,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         return parser
     from sealbox.cli import (
         agents,
+        alerts,
         approvers,
+        audit,
         cache,
         ci,
         consent,
         fatigue,
+        freeze,
         items,
         machines,
         mcp,
@@ -144,6 +176,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )  # fmt: skip
 
     _fatigue_options(up)
+    _alert_options(up)
 
     dbp = sub.add_parser("db", help="relay database: migrate or show the schema revision")
     dbsub = dbp.add_subparsers(dest="db_command", metavar="ACTION", required=True)
@@ -169,6 +202,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     approvers.add_approver_actions(asub)
     network.add_parsers(asub)
     fatigue.add_parsers(asub)
+    freeze.add_parsers(asub)
+    alerts.add_parsers(asub)
     team.add_approver_actions(asub)
     approvers.add_parsers(sub)
     team.add_parsers(sub)
@@ -177,6 +212,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     cache.add_parsers(sub)
     agents.add_parsers(sub)
     consent.add_parsers(sub)
+    audit.add_parsers(sub)
     machines.add_parsers(sub)
     mcp.add_parsers(sub)
     ci.add_parsers(sub)
@@ -241,6 +277,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sealbox.cli import consent
 
         return consent.run(args)
+    if args.command == "audit":
+        from sealbox.cli import audit
+
+        return audit.run(args)
     if args.command == "cache":
         from sealbox.cli import cache
 
@@ -262,6 +302,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from sealbox.cli import fatigue
 
             return fatigue.run(args)
+        if args.approver_command in ("freeze", "unfreeze", "frozen"):
+            from sealbox.cli import freeze
+
+            return freeze.run(args)
+        if args.approver_command == "alerts":
+            from sealbox.cli import alerts
+
+            return alerts.run(args)
         if args.approver_command == "invite":
             from sealbox.cli import team
 
@@ -306,6 +354,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             storm_prompts=getattr(args, "storm_prompts", None),
             lockout_denials=getattr(args, "lockout_denials", None),
             lockout_window_seconds=getattr(args, "lockout_window", None),
+            smtp_host=getattr(args, "smtp_host", None),
+            smtp_port=getattr(args, "smtp_port", None),
+            smtp_from=getattr(args, "smtp_from", None),
+            smtp_user=getattr(args, "smtp_user", None),
+            smtp_ca_file=getattr(args, "smtp_ca_file", None),
+            alert_retry_base=getattr(args, "alert_retry_base", None),
+            alert_retry_cap=getattr(args, "alert_retry_cap", None),
+            alert_timeout=getattr(args, "alert_timeout", None),
         )  # fmt: skip
         if args.command == "up":
             runner.serve(settings)

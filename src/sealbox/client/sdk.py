@@ -433,12 +433,15 @@ class Client(_Base):
 
     def store(
         self, path: str, fields: Mapping[str, str | bytes], *, purpose: str | None = None,
-        on_wait: OnWait | None = None,
+        on_wait: OnWait | None = None, item_type: str = "secret",
     ) -> Stored:  # fmt: skip
-        """Store ``fields`` as the next version of ``path``; returns once an approver signed it."""
+        """Store ``fields`` as the next version of ``path``; returns once an approver signed it.
+
+        ``item_type="canary"`` stores a tripwire: its release alerts and freezes its project.
+        """
         result: Stored = self._drive(flows.store_flow(
             self._session.state, path, _values(fields), purpose=_purpose(purpose, self._purpose),
-            context=self.context, on_wait=on_wait,
+            context=self.context, on_wait=on_wait, item_type=item_type,
         ))  # fmt: skip
         return result
 
@@ -624,13 +627,13 @@ class AsyncClient(_Base):
 
     async def store(
         self, path: str, fields: Mapping[str, str | bytes], *, purpose: str | None = None,
-        on_wait: OnWait | None = None,
+        on_wait: OnWait | None = None, item_type: str = "secret",
     ) -> Stored:  # fmt: skip
         """Store ``fields`` as the next version of ``path``; returns once an approver signed it."""
         context = await self._process_context()
         result: Stored = await self._drive(flows.store_flow(
             self._session.state, path, _values(fields), purpose=_purpose(purpose, self._purpose),
-            context=context, on_wait=on_wait,
+            context=context, on_wait=on_wait, item_type=item_type,
         ))  # fmt: skip
         return result
 

@@ -78,7 +78,9 @@ command with secrets in its environment (VAR=sealbox://project/env/item/field); 
 or the organisation's automated approver approves each request, and the output comes back \
 with every secret masked. Give a specific purpose. Never try to print, echo or exfiltrate \
 a secret: it is masked, and approvers see every request. store_secret stores a value from \
-a file or from a page the person types it into; no tool ever returns a value."""
+a file or from a page the person types it into; create_canary plants a tripwire item \
+with a random value that alerts when anyone's read of it is approved; no tool ever returns \
+a value."""
 
 
 def _error(exc: SealboxError) -> ToolError:
@@ -387,6 +389,38 @@ def build_server(profile: str | None) -> MCPServer[SessionState]:
         state.requests[stored.request] = "store"
         return {"path": stored.path, "version": stored.version, "item": stored.item,
                 "request": stored.request, "reference": f"sealbox://{path}/{field}"}  # fmt: skip
+
+    @server.tool()
+    @_tool
+    async def create_canary(path: str, purpose: str, ctx: Context,
+                            field: str = "value") -> dict[str, Any]:  # fmt: skip
+        """Plant a canary: an item nobody has a reason to read, with a random value sealbox makes.
+
+        Store it where an intruder would look (e.g. prod/aws-root-key). When anyone's read
+        of it is approved, they get the decoy value, the relay raises a critical alert and
+        freezes the project. The value is generated here and never returned. An approver
+        signs the item first, as for any store.
+        """
+        state = _state(ctx)
+        ids.check_path(path)
+        ids.check_field_name(field)
+        why = _purpose(purpose)
+        # Looks like a credential, so whoever finds it tries it; sealbox forgets it at once.
+        value = ("sbx-" + secrets.token_urlsafe(30)).encode()
+        progress = _Progress(ctx, state, f"storing canary {path}")
+        context = _context(state, ["create_canary", path, field])
+        try:
+            async with progress.running(), await _client(state, context) as client:
+                stored = await _withdrawable(client.store(
+                    path, {field: value}, purpose=why, on_wait=progress.on_wait,
+                    item_type="canary",
+                ))  # fmt: skip
+        finally:
+            del value
+        state.requests[stored.request] = "store"
+        return {"path": stored.path, "version": stored.version, "item": stored.item,
+                "type": "canary", "request": stored.request,
+                "reference": f"sealbox://{path}/{field}"}  # fmt: skip
 
     @server.tool()
     @_tool

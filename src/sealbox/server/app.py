@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sealbox import __version__
-from sealbox.server import http, jobs
+from sealbox.server import alert_delivery, http, jobs
 from sealbox.server.auth.openapi import document_security
 from sealbox.server.auth.peer import Forwarded
 from sealbox.server.http.errors import install_error_handlers
@@ -48,12 +48,17 @@ def create_app(relay: Relay, *, listen: bool = True, owns_engine: bool = False) 
             await listener.start()
         # Expires stale requests and forgets replay entries past their window.
         sweeping = asyncio.create_task(jobs.sweeper(relay))
+        # Sends the alerts' outbox (webhooks, email); gives its claims back when stopped.
+        alerting = asyncio.create_task(alert_delivery.deliverer(relay))
         try:
             yield
         finally:
             sweeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeping
+            alerting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await alerting
             if listener is not None:
                 await listener.stop()
             if owns_engine:

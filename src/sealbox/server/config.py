@@ -76,6 +76,27 @@ class Settings:
     ``X-Forwarded-Proto`` it believes; empty (the default): it believes no forwarded header
     and the source of a request is the address of its connection."""
 
+    smtp_host: str | None = None
+    """SMTP server for email alerts (none: email targets fail and are retried)."""
+    smtp_port: int = 25
+    smtp_from: str | None = None
+    """The alerts' From address (default: sealbox@<smtp host>)."""
+    smtp_user: str | None = None
+    """Login for the SMTP server; its password comes from ``SEALBOX_SMTP_PASSWORD`` only, and
+    is sent only over TLS."""
+    smtp_ca_file: str | None = None
+    """CA certificates (PEM) to trust for the SMTP server's STARTTLS, instead of the system's."""
+    alert_retry_base: float = 10.0
+    """Seconds before the first retry of a failed alert delivery; each failure in a row doubles
+    it (full jitter), up to ``alert_retry_cap``."""
+    alert_retry_cap: float = 3600.0
+    alert_timeout: float = 10.0
+    """Seconds one webhook call or SMTP session may take."""
+    alert_poll_seconds: float = 1.0
+    """How often each replica looks for alert deliveries to send."""
+    alert_lease_seconds: float = 60.0
+    """How long a replica's claim on a target's deliveries holds if it dies while sending."""
+
     @property
     def base_url(self) -> str:
         if self.public_url:
@@ -109,6 +130,14 @@ class Settings:
         storm_prompts: int | None = None,
         lockout_denials: int | None = None,
         lockout_window_seconds: int | None = None,
+        smtp_host: str | None = None,
+        smtp_port: int | None = None,
+        smtp_from: str | None = None,
+        smtp_user: str | None = None,
+        smtp_ca_file: str | None = None,
+        alert_retry_base: float | None = None,
+        alert_retry_cap: float | None = None,
+        alert_timeout: float | None = None,
     ) -> Settings:
         env = os.environ
         root = Path(
@@ -137,7 +166,32 @@ class Settings:
                                    cls.lockout_denials, least=0),
             lockout_window_seconds=_count(lockout_window_seconds, "SEALBOX_LOCKOUT_WINDOW",
                                           cls.lockout_window_seconds, least=1),
+            smtp_host=smtp_host or env.get("SEALBOX_SMTP_HOST") or None,
+            smtp_port=_count(smtp_port, "SEALBOX_SMTP_PORT", cls.smtp_port, least=1),
+            smtp_from=smtp_from or env.get("SEALBOX_SMTP_FROM") or None,
+            smtp_user=smtp_user or env.get("SEALBOX_SMTP_USER") or None,
+            smtp_ca_file=smtp_ca_file or env.get("SEALBOX_SMTP_CA_FILE") or None,
+            alert_retry_base=_seconds(alert_retry_base, "SEALBOX_ALERT_RETRY_BASE",
+                                      cls.alert_retry_base),
+            alert_retry_cap=_seconds(alert_retry_cap, "SEALBOX_ALERT_RETRY_CAP",
+                                     cls.alert_retry_cap),
+            alert_timeout=_seconds(alert_timeout, "SEALBOX_ALERT_TIMEOUT", cls.alert_timeout),
         )  # fmt: skip
+
+
+def _seconds(given: float | None, env: str, default: float) -> float:
+    """A duration in seconds (more than 0, at most a day) from its option, else ``env``."""
+    if given is None:
+        text = os.environ.get(env, "").strip()
+        if not text:
+            return default
+        try:
+            given = float(text)
+        except ValueError:
+            raise ValueError(f"{env} must be a number of seconds, not {text!r}") from None
+    if not 0 < given <= 86400:
+        raise ValueError(f"{env} (or its option) must be more than 0 and at most 86400 seconds")
+    return given
 
 
 def _count(given: int | None, env: str, default: int, *, least: int) -> int:

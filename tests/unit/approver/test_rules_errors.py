@@ -26,8 +26,8 @@ itmes = ["shop/prod/db"]
 cache_seconds = 60
 """
 KEYS = (
-    "actions, cache_seconds, client_kinds, clients, decision, fields, hosts, hours, items, kind, "
-    "name, "
+    "actions, cache_seconds, canary, client_kinds, clients, decision, fields, hosts, hours, "
+    "items, kind, name, "
     "purpose, rate, reason, weekdays"
 )
 

@@ -43,7 +43,7 @@ from sealbox.server.errors import Conflict, Gone, Invalid, NotFound
 from sealbox.server.notify import CLOSED, approvers_channel, request_channel
 from sealbox.server.policy import policy_for
 from sealbox.server.relay import Relay
-from sealbox.server.services import fatigue, members, policy_axes
+from sealbox.server.services import fatigue, freeze, members, policy_axes
 from sealbox.server.services.caller import (
     check_policy_network,
     check_source,
@@ -284,6 +284,8 @@ async def create_access(
             policy_axes.check_request(policy_for(asked.path, caller.policies, directory),
                                       asked.path, now)  # fmt: skip
         await policy_axes.refuse_destroyed(conn, vault, [a.item for a in s.items])
+        # A frozen project answers nothing: refused before any approver is asked.
+        await freeze.refuse_frozen(conn, vault, [asked.path for asked in s.items])
         found = await item_store.items_with_latest(conn, vault, [a.item for a in s.items])
         wanted = []
         for asked in s.items:
@@ -795,13 +797,21 @@ async def release(
             if released is None:  # pragma: no cover - the row is held above
                 raise not_pending(str(await request_store.state_of(tx.conn, vault, request_id)))
             state = released
+        rotation_due: list[policy_axes.Due] = []
+        if state == State.RELEASED:
+            # Releases since each item's latest version, against its rotate-after-N.
             rules = await client_store.policy_rows(tx.conn, vault)
-            await policy_axes.on_released(
-                tx.conn, vault=vault, now=now, actor=principal.id, request_id=request_id,
+            rotation_due = await policy_axes.on_released(
+                tx.conn, vault=vault, now=now,
                 pinned=[(e.item, e.path, e.version) for e in row.access.items],
                 policies_of={e.path: policy_for(e.path, rules, directory)
                              for e in row.access.items},
             )  # fmt: skip
+        # Nothing is released in a frozen project; a canary's release freezes its own.
+        await freeze.hold_release(tx.conn, vault=vault, row=row, approver=principal.id,
+                                  released=state == State.RELEASED, now=now)  # fmt: skip
+        await policy_axes.audit_rotation_due(tx.conn, rotation_due, vault=vault, now=now,
+                                             actor=principal.id, request_id=request_id)  # fmt: skip
         await audit.append(
             tx.conn, vault=vault, at=now, actor=principal.id, action="access.release",
             client_id=row.client_id, source_ip=source_ip,

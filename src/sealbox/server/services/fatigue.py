@@ -189,8 +189,6 @@ async def report_storm(conn: AsyncConnection, storm: Storm | None, *, vault: str
         detail={"prompts": storm.prompts, "window_seconds": WINDOW, "threshold": storm.threshold,
                 "kind": storm.kind},
     )  # fmt: skip
-    # ALERT: once alerts exist (issue 13), send the requests.storm alert from here: one per
-    # requester and window, as this event is, with these counts only.
 
 
 @contextlib.asynccontextmanager

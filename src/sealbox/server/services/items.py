@@ -35,7 +35,7 @@ from sealbox.server.errors import Conflict, Forbidden, Invalid, NotFound
 from sealbox.server.notify import approvers_channel
 from sealbox.server.policy import Policy, policy_for
 from sealbox.server.relay import Relay
-from sealbox.server.services import fatigue, members, policy_axes
+from sealbox.server.services import fatigue, freeze, members, policy_axes
 from sealbox.server.services.access import (
     check_answerable,
     deny_request,
@@ -285,6 +285,7 @@ async def request_store(
     check_blobs(statement.fields, statement.keyset, blobs.ciphertexts, blobs.wraps)
     async with relay.read() as conn:
         await policy_axes.refuse_destroyed(conn, vault, [statement.item])
+        await freeze.refuse_frozen(conn, vault, [statement.path])
         await check_follows(conn, vault, item=statement.item, path=statement.path,
                             version=statement.version, prev=statement.prev)  # fmt: skip
     request_id = jws.statement_hash(statement_token).removeprefix("sha256:")
@@ -375,6 +376,7 @@ async def complete_store(
         )  # fmt: skip
         if stored is None:
             raise await refusal(relay, tx.conn, vault, request_id, now)
+        await freeze.refuse_frozen(tx.conn, vault, [manifest.path])
         await request_rows.add_answer(tx.conn, vault, request_id, principal.id, "manifest",
                                        manifest_token, now)  # fmt: skip
         await fatigue.record_approval(tx.conn, vault=vault, client_id=row.client_id)

@@ -58,6 +58,7 @@ __all__ = [
     "Axes",
     "AxisRefusal",
     "applying",
+    "audit_rotation_due",
     "check_axes",
     "check_cosigner",
     "check_request",
@@ -150,13 +151,19 @@ async def take_reads(
     await store.add_reads(conn, vault, request_id, [item for item, _ in capped], now)
 
 
+Due = tuple[str, str, int, int, int]
+"""(item, path, version, releases, rotate_after) of an item version just marked as due."""
+
+
 async def on_released(
     conn: AsyncConnection, *, vault: str, pinned: Sequence[tuple[str, str, int]],
-    policies_of: Mapping[str, Policy], now: int, actor: str, request_id: str,
-) -> None:  # fmt: skip
-    """Count a released request's items; mark (and audit once) those due for rotation.
+    policies_of: Mapping[str, Policy], now: int,
+) -> list[Due]:  # fmt: skip
+    """Count a released request's items; mark those now due for rotation (each once).
 
-    ``pinned`` is (item, path, version); ``policies_of`` path -> its policy.
+    ``pinned`` is (item, path, version); ``policies_of`` path -> its policy.  Rows only:
+    the caller audits what this returns (:func:`audit_rotation_due`) after its other row
+    writes, since the audit chain's lock is taken last.
     """
     due = []
     for item, path, version in pinned:
@@ -169,7 +176,14 @@ async def on_released(
             continue  # releases of an older version say nothing about the latest
         if await store.mark_rotation_due(conn, vault, item, version, now):
             due.append((item, path, version, count, limit))
-    # Audit last (the chain lock is taken after every row lock).
+    return due
+
+
+async def audit_rotation_due(
+    conn: AsyncConnection, due: Sequence[Due], *, vault: str, now: int, actor: str,
+    request_id: str,
+) -> None:  # fmt: skip
+    """``item.rotation_due`` (severity ``alert``: alerts fire from it) for each marked version."""
     for item, path, version, count, limit in due:
         await audit.append(
             conn, vault=vault, at=now, actor=actor, action="item.rotation_due", severity="alert",

@@ -11,7 +11,6 @@ callers pass ids, paths, field names, codes and counts only.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,8 +19,9 @@ from sqlalchemy import Select, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sealbox.crypto import labels
-from sealbox.crypto.encoding import canonical_json, length_prefixed
+from sealbox.protocol.audit import GENESIS as _GENESIS
+from sealbox.protocol.audit import event_hash
+from sealbox.server.store import alerts
 from sealbox.server.store.tables import audit_events
 
 __all__ = [
@@ -43,7 +43,7 @@ __all__ = [
     "verify_chain",
 ]
 
-GENESIS = "0" * 64
+GENESIS = _GENESIS
 #: Connection-info key: the vaults that got audit events in the current transaction.
 AUDITED = "sealbox_audited"
 #: Connection-info key: the chain heads this transaction wrote, applied once it commits.
@@ -80,15 +80,6 @@ class Heads:
 
 
 SEVERITIES = frozenset({"info", "notice", "warning", "alert", "critical"})
-
-
-def event_hash(prev_hash: str, row: Mapping[str, Any]) -> str:
-    data = length_prefixed(
-        labels.HASH_AUDIT, prev_hash, int(row["seq"]), int(row["at"]), row["actor"], row["action"],
-        row["severity"], row["client_id"] or "", row["item_id"] or "", row["source_ip"] or "",
-        canonical_json(row["detail"]),
-    )  # fmt: skip
-    return hashlib.sha256(data).hexdigest()
 
 
 #: Built once: ``ON CONFLICT DO NOTHING`` finds a stale cached head without aborting the
@@ -156,6 +147,8 @@ async def append(
     else:  # pragma: no cover - the head was read under the chain's lock
         raise RuntimeError("the audit chain's head moved under its lock")
     written[vault] = (row["seq"], row["hash"])
+    # The event's alerts, queued in its own transaction: committed together or not at all.
+    await alerts.enqueue(conn, row)
     # Relay.tx() wakes the vault's live audit stream once this commits.
     conn.info.setdefault(AUDITED, set()).add(vault)
     return int(row["seq"])

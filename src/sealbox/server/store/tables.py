@@ -560,3 +560,96 @@ destroyed_items = Table(
     Column("pattern", String(200), nullable=False),
     Column("destroyed_at", BigInteger, nullable=False),
 )
+
+
+# --- frozen projects (an approver's freeze, or a canary's release) ---------------------------
+
+project_freezes = Table(
+    "project_freezes",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("project", String(64), primary_key=True),
+    # The first segment of an item path.  A row here: the project is frozen; unfreezing
+    # deletes it (the audit log keeps the history).
+    Column("frozen_at", BigInteger, nullable=False),
+    Column("frozen_by", String(64), nullable=False),
+    # The approver that froze it, or "relay" when a canary's release did.
+    Column("cause", String(16), nullable=False),
+    # approver or canary.
+    Column("reason", String(500), nullable=True),
+    Column("request_id", HASH, nullable=True),
+    # For a canary: the access request whose release froze it.
+)
+
+
+# --- alerts: targets (webhooks, email) and the outbox of deliveries ---------------------------
+
+alert_targets = Table(
+    "alert_targets",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("id", String(40), primary_key=True),
+    Column("kind", String(8), nullable=False),
+    # "webhook" or "email".
+    Column("url", Text, nullable=True),
+    # A webhook's URL (http or https).
+    Column("addresses", JSON, nullable=True),
+    # An email target's recipients.
+    Column("secret_sealed", LargeBinary, nullable=True),
+    # A webhook's signing secret, sealed under the vault's alerts data key (at-rest layer).
+    Column("events", JSON, nullable=False),
+    # Action patterns the target selects (empty: any action).
+    Column("min_severity", String(8), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("failures", Integer, nullable=False, server_default="0"),
+    # Failed deliveries in a row; at 10 the target is disabled.
+    Column("retry_at_ms", BigInteger, nullable=True),
+    # After a failure: no delivery to this target before this time (Unix milliseconds).
+    Column("lease_until_ms", BigInteger, nullable=True),
+    Column("lease_owner", String(40), nullable=True),
+    # The relay process delivering to this target now, and until when its claim holds: one
+    # replica sends a target's deliveries, in order.
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", ID, nullable=False),
+    Column("disabled_at", BigInteger, nullable=True),
+    Column("delivered_at", BigInteger, nullable=True),
+    Column("last_error", String(200), nullable=True),
+    # Why the last delivery failed (a status code or an error class; never a body).
+)
+
+alert_outbox = Table(
+    "alert_outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    # Order of writing: a target's deliveries are sent oldest first.
+    Column("vault_id", ID, nullable=False),
+    Column("target_id", String(40), nullable=False),
+    Column("delivery_id", String(40), nullable=False, unique=True),
+    Column("seq", BigInteger, nullable=True),
+    # The audit event's sequence number (null for a test delivery).
+    Column("event", JSON, nullable=False),
+    # What is sent: the audit event's fields (never a value, token or key).
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_alert_outbox_target", "vault_id", "target_id", "id"),
+)  # fmt: skip
+
+
+# --- audit checkpoints: approvers' signatures over the audit chain's head ---------------------
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    # The audit event the checkpoint names; its hash equalled ``head`` when stored.
+    Column("approver_id", ID, primary_key=True),
+    Column("head", String(64), nullable=False),
+    # The checkpoint's head, as signed (``sha256:`` and base64url of the event's hash).
+    Column("statement", Text, nullable=False),
+    # The compact JWS, verbatim.
+    Column("at", BigInteger, nullable=False),
+    # When the approver signed it (its claim).
+    Column("created_at", BigInteger, nullable=False),
+)

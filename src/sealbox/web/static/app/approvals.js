@@ -82,6 +82,40 @@ function policyRows(entry, checked, signed) {
   });
 }
 
+/** The warning on a read of canaries: nobody has a reason to read one. */
+function canaryBanner(paths) {
+  return el(
+    "div",
+    { class: "canary-banner", role: "alert" },
+    el("strong", {}, `CANARY: this request reads ${paths.join(", ")}.`),
+    el("p", {}, "Nobody has a reason to read a canary: whoever asks may have stolen access. " +
+      "Approving gives it the decoy value; the relay then alerts (critical) and freezes the " +
+      "project. Denying tells the reader it was caught."),
+  );
+}
+
+/** Frozen projects, each with a button that lifts its freeze. */
+async function showFrozen() {
+  const box = document.getElementById("frozen");
+  if (!box) return;
+  const found = (await api.get("/projects/frozen")).frozen ?? [];
+  box.replaceChildren(
+    ...found.map((entry) => {
+      const why = entry.cause === "canary"
+        ? `a canary was released (request ${String(entry.request).slice(0, 12)})`
+        : `frozen by ${approverName(entry.frozen_by)}${entry.reason ? `: ${entry.reason}` : ""}`;
+      const lift = el("button", { type: "button", "aria-label": `Unfreeze ${entry.project}` }, "Unfreeze");
+      action(lift, async () => {
+        await api.post(`/projects/${encodeURIComponent(entry.project)}/unfreeze`);
+        status(`Unfroze ${entry.project}: requests for its items are answered again.`);
+        await showFrozen();
+      });
+      return el("p", { class: "warning", "data-project": entry.project },
+        el("strong", {}, `${entry.project} is FROZEN`), ` since ${when(entry.frozen_at)}; ${why}. `, lift);
+    }),
+  );
+}
+
 function verifiedCard(entry, review) {
   const reading = review.kind === "access";
   const title = reading ? "Read request" : "Store request";
@@ -94,10 +128,13 @@ function verifiedCard(entry, review) {
   const checked = policyChecks.get(review.id);
   const signedPolicies = policyRows(entry, checked, true);
   const reportedPolicies = policyRows(entry, checked, false);
+  // The type comes from each approver-signed manifest verified above, never from the relay.
+  const canaries = reading ? review.items.filter((item) => item.type === "canary").map((item) => item.path) : [];
   const card = el(
     "article",
-    { class: "card", "data-request": review.id, "aria-labelledby": `title-${review.id}` },
+    { class: canaries.length ? "card canary" : "card", "data-request": review.id, "aria-labelledby": `title-${review.id}` },
     el("h2", { id: `title-${review.id}` }, `${title} from ${review.clientName}`),
+    ...(canaries.length ? [canaryBanner(canaries)] : []),
     el("p", {}, el("span", { class: "verified" }, "verified"), " signed by the client, certified by an approver"),
     facts([
       ["Client", `${review.clientName} (${review.clientKind}, ${review.clientId})`],
@@ -363,6 +400,7 @@ async function refresh() {
   if (refreshing) return refreshing;
   refreshing = (async () => {
     const listed = (await api.get("/approvals")).requests ?? [];
+    showFrozen().catch((error) => status(describe(error), { error: true }));
     const consents = ((await api.get("/consent-approvals")).consent_requests ?? [])
       .filter((entry) => typeof entry?.id === "string")
       .map((entry) => ({ ...entry, kind: "consent" }));
@@ -440,6 +478,7 @@ async function main() {
   self = await approver.me();
   directory = await approver.directory();
   await refresh();
+  await showFrozen();
   listen();
 }
 

@@ -1,12 +1,18 @@
-// The audit page: events live, a filter, a JSONL export, and the hash chain verified here.
+// The audit page: events live, a filter, a JSONL export, the log verified here, and a
+// checkpoint signed here.
 //
-// Verifying in the browser recomputes every event's hash from its fields and checks each
-// links to the one before, so an event edited or removed in the middle shows here whatever
-// the relay says.  It cannot show a log the relay rewrote whole (hashes recomputed) or cut
-// at its end: that needs approver-signed checkpoints, which this page does not check yet.
+// Verifying in the browser recomputes every event's hash from its fields and checks each links
+// to the one before; then checks each approver-signed checkpoint (its signature, against the
+// directory verified here from the pinned link 0) names an event of the log with that very
+// hash, and that the log reaches the head this browser verified last time.  So an event edited,
+// removed, reordered or inserted, a log rewritten whole behind a checkpoint, or cut short
+// behind a checkpoint or a head seen before, shows here whatever the relay says.  "Sign a
+// checkpoint" verifies first, then signs the head with this approver's key (a passkey).
 
-import { canonicalJson, lp } from "../sealbox/encoding.js";
-import { hashAudit } from "../sealbox/labels.js";
+import { checkpointPayload, verifyCheckpoint, verifyLog } from "../sealbox/audit.js";
+import { signStatement } from "../sealbox/jws.js";
+import { TYP } from "../sealbox/statements.js";
+import * as approver from "./approver.js";
 import * as api from "./api.js";
 import { action, describe, el, shell, status, when } from "./ui.js";
 
@@ -45,42 +51,99 @@ async function load() {
   }
 }
 
-async function eventHash(e) {
-  const data = lp(hashAudit, e.prev_hash, e.seq, e.at, e.actor, e.action, e.severity,
-    e.client_id || "", e.item_id || "", e.source_ip || "", canonicalJson(e.detail));
-  const raw = new Uint8Array(await crypto.subtle.digest("SHA-256", data));
-  return [...raw].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-// The hash the first event links to (the relay's GENESIS): 64 zeros.
-const GENESIS = "0".repeat(64);
-
 function broken(message) {
   const chain = document.getElementById("chain");
   chain.textContent = message;
   chain.className = "error";
 }
 
-async function verifyChain() {
-  const chain = document.getElementById("chain");
-  let prev = { seq: 0, hash: GENESIS };
-  for (const e of events) {
-    if (e.seq !== prev.seq + 1 || e.prev_hash !== prev.hash) {
-      broken(`The chain breaks before event ${e.seq}: an event is missing or was changed.`);
-      return;
-    }
-    if ((await eventHash(e)) !== e.hash) {
-      broken(`Event ${e.seq} does not match its hash: it was changed.`);
-      return;
-    }
-    prev = e;
+// The head this browser verified last, per vault: a relay that later serves less is caught.
+const seenKey = () => `sealbox-audit-head:${api.vault}`;
+
+function seenHead() {
+  try {
+    const kept = JSON.parse(localStorage.getItem(seenKey()) ?? "null");
+    return Number.isSafeInteger(kept?.seq) && typeof kept?.hash === "string" ? kept : null;
+  } catch {
+    return null;
   }
-  chain.className = "verified";
-  chain.textContent =
-    `Verified in this browser: ${events.length} events, each hashed and linked to the one ` +
-    "before, from the first. (A log rewritten whole, or cut at its end, needs signed " +
-    "checkpoints to show; this check does not cover that.)";
-  verifiedUpTo = prev.seq;
+}
+
+async function catchUp() {
+  let after = events.at(-1)?.seq ?? 0;
+  for (;;) {
+    const page = await api.get(`/audit?after_seq=${after}&limit=500`);
+    for (const e of page.events) if (e.seq > (events.at(-1)?.seq ?? 0)) events.push(e);
+    if (page.events.length < 500) return;
+    after = page.next_after_seq;
+  }
+}
+
+/** Verify the whole log here; resolves to the head verified, or null (shown as broken). */
+async function verifyAll() {
+  const chain = document.getElementById("chain");
+  // Checkpoints first: each then names an event already written, which the events read next hold.
+  const listed = (await api.get("/audit/checkpoints")).checkpoints;
+  await catchUp();
+  render();
+  let directory = null;
+  try {
+    directory = await approver.directory();
+  } catch (error) {
+    if (error?.code !== "no_approver_here") throw error;
+  }
+  const checkpoints = [];
+  let skipped = 0;
+  try {
+    if (directory) {
+      for (const entry of listed) {
+        try {
+          checkpoints.push(await verifyCheckpoint(entry.statement, directory));
+        } catch (error) {
+          if (error?.code !== "checkpoint_signer_unknown") throw error;
+          skipped += 1;
+        }
+      }
+    }
+    const seen = seenHead();
+    const checked = await verifyLog(events, { checkpoints, known: seen ? [seen] : [] });
+    if (checked.head) localStorage.setItem(seenKey(), JSON.stringify(checked.head));
+    chain.className = "verified";
+    const last = checked.checkpoints.at(-1);
+    chain.textContent =
+      `Verified in this browser: ${checked.events} events, each hashed and linked to the one ` +
+      "before, from the first" +
+      (directory
+        ? `; ${checked.checkpoints.length} signed checkpoint(s) hold` +
+          (last ? ` (the latest at event ${last.seq}, by ${last.approver})` : "") +
+          (skipped ? `; ${skipped} by former approvers not counted` : "")
+        : "; checkpoints not checked (this browser holds no approver of this vault)") +
+      (seen ? `; it reaches event ${seen.seq}, verified here before.` : ".");
+    verifiedUpTo = checked.head?.seq ?? 0;
+    return checked.head;
+  } catch (error) {
+    if (error?.code !== "audit_broken") throw error;
+    broken(`Not valid: ${error.message}.`);
+    return null;
+  }
+}
+
+async function verifyChain() {
+  await verifyAll();
+}
+
+async function signCheckpoint() {
+  const head = await verifyAll();
+  if (!head) return;
+  let filed;
+  await approver.withKeys(async (keys) => {
+    const payload = checkpointPayload({ vault: api.vault, approver: keys.id, head, at: approver.now() });
+    const statement = await signStatement(TYP.checkpoint, keys.id, payload, keys.sig);
+    filed = await api.post("/audit/checkpoints", { statement });
+  });
+  status(filed?.created === false
+    ? `You had already signed a checkpoint at event ${head.seq}.`
+    : `Signed a checkpoint at event ${head.seq}.`);
 }
 
 let verifiedUpTo = null;
@@ -129,6 +192,7 @@ async function main() {
   render();
   filter.addEventListener("input", render);
   action(document.getElementById("verify-chain"), verifyChain);
+  action(document.getElementById("sign-checkpoint"), signCheckpoint);
   action(document.getElementById("export-jsonl"), exportJsonl);
   follow();
 }

@@ -35,6 +35,8 @@ export const codes = Object.freeze({
   profile_exists: "profile_exists",
   login_failed: "login_failed",
   keyring_unavailable: "keyring_unavailable",
+  audit_broken: "audit_broken",
+  checkpoint_signer_unknown: "checkpoint_signer_unknown",
 });
 
 export class SealboxError extends Error {

@@ -1,7 +1,7 @@
 """Policy axes: time windows, read-rate cap, co-signer, destroy date, rotate-after-N.
 
 Revision ID: 0013
-Revises: 0012
+Revises: 0017
 Create Date: 2026-12-01 21:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0012"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
