@@ -43,7 +43,8 @@ async def test_effective_policy_for_a_path(h: Harness) -> None:
     assert got.json() == {
         "path": "app/prod/db", "approvers": sorted([a.id, b.id]), "threshold": 1,
         "expiry_seconds": 300, "max_cache_seconds": 0, "store_needs_approval": True,
-        "cidrs": [],
+        "cidrs": [], "pattern": None, "hours": [], "max_reads": None, "cosigner": None,
+        "destroy_at": None, "rotate_after": None, "signed": False,
     }  # fmt: skip
     await h.add_policy("app/prod/*", [b], 1, expiry=60, max_cache=120)
     got = await h.call("GET", "/policy?path=app/prod/db", signer=client)

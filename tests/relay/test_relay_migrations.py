@@ -110,6 +110,9 @@ _LATER_TABLES: frozenset[str] = frozenset(
         "member_roles",
         "requester_guards",
         "shares",
+        "item_reads",
+        "item_releases",
+        "destroyed_items",
     }
 )
 #: Indexes of the requests table that revisions after 0004 add.

@@ -120,7 +120,9 @@ async def test_set_replace_list_and_delete_policies(
     assert put.status_code == 200, put.text
     assert put.json() == {"pattern": "app/prod/*", "approvers": sorted([first.id, second.id]),
                           "threshold": 2, "expiry_seconds": 300, "max_cache_seconds": 0,
-                          "store_needs_approval": True, "cidrs": []}  # fmt: skip
+                          "store_needs_approval": True, "cidrs": [], "hours": [],
+                          "max_reads": None, "cosigner": None, "destroy_at": None,
+                          "rotate_after": None, "statement": None, "signed": False}  # fmt: skip
     replaced = await signed(client, relay, "PUT", url, by=second, json={
         "pattern": "app/prod/*", "approvers": [first.id], "threshold": 1, "expiry_seconds": 60,
         "max_cache_seconds": 120, "store_needs_approval": False,
@@ -144,7 +146,8 @@ async def test_set_replace_list_and_delete_policies(
         rows = [dict(r) for r in (await conn.execute(select(policies))).mappings()]
     chosen = policy_for("app/prod/db", rows, vault.directory())
     assert chosen == Policy(approvers=(first.id,), threshold=1, expiry_seconds=60,
-                            max_cache_seconds=120, store_needs_approval=False)  # fmt: skip
+                            max_cache_seconds=120, store_needs_approval=False,
+                            pattern="app/prod/*")  # fmt: skip
     assert policy_for("app/dev/db", rows, vault.directory()).approvers == (second.id,)
 
     deleted = await signed(client, relay, "DELETE", url, by=first, params={"pattern": "app/prod/*"})

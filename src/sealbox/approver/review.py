@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sealbox._relay.text import displayable
 from sealbox.approver.keystore import ApproverKeys
 from sealbox.crypto import jws
 from sealbox.crypto.encoding import b64u_decode
@@ -28,6 +29,8 @@ from sealbox.errors import BindingMismatch, MalformedInput, ManifestMismatch, No
 from sealbox.protocol.access import ItemMaterial, VerifiedAccess, deny, release, verify_access
 from sealbox.protocol.certificates import verify_enrollment
 from sealbox.protocol.directory import Directory
+from sealbox.protocol.policies import check_policy, verify_policy
+from sealbox.protocol.policies import describe as describe_policy
 from sealbox.protocol.statements import DENY_UNVERIFIABLE, ItemManifest
 from sealbox.protocol.store import (
     StoreUpload,
@@ -41,6 +44,7 @@ from sealbox.protocol.store import verify_store as verify_store_upload
 
 __all__ = [
     "ItemView",
+    "PolicyShown",
     "ReportedActivity",
     "Review",
     "deny_token",
@@ -63,6 +67,20 @@ class ItemView:
     type: str
     threshold: int
     holders: int
+
+
+@dataclass(frozen=True)
+class PolicyShown:
+    """The policy that applies to one item of a request, as an approver is shown it."""
+
+    path: str
+    pattern: str | None
+    """The policy's pattern (None: the vault's default policy)."""
+    signed_by: str | None
+    """The approver whose ``sealbox.policy.v1`` this is, verified against the directory and
+    held to this device's clock (windows, destroy date); None: only the relay's word."""
+    axes: tuple[str, ...]
+    """One phrase per axis that is set (from the signed statement if there is one)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +116,8 @@ class Review:
     access: VerifiedAccess | None = field(default=None, repr=False)
     materials: Mapping[str, ItemMaterial] = field(default_factory=dict, repr=False)
     store: VerifiedStore | None = field(default=None, repr=False)
+    policies: tuple[PolicyShown, ...] = ()
+    """The policy of each item, signed and checked or as reported by the server."""
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -185,6 +205,57 @@ def _blobs(value: object, what: str) -> dict[str, bytes]:
     return {str(k): b64u_decode(v, what=what) for k, v in value.items()}
 
 
+def _reported_axes(policy: Mapping[str, Any]) -> tuple[str, ...]:
+    """The relay's unsigned description of a policy, as display text (never trusted)."""
+    out = [f"{_count(policy, 'threshold', 0)} of {len(policy.get('approvers') or ())}"]
+    for key, label in (
+        ("cosigner", "co-signer"),
+        ("max_reads", "at most"),
+        ("rotate_after", "rotate after"),
+        ("destroy_at", "destroyed at"),
+    ):
+        if policy.get(key) is not None:
+            out.append(f"{label} {displayable(str(policy[key]), 64)}")
+    for key, label in (("hours", "hours"), ("cidrs", "networks")):
+        values = policy.get(key)
+        if isinstance(values, list) and values:
+            out.append(f"{label} " + "; ".join(displayable(str(v), 100) for v in values[:16]))
+    return tuple(out)
+
+
+def _policies(entry: Mapping[str, Any], paths: tuple[str, ...], directory: Directory,
+              now: int) -> tuple[PolicyShown, ...]:  # fmt: skip
+    """Each item's policy; a signed one is verified and held to this device's clock.
+
+    Raises :class:`~sealbox.protocol.policies.PolicyBreached` (naming the axis) for a
+    request outside the signed windows or past the signed destroy date, and a verification
+    error for a signed policy that does not verify or does not cover the item.  A policy
+    signed by an approver no longer in the directory is shown as the relay's word.
+    """
+    served = _mapping(entry, "policies")
+    out = []
+    for path in paths:
+        policy = served.get(path)
+        if not isinstance(policy, dict):
+            continue  # an older relay, or one that hides it: nothing to show or check
+        token = policy.get("statement")
+        pattern = policy.get("pattern")
+        pattern = displayable(pattern, 200) if isinstance(pattern, str) else None
+        if isinstance(token, str):
+            try:
+                signer = directory.approver(jws.read_header(token).kid)
+            except NotAuthorized:
+                signer = None
+            if signer is not None:
+                signed = verify_policy(token, directory, path=path)
+                check_policy(signed, path, now)
+                out.append(PolicyShown(path, signed.pattern, signed.approver,
+                                       tuple(describe_policy(signed))))  # fmt: skip
+                continue
+        out.append(PolicyShown(path, pattern, None, _reported_axes(policy)))
+    return tuple(out)
+
+
 def review(entry: Mapping[str, Any], *, directory: Directory, keys: ApproverKeys, now: int,
            known: VerifiedManifests | None = None) -> Review:  # fmt: skip
     """Verify one entry of ``/approvals``; raise if anything in it does not verify.
@@ -260,6 +331,7 @@ def review(entry: Mapping[str, Any], *, directory: Directory, keys: ApproverKeys
             expires_at=s.exp, cache_seconds=s.cache.seconds, cache_scope=s.cache.scope,
             cache_until_max=_count(entry, "cache_until_max", 0), access=verified,
             materials=materials,
+            policies=_policies(entry, tuple(v.path for v in views), directory, now),
         )  # fmt: skip
     if kind == "store":
         upload = StoreUpload(
@@ -288,6 +360,7 @@ def review(entry: Mapping[str, Any], *, directory: Directory, keys: ApproverKeys
             client_kind=cert.client.kind, issuer=cert.issuer, scopes=tuple(cert.scopes),
             purpose=st.purpose, context=st.context, items=(view,), at=st.at, expires_at=st.exp,
             cache_seconds=0, cache_scope="none", cache_until_max=0, store=stored,
+            policies=_policies(entry, (view.path,), directory, now),
         )  # fmt: skip
     raise MalformedInput(f"unknown request kind {kind!r}")
 

@@ -202,6 +202,10 @@ class AutomatedApprover:
             "items": [{"path": i.path, "version": i.version, "fields": list(i.fields)}
                       for i in rev.items],
             "purpose": rev.purpose,
+            # Which policy applies: signed (verified, windows and destroy date checked by this
+            # process's clock) or only reported by the relay (signed_by null).
+            "policies": [{"path": p.path, "pattern": p.pattern, "signed_by": p.signed_by,
+                          "axes": list(p.axes)} for p in rev.policies],
         }  # fmt: skip
         if rev.kind == "access" and rev.canaries:
             facts["canary"] = list(rev.canaries)

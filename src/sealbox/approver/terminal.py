@@ -471,9 +471,17 @@ class TerminalApprover:
             cache = (f"{rev.cache_seconds} s ({rev.cache_scope})" if rev.cache_seconds
                      else "no caching")  # fmt: skip
             say(f"  cache:    {cache}; approvals so far {rev.approvals}/{rev.threshold}")
+        for shown in rev.policies:
+            if shown.signed_by is not None:  # verified, and its windows and date checked now
+                say(f"  policy:   {shown.path}: {shown.pattern} (signed by {shown.signed_by}): "
+                    + ", ".join(shown.axes))  # fmt: skip
         say("Reported by server (not verified):")
         say(f"  source IP: {displayable(rev.reported_by_server.get('source_ip') or '-', 64)}")
         say(f"  this requester: {recent_text(reported_activity(rev.reported_by_server))}")
+        for shown in rev.policies:
+            if shown.signed_by is None:
+                say(f"  policy: {shown.path}: {shown.pattern or '(default)'}: "
+                    + ", ".join(shown.axes))  # fmt: skip
 
     def show_frozen(self) -> None:
         """Frozen projects, each said once per session (nothing in them is released)."""

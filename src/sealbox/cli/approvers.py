@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sealbox.cli import exits
+from sealbox.cli import exits, policy_axes
 
 __all__ = [
     "add_approver_actions", "add_parsers", "key_options", "open_session", "run_approve",
@@ -97,6 +97,7 @@ def add_approver_actions(asub: Any) -> None:
     policy.add_argument("--cidr", action="append", default=[], metavar="CIDR",
                         help="a network clients must ask from for these items (repeatable; "
                         "default: any)")  # fmt: skip
+    policy_axes.add_axis_options(policy)
     _key_options(policy)
 
 
@@ -327,15 +328,19 @@ def _grant(args: argparse.Namespace) -> int:
 
 
 def _policy(args: argparse.Namespace) -> int:
+    axes = policy_axes.axis_body(args)  # a malformed axis is a usage error before anything
     session = _session(args)
     approvers = [a.strip() for a in args.approvers.split(",") if a.strip()]
     body = {"pattern": args.pattern, "approvers": approvers, "threshold": args.threshold,
             "expiry_seconds": args.expiry, "max_cache_seconds": args.max_cache,
-            "store_needs_approval": True, "cidrs": args.cidr}  # fmt: skip
+            "store_needs_approval": True, "cidrs": args.cidr, **axes}  # fmt: skip
+    # Signed, so that every approver can verify it and check its windows and destroy date.
+    body["statement"] = policy_axes.sign(session, body)
     stored = session.ok("PUT", "/policies", "setting the policy", json_body=body)
-    print(f"Policy for {args.pattern}: {args.threshold} of {len(approvers)} approver(s).")
-    if stored.get("cidrs"):
-        print(f"  Asked for only from: {', '.join(stored['cidrs'])}")
+    print(f"Policy for {args.pattern}: {args.threshold} of {len(approvers)} approver(s), "
+          "signed by this approver.")  # fmt: skip
+    for line in policy_axes.describe(stored):
+        print(f"  {line}")
     return exits.OK
 
 

@@ -329,6 +329,7 @@ def _ls(args: argparse.Namespace) -> int:
                         "id": i.item,
                         "type": i.type,
                         "latest_version": i.latest_version,
+                        **({"rotation_due": True} if i.rotation_due else {}),
                     }
                     for i in found
                 ],
@@ -342,7 +343,8 @@ def _ls(args: argparse.Namespace) -> int:
     width = max(len(i.path) for i in found)
     print(f"{'PATH':<{width}}  VERSION  TYPE")
     for i in found:
-        print(f"{i.path:<{width}}  {i.latest_version:>7}  {i.type}")
+        due = "  (rotation due)" if i.rotation_due else ""
+        print(f"{i.path:<{width}}  {i.latest_version:>7}  {i.type}{due}")
     return exits.OK
 
 
@@ -354,13 +356,16 @@ def _history(args: argparse.Namespace) -> int:
         print(json.dumps([{"version": v.version, "fields": list(v.fields),
                            "stored_at": v.stored_at, "signed_by": v.signed_by,
                            "via_store_request": v.requested, "holders": list(v.holders),
-                           "threshold": v.threshold} for v in versions], indent=2))  # fmt: skip
+                           "threshold": v.threshold,
+                           **({"rotation_due": True} if v.rotation_due else {})}
+                          for v in versions], indent=2))  # fmt: skip
         return exits.OK
     print(f"{path}: {len(versions)} version(s), each manifest verified")
     for v in versions:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.stored_at))
         print(f"  v{v.version}  {stamp}  fields: {', '.join(v.fields)}  "
-              f"signed by {v.signed_by}  {v.threshold}-of-{len(v.holders)}")  # fmt: skip
+              f"signed by {v.signed_by}  {v.threshold}-of-{len(v.holders)}"
+              f"{'  (rotation due: store a new version)' if v.rotation_due else ''}")  # fmt: skip
     return exits.OK
 
 

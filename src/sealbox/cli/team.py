@@ -15,7 +15,7 @@ import re
 import time
 from typing import Any
 
-from sealbox.cli import exits
+from sealbox.cli import exits, policy_axes
 from sealbox.cli.approvers import _key_options, _session
 
 __all__ = [
@@ -77,6 +77,9 @@ def add_policy_parsers(sub: Any) -> None:
     setp.add_argument("--expiry", type=int, default=300, help="seconds a request may wait")
     setp.add_argument("--max-cache", type=int, default=0,
                       help="seconds a client may keep released values (0: never)")  # fmt: skip
+    setp.add_argument("--cidr", action="append", default=[], metavar="CIDR",
+                      help="a network clients must ask from (repeatable)")  # fmt: skip
+    policy_axes.add_axis_options(setp)
     remove = psub.add_parser("remove", help="remove the policy for exactly this pattern")
     remove.add_argument("pattern", help="PROJECT/ENV/ITEM, exactly as it was set")
     for parser in (lst, setp, remove):
@@ -89,6 +92,7 @@ def add_policy_parsers(sub: Any) -> None:
 
 def run_policy(args: argparse.Namespace) -> int:
     def go() -> int:
+        from sealbox.client.policies import PolicyAxes
         from sealbox.client.sdk import Client
 
         with Client(args.profile) as client:
@@ -100,14 +104,22 @@ def run_policy(args: argparse.Namespace) -> int:
                     print(f"  {entry.pattern}  {entry.threshold} of "
                           f"{', '.join(entry.approvers)}  wait {entry.expiry_seconds}s  "
                           f"cache {entry.max_cache_seconds}s")  # fmt: skip
+                    for line in policy_axes.describe(entry.axes.to_json()):
+                        print(f"    {line}")
             elif args.policy_command == "set":
                 approvers = [a.strip() for a in args.approvers.split(",") if a.strip()]
+                # A member's policy is not signed: approvers see it as the relay's word.
+                given = policy_axes.axis_body(args)
+                axes = PolicyAxes(**{**given, "hours": tuple(given["hours"]),
+                                     "cidrs": tuple(args.cidr)})  # fmt: skip
                 done = client.set_policy(
                     args.pattern, approvers=approvers, threshold=args.threshold,
-                    expiry_seconds=args.expiry, max_cache_seconds=args.max_cache,
+                    expiry_seconds=args.expiry, max_cache_seconds=args.max_cache, axes=axes,
                 )  # fmt: skip
                 print(f"Policy for {done.pattern}: {done.threshold} of "
                       f"{len(done.approvers)} approver(s).")  # fmt: skip
+                for line in policy_axes.describe(done.axes.to_json()):
+                    print(f"  {line}")
             else:
                 client.remove_policy(args.pattern)
                 print(f"Policy for {args.pattern} removed.")

@@ -601,6 +601,9 @@ class ItemInfo:
     type: str
     latest_version: int
     created_at: int
+    rotation_due: bool = False
+    """Its latest version was released as often as its policy's rotate-after-N allows (the
+    relay's word: it counts releases)."""
 
 
 def list_flow(state: ClientState) -> Flow:
@@ -615,6 +618,7 @@ def list_flow(state: ClientState) -> Flow:
             item=ids.check_id(entry.get("id"), ids.ITEM, what="item id"),
             type=str(entry.get("type")), latest_version=int(entry.get("latest_version") or 0),
             created_at=int(entry.get("created_at") or 0),
+            rotation_due=entry.get("rotation_due") is True,
         ))  # fmt: skip
     return out
 
@@ -631,6 +635,8 @@ class VersionInfo:
     """Stored through a client's store request (else by an approver directly)."""
     holders: tuple[str, ...]
     threshold: int
+    rotation_due: bool = False
+    """The latest version only: due for rotation under its policy (the relay's word)."""
 
 
 def history_flow(state: ClientState, path: str) -> Flow:
@@ -655,4 +661,6 @@ def history_flow(state: ClientState, path: str) -> Flow:
     versions = [v.version for v in out]
     if versions != list(range(1, len(versions) + 1)):
         raise BindingMismatch(f"the relay served a broken version chain for {path}")
+    if out and body.get("rotation_due") is True:
+        out[-1] = dataclasses.replace(out[-1], rotation_due=True)
     return out

@@ -58,7 +58,7 @@ from sealbox.client._flows import ClientState, ItemInfo, OnWait, Read, Stored, V
 from sealbox.client.consent import ConsentGrant
 from sealbox.client.context import process_context
 from sealbox.client.login import renew_flow
-from sealbox.client.policies import PolicyInfo
+from sealbox.client.policies import PolicyAxes, PolicyInfo
 from sealbox.client.profile import Profile
 from sealbox.errors import MalformedInput, NotLoggedIn, RelayRefused, SealboxError
 from sealbox.protocol import ids
@@ -466,12 +466,16 @@ class Client(_Base):
 
     def set_policy(
         self, pattern: str, *, approvers: Sequence[str], threshold: int = 1,
-        expiry_seconds: int = 300, max_cache_seconds: int = 0,
+        expiry_seconds: int = 300, max_cache_seconds: int = 0, axes: PolicyAxes | None = None,
     ) -> PolicyInfo:  # fmt: skip
-        """Set the policy for ``pattern``: needs the policy-admin role in its project."""
+        """Set the policy for ``pattern``: needs the policy-admin role in its project.
+
+        ``axes``: time windows, read-rate cap, co-signer, destroy date, rotate-after-N and
+        networks (none by default).
+        """
         result: PolicyInfo = self._drive(policy_flows.set_flow(
             self._session.state.base, pattern, approvers=approvers, threshold=threshold,
-            expiry_seconds=expiry_seconds, max_cache_seconds=max_cache_seconds,
+            expiry_seconds=expiry_seconds, max_cache_seconds=max_cache_seconds, axes=axes,
         ))  # fmt: skip
         return result
 
@@ -654,12 +658,16 @@ class AsyncClient(_Base):
 
     async def set_policy(
         self, pattern: str, *, approvers: Sequence[str], threshold: int = 1,
-        expiry_seconds: int = 300, max_cache_seconds: int = 0,
+        expiry_seconds: int = 300, max_cache_seconds: int = 0, axes: PolicyAxes | None = None,
     ) -> PolicyInfo:  # fmt: skip
-        """Set the policy for ``pattern``: needs the policy-admin role in its project."""
+        """Set the policy for ``pattern``: needs the policy-admin role in its project.
+
+        ``axes``: time windows, read-rate cap, co-signer, destroy date, rotate-after-N and
+        networks (none by default).
+        """
         result: PolicyInfo = await self._drive(policy_flows.set_flow(
             self._session.state.base, pattern, approvers=approvers, threshold=threshold,
-            expiry_seconds=expiry_seconds, max_cache_seconds=max_cache_seconds,
+            expiry_seconds=expiry_seconds, max_cache_seconds=max_cache_seconds, axes=axes,
         ))  # fmt: skip
         return result
 

@@ -82,6 +82,7 @@ TYP_DENY: Final = "sealbox.deny.v1"
 TYP_CHECKPOINT: Final = "sealbox.checkpoint.v1"
 TYP_CONSENT: Final = "sealbox.consent.v1"
 TYP_CONSENT_REQUEST: Final = "sealbox.consent-request.v1"
+TYP_POLICY: Final = "sealbox.policy.v1"
 
 ALL_STATEMENT_TYPES: Final = frozenset(
     {
@@ -96,6 +97,7 @@ ALL_STATEMENT_TYPES: Final = frozenset(
         TYP_CHECKPOINT,
         TYP_CONSENT,
         TYP_CONSENT_REQUEST,
+        TYP_POLICY,
     }
 )
 

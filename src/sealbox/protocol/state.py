@@ -126,7 +126,8 @@ class State(enum.StrEnum):
 
 class Event(enum.StrEnum):
     THRESHOLD_REACHED = "threshold_reached"
-    """Enough distinct approvers have released (1 for any-of-N, M for M-of-N)."""
+    """Enough distinct approvers have released (1 for any-of-N, M for M-of-N), and the
+    policy's co-signer on top of them if it names one."""
     FETCHED = "fetched"
     """The requesting client has taken the release envelope(s)."""
     DENIED = "denied"

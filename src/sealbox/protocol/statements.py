@@ -21,7 +21,7 @@ from sealbox.crypto import jws, labels
 from sealbox.crypto.encoding import b64u_encode, canonical_json, parse_digest
 from sealbox.crypto.keys import HpkePublicKey, SigningKey, VerifyKey
 from sealbox.errors import MalformedInput
-from sealbox.protocol import ids, scopes
+from sealbox.protocol import ids, policy_rules, scopes
 from sealbox.protocol._reader import MAX_LIST, Reader, check_display_text
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "FieldCipher",
     "ItemManifest",
     "KeySet",
+    "PolicyStatement",
     "ReleaseStatement",
     "RequestContext",
     "Statement",
@@ -1056,5 +1057,124 @@ class ConsentRequestStatement:
             at=r.integer("at"),
             exp=r.integer("exp"),
         )
+        r.done()
+        return out
+
+
+# --- release policies ----------------------------------------------------------------------------
+
+
+def _window_text(value: object) -> str:
+    # Only the canonical spelling: one policy, one encoding, so a signature covers exactly
+    # what every reader evaluates.
+    try:
+        window = policy_rules.parse_window(value)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise MalformedInput(f"policy.hours: {exc}") from None
+    if window.text() != value:
+        raise MalformedInput(f"policy.hours: {value!r} is not in canonical form")
+    return window.text()
+
+
+def _rate_text(value: object) -> str | None:
+    if value is None:
+        return None
+    try:
+        rate = policy_rules.parse_rate(value)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise MalformedInput(f"policy.max_reads: {exc}") from None
+    if rate.text() != value:
+        raise MalformedInput(f"policy.max_reads: {value!r} is not in canonical form")
+    return rate.text()
+
+
+@dataclass(frozen=True)
+class PolicyStatement:
+    """A release policy as an approver set it (``sealbox.policy.v1``).
+
+    The relay stores it with the policy and serves it with pending requests, so
+    an approver can check by its own clock what the relay should have checked
+    (the time windows and the destroy date) and tell the signed policy from
+    what the relay merely reports.
+    """
+
+    TYP: ClassVar[str] = labels.TYP_POLICY
+    vault: str
+    approver: str
+    """Who set it (the signer)."""
+    pattern: str
+    approvers: tuple[str, ...]
+    threshold: int
+    expiry_seconds: int
+    max_cache_seconds: int
+    store_needs_approval: bool
+    cidrs: tuple[str, ...]
+    hours: tuple[str, ...]
+    max_reads: str | None
+    cosigner: str | None
+    destroy_at: int | None
+    rotate_after: int | None
+    at: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "vault": self.vault,
+            "approver": self.approver,
+            "pattern": self.pattern,
+            "approvers": list(self.approvers),
+            "threshold": self.threshold,
+            "expiry_seconds": self.expiry_seconds,
+            "max_cache_seconds": self.max_cache_seconds,
+            "store_needs_approval": self.store_needs_approval,
+            "cidrs": list(self.cidrs),
+            "hours": list(self.hours),
+            "max_reads": self.max_reads,
+            "cosigner": self.cosigner,
+            "destroy_at": self.destroy_at,
+            "rotate_after": self.rotate_after,
+            "at": self.at,
+        }
+
+    @classmethod
+    def from_json(cls, value: object) -> PolicyStatement:
+        r = Reader(value, "policy")
+        needs = r.raw("store_needs_approval")
+        if not isinstance(needs, bool):
+            raise MalformedInput("policy.store_needs_approval: expected true or false")
+        cosigner = r.raw("cosigner")
+        out = cls(
+            vault=ids.check_id(r.raw("vault"), ids.VAULT, what="vault"),
+            approver=ids.check_id(r.raw("approver"), ids.APPROVER, what="approver"),
+            pattern=r.parsed("pattern", _item_glob),
+            approvers=_sorted_unique(
+                r.items(
+                    "approvers",
+                    lambda v: ids.check_id(v, ids.APPROVER, what="approver"),
+                    max_len=64,
+                ),
+                "policy approvers",
+            ),
+            threshold=r.integer("threshold", low=1, high=64),
+            expiry_seconds=r.integer("expiry_seconds"),
+            max_cache_seconds=r.integer("max_cache_seconds"),
+            store_needs_approval=needs,
+            cidrs=_sorted_unique(
+                r.items("cidrs", _text_item("cidr", 64), max_len=64), "policy cidrs"
+            ),
+            hours=_unique(
+                r.items("hours", _window_text, max_len=policy_rules.MAX_WINDOWS), "policy hours"
+            ),
+            max_reads=_rate_text(r.raw("max_reads")),
+            cosigner=None
+            if cosigner is None
+            else ids.check_id(cosigner, ids.APPROVER, what="co-signer"),
+            destroy_at=r.integer("destroy_at", nullable=True),
+            rotate_after=r.integer("rotate_after", low=1, nullable=True),
+            at=r.integer("at"),
+        )
+        if out.threshold > len(out.approvers):
+            raise MalformedInput("policy: threshold above the number of approvers")
+        if out.cosigner is not None and out.cosigner not in out.approvers:
+            raise MalformedInput("policy: the co-signer is not one of its approvers")
         r.done()
         return out

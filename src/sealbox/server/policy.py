@@ -71,6 +71,20 @@ class Policy:
     """Whether storing a new version needs approval too."""
     cidrs: tuple[str, ...] = ()
     """Networks a client's access or store request must come from (empty: any)."""
+    pattern: str | None = None
+    """The pattern of the policy row that applies (None: the default policy)."""
+    hours: tuple[str, ...] = ()
+    """Time windows (:mod:`sealbox.protocol.policy_rules`) requests must fall in (empty: any)."""
+    max_reads: str | None = None
+    """Read-rate cap per item, ``N/PERIOD`` (None: none)."""
+    cosigner: str | None = None
+    """An approver that must release on top of the threshold (None: none)."""
+    destroy_at: int | None = None
+    """When the items under the policy are destroyed (None: never)."""
+    rotate_after: int | None = None
+    """Releases of an item's latest version after which it needs rotation (None: never)."""
+    statement: str | None = None
+    """The approver-signed ``sealbox.policy.v1`` it was set with (None: the relay's word)."""
 
 
 def _specificity(pattern: str) -> tuple[int, int, str]:
@@ -110,4 +124,11 @@ def policy_for(path: str, rows: Sequence[Mapping[str, Any]], directory: Director
         max_cache_seconds=int(row["max_cache_seconds"]),
         store_needs_approval=bool(row["store_needs_approval"]),
         cidrs=tuple(str(c) for c in row.get("cidrs") or ()),
+        pattern=str(row["pattern"]),
+        hours=tuple(str(h) for h in row.get("hours") or ()),
+        max_reads=row.get("max_reads"),
+        cosigner=row.get("cosigner"),
+        destroy_at=row.get("destroy_at"),
+        rotate_after=row.get("rotate_after"),
+        statement=row.get("statement"),
     )

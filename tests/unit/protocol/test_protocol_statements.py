@@ -35,6 +35,7 @@ from sealbox.protocol.statements import (
     FieldCipher,
     ItemManifest,
     KeySet,
+    PolicyStatement,
     ReleaseStatement,
     RequestContext,
     StoreStatement,
@@ -195,6 +196,12 @@ DENY = DenyStatement(
     vault=VAULT, request=_digest(12), approver=APV[2], reason="not during a freeze", at=NOW
 )
 CHECKPOINT = CheckpointStatement(vault=VAULT, approver=APV[0], seq=1234, head=_digest(15), at=NOW)
+POLICY = PolicyStatement(
+    vault=VAULT, approver=APV[0], pattern="app/prod/*", approvers=tuple(sorted(APV)),
+    threshold=1, expiry_seconds=300, max_cache_seconds=0, store_needs_approval=True,
+    cidrs=("10.1.0.0/16",), hours=("mon-fri 09:00-18:00 Europe/Berlin",), max_reads="10/h",
+    cosigner=APV[2], destroy_at=NOW + 86400, rotate_after=5, at=NOW,
+)  # fmt: skip
 CONSENT = ConsentStatement(
     vault=VAULT,
     approver=APV[0],
@@ -234,6 +241,16 @@ SIGNED = [
     CHECKPOINT,
     CONSENT,
     CONSENT_REQUEST,
+    POLICY,
+    dataclasses.replace(
+        POLICY,
+        hours=(),
+        max_reads=None,
+        cosigner=None,
+        destroy_at=None,
+        rotate_after=None,
+        cidrs=(),
+    ),
 ]
 PARTS = [
     APPROVER,
@@ -377,6 +394,14 @@ VALID_ALTERNATIVES: dict[str, list[object]] = {
     "manifests": [[]],
     "scopes": [[]],
     "store_request": [None],
+    # A policy's optional axes are null when not set; its lists may be empty.
+    "cidrs": [[]],
+    "hours": [[]],
+    "max_reads": [None],
+    "cosigner": [None],
+    "destroy_at": [None, 12345],
+    "rotate_after": [None, 12345],
+    "store_needs_approval": [True],
 }
 
 
@@ -768,3 +793,24 @@ def test_consent_request_ttl_is_bounded() -> None:
     for ttl in (0, 3601):
         with pytest.raises(MalformedInput, match="ttl"):
             ConsentRequestStatement.from_json(dict(CONSENT_REQUEST.to_json(), ttl=ttl))
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"hours": ["mon-fri 9:00-18:00 Europe/Berlin"]}, "not a time window"),
+        ({"hours": ["fri,mon-thu 09:00-18:00 UTC"]}, "canonical"),
+        ({"max_reads": "10/60m"}, "canonical"),
+        ({"max_reads": "ten"}, "read-rate cap"),
+        ({"cosigner": APV[0].replace(APV[0][-1], "z")}, "co-signer"),
+        ({"approvers": [APV[1], APV[0]]}, "sorted"),
+        ({"threshold": 4}, "threshold"),
+        ({"store_needs_approval": 1}, "true or false"),
+        ({"rotate_after": 0}, "rotate_after"),
+        ({"extra": 1}, "unknown keys"),
+    ],
+)
+def test_a_policy_statement_is_read_strictly(change: dict[str, Any], needle: str) -> None:
+    bad = {**POLICY.to_json(), **change}
+    with pytest.raises(MalformedInput, match=needle):
+        PolicyStatement.from_json(bad)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from sealbox.crypto.encoding import b64u_encode
 from sealbox.server.http.deps import Approver, Client, relay_of, source_ip
 from sealbox.server.notify import CLOSED, approvers_channel
-from sealbox.server.services import access, fatigue
+from sealbox.server.services import access, fatigue, policy_axes
 from sealbox.server.services.access import MAX_WAIT, Approval, Status
 from sealbox.server.store.fatigue import Recent
 from sealbox.server.store.requests import RequestRow
@@ -201,7 +201,7 @@ def recent_json(recent: Recent) -> dict[str, Any]:
             "counted_up_to": fatigue.RECENT_MOST}  # fmt: skip
 
 
-def approval_json(approval: Approval) -> dict[str, Any]:
+def approval_json(approval: Approval, policies: Mapping[str, Any] | None = None) -> dict[str, Any]:
     row = approval.row
     out: dict[str, Any] = {
         "id": row.id, "kind": row.kind, "state": row.state, "client": row.client_id,
@@ -215,6 +215,11 @@ def approval_json(approval: Approval) -> dict[str, Any]:
     if approval.recent is not None:
         # The relay's own count of this requester's prompts (it could lie): unsigned too.
         out["reported_by_server"]["recent"] = recent_json(approval.recent)
+    if policies is not None:
+        # path -> the policy that applies, with the approver-signed statement if it has one.
+        paths = ([e.path for e in row.access.items] if row.kind == "access"
+                 else [row.store.path])  # fmt: skip
+        out["policies"] = {path: policies[path] for path in paths if path in policies}
     if row.kind == "access":
         out["items"] = {
             item: {"manifest": manifest, "wraps": encode_blobs(approval.wraps.get(item, {}))}
@@ -233,7 +238,8 @@ async def list_approvals(vault: str, request: Request, principal: Approver) -> d
     """Pending requests you can answer, oldest first, with what verifying them needs."""
     relay = relay_of(request)
     found = await access.list_approvals(relay, vault=vault, principal=principal, now=relay.now())
-    return {"requests": [approval_json(a) for a in found]}
+    policies = await policy_axes.applying_to(relay, vault, [a.row for a in found])
+    return {"requests": [approval_json(a, policies) for a in found]}
 
 
 def _summary(row: RequestRow) -> dict[str, Any]:
@@ -343,4 +349,4 @@ async def get_approval(
     relay = relay_of(request)
     approval = await access.get_approval(relay, vault=vault, request_id=request_id,
                                          principal=principal, now=relay.now())  # fmt: skip
-    return approval_json(approval)
+    return approval_json(approval, await policy_axes.applying_to(relay, vault, [approval.row]))

@@ -13,9 +13,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from sealbox.protocol import policy_rules
 from sealbox.server import policy
 from sealbox.server.http.deps import Anyone, Approver, Principal, relay_of, source_ip
-from sealbox.server.services import admin, members
+from sealbox.server.services import admin, members, policy_axes
 
 router = APIRouter(prefix="/v1/vaults/{vault}", tags=["clients"])
 
@@ -49,10 +50,38 @@ class PolicyBody(BaseModel):
         default_factory=list, max_length=admin.MAX_POLICY_NETWORKS,
         description="networks a client's access or store request must come from (empty: any)",
     )  # fmt: skip
+    hours: list[Annotated[str, Field(max_length=100)]] = Field(
+        default_factory=list, max_length=policy_rules.MAX_WINDOWS,
+        description="time windows requests must fall in, e.g. 'mon-fri 09:00-18:00 "
+                    "Europe/Berlin' (empty: any time)",
+    )  # fmt: skip
+    max_reads: str | None = Field(
+        default=None, max_length=16, description="read-rate cap per item, N/PERIOD, e.g. 10/h"
+    )
+    cosigner: str | None = Field(
+        default=None, max_length=40,
+        description="an approver that must release on top of the threshold",
+    )  # fmt: skip
+    destroy_at: int | None = Field(
+        default=None, ge=0, le=2**53, description="Unix time after which the items are destroyed"
+    )
+    statement: str | None = Field(
+        default=None, max_length=16384,
+        description="the sealbox.policy.v1 you signed over exactly this policy (approvers "
+        "then verify it themselves); without it the policy is the relay's word",
+    )  # fmt: skip
+    rotate_after: int | None = Field(
+        default=None, description="releases of an item's latest version after which it needs "
+        "rotation",
+    )  # fmt: skip
 
 
 def _policy_json(found: admin.PolicyView) -> dict[str, Any]:
-    return {**asdict(found), "approvers": list(found.approvers), "cidrs": list(found.cidrs)}
+    return {
+        **{k: v for k, v in asdict(found).items() if k != "axes"},
+        "approvers": list(found.approvers), "cidrs": list(found.cidrs),
+        **found.axes.to_json(),
+    }  # fmt: skip
 
 
 # --- clients -----------------------------------------------------------------------------------
@@ -196,6 +225,9 @@ async def effective_policy(
         "path": path, "approvers": list(found.approvers), "threshold": found.threshold,
         "expiry_seconds": found.expiry_seconds, "max_cache_seconds": found.max_cache_seconds,
         "store_needs_approval": found.store_needs_approval, "cidrs": list(found.cidrs),
+        "pattern": found.pattern,
+        **{k: v for k, v in policy_axes.Axes.from_policy(found).to_json().items()
+           if k != "statement"},
     }  # fmt: skip
 
 
@@ -216,6 +248,11 @@ async def put_policy(
         threshold=body.threshold, expiry_seconds=body.expiry_seconds,
         max_cache_seconds=body.max_cache_seconds, store_needs_approval=body.store_needs_approval,
         approver=principal, source_ip=source_ip(request), cidrs=body.cidrs,
+        axes=policy_axes.check_axes(
+            hours=body.hours, max_reads=body.max_reads, cosigner=body.cosigner,
+            destroy_at=body.destroy_at, rotate_after=body.rotate_after, now=relay.now(),
+            statement=body.statement,
+        ),
     )  # fmt: skip
     return _policy_json(stored)
 

@@ -17,7 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sealbox.errors import SealboxError
 from sealbox.server import errors as domain
-from sealbox.server.auth.refusals import record_refusal
+from sealbox.server.auth.refusals import FORBIDDEN_ACTION, record_refusal
+from sealbox.server.services.policy_axes import AxisRefusal
 
 __all__ = ["install_error_handlers", "status_of"]
 
@@ -72,10 +73,14 @@ async def _audit_forbidden(request: Request, exc: SealboxError | domain.RelayErr
     Throttled like every refusal event.
     """
     principal = getattr(request.state, "principal", None)
-    if status_of(exc) != 403 or principal is None:
+    # A policy axis's refusal (outside hours 403, over a read-rate cap 429, a destroyed item
+    # 410) is recorded the same way, whatever its status.
+    axis = isinstance(exc, AxisRefusal)
+    if (status_of(exc) != 403 and not axis) or principal is None:
         return
     await record_refusal(request, request.app.state.relay, principal.vault, exc,
-                         actor=principal.id, status=403)  # fmt: skip
+                         actor=principal.id, status=status_of(exc),
+                         action=FORBIDDEN_ACTION if axis else None)  # fmt: skip
 
 
 def _body(error: str, message: str, hint: str) -> dict[str, str]:

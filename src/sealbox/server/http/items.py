@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from sealbox.server.errors import Forbidden
 from sealbox.server.http.access import STATEMENT_MAX, DenyBody, encode_blobs
 from sealbox.server.http.deps import Anyone, Approver, Client, relay_of, source_ip
-from sealbox.server.services import access, items
+from sealbox.server.services import access, items, policy_axes
 from sealbox.server.store.items import ItemRow
 
 router = APIRouter(prefix="/v1/vaults/{vault}", tags=["items"])
@@ -139,7 +139,12 @@ async def list_items(
     Clients see only items their grants cover; approvers see all.
     """
     rows = await items.list_items(relay_of(request), vault=vault, principal=principal, path=path)
-    return {"items": [_item_json(r) for r in rows]}
+    if path is not None and not rows:
+        # An item destroyed under its policy is refused as such (410), not "no such item".
+        await policy_axes.refuse_destroyed_path(relay_of(request), vault, path, principal)
+    # An item whose latest version was released more often than its policy's rotate-after-N.
+    due = await policy_axes.rotation_due(relay_of(request), vault, rows)
+    return {"items": [{**_item_json(r), **due.get(r.id, {})} for r in rows]}
 
 
 @router.get("/items/{item_id}/versions")
@@ -154,8 +159,9 @@ async def item_versions_list(
          "created_at": v.created_at}
         for v in found.versions
     ]  # fmt: skip
+    due = await policy_axes.rotation_due(relay_of(request), vault, [found.item])
     return {"item": found.item.id, "path": found.item.path, "type": found.item.type,
-            "versions": history}  # fmt: skip
+            "versions": history, **due.get(found.item.id, {})}  # fmt: skip
 
 
 @router.get("/items/{item_id}/versions/{version}/wraps/{approver}")

@@ -35,6 +35,7 @@ from sealbox.protocol import scopes
 from sealbox.protocol.access import verify_access, verify_deny
 from sealbox.protocol.certificates import CLOCK_SKEW
 from sealbox.protocol.directory import Directory
+from sealbox.protocol.policy_rules import cosign_reached
 from sealbox.protocol.state import Event, State, StoreEvent, StoreState
 from sealbox.protocol.statements import ReleaseStatement, verify_statement
 from sealbox.server.auth.principal import Principal
@@ -42,7 +43,7 @@ from sealbox.server.errors import Conflict, Gone, Invalid, NotFound
 from sealbox.server.notify import CLOSED, approvers_channel, request_channel
 from sealbox.server.policy import policy_for
 from sealbox.server.relay import Relay
-from sealbox.server.services import fatigue, freeze, members
+from sealbox.server.services import fatigue, freeze, members, policy_axes
 from sealbox.server.services.caller import (
     check_policy_network,
     check_source,
@@ -280,6 +281,9 @@ async def create_access(
             require_grant(asked.path, caller.access)
             check_policy_network(policy_for(asked.path, caller.policies, directory), asked.path,
                                  source_ip)  # fmt: skip
+            policy_axes.check_request(policy_for(asked.path, caller.policies, directory),
+                                      asked.path, now)  # fmt: skip
+        await policy_axes.refuse_destroyed(conn, vault, [a.item for a in s.items])
         # A frozen project answers nothing: refused before any approver is asked.
         await freeze.refuse_frozen(conn, vault, [asked.path for asked in s.items])
         found = await item_store.items_with_latest(conn, vault, [a.item for a in s.items])
@@ -311,6 +315,15 @@ async def create_access(
         applied.append(policy)
         pinned.append(PinnedItem(asked.item, asked.path, key[1], tuple(asked.fields),
                                  version_row.manifest_hash))  # fmt: skip
+    # Co-signers (any item's) must release on top of the threshold: they must be able to.
+    cosigners = sorted({p.cosigner for p in applied if p.cosigner is not None})
+    if len(cosigners) > 1 or (cosigners and cosigners[0] not in eligible):
+        raise Conflict(
+            "policy_unsatisfiable",
+            "the items' policies name co-signers that cannot all answer this request",
+            "Ask for these items in separate requests, or ask an approver to fix the policies.",
+        )  # fmt: skip
+    cosigner = cosigners[0] if cosigners else None
     # The strictest of the items' policies holds for the whole bundle.
     expiry = min(p.expiry_seconds for p in applied)
     max_cache = min(p.max_cache_seconds for p in applied)
@@ -319,7 +332,7 @@ async def create_access(
             "expiry_beyond_policy", f"the policy lets a request wait at most {expiry} seconds",
             "Sign the statement with a shorter validity.",
         )  # fmt: skip
-    if len(eligible) < threshold:
+    if len(eligible - ({cosigner} if cosigner else set())) < threshold:
         raise Conflict(
             "policy_unsatisfiable",
             f"{threshold} approvals are needed but only {len(eligible)} approvers can give one",
@@ -328,7 +341,7 @@ async def create_access(
 
     request_id = verified.hash.removeprefix("sha256:")
     # The latest cache_until a release may carry under the policy.
-    detail = AccessDetail(tuple(pinned), tuple(sorted(eligible)), s.at + max_cache)
+    detail = AccessDetail(tuple(pinned), tuple(sorted(eligible)), s.at + max_cache, cosigner)
     request = RequestRow(
         vault=vault, id=request_id, kind="access", client_id=principal.id,
         statement=statement_token, detail=detail, state=State.PENDING.value,
@@ -340,6 +353,11 @@ async def create_access(
                                   kind="access", source_ip=source_ip),
         relay.tx() as tx,
     ):  # fmt: skip
+        # Counted against the items' read-rate caps under the same transaction: over a cap,
+        # it rolls back and nobody is asked.  First: its item row locks come before the
+        # client's lock and the audit chain's (which insert_request may take).
+        capped = [(p.item, pol) for p, pol in zip(pinned, applied, strict=True)]
+        await policy_axes.take_reads(tx.conn, vault, request_id, capped, now)
         await insert_request(relay, tx.conn, request, s.jti, now)
         await audit.append(
             tx.conn, vault=vault, at=now, actor=principal.id, action="access.requested",
@@ -770,16 +788,30 @@ async def release(
         await fatigue.record_approval(tx.conn, vault=vault, client_id=row.client_id)
         approvals = await request_store.release_count(tx.conn, vault, request_id)
         state: str = State.PENDING
-        if approvals >= row.threshold:
+        released_by = [who for who, kind in await request_store.answer_kinds(
+            tx.conn, vault, request_id) if kind == "release"]  # fmt: skip
+        if cosign_reached(released_by, row.threshold, row.access.cosigner):
             released = await request_store.transition(
                 tx.conn, vault, request_id, "access", State.PENDING, Event.THRESHOLD_REACHED, now
             )
             if released is None:  # pragma: no cover - the row is held above
                 raise not_pending(str(await request_store.state_of(tx.conn, vault, request_id)))
             state = released
+        rotation_due: list[policy_axes.Due] = []
+        if state == State.RELEASED:
+            # Releases since each item's latest version, against its rotate-after-N.
+            rules = await client_store.policy_rows(tx.conn, vault)
+            rotation_due = await policy_axes.on_released(
+                tx.conn, vault=vault, now=now,
+                pinned=[(e.item, e.path, e.version) for e in row.access.items],
+                policies_of={e.path: policy_for(e.path, rules, directory)
+                             for e in row.access.items},
+            )  # fmt: skip
         # Nothing is released in a frozen project; a canary's release freezes its own.
         await freeze.hold_release(tx.conn, vault=vault, row=row, approver=principal.id,
                                   released=state == State.RELEASED, now=now)  # fmt: skip
+        await policy_axes.audit_rotation_due(tx.conn, rotation_due, vault=vault, now=now,
+                                             actor=principal.id, request_id=request_id)  # fmt: skip
         await audit.append(
             tx.conn, vault=vault, at=now, actor=principal.id, action="access.release",
             client_id=row.client_id, source_ip=source_ip,

@@ -28,6 +28,7 @@ from sealbox.server import policy
 from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import Conflict, Forbidden, Invalid, NotFound
 from sealbox.server.relay import Relay
+from sealbox.server.services import policy_axes
 from sealbox.server.services.caller import require_grant
 from sealbox.server.services.network import check_networks
 from sealbox.server.store import agents as agent_store
@@ -121,6 +122,8 @@ class PolicyView:
     store_needs_approval: bool
     cidrs: tuple[str, ...] = ()
     """Networks access and store requests for its items must come from (empty: any)."""
+    axes: policy_axes.Axes = policy_axes.NO_AXES
+    """Time windows, read-rate cap, co-signer, destroy date, rotate-after-N, signed statement."""
 
 
 # --- clients -----------------------------------------------------------------------------------
@@ -334,7 +337,7 @@ def _policy_view(row: Any) -> PolicyView:
         pattern=row["pattern"], approvers=tuple(row["approvers"]), threshold=row["threshold"],
         expiry_seconds=row["expiry_seconds"], max_cache_seconds=row["max_cache_seconds"],
         store_needs_approval=bool(row["store_needs_approval"]),
-        cidrs=tuple(row.get("cidrs") or ()),
+        cidrs=tuple(row.get("cidrs") or ()), axes=policy_axes.Axes.from_row(row),
     )  # fmt: skip
 
 
@@ -362,6 +365,7 @@ async def put_policy(
     relay: Relay, now: int, *, vault: str, pattern: str, approvers: Sequence[str],
     threshold: int, expiry_seconds: int, max_cache_seconds: int, store_needs_approval: bool,
     approver: Principal, source_ip: str | None, cidrs: Sequence[str] = (),
+    axes: policy_axes.Axes = policy_axes.NO_AXES,
 ) -> PolicyView:  # fmt: skip
     """Create or replace the policy for ``pattern``; its approvers must be current ones.
 
@@ -376,6 +380,7 @@ async def put_policy(
     if not 1 <= threshold <= len(members):
         raise Invalid("invalid_policy", "threshold must be between 1 and the number of "
                       "approvers")  # fmt: skip
+    policy_axes.check_cosigner(axes, members, threshold)
     async with relay.tx() as tx:
         directory = await relay.directories.load(tx.conn, vault)
         strangers = [a for a in members if a not in directory.approvers]
@@ -385,12 +390,18 @@ async def put_policy(
                 "not current approvers of this vault: " + ", ".join(strangers[:5]),
                 "Name approvers by their apv_ ids, as listed in the directory.",
             )  # fmt: skip
+        policy_axes.check_statement(
+            axes, directory, caller=approver, pattern=pattern, approvers=members,
+            threshold=threshold, expiry_seconds=expiry_seconds,
+            max_cache_seconds=max_cache_seconds, store_needs_approval=store_needs_approval,
+            cidrs=networks, now=now,
+        )  # fmt: skip
         # An upsert in one statement: two approvers writing one pattern at once
         # must leave one of their policies, not a primary-key error.
         await client_store.put_policy(
             tx.conn, vault, pattern=pattern, approvers=members, threshold=threshold,
             expiry_seconds=expiry_seconds, max_cache_seconds=max_cache_seconds,
-            store_needs_approval=store_needs_approval, cidrs=networks,
+            store_needs_approval=store_needs_approval, cidrs=networks, axes=axes.to_row(),
         )  # fmt: skip
         await audit.append(
             tx.conn, vault=vault, at=now, actor=approver.id, action="policy.set",
@@ -398,11 +409,11 @@ async def put_policy(
             detail={"pattern": pattern, "approvers": members, "threshold": threshold,
                     "expiry_seconds": expiry_seconds, "max_cache_seconds": max_cache_seconds,
                     "store_needs_approval": store_needs_approval,
-                    **({"cidrs": list(networks)} if networks else {})},
+                    **({"cidrs": list(networks)} if networks else {}), **axes.to_audit()},
         )  # fmt: skip
     return PolicyView(
         pattern, tuple(members), threshold, expiry_seconds, max_cache_seconds,
-        store_needs_approval, networks,
+        store_needs_approval, networks, axes,
     )  # fmt: skip
 
 

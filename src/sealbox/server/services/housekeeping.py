@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sealbox.protocol.state import Event, State, StoreEvent
 from sealbox.server.notify import approvers_channel
 from sealbox.server.relay import Relay
-from sealbox.server.services import consents
+from sealbox.server.services import consents, policy_axes
 from sealbox.server.services import shares as share_links
 from sealbox.server.services.access import waiter_since, wake_owner
 from sealbox.server.store import agents as agent_store
@@ -25,6 +25,7 @@ from sealbox.server.store import audit, replay, tokens
 from sealbox.server.store import consents as consent_store
 from sealbox.server.store import items as item_store
 from sealbox.server.store import machines as machine_store
+from sealbox.server.store import policy_axes as axes_store
 from sealbox.server.store import requests as request_store
 
 __all__ = ["BATCH", "Swept", "sweep"]
@@ -85,6 +86,9 @@ async def _expire_batch(relay: Relay, now: int) -> tuple[int, bool]:
 
 async def sweep(relay: Relay, now: int) -> Swept:
     """Expire overdue requests; purge finished requests, expired tokens and spent replay rows."""
+    # Items past their policy's destroy date: versions and blobs deleted, a tombstone kept,
+    # the requests naming them ended (before expiry, which would end them without saying why).
+    await policy_axes.destroy_due(relay, now)
     total = 0
     more = True
     while more:
@@ -122,4 +126,6 @@ async def sweep(relay: Relay, now: int) -> Swept:
         # Finished consent requests, as finished access requests (their consents live on
         # with their holders; the audit log keeps the record).
         await consent_store.purge_finished(tx.conn, now - relay.settings.retention_seconds)
+        # Reads older than the longest read-rate period count against no cap.
+        await axes_store.purge_reads(tx.conn, now - policy_axes.READS_KEPT_SECONDS)
     return Swept(total, purged, dropped)

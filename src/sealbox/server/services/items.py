@@ -35,7 +35,7 @@ from sealbox.server.errors import Conflict, Forbidden, Invalid, NotFound
 from sealbox.server.notify import approvers_channel
 from sealbox.server.policy import Policy, policy_for
 from sealbox.server.relay import Relay
-from sealbox.server.services import fatigue, freeze, members
+from sealbox.server.services import fatigue, freeze, members, policy_axes
 from sealbox.server.services.access import (
     check_answerable,
     deny_request,
@@ -276,6 +276,7 @@ async def request_store(
     require_grant(statement.path, caller.access)
     policy = policy_for(statement.path, caller.policies, caller.directory)
     check_policy_network(policy, statement.path, source_ip)
+    policy_axes.check_request(policy, statement.path, now)
     check_threshold(policy, statement.keyset.threshold, statement.path)
     notify = store_approvers(policy, statement)
     if not notify:
@@ -283,6 +284,7 @@ async def request_store(
                       "Seal the shares to the policy's approvers.")  # fmt: skip
     check_blobs(statement.fields, statement.keyset, blobs.ciphertexts, blobs.wraps)
     async with relay.read() as conn:
+        await policy_axes.refuse_destroyed(conn, vault, [statement.item])
         await freeze.refuse_frozen(conn, vault, [statement.path])
         await check_follows(conn, vault, item=statement.item, path=statement.path,
                             version=statement.version, prev=statement.prev)  # fmt: skip

@@ -199,13 +199,19 @@ async def policy_rows(conn: AsyncConnection, vault: str) -> list[Mapping[str, An
 async def put_policy(
     conn: AsyncConnection, vault: str, *, pattern: str, approvers: Sequence[str], threshold: int,
     expiry_seconds: int, max_cache_seconds: int, store_needs_approval: bool,
-    cidrs: Sequence[str] = (),
+    cidrs: Sequence[str] = (), axes: Mapping[str, Any] | None = None,
 ) -> None:  # fmt: skip
-    """Create or replace the policy for ``pattern``."""
+    """Create or replace the policy for ``pattern``.
+
+    ``axes``: the further columns (hours, max_reads, cosigner, destroy_at, rotate_after,
+    statement); a policy replaced without them has none.
+    """
     values = {
         "pattern": pattern, "approvers": list(approvers), "threshold": threshold,
         "expiry_seconds": expiry_seconds, "max_cache_seconds": max_cache_seconds,
         "store_needs_approval": store_needs_approval, "cidrs": list(cidrs),
+        "hours": [], "max_reads": None, "cosigner": None, "destroy_at": None,
+        "rotate_after": None, "statement": None, **(axes or {}),
     }  # fmt: skip
     await conn.execute(
         _insert_for(conn)(policies)

@@ -75,9 +75,12 @@ class AccessDetail:
     """Who may answer: named by every item's policy and holding a share of every item."""
     cache_until_max: int
     """The latest ``cache_until`` a release may carry under the strictest policy."""
+    cosigner: str | None = None
+    """An approver that must release on top of the threshold (a policy's co-signer)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
+            **({"cosigner": self.cosigner} if self.cosigner else {}),
             "items": [
                 {"item": p.item, "path": p.path, "version": p.version, "fields": list(p.fields),
                  "manifest_hash": p.manifest_hash}
@@ -97,6 +100,7 @@ class AccessDetail:
             ),
             approvers=tuple(data["approvers"]),
             cache_until_max=int(data["cache_until_max"]),
+            cosigner=data.get("cosigner"),
         )  # fmt: skip
 
 

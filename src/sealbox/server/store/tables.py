@@ -176,6 +176,15 @@ policies = Table(
     Column("cidrs", JSON, nullable=False, server_default="[]"),
     # Networks (canonical CIDR text) an access or store request for a matching item must come
     # from; empty: any.
+    # The further axes (sealbox.protocol.policy_rules): time windows (canonical text), a
+    # read-rate cap per item (N/PERIOD), a co-signer, a destroy date, rotate-after-N, and the
+    # approver-signed sealbox.policy.v1 it was set with (null: set by a member, the relay's word).
+    Column("hours", JSON, nullable=False, server_default="[]"),
+    Column("max_reads", String(16), nullable=True),
+    Column("cosigner", ID, nullable=True),
+    Column("destroy_at", BigInteger, nullable=True),
+    Column("rotate_after", Integer, nullable=True),
+    Column("statement", Text, nullable=True),
 )
 
 requests = Table(
@@ -515,6 +524,41 @@ requester_guards = Table(
     Column("updated_at", BigInteger, nullable=False),
     Column("updated_by", ID, nullable=True),
     # The approver that last set an override or cleared a lockout.
+)
+
+
+# --- policy axes: read counts, releases since a version, destroyed items -----------------------
+
+item_reads = Table(
+    "item_reads",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("item_id", ID, primary_key=True),
+    Column("request_id", HASH, primary_key=True),
+    Column("at", BigInteger, nullable=False),
+    # One row per access request naming the item: what a read-rate cap counts.
+    Index("ix_item_reads_at", "vault_id", "item_id", "at"),
+)
+
+item_releases = Table(
+    "item_releases",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("item_id", ID, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("releases", Integer, nullable=False),
+    Column("rotation_due_at", BigInteger, nullable=True),
+    # Per version: a new version starts at 0 releases, which is what clears "rotation due".
+)
+
+destroyed_items = Table(
+    "destroyed_items",
+    metadata,
+    Column("vault_id", ID, primary_key=True),
+    Column("item_id", ID, primary_key=True),
+    Column("path", String(200), nullable=False),
+    Column("pattern", String(200), nullable=False),
+    Column("destroyed_at", BigInteger, nullable=False),
 )
 
 

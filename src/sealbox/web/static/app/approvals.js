@@ -24,6 +24,7 @@ import { signManifest } from "../sealbox/store.js";
 import { SealboxError } from "../sealbox/errors.js";
 import * as api from "./api.js";
 import * as approver from "./approver.js";
+import { PolicyBreach, checkPolicies } from "./policycheck.js";
 import { detailsText } from "./details.js";
 import { recentText } from "./recent.js";
 import { action, describe, el, facts, shell, status, when } from "./ui.js";
@@ -60,6 +61,25 @@ function approverName(id) {
 function progress(review) {
   const text = `${review.approvals} of ${review.threshold} approval${review.threshold > 1 ? "s" : ""}`;
   return el("p", { class: "progress" }, review.threshold > 1 ? `M-of-N: ${text}` : text);
+}
+
+/** The policy of each item: `signed` ones were verified here and held to this browser's clock,
+ *  the others are only the relay's word. */
+function policyRows(entry, checked, signed) {
+  const served = entry.policies && typeof entry.policies === "object" ? entry.policies : {};
+  return Object.entries(served).filter(([path]) => Boolean(checked?.get(path)?.signedBy) === signed).map(([path, reported]) => {
+    // Signed: what the approver signed (verified here), never what the relay says beside it.
+    const p = signed ? checked.get(path).policy : reported;
+    const parts = [`${p.threshold} of ${(p.approvers ?? []).length}`];
+    if (p.cosigner) parts.push(`co-signer ${approverName(String(p.cosigner))}`);
+    if (Array.isArray(p.hours) && p.hours.length) parts.push(`hours ${p.hours.join("; ")}`);
+    if (Array.isArray(p.cidrs) && p.cidrs.length) parts.push(`networks ${p.cidrs.join(", ")}`);
+    if (p.max_reads) parts.push(`at most ${p.max_reads}`);
+    if (typeof p.destroy_at === "number") parts.push(`destroyed ${when(p.destroy_at)}`);
+    if (p.rotate_after) parts.push(`rotate after ${p.rotate_after}`);
+    parts.push(signed ? `signed by ${approverName(checked.get(path).signedBy)}` : "not signed");
+    return el("li", {}, `${path}: ${p.pattern ?? "default policy"}: ${parts.join(", ")}`);
+  });
 }
 
 /** The warning on a read of canaries: nobody has a reason to read one. */
@@ -105,6 +125,9 @@ function verifiedCard(entry, review) {
       (item.threshold > 1 ? ` (${item.threshold} of ${item.holders} approvers)` : ""),
   );
   const asked = reading && review.cacheSeconds ? `${review.cacheSeconds} s (${review.cacheScope})` : "no";
+  const checked = policyChecks.get(review.id);
+  const signedPolicies = policyRows(entry, checked, true);
+  const reportedPolicies = policyRows(entry, checked, false);
   // The type comes from each approver-signed manifest verified above, never from the relay.
   const canaries = reading ? review.items.filter((item) => item.type === "canary").map((item) => item.path) : [];
   const card = el(
@@ -125,6 +148,7 @@ function verifiedCard(entry, review) {
       ...contextRows(review.context),
       ["Asked at", when(review.at)],
       ["Expires", when(review.expiresAt)],
+      ...(signedPolicies.length ? [["Signed policy", el("ul", { class: "policies signed" }, signedPolicies)]] : []),
     ]),
     el(
       "div",
@@ -135,6 +159,7 @@ function verifiedCard(entry, review) {
         ["Source address", String(review.reportedByServer?.source_ip ?? "-")],
         ["This requester", recentText(review.reportedByServer?.recent)],
         ["Received", typeof entry.created_at === "number" ? when(entry.created_at) : "-"],
+        ...(reportedPolicies.length ? [["Policy", el("ul", { class: "policies" }, reportedPolicies)]] : []),
       ]),
     ),
   );
@@ -276,9 +301,26 @@ function unverifiableCard(entry, error) {
   return card;
 }
 
+// request id -> its items' policies as checked here (policycheck.js).
+const policyChecks = new Map();
+
 async function examine(entry) {
-  const review = (dir) =>
-    reviewRequest(entry, { directory: dir, approverId: self.approverId, hpkePrivate: null, now: approver.now() });
+  const review = async (dir) => {
+    const now = approver.now();
+    const verified = await reviewRequest(entry, { directory: dir, approverId: self.approverId, hpkePrivate: null, now });
+    policyChecks.set(verified.id, await checkPolicies(entry, verified.items.map((i) => i.path), dir, now));
+    return verified;
+  };
+  try {
+    return await examineWith(review);
+  } catch (error) {
+    // A request the signed policy forbids: the relay should have refused it.
+    if (error instanceof PolicyBreach) return { unverifiable: error };
+    throw error;
+  }
+}
+
+async function examineWith(review) {
   try {
     return { review: await review(directory) };
   } catch (error) {

@@ -77,6 +77,7 @@ export const typDeny = "sealbox.deny.v1";
 export const typCheckpoint = "sealbox.checkpoint.v1";
 export const typConsent = "sealbox.consent.v1";
 export const typConsentRequest = "sealbox.consent-request.v1";
+export const typPolicy = "sealbox.policy.v1";
 
 /** Every statement type (a frozen array: a frozen Set could still be added to). */
 export const allStatementTypes = Object.freeze([
@@ -91,6 +92,7 @@ export const allStatementTypes = Object.freeze([
   typCheckpoint,
   typConsent,
   typConsentRequest,
+  typPolicy,
 ]);
 
 // --- Plaintext formats inside HPKE ---

@@ -1,7 +1,7 @@
 """Share links: one sealed value for someone outside the vault, opened once.
 
 Revision ID: 0014
-Revises: 0017
+Revises: 0013
 Create Date: 2026-12-01 20:45:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0017"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

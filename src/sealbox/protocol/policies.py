@@ -1,0 +1,94 @@
+"""Signed release policies (``sealbox.policy.v1``): made by an approver, checked by approvers.
+
+An approver signs the policy it sets; the relay stores the statement and serves
+it with each pending request it applies to.  Another approver verifies it
+against its own verified directory and then holds the request to the axes it
+can judge by itself, by its own clock: the time windows and the destroy date.
+What it cannot judge (the source network, how often an item was asked for or
+released) depends on facts only the relay sees; those stay the relay's word.
+A relay that leaves the statement out, or serves an older signed policy, is not
+caught here: approvers then show the policy as reported by the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sealbox.crypto import jws
+from sealbox.crypto.keys import SigningKey
+from sealbox.errors import BindingMismatch, VerificationError
+from sealbox.protocol import policy_rules, scopes
+from sealbox.protocol.directory import Directory
+from sealbox.protocol.statements import PolicyStatement, sign_statement, verify_statement
+
+__all__ = ["PolicyBreached", "check_policy", "describe", "sign_policy", "verify_policy"]
+
+
+class PolicyBreached(VerificationError):
+    """A request breaks the signed policy that applies to it: the relay should have refused.
+
+    ``code`` names the axis (``policy_outside_hours``, ``item_destroyed``), as the
+    relay's own refusal would.
+    """
+
+    code = "policy_breached"
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message, hint="The relay let through a request its policy forbids; "
+                         "it was refused.")  # fmt: skip
+        self.code = code
+
+
+def sign_policy(statement: PolicyStatement, key: SigningKey) -> str:
+    return sign_statement(statement, key, statement.approver)
+
+
+def verify_policy(token: str, directory: Directory, *, path: str | None = None) -> PolicyStatement:
+    """A policy signed by a current approver of ``directory`` for this vault (and, with
+    ``path``, one whose pattern covers it); raise if not."""
+    signer = directory.approver(jws.read_header(token).kid)
+    statement = verify_statement(token, PolicyStatement, signer.sig_pk, signer.id)
+    if statement.approver != signer.id or statement.vault != directory.vault:
+        raise BindingMismatch("the policy's approver or vault does not match its signature")
+    if path is not None and not scopes.matches(path, statement.pattern):
+        raise BindingMismatch(f"the relay served a policy for {statement.pattern}, not {path}")
+    return statement
+
+
+def _when(at: int) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def check_policy(statement: PolicyStatement, path: str, now: int) -> None:
+    """Refuse by this device's clock what the relay should have refused: past the destroy date,
+    or outside every time window."""
+    if statement.destroy_at is not None and now >= statement.destroy_at:
+        raise PolicyBreached(
+            "item_destroyed",
+            f"{path} is past its signed destroy date ({_when(statement.destroy_at)})",
+        )
+    windows = policy_rules.parse_windows(statement.hours)
+    if not policy_rules.in_windows(windows, now):
+        raise PolicyBreached(
+            "policy_outside_hours",
+            f"{path} may be asked for only within: {'; '.join(statement.hours)}",
+        )
+
+
+def describe(statement: PolicyStatement) -> Sequence[str]:
+    """The signed axes that are set, one phrase each (for approvers' screens and logs)."""
+    out = [f"{statement.threshold} of {len(statement.approvers)}"]
+    if statement.cosigner:
+        out.append(f"co-signer {statement.cosigner}")
+    if statement.hours:
+        out.append("hours " + "; ".join(statement.hours))
+    if statement.cidrs:
+        out.append("networks " + ", ".join(statement.cidrs))
+    if statement.max_reads:
+        out.append(f"at most {statement.max_reads}")
+    if statement.destroy_at is not None:
+        out.append(f"destroyed {_when(statement.destroy_at)}")
+    if statement.rotate_after is not None:
+        out.append(f"rotate after {statement.rotate_after}")
+    return out

@@ -1,0 +1,104 @@
+// The policy that applies to each item of a request, as an approver in this browser checks it.
+//
+// A policy an approver signed (`sealbox.policy.v1`) is verified against the directory verified
+// in this browser; then, by this browser's clock, a request outside its time windows or past
+// its destroy date is refused: the relay should have refused it. Anything else about a policy
+// (networks, read-rate caps, rotation counts) depends on what only the relay sees.
+
+import { peekHeader, verifyStatement } from "../sealbox/jws.js";
+import { typPolicy } from "../sealbox/labels.js";
+
+const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+const SHORT = { Mon: 0, Tue: 1, Wed: 2, Thu: 3, Fri: 4, Sat: 5, Sun: 6 };
+const WINDOW = /^([a-z,-]+) (\d{2}):(\d{2})-(\d{2}):(\d{2}) ([A-Za-z0-9_+\-/]{1,64})$/;
+
+/** A request the signed policy forbids; `code` names the axis, as the relay's refusal would. */
+export class PolicyBreach extends Error {
+  constructor(code, message) {
+    super(message);
+    this.code = code;
+  }
+}
+
+function fail(message) {
+  return new PolicyBreach("malformed", message);
+}
+
+function parseDays(spec) {
+  const days = new Set();
+  for (const part of spec.split(",")) {
+    const [first, last, extra] = part.split("-");
+    if (extra !== undefined || !DAYS.includes(first) || (last !== undefined && !DAYS.includes(last))) {
+      throw fail(`the signed window's days ${spec} do not read`);
+    }
+    let day = DAYS.indexOf(first);
+    const end = last === undefined ? day : DAYS.indexOf(last);
+    for (;;) {
+      days.add(day);
+      if (day === end) break;
+      day = (day + 1) % 7;
+    }
+  }
+  return days;
+}
+
+/** Whether Unix time `at` lies in the window (the same rule as sealbox.protocol.policy_rules). */
+export function inWindow(text, at) {
+  const found = WINDOW.exec(text);
+  if (!found) throw fail(`the signed window ${text} does not read`);
+  const [, spec, h1, m1, h2, m2, zone] = found;
+  const days = parseDays(spec);
+  const start = Number(h1) * 60 + Number(m1);
+  const end = Number(h2) * 60 + Number(m2);
+  const parts = Object.fromEntries(
+    new Intl.DateTimeFormat("en-US", {
+      timeZone: zone, weekday: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+    }).formatToParts(new Date(at * 1000)).map((p) => [p.type, p.value]),
+  );
+  const minute = Number(parts.hour) * 60 + Number(parts.minute);
+  return days.has(SHORT[parts.weekday]) && start <= minute && minute < end;
+}
+
+function globMatches(path, pattern) {
+  const p = path.split("/");
+  const g = pattern.split("/");
+  if (p.length !== g.length) return false;
+  return g.every((segment, i) => {
+    const re = new RegExp(`^${segment.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, "[^/]*").replace(/\?/g, "[^/]")}$`);
+    return re.test(p[i]);
+  });
+}
+
+/** path -> {pattern, signedBy (null: the relay's word), policy} for the request's items.
+ *  Throws PolicyBreach for a request the signed policy forbids, and the verification error
+ *  for a signed policy that does not verify or does not cover the item. */
+export async function checkPolicies(entry, paths, directory, now) {
+  const served = entry.policies && typeof entry.policies === "object" ? entry.policies : {};
+  const out = new Map();
+  for (const path of paths) {
+    const reported = served[path];
+    if (!reported || typeof reported !== "object") continue;
+    const token = reported.statement;
+    const signer = typeof token === "string" ? directory.approvers.get(peekHeader(token).kid) : undefined;
+    if (!signer) {
+      out.set(path, { pattern: reported.pattern ?? null, signedBy: null, policy: reported });
+      continue;
+    }
+    const signed = await verifyStatement(token, { typ: typPolicy, kid: signer.id, key: signer.sig_pk });
+    if (signed.approver !== signer.id || signed.vault !== directory.vault) {
+      throw new PolicyBreach("binding_mismatch", "the policy's approver or vault does not match its signature");
+    }
+    if (typeof signed.pattern !== "string" || !globMatches(path, signed.pattern)) {
+      throw new PolicyBreach("binding_mismatch", `the relay served a policy for ${signed.pattern}, not ${path}`);
+    }
+    if (typeof signed.destroy_at === "number" && now >= signed.destroy_at) {
+      throw new PolicyBreach("item_destroyed", `${path} is past its signed destroy date`);
+    }
+    const hours = Array.isArray(signed.hours) ? signed.hours : [];
+    if (hours.length && !hours.some((h) => inWindow(h, now))) {
+      throw new PolicyBreach("policy_outside_hours", `${path} may be asked for only within: ${hours.join("; ")}`);
+    }
+    out.set(path, { pattern: signed.pattern, signedBy: signer.id, policy: signed });
+  }
+  return out;
+}
