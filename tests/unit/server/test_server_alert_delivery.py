@@ -368,6 +368,70 @@ async def test_the_checked_address_is_the_one_connected_to_with_the_host_kept(
         hook.close()
 
 
+def _name_cert(directory: Path, name: str) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_file, key_file = directory / f"{name}.pem", directory / f"{name}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))  # fmt: skip
+    return cert_file, key_file
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("served", "ok"), [("hooks.rebind.test", True), ("other.test", False)])
+async def test_https_to_the_checked_address_keeps_sni_and_the_certificate_check_for_the_name(
+    tmp_path: Path, secret: str, monkeypatch: pytest.MonkeyPatch, served: str, ok: bool
+) -> None:
+    """Connected by address, TLS still checks the URL's name: a certificate for another is
+    refused, and the receiver sees the name in SNI."""
+    from sealbox.server import alert_network
+    from sealbox.server.alert_delivery import send_webhook
+
+    real = socket.getaddrinfo
+
+    def resolving(host: Any, port: Any, *args: Any, **kw: Any) -> Any:
+        return real("127.0.0.1" if host == "hooks.rebind.test" else host, port, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolving)
+    cert, key = _name_cert(tmp_path, served)
+    monkeypatch.setattr(alert_network.httpx, "create_ssl_context",
+                        lambda: ssl.create_default_context(cafile=str(cert)))  # fmt: skip
+    names: list[str | None] = []
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    server_context.sni_callback = lambda sock, name, ctx: names.append(name)  # type: ignore[assignment,misc,func-returns-value]
+    hook = Hook(204)
+    hook.server.socket = server_context.wrap_socket(hook.server.socket, server_side=True)
+    try:
+        port = hook.server.server_address[1]
+        relay = FakeRelay(Settings(data_dir=tmp_path, db_url="sqlite:///x", alert_timeout=3.0,
+                                   alert_allow_networks=("127.0.0.1/32",)))  # fmt: skip
+        url = f"https://hooks.rebind.test:{port}/hook"
+        outcome = await send_webhook(relay, target("webhook", url), DELIVERY)  # type: ignore[arg-type]
+        assert outcome.ok is ok
+        assert names == ["hooks.rebind.test"]
+        if ok:
+            [(_, _, headers)] = hook.calls
+            assert headers["Host"] == f"hooks.rebind.test:{port}"
+        else:
+            assert outcome.error == "connect failed"
+            assert hook.calls == []
+    finally:
+        hook.close()
+
+
 @pytest.mark.anyio
 async def test_a_url_httpx_refuses_is_a_failed_try(tmp_path: Path, secret: str) -> None:
     from sealbox.server.alert_delivery import send_webhook
