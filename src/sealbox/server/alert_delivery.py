@@ -12,9 +12,14 @@ delivery id.
 
 Webhooks: ``POST`` of the JSON event with ``X-Sealbox-Signature``; a 2xx
 answer is acceptance, anything else (a redirect included: none is followed) a
-failure; the response body is never read.  Email: one message per event over
-SMTP, upgraded with STARTTLS whenever the server offers it; a login (user
-and ``SEALBOX_SMTP_PASSWORD``) is only ever sent over TLS.
+failure; the response body is never read.  A webhook goes only to addresses
+:mod:`sealbox.server.alert_network` allows (public ones, or the operator's
+allowed networks), checked at send time on the resolved address that is then
+connected to.  Each send, webhook or email, has an overall deadline
+(:func:`deadline`), and the relay's loop drains each target in its own task.
+Email: one message per event over SMTP, upgraded with STARTTLS whenever the
+server offers it (required with ``--smtp-require-tls``); a login (user and
+``SEALBOX_SMTP_PASSWORD``) is only ever sent over TLS.
 """
 
 from __future__ import annotations
@@ -225,8 +230,9 @@ async def _drain(
                 delivery = await store.next_delivery(conn, vault, target_id) if target else None
             if target is None or delivery is None or not target.enabled:
                 break
-            # Each send starts under a lease good for a whole send (the timeout is well below
-            # it): a claim that ran out while earlier sends were slow is not used twice.
+            # Each send starts under a fresh lease, and deadline() (at most half the lease)
+            # bounds the whole send: a claim that ran out while earlier sends were slow is not
+            # used twice, and no other replica claims the target while this send runs.
             async with relay.tx() as tx:
                 held = await store.renew(tx.conn, owner=owner, vault=vault, target=target_id,
                                          now_ms=_ms(relay), lease_ms=_lease_ms(relay))  # fmt: skip
