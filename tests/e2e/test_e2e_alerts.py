@@ -215,11 +215,20 @@ def test_webhooks_and_email_retried_disabled_restarted_and_never_carrying_a_secr
         relay_args = (
             "--smtp-host", "127.0.0.1", "--smtp-port", str(smtp_port),
             "--smtp-from", "sealbox@relay.test", "--smtp-ca-file", str(cert),
-            "--alert-retry-base", "0.4", "--alert-retry-cap", "1", *database,
+            "--alert-retry-base", "0.4", "--alert-retry-cap", "1", "--smtp-require-tls",
+            # The receivers are on loopback, which webhooks may not reach unless allowed.
+            "--alert-allow-network", "127.0.0.1/32", *database,
         )  # fmt: skip
         d = Deployment(tmp_path, *relay_args)
         stack.callback(d.close)
         bot = d.serve(APPROVE_ALL)
+
+        # Only the allowed network: the metadata service and other loopback addresses are not.
+        for url in ("http://169.254.169.254/latest/meta-data/", "http://[::1]:6379/",
+                    "http://127.0.0.2:5432/"):  # fmt: skip
+            rc, out, err = alerts(d, "add-webhook", url)
+            assert rc != 0
+            assert "webhook_address_refused" in out + err or "loopback" in out + err
 
         rc, out, err = alerts(d, "add-webhook", flaky.url, "--events", "*",
                               "--min-severity", "info")  # fmt: skip

@@ -10,7 +10,9 @@ runs in tests/e2e/test_e2e_alerts.py).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -163,6 +165,14 @@ async def test_bad_input_and_callers_are_refused_and_change_nothing(
                     json={"url": "https://user:pw@x.test/"}), 400, "invalid_webhook_url"),
         (await call(client, relay, vault, "POST", "/webhooks", json={"url": "not a url"}),
          400, "invalid_webhook_url"),
+        (await call(client, relay, vault, "POST", "/webhooks",
+                    json={"url": "http://169.254.169.254/latest/meta-data/"}),
+         400, "webhook_address_refused"),
+        (await call(client, relay, vault, "POST", "/webhooks",
+                    json={"url": "http://0x7f000001:5432/"}), 400, "webhook_address_refused"),
+        (await call(client, relay, vault, "POST", "/webhooks",
+                    json={"url": "http://exa\u0301mple\u200b.com/"}), 400,
+         "invalid_webhook_url"),
         (await call(client, relay, vault, "POST", "/webhooks",
                     json={"url": URL, "events": ["Canary"]}), 400, "invalid_alert_selection"),
         (await call(client, relay, vault, "POST", "/webhooks",
@@ -376,12 +386,125 @@ async def test_ten_failures_in_a_row_disable_a_target_and_tell_the_others_only(
     assert {r["target_id"] for r in rows} == {broken["id"]}
     assert "alert.target_disabled" not in [r["event"]["action"] for r in rows]
     assert len(failing.sent) == 10  # disabled: no more tries
-    # Enabled again: its waiting deliveries go, and its count starts over.
+    # Enabled again: its waiting deliveries go and its count starts over, but the one that
+    # failed ten times is dropped as a dead letter (see the next test).
     enabled = await call(client, relay, vault, "POST", f"/{broken['id']}/enable")
     assert (enabled.json()["changed"], enabled.json()["failures"]) == (True, 0)
     await deliver_once(relay, owner="a", sender=recording)
     assert len(failing.sent) > 10
+    poisoned = failing.sent[0][1].delivery_id
+    assert [d.delivery_id for _, d in failing.sent[:10]] == [poisoned] * 10
+    assert poisoned not in [d.delivery_id for _, d in failing.sent[10:]]
     assert [r for r in await outbox(relay) if r["target_id"] == broken["id"]] == []
+
+
+async def test_enabling_a_target_drops_its_dead_letters_and_sends_the_rest(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    """A delivery that failed ten times would be sent first again and disable the target
+    again, holding everything behind it: enabling drops it, audited with counts only."""
+    broken = await add_webhook(client, relay, vault, events=["canary.*"])
+    await append(relay, vault, "canary.poisoned", "critical")
+    failing = Recorder(*([False] * 10))
+    for _ in range(10):
+        await deliver_once(relay, owner="a", sender=failing)
+        later(relay, 1)
+    await append(relay, vault, "canary.after", "critical")  # queued while disabled? no: skipped
+    async with relay.tx() as tx:
+        # One more waiting behind the poisoned one (queued directly: a disabled target gets
+        # nothing new), tried less often than the cap.
+        await alert_store.enqueue_one(tx.conn, vault.id, broken["id"],
+                                      {"action": "canary.waiting", "severity": "critical"},
+                                      relay.now())  # fmt: skip
+    assert [r["event"]["action"] for r in await outbox(relay)] == [
+        "canary.poisoned", "canary.waiting",
+    ]  # fmt: skip
+    assert [r["attempts"] for r in await outbox(relay)] == [10, 0]
+    enabled = await call(client, relay, vault, "POST", f"/{broken['id']}/enable")
+    assert enabled.status_code == 200, enabled.text
+    assert [r["event"]["action"] for r in await outbox(relay)] == ["canary.waiting"]
+    [dropped] = [e for e in await audit_rows(relay, vault.id)
+                 if e["action"] == "alert.delivery_dropped"]  # fmt: skip
+    assert (dropped["severity"], dropped["actor"]) == ("warning", "relay")
+    assert dropped["detail"] == {"target": broken["id"], "kind": "webhook", "dropped": 1,
+                                 "attempts_at_least": 10}  # fmt: skip
+    [enabled_event] = [e for e in await audit_rows(relay, vault.id)
+                       if e["action"] == "alert.target_enabled"]  # fmt: skip
+    assert enabled_event["detail"]["pending"] == 1
+    sender = Recorder()
+    assert await deliver_once(relay, owner="a", sender=sender) == 1
+    assert [d.event["action"] for _, d in sender.sent] == ["canary.waiting"]
+    # Enabling an enabled target drops nothing.
+    again = await call(client, relay, vault, "POST", f"/{broken['id']}/enable")
+    assert again.json()["changed"] is False
+    assert len([e for e in await audit_rows(relay, vault.id)
+                if e["action"] == "alert.delivery_dropped"]) == 1  # fmt: skip
+
+
+async def test_a_tarpit_receiver_holds_up_only_its_own_target(
+    client: httpx.AsyncClient, relay: Relay, vault: Vault
+) -> None:
+    """The relay's loop drains each target on its own: a receiver trickling bytes (each
+    within the read timeout) delays neither another target's deliveries nor later rounds."""
+    import asyncio
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from alert_tarpit import Tarpit
+    from sealbox.server.alert_delivery import deliverer
+
+    received: list[bytes] = []
+    got = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.rfile.read(int(self.headers.get("content-length") or 0)))
+            self.send_response(204)
+            self.send_header("content-length", "0")
+            self.end_headers()
+            got.set()
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    fast = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=fast.serve_forever, daemon=True).start()
+    tarpit = Tarpit(every=0.3)
+    relay.settings = dataclasses.replace(relay.settings, alert_allow_networks=("127.0.0.0/8",),
+                                         alert_timeout=20.0)  # fmt: skip
+    task: asyncio.Task[None] | None = None
+    try:
+        for url, events in (
+            (tarpit.url, ["slow.*"]),
+            (f"http://127.0.0.1:{fast.server_address[1]}/hook", ["fast.*"]),
+        ):
+            added = await call(client, relay, vault, "POST", "/webhooks",
+                               json={"url": url, "events": events})  # fmt: skip
+            assert added.status_code == 201, added.text
+        await append(relay, vault, "slow.event", "critical")
+        task = asyncio.create_task(deliverer(relay, every=0.05))
+        for _ in range(200):
+            if tarpit.connections:
+                break
+            await asyncio.sleep(0.05)
+        assert tarpit.connections == 1  # its send is under way, and will be for 20 s
+        await append(relay, vault, "fast.event", "critical")
+        assert await asyncio.to_thread(got.wait, 5)
+        assert [json.loads(body)["action"] for body in received] == ["fast.event"]
+        for _ in range(100):  # accepted, then recorded: removed from the outbox
+            if len(await outbox(relay)) == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert [r["event"]["action"] for r in await outbox(relay)] == ["slow.event"]
+        assert tarpit.connections == 1
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        tarpit.close()
+        fast.shutdown()
+        fast.server_close()
 
 
 async def test_a_test_event_goes_to_its_target_only(

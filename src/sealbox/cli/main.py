@@ -92,6 +92,16 @@ def _alert_options(parser: argparse.ArgumentParser) -> None:
          "may take (default 10)"),
     ):  # fmt: skip
         group.add_argument(option, type=float, metavar="SECONDS", help=f"{text} (env {env})")
+    group.add_argument(
+        "--smtp-require-tls",
+        action="store_true",
+        default=None,
+        help="send alert mail only over STARTTLS (env SEALBOX_SMTP_REQUIRE_TLS)",
+    )
+    group.add_argument("--alert-allow-network", action="append", metavar="CIDR",
+                       help="a non-public network webhooks may reach, e.g. 10.0.0.0/8; "
+                       "repeatable (env SEALBOX_ALERT_ALLOW_NETWORKS, comma-separated); "
+                       "loopback and private addresses are refused by default")  # fmt: skip
 
 
 def _profile_option(parser: argparse.ArgumentParser) -> None:
@@ -368,6 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             alert_retry_base=getattr(args, "alert_retry_base", None),
             alert_retry_cap=getattr(args, "alert_retry_cap", None),
             alert_timeout=getattr(args, "alert_timeout", None),
+            smtp_require_tls=getattr(args, "smtp_require_tls", None),
+            alert_allow_networks=getattr(args, "alert_allow_network", None),
         )  # fmt: skip
         if args.command == "up":
             runner.serve(settings)

@@ -51,6 +51,7 @@ _PATTERN = re.compile(r"\*|[a-z0-9_]+(?:\.[a-z0-9_]+)*(?:\.\*)?|[a-z0-9_]+\*")
 # One header element: "t=<digits>" or "v1=<64 lowercase hex>" (other schemes are skipped,
 # so a later scheme can be sent beside v1 without breaking today's receivers).
 _ELEMENT = re.compile(r"([a-z0-9]+)=([^,]*)")
+_DIGITS = re.compile(r"[0-9]{1,12}")
 
 
 def check_severity(value: object) -> str:
@@ -126,7 +127,8 @@ def verify(
         key, value = element.groups()
         if key == "t":
             # One timestamp, digits only: "t=1,t=2" or "t=-5" could pick the window to check.
-            if timestamp is not None or not value.isdigit() or len(value) > 12:
+            # ASCII digits: str.isdigit() also takes "²", which int() then refuses.
+            if timestamp is not None or not _DIGITS.fullmatch(value):
                 raise SignatureInvalid("the signature header's timestamp is malformed")
             timestamp = int(value)
         elif key == "v1":

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
+from sealbox.server import alert_network as _alert_network
 from sealbox.server.networks import parse_networks
 
 __all__ = [
@@ -96,6 +97,11 @@ class Settings:
     """How often each replica looks for alert deliveries to send."""
     alert_lease_seconds: float = 60.0
     """How long a replica's claim on a target's deliveries holds if it dies while sending."""
+    smtp_require_tls: bool = False
+    """Send alert mail only over STARTTLS: a server that does not offer it is a failed try."""
+    alert_allow_networks: tuple[str, ...] = ()
+    """Networks (CIDR) webhooks may reach although they are not public (loopback, private...);
+    none by default.  See :mod:`sealbox.server.alert_network`."""
 
     @property
     def base_url(self) -> str:
@@ -138,6 +144,8 @@ class Settings:
         alert_retry_base: float | None = None,
         alert_retry_cap: float | None = None,
         alert_timeout: float | None = None,
+        smtp_require_tls: bool | None = None,
+        alert_allow_networks: Sequence[str] | None = None,
     ) -> Settings:
         env = os.environ
         root = Path(
@@ -176,6 +184,8 @@ class Settings:
             alert_retry_cap=_seconds(alert_retry_cap, "SEALBOX_ALERT_RETRY_CAP",
                                      cls.alert_retry_cap),
             alert_timeout=_seconds(alert_timeout, "SEALBOX_ALERT_TIMEOUT", cls.alert_timeout),
+            smtp_require_tls=_alert_network.require_tls_setting(smtp_require_tls),
+            alert_allow_networks=_alert_network.networks_setting(alert_allow_networks),
         )  # fmt: skip
 
 

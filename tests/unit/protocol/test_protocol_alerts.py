@@ -131,3 +131,14 @@ def test_patterns_are_deduplicated_and_limited() -> None:
     assert alerts.check_patterns(["canary.*", "canary.*", "*"]) == ("canary.*", "*")
     with pytest.raises(InvalidInput):
         alerts.check_patterns([f"a{i}" for i in range(33)])
+
+
+@pytest.mark.parametrize(
+    "stamp", ["\u00b2", "\u0661\u0662\u0663", "\uff11\uff12", "1\u00b2", "\U0001d7d9"]
+)
+def test_a_timestamp_of_non_ascii_digits_is_malformed_not_a_crash(stamp: str) -> None:
+    header = f"t={stamp},v1={'0' * 64}"
+    with pytest.raises(SignatureInvalid, match="timestamp is malformed"):
+        alerts.verify(SECRET, BODY, header, now=T)
+    with pytest.raises(SignatureInvalid):
+        verify_webhook(SECRET, BODY, header, now=T)

@@ -9,6 +9,7 @@ variables, then defaults.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import datetime
@@ -218,6 +219,9 @@ class Hook:
         self.server.server_close()
 
 
+LOOPBACK = ("127.0.0.0/8",)
+
+
 class FakeRelay:
     """What the webhook sender uses of the relay: settings, the time, the secret's opening."""
 
@@ -254,7 +258,8 @@ async def test_webhook_outcomes(
 
     hook = Hook(status, delay)
     try:
-        relay = FakeRelay(Settings(data_dir=tmp_path, db_url="sqlite:///x", alert_timeout=timeout))
+        relay = FakeRelay(Settings(data_dir=tmp_path, db_url="sqlite:///x", alert_timeout=timeout,
+                                   alert_allow_networks=LOOPBACK))  # fmt: skip
         outcome = await send_webhook(relay, target("webhook", hook.url), DELIVERY)  # type: ignore[arg-type]
         assert (outcome.ok, outcome.error) == (ok, error)
         # One POST to the hook's own path: a redirect is never followed.
@@ -272,10 +277,188 @@ async def test_an_unreachable_webhook_fails_with_the_error_class_only(
 ) -> None:
     from sealbox.server.alert_delivery import send_webhook
 
-    relay = FakeRelay(Settings(data_dir=tmp_path, db_url="sqlite:///x", alert_timeout=2.0))
+    relay = FakeRelay(Settings(data_dir=tmp_path, db_url="sqlite:///x", alert_timeout=2.0,
+                               alert_allow_networks=LOOPBACK))  # fmt: skip
     url = f"http://127.0.0.1:{free_port()}/hook?token=do-not-log"
     outcome = await send_webhook(relay, target("webhook", url), DELIVERY)  # type: ignore[arg-type]
-    assert (outcome.ok, outcome.error) == (False, "ConnectError")
+    assert (outcome.ok, outcome.error) == (False, "connect failed")
+
+
+@pytest.mark.anyio
+async def test_a_receiver_that_trickles_bytes_is_cut_off_at_the_deadline(
+    tmp_path: Path, secret: str
+) -> None:
+    from alert_tarpit import Tarpit
+    from sealbox.server.alert_delivery import send_webhook
+
+    # Each byte comes well inside the per-read timeout (1 s): only an overall deadline ends it.
+    tarpit = Tarpit(every=0.3)
+    try:
+        relay = FakeRelay(Settings(data_dir=tmp_path, db_url="sqlite:///x", alert_timeout=1.0,
+                                   alert_allow_networks=LOOPBACK))  # fmt: skip
+        start = time.monotonic()
+        outcome = await asyncio.wait_for(
+            send_webhook(relay, target("webhook", tarpit.url), DELIVERY),  # type: ignore[arg-type]
+            15,
+        )
+        assert (outcome.ok, outcome.error) == (False, "timeout")
+        assert time.monotonic() - start < 3
+        assert tarpit.connections == 1
+    finally:
+        tarpit.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:{port}/hook", "http://localhost:{port}/hook",
+     "http://0x7f000001:{port}/hook", "http://2130706433:{port}/hook",
+     "http://[::ffff:127.0.0.1]:{port}/hook"],
+)  # fmt: skip
+async def test_a_webhook_to_a_non_public_address_is_refused_at_send_time(
+    tmp_path: Path, secret: str, url: str
+) -> None:
+    from sealbox.server.alert_delivery import send_webhook
+
+    hook = Hook(204)
+    try:
+        port = hook.server.server_address[1]
+        relay = FakeRelay(Settings(data_dir=tmp_path, db_url="sqlite:///x", alert_timeout=2.0))
+        outcome = await send_webhook(relay, target("webhook", url.format(port=port)), DELIVERY)  # type: ignore[arg-type]
+        assert (outcome.ok, outcome.error) == (False, "refused address")
+        assert hook.calls == []
+    finally:
+        hook.close()
+
+
+@pytest.mark.anyio
+async def test_the_checked_address_is_the_one_connected_to_with_the_host_kept(
+    tmp_path: Path, secret: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name resolves once; a later, different answer is never used."""
+    from sealbox.server.alert_delivery import send_webhook
+
+    real = socket.getaddrinfo
+    answers = iter(["127.0.0.1", "127.0.0.2", "127.0.0.2"])
+    asked: list[str] = []
+
+    def rebinding(host: Any, port: Any, *args: Any, **kw: Any) -> Any:
+        if host == "hooks.rebind.test":
+            asked.append(host)
+            host = next(answers)
+        return real(host, port, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    hook = Hook(204)
+    try:
+        port = hook.server.server_address[1]
+        relay = FakeRelay(Settings(data_dir=tmp_path, db_url="sqlite:///x", alert_timeout=2.0,
+                                   alert_allow_networks=("127.0.0.1/32",)))  # fmt: skip
+        url = f"http://hooks.rebind.test:{port}/hook"
+        outcome = await send_webhook(relay, target("webhook", url), DELIVERY)  # type: ignore[arg-type]
+        assert (outcome.ok, outcome.error) == (True, "")
+        assert asked == ["hooks.rebind.test"]
+        [(_, _, headers)] = hook.calls
+        assert headers["Host"] == f"hooks.rebind.test:{port}"
+        # The next answer (127.0.0.2) is outside the allowed network: refused, nothing sent.
+        outcome = await send_webhook(relay, target("webhook", url), DELIVERY)  # type: ignore[arg-type]
+        assert (outcome.ok, outcome.error) == (False, "refused address")
+        assert len(hook.calls) == 1
+    finally:
+        hook.close()
+
+
+def _name_cert(directory: Path, name: str) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_file, key_file = directory / f"{name}.pem", directory / f"{name}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))  # fmt: skip
+    return cert_file, key_file
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("served", "ok"), [("hooks.rebind.test", True), ("other.test", False)])
+async def test_https_to_the_checked_address_keeps_sni_and_the_certificate_check_for_the_name(
+    tmp_path: Path, secret: str, monkeypatch: pytest.MonkeyPatch, served: str, ok: bool
+) -> None:
+    """Connected by address, TLS still checks the URL's name: a certificate for another is
+    refused, and the receiver sees the name in SNI."""
+    from sealbox.server import alert_network
+    from sealbox.server.alert_delivery import send_webhook
+
+    real = socket.getaddrinfo
+
+    def resolving(host: Any, port: Any, *args: Any, **kw: Any) -> Any:
+        return real("127.0.0.1" if host == "hooks.rebind.test" else host, port, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolving)
+    cert, key = _name_cert(tmp_path, served)
+    monkeypatch.setattr(alert_network.httpx, "create_ssl_context",
+                        lambda: ssl.create_default_context(cafile=str(cert)))  # fmt: skip
+    names: list[str | None] = []
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    server_context.sni_callback = lambda sock, name, ctx: names.append(name)  # type: ignore[assignment,misc,func-returns-value]
+    hook = Hook(204)
+    hook.server.socket = server_context.wrap_socket(hook.server.socket, server_side=True)
+    try:
+        port = hook.server.server_address[1]
+        relay = FakeRelay(Settings(data_dir=tmp_path, db_url="sqlite:///x", alert_timeout=3.0,
+                                   alert_allow_networks=("127.0.0.1/32",)))  # fmt: skip
+        url = f"https://hooks.rebind.test:{port}/hook"
+        outcome = await send_webhook(relay, target("webhook", url), DELIVERY)  # type: ignore[arg-type]
+        assert outcome.ok is ok
+        assert names == ["hooks.rebind.test"]
+        if ok:
+            [(_, _, headers)] = hook.calls
+            assert headers["Host"] == f"hooks.rebind.test:{port}"
+        else:
+            assert outcome.error == "connect failed"
+            assert hook.calls == []
+    finally:
+        hook.close()
+
+
+@pytest.mark.anyio
+async def test_a_url_httpx_refuses_is_a_failed_try(tmp_path: Path, secret: str) -> None:
+    from sealbox.server.alert_delivery import send_webhook
+
+    relay = FakeRelay(Settings(data_dir=tmp_path, db_url="sqlite:///x", alert_timeout=2.0))
+    url = "http://exa\u0301mple\u200b.com/"
+    outcome = await send_webhook(relay, target("webhook", url), DELIVERY)  # type: ignore[arg-type]
+    assert (outcome.ok, outcome.error) == (False, "invalid URL")
+
+
+@pytest.mark.anyio
+async def test_smtp_require_tls_refuses_a_server_without_starttls(tmp_path: Path) -> None:
+    from sealbox.server.alert_delivery import TLSRequired, send_mail
+
+    with smtp(tmp_path, tls=False) as (port, _, mailbox):
+        s = settings(tmp_path, smtp_port=port, smtp_require_tls=True)
+        with pytest.raises(TLSRequired, match="offers no STARTTLS and TLS is required"):
+            send(s)
+        outcome = await send_mail(FakeRelay(s), target("email"), DELIVERY)  # type: ignore[arg-type]
+        assert (outcome.ok, outcome.error) == (False, "no STARTTLS (TLS required)")
+        assert mailbox.messages == []
+
+
+def test_smtp_require_tls_still_sends_over_starttls(tmp_path: Path) -> None:
+    with smtp(tmp_path, tls=True) as (port, cert, mailbox):
+        send(settings(tmp_path, smtp_port=port, smtp_ca_file=str(cert), smtp_require_tls=True))
+        assert [over_tls for _, over_tls, _ in mailbox.messages] == [True]
 
 
 @pytest.fixture
@@ -310,9 +493,27 @@ def test_alert_settings_from_options_then_environment_then_defaults(
     assert "SMTP_PASSWORD" not in repr(s)
 
 
+def test_require_tls_and_allowed_networks_from_options_then_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("SEALBOX_SMTP_REQUIRE_TLS", raising=False)
+    monkeypatch.delenv("SEALBOX_ALERT_ALLOW_NETWORKS", raising=False)
+    s = Settings.load(data_dir=str(tmp_path))
+    assert (s.smtp_require_tls, s.alert_allow_networks) == (False, ())
+    monkeypatch.setenv("SEALBOX_SMTP_REQUIRE_TLS", "true")
+    monkeypatch.setenv("SEALBOX_ALERT_ALLOW_NETWORKS", "10.0.0.0/8, 127.0.0.1")
+    s = Settings.load(data_dir=str(tmp_path))
+    assert (s.smtp_require_tls, s.alert_allow_networks) == (True, ("10.0.0.0/8", "127.0.0.1/32"))
+    s = Settings.load(data_dir=str(tmp_path), smtp_require_tls=False,
+                      alert_allow_networks=["192.168.0.0/16"])  # fmt: skip
+    assert (s.smtp_require_tls, s.alert_allow_networks) == (False, ("192.168.0.0/16",))
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
-    [("SEALBOX_ALERT_RETRY_BASE", "soon", "must be a number of seconds"),
+    [("SEALBOX_SMTP_REQUIRE_TLS", "maybe", "must be 1/true/yes"),
+     ("SEALBOX_ALERT_ALLOW_NETWORKS", "10.1.2.3/8", "host bits set"),
+     ("SEALBOX_ALERT_RETRY_BASE", "soon", "must be a number of seconds"),
      ("SEALBOX_ALERT_TIMEOUT", "0", "more than 0"),
      ("SEALBOX_ALERT_RETRY_CAP", "100000", "at most 86400"),
      ("SEALBOX_SMTP_PORT", "0", "at least 1")],

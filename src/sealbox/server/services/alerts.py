@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
+
 from sealbox.errors import InvalidInput
 from sealbox.protocol.alerts import (
     DEFAULT_MIN_SEVERITY,
@@ -26,6 +28,7 @@ from sealbox.protocol.alerts import (
     check_patterns,
     check_severity,
 )
+from sealbox.server import alert_network
 from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import Conflict, Invalid, NotFound, TooMany
 from sealbox.server.relay import Relay
@@ -35,6 +38,7 @@ from sealbox.server.store.alerts import DISABLED_ACTION, Delivery, Target
 
 __all__ = [
     "DISABLE_AFTER",
+    "DROPPED_ACTION",
     "MAX_ADDRESSES",
     "MAX_TARGETS",
     "Outcome",
@@ -53,6 +57,8 @@ __all__ = [
 
 #: Failed deliveries in a row after which a target is disabled (an approver re-enables it).
 DISABLE_AFTER = 10
+#: The audit action written when deliveries that kept failing are dropped (dead letters).
+DROPPED_ACTION = "alert.delivery_dropped"
 #: Most targets one vault may have, and most recipients one email target may have.
 MAX_TARGETS = 20
 MAX_ADDRESSES = 10
@@ -97,8 +103,13 @@ def _invalid(code: str, exc: Exception | str, hint: str = "") -> Invalid:
     return Invalid(code, str(exc), hint)
 
 
-def check_url(url: str) -> str:
-    """A webhook URL: http or https, a host, no credentials or fragment, at most 2048 chars."""
+def check_url(url: str, allowed: Sequence[str] = ()) -> str:
+    """A webhook URL: http or https, a host, no credentials or fragment, at most 2048 chars.
+
+    Also one httpx sends to (an ASCII or IDNA-encodable host), and, when its host is a
+    literal address, a public one or one in ``allowed`` (see
+    :mod:`sealbox.server.alert_network`; a host name is checked when it is resolved).
+    """
     hint = "Give an absolute http(s) URL, e.g. https://hooks.example.com/sealbox."
     if len(url) > 2048 or any(ch.isspace() or ord(ch) < 0x20 for ch in url):
         raise _invalid("invalid_webhook_url", "a webhook URL is at most 2048 printable characters",
@@ -116,6 +127,24 @@ def check_url(url: str) -> str:
             "invalid_webhook_url", "a webhook URL has no user, password or fragment",
             "The receiver checks X-Sealbox-Signature to know the relay sent it.",
         )  # fmt: skip
+    try:
+        # What the delivery loop will send to: httpx refuses some hosts urlsplit takes (a
+        # combining mark or a zero-width space that IDNA does not encode).
+        host = httpx.URL(url).host
+    except (httpx.InvalidURL, ValueError):  # ValueError: idna's own errors come through
+        raise _invalid("invalid_webhook_url", "the webhook URL's host is not a valid name",
+                       "Write the host in ASCII (or its xn-- form).") from None  # fmt: skip
+    address = alert_network.literal_address(host) or alert_network.literal_address(parts.hostname)
+    if address is not None:
+        try:
+            alert_network.check_address(address, allowed)
+        except alert_network.RefusedAddress:
+            raise _invalid(
+                "webhook_address_refused",
+                "a webhook may not go to a loopback, private, link-local or reserved address",
+                "Use a public address, or ask the relay's operator to allow the network "
+                "(--alert-allow-network).",
+            ) from None
     return url
 
 
@@ -208,7 +237,8 @@ async def add_webhook(
 ) -> tuple[TargetView, str]:  # fmt: skip
     """Add a webhook; return it and its signing secret (shown once, to this caller)."""
     secret = new_secret()
-    view = await _add(relay, now, vault=vault, kind="webhook", url=check_url(url), addresses=(),
+    checked = check_url(url, relay.settings.alert_allow_networks)
+    view = await _add(relay, now, vault=vault, kind="webhook", url=checked, addresses=(),
                       events=events, min_severity=min_severity, approver=approver,
                       source_ip=source_ip, secret=secret)  # fmt: skip
     return view, secret
@@ -270,10 +300,19 @@ async def enable(
         if found.enabled:
             return _view(found), False
         await store.set_enabled(tx.conn, vault, target, now)
+        # A delivery that already failed DISABLE_AFTER times is a dead letter: sent first again
+        # (deliveries go in order), it would disable the target again and hold the rest.
+        dropped = await store.drop_dead(tx.conn, vault, target, DISABLE_AFTER)
         await audit.append(tx.conn, vault=vault, at=now, actor=approver.id,
                            action="alert.target_enabled", severity="notice", source_ip=source_ip,
                            detail={"target": target, "kind": found.kind,
-                                   "pending": found.pending})  # fmt: skip
+                                   "pending": found.pending - dropped})  # fmt: skip
+        if dropped:
+            # Counts only: what the dropped events were is in this audit log already.
+            await audit.append(tx.conn, vault=vault, at=now, actor="relay",
+                               action=DROPPED_ACTION, severity="warning",
+                               detail={"target": target, "kind": found.kind, "dropped": dropped,
+                                       "attempts_at_least": DISABLE_AFTER})  # fmt: skip
         again = await store.get(tx.conn, vault, target)
     assert again is not None
     return _view(again), True

@@ -36,6 +36,7 @@ __all__ = [
     "count",
     "delete_target",
     "delivered",
+    "drop_dead",
     "enqueue",
     "enqueue_one",
     "failed",
@@ -237,6 +238,16 @@ async def set_enabled(conn: AsyncConnection, vault: str, target: str, now: int) 
 
 
 # --- delivering ----------------------------------------------------------------------------------
+
+
+async def drop_dead(conn: AsyncConnection, vault: str, target: str, attempts: int) -> int:
+    """Drop a target's deliveries tried at least ``attempts`` times; return how many."""
+    o = alert_outbox.c
+    done = await conn.execute(
+        delete(alert_outbox).where(o.vault_id == vault, o.target_id == target,
+                                   o.attempts >= attempts)
+    )  # fmt: skip
+    return int(done.rowcount or 0)
 
 
 async def claim(
