@@ -13,8 +13,10 @@ events up to it, fails.  Exit codes: 0 valid; 5 ``INVALID:`` and a reason
 naming the seq; 2 usage (an unreadable or malformed file); 1 the relay
 cannot be reached or refuses.
 
-``checkpoint`` verifies the log from this approver's last checkpoint, signs
-its end with this approver's key and files it with the relay.
+``checkpoint`` verifies the log from the head this approver key checked last
+(kept beside its key file, the memory ``approver serve --checkpoint-every``
+with that key uses too), signs its end with this approver's key and files it
+with the relay.
 
 ``tail`` follows the log live (one line an event, with its severity);
 ``export`` writes it out (``--format jsonl``: a header line with the
@@ -248,15 +250,16 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _checkpoint(args: argparse.Namespace) -> int:
-    from sealbox.approver.checkpoints import sign_checkpoint
-    from sealbox.cli.approvers import open_session
+    from sealbox.approver.checkpoints import memory, sign_checkpoint
+    from sealbox.cli.approvers import _key_path, open_session
     from sealbox.protocol.audit import AuditBroken
 
     session = open_session(args)
     try:
         try:
-            # The same memory as `audit verify`: a head either checked is one both hold to.
-            signed = sign_checkpoint(session, seen=_seen())
+            # The memory `approver serve` keeps beside the same key file: one for both, so a
+            # head either signer checked is one the other holds the log to.
+            signed = sign_checkpoint(session, seen=memory(_key_path(args)))
         except AuditBroken as exc:
             print(f"sealbox audit checkpoint: INVALID: {exc.message} [{exc.code}]; nothing "
                   "was signed", file=sys.stderr)  # fmt: skip

@@ -260,7 +260,18 @@ def verify_log(
     :func:`verify_checkpoint`) and ``known`` heads must each name an event of
     the run with that very hash, or lie before it; one beyond its end means
     the log was truncated.  Raise :class:`AuditBroken` at the first failure.
+
+    A ``known`` head must lie in the run: at ``start`` (then its hash must be
+    ``start``'s: a start derived from it) or after.  One before ``start`` cannot be
+    checked, and skipping it would let a caller forget a head it promised to hold
+    the log to, so it raises :class:`ValueError` (the caller's mistake, not the
+    log's): start at or before every head you know.
     """
+    first = start.seq if start is not None else 0
+    for k in known:
+        if k.seq < first:
+            raise ValueError(f"the head known at event {k.seq} lies before the start of the "
+                             f"check (event {first}): start at or before it")  # fmt: skip
     prev_seq, prev = (start.seq, start.hash) if start is not None else (0, GENESIS)
     hashes: dict[int, str] = {}
     if start is not None:
@@ -285,7 +296,6 @@ def verify_log(
         prev_seq, prev = event.seq, event.hash
         count += 1
     end = prev_seq
-    first = start.seq if start is not None else 0
     points = [(c.seq, c.head, f"the checkpoint signed by approver {c.approver}") for c in
               checkpoints] + [(k.seq, head_digest(k.hash), "the head verified before") for k in
                               known]  # fmt: skip
@@ -298,7 +308,9 @@ def verify_log(
                 "were removed, or are being withheld.",
             )  # fmt: skip
         if seq < first or seq == 0:
-            continue  # before the run: checked by whoever checked ``start``
+            # Before the run: checked by whoever checked ``start``.  Only checkpoints get
+            # here (a known head before ``start`` was refused above).
+            continue
         if not hmac.compare_digest(head_digest(hashes[seq]), head):
             raise AuditBroken(f"event {seq} differs from {what} (the log was rewritten, or "
                               "forked)", seq=seq, hint=_TAMPER_HINT)  # fmt: skip
