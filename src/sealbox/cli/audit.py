@@ -161,7 +161,7 @@ def _seen() -> Any:
 # --- verify -------------------------------------------------------------------------------------
 
 
-def _describe(verified: Any, source: str) -> None:
+def _describe(verified: Any, source: str, *, head_given: bool = False) -> None:
     from sealbox.protocol.audit import format_head
 
     check = verified.check
@@ -173,11 +173,16 @@ def _describe(verified: Any, source: str) -> None:
         print(f"checkpoints: {len(check.checkpoints)} verified; the latest at event {last.seq}, "
               f"signed by approver {last.approver}")  # fmt: skip
     elif verified.directory is None:
+        anchor = (
+            "It does reach the --head given."
+            if head_given
+            else "For that, verify "
+            "`sealbox audit export`'s file, or give --head with a head verified before."
+        )
         print("checkpoints: NOT CHECKED. This file has no header: no directory and no "
               "checkpoints, so it was checked as a chain only (each event's hash and link). "
               "Anyone can write a chain that checks like this; it is not shown to be the "
-              "vault's log. For that, verify `sealbox audit export`'s file, or give --head "
-              "with a head verified before.")  # fmt: skip
+              f"vault's log. {anchor}")  # fmt: skip
     else:
         print("checkpoints: none")
     if verified.skipped:
@@ -227,7 +232,7 @@ def _verify(args: argparse.Namespace) -> int:
             raise exits.UsageError(exc.message) from None
         if verified.check.head is None:
             return _nothing(args.file)
-        _describe(verified, args.file)
+        _describe(verified, args.file, head_given=given is not None)
         if other is not None:
             print(f"no fork: {args.against} agrees on the {common} event(s) both hold")
         if verified.directory is not None:

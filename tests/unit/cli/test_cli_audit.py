@@ -72,6 +72,12 @@ def test_a_header_less_export_says_it_is_a_chain_only(
     assert out.startswith("valid: 1 event(s)")
     assert "checkpoints: NOT CHECKED" in out
     assert "not shown to be the vault's log" in out
+    assert "give --head" in out
+    head = f"1:{row['hash']}"
+    assert main(["audit", "verify", str(export), "--vault", "sha256:x", "--head", head]) == 0
+    assert "It does reach the --head given." in capsys.readouterr().out
+    wrong = f"1:{'0' * 64}"
+    assert main(["audit", "verify", str(export), "--vault", "sha256:x", "--head", wrong]) == 5
 
 
 def test_a_tail_line_is_one_safe_line_with_the_severity() -> None:
