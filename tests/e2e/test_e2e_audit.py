@@ -121,6 +121,11 @@ def test_honest_checkpoints_verify_tail_and_export(d: Deployment, person: Path) 
     done = audit(d, person, "checkpoint")
     assert done.returncode == 0, outputs(done)
     assert "signed and filed" in done.stdout
+    # Remembered beside the key file, where `approver serve` with that key keeps it: one
+    # memory for both signers (not the config directory's, which `audit verify` keeps).
+    kept = json.loads((person / "approvers" / f"{d.vault}.audit" / f"{d.vault}.json").read_text())
+    assert f"checkpoint at event {kept['seq']} ({kept['hash']})" in done.stdout
+    assert not (person / "audit").exists()
 
     done = audit(d, person, "verify")
     assert done.returncode == 0, outputs(done)

@@ -104,3 +104,51 @@ def test_a_checkpoint_signed_in_the_browser_holds_the_log(world: World) -> None:
     assert len(relay_get(world, "/audit/checkpoints")["checkpoints"]) == 1
     assert "Signed" not in tab.status()
     tab.check_clean()
+
+
+def test_every_page_of_checkpoints_is_checked_and_every_event_typed(world: World) -> None:
+    """The page reads the relay's checkpoint list page after page (here one a page), so the
+    newest is held too; an event whose type the relay swapped is not valid."""
+    tab = world.tab
+    page = open_page(tab, "audit")
+    seqs = []
+    for _ in range(2):
+        page.locator("#status").evaluate("(e) => { e.textContent = ''; }")
+        page.get_by_role("button", name="Sign a checkpoint").click()
+        said = tab.wait_status("Signed a checkpoint at event")
+        seqs.append(int(re.search(r"event (\d+)", said).group(1)))  # type: ignore[union-attr]
+    assert seqs[0] < seqs[1]
+    assert [c["seq"] for c in relay_get(world, "/audit/checkpoints")["checkpoints"]] == seqs
+
+    asked: list[str] = []
+
+    def one_a_page(route: Any) -> None:
+        # The relay's own paging, with pages of one checkpoint.
+        url = re.sub(r"([?&])limit=\d+", r"\1limit=1", route.request.url)
+        if "limit=" not in url:
+            url += ("&" if "?" in url else "?") + "limit=1"
+        asked.append(url)
+        route.fulfill(response=route.fetch(url=url))
+
+    tab.page.route(re.compile(r"/audit/checkpoints"), one_a_page)
+    said = chain_says(tab)
+    assert f"2 signed checkpoint(s) hold (the latest at event {seqs[1]}" in said, said
+    assert len(asked) == 3, asked  # two full pages, then the empty last one
+    tab.screenshot("audit-checkpoint-pages")
+
+    # The relay serves event 1's time as text: refused as Python refuses it, not hashed.
+    def at_as_text(route: Any) -> None:
+        response = route.fetch()
+        listed = response.json()
+        for e in listed["events"]:
+            if e["seq"] == 1:
+                e["at"] = str(e["at"])
+        route.fulfill(response=response, json=listed)
+
+    tab.page.route(re.compile(r"/audit/stream\?"), lambda route: route.abort())
+    tab.page.route(re.compile(r"/audit\?"), at_as_text)
+    page = open_page(tab, "audit")
+    said = chain_says(tab)
+    assert said.startswith("Not valid: audit event 1.at: expected an integer"), said
+    assert page.locator("#chain").get_attribute("class") == "error"
+    tab.check_clean()

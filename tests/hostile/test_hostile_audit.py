@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from sealbox._relay.audit import SeenHeads, verify_export, verify_fork
+from sealbox.approver.checkpoints import sign_checkpoint
 from sealbox.protocol import audit as au
 from sealbox.protocol.statements import CheckpointStatement, sign_statement
 
@@ -173,3 +175,89 @@ def test_a_damaged_memory_of_heads_is_no_head(world: Any, tmp_path: Path) -> Non
     seen.advance(world.vault, au.AuditHead(5, events[4].hash))
     seen.advance(world.vault, au.AuditHead(4, events[3].hash))  # never moves back
     assert seen.get(world.vault) == au.AuditHead(5, events[4].hash)
+
+
+# --- the automated approver's own checkpoints, as the relay lists them ----------------------------
+
+
+class _Relay:
+    """What ``sign_checkpoint`` asks the relay, answered from a log the relay chose."""
+
+    def __init__(self, world: Any, party: Any, events: list[au.AuditEvent],
+                 listed: list[str]) -> None:  # fmt: skip
+        self.world, self.events, self.listed = world, events, listed
+        self.keys = SimpleNamespace(vault=world.vault, sig=party.sig)
+        self.id = party.id
+        self.filed: list[str] = []
+
+    def directory(self, fresh: bool = False) -> Any:
+        return self.world.directory
+
+    def ok(self, method: str, path: str, what: str, json_body: Any = None) -> Any:
+        if method == "POST":
+            self.filed.append(json_body["statement"])
+            return {"created": True}
+        if path.startswith("/audit/checkpoints"):
+            return {"checkpoints": [{"statement": t} for t in self.listed],
+                    "next_after_seq": None}  # fmt: skip
+        after = int(path.split("after_seq=")[1].split("&")[0])
+        page = [e.to_json() for e in self.events if e.seq > after]
+        return {"events": page, "next_after_seq": page[-1]["seq"] if page else after}
+
+
+def test_an_own_checkpoint_listed_beyond_the_head_remembered_must_link_to_it(
+    world: Any, tmp_path: Path
+) -> None:
+    """The relay rewrote the log from event 1 and got this approver's own signature over the
+    rewrite at seq 12 (signed elsewhere, with every checkpoint withheld): the approver, which
+    remembers event 10 of the honest log, still checks from there, and signs nothing."""
+    me = world.a[1]
+    honest = _chain(world, 10)
+    seen = SeenHeads(tmp_path)
+    seen.advance(world.vault, au.AuditHead(10, honest[9].hash))
+    forged = _rehash([dataclasses.replace(honest[0], actor=world.relay.id),
+                      *_chain(world, 20)[1:]], 0)  # fmt: skip
+    own = _checkpoint(world, forged, 12, signer=me)
+    relay = _Relay(world, me, forged, [own])
+    with pytest.raises(au.AuditBroken, match="event 11 does not link") as caught:
+        sign_checkpoint(relay, seen=seen)  # type: ignore[arg-type]
+    assert caught.value.seq == 11
+    assert relay.filed == []
+    assert seen.get(world.vault) == au.AuditHead(10, honest[9].hash)  # not forgotten
+
+
+def test_an_own_checkpoint_listed_beyond_the_head_remembered_is_still_checked(
+    world: Any, tmp_path: Path
+) -> None:
+    """The honest case: the checkpoint listed holds on the log from the head remembered on."""
+    me = world.a[1]
+    events = _chain(world, 20)
+    seen = SeenHeads(tmp_path)
+    seen.advance(world.vault, au.AuditHead(10, events[9].hash))
+    relay = _Relay(world, me, events, [_checkpoint(world, events, 12, signer=me)])
+    signed = sign_checkpoint(relay, seen=seen)  # type: ignore[arg-type]
+    assert signed is not None
+    assert (signed.seq, signed.events) == (20, 10)  # from event 11 on
+    assert seen.get(world.vault) == au.AuditHead(20, events[19].hash)
+    # A checkpoint of its own contradicting the log it is served is refused, not adopted.
+    other = _rehash([*events[:11], dataclasses.replace(events[11], actor=world.relay.id),
+                     *events[12:]], 11)  # fmt: skip
+    bad = _checkpoint(world, other, 15, signer=me)
+    relay = _Relay(world, me, events, [bad])
+    seen = SeenHeads(tmp_path / "other")
+    seen.advance(world.vault, au.AuditHead(10, events[9].hash))
+    with pytest.raises(au.AuditBroken, match="event 15 differs from the checkpoint"):
+        sign_checkpoint(relay, seen=seen)  # type: ignore[arg-type]
+    assert relay.filed == []
+
+
+def test_a_known_head_before_the_start_is_not_skipped(world: Any) -> None:
+    events = _chain(world)
+    start = au.AuditHead(8, events[7].hash)
+    with pytest.raises(ValueError, match="before the start"):
+        au.verify_log(events[8:], start=start, known=[au.AuditHead(5, events[4].hash)])
+    # The start itself (derived from the head known) is checked, not skipped.
+    check = au.verify_log(events[8:], start=start, known=[start])
+    assert check.head == au.AuditHead(N, events[-1].hash)
+    with pytest.raises(au.AuditBroken, match="event 8 differs from the head verified before"):
+        au.verify_log(events[8:], start=start, known=[au.AuditHead(8, events[6].hash)])

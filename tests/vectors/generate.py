@@ -1476,6 +1476,12 @@ def gen_audit() -> dict[str, Any]:
         tampered("truncated_behind_known_head", events[:3], 5, known=[5]),
         tampered("relinked", [events[0], dict(events[1], prev_hash="ab" * 32), *events[2:]], 2),
     ]
+
+    def _same_hash(event: dict[str, Any], **edit: Any) -> dict[str, Any]:
+        row = dict(event, **edit)
+        row["hash"] = au.event_hash(row["prev_hash"], row)
+        return row
+
     malformed = []
     for name, event in (
         ("extra_field", dict(events[0], extra=1)),
@@ -1486,16 +1492,61 @@ def gen_audit() -> dict[str, Any]:
         ("detail_not_object", dict(events[0], detail=[1])),
         ("uppercase_hash", dict(events[0], hash=events[0]["hash"].upper())),
         ("null_actor", dict(events[0], actor=None)),
+        # Types a verifier must not take as they come: lp hashes the integer 1 and the string
+        # "\0\0\0\0\0\0\0\1" alike, and a JavaScript verifier would hash whatever it got.
+        ("at_as_string", dict(events[0], at=str(events[0]["at"]))),
+        # The hash is right for at = 0x01020304: only the type tells the two apart.
+        (
+            "at_as_8_byte_string_same_hash",
+            dict(_same_hash(events[0], at=0x01020304), at="\0\0\0\0\1\2\3\4"),
+        ),
+        ("seq_as_string", dict(events[0], seq="1")),
+        ("at_negative", dict(events[0], at=-1)),
+        ("at_beyond_2_53", dict(events[0], at=2**53)),
+        ("seq_beyond_2_53", dict(events[0], seq=2**53)),
+        ("actor_number", dict(events[0], actor=7)),
+        ("client_id_zero", dict(events[0], client_id=0)),
+        ("client_id_false", dict(events[0], client_id=False)),
+        ("item_id_empty_list", dict(events[0], item_id=[])),
+        ("source_ip_object", dict(events[0], source_ip={})),
+        ("severity_null", dict(events[0], severity=None)),
+        ("actor_lone_surrogate", dict(events[0], actor="apv_\ud800")),
+        ("action_lone_low_surrogate", dict(events[0], action="x\udc00y")),
+        ("detail_lone_surrogate", dict(events[0], detail={"note": "\ud83d"})),
+        ("detail_float", dict(events[0], detail={"n": 1.5})),
+        ("detail_big_integer", dict(events[0], detail={"n": 2**53})),
+        ("detail_non_ascii_key", dict(events[0], detail={"ключ": 1})),
+        ("detail_null", dict(events[0], detail=None)),
+        ("actor_too_long", dict(events[0], actor="a" * 4097)),
+        # 4097 code points (Python counts them; so must JavaScript, not UTF-16 units).
+        ("actor_too_long_astral", dict(events[0], actor="a" * 4001 + "\U0001f600" * 96)),
+        ("prev_hash_short", dict(events[0], prev_hash="0" * 63)),
+        ("event_array", [events[0]]),  # type: ignore[list-item]
+        ("event_null", None),  # type: ignore[list-item]
     ):
         code = _expect("malformed", lambda e=event: au.AuditEvent.from_json(e))  # type: ignore[misc]
         malformed.append({"name": name, "event": event, "expect": code})
+    # At the edges, accepted alike (their hashes are Python's).
+    accepted = []
+    for name, edit in (
+        # 4096 code points, 4192 UTF-16 units.
+        ("actor_4096_astral", {"actor": "a" * 4000 + "\U0001f600" * 96}),
+        ("actor_4096", {"actor": "a" * 4096}),
+        ("at_2_53_minus_1", {"at": 2**53 - 1}),
+        ("empty_strings", {"client_id": "", "item_id": "", "source_ip": "", "action": ""}),
+        ("detail_unicode_values", {"detail": {"a": "\U0001f600 \u00e9", "b": [None, True]}}),
+    ):
+        row = dict(events[0], **edit)
+        row["hash"] = au.event_hash(au.GENESIS, row)
+        au.AuditEvent.from_json(row)
+        accepted.append({"name": name, "event": row})
     return _doc(
         "Audit log: each event's hash is SHA-256 of lp(label, prev_hash, seq, at, actor, "
         "action, severity, client_id or '', item_id or '', source_ip or '', "
         "canonical_json(detail)) (integers as 8-byte big-endian); the first event links to "
         "64 zeros; a checkpoint's head is sha256: and base64url of the hash bytes.",
         label=labels.HASH_AUDIT.decode("ascii"), genesis=au.GENESIS, chain=chain,
-        tampered=tampers, malformed=malformed,
+        tampered=tampers, malformed=malformed, accepted=accepted,
     )  # fmt: skip
 
 

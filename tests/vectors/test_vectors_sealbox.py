@@ -1027,3 +1027,13 @@ def test_audit_malformed(case: dict[str, Any]) -> None:
     from sealbox.protocol import audit as au
 
     _raises(case["expect"], au.AuditEvent.from_json, case["event"])
+
+
+@pytest.mark.parametrize("case", AUDIT["accepted"], ids=_ids(AUDIT["accepted"]))
+def test_audit_accepted(case: dict[str, Any]) -> None:
+    """Events at the edges of what is parsed: read, hashed and linked as Python wrote them."""
+    from sealbox.protocol import audit as au
+
+    event = au.AuditEvent.from_json(case["event"])
+    assert au.event_hash(au.GENESIS, event.to_json()) == case["event"]["hash"]
+    assert au.verify_log([event]).head == au.AuditHead(1, case["event"]["hash"])

@@ -2,9 +2,12 @@
 (``sealbox approver serve --checkpoint-every``).
 
 An approver signs "event ``seq`` of this vault's log has hash ``head``" only
-for a head it has checked links back to the last head it checked: its own
-last checkpoint (remembered in a 0600 file beside its key, and as the relay
-lists it), or seq 1 if it has none.  So a relay that rewrote, dropped or
+for a head it has checked links back to the last head it checked, remembered
+in a 0600 file beside its key (:func:`state_path`; ``serve`` and ``sealbox
+audit checkpoint`` with the same key file share it).  With nothing remembered
+there (a fresh copy of the key) it starts from its own latest checkpoint as
+the relay lists it, or seq 1 if it has none; a checkpoint listed never moves
+the start past the head remembered.  So a relay that rewrote, dropped or
 reordered an event since gets no signature over the result; the approver
 reports it instead.  A relay that serves fewer events than the approver has
 checked before (truncation) is refused the same way.
@@ -36,7 +39,7 @@ from sealbox.protocol.audit import (
 )
 from sealbox.protocol.statements import CheckpointStatement, sign_statement
 
-__all__ = ["DEFAULT_EVERY", "Checkpointer", "Signed", "sign_checkpoint"]
+__all__ = ["DEFAULT_EVERY", "Checkpointer", "Signed", "memory", "sign_checkpoint", "state_path"]
 
 #: ``--checkpoint-every``'s default: an hour (0 turns it off).
 DEFAULT_EVERY = 3600
@@ -54,13 +57,23 @@ class Signed:
     """Events checked before signing."""
 
 
-def _start(session: ApproverSession, seen: SeenHeads) -> tuple[AuditHead | None, list[Any]]:
-    """Where to verify from: the higher of the head kept here and this approver's own
-    latest checkpoint the relay lists (its signature is ours, so its head is one we checked);
-    and every checkpoint listed (checked against the events later)."""
+def _start(
+    session: ApproverSession, remembered: AuditHead | None
+) -> tuple[AuditHead | None, list[Any]]:
+    """Where to verify from, and every checkpoint listed (checked against the events later).
+
+    The head kept here, when there is one: a chain verified from it is one that links to
+    it.  Starting anywhere beyond it (say at this approver's own latest checkpoint as the
+    relay lists it) would skip the head remembered: the relay could rewrite the log
+    below it and list a genuine signature of ours over the rewrite (made with this key
+    elsewhere, with another memory, every checkpoint withheld), and we would sign on from
+    there.  Listed checkpoints, ours too, only add constraints.  With no head kept (a
+    fresh memory) our own latest listed checkpoint is where we start: its signature is
+    ours, so its head is one this key checked; else seq 1.
+    """
     directory = session.directory(fresh=True)
     listed = fetch_checkpoints(lambda path: session.ok("GET", path, "listing checkpoints"))
-    start = seen.get(session.keys.vault)
+    start = remembered
     others = []
     for entry in listed:
         token = entry.get("statement") if isinstance(entry, dict) else None
@@ -68,10 +81,9 @@ def _start(session: ApproverSession, seen: SeenHeads) -> tuple[AuditHead | None,
             statement = verify_checkpoint(token, directory)
         except CheckpointSignerUnknown:
             continue
-        if statement.approver == session.id:
-            hash_ = _hex_of(statement.head)
-            if start is None or statement.seq > start.seq:
-                start = AuditHead(statement.seq, hash_)
+        mine = statement.approver == session.id and remembered is None
+        if mine and (start is None or statement.seq > start.seq):
+            start = AuditHead(statement.seq, _hex_of(statement.head))
         others.append(statement)
     return start, others
 
@@ -93,8 +105,9 @@ def sign_checkpoint(
     signed) when the log does not verify.
     """
     vault = session.keys.vault
-    start, listed = _start(session, seen)
+    # Read once: `serve` and `sealbox audit checkpoint` may advance it meanwhile.
     known = seen.get(vault)
+    start, listed = _start(session, known)
     get = lambda path: session.ok("GET", path, "reading the audit log")  # noqa: E731
     events = list(fetch_events(get, after=start.seq if start else 0))
     check = verify_log(events, checkpoints=listed, start=start,
@@ -169,3 +182,12 @@ class Checkpointer:
 def state_path(key_path: Path) -> Path:
     """Where an approver keeps the audit head it last checked: beside its key file."""
     return key_path.with_name(key_path.stem + ".audit")
+
+
+def memory(key_path: Path) -> SeenHeads:
+    """The one memory of heads checked that every signer with this key file uses.
+
+    ``serve --checkpoint-every`` and ``sealbox audit checkpoint`` both: with two, a
+    head one of them checked would not hold the other (see :func:`_start`).
+    """
+    return SeenHeads(state_path(key_path))

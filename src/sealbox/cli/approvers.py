@@ -214,8 +214,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _checkpointer(args: argparse.Namespace, session: Any, log: Any) -> Any:
     """Sign audit checkpoints on a schedule, with a session of its own (its own connection)."""
-    from sealbox._relay.audit import SeenHeads
-    from sealbox.approver.checkpoints import Checkpointer, state_path
+    from sealbox.approver.checkpoints import Checkpointer, memory
     from sealbox.approver.session import ApproverSession
 
     every = args.checkpoint_every
@@ -226,7 +225,7 @@ def _checkpointer(args: argparse.Namespace, session: Any, log: Any) -> Any:
     path = _key_path(args)
     own = ApproverSession(session.keys, head_path=session.head_path)
     checkpointer = Checkpointer(own, every=args.checkpoint_every, log=log,
-                                seen=SeenHeads(state_path(path)))  # fmt: skip
+                                seen=memory(path))  # fmt: skip
     checkpointer.start()
     return checkpointer
 

@@ -3,18 +3,23 @@
 ``verify`` checks the log offline against the vault's pinned fingerprint: the
 directory links from it, every checkpoint's approver signature, and every
 event's seq, link and hash.  With FILE it reads an export (``audit export``'s
-JSON lines, or the relay's plain ``/audit/export`` JSON lines: chain only) and
-contacts nothing; without, it fetches the log from the relay as this approver.
+JSON lines, or the relay's plain ``/audit/export`` JSON lines: chain only, and
+it says so: no directory or checkpoint checked, so nothing ties the file to
+the vault but a ``--head`` given) and contacts nothing; without, it fetches the
+log from the relay as this approver.
 ``--against OTHER`` verifies a second export and refuses a fork between the
 two (the same seq with different hashes, or a checkpoint of one contradicted
 by the other).  The highest head verified is remembered per vault (a 0600
 file under the config directory); a relay that later serves less, or other
 events up to it, fails.  Exit codes: 0 valid; 5 ``INVALID:`` and a reason
-naming the seq; 2 usage (an unreadable or malformed file); 1 the relay
-cannot be reached or refuses.
+naming the seq, or a log with no event at all (an empty file: nothing
+verified); 2 usage (an unreadable or malformed file); 1 the relay cannot be
+reached or refuses.
 
-``checkpoint`` verifies the log from this approver's last checkpoint, signs
-its end with this approver's key and files it with the relay.
+``checkpoint`` verifies the log from the head this approver key checked last
+(kept beside its key file, the memory ``approver serve --checkpoint-every``
+with that key uses too), signs its end with this approver's key and files it
+with the relay.
 
 ``tail`` follows the log live (one line an event, with its severity);
 ``export`` writes it out (``--format jsonl``: a header line with the
@@ -156,7 +161,7 @@ def _seen() -> Any:
 # --- verify -------------------------------------------------------------------------------------
 
 
-def _describe(verified: Any, source: str) -> None:
+def _describe(verified: Any, source: str, *, head_given: bool = False) -> None:
     from sealbox.protocol.audit import format_head
 
     check = verified.check
@@ -168,7 +173,16 @@ def _describe(verified: Any, source: str) -> None:
         print(f"checkpoints: {len(check.checkpoints)} verified; the latest at event {last.seq}, "
               f"signed by approver {last.approver}")  # fmt: skip
     elif verified.directory is None:
-        print("checkpoints: none in this file (no directory to check them): chain only")
+        anchor = (
+            "It does reach the --head given."
+            if head_given
+            else "For that, verify "
+            "`sealbox audit export`'s file, or give --head with a head verified before."
+        )
+        print("checkpoints: NOT CHECKED. This file has no header: no directory and no "
+              "checkpoints, so it was checked as a chain only (each event's hash and link). "
+              "Anyone can write a chain that checks like this; it is not shown to be the "
+              f"vault's log. {anchor}")  # fmt: skip
     else:
         print("checkpoints: none")
     if verified.skipped:
@@ -176,6 +190,14 @@ def _describe(verified: Any, source: str) -> None:
     if verified.behind is not None:
         print(f"note: this file ends before event {verified.behind.seq}, verified here before "
               "(an older export)")  # fmt: skip
+
+
+def _nothing(source: str) -> int:
+    # No event: nothing was verified, and "valid" would vouch for an empty file (or a relay
+    # serving nothing) as if it were a vault's log, which always holds its creation.
+    print(f"sealbox audit verify: INVALID: {source} holds no audit event: nothing was "
+          "verified [audit_empty]", file=sys.stderr)  # fmt: skip
+    return exits.VERIFICATION
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -208,7 +230,9 @@ def _verify(args: argparse.Namespace) -> int:
             return _invalid(exc)
         except MalformedInput as exc:
             raise exits.UsageError(exc.message) from None
-        _describe(verified, args.file)
+        if verified.check.head is None:
+            return _nothing(args.file)
+        _describe(verified, args.file, head_given=given is not None)
         if other is not None:
             print(f"no fork: {args.against} agrees on the {common} event(s) both hold")
         if verified.directory is not None:
@@ -239,6 +263,8 @@ def _verify(args: argparse.Namespace) -> int:
             verify_export(export, fingerprint=session.keys.fingerprint, known=given)
     except VerificationError as exc:
         return _invalid(exc)
+    if verified.check.head is None:
+        return _nothing(f"the log {session.keys.server} serves")
     _describe(verified, session.keys.server)
     seen.advance(vault, verified.check.head)
     return exits.OK
@@ -248,15 +274,16 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _checkpoint(args: argparse.Namespace) -> int:
-    from sealbox.approver.checkpoints import sign_checkpoint
-    from sealbox.cli.approvers import open_session
+    from sealbox.approver.checkpoints import memory, sign_checkpoint
+    from sealbox.cli.approvers import _key_path, open_session
     from sealbox.protocol.audit import AuditBroken
 
     session = open_session(args)
     try:
         try:
-            # The same memory as `audit verify`: a head either checked is one both hold to.
-            signed = sign_checkpoint(session, seen=_seen())
+            # The memory `approver serve` keeps beside the same key file: one for both, so a
+            # head either signer checked is one the other holds the log to.
+            signed = sign_checkpoint(session, seen=memory(_key_path(args)))
         except AuditBroken as exc:
             print(f"sealbox audit checkpoint: INVALID: {exc.message} [{exc.code}]; nothing "
                   "was signed", file=sys.stderr)  # fmt: skip

@@ -19,7 +19,8 @@ client and vault given (expired, tampered, another vault's, another action's...;
 is older than, or forked from, the one known).
 ``sealbox audit verify`` exits 5 (``INVALID:`` and the seq) when the audit log does not verify:
 an event deleted, changed, reordered or inserted, the log truncated behind a checkpoint or a
-head verified before, or two exports that fork.
+head verified before, two exports that fork, or a log with no event (an empty file proves
+nothing).
 """
 
 from __future__ import annotations

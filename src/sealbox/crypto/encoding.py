@@ -65,10 +65,16 @@ def b64u_decode(text: str, *, length: int | None = None, what: str = "value") ->
 def length_prefixed(*parts: bytes | str | int) -> bytes:
     """Unambiguous concatenation: each part as a 4-byte big-endian length, then its bytes.
 
-    Text is UTF-8; integers are 8-byte unsigned big-endian (and are also
-    length-prefixed, so an integer and an 8-byte string never collide in
-    position).  Without the prefixes ``("ab", "c")`` and ``("a", "bc")``
+    Text is UTF-8; integers are 8-byte unsigned big-endian, length-prefixed
+    like the rest.  Without the prefixes ``("ab", "c")`` and ``("a", "bc")``
     would bind the same bytes, letting a blob move between contexts.
+
+    The encoding carries no type: an integer and an 8-byte string (or bytes)
+    with the same bytes collide, ``length_prefixed(1) ==
+    length_prefixed("\x00" * 7 + "\x01")``.  So every structure hashed or signed
+    this way must fix each position's type when it is parsed (strict parsing
+    that refuses a string where an integer belongs, and the reverse), never
+    hash values whose types came from untrusted input unchecked.
     """
     out = bytearray()
     for part in parts:

@@ -29,7 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sealbox.crypto import jws, labels
-from sealbox.crypto.encoding import b64u_encode, canonical_json, length_prefixed
+from sealbox.crypto.encoding import (
+    MAX_SAFE_INTEGER,
+    b64u_encode,
+    canonical_json,
+    length_prefixed,
+)
 from sealbox.errors import MalformedInput, SealboxError, VerificationError
 from sealbox.protocol import ids
 from sealbox.protocol.directory import Directory
@@ -66,8 +71,9 @@ FIELDS = ("seq", "at", "actor", "action", "severity", "client_id", "item_id", "s
           "detail", "prev_hash", "hash")  # fmt: skip
 #: First line of a verifiable export (see :func:`export_header`).
 EXPORT_FORMAT = "sealbox.audit-export.v1"
-#: Largest seq or time an event carries (the relay's columns are 64-bit).
-_INT_MAX = 2**63 - 1
+#: Largest seq or time an event carries: the largest integer a double holds exactly, so the
+#: browser's verifier (``web/static/sealbox/audit.js``) reads every event this one does.
+_INT_MAX = MAX_SAFE_INTEGER
 _HEX = frozenset("0123456789abcdef")
 _MAX_TEXT = 4096
 
@@ -95,7 +101,18 @@ def event_hash(prev_hash: str, row: Mapping[str, Any]) -> str:
     client_id or "", item_id or "", source_ip or "", canonical_json(detail)))``
     where ``lp`` is :func:`~sealbox.crypto.encoding.length_prefixed` (integers as
     8-byte big-endian).
+
+    ``lp`` does not tell an integer from an 8-byte string (``lp(1)`` is
+    ``lp("\\x00" * 7 + "\\x01")``): what keeps an event from hashing like one with
+    other types is that every field's type is fixed when it is parsed
+    (:meth:`AuditEvent.from_json`, and ``parseEvent`` in the browser's
+    ``audit.js``, which refuse exactly the same events): ``seq`` and ``at``
+    integers, the rest text, ``detail`` an object.  Hash only parsed events.  (An
+    empty ``client_id``, ``item_id`` or ``source_ip`` hashes alike as ``null`` and
+    ``""``: both mean none.)
     """
+    # Integers and strings share lp's encoding (8 bytes either way); the strict typing of
+    # AuditEvent.from_json / parseEvent, not lp, keeps ``at`` = 1 and ``at`` = "\0...\1" apart.
     data = length_prefixed(
         labels.HASH_AUDIT, prev_hash, int(row["seq"]), int(row["at"]), row["actor"], row["action"],
         row["severity"], row["client_id"] or "", row["item_id"] or "", row["source_ip"] or "",
@@ -120,6 +137,10 @@ def _text(value: object, what: str, *, nullable: bool = False) -> Any:
         return None
     if not isinstance(value, str) or len(value) > _MAX_TEXT:
         raise MalformedInput(f"{what}: expected text (at most {_MAX_TEXT} characters)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (JSON's "\ud800"): no UTF-8 form to hash
+        raise MalformedInput(f"{what}: not valid text (a lone surrogate)") from None
     return value
 
 
@@ -260,7 +281,18 @@ def verify_log(
     :func:`verify_checkpoint`) and ``known`` heads must each name an event of
     the run with that very hash, or lie before it; one beyond its end means
     the log was truncated.  Raise :class:`AuditBroken` at the first failure.
+
+    A ``known`` head must lie in the run: at ``start`` (then its hash must be
+    ``start``'s: a start derived from it) or after.  One before ``start`` cannot be
+    checked, and skipping it would let a caller forget a head it promised to hold
+    the log to, so it raises :class:`ValueError` (the caller's mistake, not the
+    log's): start at or before every head you know.
     """
+    first = start.seq if start is not None else 0
+    for k in known:
+        if k.seq < first:
+            raise ValueError(f"the head known at event {k.seq} lies before the start of the "
+                             f"check (event {first}): start at or before it")  # fmt: skip
     prev_seq, prev = (start.seq, start.hash) if start is not None else (0, GENESIS)
     hashes: dict[int, str] = {}
     if start is not None:
@@ -285,7 +317,6 @@ def verify_log(
         prev_seq, prev = event.seq, event.hash
         count += 1
     end = prev_seq
-    first = start.seq if start is not None else 0
     points = [(c.seq, c.head, f"the checkpoint signed by approver {c.approver}") for c in
               checkpoints] + [(k.seq, head_digest(k.hash), "the head verified before") for k in
                               known]  # fmt: skip
@@ -298,7 +329,9 @@ def verify_log(
                 "were removed, or are being withheld.",
             )  # fmt: skip
         if seq < first or seq == 0:
-            continue  # before the run: checked by whoever checked ``start``
+            # Before the run: checked by whoever checked ``start``.  Only checkpoints get
+            # here (a known head before ``start`` was refused above).
+            continue
         if not hmac.compare_digest(head_digest(hashes[seq]), head):
             raise AuditBroken(f"event {seq} differs from {what} (the log was rewritten, or "
                               "forked)", seq=seq, hint=_TAMPER_HINT)  # fmt: skip

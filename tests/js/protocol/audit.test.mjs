@@ -11,6 +11,8 @@ import {
   eventHash,
   headDigest,
   headHex,
+  listCheckpoints,
+  parseEvent,
   verifyCheckpoint,
   verifyLog,
 } from "../../../src/sealbox/web/static/sealbox/audit.js";
@@ -86,4 +88,56 @@ test("checkpoints: signed here, verified against the directory, held against the
   const token = await checkpoint(0, 3);
   await rejectsAt(verifyCheckpoint(token.slice(0, -4) + "AAAA", directory), 0);
   await rejectsAt(verifyCheckpoint("garbage", directory), 0);
+});
+
+test("every event Python refuses is refused here too, before it is hashed", async () => {
+  assert.ok(AUDIT.malformed.length >= 30);
+  for (const c of AUDIT.malformed) {
+    assert.throws(() => parseEvent(c.event), (error) => {
+      assert.equal(error.code, c.expect, `${c.name}: ${error.message}`);
+      return true;
+    }, c.name);
+    await assert.rejects(verifyLog([c.event]), (error) => {
+      assert.equal(error.code, "malformed", `${c.name}: ${error.message}`);
+      return true;
+    }, c.name);
+  }
+});
+
+test("every event Python accepts at the edges is accepted, with Python's hash", async () => {
+  assert.ok(AUDIT.accepted.length >= 5);
+  for (const c of AUDIT.accepted) {
+    const e = parseEvent(c.event);
+    assert.equal(await eventHash(GENESIS, e), c.event.hash, c.name);
+    const checked = await verifyLog([c.event]);
+    assert.deepEqual(checked.head, { seq: 1, hash: c.event.hash }, c.name);
+  }
+});
+
+test("checkpoints are read page after page, as the relay lists them", async () => {
+  // The relay's paging: by seq, ascending; a full page ends on a whole seq.
+  const rows = [1, 2, 2, 3, 5, 5, 5, 8, 9].map((seq, i) => ({ seq, statement: `t${i}` }));
+  const asked = [];
+  const get = async (path) => {
+    asked.push(path);
+    const query = new URLSearchParams(path.split("?")[1]);
+    const after = Number(query.get("after_seq"));
+    const limit = Number(query.get("limit"));
+    let found = rows.filter((r) => r.seq > after).slice(0, limit);
+    let next = null;
+    if (found.length === limit) {
+      const whole = found.filter((r) => r.seq < found.at(-1).seq);
+      found = whole.length ? whole : found;
+      next = found.at(-1).seq;
+    }
+    return { checkpoints: found, next_after_seq: next };
+  };
+  assert.deepEqual(await listCheckpoints(get, { limit: 3 }), rows);
+  assert.ok(asked.length > 2, asked.join(" "));
+  assert.equal(asked[0], "/audit/checkpoints?after_seq=0&limit=3");
+  assert.deepEqual((await listCheckpoints(get)).map((r) => r.statement), rows.map((r) => r.statement));
+  await assert.rejects(listCheckpoints(async () => ({ checkpoints: "no" })), { code: "malformed" });
+  // A relay that sends the same page forever is read once.
+  const stuck = await listCheckpoints(async () => ({ checkpoints: rows.slice(0, 1), next_after_seq: 0 }));
+  assert.equal(stuck.length, 1);
 });

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -42,13 +43,41 @@ def test_verify_usage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert exited.value.code == 2
 
 
-def test_an_empty_export_is_valid_offline(
+def test_an_empty_export_verifies_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     export = tmp_path / "empty.jsonl"
-    export.write_text("")
+    for text in ("", "\n\n"):
+        export.write_text(text)
+        assert main(["audit", "verify", str(export), "--vault", "sha256:x"]) == 5
+        captured = capsys.readouterr()
+        assert "valid" not in captured.out
+        assert "INVALID" in captured.err
+        assert "no audit event: nothing was verified" in captured.err
+
+
+def test_a_header_less_export_says_it_is_a_chain_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sealbox.protocol import audit as au
+
+    row = {"seq": 1, "at": 1_800_000_000, "actor": "relay", "action": "vault.created",
+           "severity": "info", "client_id": None, "item_id": None, "source_ip": None,
+           "detail": {}, "prev_hash": au.GENESIS}  # fmt: skip
+    row["hash"] = au.event_hash(au.GENESIS, row)
+    export = tmp_path / "plain.jsonl"
+    export.write_text(json.dumps(row) + "\n")
     assert main(["audit", "verify", str(export), "--vault", "sha256:x"]) == 0
-    assert "valid: 0 event(s)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith("valid: 1 event(s)")
+    assert "checkpoints: NOT CHECKED" in out
+    assert "not shown to be the vault's log" in out
+    assert "give --head" in out
+    head = f"1:{row['hash']}"
+    assert main(["audit", "verify", str(export), "--vault", "sha256:x", "--head", head]) == 0
+    assert "It does reach the --head given." in capsys.readouterr().out
+    wrong = f"1:{'0' * 64}"
+    assert main(["audit", "verify", str(export), "--vault", "sha256:x", "--head", wrong]) == 5
 
 
 def test_a_tail_line_is_one_safe_line_with_the_severity() -> None:

@@ -8,8 +8,8 @@
 // (truncated), or has another event at its seq (rewritten, forked), is caught.  Failures are
 // SealboxError "audit_broken" with `seq`, the first event that fails.
 
-import { b64uDecode, b64uEncode, canonicalJson, lp } from "./encoding.js";
-import { SealboxError } from "./errors.js";
+import { b64uDecode, b64uEncode, canonicalBytes, canonicalJson, lp } from "./encoding.js";
+import { SealboxError, codes } from "./errors.js";
 import { peekHeader, verifyStatement } from "./jws.js";
 import { digestPrefix, hashAudit } from "./labels.js";
 import { TYP, checkId, KIND, parseDigest } from "./statements.js";
@@ -31,7 +31,91 @@ function fromHex(text) {
   return Uint8Array.from(text.match(/../g), (pair) => parseInt(pair, 16));
 }
 
-/** One event's hash (lowercase hex), chained to `prevHash`. */
+/** The fields of an event, in order (Python's FIELDS). */
+export const FIELDS = Object.freeze(["seq", "at", "actor", "action", "severity", "client_id",
+  "item_id", "source_ip", "detail", "prev_hash", "hash"]);
+/** Severities, least to most severe. */
+export const SEVERITIES = Object.freeze(["info", "notice", "warning", "alert", "critical"]);
+const MAX_TEXT = 4096;
+const HEX64 = /^[0-9a-f]{64}$/;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function malformed(message) {
+  return new SealboxError(codes.malformed, message);
+}
+
+function isPlainObject(value) {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+function int(value, what, low) {
+  // Safe integers only, as Python's from_json (a double beyond 2^53 - 1 is not exact).
+  if (!Number.isSafeInteger(value) || value < low) {
+    throw malformed(`${what}: expected an integer of at least ${low}`);
+  }
+  return value;
+}
+
+function text(value, what, nullable = false) {
+  if (value === null && nullable) return null;
+  // Python counts code points; so does this (a surrogate pair is one).
+  if (typeof value !== "string" || [...value].length > MAX_TEXT) {
+    throw malformed(`${what}: expected text (at most ${MAX_TEXT} characters)`);
+  }
+  if (LONE_SURROGATE.test(value)) throw malformed(`${what}: not valid text (a lone surrogate)`);
+  return value;
+}
+
+function hex(value, what) {
+  if (typeof value !== "string" || !HEX64.test(value)) {
+    throw malformed(`${what}: expected 64 lowercase hex digits`);
+  }
+  return value;
+}
+
+/**
+ * One event as the relay serves it, parsed strictly: exactly FIELDS, each of its type, `detail`
+ * hashable.  The same events as Python's AuditEvent.from_json, refused alike ("malformed"):
+ * the hash's length-prefixed encoding does not tell an integer from an 8-byte string, nor
+ * catch a type the relay swapped, so the types are fixed here, before anything is hashed.
+ */
+export function parseEvent(value) {
+  if (!isPlainObject(value)) throw malformed("audit event: expected a JSON object");
+  const keys = Object.keys(value);
+  const missing = FIELDS.filter((k) => !Object.hasOwn(value, k));
+  const extra = keys.filter((k) => !FIELDS.includes(k));
+  if (missing.length || extra.length) {
+    throw malformed(`audit event: missing [${missing}], unexpected [${extra}]`);
+  }
+  const seq = int(value.seq, "audit event.seq", 1);
+  const what = `audit event ${seq}`;
+  if (typeof value.severity !== "string" || !SEVERITIES.includes(value.severity)) {
+    throw malformed(`${what}.severity: expected one of ${SEVERITIES.join(", ")}`);
+  }
+  if (!isPlainObject(value.detail)) throw malformed(`${what}.detail: expected a JSON object`);
+  try {
+    canonicalBytes(value.detail);
+  } catch {
+    throw malformed(`${what}.detail: not hashable (floats, big integers, non-ASCII keys)`);
+  }
+  return Object.freeze({
+    seq, at: int(value.at, `${what}.at`, 0),
+    actor: text(value.actor, `${what}.actor`), action: text(value.action, `${what}.action`),
+    severity: value.severity,
+    client_id: text(value.client_id, `${what}.client_id`, true),
+    item_id: text(value.item_id, `${what}.item_id`, true),
+    source_ip: text(value.source_ip, `${what}.source_ip`, true),
+    detail: value.detail, prev_hash: hex(value.prev_hash, `${what}.prev_hash`),
+    hash: hex(value.hash, `${what}.hash`),
+  });
+}
+
+/**
+ * One event's hash (lowercase hex), chained to `prevHash`.  Hash only a parsed event
+ * (parseEvent): lp encodes the integers seq and at as 8 bytes, as it would an 8-byte string.
+ */
 export async function eventHash(prevHash, e) {
   const data = lp(hashAudit, prevHash, e.seq, e.at, e.actor, e.action, e.severity,
     e.client_id || "", e.item_id || "", e.source_ip || "", canonicalJson(e.detail));
@@ -89,16 +173,18 @@ export async function verifyCheckpoint(token, directory) {
 }
 
 /**
- * Check a run of events from seq 1: each one's seq, link and hash; then each checkpoint
- * (already verified) and each known head ({seq, hash}) must name an event of the run with that
- * very hash; one beyond the end means the log was truncated. Resolves to
- * {events, head, checkpoints}; rejects with "audit_broken" at the first failure.
+ * Check a run of events from seq 1: each one parsed strictly (parseEvent: "malformed"), its
+ * seq, link and hash; then each checkpoint (already verified) and each known head ({seq,
+ * hash}) must name an event of the run with that very hash; one beyond the end means the log
+ * was truncated. Resolves to {events, head, checkpoints}; rejects with "audit_broken" at the
+ * first failure.
  */
 export async function verifyLog(events, { checkpoints = [], known = [] } = {}) {
   let prevSeq = 0;
   let prev = GENESIS;
   const hashes = new Map();
-  for (const e of events) {
+  for (const raw of events) {
+    const e = parseEvent(raw);
     const expected = prevSeq + 1;
     if (e.seq !== expected) {
       const kind = e.seq > expected ? "missing (deleted, or the log reordered)"
@@ -137,6 +223,26 @@ export async function verifyLog(events, { checkpoints = [], known = [] } = {}) {
     head: prevSeq ? { seq: prevSeq, hash: prev } : null,
     checkpoints: [...checkpoints].sort((a, b) => a.seq - b.seq),
   });
+}
+
+/**
+ * Every checkpoint the relay lists (unverified), a page at a time: `get(path)` resolves to the
+ * relay's JSON for a GET under the vault.  Pages run by seq, ascending; `next_after_seq` (null
+ * on the last page) is where the next begins, as Python's fetch_checkpoints reads them.  Only
+ * the first page would leave every later checkpoint (the newest) unchecked.
+ */
+export async function listCheckpoints(get, { limit = 1000 } = {}) {
+  const found = [];
+  let after = 0;
+  for (;;) {
+    const body = await get(`/audit/checkpoints?after_seq=${after}&limit=${limit}`);
+    const page = body?.checkpoints;
+    if (!Array.isArray(page)) throw malformed("the relay's checkpoint list is not a list");
+    found.push(...page);
+    const next = body.next_after_seq;
+    if (!page.length || !Number.isSafeInteger(next) || next <= after) return found;
+    after = next;
+  }
 }
 
 /** The payload of a new checkpoint of `head` ({seq, hash}) by `approver`. */
