@@ -367,6 +367,9 @@ async def create_access(
                     "items": [{"item": p.item, "path": p.path, "version": p.version,
                                "fields": list(p.fields)} for p in pinned]},
         )  # fmt: skip
+        # Asking for a canary is the alarm, whatever happens to the request next.
+        await freeze.note_requested(tx.conn, vault=vault, row=request, now=now,
+                                    manifests=[stored[k].manifest for k in wanted])  # fmt: skip
         tx.wake(approvers_channel(vault), request_id)
     return Created(request_id, State.PENDING.value, s.exp, threshold)
 
