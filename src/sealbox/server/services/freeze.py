@@ -78,6 +78,7 @@ __all__ = [
     "freeze_project",
     "hold_release",
     "list_frozen",
+    "lock_paths",
     "note_inspected",
     "note_requested",
     "refuse_frozen",
@@ -153,6 +154,16 @@ def check_reason(reason: str) -> str:
             "the reason holds control, format or line-separator characters",
             "Give the reason as one line of plain text.",
         ) from None  # fmt: skip
+
+
+async def lock_paths(conn: AsyncConnection, vault: str, paths: Iterable[str]) -> None:
+    """In a write transaction: take the freeze locks of the projects of ``paths``.
+
+    A release takes them before any row it writes, so that its order of locks is the
+    same as a store completion's and a freeze's (project, then rows, then the audit
+    chain); taking one again later in the transaction is free.
+    """
+    await store.lock_projects(conn, vault, {project_of(p) for p in paths})
 
 
 def _item_type(manifest: str) -> str:
