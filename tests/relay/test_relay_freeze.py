@@ -592,3 +592,52 @@ async def test_a_release_never_commits_after_a_freeze_it_missed(
     else:
         assert error_of(released)["error"] == "project_frozen"
         assert releases == []
+
+
+async def test_a_release_and_a_store_completion_of_one_client_do_not_deadlock(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both clear the client's denials and take the project's lock: in the same order.
+
+    The release is held right after it cleared the denials; meanwhile the same client's
+    store in the project is completed.  Were the release to take the project's lock only
+    after the denials' row, the two would wait for each other (PostgreSQL aborts one).
+    """
+    from sealbox.server.services import fatigue
+
+    item, _ = await h.store_direct(h.vault.approvers[0], PATH, PASSWORD)
+    client = await h.add_client()
+    _, denied = await ask(h, client, item, PATH, ["user"])
+    assert (await h.deny_as(h.vault.approvers[0], denied.json()["id"])).status_code == 200
+    _, asked = await ask(h, client, item, PATH, ["user"])
+    token = await h.sign_release(h.vault.approvers[0], asked.json()["id"])
+    upload = build_store(
+        client=client.id, key=client.key, directory=h.directory(), item=ids.new_id(ids.ITEM),
+        path="app/prod/new", version=1, prev=None, values=BAIT,
+        approvers=[a.id for a in h.vault.approvers], threshold=1, purpose="a new key",
+        context=CONTEXT, now=h.relay.now(),
+    )  # fmt: skip
+    store_id = (await h.post_store(client, upload)).json()["id"]
+    manifest = await h.sign_store_manifest(h.vault.approvers[0], store_id)
+
+    real = fatigue.record_approval
+    cleared, go = asyncio.Event(), asyncio.Event()
+
+    async def slow(*args: Any, **kwargs: Any) -> None:
+        await real(*args, **kwargs)
+        if not cleared.is_set():
+            cleared.set()  # the release's, holding the denials' row
+            await asyncio.wait_for(go.wait(), 30)
+
+    monkeypatch.setattr(fatigue, "record_approval", slow)
+    release = asyncio.ensure_future(h.post_release(h.vault.approvers[0], asked.json()["id"], token))
+    await asyncio.wait_for(cleared.wait(), 30)
+    store = asyncio.ensure_future(
+        h.call("POST", f"/store-requests/{store_id}/manifest", signer=h.vault.approvers[0],
+               body={"manifest": manifest})
+    )  # fmt: skip
+    await asyncio.sleep(1.0)
+    go.set()
+    released, stored = await asyncio.gather(release, store)
+    assert released.status_code == 200, released.text
+    assert stored.status_code == 200, stored.text
