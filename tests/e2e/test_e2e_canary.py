@@ -105,12 +105,15 @@ class World:
         self.machine = json.loads((self.identity / "identity.json").read_text())["client"]["id"]
 
     def machine_read(self, ref: str) -> subprocess.CompletedProcess[str]:
+        return self.machine_cli("read", ref, "--purpose", "nightly job")
+
+    def machine_cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         home = self.tmp / "machine-home"
         env = {k: v for k, v in os.environ.items() if not k.startswith("SEALBOX_")}
         env.update({"HOME": str(home), "SEALBOX_CONFIG_DIR": str(home / ".config"),
                     "SEALBOX_RUNTIME_DIR": str(home / "run"),
                     "SEALBOX_IDENTITY": str(self.identity)})  # fmt: skip
-        return subprocess.run([*SEALBOX, "read", ref, "--purpose", "nightly job"], env=env,
+        return subprocess.run([*SEALBOX, *args], env=env,
                               capture_output=True, text=True, timeout=120, check=False,
                               stdin=subprocess.DEVNULL)  # fmt: skip
 
@@ -147,9 +150,26 @@ def _refused_as_frozen(done: subprocess.CompletedProcess[str]) -> None:
 
 def test_a_canary_read_is_released_alerts_and_freezes_until_unfrozen(world: World) -> None:
     w = world
+    # The machine's listing gives no canary away: to a client every item is a secret.
+    listed = w.machine_cli("ls", "--json")
+    assert listed.returncode == 0, outputs(listed)
+    types = {i["path"]: i["type"] for i in json.loads(listed.stdout)}
+    assert types == {"shop/prod/aws-root": "secret", "shop/prod/db": "secret"}
+    # Planting it (the person's store, verified after) tripped nothing.
+    assert w.audit("canary.inspected") == []
+
     read = w.machine_read(CANARY_REF)
     assert read.returncode == 0, outputs(read)
     assert read.stdout == BAIT + "\n"  # the reader keeps going
+
+    # Looking at the canary's manifest and asking for it are alarms of their own.
+    [inspected] = w.audit("canary.inspected")
+    assert inspected["severity"] == "critical"
+    assert inspected["client_id"] == w.machine
+    assert inspected["detail"]["path"] == "shop/prod/aws-root"
+    [requested] = w.audit("canary.requested")
+    assert requested["severity"] == "critical"
+    assert requested["client_id"] == w.machine
 
     # The relay's alarm: canary.read (critical), and the project frozen.
     [event] = w.audit("canary.read")
@@ -269,7 +289,16 @@ def test_an_agent_plants_a_canary_over_mcp_and_never_sees_its_value(world: World
             bad = await mcp.call("create_canary", path="../etc", purpose="x")
             assert bad.error
 
+            # The agent's own listing says "secret", as every client's does.
+            listed = await mcp.call("list_items")
+            assert not listed.error, listed.text
+            [entry] = [i for i in listed.data["items"] if i["path"] == "shop/prod/stripe-live"]
+            got["listed_type"] = entry["type"]
+
     asyncio.run(session())
+    assert got.pop("listed_type") == "secret"
+    # Planting it (a store request, then checking the stored version) tripped nothing.
+    assert w.audit("canary.inspected") == []
     assert got["type"] == "canary"
     assert got["reference"] == "sealbox://shop/prod/stripe-live/value"
     assert set(got) == {"path", "version", "item", "type", "request", "reference"}

@@ -23,11 +23,14 @@ rule; a key that is absent matches anything::
     canary = true                   # this rule may also decide reads of canaries
 
 A read that asks for a canary (an item whose approver-signed manifest says
-``type = "canary"``) is matched only by access rules that say ``canary =
-true``; every other rule passes over it, so without such a rule a person
-decides.  Releasing a canary is what makes it useful (its reader keeps going
-while the relay alerts and freezes the project), so a canary rule is
-normally an approve rule::
+``type = "canary"``) is approved only by access rules that say ``canary =
+true``; every other approve rule passes over it, so without such a rule a
+person decides.  Deny rules match it as any other read (``canary = true`` or
+not): a deny releases nothing, and the relay has already written
+``canary.requested`` (critical) when the request was made.  Releasing a
+canary is what makes it useful (its reader keeps going while the relay
+alerts and freezes the project), so a canary rule is normally an approve
+rule::
 
     [[rule]]
     name = "canaries are released, and alert"
@@ -158,8 +161,10 @@ class Rule:
     def matches(self, rev: Review, moment: datetime.datetime) -> bool:
         if rev.kind != self.kind:
             return False
-        if rev.kind == "access" and rev.canaries and not self.canary:
-            return False  # only a rule that says canary = true decides a canary's read
+        if rev.kind == "access" and rev.canaries and self.approve and not self.canary:
+            # Only a rule that says canary = true releases a canary; a deny rule still
+            # refuses one (a deny gives nothing away, and the relay alarmed on the ask).
+            return False
         if self.clients is not None and not any(
             fnmatchcase(rev.client_name, g) or fnmatchcase(rev.client_id, g) for g in self.clients
         ):

@@ -55,12 +55,28 @@ DENY_ALL = '[[rule]]\nname = "deny all"\ndecision = "deny"\n'
 CANARY_RULE = '[[rule]]\nname = "canaries"\ndecision = "approve"\ncanary = true\n'
 
 
-def test_a_rule_without_canary_never_matches_a_canary() -> None:
-    for text in (ANY, DENY_ALL, ANY.replace('"approve"\n', '"approve"\ncanary = false\n')):
+def test_an_approve_rule_without_canary_never_releases_a_canary() -> None:
+    for text in (ANY, ANY.replace('"approve"\n', '"approve"\ncanary = false\n')):
         rules = parse_rules(text)
         assert rules.decide(_review(SECRET)) is not None
         assert rules.decide(_review(CANARY)) is None  # left for a person
         assert rules.decide(_review(SECRET, CANARY)) is None  # a bundle with one too
+
+
+def test_a_deny_rule_denies_a_canary_without_saying_canary() -> None:
+    # A deny releases nothing (the relay alarmed when the request was made), so a rule
+    # that refuses a client refuses its canary reads too instead of leaving them waiting.
+    banned = ('[[rule]]\nname = "ci-7 is quarantined"\ndecision = "deny"\n'
+              'clients = ["backup@ci-7"]\n')  # fmt: skip
+    for text in (DENY_ALL, banned + "\n" + ANY):
+        rules = parse_rules(text)
+        for review in (_review(CANARY), _review(SECRET, CANARY)):
+            decided = rules.decide(review)
+            assert decided is not None
+            assert not decided.approve
+    # Its other keys still narrow it: another client's canary read is left for a person.
+    other = _review(CANARY, client_name="web@prod-1", client_id="cli_" + "c" * 26)
+    assert parse_rules(banned + "\n" + ANY).decide(other) is None
 
 
 def test_a_canary_rule_decides_canaries_and_the_rest() -> None:

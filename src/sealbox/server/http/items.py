@@ -10,10 +10,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, Field
 
+from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import Forbidden
 from sealbox.server.http.access import STATEMENT_MAX, DenyBody, encode_blobs
 from sealbox.server.http.deps import Anyone, Approver, Client, relay_of, source_ip
-from sealbox.server.services import access, items, policy_axes
+from sealbox.server.services import access, freeze, items, policy_axes
 from sealbox.server.store.items import ItemRow
 
 router = APIRouter(prefix="/v1/vaults/{vault}", tags=["items"])
@@ -125,8 +126,9 @@ async def deny_store(
     return {"id": request_id, "state": state}
 
 
-def _item_json(row: ItemRow) -> dict[str, Any]:
-    return {"id": row.id, "path": row.path, "type": row.type,
+def _item_json(row: ItemRow, principal: Principal) -> dict[str, Any]:
+    # A canary is a "secret" to all but approvers: the listing gives no tripwire away.
+    return {"id": row.id, "path": row.path, "type": freeze.shown_type(row.type, principal),
             "latest_version": row.latest_version, "created_at": row.created_at}  # fmt: skip
 
 
@@ -136,7 +138,8 @@ async def list_items(
 ) -> dict[str, Any]:
     """Item metadata; with ``?path=`` the item stored at that path (if any).
 
-    Clients see only items their grants cover; approvers see all.
+    Clients see only items their grants cover; approvers see all.  Only approvers are
+    told which items are canaries: to anyone else a canary's ``type`` is ``secret``.
     """
     rows = await items.list_items(relay_of(request), vault=vault, principal=principal, path=path)
     if path is not None and not rows:
@@ -144,24 +147,35 @@ async def list_items(
         await policy_axes.refuse_destroyed_path(relay_of(request), vault, path, principal)
     # An item whose latest version was released more often than its policy's rotate-after-N.
     due = await policy_axes.rotation_due(relay_of(request), vault, rows)
-    return {"items": [{**_item_json(r), **due.get(r.id, {})} for r in rows]}
+    return {"items": [{**_item_json(r, principal), **due.get(r.id, {})} for r in rows]}
 
 
 @router.get("/items/{item_id}/versions")
 async def item_versions_list(
     vault: str, item_id: str, request: Request, principal: Anyone
 ) -> dict[str, Any]:
-    """Every stored version of an item with its manifest: verify them, oldest first."""
-    found = await items.item_versions(relay_of(request), vault=vault, item_id=item_id,
+    """Every stored version of an item with its manifest: verify them, oldest first.
+
+    A canary's manifests say what it is: served to anyone but an approver (or the
+    client that stored it), they are audited as ``canary.inspected`` (critical).
+    """
+    relay = relay_of(request)
+    found = await items.item_versions(relay, vault=vault, item_id=item_id,
                                       principal=principal)  # fmt: skip
+    await freeze.note_inspected(
+        relay, vault=vault, principal=principal, item=found.item,
+        manifests=[v.manifest for v in found.versions], endpoint=request.url.path,
+        now=relay.now(), source_ip=source_ip(request),
+    )  # fmt: skip
     history = [
         {"version": v.version, "manifest": v.manifest, "manifest_hash": v.manifest_hash,
          "created_at": v.created_at}
         for v in found.versions
     ]  # fmt: skip
     due = await policy_axes.rotation_due(relay_of(request), vault, [found.item])
-    return {"item": found.item.id, "path": found.item.path, "type": found.item.type,
-            "versions": history, **due.get(found.item.id, {})}  # fmt: skip
+    return {"item": found.item.id, "path": found.item.path,
+            "type": freeze.shown_type(found.item.type, principal), "versions": history,
+            **due.get(found.item.id, {})}  # fmt: skip
 
 
 @router.get("/items/{item_id}/versions/{version}/wraps/{approver}")

@@ -367,6 +367,9 @@ async def create_access(
                     "items": [{"item": p.item, "path": p.path, "version": p.version,
                                "fields": list(p.fields)} for p in pinned]},
         )  # fmt: skip
+        # Asking for a canary is the alarm, whatever happens to the request next.
+        await freeze.note_requested(tx.conn, vault=vault, row=request, now=now,
+                                    manifests=[stored[k].manifest for k in wanted])  # fmt: skip
         tx.wake(approvers_channel(vault), request_id)
     return Created(request_id, State.PENDING.value, s.exp, threshold)
 
@@ -776,6 +779,9 @@ async def release(
     check_answerable(relay, row, now)
     _verify_release(token, directory, principal, row)
     async with relay.tx() as tx:
+        # Before any row: the items' projects' freeze locks (freeze.hold_release checks
+        # under them), so a freeze is ordered with this release and no lock cycle forms.
+        await freeze.lock_paths(tx.conn, vault, [e.path for e in row.access.items])
         # Take the request row first: concurrent releases of one request then
         # count each other's.  Its client must still be waiting: a release
         # for a process that is gone would wait unread (or worse, be read by

@@ -376,7 +376,7 @@ async def complete_store(
         )  # fmt: skip
         if stored is None:
             raise await refusal(relay, tx.conn, vault, request_id, now)
-        await freeze.refuse_frozen(tx.conn, vault, [manifest.path])
+        await freeze.refuse_frozen(tx.conn, vault, [manifest.path], lock=True)
         await request_rows.add_answer(tx.conn, vault, request_id, principal.id, "manifest",
                                        manifest_token, now)  # fmt: skip
         await fatigue.record_approval(tx.conn, vault=vault, client_id=row.client_id)

@@ -11,13 +11,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sealbox.server.store.tables import project_freezes
 
-__all__ = ["Freeze", "frozen", "insert", "list_frozen", "remove"]
+__all__ = ["Freeze", "frozen", "insert", "list_frozen", "lock_projects", "remove"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,22 @@ async def frozen(conn: AsyncConnection, vault: str, projects: Iterable[str]) -> 
         return []
     rows = await conn.execute(_FROZEN, {"vault": vault, "projects": wanted})
     return sorted((_freeze(r) for r in rows), key=lambda f: f.project)
+
+
+async def lock_projects(conn: AsyncConnection, vault: str, projects: Iterable[str]) -> None:
+    """Serialise freezes and releases of ``projects`` until this transaction ends.
+
+    Without it, on PostgreSQL (read committed) a release whose freeze check ran
+    before a freeze committed could commit after it, and a non-canary release
+    could miss the freeze a canary's concurrent release makes.  Taken in name
+    order, before the audit chain's lock.  On SQLite a write transaction holds
+    the database's one write lock from its start, which serialises just as well.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    for project in sorted(set(projects)):
+        await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                           {"k": f"freeze {vault} {project}"})  # fmt: skip
 
 
 async def list_frozen(conn: AsyncConnection, vault: str) -> list[Freeze]:
