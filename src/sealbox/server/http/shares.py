@@ -3,8 +3,9 @@
 * ``POST /v1/vaults/{vault}/shares`` (a person's login): store a sealed value.
 * ``GET /v1/shares/{id}``: whether a live share needs a passphrase, and its expiry.
   Changes nothing.
-* ``POST /v1/shares/{id}/open``: take the ciphertext, once.  A POST, so that a
-  link preview's GET of the page never spends the share.
+* ``POST /v1/shares/{id}/open``: take the ciphertext, once, given the link's
+  open token (derived from its key).  A POST, so that a link preview's GET of the
+  page never spends the share.
 * ``GET /s/{id}``: the recipient's page; its module fetches and decrypts with the key
   in the fragment, which the browser never sends here.
 
@@ -54,6 +55,10 @@ class CreateBody(BaseModel):
                                    max_length=proto.MAX_PASSPHRASE,
                                    description="Optional: the relay keeps only its Argon2id "
                                    "hash, and a wrong one at open destroys the share.")  # fmt: skip
+    open_token_hash: str = Field(min_length=43, max_length=43,
+                                 description="SHA-256 of the open token (HKDF-SHA256 of the "
+                                 "link's key, info `sealbox/v1/share/open` and the id), "
+                                 "base64url: opening must present the token.")  # fmt: skip
 
 
 class OpenBody(BaseModel):
@@ -63,6 +68,11 @@ class OpenBody(BaseModel):
         default=None, max_length=proto.MAX_PASSPHRASE,
         description="The share's passphrase, if it has one.",
     )  # fmt: skip
+    token: str | None = Field(
+        default=None, max_length=43,
+        description="The open token the link's key derives, base64url. Without the right "
+        "one the share reads as unknown (404) and stays live.",
+    )  # fmt: skip
 
 
 def _bytes(text: str, what: str) -> bytes:
@@ -70,6 +80,16 @@ def _bytes(text: str, what: str) -> bytes:
         return b64u_decode(text, what=what)
     except MalformedInput as exc:
         raise Invalid("invalid_share", exc.message, "Send unpadded base64url.") from None
+
+
+def _token(text: str | None) -> bytes | None:
+    # A token that does not parse is as wrong as a wrong one: the same 404, nothing spent.
+    if text is None:
+        return None
+    try:
+        return b64u_decode(text, what="token")
+    except MalformedInput:
+        return b""
 
 
 @router.post("/v1/vaults/{vault}/shares", status_code=201)
@@ -87,6 +107,7 @@ async def create_share(
         nonce=_bytes(body.nonce, "nonce"), ciphertext=_bytes(body.ciphertext, "ciphertext"),
         ttl=body.ttl_seconds, passphrase=body.passphrase, now=relay.now(),
         source_ip=source_ip(request),
+        open_token_hash=_bytes(body.open_token_hash, "open_token_hash"),
     )  # fmt: skip
     return JSONResponse(
         {"id": made.id, "expires_at": made.expires_at, "path": proto.PATH_PREFIX + made.id},
@@ -130,7 +151,7 @@ async def open_share(share_id: str, body: OpenBody, request: Request) -> JSONRes
     await _refuse_machines(request, vault)
     opened = await service.open_share(
         relay, vault=vault, share_id=share_id, passphrase=body.passphrase, now=relay.now(),
-        source_ip=source_ip(request),
+        source_ip=source_ip(request), token=_token(body.token),
     )  # fmt: skip
     return JSONResponse(
         {"id": opened.id, "nonce": b64u_encode(opened.nonce),

@@ -6,7 +6,10 @@ link's fragment).  Its own part is access control around the ciphertext:
 * **create** — only a person's login (a human client): a share is not an item,
   so no grant, scope or machine credential reaches one, and a machine or agent
   does not hand values to people outside the vault either.
-* **open** — anyone holding the link, once: the first correct open takes the
+* **open** — anyone holding the link, once: the call must carry the link's open
+  token (derived from the key; the relay stores only its SHA-256, compared in
+  constant time), without which the share reads as unknown (404) and nothing
+  changes, so its id alone spends nothing.  The first correct open takes the
   ciphertext and the share is spent (a compare-and-set in the store, so two
   viewers at once cannot both get it).  An optional passphrase is checked
   against its Argon2id hash; a wrong one destroys the share.  A call that
@@ -83,6 +86,7 @@ def _at_rest_row(vault: str, share_id: str) -> tuple[str, str, str]:
 async def create(
     relay: Relay, *, vault: str, principal: Principal, share_id: str, nonce: bytes,
     ciphertext: bytes, ttl: int, passphrase: str | None, now: int, source_ip: str | None,
+    open_token_hash: bytes,
 ) -> Created:  # fmt: skip
     """Store a live share of ``ciphertext`` for ``ttl`` seconds."""
     if principal.role != "client" or principal.client_kind != "human":
@@ -104,6 +108,8 @@ async def create(
             f"16-byte tag; this one is {len(ciphertext)} bytes",
             "Share a value of at most 64 KiB.",
         )  # fmt: skip
+    if len(open_token_hash) != sharelink.OPEN_TOKEN_BYTES:
+        raise Invalid("invalid_share", "the open token hash must be 32 bytes (SHA-256)")
     hashed = None
     if passphrase is not None:
         if not proto.MIN_PASSPHRASE <= len(passphrase) <= proto.MAX_PASSPHRASE:
@@ -119,7 +125,7 @@ async def create(
     row = store.ShareRow(
         vault=vault, id=share_id, created_by=principal.id, state=ShareState.LIVE.value,
         nonce=nonce, ciphertext=sealed, passphrase_hash=hashed, size=len(ciphertext),
-        created_at=now, expires_at=now + ttl, updated_at=now,
+        created_at=now, expires_at=now + ttl, updated_at=now, open_token_hash=open_token_hash,
     )  # fmt: skip
     async with relay.tx() as tx:
         await store.insert(tx.conn, row)
@@ -146,10 +152,7 @@ def refuse_machine(principal: Principal) -> None:
 
 def _gone(row: store.ShareRow | None) -> NotFound | Gone:
     if row is None:
-        return NotFound(
-            "share_not_found", "there is no such share link (or it was purged long ago)",
-            "Check the link, or ask the sender for a new one.",
-        )  # fmt: skip
+        return _unknown()
     if row.state == ShareState.OPENED:
         return Gone(
             "share_opened", "this share link was opened already: it shows its value once",
@@ -210,9 +213,16 @@ async def _refused_now(relay: Relay, row: store.ShareRow, now: int) -> NotFound 
     return _gone(None if again is None else _as_read(again, now))
 
 
+def _unknown() -> NotFound:
+    return NotFound(
+        "share_not_found", "there is no such share link (or it was purged long ago)",
+        "Check the link, or ask the sender for a new one.",
+    )  # fmt: skip
+
+
 async def open_share(
     relay: Relay, *, vault: str, share_id: str, passphrase: str | None, now: int,
-    source_ip: str | None,
+    source_ip: str | None, token: bytes | None = None,
 ) -> Opened:  # fmt: skip
     """Take a live share's ciphertext, once; see the module's docstring."""
     wait = relay.anonymous_limiter.allow(f"share {source_ip or 'unknown'}")
@@ -222,6 +232,19 @@ async def open_share(
     row = await _read(relay, vault, share_id)
     if row is None or row.state != ShareState.LIVE:
         raise _gone(row)
+    if row.open_token_hash is None or not sharelink.check_open_token(row.open_token_hash, token):
+        # Whoever knows only the id (an audit entry, an access log, a link without its
+        # fragment) gets what an unknown id gets, and the share stays live: a wrong token
+        # is not a guess at the passphrase, so it destroys nothing.  Audited, changing
+        # nothing else, so the sender can see that someone holds the id without the key.
+        async with relay.tx() as tx:
+            await audit.append(
+                tx.conn, vault=row.vault, at=now, actor="anonymous",
+                action="share.open_refused", severity="warning", source_ip=source_ip,
+                detail={"share": row.id, "created_by": row.created_by,
+                        "reason": "missing_token" if token is None else "wrong_token"},
+            )  # fmt: skip
+        raise _unknown()
     if row.expires_at < now:
         await _spend(relay, row, ShareState.EXPIRED, now, action="share.expired",
                      severity="info", actor="relay", source_ip=None)  # fmt: skip

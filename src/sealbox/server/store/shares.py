@@ -45,6 +45,8 @@ class ShareRow:
     created_at: int
     expires_at: int
     updated_at: int
+    open_token_hash: bytes | None = field(default=None, repr=False)
+    """SHA-256 of the open token derived from the link's key (null once spent)."""
 
 
 def _row(row: Any) -> ShareRow:
@@ -52,7 +54,7 @@ def _row(row: Any) -> ShareRow:
         vault=row.vault_id, id=row.id, created_by=row.created_by, state=row.state,
         nonce=row.nonce, ciphertext=row.ciphertext, passphrase_hash=row.passphrase_hash,
         size=row.size, created_at=row.created_at, expires_at=row.expires_at,
-        updated_at=row.updated_at,
+        updated_at=row.updated_at, open_token_hash=row.open_token_hash,
     )  # fmt: skip
 
 
@@ -65,7 +67,7 @@ async def insert(conn: AsyncConnection, row: ShareRow) -> None:
                 vault_id=row.vault, id=row.id, created_by=row.created_by, state=row.state,
                 nonce=row.nonce, ciphertext=row.ciphertext, passphrase_hash=row.passphrase_hash,
                 size=row.size, created_at=row.created_at, expires_at=row.expires_at,
-                updated_at=row.updated_at,
+                updated_at=row.updated_at, open_token_hash=row.open_token_hash,
             )
         )  # fmt: skip
     except IntegrityError:
@@ -92,7 +94,14 @@ async def spend(conn: AsyncConnection, vault: str, share_id: str, to: ShareState
     done = await conn.execute(
         update(shares)
         .where(_T.vault_id == vault, _T.id == share_id, _T.state == ShareState.LIVE.value)
-        .values(state=to.value, nonce=None, ciphertext=None, passphrase_hash=None, updated_at=now)
+        .values(
+            state=to.value,
+            nonce=None,
+            ciphertext=None,
+            passphrase_hash=None,
+            open_token_hash=None,
+            updated_at=now,
+        )
     )
     return done.rowcount == 1
 
