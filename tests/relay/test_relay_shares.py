@@ -353,6 +353,43 @@ async def test_sizes_are_bounded(h: Harness) -> None:
     assert largest.open((await _open(h, largest)).json()) == largest.value
 
 
+async def test_live_shares_are_capped_per_person(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sealbox.server.services import shares as service
+
+    monkeypatch.setattr(service, "MAX_LIVE_PER_CREATOR", 3)
+    alice = await _client(h, "human")
+    bob = await _client(h, "human")
+    made = [await _made(h, alice) for _ in range(3)]
+    over = await _create(h, alice, Sealed())
+    assert over.status_code == 429, over.text
+    assert error_of(over)["error"] == "too_many_shares"
+    assert "at most 3" in error_of(over)["message"]
+    assert len(await _rows(h.relay)) == 3
+    (refused,) = [e for e in await _audit(h.relay, h.vault.id) if e["action"] == "share.refused"]
+    assert refused["actor"] == alice.id
+    assert refused["detail"] == {"error": "too_many_shares", "live": 3}
+    # Per person: another one's are not counted.
+    await _made(h, bob)
+    # An opened share, or an expired one, no longer counts.
+    assert made[0].open((await _open(h, made[0])).json()) == VALUE
+    await _made(h, alice, ttl=60)
+    assert (await _create(h, alice, Sealed())).status_code == 429
+    h.relay.clock.now += 61  # type: ignore[attr-defined]
+    await _made(h, alice)
+
+
+async def test_creates_go_through_the_caller_s_rate_limit(h: Harness) -> None:
+    h.relay.limiter = RateLimiter(rate=0.001, burst=1)
+    alice = await _client(h, "human")
+    await _made(h, alice)
+    limited = await _create(h, alice, Sealed())
+    assert limited.status_code == 429
+    assert error_of(limited)["error"] == "rate_limited"
+    assert len(await _rows(h.relay)) == 1
+
+
 async def test_a_taken_id_is_refused(h: Harness) -> None:
     alice = await _client(h, "human")
     sealed = await _made(h, alice)

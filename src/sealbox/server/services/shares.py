@@ -6,6 +6,9 @@ link's fragment).  Its own part is access control around the ciphertext:
 * **create** — only a person's login (a human client): a share is not an item,
   so no grant, scope or machine credential reaches one, and a machine or agent
   does not hand values to people outside the vault either.
+  At most :data:`MAX_LIVE_PER_CREATOR` live shares per person (429
+  ``too_many_shares``); creates are authenticated calls, so the relay's
+  per-caller rate limiter applies to them as to any other.
 * **open** — anyone holding the link, once: the call must carry the link's open
   token (derived from the key; the relay stores only its SHA-256, compared in
   constant time), without which the share reads as unknown (404) and nothing
@@ -53,6 +56,9 @@ __all__ = [
 #: The at-rest data key of shares is the vault's key for this name, which no project can
 #: have (a project name starts with a letter or digit).
 SHARES_PROJECT = "~shares"
+#: Most live shares one person may have at once: a link is for one value to one recipient,
+#: and without a cap one login could fill the relay's database with ciphertext.
+MAX_LIVE_PER_CREATOR = 100
 #: Largest ciphertext accepted: the largest value plus the AES-GCM tag.
 MAX_CIPHERTEXT = proto.MAX_VALUE_BYTES + sharelink.TAG_BYTES
 
@@ -128,12 +134,29 @@ async def create(
         created_at=now, expires_at=now + ttl, updated_at=now, open_token_hash=open_token_hash,
     )  # fmt: skip
     async with relay.tx() as tx:
-        await store.insert(tx.conn, row)
-        await audit.append(
-            tx.conn, vault=vault, at=now, actor=principal.id, action="share.created",
-            client_id=principal.id, source_ip=source_ip,
-            detail={"share": share_id, "ttl": ttl, "with_passphrase": hashed is not None,
-                    "size": len(ciphertext)},
+        # Counted in the transaction that inserts: on SQLite writes are serialised; on
+        # PostgreSQL two creates at once may each see 99 and both pass (a soft cap).
+        live = await store.count_live(tx.conn, vault, principal.id, now)
+        if live >= MAX_LIVE_PER_CREATOR:
+            # Refused, stored nothing: only the refusal is recorded (committed as it ends).
+            await audit.append(
+                tx.conn, vault=vault, at=now, actor=principal.id, action="share.refused",
+                severity="warning", client_id=principal.id, source_ip=source_ip,
+                detail={"error": "too_many_shares", "live": live},
+            )  # fmt: skip
+        else:
+            await store.insert(tx.conn, row)
+            await audit.append(
+                tx.conn, vault=vault, at=now, actor=principal.id, action="share.created",
+                client_id=principal.id, source_ip=source_ip,
+                detail={"share": share_id, "ttl": ttl, "with_passphrase": hashed is not None,
+                        "size": len(ciphertext)},
+            )  # fmt: skip
+    if live >= MAX_LIVE_PER_CREATOR:
+        raise TooMany(
+            "too_many_shares",
+            f"you have {live} live share links; at most {MAX_LIVE_PER_CREATOR} may be live "
+            "at once", "Wait until some are opened or expire (at most 7 days), then retry.",
         )  # fmt: skip
     return Created(share_id, row.expires_at)
 

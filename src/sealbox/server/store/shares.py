@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,7 +25,7 @@ from sealbox.protocol.shares import ShareState
 from sealbox.server.errors import Conflict
 from sealbox.server.store.tables import shares
 
-__all__ = ["ShareRow", "get", "insert", "overdue", "purge_spent", "spend"]
+__all__ = ["ShareRow", "count_live", "get", "insert", "overdue", "purge_spent", "spend"]
 
 _T = shares.c
 
@@ -104,6 +104,15 @@ async def spend(conn: AsyncConnection, vault: str, share_id: str, to: ShareState
         )
     )
     return done.rowcount == 1
+
+
+async def count_live(conn: AsyncConnection, vault: str, created_by: str, now: int) -> int:
+    """How many of ``created_by``'s shares are live and unexpired (for the creation cap)."""
+    query = select(func.count()).where(
+        _T.vault_id == vault, _T.created_by == created_by,
+        _T.state == ShareState.LIVE.value, _T.expires_at >= now,
+    )  # fmt: skip
+    return int((await conn.execute(query)).scalar_one())
 
 
 async def overdue(conn: AsyncConnection, now: int, limit: int) -> list[ShareRow]:
