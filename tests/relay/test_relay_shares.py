@@ -513,6 +513,48 @@ async def test_the_page_spends_nothing(h: Harness) -> None:
     assert sealed.open((await _open(h, sealed)).json()) == VALUE
 
 
+async def test_every_answer_of_the_share_routes_is_uncached_and_without_referrer(
+    h: Harness,
+) -> None:
+    """Errors too: a cached or referred 404/410/403 would keep a share's id (or, on /s/, a
+    URL that may carry the key) where it should not be."""
+    h.relay.anonymous_limiter = RateLimiter(rate=1000, burst=1000)
+    alice = await _client(h, "human")
+    robot = await _client(h, "machine")
+    sealed = await _made(h, alice)
+    guarded = await _made(h, alice, passphrase=PASSPHRASE)
+    spent = await _made(h, alice)
+    await _open(h, spent)
+    signed = h.http.build_request("GET", f"/v1/shares/{sealed.id}")
+    sign_request(signed, key=robot.key, key_id=robot.id, now=h.relay.now())
+    answers = {
+        "404 unknown": await _open(h, proto.new_share_id()),
+        "404 no token": await _open(h, sealed.id),
+        "404 info": await h.http.get(f"/v1/shares/{proto.new_share_id()}"),
+        "410 spent": await _open(h, spent),
+        "410 info": await h.http.get(f"/v1/shares/{spent.id}"),
+        "403 passphrase": await _open(h, guarded),
+        "400 no passphrase": await _open(h, sealed, {"passphrase": PASSPHRASE}),
+        "403 machine": await h.http.send(signed),
+        "422 body": await _open(h, sealed, {"other": 1}),
+        "405 method": await h.http.delete(f"/v1/shares/{sealed.id}"),
+        "404 route": await h.http.get(f"/v1/shares/{sealed.id}/nothing"),
+        "404 page": await h.http.get("/s/nothing"),
+        "404 page path": await h.http.get(f"/s/{sealed.id}/more"),
+        "200 page": await h.http.get(f"/s/{sealed.id}"),
+        "422 create": await h.call("POST", "/shares", signer=alice, body={"id": 1}),
+        "401 create": await h.http.post(f"/v1/vaults/{h.vault.id}/shares", json={}),
+        "413 open": await h.http.post(f"/v1/shares/{sealed.id}/open",
+                                      content=b"x" * (h.relay.settings.max_body_bytes + 1)),
+    }  # fmt: skip
+    for what, answer in answers.items():
+        assert str(answer.status_code) == what.split()[0], (what, answer.text)
+        assert answer.headers.get_list("cache-control") == ["no-store"], what
+        assert answer.headers.get_list("referrer-policy") == ["no-referrer"], what
+    # Other routes are left alone.
+    assert "referrer-policy" not in (await h.http.get("/v1/nothing")).headers
+
+
 async def test_the_openapi_document_lists_the_share_routes(h: Harness) -> None:
     document = (await h.http.get("/openapi.json")).json()
     paths = document["paths"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sealbox import web
 from sealbox.crypto.encoding import b64u_decode, b64u_encode
@@ -37,6 +38,44 @@ router = APIRouter(tags=["shares"])
 _CIPHERTEXT_TEXT = -(-service.MAX_CIPHERTEXT * 4 // 3)
 #: What every answer about a share carries: never cached, never a referrer.
 _HEADERS = {"cache-control": "no-store", "referrer-policy": "no-referrer"}
+
+
+def _is_share_path(path: str) -> bool:
+    if path.startswith(("/v1/shares/", proto.PATH_PREFIX)) or path == "/v1/shares":
+        return True
+    parts = path.split("/")  # "", "v1", "vaults", VAULT, "shares"
+    return len(parts) == 5 and parts[1:3] == ["v1", "vaults"] and parts[4] == "shares"
+
+
+class ShareHeaders:
+    """``no-store`` and ``no-referrer`` on every answer of the share routes, errors included.
+
+    A plain ASGI middleware, so that answers made outside the routes (a 404 or 405 of
+    the router, a 422 of body parsing, a 413 of the body limit, a 429) carry them too:
+    an error page cached by a proxy, or a referrer sent from it, would keep a share's
+    id (and on ``/s/``, a page whose URL may hold the key) where it should not be.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _is_share_path(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if k.lower() not in _HEADER_NAMES]  # fmt: skip
+                headers += [(k.encode(), v.encode()) for k, v in _HEADERS.items()]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+_HEADER_NAMES = frozenset(k.encode() for k in _HEADERS)
 
 
 class CreateBody(BaseModel):
