@@ -555,6 +555,57 @@ async def test_every_answer_of_the_share_routes_is_uncached_and_without_referrer
     assert "referrer-policy" not in (await h.http.get("/v1/nothing")).headers
 
 
+async def test_sqlite_connections_turn_secure_delete_on(
+    backend: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the SQLite build's default (some compile it on, most off), the relay asks."""
+    if backend != "sqlite":
+        pytest.skip("SQLite only")
+    import sqlite3
+
+    from sealbox.server.store.engine import make_engine
+
+    statements: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        connection = connect(*args, **kwargs)
+        connection.set_trace_callback(statements.append)
+        return connection
+
+    monkeypatch.setattr(sqlite3, "connect", traced)
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    try:
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+    finally:
+        await engine.dispose()
+    assert "PRAGMA secure_delete=ON" in statements
+
+
+async def test_a_spent_share_s_ciphertext_leaves_the_sqlite_file(
+    h: Harness, backend: str, settings: Any
+) -> None:
+    """SQLite's secure_delete: the sealed-at-rest bytes of an opened share are zeroed in the
+    database file, not left in a free page (checked after a checkpoint folds in the WAL)."""
+    if backend != "sqlite":
+        pytest.skip("secure_delete is SQLite's; PostgreSQL relies on VACUUM (operations docs)")
+    from sqlalchemy import text
+
+    async with h.relay.read() as conn:
+        assert (await conn.execute(text("PRAGMA secure_delete"))).scalar_one() == 1
+    alice = await _client(h, "human")
+    sealed = await _made(h, alice, value=bytes(range(256)) * 64)
+    (row,) = await _rows(h.relay)
+    at_rest = row["ciphertext"]
+    assert sealed.open((await _open(h, sealed)).json()) == sealed.value
+    async with h.relay.engine.connect() as conn:
+        await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    database = (settings.data_dir / "relay.db").read_bytes()
+    # A 16 KiB blob spans several pages: no 64-byte run of it is left anywhere in the file.
+    assert not any(at_rest[i : i + 64] in database for i in range(0, len(at_rest) - 64, 512))
+
+
 async def test_the_openapi_document_lists_the_share_routes(h: Harness) -> None:
     document = (await h.http.get("/openapi.json")).json()
     paths = document["paths"]
