@@ -1,6 +1,6 @@
 """Share links: the hash of the open token that the link's key derives.
 
-Revision ID: 0021
+Revision ID: 0018
 Revises: 0017
 Create Date: 2026-12-01 21:45:00
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0021"
+revision = "0018"
 down_revision = "0017"
 branch_labels = None
 depends_on = None
