@@ -74,10 +74,13 @@ class Sealed:
         self.id = proto.new_share_id()
         self.key = sharelink.new_share_key()
         self.value = value
+        self.token_bytes = sharelink.open_token(self.key, share_id=self.id)
+        self.token = b64u_encode(self.token_bytes)
         nonce, ciphertext = sharelink.seal_share(self.key, value, share_id=self.id)
         self.body: dict[str, Any] = {
             "id": self.id, "nonce": b64u_encode(nonce), "ciphertext": b64u_encode(ciphertext),
             "ttl_seconds": ttl,
+            "open_token_hash": b64u_encode(sharelink.open_token_hash(self.token_bytes)),
         }  # fmt: skip
         if passphrase is not None:
             self.body["passphrase"] = passphrase
@@ -101,9 +104,14 @@ async def _made(h: Harness, sender: Requester, **kw: Any) -> Sealed:
     return sealed
 
 
-async def _open(h: Harness, share_id: str, body: Any = None, **kw: Any) -> httpx.Response:
-    return await h.http.post(f"/v1/shares/{share_id}/open", json={} if body is None else body,
-                             **kw)  # fmt: skip
+async def _open(h: Harness, share: Sealed | str, body: Any = None, **kw: Any) -> httpx.Response:
+    """Open ``share``: a :class:`Sealed` one with its open token unless the body has one."""
+    if body is None:
+        body = {}
+    share_id = share if isinstance(share, str) else share.id
+    if isinstance(share, Sealed) and isinstance(body, dict) and "token" not in body:
+        body = {**body, "token": share.token}
+    return await h.http.post(f"/v1/shares/{share_id}/open", json=body, **kw)
 
 
 async def _rows(relay: Relay) -> list[dict[str, Any]]:
@@ -133,13 +141,13 @@ async def test_create_then_open_once(h: Harness) -> None:
     assert info.json()["passphrase"] is False
     assert info.json()["expires_at"] == h.relay.now() + 3600
     # Reading its info spent nothing.
-    opened = await _open(h, sealed.id)
+    opened = await _open(h, sealed)
     assert opened.status_code == 200, opened.text
     assert opened.headers["cache-control"] == "no-store"
     assert opened.headers["referrer-policy"] == "no-referrer"
     assert sealed.open(opened.json()) == VALUE
     # Once: the second open and the info say it was opened; the ciphertext is gone.
-    again = await _open(h, sealed.id)
+    again = await _open(h, sealed)
     assert again.status_code == 410
     assert error_of(again)["error"] == "share_opened"
     assert (await h.http.get(f"/v1/shares/{sealed.id}")).status_code == 410
@@ -177,20 +185,20 @@ async def test_a_passphrase_is_checked_and_a_wrong_one_destroys(h: Harness) -> N
     assert PASSPHRASE not in row["passphrase_hash"]
     assert (await h.http.get(f"/v1/shares/{sealed.id}")).json()["passphrase"] is True
     # No passphrase: refused, and the share stays (not a guess).
-    missing = await _open(h, sealed.id)
+    missing = await _open(h, sealed)
     assert missing.status_code == 403
     assert error_of(missing)["error"] == "share_passphrase_required"
     assert (await _rows(h.relay))[0]["state"] == "live"
     # The right one opens it (in another Unicode form: both sides hash the NFC form).
     right = await _made(h, alice, passphrase="cafe\u0301 au lait")
-    opened = await _open(h, right.id, {"passphrase": "caf\u00e9 au lait"})
+    opened = await _open(h, right, {"passphrase": "caf\u00e9 au lait"})
     assert opened.status_code == 200, opened.text
     assert right.open(opened.json()) == VALUE
     # A wrong one destroys it: the right one comes too late.
-    wrong = await _open(h, sealed.id, {"passphrase": "wrong horse battery"})
+    wrong = await _open(h, sealed, {"passphrase": "wrong horse battery"})
     assert wrong.status_code == 403
     assert error_of(wrong)["error"] == "share_destroyed"
-    late = await _open(h, sealed.id, {"passphrase": PASSPHRASE})
+    late = await _open(h, sealed, {"passphrase": PASSPHRASE})
     assert late.status_code == 410
     assert error_of(late)["error"] == "share_destroyed"
     destroyed = next(r for r in await _rows(h.relay) if r["id"] == sealed.id)
@@ -207,10 +215,66 @@ async def test_a_passphrase_is_checked_and_a_wrong_one_destroys(h: Harness) -> N
 async def test_a_passphrase_on_a_share_without_one_is_refused(h: Harness) -> None:
     alice = await _client(h, "human")
     sealed = await _made(h, alice)
-    got = await _open(h, sealed.id, {"passphrase": PASSPHRASE})
+    got = await _open(h, sealed, {"passphrase": PASSPHRASE})
     assert got.status_code == 400
     assert error_of(got)["error"] == "share_has_no_passphrase"
     assert (await _rows(h.relay))[0]["state"] == "live"
+
+
+async def test_the_id_alone_neither_opens_nor_destroys(h: Harness) -> None:
+    """Knowing a share's id (audit log, access log, a link cut at '#') is not enough: without
+    the open token the share reads as unknown, stays live, and a wrong passphrase given with
+    a wrong token destroys nothing."""
+    h.relay.anonymous_limiter = RateLimiter(rate=1000, burst=1000)
+    alice = await _client(h, "human")
+    plain = await _made(h, alice)
+    guarded = await _made(h, alice, passphrase=PASSPHRASE)
+    other = Sealed()
+    for share in (plain, guarded):
+        for body in ({}, {"token": other.token}, {"token": "not*base64"},
+                     {"token": share.token[:-1]},
+                     {"token": other.token, "passphrase": "wrong horse battery"},
+                     {"passphrase": "wrong horse battery"}):  # fmt: skip
+            got = await _open(h, share.id, body)
+            assert got.status_code == 404, (body, got.text)
+            assert error_of(got)["error"] == "share_not_found"
+    assert {r["state"] for r in await _rows(h.relay)} == {"live"}
+    # An expired share is not expired by a call without the token either.
+    h.relay.clock.now += 3601  # type: ignore[attr-defined]
+    assert (await _open(h, plain.id)).status_code == 404
+    assert {r["state"] for r in await _rows(h.relay)} == {"live"}
+    h.relay.clock.now -= 3601  # type: ignore[attr-defined]
+    # Each refusal is audited (with no token in it); the right token still opens.
+    refused = [e for e in await _audit(h.relay, h.vault.id)
+               if e["action"] == "share.open_refused"]  # fmt: skip
+    assert len(refused) == 13
+    assert {e["detail"]["reason"] for e in refused} == {"missing_token", "wrong_token"}
+    assert all(e["severity"] == "warning" for e in refused)
+    log = json.dumps(refused)
+    assert other.token not in log
+    assert plain.token[:-1] not in log
+    assert plain.open((await _open(h, plain)).json()) == VALUE
+    assert guarded.open((await _open(h, guarded, {"passphrase": PASSPHRASE})).json()) == VALUE
+
+
+async def test_the_relay_stores_only_the_token_s_hash(h: Harness) -> None:
+    alice = await _client(h, "human")
+    sealed = await _made(h, alice)
+    (row,) = await _rows(h.relay)
+    assert row["open_token_hash"] == sharelink.open_token_hash(sealed.token_bytes)
+    assert row["open_token_hash"] != sealed.token_bytes
+    assert sealed.open((await _open(h, sealed)).json()) == VALUE
+    (row,) = await _rows(h.relay)
+    assert row["open_token_hash"] is None
+    # A create without the hash, or with one of the wrong length, is refused.
+    for change in ({"open_token_hash": None}, {"open_token_hash": "AAAA"},
+                   {"open_token_hash": "A" * 42}, {"open_token_hash": "*" * 43}):  # fmt: skip
+        body = {**Sealed().body, **change}
+        if change["open_token_hash"] is None:
+            del body["open_token_hash"]
+        got = await h.call("POST", "/shares", signer=alice, body=body)
+        assert got.status_code in (400, 422), got.text
+    assert len(await _rows(h.relay)) == 1
 
 
 async def test_expiry_at_open_and_by_the_sweeper(h: Harness) -> None:
@@ -218,13 +282,13 @@ async def test_expiry_at_open_and_by_the_sweeper(h: Harness) -> None:
     first = await _made(h, alice, ttl=60)
     second = await _made(h, alice, ttl=120)
     h.relay.clock.now += 61  # type: ignore[attr-defined]
-    got = await _open(h, first.id)
+    got = await _open(h, first)
     assert got.status_code == 410
     assert error_of(got)["error"] == "share_expired"
     assert (await h.http.get(f"/v1/shares/{first.id}")).status_code == 410
     # The second, live still, opens; a third that nobody opens is expired by the sweeper.
     third = await _made(h, alice, ttl=60)
-    assert second.open((await _open(h, second.id)).json()) == VALUE
+    assert second.open((await _open(h, second)).json()) == VALUE
     h.relay.clock.now += 61  # type: ignore[attr-defined]
     info = await h.http.get(f"/v1/shares/{third.id}")
     assert error_of(info)["error"] == "share_expired"
@@ -284,9 +348,46 @@ async def test_sizes_are_bounded(h: Harness) -> None:
     assert too_large.status_code == 422
     assert len(await _rows(h.relay)) == 1
     for body in ({"passphrase": "p" * (proto.MAX_PASSPHRASE + 1)}, {"other": 1}, []):
-        got = await _open(h, largest.id, body)
+        got = await _open(h, largest, body)
         assert got.status_code == 422
-    assert largest.open((await _open(h, largest.id)).json()) == largest.value
+    assert largest.open((await _open(h, largest)).json()) == largest.value
+
+
+async def test_live_shares_are_capped_per_person(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sealbox.server.services import shares as service
+
+    monkeypatch.setattr(service, "MAX_LIVE_PER_CREATOR", 3)
+    alice = await _client(h, "human")
+    bob = await _client(h, "human")
+    made = [await _made(h, alice) for _ in range(3)]
+    over = await _create(h, alice, Sealed())
+    assert over.status_code == 429, over.text
+    assert error_of(over)["error"] == "too_many_shares"
+    assert "at most 3" in error_of(over)["message"]
+    assert len(await _rows(h.relay)) == 3
+    (refused,) = [e for e in await _audit(h.relay, h.vault.id) if e["action"] == "share.refused"]
+    assert refused["actor"] == alice.id
+    assert refused["detail"] == {"error": "too_many_shares", "live": 3}
+    # Per person: another one's are not counted.
+    await _made(h, bob)
+    # An opened share, or an expired one, no longer counts.
+    assert made[0].open((await _open(h, made[0])).json()) == VALUE
+    await _made(h, alice, ttl=60)
+    assert (await _create(h, alice, Sealed())).status_code == 429
+    h.relay.clock.now += 61  # type: ignore[attr-defined]
+    await _made(h, alice)
+
+
+async def test_creates_go_through_the_caller_s_rate_limit(h: Harness) -> None:
+    h.relay.limiter = RateLimiter(rate=0.001, burst=1)
+    alice = await _client(h, "human")
+    await _made(h, alice)
+    limited = await _create(h, alice, Sealed())
+    assert limited.status_code == 429
+    assert error_of(limited)["error"] == "rate_limited"
+    assert len(await _rows(h.relay)) == 1
 
 
 async def test_a_taken_id_is_refused(h: Harness) -> None:
@@ -307,7 +408,8 @@ async def test_machines_and_agents_neither_create_nor_open(h: Harness, kind: str
     sealed = await _made(h, alice)
     for method, path in (("POST", f"/v1/shares/{sealed.id}/open"),
                          ("GET", f"/v1/shares/{sealed.id}")):  # fmt: skip
-        request = h.http.build_request(method, path, json={} if method == "POST" else None)
+        body = {"token": sealed.token} if method == "POST" else None
+        request = h.http.build_request(method, path, json=body)
         sign_request(request, key=robot.key, key_id=robot.id, now=h.relay.now())
         got = await h.http.send(request)
         assert got.status_code == 403, got.text
@@ -316,13 +418,14 @@ async def test_machines_and_agents_neither_create_nor_open(h: Harness, kind: str
     assert (await _rows(h.relay))[0]["state"] == "live"
     refused = [e for e in await _audit(h.relay, h.vault.id) if e["action"] == "request.refused"]
     assert any(e["detail"].get("error") == "share_not_for_machines" for e in refused), refused
-    assert sealed.open((await _open(h, sealed.id)).json()) == VALUE
+    assert sealed.open((await _open(h, sealed)).json()) == VALUE
 
 
 async def test_a_person_s_signed_call_may_open(h: Harness) -> None:
     alice = await _client(h, "human")
     sealed = await _made(h, alice)
-    request = h.http.build_request("POST", f"/v1/shares/{sealed.id}/open", json={})
+    request = h.http.build_request("POST", f"/v1/shares/{sealed.id}/open",
+                                   json={"token": sealed.token})  # fmt: skip
     sign_request(request, key=alice.key, key_id=alice.id, now=h.relay.now())
     got = await h.http.send(request)
     assert got.status_code == 200, got.text
@@ -334,7 +437,7 @@ async def test_concurrent_opens_only_one_wins(h: Harness) -> None:
     for passphrase in (None, PASSPHRASE):
         sealed = await _made(h, alice, passphrase=passphrase)
         body = {} if passphrase is None else {"passphrase": passphrase}
-        answers = await asyncio.gather(*(_open(h, sealed.id, body) for _ in range(8)))
+        answers = await asyncio.gather(*(_open(h, sealed, body) for _ in range(8)))
         statuses = sorted(a.status_code for a in answers)
         assert statuses == [200] + [410] * 7, [a.text for a in answers]
         (won,) = [a for a in answers if a.status_code == 200]
@@ -348,7 +451,7 @@ async def test_concurrent_right_and_wrong_passphrases_spend_it_once(h: Harness) 
     alice = await _client(h, "human")
     sealed = await _made(h, alice, passphrase=PASSPHRASE)
     bodies = [{"passphrase": PASSPHRASE}, {"passphrase": "wrong horse battery"}] * 3
-    answers = await asyncio.gather(*(_open(h, sealed.id, b) for b in bodies))
+    answers = await asyncio.gather(*(_open(h, sealed, b) for b in bodies))
     won = [a for a in answers if a.status_code == 200]
     destroyed = [a for a in answers if a.status_code == 403]
     # Exactly one call spent it: either a right one got the value or a wrong one destroyed it.
@@ -373,13 +476,13 @@ async def test_the_audit_log_holds_no_secret(h: Harness) -> None:
     plain = await _made(h, alice)
     guarded = await _made(h, alice, passphrase=PASSPHRASE)
     burnt = await _made(h, alice, passphrase=PASSPHRASE)
-    await _open(h, plain.id)
-    await _open(h, guarded.id, {"passphrase": PASSPHRASE})
-    await _open(h, burnt.id, {"passphrase": "wrong horse battery"})
+    await _open(h, plain)
+    await _open(h, guarded, {"passphrase": PASSPHRASE})
+    await _open(h, burnt, {"passphrase": "wrong horse battery"})
     log = json.dumps(await _audit(h.relay, h.vault.id), default=str)
     for sealed in (plain, guarded, burnt):
         for secret in (sealed.key.hex(), b64u_encode(sealed.key), sealed.body["ciphertext"],
-                       VALUE.hex()):  # fmt: skip
+                       VALUE.hex(), sealed.token, sealed.body["open_token_hash"]):  # fmt: skip
             assert secret not in log
     assert PASSPHRASE not in log
     assert "wrong horse" not in log
@@ -407,7 +510,100 @@ async def test_the_page_spends_nothing(h: Harness) -> None:
     # A page that does not exist as a share id is a plain 404; /console/share is no page.
     assert (await h.http.get("/s/nothing")).status_code == 404
     assert (await h.http.get("/console/share")).status_code == 404
-    assert sealed.open((await _open(h, sealed.id)).json()) == VALUE
+    assert sealed.open((await _open(h, sealed)).json()) == VALUE
+
+
+async def test_every_answer_of_the_share_routes_is_uncached_and_without_referrer(
+    h: Harness,
+) -> None:
+    """Errors too: a cached or referred 404/410/403 would keep a share's id (or, on /s/, a
+    URL that may carry the key) where it should not be."""
+    h.relay.anonymous_limiter = RateLimiter(rate=1000, burst=1000)
+    alice = await _client(h, "human")
+    robot = await _client(h, "machine")
+    sealed = await _made(h, alice)
+    guarded = await _made(h, alice, passphrase=PASSPHRASE)
+    spent = await _made(h, alice)
+    await _open(h, spent)
+    signed = h.http.build_request("GET", f"/v1/shares/{sealed.id}")
+    sign_request(signed, key=robot.key, key_id=robot.id, now=h.relay.now())
+    answers = {
+        "404 unknown": await _open(h, proto.new_share_id()),
+        "404 no token": await _open(h, sealed.id),
+        "404 info": await h.http.get(f"/v1/shares/{proto.new_share_id()}"),
+        "410 spent": await _open(h, spent),
+        "410 info": await h.http.get(f"/v1/shares/{spent.id}"),
+        "403 passphrase": await _open(h, guarded),
+        "400 no passphrase": await _open(h, sealed, {"passphrase": PASSPHRASE}),
+        "403 machine": await h.http.send(signed),
+        "422 body": await _open(h, sealed, {"other": 1}),
+        "405 method": await h.http.delete(f"/v1/shares/{sealed.id}"),
+        "404 route": await h.http.get(f"/v1/shares/{sealed.id}/nothing"),
+        "404 page": await h.http.get("/s/nothing"),
+        "404 page path": await h.http.get(f"/s/{sealed.id}/more"),
+        "200 page": await h.http.get(f"/s/{sealed.id}"),
+        "422 create": await h.call("POST", "/shares", signer=alice, body={"id": 1}),
+        "401 create": await h.http.post(f"/v1/vaults/{h.vault.id}/shares", json={}),
+        "413 open": await h.http.post(f"/v1/shares/{sealed.id}/open",
+                                      content=b"x" * (h.relay.settings.max_body_bytes + 1)),
+    }  # fmt: skip
+    for what, answer in answers.items():
+        assert str(answer.status_code) == what.split()[0], (what, answer.text)
+        assert answer.headers.get_list("cache-control") == ["no-store"], what
+        assert answer.headers.get_list("referrer-policy") == ["no-referrer"], what
+    # Other routes are left alone.
+    assert "referrer-policy" not in (await h.http.get("/v1/nothing")).headers
+
+
+async def test_sqlite_connections_turn_secure_delete_on(
+    backend: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the SQLite build's default (some compile it on, most off), the relay asks."""
+    if backend != "sqlite":
+        pytest.skip("SQLite only")
+    import sqlite3
+
+    from sealbox.server.store.engine import make_engine
+
+    statements: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        connection = connect(*args, **kwargs)
+        connection.set_trace_callback(statements.append)
+        return connection
+
+    monkeypatch.setattr(sqlite3, "connect", traced)
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    try:
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+    finally:
+        await engine.dispose()
+    assert "PRAGMA secure_delete=ON" in statements
+
+
+async def test_a_spent_share_s_ciphertext_leaves_the_sqlite_file(
+    h: Harness, backend: str, settings: Any
+) -> None:
+    """SQLite's secure_delete: the sealed-at-rest bytes of an opened share are zeroed in the
+    database file, not left in a free page (checked after a checkpoint folds in the WAL)."""
+    if backend != "sqlite":
+        pytest.skip("secure_delete is SQLite's; PostgreSQL relies on VACUUM (operations docs)")
+    from sqlalchemy import text
+
+    async with h.relay.read() as conn:
+        assert (await conn.execute(text("PRAGMA secure_delete"))).scalar_one() == 1
+    alice = await _client(h, "human")
+    sealed = await _made(h, alice, value=bytes(range(256)) * 64)
+    (row,) = await _rows(h.relay)
+    at_rest = row["ciphertext"]
+    assert sealed.open((await _open(h, sealed)).json()) == sealed.value
+    async with h.relay.engine.connect() as conn:
+        await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    database = (settings.data_dir / "relay.db").read_bytes()
+    # A 16 KiB blob spans several pages: no 64-byte run of it is left anywhere in the file.
+    assert not any(at_rest[i : i + 64] in database for i in range(0, len(at_rest) - 64, 512))
 
 
 async def test_the_openapi_document_lists_the_share_routes(h: Harness) -> None:

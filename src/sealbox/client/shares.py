@@ -62,6 +62,10 @@ def create(
     body: dict[str, Any] = {
         "id": share_id, "nonce": b64u_encode(nonce), "ciphertext": b64u_encode(ciphertext),
         "ttl_seconds": ttl,
+        # Only the hash: the token itself is in no request until the recipient opens.
+        "open_token_hash": b64u_encode(
+            sharelink.open_token_hash(sharelink.open_token(key, share_id=share_id))
+        ),
     }  # fmt: skip
     if passphrase is not None:
         body["passphrase"] = passphrase
@@ -105,7 +109,7 @@ def open_flow(link: ShareLink, ask_passphrase: Callable[[], str]) -> Flow:
     path = f"/v1/shares/{link.share_id}"
     what = "opening the share link"
     info = expect_object((yield Call("GET", path, auth=False)), what)
-    body: dict[str, str] = {}
+    body = {"token": b64u_encode(sharelink.open_token(link.key, share_id=link.share_id))}
     if info.get("passphrase") is True:
         body["passphrase"] = ask_passphrase()
     answer = expect_object((yield Call("POST", f"{path}/open", json=body, auth=False)), what)

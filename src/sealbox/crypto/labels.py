@@ -28,6 +28,8 @@ AEAD_KEY_FILE: Final = b"sealbox/v1/aead/key-file"
 AEAD_AT_REST: Final = b"sealbox/v1/aead/at-rest"
 #: A share link's value under the key in the link's fragment, bound to the share id.
 AEAD_SHARE: Final = b"sealbox/v1/aead/share"
+#: HKDF info for a share link's open token (derived from the link's key, bound to the id).
+SHARE_OPEN: Final = b"sealbox/v1/share/open"
 
 # --- Hashes ------------------------------------------------------------------
 #: Hash of a compact JWS statement (request hash, link hash, manifest hash...).

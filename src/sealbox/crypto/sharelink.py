@@ -9,17 +9,28 @@ another share's id fails to open even under the right key.
 The relay's part is an optional passphrase, checked as access control on top
 (the value's secrecy never depends on it): it keeps only an Argon2id hash and
 checks a guess with argon2's own verification, which compares in constant time.
+
+Opening also needs the link's *open token*: HKDF-SHA256 of the key (info: the
+versioned label and the share id), which the sender's client derives and whose
+SHA-256 alone it uploads.  The share id alone (from an audit entry, an access
+log, or a link whose fragment was cut) therefore cannot spend or destroy a
+share.  The token is a one-way derivation of the key, and the relay sees only
+its hash at create and the token itself at open: neither gives the key back.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 import unicodedata
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sealbox.crypto import labels
 from sealbox.crypto.encoding import length_prefixed
@@ -28,11 +39,15 @@ from sealbox.errors import DecryptionFailed, MalformedInput, NotAuthorized
 
 __all__ = [
     "NONCE_BYTES",
+    "OPEN_TOKEN_BYTES",
     "SHARE_KEY_BYTES",
     "TAG_BYTES",
+    "check_open_token",
     "hash_passphrase",
     "new_share_key",
     "open_share",
+    "open_token",
+    "open_token_hash",
     "seal_share",
     "share_aad",
     "verify_passphrase",
@@ -41,6 +56,7 @@ __all__ = [
 SHARE_KEY_BYTES = 32
 NONCE_BYTES = 12
 TAG_BYTES = 16
+OPEN_TOKEN_BYTES = 32
 
 #: Argon2id at OWASP's first recommended setting (19 MiB, t=2, p=1): the relay computes one
 #: per creation and per guess, so a lower memory cost than a key file's bounds what a burst
@@ -56,6 +72,32 @@ _HASH_PREFIX = "$argon2id$v=19$m=19456,t=2,p=1$"
 def share_aad(share_id: str) -> bytes:
     """The aad that ties a share's ciphertext to its one share id."""
     return length_prefixed(labels.AEAD_SHARE, share_id)
+
+
+def open_token(key: bytes, *, share_id: str) -> bytes:
+    """The token that opening the share needs: HKDF-SHA256 of the key, bound to the id.
+
+    One-way: the relay, which sees this token (and stores only its hash), cannot
+    get the key back from it, so the value stays out of its reach.
+    """
+    return HKDF(
+        algorithm=hashes.SHA256(), length=OPEN_TOKEN_BYTES, salt=None,
+        info=length_prefixed(labels.SHARE_OPEN, share_id),
+    ).derive(_check_key(key))  # fmt: skip
+
+
+def open_token_hash(token: bytes) -> bytes:
+    """What the relay stores for an open token: its SHA-256."""
+    if len(token) != OPEN_TOKEN_BYTES:
+        raise MalformedInput("share open token: expected 32 bytes")
+    return hashlib.sha256(token).digest()
+
+
+def check_open_token(stored_hash: bytes, token: bytes | None) -> bool:
+    """Whether ``token`` is the one whose hash the relay stored, compared in constant time."""
+    if token is None or len(token) != OPEN_TOKEN_BYTES:
+        return False
+    return hmac.compare_digest(hashlib.sha256(token).digest(), stored_hash)
 
 
 def new_share_key(random: RandomBytes = secrets.token_bytes) -> bytes:

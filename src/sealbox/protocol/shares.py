@@ -8,6 +8,10 @@ relay that stores the ciphertext never receives it.  Parsing is strict: one
 spelling of a link, no other, so a link that was cut or changed is refused
 before anything is asked of the relay.
 
+The id is not a credential (it shows in logs and audit entries): opening also
+needs the open token the key derives (:func:`sealbox.crypto.sharelink.open_token`),
+of which the relay holds only a hash.
+
 States (every transition is one compare-and-set in the store, from ``live``
 only; the others are final):
 

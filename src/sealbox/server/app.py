@@ -17,6 +17,7 @@ from sealbox.server import alert_delivery, http, jobs
 from sealbox.server.auth.openapi import document_security
 from sealbox.server.auth.peer import Forwarded
 from sealbox.server.http.errors import install_error_handlers
+from sealbox.server.http.shares import ShareHeaders
 from sealbox.server.notify import PgListener
 from sealbox.server.relay import Relay
 
@@ -85,6 +86,7 @@ def create_app(relay: Relay, *, listen: bool = True, owns_engine: bool = False) 
     install_error_handlers(app)
 
     app.add_middleware(BodyLimit, limit=relay.settings.max_body_bytes)
+    app.add_middleware(ShareHeaders)  # outside BodyLimit: its 413 gets the headers too
     # Outermost: every layer below sees the request's source as the relay believes it.
     app.add_middleware(Forwarded, proxies=relay.settings.trusted_proxies)
 

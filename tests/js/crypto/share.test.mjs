@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { b64uDecode, b64uEncode } from "../../../src/sealbox/web/static/sealbox/encoding.js";
-import { openShare, parseShareLocation, shareAad, shareIdOf } from "../../../src/sealbox/web/static/sealbox/share.js";
+import { openShare, openToken, parseShareLocation, shareAad, shareIdOf } from "../../../src/sealbox/web/static/sealbox/share.js";
 import { rejectsWithCode, toHex } from "./support.mjs";
 
 const SHARE_ID = "shr_aaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -48,4 +48,15 @@ test("locations are parsed strictly", () => {
   for (const hash of ["", "#", `#${KEY.slice(1)}`, `#${KEY}A`, `#${KEY.slice(0, 42)}+`, `#${KEY.slice(0, 42)}h`]) {
     assert.throws(() => parseShareLocation(`/s/${SHARE_ID}`, hash), (e) => e.code === "malformed", hash);
   }
+});
+
+// The open token of the vector's key and id, as tests/unit/crypto/test_crypto_sharelink.py
+// derives it with pyca/cryptography.
+const OPEN_TOKEN = "LS8qNWj8ejVfXrx1t_Va_MIIE3jNlU3AJiD_Yz06moI";
+
+test("the open token is Python's HKDF of the key, bound to the id", async () => {
+  const key = b64uDecode(KEY);
+  assert.equal(await openToken(key, SHARE_ID), OPEN_TOKEN);
+  assert.notEqual(await openToken(key, "shr_baaaaaaaaaaaaaaaaaaaaaaaaa"), OPEN_TOKEN);
+  await rejectsWithCode(assert, () => openToken(key.slice(1), SHARE_ID), "malformed", "short key");
 });

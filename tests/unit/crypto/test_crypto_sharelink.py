@@ -86,3 +86,26 @@ def test_only_hashes_this_relay_writes_are_verified() -> None:
         sharelink.verify_passphrase(costly, "a passphrase")
     with pytest.raises(MalformedInput, match="does not parse"):
         sharelink.verify_passphrase("$argon2id$v=19$m=19456,t=2,p=1$bm90$", "a passphrase")
+
+
+# The open token of the vector's key and id (tests/js/crypto/share.test.mjs derives the same).
+OPEN_TOKEN = "LS8qNWj8ejVfXrx1t_Va_MIIE3jNlU3AJiD_Yz06moI"
+OPEN_TOKEN_HASH = "9372e4e0b3c622c512c4bda158bdb595c119735281ae151cb53c97c2a4679d4d"
+
+
+def test_the_open_token_vector_and_its_check() -> None:
+    token = sharelink.open_token(KEY, share_id=SHARE_ID)
+    assert token == b64u_decode(OPEN_TOKEN)
+    stored = sharelink.open_token_hash(token)
+    assert stored.hex() == OPEN_TOKEN_HASH
+    assert sharelink.check_open_token(stored, token)
+    # Bound to the id and the key; never the key itself.
+    assert sharelink.open_token(KEY, share_id="shr_baaaaaaaaaaaaaaaaaaaaaaaaa") != token
+    assert sharelink.open_token(bytes(32), share_id=SHARE_ID) != token
+    assert token != KEY
+    for wrong in (None, b"", token[:-1], bytes(32), stored):
+        assert not sharelink.check_open_token(stored, wrong)
+    with pytest.raises(MalformedInput, match="32 bytes"):
+        sharelink.open_token_hash(token[:31])
+    with pytest.raises(MalformedInput, match="32 bytes"):
+        sharelink.open_token(KEY[:31], share_id=SHARE_ID)

@@ -3,8 +3,9 @@
 * ``POST /v1/vaults/{vault}/shares`` (a person's login): store a sealed value.
 * ``GET /v1/shares/{id}``: whether a live share needs a passphrase, and its expiry.
   Changes nothing.
-* ``POST /v1/shares/{id}/open``: take the ciphertext, once.  A POST, so that a
-  link preview's GET of the page never spends the share.
+* ``POST /v1/shares/{id}/open``: take the ciphertext, once, given the link's
+  open token (derived from its key).  A POST, so that a link preview's GET of the
+  page never spends the share.
 * ``GET /s/{id}``: the recipient's page; its module fetches and decrypts with the key
   in the fragment, which the browser never sends here.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sealbox import web
 from sealbox.crypto.encoding import b64u_decode, b64u_encode
@@ -38,6 +40,44 @@ _CIPHERTEXT_TEXT = -(-service.MAX_CIPHERTEXT * 4 // 3)
 _HEADERS = {"cache-control": "no-store", "referrer-policy": "no-referrer"}
 
 
+def _is_share_path(path: str) -> bool:
+    if path.startswith(("/v1/shares/", proto.PATH_PREFIX)) or path == "/v1/shares":
+        return True
+    parts = path.split("/")  # "", "v1", "vaults", VAULT, "shares"
+    return len(parts) == 5 and parts[1:3] == ["v1", "vaults"] and parts[4] == "shares"
+
+
+class ShareHeaders:
+    """``no-store`` and ``no-referrer`` on every answer of the share routes, errors included.
+
+    A plain ASGI middleware, so that answers made outside the routes (a 404 or 405 of
+    the router, a 422 of body parsing, a 413 of the body limit, a 429) carry them too:
+    an error page cached by a proxy, or a referrer sent from it, would keep a share's
+    id (and on ``/s/``, a page whose URL may hold the key) where it should not be.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _is_share_path(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if k.lower() not in _HEADER_NAMES]  # fmt: skip
+                headers += [(k.encode(), v.encode()) for k, v in _HEADERS.items()]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+_HEADER_NAMES = frozenset(k.encode() for k in _HEADERS)
+
+
 class CreateBody(BaseModel):
     # Strict: no field but these, no string standing in for a number (a body another
     # parser would read differently is refused, not guessed).
@@ -54,6 +94,10 @@ class CreateBody(BaseModel):
                                    max_length=proto.MAX_PASSPHRASE,
                                    description="Optional: the relay keeps only its Argon2id "
                                    "hash, and a wrong one at open destroys the share.")  # fmt: skip
+    open_token_hash: str = Field(min_length=43, max_length=43,
+                                 description="SHA-256 of the open token (HKDF-SHA256 of the "
+                                 "link's key, info `sealbox/v1/share/open` and the id), "
+                                 "base64url: opening must present the token.")  # fmt: skip
 
 
 class OpenBody(BaseModel):
@@ -63,6 +107,11 @@ class OpenBody(BaseModel):
         default=None, max_length=proto.MAX_PASSPHRASE,
         description="The share's passphrase, if it has one.",
     )  # fmt: skip
+    token: str | None = Field(
+        default=None, max_length=43,
+        description="The open token the link's key derives, base64url. Without the right "
+        "one the share reads as unknown (404) and stays live.",
+    )  # fmt: skip
 
 
 def _bytes(text: str, what: str) -> bytes:
@@ -70,6 +119,16 @@ def _bytes(text: str, what: str) -> bytes:
         return b64u_decode(text, what=what)
     except MalformedInput as exc:
         raise Invalid("invalid_share", exc.message, "Send unpadded base64url.") from None
+
+
+def _token(text: str | None) -> bytes | None:
+    # A token that does not parse is as wrong as a wrong one: the same 404, nothing spent.
+    if text is None:
+        return None
+    try:
+        return b64u_decode(text, what="token")
+    except MalformedInput:
+        return b""
 
 
 @router.post("/v1/vaults/{vault}/shares", status_code=201)
@@ -87,6 +146,7 @@ async def create_share(
         nonce=_bytes(body.nonce, "nonce"), ciphertext=_bytes(body.ciphertext, "ciphertext"),
         ttl=body.ttl_seconds, passphrase=body.passphrase, now=relay.now(),
         source_ip=source_ip(request),
+        open_token_hash=_bytes(body.open_token_hash, "open_token_hash"),
     )  # fmt: skip
     return JSONResponse(
         {"id": made.id, "expires_at": made.expires_at, "path": proto.PATH_PREFIX + made.id},
@@ -130,7 +190,7 @@ async def open_share(share_id: str, body: OpenBody, request: Request) -> JSONRes
     await _refuse_machines(request, vault)
     opened = await service.open_share(
         relay, vault=vault, share_id=share_id, passphrase=body.passphrase, now=relay.now(),
-        source_ip=source_ip(request),
+        source_ip=source_ip(request), token=_token(body.token),
     )  # fmt: skip
     return JSONResponse(
         {"id": opened.id, "nonce": b64u_encode(opened.nonce),

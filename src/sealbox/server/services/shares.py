@@ -6,7 +6,13 @@ link's fragment).  Its own part is access control around the ciphertext:
 * **create** — only a person's login (a human client): a share is not an item,
   so no grant, scope or machine credential reaches one, and a machine or agent
   does not hand values to people outside the vault either.
-* **open** — anyone holding the link, once: the first correct open takes the
+  At most :data:`MAX_LIVE_PER_CREATOR` live shares per person (429
+  ``too_many_shares``); creates are authenticated calls, so the relay's
+  per-caller rate limiter applies to them as to any other.
+* **open** — anyone holding the link, once: the call must carry the link's open
+  token (derived from the key; the relay stores only its SHA-256, compared in
+  constant time), without which the share reads as unknown (404) and nothing
+  changes, so its id alone spends nothing.  The first correct open takes the
   ciphertext and the share is spent (a compare-and-set in the store, so two
   viewers at once cannot both get it).  An optional passphrase is checked
   against its Argon2id hash; a wrong one destroys the share.  A call that
@@ -50,6 +56,9 @@ __all__ = [
 #: The at-rest data key of shares is the vault's key for this name, which no project can
 #: have (a project name starts with a letter or digit).
 SHARES_PROJECT = "~shares"
+#: Most live shares one person may have at once: a link is for one value to one recipient,
+#: and without a cap one login could fill the relay's database with ciphertext.
+MAX_LIVE_PER_CREATOR = 100
 #: Largest ciphertext accepted: the largest value plus the AES-GCM tag.
 MAX_CIPHERTEXT = proto.MAX_VALUE_BYTES + sharelink.TAG_BYTES
 
@@ -83,6 +92,7 @@ def _at_rest_row(vault: str, share_id: str) -> tuple[str, str, str]:
 async def create(
     relay: Relay, *, vault: str, principal: Principal, share_id: str, nonce: bytes,
     ciphertext: bytes, ttl: int, passphrase: str | None, now: int, source_ip: str | None,
+    open_token_hash: bytes,
 ) -> Created:  # fmt: skip
     """Store a live share of ``ciphertext`` for ``ttl`` seconds."""
     if principal.role != "client" or principal.client_kind != "human":
@@ -104,6 +114,8 @@ async def create(
             f"16-byte tag; this one is {len(ciphertext)} bytes",
             "Share a value of at most 64 KiB.",
         )  # fmt: skip
+    if len(open_token_hash) != sharelink.OPEN_TOKEN_BYTES:
+        raise Invalid("invalid_share", "the open token hash must be 32 bytes (SHA-256)")
     hashed = None
     if passphrase is not None:
         if not proto.MIN_PASSPHRASE <= len(passphrase) <= proto.MAX_PASSPHRASE:
@@ -119,15 +131,32 @@ async def create(
     row = store.ShareRow(
         vault=vault, id=share_id, created_by=principal.id, state=ShareState.LIVE.value,
         nonce=nonce, ciphertext=sealed, passphrase_hash=hashed, size=len(ciphertext),
-        created_at=now, expires_at=now + ttl, updated_at=now,
+        created_at=now, expires_at=now + ttl, updated_at=now, open_token_hash=open_token_hash,
     )  # fmt: skip
     async with relay.tx() as tx:
-        await store.insert(tx.conn, row)
-        await audit.append(
-            tx.conn, vault=vault, at=now, actor=principal.id, action="share.created",
-            client_id=principal.id, source_ip=source_ip,
-            detail={"share": share_id, "ttl": ttl, "with_passphrase": hashed is not None,
-                    "size": len(ciphertext)},
+        # Counted in the transaction that inserts: on SQLite writes are serialised; on
+        # PostgreSQL two creates at once may each see 99 and both pass (a soft cap).
+        live = await store.count_live(tx.conn, vault, principal.id, now)
+        if live >= MAX_LIVE_PER_CREATOR:
+            # Refused, stored nothing: only the refusal is recorded (committed as it ends).
+            await audit.append(
+                tx.conn, vault=vault, at=now, actor=principal.id, action="share.refused",
+                severity="warning", client_id=principal.id, source_ip=source_ip,
+                detail={"error": "too_many_shares", "live": live},
+            )  # fmt: skip
+        else:
+            await store.insert(tx.conn, row)
+            await audit.append(
+                tx.conn, vault=vault, at=now, actor=principal.id, action="share.created",
+                client_id=principal.id, source_ip=source_ip,
+                detail={"share": share_id, "ttl": ttl, "with_passphrase": hashed is not None,
+                        "size": len(ciphertext)},
+            )  # fmt: skip
+    if live >= MAX_LIVE_PER_CREATOR:
+        raise TooMany(
+            "too_many_shares",
+            f"you have {live} live share links; at most {MAX_LIVE_PER_CREATOR} may be live "
+            "at once", "Wait until some are opened or expire (at most 7 days), then retry.",
         )  # fmt: skip
     return Created(share_id, row.expires_at)
 
@@ -146,10 +175,7 @@ def refuse_machine(principal: Principal) -> None:
 
 def _gone(row: store.ShareRow | None) -> NotFound | Gone:
     if row is None:
-        return NotFound(
-            "share_not_found", "there is no such share link (or it was purged long ago)",
-            "Check the link, or ask the sender for a new one.",
-        )  # fmt: skip
+        return _unknown()
     if row.state == ShareState.OPENED:
         return Gone(
             "share_opened", "this share link was opened already: it shows its value once",
@@ -210,9 +236,16 @@ async def _refused_now(relay: Relay, row: store.ShareRow, now: int) -> NotFound 
     return _gone(None if again is None else _as_read(again, now))
 
 
+def _unknown() -> NotFound:
+    return NotFound(
+        "share_not_found", "there is no such share link (or it was purged long ago)",
+        "Check the link, or ask the sender for a new one.",
+    )  # fmt: skip
+
+
 async def open_share(
     relay: Relay, *, vault: str, share_id: str, passphrase: str | None, now: int,
-    source_ip: str | None,
+    source_ip: str | None, token: bytes | None = None,
 ) -> Opened:  # fmt: skip
     """Take a live share's ciphertext, once; see the module's docstring."""
     wait = relay.anonymous_limiter.allow(f"share {source_ip or 'unknown'}")
@@ -222,6 +255,19 @@ async def open_share(
     row = await _read(relay, vault, share_id)
     if row is None or row.state != ShareState.LIVE:
         raise _gone(row)
+    if row.open_token_hash is None or not sharelink.check_open_token(row.open_token_hash, token):
+        # Whoever knows only the id (an audit entry, an access log, a link without its
+        # fragment) gets what an unknown id gets, and the share stays live: a wrong token
+        # is not a guess at the passphrase, so it destroys nothing.  Audited, changing
+        # nothing else, so the sender can see that someone holds the id without the key.
+        async with relay.tx() as tx:
+            await audit.append(
+                tx.conn, vault=row.vault, at=now, actor="anonymous",
+                action="share.open_refused", severity="warning", source_ip=source_ip,
+                detail={"share": row.id, "created_by": row.created_by,
+                        "reason": "missing_token" if token is None else "wrong_token"},
+            )  # fmt: skip
+        raise _unknown()
     if row.expires_at < now:
         await _spend(relay, row, ShareState.EXPIRED, now, action="share.expired",
                      severity="info", actor="relay", source_ip=None)  # fmt: skip

@@ -172,6 +172,10 @@ def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> 
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
+            # Deleted content (a spent share's ciphertext, a revoked wrap) is overwritten
+            # with zeros in the database file rather than left in free pages; the WAL keeps
+            # old page images only until a checkpoint reuses or truncates it.
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
         @event.listens_for(engine.sync_engine, "begin")

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,7 +25,7 @@ from sealbox.protocol.shares import ShareState
 from sealbox.server.errors import Conflict
 from sealbox.server.store.tables import shares
 
-__all__ = ["ShareRow", "get", "insert", "overdue", "purge_spent", "spend"]
+__all__ = ["ShareRow", "count_live", "get", "insert", "overdue", "purge_spent", "spend"]
 
 _T = shares.c
 
@@ -45,6 +45,8 @@ class ShareRow:
     created_at: int
     expires_at: int
     updated_at: int
+    open_token_hash: bytes | None = field(default=None, repr=False)
+    """SHA-256 of the open token derived from the link's key (null once spent)."""
 
 
 def _row(row: Any) -> ShareRow:
@@ -52,7 +54,7 @@ def _row(row: Any) -> ShareRow:
         vault=row.vault_id, id=row.id, created_by=row.created_by, state=row.state,
         nonce=row.nonce, ciphertext=row.ciphertext, passphrase_hash=row.passphrase_hash,
         size=row.size, created_at=row.created_at, expires_at=row.expires_at,
-        updated_at=row.updated_at,
+        updated_at=row.updated_at, open_token_hash=row.open_token_hash,
     )  # fmt: skip
 
 
@@ -65,7 +67,7 @@ async def insert(conn: AsyncConnection, row: ShareRow) -> None:
                 vault_id=row.vault, id=row.id, created_by=row.created_by, state=row.state,
                 nonce=row.nonce, ciphertext=row.ciphertext, passphrase_hash=row.passphrase_hash,
                 size=row.size, created_at=row.created_at, expires_at=row.expires_at,
-                updated_at=row.updated_at,
+                updated_at=row.updated_at, open_token_hash=row.open_token_hash,
             )
         )  # fmt: skip
     except IntegrityError:
@@ -92,9 +94,25 @@ async def spend(conn: AsyncConnection, vault: str, share_id: str, to: ShareState
     done = await conn.execute(
         update(shares)
         .where(_T.vault_id == vault, _T.id == share_id, _T.state == ShareState.LIVE.value)
-        .values(state=to.value, nonce=None, ciphertext=None, passphrase_hash=None, updated_at=now)
+        .values(
+            state=to.value,
+            nonce=None,
+            ciphertext=None,
+            passphrase_hash=None,
+            open_token_hash=None,
+            updated_at=now,
+        )
     )
     return done.rowcount == 1
+
+
+async def count_live(conn: AsyncConnection, vault: str, created_by: str, now: int) -> int:
+    """How many of ``created_by``'s shares are live and unexpired (for the creation cap)."""
+    query = select(func.count()).where(
+        _T.vault_id == vault, _T.created_by == created_by,
+        _T.state == ShareState.LIVE.value, _T.expires_at >= now,
+    )  # fmt: skip
+    return int((await conn.execute(query)).scalar_one())
 
 
 async def overdue(conn: AsyncConnection, now: int, limit: int) -> list[ShareRow]:

@@ -671,6 +671,9 @@ shares = Table(
     # Sealed by the sender under a key the relay never receives; deleted when it leaves live.
     Column("passphrase_hash", String(128), nullable=True),
     # Argon2id of the optional passphrase; null without one, and once the share is spent.
+    Column("open_token_hash", LargeBinary, nullable=True),
+    # SHA-256 of the open token the link's key derives (null once spent, and in rows made
+    # before open tokens existed, which can no longer be opened).
     Column("size", Integer, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("expires_at", BigInteger, nullable=False),

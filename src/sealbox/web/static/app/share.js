@@ -7,7 +7,7 @@
 // Calls omit cookies: a share is opened by whoever holds the link, not by a session.
 
 import { fromUtf8, b64uEncode } from "../sealbox/encoding.js";
-import { openShare, parseShareLocation, shareIdOf } from "../sealbox/share.js";
+import { openShare, openToken, parseShareLocation, shareIdOf } from "../sealbox/share.js";
 
 const byId = (id) => document.getElementById(id);
 const statusLine = byId("status");
@@ -99,7 +99,8 @@ async function main() {
   say(`Available until ${new Date(info.expires_at * 1000).toLocaleString()}.`);
   reveal.addEventListener("click", async () => {
     reveal.disabled = true;
-    const body = {};
+    // The token proves the key without revealing it: the id alone opens nothing.
+    const body = { token: await openToken(link.key, link.shareId) };
     if (info.passphrase) {
       const passphrase = byId("passphrase").value;
       if (!passphrase) {

@@ -25,6 +25,8 @@ export const aeadKeyFile = "sealbox/v1/aead/key-file";
 export const aeadAtRest = "sealbox/v1/aead/at-rest";
 /** A share link's value under the key in the link's fragment, bound to the share id. */
 export const aeadShare = "sealbox/v1/aead/share";
+/** HKDF info for a share link's open token (derived from the link's key, bound to the id). */
+export const shareOpen = "sealbox/v1/share/open";
 
 // --- Hashes ---
 /** Hash of a compact JWS statement (request hash, link hash, manifest hash...). */

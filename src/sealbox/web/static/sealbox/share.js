@@ -8,8 +8,8 @@
 // open even under the right key.
 
 import { codes, SealboxError } from "./errors.js";
-import { b64uDecode, lp } from "./encoding.js";
-import { aeadShare } from "./labels.js";
+import { b64uDecode, b64uEncode, lp } from "./encoding.js";
+import { aeadShare, shareOpen } from "./labels.js";
 
 export const SHARE_KEY_BYTES = 32;
 export const NONCE_BYTES = 12;
@@ -20,6 +20,25 @@ const SHARE_ID = /^shr_[a-z2-7]{26}$/;
 /** The aad that ties a share's ciphertext to its one share id. */
 export function shareAad(shareId) {
   return lp(aeadShare, shareId);
+}
+
+/**
+ * The open token the relay asks for (base64url): HKDF-SHA256 of the key, info the label
+ * and the share id (as src/sealbox/crypto/sharelink.py derives it). One-way: the relay,
+ * which stores only its SHA-256, cannot get the key back from it.
+ */
+export async function openToken(key, shareId) {
+  if (!(key instanceof Uint8Array) || key.length !== SHARE_KEY_BYTES) {
+    throw new SealboxError(codes.malformed, "share key: expected 32 bytes");
+  }
+  const subtle = globalThis.crypto.subtle;
+  const ikm = await subtle.importKey("raw", key, "HKDF", false, ["deriveBits"]);
+  const bits = await subtle.deriveBits(
+    { name: "HKDF", hash: "SHA-256", salt: new Uint8Array(0), info: lp(shareOpen, shareId) },
+    ikm,
+    256,
+  );
+  return b64uEncode(new Uint8Array(bits));
 }
 
 /**
