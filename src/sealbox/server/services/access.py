@@ -341,7 +341,12 @@ async def create_access(
 
     request_id = verified.hash.removeprefix("sha256:")
     # The latest cache_until a release may carry under the policy.
-    detail = AccessDetail(tuple(pinned), tuple(sorted(eligible)), s.at + max_cache, cosigner)
+    cache_until_max = s.at + max_cache
+    # Nothing is cached past the earliest destroy date of the items' policies.
+    cap = policy_axes.destroy_cap(applied)
+    if cap is not None:
+        cache_until_max = min(cache_until_max, cap)
+    detail = AccessDetail(tuple(pinned), tuple(sorted(eligible)), cache_until_max, cosigner)
     request = RequestRow(
         vault=vault, id=request_id, kind="access", client_id=principal.id,
         statement=statement_token, detail=detail, state=State.PENDING.value,
@@ -545,6 +550,7 @@ async def take_envelope(
             raise NotFound("no_such_request", "you have no access request with this id")
         access = await client_store.access(conn, vault, principal.id)
         roles = await member_store.roles(conn, vault, principal.id)
+        directory = await relay.directories.load(conn, vault)
     pinned = row.access.items
     # The grant (and a member's role) is checked again at delivery: removing it
     # stops a request that was asked (or even released) while it still stood.
@@ -557,6 +563,10 @@ async def take_envelope(
         # A release waits for its client only so long: past that it is not handed out,
         # even before the sweeper has expired it.
         fresh_since = now - relay.settings.delivery_seconds
+        # Past an item's destroy date nothing is delivered, even before the sweeper ran.
+        await policy_axes.refuse_destroyed_pinned(
+            tx.conn, vault, directory, [(e.item, e.path) for e in pinned], now
+        )
         delivered = await request_store.transition(
             tx.conn, vault, request_id, "access", State.RELEASED, Event.FETCHED, now,
             client_id=principal.id, fresh_since=fresh_since,
@@ -776,6 +786,10 @@ async def release(
     check_answerable(relay, row, now)
     _verify_release(token, directory, principal, row)
     async with relay.tx() as tx:
+        # Past an item's destroy date nothing is released, even before the sweeper ran.
+        await policy_axes.refuse_destroyed_pinned(
+            tx.conn, vault, directory, [(e.item, e.path) for e in row.access.items], now
+        )
         # Take the request row first: concurrent releases of one request then
         # count each other's.  Its client must still be waiting: a release
         # for a process that is gone would wait unread (or worse, be read by

@@ -63,10 +63,12 @@ __all__ = [
     "check_cosigner",
     "check_request",
     "check_statement",
+    "destroy_cap",
     "destroy_due",
     "on_released",
     "refuse_destroyed",
     "refuse_destroyed_path",
+    "refuse_destroyed_pinned",
     "rotation_due",
     "take_reads",
 ]
@@ -127,6 +129,28 @@ async def refuse_destroyed(conn: AsyncConnection, vault: str, asked: Iterable[st
     if gone:
         item, at = min(gone.items())
         raise destroyed_error(item, at)
+
+
+async def refuse_destroyed_pinned(
+    conn: AsyncConnection, vault: str, directory: Directory,
+    pinned: Sequence[tuple[str, str]], now: int,
+) -> None:  # fmt: skip
+    """Refuse (410) releasing or delivering a request whose items are past their destroy
+    date or already destroyed: asked before the date is no licence to read after it, even
+    before the sweeper has run.  ``pinned`` is (item, path); called inside the transaction.
+    """
+    await refuse_destroyed(conn, vault, [item for item, _ in pinned])
+    rows = await client_store.policy_rows(conn, vault)
+    for _, path in pinned:
+        at = policy_for(path, rows, directory).destroy_at
+        if at is not None and now >= at:
+            raise destroyed_error(path, at)
+
+
+def destroy_cap(applied: Iterable[Policy]) -> int | None:
+    """The earliest destroy date of these policies: no release may be cached past it."""
+    dates = [p.destroy_at for p in applied if p.destroy_at is not None]
+    return min(dates) if dates else None
 
 
 async def take_reads(

@@ -363,6 +363,9 @@ async function answer(id, what, detail) {
       const review = await reviewRequest(current.entry, {
         directory: fresh, approverId: keys.id, hpkePrivate: null, now: common.now,
       });
+      // The signed policies are checked again at this moment: a card drawn inside a window
+      // or before a destroy date is not released after it (throws PolicyBreach).
+      await checkPolicies(current.entry, review.items.map((i) => i.path), fresh, common.now);
       const release = await releaseReviewed(review, { ...common, hpkePrivate: keys.hpke });
       sent = await api.post(`/access-requests/${id}/release`, { release });
     } else {

@@ -1,0 +1,59 @@
+"""What a policy's axes must still hold at release and delivery, and at a store's completion,
+on both backends: the gaps between a request's creation and the sweeper's next run."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from login_support import audit_rows
+from relay_support import Vault, error_of
+from test_relay_items import PASSWORD, Harness
+from test_relay_policy_axes import put_policy
+
+from sealbox.server.relay import Relay
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def h(client: httpx.AsyncClient, relay: Relay, vault: Vault) -> Harness:
+    return Harness(client, relay, vault)
+
+
+async def test_past_the_destroy_date_nothing_is_released_before_the_sweep(h: Harness) -> None:
+    a = h.vault.approvers[0]
+    item, _ = await h.store_direct(a, "app/prod/db", PASSWORD)
+    client = await h.add_client()
+    destroy_at = int(h.relay.now()) + 20
+    assert (await put_policy(h, [a], destroy_at=destroy_at)).status_code == 200
+    access = h.access(client, [(item, "app/prod/db", ["password"])], ttl=300)
+    made = await h.ask(client, access)
+    assert made.status_code == 201, made.text
+    rid = made.json()["id"]
+    # The release may not be cached past the destroy date.
+    entry = await h.approval(a, rid)
+    assert entry["cache_until_max"] <= destroy_at
+    await h.call("GET", f"/access-requests/{rid}", signer=client)
+    h.relay.clock.now = destroy_at + 1  # type: ignore[attr-defined]
+    await h.call("GET", f"/access-requests/{rid}", signer=client)
+    before = await h.counts()
+    refused = await h.release_as_unchecked(a, rid, access)
+    assert (refused.status_code, error_of(refused)["error"]) == (410, "item_destroyed")
+    assert await h.counts() == before
+
+
+async def test_a_release_made_before_the_destroy_date_is_not_delivered_after(h: Harness) -> None:
+    a = h.vault.approvers[0]
+    item, _ = await h.store_direct(a, "app/prod/db", PASSWORD)
+    client = await h.add_client()
+    destroy_at = int(h.relay.now()) + 20
+    assert (await put_policy(h, [a], destroy_at=destroy_at)).status_code == 200
+    access = h.access(client, [(item, "app/prod/db", ["password"])], ttl=300)
+    rid = (await h.ask(client, access)).json()["id"]
+    released = await h.release_as(a, rid)
+    assert released.status_code == 200, released.text
+    h.relay.clock.now = destroy_at + 1  # type: ignore[attr-defined]
+    refused = await h.envelope(client, rid)
+    assert (refused.status_code, error_of(refused)["error"]) == (410, "item_destroyed")
+    events = await audit_rows(h.relay, h.vault.id)
+    assert not [e for e in events if e["action"] == "access.delivered"]
