@@ -8,8 +8,10 @@ import pytest
 from login_support import audit_rows
 from relay_support import Vault, error_of
 from test_relay_items import PASSWORD, Harness
-from test_relay_policy_axes import put_policy
+from test_relay_policy_axes import examine_entry, put_policy, signed_policy
 
+from sealbox.approver.answer import Unverifiable
+from sealbox.protocol.policy_rules import MAX_DESTROY_AT
 from sealbox.server.relay import Relay
 
 pytestmark = pytest.mark.anyio
@@ -57,3 +59,29 @@ async def test_a_release_made_before_the_destroy_date_is_not_delivered_after(h: 
     assert (refused.status_code, error_of(refused)["error"]) == (410, "item_destroyed")
     events = await audit_rows(h.relay, h.vault.id)
     assert not [e for e in events if e["action"] == "access.delivered"]
+
+
+async def test_a_destroy_date_no_approver_can_show_is_refused_and_never_stalls_a_review(
+    h: Harness,
+) -> None:
+    a = h.vault.approvers[0]
+    b = await h.add_approver("b")
+    item, _ = await h.store_direct(a, "app/prod/db", PASSWORD)
+    client = await h.add_client()
+    far = 2**53 - 1
+    token = signed_policy(h, a, [a, b], destroy_at=far)
+    refused = await put_policy(h, [a, b], destroy_at=far, statement=token)
+    assert refused.status_code in (400, 422), refused.text
+    assert (await put_policy(h, [a, b], destroy_at=MAX_DESTROY_AT)).status_code == 200
+    made = await h.ask(client, h.access(client, [(item, "app/prod/db", ["password"])]))
+    entry = await h.approval(b, made.json()["id"])
+    # A hostile relay serving such a statement anyway: refused as unverifiable, not raised.
+    hostile = {**entry, "policies": {"app/prod/db": {**entry["policies"]["app/prod/db"],
+                                                     "statement": token}}}  # fmt: skip
+    examined = examine_entry(h, b, hostile)
+    assert isinstance(examined, Unverifiable)
+    # Unreadable zones too (a local alias means something else on every system).
+    odd = signed_policy(h, a, [a, b], hours=("mon-sun 00:00-24:00 posixrules",))
+    hostile = {**entry, "policies": {"app/prod/db": {**entry["policies"]["app/prod/db"],
+                                                     "statement": odd}}}  # fmt: skip
+    assert isinstance(examine_entry(h, b, hostile), Unverifiable)
