@@ -7,12 +7,17 @@ import httpx
 import pytest
 from login_support import audit_rows
 from relay_support import Vault, error_of
-from test_relay_items import PASSWORD, Harness
+from sqlalchemy import func, select
+from test_relay_items import PASSWORD, Harness, b64_blobs
 from test_relay_policy_axes import examine_entry, put_policy, signed_policy
 
 from sealbox.approver.answer import Unverifiable
+from sealbox.crypto.jws import statement_hash
 from sealbox.protocol.policy_rules import MAX_DESTROY_AT
+from sealbox.protocol.store import store_as_approver
 from sealbox.server.relay import Relay
+from sealbox.server.services import housekeeping
+from sealbox.server.store.tables import blobs, requests
 
 pytestmark = pytest.mark.anyio
 
@@ -85,3 +90,64 @@ async def test_a_destroy_date_no_approver_can_show_is_refused_and_never_stalls_a
     hostile = {**entry, "policies": {"app/prod/db": {**entry["policies"]["app/prod/db"],
                                                      "statement": odd}}}  # fmt: skip
     assert isinstance(examine_entry(h, b, hostile), Unverifiable)
+
+
+async def test_a_store_is_not_completed_past_the_destroy_date(h: Harness) -> None:
+    a = h.vault.approvers[0]
+    client = await h.add_client()
+    destroy_at = int(h.relay.now()) + 20
+    assert (await put_policy(h, [a], destroy_at=destroy_at)).status_code == 200
+    made = await h.post_store(client, h.store_upload(client, "app/prod/new", {"password": b"x"}))
+    assert made.status_code == 201, made.text
+    rid = made.json()["id"]
+    h.relay.clock.now = destroy_at + 1  # type: ignore[attr-defined]
+    await h.call("GET", f"/store-requests/{rid}", signer=client)
+    before = await h.counts()
+    refused = await h.approve_store(a, rid)
+    assert (refused.status_code, error_of(refused)["error"]) == (410, "item_destroyed")
+    assert await h.counts() == before
+    listed = await h.call("GET", "/items", signer=a)
+    assert listed.json()["items"] == []
+
+
+async def test_an_approver_stores_nothing_under_a_policy_past_its_destroy_date(
+    h: Harness,
+) -> None:
+    a = h.vault.approvers[0]
+    item, manifest = await h.store_direct(a, "app/prod/db", PASSWORD)
+    destroy_at = int(h.relay.now()) + 20
+    assert (await put_policy(h, [a], destroy_at=destroy_at)).status_code == 200
+    h.relay.clock.now = destroy_at + 1  # type: ignore[attr-defined]
+    direct = store_as_approver(
+        directory=h.directory(), approver=a.id, key=a.sig, item=item, path="app/prod/db",
+        version=2, prev=statement_hash(manifest), values={"password": b"new"},
+        approvers=[a.id], threshold=1, now=h.relay.now(),
+    )  # fmt: skip
+    refused = await h.call("POST", "/items", signer=a,
+                           body={"manifest": direct.manifest, **b64_blobs(direct)})  # fmt: skip
+    assert (refused.status_code, error_of(refused)["error"]) == (410, "item_destroyed")
+
+
+async def test_the_sweep_expires_a_pending_store_of_a_destroyed_item(h: Harness) -> None:
+    a = h.vault.approvers[0]
+    item, manifest = await h.store_direct(a, "app/prod/db", PASSWORD)
+    client = await h.add_client()
+    destroy_at = int(h.relay.now()) + 20
+    assert (await put_policy(h, [a], destroy_at=destroy_at)).status_code == 200
+    upload = h.store_upload(client, "app/prod/db", {"password": b"new"}, item=item, version=2,
+                            prev=statement_hash(manifest))  # fmt: skip
+    made = await h.post_store(client, upload)
+    assert made.status_code == 201, made.text
+    rid = made.json()["id"]
+    h.relay.clock.now = destroy_at  # type: ignore[attr-defined]
+    await h.call("GET", f"/store-requests/{rid}", signer=client)
+    await housekeeping.sweep(h.relay, int(h.relay.now()))
+    async with h.relay.read() as conn:
+        state = await conn.execute(select(requests.c.state).where(requests.c.id == rid))
+        assert state.scalar_one() == "expired"
+        left = await conn.execute(select(func.count()).select_from(blobs)
+                                  .where(blobs.c.item_id == item))  # fmt: skip
+        assert left.scalar_one() == 0
+    events = await audit_rows(h.relay, h.vault.id)
+    assert any(e["action"] == "store.expired" and e["detail"].get("destroyed") == item
+               for e in events)  # fmt: skip

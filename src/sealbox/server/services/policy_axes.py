@@ -37,7 +37,7 @@ from sealbox.errors import SealboxError
 from sealbox.protocol import policies, policy_rules
 from sealbox.protocol.certificates import CLOCK_SKEW
 from sealbox.protocol.directory import Directory
-from sealbox.protocol.state import Event, State
+from sealbox.protocol.state import Event, State, StoreEvent
 from sealbox.server.auth.principal import Principal
 from sealbox.server.errors import Forbidden, Gone, Invalid, TooMany
 from sealbox.server.networks import parse_networks
@@ -69,6 +69,7 @@ __all__ = [
     "refuse_destroyed",
     "refuse_destroyed_path",
     "refuse_destroyed_pinned",
+    "refuse_destroyed_store",
     "rotation_due",
     "take_reads",
 ]
@@ -145,6 +146,21 @@ async def refuse_destroyed_pinned(
         at = policy_for(path, rows, directory).destroy_at
         if at is not None and now >= at:
             raise destroyed_error(path, at)
+
+
+async def refuse_destroyed_store(
+    conn: AsyncConnection, vault: str, directory: Directory, *, item: str, path: str, now: int,
+    hours: bool,
+) -> None:  # fmt: skip
+    """Refuse storing a version of a destroyed item, or under a policy past its destroy date
+    (and, with ``hours``, outside its windows: a client's store completed by an approver is
+    held to them as its request was).  Called inside the transaction that stores it."""
+    policy = policy_for(path, await client_store.policy_rows(conn, vault), directory)
+    if hours:
+        check_request(policy, path, now)
+    elif policy.destroy_at is not None and now >= policy.destroy_at:
+        raise destroyed_error(path, policy.destroy_at)
+    await refuse_destroyed(conn, vault, [item])
 
 
 def destroy_cap(applied: Iterable[Policy]) -> int | None:
@@ -267,7 +283,7 @@ async def _destroy_in(relay: Relay, vault: str, now: int) -> int:
             )  # fmt: skip
             for row in ended:
                 await audit.append(
-                    tx.conn, vault=vault, at=now, actor="relay", action="access.expired",
+                    tx.conn, vault=vault, at=now, actor="relay", action=f"{row.kind}.expired",
                     client_id=row.client_id, detail={"request": row.id, "destroyed": item.id},
                 )  # fmt: skip
         done += 1
@@ -276,26 +292,34 @@ async def _destroy_in(relay: Relay, vault: str, now: int) -> int:
 
 
 async def _end_requests(tx: Any, vault: str, item: str, now: int) -> list[Any]:
-    """Expire the open access requests that name a destroyed item (nothing can deliver them)."""
+    """Expire the open access and store requests that name a destroyed item (nothing can
+    deliver or complete them)."""
     from sealbox.server.services.access import wake_owner
 
     found = await tx.conn.execute(
-        select(requests.c.id, requests.c.state, requests.c.detail).where(
-            requests.c.vault_id == vault, requests.c.kind == "access",
+        select(requests.c.id, requests.c.kind, requests.c.state, requests.c.detail).where(
+            requests.c.vault_id == vault, requests.c.kind.in_(["access", "store"]),
             requests.c.state.in_([State.PENDING.value, State.RELEASED.value]),
         )
     )  # fmt: skip
     ended = []
-    for rid, state, detail in found.all():
-        if not any(entry.get("item") == item for entry in (detail or {}).get("items", ())):
+    for rid, kind, state, detail in found.all():
+        # An access request naming the item, or a store of a new version of it (a store is
+        # never completed onto a destroyed item: nothing could ever read it).
+        names = (detail or {}).get("items", ()) if kind == "access" else [detail or {}]
+        if not any(entry.get("item") == item for entry in names):
             continue
         row = await request_store.get(tx.conn, vault, rid)
         if row is None:  # pragma: no cover - read in this transaction just above
             continue
-        if await request_store.transition(tx.conn, vault, rid, "access", state, Event.EXPIRED,
+        event = Event.EXPIRED if kind == "access" else StoreEvent.EXPIRED
+        if await request_store.transition(tx.conn, vault, rid, kind, state, event,
                                           now) is None:  # fmt: skip
             continue
         await request_store.drop_releases(tx.conn, vault, rid)
+        if kind == "store":
+            await item_store.delete_unstored_blobs(tx.conn, vault, row.store.item,
+                                                   row.store.version)  # fmt: skip
         ended.append(row)
         wake_owner(tx, row, State.EXPIRED.value)
         tx.wake(approvers_channel(vault), rid)
