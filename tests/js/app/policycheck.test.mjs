@@ -60,3 +60,22 @@ test("a signed policy is verified and held to this clock; an unsigned one is onl
   const unsigned = await checkPolicies(entry(null), ["app/prod/db"], directory, now);
   assert.equal(unsigned.get("app/prod/db").signedBy, null);
 });
+
+test("a window reads exactly as the relay's parser reads it, or is malformed", () => {
+  const now = at("2026-12-01T10:00:00Z");
+  for (const text of [
+    "mon-mon 09:00-18:00 UTC", // a range of one day
+    "mon 09:60-18:00 UTC", // not a minute
+    "mon 25:00-26:00 UTC", // not an hour
+    "mon 24:01-24:30 UTC",
+    "mon 18:00-09:00 UTC", // over midnight is two windows
+    "mon 09:00-09:00 UTC",
+    "mon 09:00-18:00 Nowhere/Land", // unknown zone: RangeError inside Intl
+    "mon 09:00-18:00 localtime",
+    "mon 09:00-18:00 posix/Europe/Berlin",
+    "mon 09:00-18:00 right/UTC",
+  ]) {
+    assert.throws(() => inWindow(text, now), (error) => error instanceof PolicyBreach && error.code === "malformed", text);
+  }
+  assert.equal(inWindow("tue 00:00-24:00 UTC", now), true);
+});

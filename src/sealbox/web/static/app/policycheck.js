@@ -31,6 +31,8 @@ function parseDays(spec) {
     if (extra !== undefined || !DAYS.includes(first) || (last !== undefined && !DAYS.includes(last))) {
       throw fail(`the signed window's days ${spec} do not read`);
     }
+    // As sealbox.protocol.policy_rules: a range of one day ("mon-mon") is refused.
+    if (last === first) throw fail(`the signed window's day range ${part} names one day`);
     let day = DAYS.indexOf(first);
     const end = last === undefined ? day : DAYS.indexOf(last);
     for (;;) {
@@ -42,19 +44,40 @@ function parseDays(spec) {
   return days;
 }
 
+// Zone names that mean this system's own setting, not a place (refused as Python refuses them).
+const LOCAL_ZONES = new Set(["localtime", "posixrules", "Factory"]);
+
+function minutes(hours, mins, text) {
+  const h = Number(hours);
+  const m = Number(mins);
+  if (m > 59 || h > 24 || (h === 24 && m !== 0)) {
+    throw fail(`the signed window ${text} has ${hours}:${mins}, not a time of day (00:00 to 24:00)`);
+  }
+  return h * 60 + m;
+}
+
 /** Whether Unix time `at` lies in the window (the same rule as sealbox.protocol.policy_rules). */
 export function inWindow(text, at) {
   const found = WINDOW.exec(text);
   if (!found) throw fail(`the signed window ${text} does not read`);
   const [, spec, h1, m1, h2, m2, zone] = found;
   const days = parseDays(spec);
-  const start = Number(h1) * 60 + Number(m1);
-  const end = Number(h2) * 60 + Number(m2);
-  const parts = Object.fromEntries(
-    new Intl.DateTimeFormat("en-US", {
+  const start = minutes(h1, m1, text);
+  const end = minutes(h2, m2, text);
+  if (start >= end) throw fail(`the signed window ${text} does not start before it ends`);
+  if (LOCAL_ZONES.has(zone) || zone.startsWith("posix/") || zone.startsWith("right/")) {
+    throw fail(`the signed window's zone ${zone} is not an IANA time zone`);
+  }
+  let format;
+  try {
+    format = new Intl.DateTimeFormat("en-US", {
       timeZone: zone, weekday: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23",
-    }).formatToParts(new Date(at * 1000)).map((p) => [p.type, p.value]),
-  );
+    });
+  } catch (error) {
+    if (error instanceof RangeError) throw fail(`the signed window's zone ${zone} is not known here`);
+    throw error;
+  }
+  const parts = Object.fromEntries(format.formatToParts(new Date(at * 1000)).map((p) => [p.type, p.value]));
   const minute = Number(parts.hour) * 60 + Number(parts.minute);
   return days.has(SHORT[parts.weekday]) && start <= minute && minute < end;
 }
