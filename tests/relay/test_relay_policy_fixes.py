@@ -151,3 +151,21 @@ async def test_the_sweep_expires_a_pending_store_of_a_destroyed_item(h: Harness)
     events = await audit_rows(h.relay, h.vault.id)
     assert any(e["action"] == "store.expired" and e["detail"].get("destroyed") == item
                for e in events)  # fmt: skip
+
+
+async def test_an_unsatisfiable_policy_refusal_is_audited_and_creates_nothing(h: Harness) -> None:
+    a = h.vault.approvers[0]
+    item, _ = await h.store_direct(a, "app/prod/db", PASSWORD)
+    client = await h.add_client()
+    # The co-signer holds no share of the item: no release could ever complete.
+    d = await h.add_approver("d")
+    assert (await put_policy(h, [a, d], 1, cosigner=d.id)).status_code == 200
+    before = await h.counts()
+    refused = await h.ask(client, h.access(client, [(item, "app/prod/db", ["password"])]))
+    assert (refused.status_code, error_of(refused)["error"]) == (409, "policy_unsatisfiable")
+    assert await h.counts() == before
+    events = await audit_rows(h.relay, h.vault.id)
+    [event] = [e for e in events if e["action"] == "request.refused"
+               and e["detail"]["error"] == "policy_unsatisfiable"]  # fmt: skip
+    assert event["actor"] == client.id
+    assert not [e for e in events if e["action"] == "access.requested"]

@@ -318,7 +318,7 @@ async def create_access(
     # Co-signers (any item's) must release on top of the threshold: they must be able to.
     cosigners = sorted({p.cosigner for p in applied if p.cosigner is not None})
     if len(cosigners) > 1 or (cosigners and cosigners[0] not in eligible):
-        raise Conflict(
+        raise policy_axes.Unsatisfiable(
             "policy_unsatisfiable",
             "the items' policies name co-signers that cannot all answer this request",
             "Ask for these items in separate requests, or ask an approver to fix the policies.",
@@ -333,7 +333,7 @@ async def create_access(
             "Sign the statement with a shorter validity.",
         )  # fmt: skip
     if len(eligible - ({cosigner} if cosigner else set())) < threshold:
-        raise Conflict(
+        raise policy_axes.Unsatisfiable(
             "policy_unsatisfiable",
             f"{threshold} approvals are needed but only {len(eligible)} approvers can give one",
             "Ask an approver to fix the policy or re-store the item for the current approvers.",

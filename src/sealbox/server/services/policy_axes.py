@@ -39,7 +39,7 @@ from sealbox.protocol.certificates import CLOCK_SKEW
 from sealbox.protocol.directory import Directory
 from sealbox.protocol.state import Event, State, StoreEvent
 from sealbox.server.auth.principal import Principal
-from sealbox.server.errors import Forbidden, Gone, Invalid, TooMany
+from sealbox.server.errors import Conflict, Forbidden, Gone, Invalid, TooMany
 from sealbox.server.networks import parse_networks
 from sealbox.server.notify import approvers_channel
 from sealbox.server.policy import Policy, policy_for
@@ -57,6 +57,7 @@ __all__ = [
     "READS_KEPT_SECONDS",
     "Axes",
     "AxisRefusal",
+    "Unsatisfiable",
     "applying",
     "audit_rotation_due",
     "check_axes",
@@ -94,6 +95,11 @@ class Destroyed(Gone, AxisRefusal):
 
 class RateExceeded(TooMany, AxisRefusal):
     pass
+
+
+class Unsatisfiable(Conflict, AxisRefusal):
+    """No approvers (or co-signer) the items' policies name can answer: refused (409) and
+    audited like every other refusal of a request."""
 
 
 def _when(at: int) -> str:
