@@ -3,17 +3,29 @@ on both backends: the gaps between a request's creation and the sweeper's next r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 from login_support import audit_rows
 from relay_support import Vault, error_of
 from sqlalchemy import func, select
 from test_relay_items import PASSWORD, Harness, b64_blobs
-from test_relay_policy_axes import examine_entry, put_policy, signed_policy
+from test_relay_policy_axes import (
+    examine_entry,
+    keys_of,
+    not_today,
+    put_policy,
+    signed_policy,
+    today,
+)
 
 from sealbox.approver.answer import Unverifiable
+from sealbox.approver.policy_seen import PolicyRollback, PolicySeen
+from sealbox.approver.review import NO_SIGNED_POLICY, review
 from sealbox.crypto.jws import statement_hash
-from sealbox.protocol.policy_rules import MAX_DESTROY_AT
+from sealbox.protocol.policies import PolicyBreached
+from sealbox.protocol.policy_rules import MAX_DESTROY_AT, parse_window
 from sealbox.protocol.store import store_as_approver
 from sealbox.server.relay import Relay
 from sealbox.server.services import housekeeping
@@ -169,3 +181,55 @@ async def test_an_unsatisfiable_policy_refusal_is_audited_and_creates_nothing(h:
                and e["detail"]["error"] == "policy_unsatisfiable"]  # fmt: skip
     assert event["actor"] == client.id
     assert not [e for e in events if e["action"] == "access.requested"]
+
+
+async def test_approvers_pick_the_most_specific_signed_policy_and_refuse_an_older_one(
+    h: Harness,
+    tmp_path: Path,
+) -> None:
+    a = h.vault.approvers[0]
+    b = await h.add_approver("b")
+    item, _ = await h.store_direct(a, "app/prod/db", PASSWORD)
+    client = await h.add_client()
+    open_ = parse_window(f"{today(h.relay)} 00:00-24:00 UTC").text()
+    closed = parse_window(f"{not_today(h.relay)} 00:00-24:00 UTC").text()
+    broad = signed_policy(h, a, [a, b], pattern="app/*/*")
+    ok = await put_policy(h, [a, b], pattern="app/*/*", statement=broad)
+    assert ok.status_code == 200, ok.text
+    specific = signed_policy(h, a, [a, b], hours=(open_,))
+    assert (await put_policy(h, [a, b], hours=[open_], statement=specific)).status_code == 200
+    made = await h.ask(client, h.access(client, [(item, "app/prod/db", ["password"])]))
+    entry = await h.approval(b, made.json()["id"])
+    served = entry["policies"]["app/prod/db"]
+    # The relay serves every signed statement whose pattern matches, most specific first.
+    assert served["statements"] == [specific, broad]
+    seen = PolicySeen(tmp_path / "b.policies.json")
+    rev = review(entry, directory=h.directory(), keys=keys_of(h, b), now=int(h.relay.now()),
+                 seen=seen)  # fmt: skip
+    assert (rev.policies[0].pattern, rev.policies[0].signed_by) == ("app/prod/*", a.id)
+    assert oct((tmp_path / "b.policies.json").stat().st_mode & 0o777) == "0o600"
+
+    # A relay steering to the broader statement while the specific one is served: the
+    # approver picks the specific one itself (here: closed today), whatever the order.
+    shut = signed_policy(h, a, [a, b], hours=(closed,), at=int(h.relay.now()) + 1)
+    steered = {**entry, "policies": {"app/prod/db": {**served, "statement": broad,
+                                                     "statements": [broad, shut]}}}  # fmt: skip
+    with pytest.raises(PolicyBreached):
+        review(steered, directory=h.directory(), keys=keys_of(h, b), now=int(h.relay.now()))
+
+    # An older statement for a pattern than one seen before: refused as a rollback, also by
+    # a later process reading the same file.
+    older = signed_policy(h, a, [a, b], at=int(h.relay.now()) - 86400 * 30)
+    rolled = {**entry, "policies": {"app/prod/db": {**served, "statement": older,
+                                                    "statements": [older, broad]}}}  # fmt: skip
+    with pytest.raises(PolicyRollback):
+        review(rolled, directory=h.directory(), keys=keys_of(h, b), now=int(h.relay.now()),
+               seen=PolicySeen(tmp_path / "b.policies.json"))  # fmt: skip
+
+    # None served: said so, not silently nothing.
+    bare = {**entry, "policies": {}}
+    rev = review(bare, directory=h.directory(), keys=keys_of(h, b), now=int(h.relay.now()),
+                 seen=seen)  # fmt: skip
+    [shown] = rev.policies
+    assert shown.signed_by is None
+    assert NO_SIGNED_POLICY in shown.axes

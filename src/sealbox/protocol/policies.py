@@ -28,6 +28,7 @@ __all__ = [
     "check_policy",
     "describe",
     "sign_policy",
+    "specificity",
     "verify_policy",
 ]
 
@@ -56,6 +57,17 @@ class PolicyUnreadable(VerificationError):
     def __init__(self, message: str) -> None:
         super().__init__(message, hint="Sign the policy again with a zone and dates every "
                          "approver can read.")  # fmt: skip
+
+
+def specificity(pattern: str) -> tuple[int, int, str]:
+    """How specific a pattern is; of the patterns matching a path, the largest applies.
+
+    Longest pattern wins; on equal length, the one with fewer wildcards; the pattern text
+    breaks the last tie so the choice never depends on order.  The relay
+    (:func:`sealbox.server.policy.policy_for`) and approvers use this one rule.
+    """
+    wildcards = pattern.count("*") + pattern.count("?")
+    return (len(pattern), -wildcards, pattern)
 
 
 def sign_policy(statement: PolicyStatement, key: SigningKey) -> str:

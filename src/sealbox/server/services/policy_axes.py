@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sealbox.crypto import jws
 from sealbox.errors import SealboxError
-from sealbox.protocol import policies, policy_rules
+from sealbox.protocol import policies, policy_rules, scopes
 from sealbox.protocol.certificates import CLOCK_SKEW
 from sealbox.protocol.directory import Directory
 from sealbox.protocol.state import Event, State, StoreEvent
@@ -477,6 +477,14 @@ def applying(
             "expiry_seconds": p.expiry_seconds, "max_cache_seconds": p.max_cache_seconds,
             "store_needs_approval": p.store_needs_approval, "cidrs": list(p.cidrs),
             **Axes.from_policy(p).to_json(),
+            # Every signed statement whose pattern matches, most specific first: approvers
+            # pick the one that applies themselves (the relay's word is not needed for it).
+            "statements": [
+                str(r["statement"])
+                for r in sorted(rows, key=lambda r: policies.specificity(str(r["pattern"])),
+                                reverse=True)
+                if r.get("statement") and scopes.matches(path, str(r["pattern"]))
+            ],
         }  # fmt: skip
     return out
 
