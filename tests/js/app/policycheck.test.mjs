@@ -79,3 +79,33 @@ test("a window reads exactly as the relay's parser reads it, or is malformed", (
   }
   assert.equal(inWindow("tue 00:00-24:00 UTC", now), true);
 });
+
+test("the most specific signed policy served is picked here, and an older one than seen is refused", async () => {
+  const stored = new Map();
+  globalThis.localStorage = {
+    getItem: (k) => (stored.has(k) ? stored.get(k) : null),
+    setItem: (k, v) => stored.set(k, String(v)),
+  };
+  try {
+    const key = await generateSigningKey();
+    const directory = { vault: VAULT, approvers: new Map([[APPROVER, { id: APPROVER, sig_pk: key.publicKey() }]]) };
+    const now = at("2026-12-01T10:00:00Z"); // a Tuesday
+    const broad = await signed(key, { pattern: "app/*/*", at: 5 });
+    const shut = await signed(key, { hours: ["wed 00:00-24:00 UTC"], at: 5 });
+    // The relay names the broad one as applying; the specific (closed) one is served too.
+    const steered = { policies: { "app/prod/db": { pattern: "app/*/*", statement: broad, statements: [broad, shut] } } };
+    await assert.rejects(checkPolicies(steered, ["app/prod/db"], directory, now), (e) => e.code === "policy_outside_hours");
+    const open = await signed(key, { hours: ["tue 00:00-24:00 UTC"], at: 9 });
+    const fine = { policies: { "app/prod/db": { statement: open, statements: [open, broad] } } };
+    const checked = await checkPolicies(fine, ["app/prod/db"], directory, now);
+    assert.equal(checked.get("app/prod/db").pattern, "app/prod/*");
+    // Seen at 9 for app/prod/*: the one from 5 is a rollback now.
+    const older = { policies: { "app/prod/db": { statement: shut, statements: [shut] } } };
+    await assert.rejects(checkPolicies(older, ["app/prod/db"], directory, now), (e) => e.code === "policy_rollback");
+    // None served: said so.
+    const none = await checkPolicies({ policies: {} }, ["app/prod/db"], directory, now);
+    assert.equal(none.get("app/prod/db").noSignedPolicy, true);
+  } finally {
+    delete globalThis.localStorage;
+  }
+});

@@ -77,7 +77,7 @@ function policyRows(entry, checked, signed) {
     if (p.max_reads) parts.push(`at most ${p.max_reads}`);
     if (typeof p.destroy_at === "number") parts.push(`destroyed ${when(p.destroy_at)}`);
     if (p.rotate_after) parts.push(`rotate after ${p.rotate_after}`);
-    parts.push(signed ? `signed by ${approverName(checked.get(path).signedBy)}` : "not signed");
+    parts.push(signed ? `signed by ${approverName(checked.get(path).signedBy)}` : "not signed (no signed policy served)");
     return el("li", {}, `${path}: ${p.pattern ?? "default policy"}: ${parts.join(", ")}`);
   });
 }
