@@ -45,7 +45,7 @@ class ApproverSession:
         self.head_path = head_path
         # The newest signed policy seen per pattern, kept beside the directory head.
         self.policies = PolicySeen(
-            head_path.with_name(head_path.name.removesuffix(".head.json") + ".policies.json")
+            head_path.with_name(head_path.name.removesuffix(".head.json") + ".policies")
             if head_path is not None else None
         )  # fmt: skip
         self.vault_path = f"/v1/vaults/{keys.vault}"
