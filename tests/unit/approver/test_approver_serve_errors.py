@@ -1,17 +1,22 @@
-"""The automated approver's workers never lose a failure silently."""
+"""The automated approver's workers never lose a failure silently; approvers say when no
+signed policy was served."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from test_approver_canary import SECRET, _review
 
+from sealbox.approver.review import NO_SIGNED_POLICY, PolicyShown
 from sealbox.approver.rules import parse_rules
 from sealbox.approver.serve import AutomatedApprover
+from sealbox.approver.terminal import Console, TerminalApprover
 
 
 def test_an_unexpected_error_in_a_worker_is_logged_and_recorded(
@@ -35,3 +40,13 @@ def test_an_unexpected_error_in_a_worker_is_logged_and_recorded(
     assert line["severity"] == "alert"
     assert line["message"] == "ValueError"
     assert any("r" * 43 in r.getMessage() for r in caplog.records)
+
+
+def test_the_terminal_says_when_no_signed_policy_was_served() -> None:
+    said: list[str] = []
+    session = SimpleNamespace(directory=lambda: SimpleNamespace(approvers={}))
+    console = Console(say=said.append, ask=lambda _: "", verify=lambda: True)
+    terminal = TerminalApprover(session, console, clock=lambda: 100.0)  # type: ignore[arg-type]
+    shown = PolicyShown(SECRET.path, None, None, (NO_SIGNED_POLICY,))
+    terminal.show_request(replace(_review(SECRET), policies=(shown,)))
+    assert any("no signed policy served" in line and SECRET.path in line for line in said)
