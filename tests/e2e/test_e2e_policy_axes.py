@@ -290,7 +290,12 @@ def test_the_automated_approver_refuses_what_a_hostile_relay_let_through(d: Depl
 
     def swap(entry: dict[str, Any]) -> dict[str, Any]:
         served = entry.get("policies") or {}
-        return {**entry, "policies": {p: {**v, "statement": closed} for p, v in served.items()}}
+        return {
+            **entry,
+            "policies": {
+                p: {**v, "statements": [], "statement": closed} for p, v in served.items()
+            },
+        }
 
     def tamper(method: str, path: str, status: int, body: Any) -> Any:
         if method != "GET" or status != 200 or not isinstance(body, dict):

@@ -415,7 +415,10 @@ async def test_a_signed_policy_is_verified_stored_and_served_with_requests(h: Ha
     # date), the approver refuses it by its own clock, naming the axis.
     closed_hours = parse_window(f"{not_today(h.relay)} 00:00-24:00 UTC").text()
     closed = signed_policy(h, a, [a, b], hours=(closed_hours,))
-    hostile = {**entry, "policies": {"app/prod/db": {**served, "statement": closed}}}
+    hostile = {
+        **entry,
+        "policies": {"app/prod/db": {**served, "statements": [], "statement": closed}},
+    }
     with pytest.raises(PolicyBreached) as outside:
         review(hostile, directory=h.directory(), keys=keys_of(h, b), now=int(h.relay.now()))
     assert outside.value.code == "policy_outside_hours"
@@ -423,18 +426,25 @@ async def test_a_signed_policy_is_verified_stored_and_served_with_requests(h: Ha
     assert isinstance(examined, Unverifiable)
     assert examined.code == "policy_outside_hours"
     past = signed_policy(h, a, [a, b], destroy_at=int(h.relay.now()) - 1)
-    hostile = {**entry, "policies": {"app/prod/db": {**served, "statement": past}}}
+    hostile = {
+        **entry,
+        "policies": {"app/prod/db": {**served, "statements": [], "statement": past}},
+    }
     with pytest.raises(PolicyBreached) as destroyed:
         review(hostile, directory=h.directory(), keys=keys_of(h, b), now=int(h.relay.now()))
     assert destroyed.value.code == "item_destroyed"
     # A statement for another pattern, or one tampered with, does not verify either.
     other = signed_policy(h, a, [a, b], pattern="web/*/*")
     with pytest.raises(BindingMismatch):
-        review({**entry, "policies": {"app/prod/db": {**served, "statement": other}}},
+        review({**entry, "policies": {"app/prod/db": {**served, "statements": [],
+                                                       "statement": other}}},
                directory=h.directory(), keys=keys_of(h, b), now=int(h.relay.now()))  # fmt: skip
 
     # Without a statement the policy is only reported: shown, never trusted for a check.
-    unsigned = {**entry, "policies": {"app/prod/db": {**served, "statement": None}}}
+    unsigned = {
+        **entry,
+        "policies": {"app/prod/db": {**served, "statements": [], "statement": None}},
+    }
     rev = review(unsigned, directory=h.directory(), keys=keys_of(h, b), now=int(h.relay.now()))
     assert rev.policies[0].signed_by is None
     assert "rotate after 3" in rev.policies[0].axes

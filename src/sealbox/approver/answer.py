@@ -153,16 +153,18 @@ def examine(session: ApproverSession, entry: Mapping[str, Any], *, now: int,
     :class:`~sealbox.errors.DirectoryBroken` (the directory itself does not
     verify: nothing can be signed under it), and transport errors.
     """
+    # The newest signed policies this approver has seen (a test's session may keep none).
+    seen = getattr(session, "policies", None)
     try:
         try:
             return rv.review(entry, directory=session.directory(), keys=session.keys, now=now,
-                             known=known)  # fmt: skip
+                             known=known, seen=seen)  # fmt: skip
         except SealboxError as exc:
             if not _refusable(exc):
                 raise
             # Perhaps signed by an approver added a moment ago: look again once.
             return rv.review(entry, directory=session.directory(fresh=True), keys=session.keys,
-                             now=now, known=known)  # fmt: skip
+                             now=now, known=known, seen=seen)  # fmt: skip
     except SealboxError as exc:
         if not _refusable(exc):
             raise

@@ -23,13 +23,14 @@ from typing import Any
 
 from sealbox._relay.text import displayable
 from sealbox.approver.keystore import ApproverKeys
+from sealbox.approver.policy_seen import PolicySeen
 from sealbox.crypto import jws
 from sealbox.crypto.encoding import b64u_decode
 from sealbox.errors import BindingMismatch, MalformedInput, ManifestMismatch, NotAuthorized
 from sealbox.protocol.access import ItemMaterial, VerifiedAccess, deny, release, verify_access
 from sealbox.protocol.certificates import verify_enrollment
 from sealbox.protocol.directory import Directory
-from sealbox.protocol.policies import check_policy, verify_policy
+from sealbox.protocol.policies import check_policy, specificity, verify_policy
 from sealbox.protocol.policies import describe as describe_policy
 from sealbox.protocol.statements import DENY_UNVERIFIABLE, ItemManifest
 from sealbox.protocol.store import (
@@ -223,41 +224,76 @@ def _reported_axes(policy: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(out)
 
 
+#: What an approver shows (and the automated approver logs) when no signed policy is served.
+NO_SIGNED_POLICY = "no signed policy served"
+
+
+def _served_tokens(policy: Mapping[str, Any]) -> list[str]:
+    """Every signed statement served for a path: the relay serves each one whose pattern
+    matches (``statements``), and the one it applies (``statement``)."""
+    tokens = [t for t in policy.get("statements") or () if isinstance(t, str)]
+    token = policy.get("statement")
+    if isinstance(token, str) and token not in tokens:
+        tokens.append(token)
+    return tokens[:64]
+
+
 def _policies(entry: Mapping[str, Any], paths: tuple[str, ...], directory: Directory,
-              now: int) -> tuple[PolicyShown, ...]:  # fmt: skip
+              now: int, seen: PolicySeen | None = None) -> tuple[PolicyShown, ...]:  # fmt: skip
     """Each item's policy; a signed one is verified and held to this device's clock.
+
+    Of the signed statements served for a path, this approver picks the most specific itself
+    (the relay's own rule, :func:`~sealbox.protocol.policies.specificity`), so a relay cannot
+    steer it to a broader one while the more specific one is served; and with ``seen``, one
+    older than a statement for its pattern seen before is refused
+    (:class:`~sealbox.approver.policy_seen.PolicyRollback`).
 
     Raises :class:`~sealbox.protocol.policies.PolicyBreached` (naming the axis) for a
     request outside the signed windows or past the signed destroy date, and a verification
     error for a signed policy that does not verify or does not cover the item.  A policy
-    signed by an approver no longer in the directory is shown as the relay's word.
+    signed by an approver no longer in the directory is shown as the relay's word; a path
+    with no signed policy served says so (:data:`NO_SIGNED_POLICY`).
     """
     served = _mapping(entry, "policies")
     out = []
+    newest: dict[str, int] = {}
     for path in paths:
         policy = served.get(path)
         if not isinstance(policy, dict):
-            continue  # an older relay, or one that hides it: nothing to show or check
-        token = policy.get("statement")
+            # An older relay, or one that hides it: nothing to check, and said so.
+            out.append(PolicyShown(path, None, None, (NO_SIGNED_POLICY,)))
+            continue
         pattern = policy.get("pattern")
         pattern = displayable(pattern, 200) if isinstance(pattern, str) else None
-        if isinstance(token, str):
+        signed_ones = []
+        for token in _served_tokens(policy):
             try:
-                signer = directory.approver(jws.read_header(token).kid)
+                directory.approver(jws.read_header(token).kid)
             except NotAuthorized:
-                signer = None
-            if signer is not None:
-                signed = verify_policy(token, directory, path=path)
-                check_policy(signed, path, now)
-                out.append(PolicyShown(path, signed.pattern, signed.approver,
-                                       tuple(describe_policy(signed))))  # fmt: skip
-                continue
-        out.append(PolicyShown(path, pattern, None, _reported_axes(policy)))
+                continue  # signed by an approver no longer here: only the relay's word
+            signed = verify_policy(token, directory, path=path)
+            if seen is not None:
+                seen.check(directory.vault, signed.pattern, signed.at)
+            newest[signed.pattern] = max(newest.get(signed.pattern, -1), signed.at)
+            signed_ones.append(signed)
+        if signed_ones:
+            top = max(specificity(s.pattern) for s in signed_ones)
+            # One statement per pattern applies: the newest served for the most specific one.
+            chosen = max((s for s in signed_ones if specificity(s.pattern) == top),
+                         key=lambda s: s.at)  # fmt: skip
+            check_policy(chosen, path, now)
+            out.append(PolicyShown(path, chosen.pattern, chosen.approver,
+                                   tuple(describe_policy(chosen))))  # fmt: skip
+            continue
+        out.append(PolicyShown(path, pattern, None, (NO_SIGNED_POLICY, *_reported_axes(policy))))
+    if seen is not None and newest:
+        seen.remember(directory.vault, newest)
     return tuple(out)
 
 
 def review(entry: Mapping[str, Any], *, directory: Directory, keys: ApproverKeys, now: int,
-           known: VerifiedManifests | None = None) -> Review:  # fmt: skip
+           known: VerifiedManifests | None = None, seen: PolicySeen | None = None,
+           ) -> Review:  # fmt: skip
     """Verify one entry of ``/approvals``; raise if anything in it does not verify.
 
     ``known``: manifests already verified by this process (an automated
@@ -331,7 +367,7 @@ def review(entry: Mapping[str, Any], *, directory: Directory, keys: ApproverKeys
             expires_at=s.exp, cache_seconds=s.cache.seconds, cache_scope=s.cache.scope,
             cache_until_max=_count(entry, "cache_until_max", 0), access=verified,
             materials=materials,
-            policies=_policies(entry, tuple(v.path for v in views), directory, now),
+            policies=_policies(entry, tuple(v.path for v in views), directory, now, seen),
         )  # fmt: skip
     if kind == "store":
         upload = StoreUpload(
@@ -360,7 +396,7 @@ def review(entry: Mapping[str, Any], *, directory: Directory, keys: ApproverKeys
             client_kind=cert.client.kind, issuer=cert.issuer, scopes=tuple(cert.scopes),
             purpose=st.purpose, context=st.context, items=(view,), at=st.at, expires_at=st.exp,
             cache_seconds=0, cache_scope="none", cache_until_max=0, store=stored,
-            policies=_policies(entry, (view.path,), directory, now),
+            policies=_policies(entry, (view.path,), directory, now, seen),
         )  # fmt: skip
     raise MalformedInput(f"unknown request kind {kind!r}")
 

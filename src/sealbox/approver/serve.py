@@ -29,6 +29,7 @@ from __future__ import annotations
 import concurrent.futures
 import heapq
 import json
+import logging
 import os
 import subprocess
 import threading
@@ -62,6 +63,8 @@ from sealbox.protocol.store import VerifiedManifests
 __all__ = ["AutomatedApprover", "canary_environment"]
 
 #: Most requests answered at once (each is a few signatures and HPKE operations).
+log = logging.getLogger("sealbox.approver")
+
 WORKERS = 4
 #: Most request ids remembered as claimed (answered, left for a person, or being handled).
 CLAIMS_MAX = 100_000
@@ -317,6 +320,13 @@ class AutomatedApprover:
                 return
             code = exc.code if isinstance(exc, SealboxError) else "relay_error"
             self._record(request=request_id, outcome="error", error=code, message=describe(exc))
+        except Exception as exc:
+            # A worker never loses a failure silently: the pool would swallow it and the
+            # request would wait unanswered with nothing said.  The type only: its text
+            # could quote what the request carried.
+            log.exception("handling request %s failed", request_id)
+            self._record(request=request_id, outcome="error", severity="alert",
+                         error="internal_error", message=type(exc).__name__)  # fmt: skip
         self._done(request_id)
 
     def _submit(self, request_id: str, entry: Mapping[str, Any] | None = None) -> None:
@@ -358,6 +368,11 @@ class AutomatedApprover:
                          message=describe(exc))  # fmt: skip
             if transient(exc):
                 self._unclaim(key)  # handled again on the next listing
+        except Exception as exc:
+            log.exception("handling consent request %s failed", entry.get("id"))
+            self._record(request=entry.get("id"), kind="consent", outcome="error",
+                         severity="alert", error="internal_error",
+                         message=type(exc).__name__)  # fmt: skip
 
     def handle_consent(self, entry: Mapping[str, Any]) -> str:
         """Decide one pending consent request by the rules; return the outcome logged."""

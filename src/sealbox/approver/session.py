@@ -23,6 +23,7 @@ from sealbox._relay.drive import SyncDriver, http_client, reply_of, unreachable
 from sealbox._relay.files import write_private
 from sealbox._relay.httpsig import signer
 from sealbox.approver.keystore import ApproverKeys
+from sealbox.approver.policy_seen import PolicySeen
 from sealbox.errors import RelayRefused
 from sealbox.protocol import directory as dirs
 
@@ -42,6 +43,11 @@ class ApproverSession:
         self.keys = keys
         self.http = http or http_client(keys.server)
         self.head_path = head_path
+        # The newest signed policy seen per pattern, kept beside the directory head.
+        self.policies = PolicySeen(
+            head_path.with_name(head_path.name.removesuffix(".head.json") + ".policies")
+            if head_path is not None else None
+        )  # fmt: skip
         self.vault_path = f"/v1/vaults/{keys.vault}"
         self.driver = SyncDriver(self.http, keys.server, authorize=signer(keys.sig, keys.record.id))
         self.view = DirectoryView(vault=keys.vault, fingerprint=keys.fingerprint,

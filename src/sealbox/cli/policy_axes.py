@@ -74,16 +74,21 @@ def parse_destroy_at(text: str, now: float | None = None) -> int:
 
 def axis_body(args: argparse.Namespace) -> dict[str, Any]:
     """The axes as the relay's policy body takes them; a usage error for a malformed one."""
+    # An empty value is a mistake (an unset shell variable, say), never "off": refused.
+    for flag, value in (("--max-reads", args.max_reads), ("--destroy-at", args.destroy_at),
+                        ("--cosigner", args.cosigner)):  # fmt: skip
+        if value is not None and not value.strip():
+            raise exits.UsageError(f"{flag} is empty: give a value, or leave the option out")
     try:
         hours = [w.text() for w in policy_rules.parse_windows(args.hours)]
-        rate = policy_rules.parse_rate(args.max_reads) if args.max_reads else None
+        rate = policy_rules.parse_rate(args.max_reads) if args.max_reads is not None else None
     except ValueError as exc:
         raise exits.UsageError(str(exc)) from None
     if args.rotate_after is not None and args.rotate_after < 1:
         raise exits.UsageError("--rotate-after must be at least 1")
     return {
         "hours": hours, "max_reads": rate.text() if rate else None, "cosigner": args.cosigner,
-        "destroy_at": parse_destroy_at(args.destroy_at) if args.destroy_at else None,
+        "destroy_at": parse_destroy_at(args.destroy_at) if args.destroy_at is not None else None,
         "rotate_after": args.rotate_after,
     }  # fmt: skip
 

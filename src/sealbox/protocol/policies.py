@@ -22,7 +22,15 @@ from sealbox.protocol import policy_rules, scopes
 from sealbox.protocol.directory import Directory
 from sealbox.protocol.statements import PolicyStatement, sign_statement, verify_statement
 
-__all__ = ["PolicyBreached", "check_policy", "describe", "sign_policy", "verify_policy"]
+__all__ = [
+    "PolicyBreached",
+    "PolicyUnreadable",
+    "check_policy",
+    "describe",
+    "sign_policy",
+    "specificity",
+    "verify_policy",
+]
 
 
 class PolicyBreached(VerificationError):
@@ -38,6 +46,28 @@ class PolicyBreached(VerificationError):
         super().__init__(message, hint="The relay let through a request its policy forbids; "
                          "it was refused.")  # fmt: skip
         self.code = code
+
+
+class PolicyUnreadable(VerificationError):
+    """A signed policy this device cannot evaluate (a zone it does not know, a date it cannot
+    show): the request is refused as unverifiable rather than left unanswered."""
+
+    code = "policy_unreadable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, hint="Sign the policy again with a zone and dates every "
+                         "approver can read.")  # fmt: skip
+
+
+def specificity(pattern: str) -> tuple[int, int, str]:
+    """How specific a pattern is; of the patterns matching a path, the largest applies.
+
+    Longest pattern wins; on equal length, the one with fewer wildcards; the pattern text
+    breaks the last tie so the choice never depends on order.  The relay
+    (:func:`sealbox.server.policy.policy_for`) and approvers use this one rule.
+    """
+    wildcards = pattern.count("*") + pattern.count("?")
+    return (len(pattern), -wildcards, pattern)
 
 
 def sign_policy(statement: PolicyStatement, key: SigningKey) -> str:
@@ -68,8 +98,13 @@ def check_policy(statement: PolicyStatement, path: str, now: int) -> None:
             "item_destroyed",
             f"{path} is past its signed destroy date ({_when(statement.destroy_at)})",
         )
-    windows = policy_rules.parse_windows(statement.hours)
-    if not policy_rules.in_windows(windows, now):
+    try:
+        windows = policy_rules.parse_windows(statement.hours)
+        inside = policy_rules.in_windows(windows, now)
+    except (ValueError, OverflowError, OSError, KeyError) as exc:
+        raise PolicyUnreadable(f"the signed policy for {path} cannot be evaluated here: "
+                               f"{str(exc)[:200]}") from None  # fmt: skip
+    if not inside:
         raise PolicyBreached(
             "policy_outside_hours",
             f"{path} may be asked for only within: {'; '.join(statement.hours)}",
@@ -78,6 +113,14 @@ def check_policy(statement: PolicyStatement, path: str, now: int) -> None:
 
 def describe(statement: PolicyStatement) -> Sequence[str]:
     """The signed axes that are set, one phrase each (for approvers' screens and logs)."""
+    try:
+        return _describe(statement)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise PolicyUnreadable(f"the signed policy for {statement.pattern} cannot be shown "
+                               f"here: {str(exc)[:200]}") from None  # fmt: skip
+
+
+def _describe(statement: PolicyStatement) -> Sequence[str]:
     out = [f"{statement.threshold} of {len(statement.approvers)}"]
     if statement.cosigner:
         out.append(f"co-signer {statement.cosigner}")

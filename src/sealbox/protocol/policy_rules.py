@@ -27,10 +27,12 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 __all__ = [
     "DAYS",
+    "MAX_DESTROY_AT",
     "MAX_RATE_COUNT",
     "MAX_RATE_PERIOD",
     "MAX_WINDOWS",
@@ -42,6 +44,7 @@ __all__ = [
     "parse_window",
     "parse_windows",
     "rate_retry_after",
+    "zones",
 ]
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -50,6 +53,10 @@ MAX_WINDOWS = 16
 #: Largest cap and longest period a read-rate cap may have.
 MAX_RATE_COUNT = 100_000
 MAX_RATE_PERIOD = 30 * 86400
+
+#: Latest destroy date a policy may carry (9999-12-31 23:59:59 UTC): later dates cannot be
+#: shown as a calendar date, and a reader raising on one would stall an approver.
+MAX_DESTROY_AT = 253402300799
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _TIME = r"(\d{2}):(\d{2})"
@@ -148,13 +155,25 @@ def parse_window(text: str) -> Window:
         raise ValueError(
             f"{text!r}: the window must start before it ends; over midnight, write two windows"
         )
+    if zone not in zones():
+        raise ValueError(f"{text!r}: {zone!r} is not an IANA time zone (e.g. Europe/Berlin, UTC)")
     try:
         ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"{text!r}: {zone!r} is not an IANA time zone (e.g. Europe/Berlin, UTC)"
-        ) from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"{text!r}: the time zone {zone!r} cannot be loaded here") from None
     return Window(days, start, end, zone)
+
+
+@cache
+def zones() -> frozenset[str]:
+    """The IANA zones a window may name: this system's, without the local-only aliases
+    (``localtime``, ``posixrules``, ``Factory``) and the ``posix/``/``right/`` copies, whose
+    meaning differs between systems (``right/`` counts leap seconds)."""
+    return frozenset(
+        z for z in available_timezones()
+        if z not in {"localtime", "posixrules", "Factory"}
+        and not z.startswith(("posix/", "right/"))
+    )  # fmt: skip
 
 
 def parse_windows(texts: Iterable[str]) -> tuple[Window, ...]:

@@ -1168,7 +1168,7 @@ class PolicyStatement:
             cosigner=None
             if cosigner is None
             else ids.check_id(cosigner, ids.APPROVER, what="co-signer"),
-            destroy_at=r.integer("destroy_at", nullable=True),
+            destroy_at=r.integer("destroy_at", high=policy_rules.MAX_DESTROY_AT, nullable=True),
             rotate_after=r.integer("rotate_after", low=1, nullable=True),
             at=r.integer("at"),
         )

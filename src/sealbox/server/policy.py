@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sealbox.protocol.directory import Directory
+from sealbox.protocol.policies import specificity
 from sealbox.protocol.scopes import PATTERN_MAX, check_pattern, granted, matches, within
 
 __all__ = [
@@ -91,8 +92,7 @@ def _specificity(pattern: str) -> tuple[int, int, str]:
     # Longest pattern wins; on equal length, the one with fewer wildcards is the
     # more specific; the pattern text breaks the last tie so the choice never
     # depends on row order.
-    wildcards = pattern.count("*") + pattern.count("?")
-    return (len(pattern), -wildcards, pattern)
+    return specificity(pattern)
 
 
 def policy_for(path: str, rows: Sequence[Mapping[str, Any]], directory: Directory) -> Policy:

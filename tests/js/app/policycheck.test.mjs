@@ -60,3 +60,52 @@ test("a signed policy is verified and held to this clock; an unsigned one is onl
   const unsigned = await checkPolicies(entry(null), ["app/prod/db"], directory, now);
   assert.equal(unsigned.get("app/prod/db").signedBy, null);
 });
+
+test("a window reads exactly as the relay's parser reads it, or is malformed", () => {
+  const now = at("2026-12-01T10:00:00Z");
+  for (const text of [
+    "mon-mon 09:00-18:00 UTC", // a range of one day
+    "mon 09:60-18:00 UTC", // not a minute
+    "mon 25:00-26:00 UTC", // not an hour
+    "mon 24:01-24:30 UTC",
+    "mon 18:00-09:00 UTC", // over midnight is two windows
+    "mon 09:00-09:00 UTC",
+    "mon 09:00-18:00 Nowhere/Land", // unknown zone: RangeError inside Intl
+    "mon 09:00-18:00 localtime",
+    "mon 09:00-18:00 posix/Europe/Berlin",
+    "mon 09:00-18:00 right/UTC",
+  ]) {
+    assert.throws(() => inWindow(text, now), (error) => error instanceof PolicyBreach && error.code === "malformed", text);
+  }
+  assert.equal(inWindow("tue 00:00-24:00 UTC", now), true);
+});
+
+test("the most specific signed policy served is picked here, and an older one than seen is refused", async () => {
+  const stored = new Map();
+  globalThis.localStorage = {
+    getItem: (k) => (stored.has(k) ? stored.get(k) : null),
+    setItem: (k, v) => stored.set(k, String(v)),
+  };
+  try {
+    const key = await generateSigningKey();
+    const directory = { vault: VAULT, approvers: new Map([[APPROVER, { id: APPROVER, sig_pk: key.publicKey() }]]) };
+    const now = at("2026-12-01T10:00:00Z"); // a Tuesday
+    const broad = await signed(key, { pattern: "app/*/*", at: 5 });
+    const shut = await signed(key, { hours: ["wed 00:00-24:00 UTC"], at: 5 });
+    // The relay names the broad one as applying; the specific (closed) one is served too.
+    const steered = { policies: { "app/prod/db": { pattern: "app/*/*", statement: broad, statements: [broad, shut] } } };
+    await assert.rejects(checkPolicies(steered, ["app/prod/db"], directory, now), (e) => e.code === "policy_outside_hours");
+    const open = await signed(key, { hours: ["tue 00:00-24:00 UTC"], at: 9 });
+    const fine = { policies: { "app/prod/db": { statement: open, statements: [open, broad] } } };
+    const checked = await checkPolicies(fine, ["app/prod/db"], directory, now);
+    assert.equal(checked.get("app/prod/db").pattern, "app/prod/*");
+    // Seen at 9 for app/prod/*: the one from 5 is a rollback now.
+    const older = { policies: { "app/prod/db": { statement: shut, statements: [shut] } } };
+    await assert.rejects(checkPolicies(older, ["app/prod/db"], directory, now), (e) => e.code === "policy_rollback");
+    // None served: said so.
+    const none = await checkPolicies({ policies: {} }, ["app/prod/db"], directory, now);
+    assert.equal(none.get("app/prod/db").noSignedPolicy, true);
+  } finally {
+    delete globalThis.localStorage;
+  }
+});

@@ -70,3 +70,10 @@ def test_the_cli_options_are_strict_and_canonical() -> None:
         with pytest.raises(exits.UsageError, match=needle):
             axis_body(_args(*argv))
     assert parse_destroy_at("2099-01-01T10:00+01:00", now=0) == 4070941200
+
+
+@pytest.mark.parametrize("flag", ["--max-reads", "--destroy-at", "--cosigner"])
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_option_is_refused_never_taken_as_off(flag: str, value: str) -> None:
+    with pytest.raises(exits.UsageError, match=f"{flag} is empty"):
+        axis_body(_args(flag, value))

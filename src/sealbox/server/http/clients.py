@@ -63,7 +63,10 @@ class PolicyBody(BaseModel):
         description="an approver that must release on top of the threshold",
     )  # fmt: skip
     destroy_at: int | None = Field(
-        default=None, ge=0, le=2**53, description="Unix time after which the items are destroyed"
+        default=None,
+        ge=0,
+        le=policy_rules.MAX_DESTROY_AT,
+        description="Unix time after which the items are destroyed (at most 9999-12-31)",
     )
     statement: str | None = Field(
         default=None, max_length=16384,

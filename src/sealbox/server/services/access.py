@@ -318,7 +318,7 @@ async def create_access(
     # Co-signers (any item's) must release on top of the threshold: they must be able to.
     cosigners = sorted({p.cosigner for p in applied if p.cosigner is not None})
     if len(cosigners) > 1 or (cosigners and cosigners[0] not in eligible):
-        raise Conflict(
+        raise policy_axes.Unsatisfiable(
             "policy_unsatisfiable",
             "the items' policies name co-signers that cannot all answer this request",
             "Ask for these items in separate requests, or ask an approver to fix the policies.",
@@ -333,7 +333,7 @@ async def create_access(
             "Sign the statement with a shorter validity.",
         )  # fmt: skip
     if len(eligible - ({cosigner} if cosigner else set())) < threshold:
-        raise Conflict(
+        raise policy_axes.Unsatisfiable(
             "policy_unsatisfiable",
             f"{threshold} approvals are needed but only {len(eligible)} approvers can give one",
             "Ask an approver to fix the policy or re-store the item for the current approvers.",
@@ -341,7 +341,12 @@ async def create_access(
 
     request_id = verified.hash.removeprefix("sha256:")
     # The latest cache_until a release may carry under the policy.
-    detail = AccessDetail(tuple(pinned), tuple(sorted(eligible)), s.at + max_cache, cosigner)
+    cache_until_max = s.at + max_cache
+    # Nothing is cached past the earliest destroy date of the items' policies.
+    cap = policy_axes.destroy_cap(applied)
+    if cap is not None:
+        cache_until_max = min(cache_until_max, cap)
+    detail = AccessDetail(tuple(pinned), tuple(sorted(eligible)), cache_until_max, cosigner)
     request = RequestRow(
         vault=vault, id=request_id, kind="access", client_id=principal.id,
         statement=statement_token, detail=detail, state=State.PENDING.value,
@@ -548,6 +553,7 @@ async def take_envelope(
             raise NotFound("no_such_request", "you have no access request with this id")
         access = await client_store.access(conn, vault, principal.id)
         roles = await member_store.roles(conn, vault, principal.id)
+        directory = await relay.directories.load(conn, vault)
     pinned = row.access.items
     # The grant (and a member's role) is checked again at delivery: removing it
     # stops a request that was asked (or even released) while it still stood.
@@ -560,6 +566,10 @@ async def take_envelope(
         # A release waits for its client only so long: past that it is not handed out,
         # even before the sweeper has expired it.
         fresh_since = now - relay.settings.delivery_seconds
+        # Past an item's destroy date nothing is delivered, even before the sweeper ran.
+        await policy_axes.refuse_destroyed_pinned(
+            tx.conn, vault, directory, [(e.item, e.path) for e in pinned], now
+        )
         delivered = await request_store.transition(
             tx.conn, vault, request_id, "access", State.RELEASED, Event.FETCHED, now,
             client_id=principal.id, fresh_since=fresh_since,
@@ -782,6 +792,10 @@ async def release(
         # Before any row: the items' projects' freeze locks (freeze.hold_release checks
         # under them), so a freeze is ordered with this release and no lock cycle forms.
         await freeze.lock_paths(tx.conn, vault, [e.path for e in row.access.items])
+        # Past an item's destroy date nothing is released, even before the sweeper ran.
+        await policy_axes.refuse_destroyed_pinned(
+            tx.conn, vault, directory, [(e.item, e.path) for e in row.access.items], now
+        )
         # Take the request row first: concurrent releases of one request then
         # count each other's.  Its client must still be waiting: a release
         # for a process that is gone would wait unread (or worse, be read by

@@ -235,6 +235,10 @@ async def store_item(
     dek = await project_key(relay, vault, manifest.path)
     digest = manifest_hash(manifest_token)
     async with relay.tx() as tx:
+        # Not onto a destroyed item, nor under a policy past its destroy date.
+        await policy_axes.refuse_destroyed_store(
+            tx.conn, vault, directory, item=manifest.item, path=manifest.path, now=now, hours=False
+        )
         await item_store.insert_version(
             tx.conn, vault, item=manifest.item, path=manifest.path, type=manifest.type,
             version=manifest.version, manifest=manifest_token, manifest_hash=digest, now=now,
@@ -368,6 +372,11 @@ async def complete_store(
     check_blobs(manifest.fields, manifest.keyset, ciphertexts, held)
     digest = manifest_hash(manifest_token)
     async with relay.tx() as tx:
+        # The request's policy axes hold at completion too: not past the destroy date (even
+        # before the sweeper ran), not onto a destroyed item, not outside the windows.
+        await policy_axes.refuse_destroyed_store(
+            tx.conn, vault, directory, item=manifest.item, path=manifest.path, now=now, hours=True
+        )
         # Only while its client still waits: a store whose command has given up
         # (and told its user it failed) must not become a stored version later.
         stored = await request_rows.transition(

@@ -34,12 +34,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sealbox.crypto import jws
 from sealbox.errors import SealboxError
-from sealbox.protocol import policies, policy_rules
+from sealbox.protocol import policies, policy_rules, scopes
 from sealbox.protocol.certificates import CLOCK_SKEW
 from sealbox.protocol.directory import Directory
-from sealbox.protocol.state import Event, State
+from sealbox.protocol.state import Event, State, StoreEvent
 from sealbox.server.auth.principal import Principal
-from sealbox.server.errors import Forbidden, Gone, Invalid, TooMany
+from sealbox.server.errors import Conflict, Forbidden, Gone, Invalid, TooMany
 from sealbox.server.networks import parse_networks
 from sealbox.server.notify import approvers_channel
 from sealbox.server.policy import Policy, policy_for
@@ -57,16 +57,20 @@ __all__ = [
     "READS_KEPT_SECONDS",
     "Axes",
     "AxisRefusal",
+    "Unsatisfiable",
     "applying",
     "audit_rotation_due",
     "check_axes",
     "check_cosigner",
     "check_request",
     "check_statement",
+    "destroy_cap",
     "destroy_due",
     "on_released",
     "refuse_destroyed",
     "refuse_destroyed_path",
+    "refuse_destroyed_pinned",
+    "refuse_destroyed_store",
     "rotation_due",
     "take_reads",
 ]
@@ -91,6 +95,11 @@ class Destroyed(Gone, AxisRefusal):
 
 class RateExceeded(TooMany, AxisRefusal):
     pass
+
+
+class Unsatisfiable(Conflict, AxisRefusal):
+    """No approvers (or co-signer) the items' policies name can answer: refused (409) and
+    audited like every other refusal of a request."""
 
 
 def _when(at: int) -> str:
@@ -127,6 +136,43 @@ async def refuse_destroyed(conn: AsyncConnection, vault: str, asked: Iterable[st
     if gone:
         item, at = min(gone.items())
         raise destroyed_error(item, at)
+
+
+async def refuse_destroyed_pinned(
+    conn: AsyncConnection, vault: str, directory: Directory,
+    pinned: Sequence[tuple[str, str]], now: int,
+) -> None:  # fmt: skip
+    """Refuse (410) releasing or delivering a request whose items are past their destroy
+    date or already destroyed: asked before the date is no licence to read after it, even
+    before the sweeper has run.  ``pinned`` is (item, path); called inside the transaction.
+    """
+    await refuse_destroyed(conn, vault, [item for item, _ in pinned])
+    rows = await client_store.policy_rows(conn, vault)
+    for _, path in pinned:
+        at = policy_for(path, rows, directory).destroy_at
+        if at is not None and now >= at:
+            raise destroyed_error(path, at)
+
+
+async def refuse_destroyed_store(
+    conn: AsyncConnection, vault: str, directory: Directory, *, item: str, path: str, now: int,
+    hours: bool,
+) -> None:  # fmt: skip
+    """Refuse storing a version of a destroyed item, or under a policy past its destroy date
+    (and, with ``hours``, outside its windows: a client's store completed by an approver is
+    held to them as its request was).  Called inside the transaction that stores it."""
+    policy = policy_for(path, await client_store.policy_rows(conn, vault), directory)
+    if hours:
+        check_request(policy, path, now)
+    elif policy.destroy_at is not None and now >= policy.destroy_at:
+        raise destroyed_error(path, policy.destroy_at)
+    await refuse_destroyed(conn, vault, [item])
+
+
+def destroy_cap(applied: Iterable[Policy]) -> int | None:
+    """The earliest destroy date of these policies: no release may be cached past it."""
+    dates = [p.destroy_at for p in applied if p.destroy_at is not None]
+    return min(dates) if dates else None
 
 
 async def take_reads(
@@ -243,7 +289,7 @@ async def _destroy_in(relay: Relay, vault: str, now: int) -> int:
             )  # fmt: skip
             for row in ended:
                 await audit.append(
-                    tx.conn, vault=vault, at=now, actor="relay", action="access.expired",
+                    tx.conn, vault=vault, at=now, actor="relay", action=f"{row.kind}.expired",
                     client_id=row.client_id, detail={"request": row.id, "destroyed": item.id},
                 )  # fmt: skip
         done += 1
@@ -252,26 +298,34 @@ async def _destroy_in(relay: Relay, vault: str, now: int) -> int:
 
 
 async def _end_requests(tx: Any, vault: str, item: str, now: int) -> list[Any]:
-    """Expire the open access requests that name a destroyed item (nothing can deliver them)."""
+    """Expire the open access and store requests that name a destroyed item (nothing can
+    deliver or complete them)."""
     from sealbox.server.services.access import wake_owner
 
     found = await tx.conn.execute(
-        select(requests.c.id, requests.c.state, requests.c.detail).where(
-            requests.c.vault_id == vault, requests.c.kind == "access",
+        select(requests.c.id, requests.c.kind, requests.c.state, requests.c.detail).where(
+            requests.c.vault_id == vault, requests.c.kind.in_(["access", "store"]),
             requests.c.state.in_([State.PENDING.value, State.RELEASED.value]),
         )
     )  # fmt: skip
     ended = []
-    for rid, state, detail in found.all():
-        if not any(entry.get("item") == item for entry in (detail or {}).get("items", ())):
+    for rid, kind, state, detail in found.all():
+        # An access request naming the item, or a store of a new version of it (a store is
+        # never completed onto a destroyed item: nothing could ever read it).
+        names = (detail or {}).get("items", ()) if kind == "access" else [detail or {}]
+        if not any(entry.get("item") == item for entry in names):
             continue
         row = await request_store.get(tx.conn, vault, rid)
         if row is None:  # pragma: no cover - read in this transaction just above
             continue
-        if await request_store.transition(tx.conn, vault, rid, "access", state, Event.EXPIRED,
+        event = Event.EXPIRED if kind == "access" else StoreEvent.EXPIRED
+        if await request_store.transition(tx.conn, vault, rid, kind, state, event,
                                           now) is None:  # fmt: skip
             continue
         await request_store.drop_releases(tx.conn, vault, rid)
+        if kind == "store":
+            await item_store.delete_unstored_blobs(tx.conn, vault, row.store.item,
+                                                   row.store.version)  # fmt: skip
         ended.append(row)
         wake_owner(tx, row, State.EXPIRED.value)
         tx.wake(approvers_channel(vault), rid)
@@ -423,6 +477,14 @@ def applying(
             "expiry_seconds": p.expiry_seconds, "max_cache_seconds": p.max_cache_seconds,
             "store_needs_approval": p.store_needs_approval, "cidrs": list(p.cidrs),
             **Axes.from_policy(p).to_json(),
+            # Every signed statement whose pattern matches, most specific first: approvers
+            # pick the one that applies themselves (the relay's word is not needed for it).
+            "statements": [
+                str(r["statement"])
+                for r in sorted(rows, key=lambda r: policies.specificity(str(r["pattern"])),
+                                reverse=True)
+                if r.get("statement") and scopes.matches(path, str(r["pattern"]))
+            ],
         }  # fmt: skip
     return out
 

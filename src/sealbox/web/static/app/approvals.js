@@ -77,7 +77,7 @@ function policyRows(entry, checked, signed) {
     if (p.max_reads) parts.push(`at most ${p.max_reads}`);
     if (typeof p.destroy_at === "number") parts.push(`destroyed ${when(p.destroy_at)}`);
     if (p.rotate_after) parts.push(`rotate after ${p.rotate_after}`);
-    parts.push(signed ? `signed by ${approverName(checked.get(path).signedBy)}` : "not signed");
+    parts.push(signed ? `signed by ${approverName(checked.get(path).signedBy)}` : "not signed (no signed policy served)");
     return el("li", {}, `${path}: ${p.pattern ?? "default policy"}: ${parts.join(", ")}`);
   });
 }
@@ -363,6 +363,9 @@ async function answer(id, what, detail) {
       const review = await reviewRequest(current.entry, {
         directory: fresh, approverId: keys.id, hpkePrivate: null, now: common.now,
       });
+      // The signed policies are checked again at this moment: a card drawn inside a window
+      // or before a destroy date is not released after it (throws PolicyBreach).
+      await checkPolicies(current.entry, review.items.map((i) => i.path), fresh, common.now);
       const release = await releaseReviewed(review, { ...common, hpkePrivate: keys.hpke });
       sent = await api.post(`/access-requests/${id}/release`, { release });
     } else {
