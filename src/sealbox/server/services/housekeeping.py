@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sealbox.protocol.state import Event, State, StoreEvent
 from sealbox.server.notify import approvers_channel
 from sealbox.server.relay import Relay
-from sealbox.server.services import consents, policy_axes
+from sealbox.server.services import consents, destruction, policy_axes
 from sealbox.server.services import shares as share_links
 from sealbox.server.services.access import waiter_since, wake_owner
 from sealbox.server.store import agents as agent_store
@@ -88,7 +88,7 @@ async def sweep(relay: Relay, now: int) -> Swept:
     """Expire overdue requests; purge finished requests, expired tokens and spent replay rows."""
     # Items past their policy's destroy date: versions and blobs deleted, a tombstone kept,
     # the requests naming them ended (before expiry, which would end them without saying why).
-    await policy_axes.destroy_due(relay, now)
+    await destruction.destroy_due(relay, now)
     total = 0
     more = True
     while more:

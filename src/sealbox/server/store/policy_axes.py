@@ -16,6 +16,8 @@ from sealbox.server.store.tables import (
     item_releases,
     item_versions,
     items,
+    policies,
+    requests,
 )
 
 __all__ = [
@@ -26,9 +28,11 @@ __all__ = [
     "destroyed_at",
     "lock_items",
     "mark_rotation_due",
+    "open_requests",
     "purge_reads",
     "read_times",
     "rotation_due",
+    "vaults_destroying",
 ]
 
 
@@ -173,3 +177,23 @@ async def destroyed_at(conn: AsyncConnection, vault: str, path: str) -> int | No
     )
     value = found.scalar()
     return None if value is None else int(value)
+
+
+async def vaults_destroying(conn: AsyncConnection, now: int) -> list[str]:
+    """The vaults with a policy whose destroy date is at or before ``now``."""
+    found = await conn.execute(
+        select(policies.c.vault_id).where(policies.c.destroy_at <= now).distinct()
+    )
+    return sorted(found.scalars())
+
+
+async def open_requests(
+    conn: AsyncConnection, vault: str, *, kinds: Sequence[str], states: Sequence[str]
+) -> list[tuple[str, Any, str, Any]]:
+    """``(id, kind, state, detail)`` of the vault's requests of these kinds in these states."""
+    found = await conn.execute(
+        select(requests.c.id, requests.c.kind, requests.c.state, requests.c.detail).where(
+            requests.c.vault_id == vault, requests.c.kind.in_(kinds), requests.c.state.in_(states)
+        )
+    )
+    return [(r.id, r.kind, r.state, r.detail) for r in found]
