@@ -230,7 +230,9 @@ def test_tampered_bundles_fail(world: Any, fresh_world: Any) -> None:
     good = _bundle(world)
     token = good["consent"]
     head, payload, sig = token.split(".")
-    flipped = sig[:-2] + ("AA" if sig[-2:] != "AA" else "BB")
+    # The last of 86 characters carries 2 bits and 4 zero bits: "A" keeps it canonical, so
+    # the change is a bad signature, never a malformed encoding.
+    flipped = sig[:-2] + ("AA" if sig[-2:] != "AA" else "BA")
     cases: list[tuple[object, type]] = [
         ({**good, "consent": f"{head}.{payload}.{flipped}"}, SignatureInvalid),
         # The signer's link cut off the chain: it is not an approver of what remains.
