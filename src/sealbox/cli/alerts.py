@@ -19,10 +19,10 @@ from typing import Any
 from urllib.parse import quote
 
 from sealbox.cli import exits
+from sealbox.protocol.severities import SEVERITIES
 
 __all__ = ["add_parsers", "run"]
 
-SEVERITIES = ("info", "notice", "warning", "alert", "critical")
 _TARGET = re.compile(r"alt_[a-z2-7]{26}")
 
 

@@ -39,10 +39,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 from sealbox.cli import exits
+from sealbox.protocol.severities import SEVERITIES
 
 __all__ = ["add_parsers", "run"]
 
-SEVERITIES = ("info", "notice", "warning", "alert", "critical")
 _DURATION = re.compile(r"([0-9]{1,9})([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

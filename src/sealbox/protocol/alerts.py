@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from sealbox.errors import InvalidInput, SignatureInvalid
+from sealbox.protocol.severities import SEVERITIES
 
 __all__ = [
     "DEFAULT_MIN_SEVERITY",
@@ -39,7 +40,7 @@ SIGNATURE_HEADER: Final = "X-Sealbox-Signature"
 #: How far a signature's timestamp may be from the receiver's clock (either way).
 TOLERANCE_SECONDS: Final = 300
 #: Severities, least to most severe (the audit log's).
-SEVERITY_ORDER: Final = ("info", "notice", "warning", "alert", "critical")
+SEVERITY_ORDER: Final = SEVERITIES
 #: What a target selects when it names neither actions nor a severity.
 DEFAULT_MIN_SEVERITY: Final = "alert"
 #: Most action patterns one target may name.

@@ -38,6 +38,7 @@ from sealbox.crypto.encoding import (
 from sealbox.errors import MalformedInput, SealboxError, VerificationError
 from sealbox.protocol import ids
 from sealbox.protocol.directory import Directory
+from sealbox.protocol.severities import SEVERITIES
 from sealbox.protocol.statements import CheckpointStatement, verify_statement
 
 __all__ = [
@@ -64,8 +65,6 @@ __all__ = [
 
 #: ``prev_hash`` of a vault's first event.
 GENESIS = "0" * 64
-#: Severities, least to most severe.
-SEVERITIES = ("info", "notice", "warning", "alert", "critical")
 #: The fields of an event, in the order every reader shows them (the relay's export too).
 FIELDS = ("seq", "at", "actor", "action", "severity", "client_id", "item_id", "source_ip",
           "detail", "prev_hash", "hash")  # fmt: skip

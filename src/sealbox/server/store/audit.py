@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sealbox.protocol.audit import GENESIS as _GENESIS
 from sealbox.protocol.audit import event_hash
+from sealbox.protocol.severities import SEVERITIES as SEVERITY_ORDER
 from sealbox.server.store import alerts
 from sealbox.server.store.tables import audit_events
 
@@ -79,7 +80,7 @@ class Heads:
             self._heads.pop(vault, None)
 
 
-SEVERITIES = frozenset({"info", "notice", "warning", "alert", "critical"})
+SEVERITIES = frozenset(SEVERITY_ORDER)
 
 
 #: Built once: ``ON CONFLICT DO NOTHING`` finds a stale cached head without aborting the
@@ -195,7 +196,6 @@ async def head(conn: AsyncConnection, vault: str) -> int:
 # --- reading the log ---------------------------------------------------------------------------
 
 #: Severities, least to most severe; a minimum keeps its level and those above.
-SEVERITY_ORDER = ("info", "notice", "warning", "alert", "critical")
 
 
 @dataclass(frozen=True)
